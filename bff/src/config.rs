@@ -1,0 +1,108 @@
+//! Settings from the environment (the contract's table in DESIGN.md), read once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything `playdeck serve` can be told. Secrets are wrapped so `Debug` never prints them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// External PostgreSQL; `None` starts the embedded cluster in `data_dir/pg`.
+    pub database_url: Option<Secret>,
+    /// Local state: the embedded cluster, generated keys.
+    pub data_dir: PathBuf,
+    /// Ensure this API key exists with role admin.
+    pub bootstrap_admin_key: Option<Secret>,
+    /// Bearer token the ingest endpoints accept.
+    pub ingest_token: Option<Secret>,
+    /// Largest ingest body accepted, before and after gzip decompression.
+    pub ingest_max_bytes: usize,
+    /// Messages the live hub keeps for slow clients before they get `resync`.
+    pub hub_capacity: usize,
+    /// Where the built SPA is (trunk's `dist/`).
+    pub web_dir: Option<PathBuf>,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long a browser session lasts.
+    pub session_hours: i64,
+    /// Who may show Playdeck in a frame: the CSP `frame-ancestors` sources (`'self'` by default;
+    /// a portal adds its origin).
+    pub frame_ancestors: String,
+}
+
+/// A secret value; `Debug` shows only that it is there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Config {
+    /// Reads the environment; a malformed value is an error that names the variable.
+    pub fn from_env() -> Result<Config, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let parse_num = |name: &str, default: usize| -> Result<usize, String> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name} must be a positive integer, got {v:?}")),
+            }
+        };
+        let listen = var("PLAYDECK_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen
+            .parse()
+            .map_err(|e| format!("PLAYDECK_LISTEN must be host:port, got {listen:?}: {e}"))?;
+        Ok(Config {
+            listen,
+            database_url: var("DATABASE_URL").map(Secret),
+            data_dir: PathBuf::from(var("PLAYDECK_DATA_DIR").unwrap_or_else(|| ".playdeck".into())),
+            bootstrap_admin_key: var("PLAYDECK_BOOTSTRAP_ADMIN_KEY").map(Secret),
+            ingest_token: var("PLAYDECK_INGEST_TOKEN").map(Secret),
+            ingest_max_bytes: parse_num("PLAYDECK_INGEST_MAX_BYTES", 8 * 1024 * 1024)?,
+            hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 1024)?,
+            web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
+            pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
+            session_hours: parse_num("PLAYDECK_SESSION_HOURS", 12)? as i64,
+            frame_ancestors: match var("PLAYDECK_FRAME_ANCESTORS") {
+                None => "'self'".into(),
+                Some(v) if v.contains([';', ',', '\n', '\r']) => {
+                    return Err(format!(
+                        "PLAYDECK_FRAME_ANCESTORS is a space-separated list of sources, got {v:?}"
+                    ))
+                }
+                Some(v) => v,
+            },
+        })
+    }
+
+    /// Settings for tests and tools: defaults, listening on port 0.
+    pub fn for_tests(data_dir: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: None,
+            data_dir,
+            bootstrap_admin_key: None,
+            ingest_token: None,
+            ingest_max_bytes: 8 * 1024 * 1024,
+            hub_capacity: 1024,
+            web_dir: None,
+            pool_size: 8,
+            session_hours: 12,
+            frame_ancestors: "'self'".into(),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! One error type for every handler, answered in the contract's shape `{"errors":[{"detail":…}]}`.
+//!
+//! Internal errors are logged once, by the `log_errors` middleware, with the request they belong
+//! to; the client only learns that something went wrong on the server.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shared::ErrorBody;
+
+#[derive(Debug)]
+pub enum AppError {
+    /// 400: the request cannot be read (malformed JSON, bad query parameter).
+    BadRequest(String),
+    /// 401: no key, or a key that is not valid.
+    Unauthorized(String),
+    /// 403: a valid key whose role may not do this.
+    Forbidden(String),
+    /// 404: no such thing.
+    NotFound(String),
+    /// 409: conflicts with what is stored.
+    Conflict(String),
+    /// 413: the body is larger than allowed.
+    PayloadTooLarge(String),
+    /// 415: a body encoding or content type we do not read.
+    UnsupportedMedia(String),
+    /// 422: well-formed, but the values are wrong.
+    Unprocessable(String),
+    /// 503: a dependency (the database) is not reachable right now.
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; the detail is logged, never sent.
+    Internal(String),
+}
+
+/// The detail of an internal error, carried to the logging middleware in the response.
+#[derive(Clone)]
+struct InternalDetail(String);
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn not_found_job(id: i64) -> AppError {
+        AppError::NotFound(format!("job {id} does not exist"))
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::BadRequest(m)
+            | AppError::Unauthorized(m)
+            | AppError::Forbidden(m)
+            | AppError::NotFound(m)
+            | AppError::Conflict(m)
+            | AppError::PayloadTooLarge(m)
+            | AppError::UnsupportedMedia(m)
+            | AppError::Unprocessable(m)
+            | AppError::Unavailable(m)
+            | AppError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+pub fn error_response(status: StatusCode, detail: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody::new(detail))).into_response()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match self {
+            AppError::Internal(detail) => {
+                let mut resp = error_response(status, "internal server error; see the server's log");
+                resp.extensions_mut().insert(InternalDetail(detail));
+                resp
+            }
+            AppError::Unavailable(detail) => {
+                let mut resp = error_response(status, "the database is not reachable; try again");
+                resp.extensions_mut().insert(InternalDetail(detail));
+                resp
+            }
+            other => error_response(status, other.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for AppError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            return AppError::Unavailable(format!("database: {e}"));
+        }
+        // Show the server's own message, not just "db error".
+        match e.as_db_error() {
+            Some(db) => AppError::Internal(format!("database: {} ({})", db.message(), db.code().code())),
+            None => AppError::Internal(format!("database: {e}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        AppError::Unavailable(format!("database pool: {e}"))
+    }
+}
+
+/// `axum::Json`, but a body it cannot read gets the contract's error shape.
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(AppJson(v)),
+            Err(rejection) => {
+                let detail = rejection.body_text();
+                Err(match rejection.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => AppError::Unprocessable(detail),
+                    StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(detail),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMedia(detail),
+                    _ => AppError::BadRequest(detail),
+                })
+            }
+        }
+    }
+}
+
+/// Logs internal errors once, with the request's method and path, and gives every other error
+/// response that is not already in the contract's shape (axum's own rejections of a path or query,
+/// unknown routes, wrong methods) that shape, keeping its status and its words.
+pub async fn error_shape(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
+        tracing::error!(%method, %path, status = resp.status().as_u16(), error = %detail, "request failed");
+        return resp;
+    }
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let detail = if text.is_empty() {
+        match status {
+            StatusCode::NOT_FOUND => format!("no such resource: {path}"),
+            StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+            _ => status.canonical_reason().unwrap_or("error").to_string(),
+        }
+    } else {
+        text
+    };
+    let mut out = error_response(status, detail);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out
+}

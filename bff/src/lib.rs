@@ -1,0 +1,113 @@
+//! Playdeck's backend-for-frontend: the ingest path, the read API, the live relay and the SPA.
+//!
+//! `app(state)` builds the router apart from `main`, so tests serve it on port 0 against their own
+//! database.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod embedded;
+pub mod error;
+pub mod ingest;
+pub mod jobs;
+pub mod live;
+pub mod sse;
+pub mod web;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use crate::config::{Config, Secret};
+
+/// What every handler shares.
+pub struct App {
+    /// Settings read at start.
+    pub config: Config,
+    /// Connections for queries and ingest transactions.
+    pub pool: Pool,
+    /// The live relay's broadcast hub.
+    pub hub: Arc<live::Hub>,
+    /// The token the ingest endpoints accept.
+    pub ingest_token: Secret,
+    /// Turns true when the server shuts down, so long-lived streams end and shutdown completes.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The state handlers receive: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// Resolves once the server shuts down (or never, if the sender is gone without saying so).
+pub async fn shutting_down(mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A started Playdeck: the state plus what stops it.
+pub struct Started {
+    pub state: AppState,
+    /// Set to true to end the live streams before shutting down.
+    pub shutdown: watch::Sender<bool>,
+    /// The admin key created at this start, to print once.
+    pub new_admin_key: Option<String>,
+}
+
+/// Connects to the database, applies migrations, makes sure the admin key and the ingest token
+/// exist and starts the live relay.
+pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<Started, String> {
+    let pool = db::pool(pg_config.clone(), config.pool_size)?;
+    let applied = db::migrate(&pool).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let ingest_token = auth::ingest_token(&config)?;
+    let hub = live::Hub::new(config.hub_capacity);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let app = AppState(Arc::new(App {
+        config,
+        pool: pool.clone(),
+        hub: hub.clone(),
+        ingest_token,
+        shutdown: shutdown_rx,
+    }));
+    let new_admin_key = auth::bootstrap_admin(&app).await?;
+    live::start(pool, pg_config, hub);
+    Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(ingest::router())
+        .merge(jobs::router())
+        .merge(auth::router())
+        .route("/jobs/{id}/stream", get(sse::stream))
+        .route("/ws", get(ws::upgrade))
+        .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })
+        .layer(axum::middleware::from_fn(error::error_shape));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(web::healthz))
+        .route("/readyz", get(web::readyz))
+        .merge(web::spa(&state.config))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), web::security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,335 @@
+//! The live relay: one LISTEN connection per process feeds a bounded broadcast hub, from which
+//! every WebSocket and SSE client takes what it follows.
+//!
+//! Notifications carry ids and cursors only (`Notice`); the hub reads each batch's events once and
+//! broadcasts them, so a thousand clients cost one query. Clients keep their own cursor (`Follower`)
+//! and read from the tables whenever the broadcast cannot vouch for continuity: on subscribing,
+//! when they fell behind (`Lagged`), and after the LISTEN connection broke. That is what makes
+//! delivery gap-free and exactly-once per cursor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use shared::{Job, JobEvent};
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::AsyncMessage;
+
+use crate::error::AppError;
+use crate::jobs;
+
+/// The payload of one ingest transaction's notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub job: i64,
+    /// The job's last seq before and after the batch: its new events are `(from, to]`.
+    pub from: i64,
+    pub to: i64,
+    pub change: i64,
+}
+
+impl Notice {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What the hub broadcasts.
+#[derive(Debug)]
+pub enum HubMessage {
+    /// A batch of one job's events, seq `(from, to]`, in seq order.
+    Events { job_id: i64, from: i64, to: i64, events: Vec<JobEvent> },
+    /// A job's current state after a change.
+    Job(Job),
+    /// The LISTEN connection broke and is back: whatever happened in between is in the tables only,
+    /// so followers read from their cursors and job lists are reloaded.
+    Reconnected,
+}
+
+/// The broadcast hub and what it needs to know about its audience.
+pub struct Hub {
+    tx: broadcast::Sender<Arc<HubMessage>>,
+    /// Clients following each job's events: the hub reads events only for jobs someone follows.
+    followed: Mutex<HashMap<i64, usize>>,
+    /// Clients following every job's changes.
+    job_watchers: AtomicUsize,
+    /// Whether the LISTEN connection is up (for `/readyz`).
+    pub listening: AtomicBool,
+    /// Highest `change_seq` seen, to catch job changes up after a break.
+    last_change: AtomicI64,
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(capacity);
+        Arc::new(Hub {
+            tx,
+            followed: Mutex::new(HashMap::new()),
+            job_watchers: AtomicUsize::new(0),
+            listening: AtomicBool::new(false),
+            last_change: AtomicI64::new(0),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubMessage>> {
+        self.tx.subscribe()
+    }
+
+    fn send(&self, msg: HubMessage) {
+        // An error only means nobody listens right now.
+        let _ = self.tx.send(Arc::new(msg));
+    }
+
+    /// Registers interest in a job's events until the guard is dropped.
+    pub fn follow(self: &Arc<Hub>, job_id: i64) -> Interest {
+        if let Ok(mut f) = self.followed.lock() {
+            *f.entry(job_id).or_default() += 1;
+        }
+        Interest { hub: self.clone(), job_id: Some(job_id) }
+    }
+
+    /// Registers interest in every job's changes until the guard is dropped.
+    pub fn watch_jobs(self: &Arc<Hub>) -> Interest {
+        self.job_watchers.fetch_add(1, Ordering::SeqCst);
+        Interest { hub: self.clone(), job_id: None }
+    }
+
+    fn is_followed(&self, job_id: i64) -> bool {
+        self.followed.lock().map(|f| f.contains_key(&job_id)).unwrap_or(true)
+    }
+
+    pub fn clients(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// Interest in a job (or in all jobs); dropping it withdraws the interest.
+pub struct Interest {
+    hub: Arc<Hub>,
+    job_id: Option<i64>,
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        match self.job_id {
+            None => {
+                self.hub.job_watchers.fetch_sub(1, Ordering::SeqCst);
+            }
+            Some(id) => {
+                if let Ok(mut f) = self.hub.followed.lock() {
+                    if let Some(n) = f.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            f.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the listener tells the hub.
+enum Signal {
+    Notice(Notice),
+    Reconnected,
+}
+
+/// Starts the listener and the hub's task; both run until the process ends.
+pub fn start(pool: Pool, pg_config: tokio_postgres::Config, hub: Arc<Hub>) {
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(listen(pg_config, hub.clone(), tx));
+    tokio::spawn(relay(pool, hub, rx));
+}
+
+/// Holds the one LISTEN connection: a pooled connection would never deliver notifications, since
+/// nobody polls it between queries. Reconnects with capped backoff and says so after a break.
+async fn listen(mut config: tokio_postgres::Config, hub: Arc<Hub>, tx: mpsc::Sender<Signal>) {
+    config.application_name("playdeck-listener");
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        match config.connect(tokio_postgres::NoTls).await {
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection failed");
+            }
+            Ok((client, mut connection)) => {
+                let (note_tx, mut note_rx) = mpsc::channel::<Notice>(1024);
+                let driver = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => match serde_json::from_str(n.payload()) {
+                                Ok(notice) => {
+                                    if note_tx.send(notice).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "unreadable notification"),
+                            },
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost");
+                                break;
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("listen {}", crate::ingest::CHANNEL)).await {
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                    Ok(()) => {
+                        hub.listening.store(true, Ordering::SeqCst);
+                        backoff = Duration::from_millis(100);
+                        if !first && tx.send(Signal::Reconnected).await.is_err() {
+                            return;
+                        }
+                        first = false;
+                        tracing::info!("listening for job changes");
+                        while let Some(notice) = note_rx.recv().await {
+                            if tx.send(Signal::Notice(notice)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                hub.listening.store(false, Ordering::SeqCst);
+                driver.abort();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Turns notices into broadcasts: one read per batch, whatever the number of clients.
+async fn relay(pool: Pool, hub: Arc<Hub>, mut rx: mpsc::Receiver<Signal>) {
+    if let Ok(db) = pool.get().await {
+        if let Ok(row) = db.query_one("select coalesce(max(change_seq), 0) from jobs", &[]).await {
+            hub.last_change.store(row.get(0), Ordering::SeqCst);
+        }
+    }
+    while let Some(signal) = rx.recv().await {
+        let result = match signal {
+            Signal::Notice(n) => relay_notice(&pool, &hub, n).await,
+            Signal::Reconnected => catch_up_jobs(&pool, &hub).await,
+        };
+        if let Err(e) = result {
+            // The clients' cursors make up for a broadcast lost here: tell them to read.
+            tracing::warn!(error = %e, "live relay could not read a change; clients will catch up");
+            hub.send(HubMessage::Reconnected);
+        }
+    }
+}
+
+async fn relay_notice(pool: &Pool, hub: &Hub, n: Notice) -> Result<(), AppError> {
+    hub.last_change.fetch_max(n.change, Ordering::SeqCst);
+    let followed = hub.is_followed(n.job);
+    if n.to > n.from && followed {
+        let db = pool.get().await?;
+        let events = jobs::events_by_seq(&db, n.job, n.from, Some(n.to), i64::MAX).await?;
+        hub.send(HubMessage::Events { job_id: n.job, from: n.from, to: n.to, events });
+    }
+    if followed || hub.job_watchers.load(Ordering::SeqCst) > 0 {
+        let db = pool.get().await?;
+        if let Some(job) = jobs::fetch_job(&db, n.job).await? {
+            hub.send(HubMessage::Job(job));
+        }
+    }
+    Ok(())
+}
+
+/// After a break: broadcast every job that changed meanwhile, then tell followers to read.
+async fn catch_up_jobs(pool: &Pool, hub: &Hub) -> Result<(), AppError> {
+    let since = hub.last_change.load(Ordering::SeqCst);
+    let db = pool.get().await?;
+    let changed = jobs::jobs_changed_since(&db, since, 500).await?;
+    for job in changed {
+        hub.last_change.fetch_max(job.1, Ordering::SeqCst);
+        hub.send(HubMessage::Job(job.0));
+    }
+    hub.send(HubMessage::Reconnected);
+    Ok(())
+}
+
+/// One client's position in one job's events. Everything it hands out has a seq above the cursor
+/// and moves the cursor, so nothing is handed out twice, and it reads the tables whenever the
+/// broadcast would leave a gap, so nothing is missed.
+#[derive(Debug)]
+pub struct Follower {
+    pub job_id: i64,
+    pub cursor: i64,
+}
+
+/// Events per message when reading from the tables.
+pub const PAGE: i64 = 500;
+
+impl Follower {
+    pub fn new(job_id: i64, cursor: i64) -> Follower {
+        Follower { job_id, cursor }
+    }
+
+    /// The next page of stored events after the cursor (empty when there is nothing more).
+    pub async fn read_page(&mut self, pool: &Pool) -> Result<Vec<JobEvent>, AppError> {
+        let db = pool.get().await?;
+        let events = jobs::events_by_seq(&db, self.job_id, self.cursor, None, PAGE).await?;
+        self.advance(&events);
+        Ok(events)
+    }
+
+    /// What of a broadcast batch this client has not had; reads the tables if the batch starts
+    /// beyond the cursor (the client missed something before it).
+    pub async fn take(
+        &mut self,
+        pool: &Pool,
+        from: i64,
+        to: i64,
+        events: &[JobEvent],
+    ) -> Result<Vec<JobEvent>, AppError> {
+        if to <= self.cursor {
+            return Ok(Vec::new());
+        }
+        let covers = events.last().map(seq_of) == Some(to);
+        if from <= self.cursor && covers {
+            let fresh: Vec<JobEvent> =
+                events.iter().filter(|e| seq_of(e) > self.cursor).cloned().collect();
+            self.advance(&fresh);
+            self.cursor = self.cursor.max(to);
+            return Ok(fresh);
+        }
+        let mut out = Vec::new();
+        while self.cursor < to {
+            let page = self.read_page(pool).await?;
+            if page.is_empty() {
+                break;
+            }
+            out.extend(page);
+        }
+        Ok(out)
+    }
+
+    fn advance(&mut self, events: &[JobEvent]) {
+        if let Some(last) = events.last() {
+            self.cursor = self.cursor.max(seq_of(last));
+        }
+    }
+}
+
+pub fn seq_of(e: &JobEvent) -> i64 {
+    e.cursor.parse().unwrap_or(0)
+}
+
+/// Reads a client's cursor: absent means from the start.
+pub fn parse_cursor(cursor: Option<&str>) -> Result<i64, AppError> {
+    match cursor.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| AppError::BadRequest(format!("{c:?} is not a cursor this server gave out"))),
+    }
+}
