@@ -1,0 +1,209 @@
+//! Test harness: one throwaway PostgreSQL cluster per test binary (a database per test), the app
+//! served on port 0, and small clients for HTTP, WebSocket and SSE.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bff::config::{Config, Secret};
+use bff::embedded::{Cluster, Durability};
+use serde_json::{json, Value};
+
+pub const ADMIN_KEY: &str = "pdk_test_admin_key_0123456789";
+pub const INGEST_TOKEN: &str = "pdi_test_ingest_token_0123456789";
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under /tmp/playdeck-tests/<pid>; directories of test processes that are gone
+/// are removed first.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let root = PathBuf::from("/tmp/playdeck-tests");
+    std::fs::create_dir_all(&root).expect("create /tmp/playdeck-tests");
+    let me = std::process::id();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let pid = e.file_name().to_str().and_then(|n| n.split('-').next()?.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if pid != me && !PathBuf::from(format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let dir = root.join(format!("{me}-{name}-{}", NEXT.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        // Started on a thread of its own with its own runtime: tests run on many runtimes, and the
+        // cluster must outlive each of them.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(Cluster::start(&temp_dir("cluster"), Durability::Throwaway))
+                .expect("start the test PostgreSQL cluster")
+        })
+        .join()
+        .expect("cluster thread")
+    })
+}
+
+/// A new empty database in the shared cluster.
+pub async fn fresh_database() -> tokio_postgres::Config {
+    let c = cluster();
+    let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let (client, conn) = c.pg_config("postgres").connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client.batch_execute(&format!("create database {name}")).await.expect("create database");
+    c.pg_config(&name)
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub http: reqwest::Client,
+    pub pg: tokio_postgres::Config,
+    pub state: bff::AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
+    let pg = fresh_database().await;
+    spawn_app_on(pg, tune).await
+}
+
+/// Serves the app on port 0 against the given database.
+pub async fn spawn_app_on(pg: tokio_postgres::Config, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests(temp_dir("app"));
+    config.bootstrap_admin_key = Some(Secret(ADMIN_KEY.into()));
+    config.ingest_token = Some(Secret(INGEST_TOKEN.into()));
+    tune(&mut config);
+    let started = bff::start(config, pg.clone()).await.expect("start the app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = started.state.clone();
+    let app = bff::app(started.state);
+    let mut stop = started.shutdown.subscribe();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    // Wait for the live relay's LISTEN, so tests start from a steady state.
+    for _ in 0..200 {
+        if state.hub.listening.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        http: reqwest::Client::new(),
+        pg,
+        state,
+        shutdown: started.shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn ingest(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/ingest/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("ingest request")
+    }
+
+    /// Ingests and expects success; returns the answer.
+    pub async fn ingest_ok(&self, body: &Value) -> Value {
+        let resp = self.ingest(body).await;
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert!(status.is_success(), "ingest answered {status}: {text}");
+        serde_json::from_str(&text).expect("json answer")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(ADMIN_KEY).send().await.expect("get")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert!(status.is_success(), "GET {path} answered {status}: {text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, conn) = self.pg.connect(tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.expect("count").get(0)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/v1/ws?key={ADMIN_KEY}", self.addr)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// An event of realistic shape: a task result on a host, with some output.
+pub fn event(counter: i64, kind: &str, host: &str, task: &str) -> Value {
+    json!({
+        "counter": counter,
+        "event": kind,
+        "uuid": format!("00000000-0000-4000-8000-{counter:012}"),
+        "parent_uuid": "00000000-0000-4000-8000-000000000000",
+        "created": "2026-11-23T10:00:00.000000",
+        "stdout": format!("\u{1b}[0;32mok: [{host}] => line {counter}\u{1b}[0m"),
+        "start_line": counter,
+        "end_line": counter + 1,
+        "event_data": {"host": host, "task": task, "play": "site", "res": {"changed": false, "msg": "x"}}
+    })
+}
+
+/// A batch for one local job.
+pub fn batch(job: &str, events: Vec<Value>) -> Value {
+    json!({"source": "local", "job": {"external_id": job, "name": format!("job {job}")}, "events": events})
+}
+
+/// `n` runner_on_ok events with counters from..from+n.
+pub fn events(from: i64, n: i64) -> Vec<Value> {
+    (from..from + n).map(|c| event(c, "runner_on_ok", &format!("host-{}", c % 7), "ping")).collect()
+}
+
+/// Every error answer has the contract's shape and a non-empty detail.
+pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let body: Value = resp.json().await.expect("error body is JSON");
+    let detail = body["errors"][0]["detail"].as_str().expect("errors[0].detail").to_string();
+    assert!(!detail.is_empty());
+    detail
+}

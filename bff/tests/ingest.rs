@@ -1,0 +1,343 @@
+//! The ingest path and the read API, against a real PostgreSQL over real HTTP.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn ingested_events_read_back_in_order_with_hosts_stdout_and_history() {
+    let app = spawn_app().await;
+    let mut evs = vec![
+        json!({"counter": 1, "event": "playbook_on_start", "created": "2026-11-23T10:00:00Z", "stdout": ""}),
+        json!({"counter": 2, "event": "playbook_on_play_start", "stdout": "PLAY [site] ****",
+               "event_data": {"play": "site"}}),
+        json!({"counter": 3, "event": "playbook_on_task_start", "stdout": "TASK [patch] ****",
+               "event_data": {"play": "site", "task": "patch"}}),
+        json!({"counter": 4, "event": "runner_on_ok", "stdout": "\u{1b}[0;33mchanged: [web-01]\u{1b}[0m",
+               "event_data": {"host": "web-01", "task": "patch", "res": {"changed": true}}}),
+        json!({"counter": 5, "event": "runner_on_failed", "stdout": "\u{1b}[0;31mfatal: [web-02]: FAILED!\u{1b}[0m",
+               "event_data": {"host": "web-02", "task": "patch", "res": {"msg": "boom"}}}),
+        json!({"counter": 6, "event": "runner_on_unreachable", "stdout": "fatal: [web-03]: UNREACHABLE!",
+               "event_data": {"host": "web-03", "task": "patch"}}),
+    ];
+    let body = json!({"source": "aap", "job": {"external_id": 26, "name": "Patch Group-1", "template": "patch",
+        "inventory": "prod", "launched_by": "alice", "limit": "web-0*"}, "events": evs.clone()});
+    let r = app.ingest_ok(&body).await;
+    assert_eq!(r["accepted"], 6);
+    assert_eq!(r["duplicates"], 0);
+    let id = r["job_id"].as_i64().expect("job id");
+
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["status"], "running");
+    assert_eq!(job["source"], "aap");
+    assert_eq!(job["external_id"], "26");
+    assert_eq!(job["template"], "patch");
+    assert_eq!(job["launched_by"], "alice");
+    assert_eq!(job["limit"], "web-0*");
+    assert_eq!(job["current_task"], "patch");
+    assert_eq!(job["current_play"], "site");
+    assert_eq!(job["hosts"], json!({"ok": 0, "changed": 1, "failed": 1, "skipped": 0, "unreachable": 1}));
+    assert_eq!(job["started"], "2026-11-23T10:00:00Z");
+    assert!(job["elapsed"].as_f64().is_some(), "a running job's elapsed ticks");
+
+    evs = vec![json!({"counter": 7, "event": "playbook_on_stats", "created": "2026-11-23T10:05:00Z",
+        "event_data": {"ok": {"web-01": 2, "web-02": 1}, "changed": {"web-01": 1}, "failures": {"web-02": 1},
+                       "dark": {"web-03": 1}, "skipped": {}, "rescued": {}, "ignored": {}}})];
+    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "26"}, "events": evs})).await;
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["status"], "failed", "failures in playbook_on_stats fail the job");
+    assert_eq!(job["finished"], "2026-11-23T10:05:00Z");
+    assert_eq!(job["elapsed"], 300.0);
+    assert_eq!(job["name"], "Patch Group-1", "fields absent from a later batch are kept");
+
+    let hosts = app.get_json(&format!("/api/v1/jobs/{id}/hosts")).await;
+    let by_host: Vec<(String, String, i64)> = hosts["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap_or("").into(), h["status"].as_str().unwrap_or("").into(), h["ok"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(
+        by_host,
+        vec![("web-01".into(), "changed".into(), 2), ("web-02".into(), "failed".into(), 1), ("web-03".into(), "unreachable".into(), 0)]
+    );
+
+    let txt = app.get(&format!("/api/v1/jobs/{id}/stdout?format=txt")).await.text().await.expect("txt");
+    assert_eq!(
+        txt,
+        "PLAY [site] ****\nTASK [patch] ****\nchanged: [web-01]\nfatal: [web-02]: FAILED!\nfatal: [web-03]: UNREACHABLE!\n"
+    );
+    let ansi = app.get(&format!("/api/v1/jobs/{id}/stdout?format=ansi")).await.text().await.expect("ansi");
+    assert!(ansi.contains("\u{1b}[0;31mfatal: [web-02]"));
+
+    let history = app.get_json(&format!("/api/v1/jobs/{id}/history")).await;
+    let statuses: Vec<&str> = history["results"].as_array().expect("results").iter().map(|h| h["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(statuses, vec!["new", "running", "failed"]);
+    assert_eq!(history["results"][2]["by"], "event playbook_on_stats");
+
+    let page = app.get_json(&format!("/api/v1/jobs/{id}/events?after_counter=2&limit=3")).await;
+    let counters: Vec<i64> = page["results"].as_array().expect("results").iter().map(|e| e["counter"].as_i64().unwrap_or(0)).collect();
+    assert_eq!(counters, vec![3, 4, 5]);
+    assert_eq!(page["count"], 7);
+    assert_eq!(page["next"], format!("/api/v1/jobs/{id}/events?after_counter=5&limit=3"));
+    assert_eq!(page["results"][1]["host"], "web-01");
+    assert_eq!(page["results"][1]["changed"], true);
+    assert_eq!(page["results"][2]["failed"], true);
+}
+
+#[tokio::test]
+async fn duplicates_and_shuffled_batches_are_stored_once_in_counter_order() {
+    let app = spawn_app().await;
+    let all = events(1, 200);
+    // Out of order: the second half first, then overlapping and repeated batches.
+    let r = app.ingest_ok(&batch("7", all[100..].to_vec())).await;
+    assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(100), Some(0)));
+    let r = app.ingest_ok(&batch("7", all[50..150].to_vec())).await;
+    assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(50), Some(50)));
+    let mut shuffled: Vec<Value> = all[..50].iter().rev().cloned().collect();
+    shuffled.push(all[3].clone());
+    let r = app.ingest_ok(&batch("7", shuffled)).await;
+    assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(50), Some(1)), "a repeat within a batch counts");
+    let r = app.ingest_ok(&batch("7", all.clone())).await;
+    assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(0), Some(200)));
+
+    let id = r["job_id"].as_i64().expect("id");
+    assert_eq!(app.count(&format!("select count(*) from job_events where job_id = {id}")).await, 200);
+    // Rolling per-host counts count each event once.
+    assert_eq!(app.count(&format!("select sum(ok)::bigint from job_hosts where job_id = {id}")).await, 200);
+    let txt = app.get(&format!("/api/v1/jobs/{id}/stdout")).await.text().await.expect("txt");
+    let lines: Vec<String> = txt.lines().map(str::to_string).collect();
+    let expected: Vec<String> = (1..=200).map(|c| format!("ok: [host-{}] => line {c}", c % 7)).collect();
+    assert_eq!(lines, expected);
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["event_count"], 200);
+    assert_eq!(job["cursor"], "200", "cursors are arrival order without gaps");
+}
+
+#[tokio::test]
+async fn status_given_by_the_source_wins_over_events() {
+    let app = spawn_app().await;
+    let r = app
+        .ingest_ok(&json!({"source": "aap", "job": {"external_id": "9", "status": "pending"}, "events": []}))
+        .await;
+    let id = r["job_id"].as_i64().expect("id");
+    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "9", "status": "canceled"},
+        "events": [{"counter": 1, "event": "playbook_on_start"}]}))
+        .await;
+    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "9"},
+        "events": [{"counter": 2, "event": "playbook_on_stats", "event_data": {"ok": {"a": 1}}}]}))
+        .await;
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["status"], "canceled");
+    assert!(job["finished"].is_string());
+    let history = app.get_json(&format!("/api/v1/jobs/{id}/history")).await;
+    let statuses: Vec<&str> = history["results"].as_array().expect("results").iter().map(|h| h["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(statuses, vec!["new", "pending", "canceled"]);
+    // The same external id from another source is another job.
+    let other = app.ingest_ok(&json!({"source": "local", "job": {"external_id": "9"}, "events": []})).await;
+    assert_ne!(other["job_id"].as_i64(), Some(id));
+}
+
+#[tokio::test]
+async fn gzip_bodies_and_hostile_strings_are_accepted_whole() {
+    let app = spawn_app().await;
+    let big_stdout: String = "x".repeat(3 * 1024 * 1024);
+    let body = json!({"source": "local", "job": {"external_id": "g1", "name": "<script>alert(1)</script>'; drop table jobs;--"},
+        "events": [
+            {"counter": 1, "event": "runner_on_ok", "stdout": big_stdout, "event_data": {"host": "h\u{0}1", "res": {"msg": "nul \u{0} inside"}}},
+            {"counter": 2, "event": "verbose", "stdout": "ünïcödé ✓ \u{7f}"}
+        ]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.to_string().as_bytes()).expect("gzip");
+    let compressed = gz.finish().expect("gzip");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/ingest/events"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(compressed)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    let id = app.count("select id from jobs where external_id = 'g1'").await;
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["name"], "<script>alert(1)</script>'; drop table jobs;--");
+    let page = app.get_json(&format!("/api/v1/jobs/{id}/events")).await;
+    assert_eq!(page["results"][0]["stdout"].as_str().map(str::len), Some(3 * 1024 * 1024), "stdout kept whole");
+    assert_eq!(page["results"][0]["host"], "h\u{fffd}1", "NUL, which PostgreSQL cannot store, is replaced");
+    assert_eq!(page["results"][1]["stdout"], "ünïcödé ✓ \u{7f}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_in_the_error_shape_and_stores_nothing() {
+    let app = spawn_app_with(|c| c.ingest_max_bytes = 64 * 1024).await;
+    let post = |body: Vec<u8>, token: Option<&str>| {
+        let mut req = app.http.post(app.url("/api/v1/ingest/events")).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let good = batch("b1", events(1, 3)).to_string().into_bytes();
+
+    let detail = assert_error(post(good.clone(), None).await.expect("send"), 401).await;
+    assert!(detail.contains("ingest token"), "{detail}");
+    assert_error(post(good.clone(), Some("wrong")).await.expect("send"), 401).await;
+    assert_error(post(good.clone(), Some(ADMIN_KEY)).await.expect("send"), 401).await;
+
+    let detail = assert_error(post(b"{\"source\": \"local\", ".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 400).await;
+    assert!(detail.contains("not valid JSON"), "{detail}");
+    assert_error(post(b"[]".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
+    assert_error(post(b"{\"source\": 5, \"job\": {\"external_id\": \"1\"}}".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
+    assert_error(post(br#"{"source": "", "job": {"external_id": "1"}}"#.to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
+    assert_error(post(br#"{"source": "x", "job": {"external_id": "1", "status": "exploded"}}"#.to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
+
+    // One bad event in a batch: nothing of the batch is stored.
+    let mut evs = events(1, 5);
+    evs[3]["event_data"] = json!("not an object");
+    let detail = assert_error(app.ingest(&batch("b1", evs)).await, 422).await;
+    assert!(detail.contains("events[3]"), "the error names the event: {detail}");
+    let mut evs = events(1, 5);
+    evs[1]["counter"] = json!(-4);
+    assert_error(app.ingest(&batch("b1", evs)).await, 422).await;
+    let mut evs = events(1, 5);
+    evs[2]["created"] = json!("yesterday");
+    assert_error(app.ingest(&batch("b1", evs)).await, 422).await;
+
+    let oversize = batch("b1", vec![json!({"counter": 1, "event": "verbose", "stdout": "y".repeat(100 * 1024)})]);
+    assert_error(app.ingest(&oversize).await, 413).await;
+    // A small gzip that unpacks beyond the limit is refused the same way.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(oversize.to_string().as_bytes()).expect("gzip");
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 64 * 1024);
+    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip").body(bomb).send().await.expect("send");
+    assert_error(resp, 413).await;
+    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip").body(b"not gzip".to_vec()).send().await.expect("send");
+    assert_error(resp, 400).await;
+    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "br").body(good.clone()).send().await.expect("send");
+    assert_error(resp, 415).await;
+
+    assert_eq!(app.count("select count(*) from jobs").await, 0, "no job half-written");
+    assert_eq!(app.count("select count(*) from job_events").await, 0, "no event stored");
+
+    // The read side: keys, unknown ids, bad parameters.
+    assert_error(app.http.get(app.url("/api/v1/jobs")).send().await.expect("send"), 401).await;
+    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth("pdk_nope").send().await.expect("send"), 401).await;
+    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(INGEST_TOKEN).send().await.expect("send"), 401).await;
+    let detail = assert_error(app.get("/api/v1/jobs/424242").await, 404).await;
+    assert!(detail.contains("424242"));
+    for path in ["/api/v1/jobs/424242/events", "/api/v1/jobs/424242/hosts", "/api/v1/jobs/424242/stdout",
+                 "/api/v1/jobs/424242/history", "/api/v1/jobs/424242/stream"] {
+        assert_error(app.get(path).await, 404).await;
+    }
+    assert_error(app.get("/api/v1/jobs/abc").await, 400).await;
+    assert_error(app.get("/api/v1/jobs?page=0").await, 400).await;
+    assert_error(app.get("/api/v1/jobs?page_size=5000").await, 400).await;
+    assert_error(app.get("/api/v1/jobs?status=exploded").await, 400).await;
+    assert_error(app.get("/api/v1/jobs?order_by=password").await, 400).await;
+    assert_error(app.get("/api/v1/jobs?started_after=tuesday").await, 400).await;
+    assert_error(app.get("/api/v1/no-such-thing").await, 404).await;
+    assert_error(app.http.delete(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("send"), 405).await;
+    app.ingest_ok(&batch("b2", events(1, 1))).await;
+    let id = app.count("select id from jobs").await;
+    assert_error(app.get(&format!("/api/v1/jobs/{id}/stdout?format=html")).await, 400).await;
+    assert_error(app.get(&format!("/api/v1/jobs/{id}/events?limit=0")).await, 400).await;
+    assert_error(app.get(&format!("/api/v1/jobs/{id}/stream?cursor=abc")).await, 400).await;
+}
+
+#[tokio::test]
+async fn the_job_list_filters_orders_and_pages() {
+    let app = spawn_app().await;
+    let jobs = [
+        ("1", "aap", "patch", "prod", "alice", "successful", "2026-11-01T10:00:00Z"),
+        ("2", "aap", "patch", "stage", "bob", "failed", "2026-11-02T10:00:00Z"),
+        ("3", "local", "hello", "prod", "alice", "running", "2026-11-03T10:00:00Z"),
+        ("4", "aap", "retire", "prod", "carol", "failed", "2026-11-04T10:00:00Z"),
+        ("5", "local", "hello_world", "lab", "bob", "successful", "2026-11-05T10:00:00Z"),
+    ];
+    for (ext, source, template, inventory, who, status, started) in jobs {
+        app.ingest_ok(&json!({"source": source, "job": {"external_id": ext, "name": format!("{template} run {ext}"),
+            "template": template, "inventory": inventory, "launched_by": who, "status": status},
+            "events": [{"counter": 1, "event": "playbook_on_start", "created": started}]}))
+            .await;
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"].as_array().expect("results").iter().map(|j| j["external_id"].as_str().unwrap_or("").to_string()).collect()
+    };
+    let all = app.get_json("/api/v1/jobs").await;
+    assert_eq!(all["count"], 5);
+    assert_eq!(ids(&all), vec!["5", "4", "3", "2", "1"], "newest first");
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?status=failed").await), vec!["4", "2"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?status=failed,running").await), vec!["4", "3", "2"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?template=patch").await), vec!["2", "1"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?inventory=prod&launched_by=alice").await), vec!["3", "1"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?source=local").await), vec!["5", "3"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?external_id=4").await), vec!["4"]);
+    assert_eq!(
+        ids(&app.get_json("/api/v1/jobs?started_after=2026-11-02T00:00:00Z&started_before=2026-11-04T00:00:00Z").await),
+        vec!["3", "2"]
+    );
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?q=HELLO").await), vec!["5", "3"], "quick search ignores case");
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?q=hello_").await), vec!["5"], "_ is literal, not a wildcard");
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?q=%25").await), Vec::<String>::new(), "% is literal");
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?q=carol").await), vec!["4"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?order_by=started").await), vec!["1", "2", "3", "4", "5"]);
+    assert_eq!(ids(&app.get_json("/api/v1/jobs?order_by=-name").await)[0], "4");
+
+    let p1 = app.get_json("/api/v1/jobs?page_size=2&status=successful,failed,running").await;
+    assert_eq!(ids(&p1), vec!["5", "4"]);
+    assert_eq!(p1["previous"], Value::Null);
+    let next = p1["next"].as_str().expect("next link").to_string();
+    let p2 = app.get_json(&next).await;
+    assert_eq!(ids(&p2), vec!["3", "2"]);
+    let p3 = app.get_json(p2["next"].as_str().expect("next")).await;
+    assert_eq!(ids(&p3), vec!["1"]);
+    assert_eq!(p3["next"], Value::Null);
+    assert!(p3["previous"].as_str().is_some_and(|p| p.contains("page=2")));
+}
+
+#[tokio::test]
+async fn keys_roles_and_sessions() {
+    let app = spawn_app().await;
+    let resp = app.http.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "ci", "role": "viewer"})).send().await.expect("send");
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.expect("json");
+    let viewer = created["secret"].as_str().expect("secret").to_string();
+    assert!(app.count("select count(*) from api_keys where key_hash like 'pdk_%'").await == 0, "only hashes are stored");
+    // A viewer reads, but cannot manage keys.
+    let resp = app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let resp = app.http.post(app.url("/api/v1/keys")).bearer_auth(&viewer)
+        .json(&json!({"name": "x", "role": "admin"})).send().await.expect("send");
+    assert_error(resp, 403).await;
+
+    // A session cookie in exchange for the key; HttpOnly, and the key is not in it.
+    let resp = app.http.post(app.url("/api/v1/session")).json(&json!({"key": viewer})).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite") && !cookie.contains(&viewer));
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let me: Value = app.http.get(app.url("/api/v1/session")).header("cookie", &pair).send().await.expect("send").json().await.expect("json");
+    assert_eq!(me["role"], "viewer");
+    let resp = app.http.post(app.url("/api/v1/session")).json(&json!({"key": "wrong"})).send().await.expect("send");
+    assert_error(resp, 401).await;
+    let resp = app.http.post(app.url("/api/v1/session")).body("{").header("content-type", "application/json").send().await.expect("send");
+    assert_error(resp, 400).await;
+
+    // Revoking the key ends its sessions.
+    let kid = created["id"].as_i64().expect("id");
+    let resp = app.http.delete(app.url(&format!("/api/v1/keys/{kid}"))).bearer_auth(ADMIN_KEY).send().await.expect("send");
+    assert_eq!(resp.status(), 204);
+    assert_error(app.http.get(app.url("/api/v1/session")).header("cookie", &pair).send().await.expect("send"), 401).await;
+    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send"), 401).await;
+}
