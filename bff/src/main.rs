@@ -81,13 +81,13 @@ async fn serve() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("Playdeck is serving on http://{addr}");
     if let Some(key) = &started.new_admin_key {
         println!(
             "Admin API key (shown once; also in {}): {key}",
             config.data_dir.join("admin.key").display()
         );
     }
+    println!("Playdeck is serving on http://{addr}");
     let shutdown = started.shutdown;
     let app = bff::app(started.state);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -1,0 +1,165 @@
+//! The `playdeck` binary itself: the embedded cluster's life, restarts, and migrations under
+//! concurrent starts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+struct Server {
+    child: Child,
+    base: String,
+    printed_key: Option<String>,
+}
+
+fn start_server(data_dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_playdeck"))
+        .arg("serve")
+        .env("PLAYDECK_DATA_DIR", data_dir)
+        .env("PLAYDECK_LISTEN", "127.0.0.1:0")
+        .env_remove("DATABASE_URL")
+        .env_remove("PLAYDECK_BOOTSTRAP_ADMIN_KEY")
+        .env_remove("PLAYDECK_INGEST_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run playdeck");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut base = None;
+    let mut printed_key = None;
+    // The key line, when there is one, comes before the URL line, which is the last.
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("Admin API key") {
+            printed_key = rest.rsplit(' ').next().map(str::to_string);
+        }
+        if let Some(url) = line.strip_prefix("Playdeck is serving on ") {
+            base = Some(url.trim().to_string());
+            break;
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base: base.expect("the server printed its URL"), printed_key }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(ok.success());
+}
+
+fn wait_gone(path: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while path.exists() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_the_same_data_dir_keeps_everything_and_stops_postgres() {
+    let dir = temp_dir("restart");
+    let http = reqwest::Client::new();
+    let mut server = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || start_server(&dir)
+    })
+    .await
+    .expect("start");
+    let key = std::fs::read_to_string(dir.join("admin.key")).expect("admin.key written").trim().to_string();
+    assert_eq!(server.printed_key.as_deref(), Some(key.as_str()), "the new key is printed once");
+    let token = std::fs::read_to_string(dir.join("ingest.token")).expect("ingest.token written").trim().to_string();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["admin.key", "ingest.token"] {
+        let mode = std::fs::metadata(dir.join(f)).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} is private");
+    }
+
+    let body = json!({"source": "local", "job": {"external_id": "r1", "name": "before restart"},
+        "events": [{"counter": 1, "event": "playbook_on_start"}, {"counter": 2, "event": "verbose", "stdout": "kept"}]});
+    let r = http.post(format!("{}/api/v1/ingest/events", server.base)).bearer_auth(&token).json(&body).send().await.expect("ingest");
+    assert_eq!(r.status(), 200);
+
+    // SIGTERM: the server drains and stops its cluster.
+    signal(&server.child, "TERM");
+    let status = tokio::task::spawn_blocking(move || server.child.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    assert!(wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(10)), "PostgreSQL stopped with the server");
+
+    let mut server = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || start_server(&dir)
+    })
+    .await
+    .expect("restart");
+    assert_eq!(server.printed_key, None, "an existing key is not printed again");
+    let out = http.get(format!("{}/api/v1/jobs/1/stdout", server.base)).bearer_auth(&key).send().await.expect("stdout");
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.text().await.expect("text"), "kept\n");
+    let job: serde_json::Value = http.get(format!("{}/api/v1/jobs/1", server.base)).bearer_auth(&key).send().await.expect("job").json().await.expect("json");
+    assert_eq!(job["name"], "before restart");
+    assert_eq!(job["status"], "running");
+    let r = http.post(format!("{}/api/v1/ingest/events", server.base)).bearer_auth(&token).json(&body).send().await.expect("ingest");
+    let r: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(r["duplicates"], 2, "the same ingest token works and nothing is stored twice");
+
+    // A server killed outright does not leave its cluster behind.
+    signal(&server.child, "KILL");
+    let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
+    assert!(wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(30)), "PostgreSQL stopped after a crash");
+
+    // And it starts again after that.
+    let mut server = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || start_server(&dir)
+    })
+    .await
+    .expect("start after crash");
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = http.get(format!("{}/readyz", server.base)).send().await.expect("readyz").status().as_u16();
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200, "ready once the LISTEN connection is up");
+    signal(&server.child, "INT");
+    let status = tokio::task::spawn_blocking(move || server.child.wait()).await.expect("join").expect("wait");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_apply_migrations_once() {
+    let pg = fresh_database().await;
+    let (a, b) = tokio::join!(spawn_app_on(pg.clone(), |_| {}), spawn_app_on(pg.clone(), |_| {}));
+    assert_eq!(a.count("select count(*) from schema_migrations").await, 1);
+    // Both serve the same data; an ingest through one is read through the other.
+    let r = a.ingest_ok(&batch("shared", events(1, 3))).await;
+    let job = b.get_json(&format!("/api/v1/jobs/{}", r["job_id"])).await;
+    assert_eq!(job["event_count"], 3);
+}
+
+#[tokio::test]
+async fn spa_and_health_endpoints() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["listener"], "connected");
+    let r = app.http.get(app.url("/jobs/7")).send().await.expect("page");
+    let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+    assert!(r.headers().get("x-frame-options").is_none());
+}
