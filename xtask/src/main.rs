@@ -1,1 +1,327 @@
-fn main() {}
+//! `cargo xtask …`: the two commands a newcomer runs (`demo`, `test`), the set-up both need, and
+//! the benchmarks. No dependencies, so it compiles in seconds on a fresh machine.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  demo          install what is missing, build the web app, start Playdeck with its embedded
+                PostgreSQL (data in .playdeck/), print the URL and the admin key, and feed it a few
+                example jobs live. Ctrl-C stops everything.
+  test          install what is missing, build the web app, run every test (PostgreSQL, HTTP,
+                WebSocket, SSE, the browser).
+  setup         only install what is missing (wasm32 target, trunk, wasm-bindgen-cli, PostgreSQL,
+                and with --browser chromium and playwright-core).
+  bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
+  bench live    latency from accepted to received for K WebSocket clients";
+
+const TRUNK_VERSION: &str = "0.21.14";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("setup") => setup(args.iter().any(|a| a == "--browser")),
+        Some("bench") => bench(&args[1..]),
+        Some("help") | Some("-h") | Some("--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn step(what: &str) {
+    println!("\n==> {what}");
+}
+
+/// Runs a command, inheriting the terminal; an error names the command.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).as_deref() == Some("0")
+}
+
+/// Installs Debian packages (as root directly, else through sudo), mending an interrupted dpkg
+/// and refreshing the package lists once.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let sudo = |args: &[&str]| {
+        let mut c = if is_root() { Command::new(args[0]) } else { Command::new("sudo") };
+        if is_root() {
+            c.args(&args[1..]);
+        } else {
+            c.args(args);
+        }
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    let _ = run(&mut sudo(&["dpkg", "--configure", "-a"]));
+    run(&mut sudo(&["apt-get", "update", "-q"]))?;
+    let mut args = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    run(&mut sudo(&args))
+}
+
+/// The exact wasm-bindgen version in Cargo.lock: wasm-bindgen-cli must be the same.
+fn locked_wasm_bindgen() -> Result<String, String> {
+    let lock = std::fs::read_to_string("Cargo.lock").map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".into())
+}
+
+fn postgres_installed() -> bool {
+    std::env::var_os("PLAYDECK_PG_BIN").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").exists()))
+            .unwrap_or(false)
+}
+
+fn setup(browser: bool) -> Result<(), String> {
+    step("checking the tools (installing what is missing)");
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !targets.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let trunk = output(Command::new("trunk").arg("--version")).unwrap_or_default();
+    if !trunk.contains("0.21.") {
+        // 0.22 needs a newer rustc than this project's.
+        run(Command::new("cargo").args(["install", "--locked", &format!("trunk@{TRUNK_VERSION}")]))?;
+    }
+    let wanted = locked_wasm_bindgen()?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if !have.ends_with(&wanted) {
+        // Not --locked: one of its locked dependencies is gone from the registry.
+        run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &wanted]))?;
+    }
+    if !postgres_installed() {
+        apt_install(&["postgresql"])?;
+    }
+    if browser {
+        if !Path::new("/usr/bin/chromium").exists() {
+            apt_install(&["chromium"])?;
+        }
+        if !Path::new("tests/browser/node_modules/playwright-core").exists() {
+            if output(Command::new("npm").arg("--version")).is_none() {
+                apt_install(&["nodejs", "npm"])?;
+            }
+            run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/browser"))?;
+        }
+    }
+    println!("    wasm32 target, trunk, wasm-bindgen-cli {wanted} and PostgreSQL are in place");
+    Ok(())
+}
+
+fn build_spa() -> Result<(), String> {
+    step("building the web app (trunk, offline)");
+    run(Command::new("trunk").args(["build", "--release", "--offline"]))
+}
+
+fn build_server(release: bool, extra: &[&str]) -> Result<(), String> {
+    step("building the server");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "-p", "bff"]).args(extra);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// A running `playdeck serve`, stopped (SIGTERM, so it stops its database too) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// Starts the server and waits for its "serving on" line; its other output goes to the terminal.
+fn start_server(bin: &Path, envs: &[(&str, String)]) -> Result<Server, String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve").stdout(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.starts_with("Admin API key") {
+            continue; // printed by the demo itself, with the file it is in
+        }
+        println!("{line}");
+        if let Some(u) = line.strip_prefix("Playdeck is serving on ") {
+            url = Some(u.trim().to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            println!("{line}");
+        }
+    });
+    let url = url.ok_or("the server stopped before it was serving; see its messages above")?;
+    let server = Server { child, url };
+    wait_ready(&server.url)?;
+    Ok(server)
+}
+
+/// Waits for `/readyz` to answer 200 (database reachable, live relay listening).
+fn wait_ready(url: &str) -> Result<(), String> {
+    let addr = url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{url} did not become ready within a minute"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn demo() -> Result<(), String> {
+    setup(false)?;
+    build_spa()?;
+    build_server(false, &["--bin", "playdeck", "--example", "demo_feed"])?;
+    step("starting Playdeck (embedded PostgreSQL in .playdeck/)");
+    let data_dir = PathBuf::from(".playdeck");
+    let listen = std::env::var("PLAYDECK_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let server = start_server(
+        &target_dir().join("debug/playdeck"),
+        &[
+            ("PLAYDECK_DATA_DIR", data_dir.display().to_string()),
+            ("PLAYDECK_LISTEN", listen),
+        ],
+    )?;
+    let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default();
+    println!("\n  Playdeck is running:  {}", server.url);
+    println!("  Admin API key:        {}   (also in .playdeck/admin.key)", key.trim());
+    println!("  Ingest token:         .playdeck/ingest.token");
+    println!("\n  Open the URL, sign in with the key. Example jobs are fed in live; Ctrl-C stops.\n");
+    let token = std::fs::read_to_string(data_dir.join("ingest.token")).unwrap_or_default();
+    let mut feeder = Command::new(target_dir().join("debug/examples/demo_feed"))
+        .env("PLAYDECK_URL", &server.url)
+        .env("PLAYDECK_INGEST_TOKEN", token.trim())
+        .spawn()
+        .map_err(|e| format!("cannot start the demo feed: {e}"))?;
+    // Ctrl-C reaches the whole process group: the server stops itself and its database.
+    let mut server = server;
+    let status = server.child.wait().map_err(|e| e.to_string())?;
+    let _ = feeder.kill();
+    let _ = feeder.wait();
+    println!("Playdeck stopped ({status}).");
+    Ok(())
+}
+
+fn test() -> Result<(), String> {
+    setup(true)?;
+    build_spa()?;
+    step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
+    run(Command::new("cargo").args(["test", "--workspace", "--exclude", "frontend"]))?;
+    build_server(false, &["--bin", "playdeck"])?;
+    step("browser test (chromium, playwright-core)");
+    let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let key = "pdk_browser_test_admin_key";
+    let token = "pdi_browser_test_ingest_token";
+    let server = start_server(
+        &target_dir().join("debug/playdeck"),
+        &[
+            ("PLAYDECK_DATA_DIR", dir.display().to_string()),
+            ("PLAYDECK_LISTEN", "127.0.0.1:0".into()),
+            ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
+            ("PLAYDECK_INGEST_TOKEN", token.into()),
+            ("PLAYDECK_LOG", "warn".into()),
+        ],
+    )?;
+    let result = run(Command::new("node")
+        .arg("tests/browser/smoke.mjs")
+        .env("PLAYDECK_URL", &server.url)
+        .env("PLAYDECK_ADMIN_KEY", key)
+        .env("PLAYDECK_INGEST_TOKEN", token));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    println!("\nAll tests passed.");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let which = args.first().map(String::as_str).ok_or("bench what? `cargo xtask bench ingest` or `bench live`")?;
+    if !matches!(which, "ingest" | "live") {
+        return Err(format!("no benchmark {which:?}; there are `ingest` and `live`"));
+    }
+    if !postgres_installed() {
+        setup(false)?;
+    }
+    step(&format!("benchmark: {which} (release build)"));
+    run(Command::new("cargo").args(["run", "--release", "-p", "bff", "--example", "bench", "--"]).args(args))
+}

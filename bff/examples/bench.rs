@@ -1,0 +1,271 @@
+//! Benchmarks, run by `cargo xtask bench ingest|live`. Each starts its own PostgreSQL cluster
+//! (durable settings, as in production) and serves Playdeck in-process on port 0.
+//!
+//! ingest: N events of realistic size through POST /api/v1/ingest/events, then, in the same run
+//!         on the same database, a raw binary COPY of the same rows into the same table; prints
+//!         both rates and their ratio.
+//! live:   K WebSocket clients follow one job while events are ingested at a fixed rate; prints
+//!         p50/p99/max latency from "ingest accepted" to "client received".
+
+#[path = "support/run.rs"]
+mod run;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bff::config::{Config, Secret};
+use bff::embedded::{Cluster, Durability};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+const ADMIN: &str = "pdk_bench_admin";
+const TOKEN: &str = "pdi_bench_token";
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().cloned().unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("playdeck-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = Cluster::start(&dir, Durability::Durable).await.expect("start PostgreSQL");
+    let pg = cluster.pg_config("postgres");
+    let mut config = Config::for_tests(dir.join("app"));
+    config.bootstrap_admin_key = Some(Secret(ADMIN.into()));
+    config.ingest_token = Some(Secret(TOKEN.into()));
+    config.pool_size = 16;
+    let started = bff::start(config, pg.clone()).await.expect("start playdeck");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = bff::app(started.state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    match which.as_str() {
+        "ingest" => ingest(&args, addr, &pg).await,
+        "live" => live(&args, addr).await,
+        other => eprintln!("unknown benchmark {other:?}: use ingest or live"),
+    }
+    let _ = started.shutdown.send(true);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `n` events of one long patch run over many hosts, renumbered 1..=n.
+fn synthetic_events(job: u64, n: usize) -> Vec<Value> {
+    let hosts: Vec<(String, run::Fate)> =
+        (0..40).map(|h| (format!("web-{h:03}.example.com"), run::Fate::Ok)).collect();
+    let mut out = Vec::with_capacity(n);
+    let mut round = 0u64;
+    while out.len() < n {
+        for mut e in run::playbook_run(job * 1000 + round, "patch.yml", run::PATCH, &hosts, 5) {
+            if out.len() == n {
+                break;
+            }
+            e["counter"] = json!(out.len() + 1);
+            out.push(e);
+        }
+        round += 1;
+    }
+    out
+}
+
+async fn ingest(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::Config) {
+    let n = arg(args, "--events", 100_000);
+    let batch = arg(args, "--batch", 200);
+    let jobs = arg(args, "--jobs", 4).max(1);
+    let per_job = n / jobs;
+    println!("ingest: {n} events, {jobs} jobs in parallel, batches of {batch}");
+    let sets: Vec<Vec<Value>> = (0..jobs).map(|j| synthetic_events(j as u64 + 1, per_job)).collect();
+    let bodies: Vec<Vec<String>> = sets
+        .iter()
+        .enumerate()
+        .map(|(j, evs)| {
+            evs.chunks(batch)
+                .map(|c| json!({"source": "bench", "job": {"external_id": format!("http-{j}"), "name": "bench"}, "events": c}).to_string())
+                .collect()
+        })
+        .collect();
+    let bytes: usize = bodies.iter().flatten().map(String::len).sum();
+    println!("        average event size {} bytes (JSON as sent)", bytes / (per_job * jobs));
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/ingest/events");
+    let t = Instant::now();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|bodies| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                for b in bodies {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/json")
+                        .body(b)
+                        .send()
+                        .await
+                        .expect("send");
+                    assert!(r.status().is_success(), "ingest failed: {}", r.status());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("poster");
+    }
+    let http_secs = t.elapsed().as_secs_f64();
+    let total = (per_job * jobs) as f64;
+
+    // The same rows, straight into job_events by binary COPY (one stream per job, in parallel).
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let mut copy_jobs = Vec::new();
+    for j in 0..jobs {
+        let id: i64 = db
+            .query_one("insert into jobs (source, external_id) values ('bench', $1) returning id", &[&format!("copy-{j}")])
+            .await
+            .expect("job")
+            .get(0);
+        copy_jobs.push(id);
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = sets
+        .into_iter()
+        .zip(copy_jobs)
+        .map(|(evs, job_id)| {
+            let pg = pg.clone();
+            tokio::spawn(async move {
+                let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(conn);
+                let sink = db
+                    .copy_in("copy job_events (job_id, seq, counter, event, uuid, parent_uuid, created, host, play, task, role, stdout, start_line, end_line, failed, changed, event_data) from stdin binary")
+                    .await
+                    .expect("copy");
+                let types = [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ,
+                    Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::BOOL, Type::BOOL, Type::JSONB];
+                let writer = BinaryCopyInWriter::new(sink, &types);
+                tokio::pin!(writer);
+                for e in &evs {
+                    let s = |k: &str| e[k].as_str().map(str::to_string);
+                    let d = |k: &str| e["event_data"][k].as_str().map(str::to_string);
+                    let counter = e["counter"].as_i64().unwrap_or(0);
+                    let created = e["created"].as_str().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()).map(|c| c.with_timezone(&chrono::Utc));
+                    let row: [&(dyn ToSql + Sync); 17] = [
+                        &job_id, &counter, &counter, &e["event"].as_str().unwrap_or(""), &s("uuid"), &s("parent_uuid"), &created,
+                        &d("host"), &d("play"), &d("task"), &d("role"), &e["stdout"].as_str().unwrap_or(""),
+                        &e["start_line"].as_i64().unwrap_or(0), &e["end_line"].as_i64().unwrap_or(0), &false, &false, &e["event_data"],
+                    ];
+                    writer.as_mut().write(&row).await.expect("row");
+                }
+                writer.finish().await.expect("finish");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("copier");
+    }
+    let copy_secs = t.elapsed().as_secs_f64();
+    let stored: i64 = db.query_one("select count(*) from job_events", &[]).await.expect("count").get(0);
+    assert_eq!(stored as f64, total * 2.0, "every event stored once by each path");
+    let http_rate = total / http_secs;
+    let copy_rate = total / copy_secs;
+    println!("HTTP ingest : {http_rate:>10.0} events/s  ({total} events in {http_secs:.2} s)");
+    println!("raw COPY    : {copy_rate:>10.0} events/s  ({total} events in {copy_secs:.2} s)");
+    println!("ratio       : {:>10.2}  (HTTP ingest / raw COPY)", http_rate / copy_rate);
+}
+
+async fn live(args: &[String], addr: std::net::SocketAddr) {
+    let clients = arg(args, "--clients", 50);
+    let rate = arg(args, "--rate", 1000);
+    let seconds = arg(args, "--seconds", 10);
+    let batch = arg(args, "--batch", 10).max(1);
+    println!("live: {clients} WebSocket clients, {rate} events/s in batches of {batch} for {seconds} s");
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/ingest/events");
+    let total = rate * seconds;
+    let events = synthetic_events(1, total + 1);
+    let r: Value = http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&json!({"source": "bench", "job": {"external_id": "live"}, "events": [events[0]]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let job_id = r["job_id"].as_i64().expect("job id");
+
+    // Each client records when it received each counter.
+    let received: Arc<std::sync::Mutex<Vec<HashMap<i64, Instant>>>> = Arc::default();
+    let mut readers = Vec::new();
+    for _ in 0..clients {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?key={ADMIN}")).await.expect("ws");
+        let sub = json!({"type": "subscribe", "job_events": [{"job_id": job_id, "cursor": null}]});
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into())).await.expect("subscribe");
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = HashMap::new();
+            while seen.len() < total + 1 {
+                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await else { break };
+                let now = Instant::now();
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                    let m: Value = serde_json::from_str(&t).unwrap_or_default();
+                    if m["type"] == "events" {
+                        for e in m["events"].as_array().into_iter().flatten() {
+                            seen.entry(e["counter"].as_i64().unwrap_or(0)).or_insert(now);
+                        }
+                    }
+                }
+            }
+            received.lock().expect("lock").push(seen);
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut accepted: HashMap<i64, Instant> = HashMap::new();
+    let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for chunk in events[1..].chunks(batch) {
+        tick.tick().await;
+        let body = json!({"source": "bench", "job": {"external_id": "live"}, "events": chunk});
+        let r = http.post(&url).bearer_auth(TOKEN).json(&body).send().await.expect("send");
+        assert!(r.status().is_success());
+        let now = Instant::now();
+        for e in chunk {
+            accepted.insert(e["counter"].as_i64().unwrap_or(0), now);
+        }
+    }
+    let sent_secs = started.elapsed().as_secs_f64();
+    for r in readers {
+        r.await.expect("reader");
+    }
+    let received = received.lock().expect("lock");
+    let mut lat: Vec<f64> = Vec::new();
+    let mut missing = 0usize;
+    for client in received.iter() {
+        for (counter, at) in &accepted {
+            match client.get(counter) {
+                Some(got) => lat.push(got.saturating_duration_since(*at).as_secs_f64() * 1000.0),
+                None => missing += 1,
+            }
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    println!("ingested    : {total} events in {sent_secs:.2} s ({:.0} events/s achieved)", total as f64 / sent_secs);
+    println!("deliveries  : {} ({} clients x {total} events), missing {missing}", lat.len(), received.len());
+    println!("latency     : p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms  (accepted -> received)", pct(0.5), pct(0.99), pct(1.0));
+}
