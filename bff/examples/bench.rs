@@ -25,10 +25,7 @@ const ADMIN: &str = "pdk_bench_admin";
 const TOKEN: &str = "pdi_bench_token";
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
+    args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)
 }
 
 #[tokio::main]
@@ -132,7 +129,10 @@ async fn ingest(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres
     let mut copy_jobs = Vec::new();
     for j in 0..jobs {
         let id: i64 = db
-            .query_one("insert into jobs (source, external_id) values ('bench', $1) returning id", &[&format!("copy-{j}")])
+            .query_one(
+                "insert into jobs (source, external_id) values ('bench', $1) returning id",
+                &[&format!("copy-{j}")],
+            )
             .await
             .expect("job")
             .get(0);
@@ -210,14 +210,19 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     let received: Arc<std::sync::Mutex<Vec<HashMap<i64, Instant>>>> = Arc::default();
     let mut readers = Vec::new();
     for _ in 0..clients {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?key={ADMIN}")).await.expect("ws");
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?key={ADMIN}")).await.expect("ws");
         let sub = json!({"type": "subscribe", "job_events": [{"job_id": job_id, "cursor": null}]});
-        ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into())).await.expect("subscribe");
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into()))
+            .await
+            .expect("subscribe");
         let received = received.clone();
         readers.push(tokio::spawn(async move {
             let mut seen = HashMap::new();
             while seen.len() < total + 1 {
-                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await else { break };
+                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await else {
+                    break;
+                };
                 let now = Instant::now();
                 if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
                     let m: Value = serde_json::from_str(&t).unwrap_or_default();
@@ -265,7 +270,15 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-    println!("ingested    : {total} events in {sent_secs:.2} s ({:.0} events/s achieved)", total as f64 / sent_secs);
+    println!(
+        "ingested    : {total} events in {sent_secs:.2} s ({:.0} events/s achieved)",
+        total as f64 / sent_secs
+    );
     println!("deliveries  : {} ({} clients x {total} events), missing {missing}", lat.len(), received.len());
-    println!("latency     : p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms  (accepted -> received)", pct(0.5), pct(0.99), pct(1.0));
+    println!(
+        "latency     : p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms  (accepted -> received)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
 }

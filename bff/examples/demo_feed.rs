@@ -16,10 +16,8 @@ async fn main() {
     let token = std::env::var("PLAYDECK_INGEST_TOKEN").unwrap_or_default();
     let ingest = format!("{url}/api/v1/ingest/events");
     let http = reqwest::Client::new();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let catalogue = [
         ("Patch Group-1", "patch-linux", "patch.yml", PATCH, "prod-linux"),
         ("Hello world", "hello", "hello.yml", HELLO, "lab"),

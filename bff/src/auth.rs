@@ -100,9 +100,7 @@ where
         }
         // WebSockets from scripts cannot set headers in browsers; `?key=` is accepted there.
         if parts.uri.path().ends_with("/ws") {
-            if let Ok(Query(KeyQuery { key: Some(key) })) =
-                Query::<KeyQuery>::try_from_uri(&parts.uri)
-            {
+            if let Ok(Query(KeyQuery { key: Some(key) })) = Query::<KeyQuery>::try_from_uri(&parts.uri) {
                 return key_caller(&app, &key).await;
             }
         }
@@ -272,9 +270,8 @@ async fn sign_in(
         &[&hash_secret(&token), &caller.key_id, &(app.config.session_hours as i32)],
     )
     .await?;
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure =
+        headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         app.config.session_hours * 3600,
@@ -358,9 +355,8 @@ async fn revoke_key(
 ) -> Result<StatusCode, AppError> {
     caller.require(Role::Admin)?;
     let db = app.pool.get().await?;
-    let n = db
-        .execute("update api_keys set revoked = now() where id = $1 and revoked is null", &[&id])
-        .await?;
+    let n =
+        db.execute("update api_keys set revoked = now() where id = $1 and revoked is null", &[&id]).await?;
     if n == 0 {
         return Err(AppError::NotFound(format!("API key {id} does not exist")));
     }

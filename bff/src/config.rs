@@ -63,9 +63,8 @@ impl Config {
             }
         };
         let listen = var("PLAYDECK_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen
-            .parse()
-            .map_err(|e| format!("PLAYDECK_LISTEN must be host:port, got {listen:?}: {e}"))?;
+        let listen =
+            listen.parse().map_err(|e| format!("PLAYDECK_LISTEN must be host:port, got {listen:?}: {e}"))?;
         Ok(Config {
             listen,
             database_url: var("DATABASE_URL").map(Secret),

@@ -52,10 +52,9 @@ impl Cluster {
     /// waits until it accepts connections.
     pub async fn start(data_dir: &Path, durability: Durability) -> Result<Cluster, String> {
         let data_dir = data_dir.to_path_buf();
-        let cluster =
-            tokio::task::spawn_blocking(move || Cluster::spawn(&data_dir, durability))
-                .await
-                .map_err(|e| format!("starting PostgreSQL: {e}"))??;
+        let cluster = tokio::task::spawn_blocking(move || Cluster::spawn(&data_dir, durability))
+            .await
+            .map_err(|e| format!("starting PostgreSQL: {e}"))??;
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
     }
@@ -79,11 +78,9 @@ impl Cluster {
     fn spawn(data_dir: &Path, durability: Durability) -> Result<Cluster, String> {
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
-        fs::create_dir_all(data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", data_dir.display()))?;
+        fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let data_dir =
+            data_dir.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", data_dir.display()))?;
         if let Some(r) = &run_as {
             // postgres must be able to reach its directory through ours.
             let mode = fs::metadata(&data_dir).map(|m| m.permissions().mode()).unwrap_or(0);
@@ -291,9 +288,8 @@ fn run_as() -> Result<Option<RunAs>, String> {
         .lines()
         .find_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
-            (f.len() > 3 && f[0] == "postgres").then(|| {
-                Some(RunAs { uid: f[2].parse().ok()?, gid: f[3].parse().ok()? })
-            })?
+            (f.len() > 3 && f[0] == "postgres")
+                .then(|| Some(RunAs { uid: f[2].parse().ok()?, gid: f[3].parse().ok()? }))?
         })
         .map(Some)
         .ok_or_else(|| {

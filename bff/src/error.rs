@@ -149,7 +149,12 @@ where
 /// unknown routes, wrong methods) that shape, keeping its status and its words.
 pub async fn error_shape(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Inside a nested router the URI lost its prefix; the original is what the client sent.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
     let resp = next.run(req).await;
     if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
         tracing::error!(%method, %path, status = resp.status().as_u16(), error = %detail, "request failed");
@@ -181,7 +186,6 @@ pub async fn error_shape(req: Request, next: Next) -> Response {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    out.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     out
 }

@@ -151,12 +151,7 @@ pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
             by_counter.insert(ev.counter, ev);
         }
     }
-    Ok(Prepared {
-        source,
-        job,
-        events: by_counter.into_values().collect(),
-        repeated_in_batch: repeated,
-    })
+    Ok(Prepared { source, job, events: by_counter.into_values().collect(), repeated_in_batch: repeated })
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL; an event carrying one is kept with U+FFFD instead
@@ -230,7 +225,10 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         _ => {
             matches!(
                 event.as_str(),
-                "runner_on_failed" | "runner_item_on_failed" | "runner_on_async_failed" | "runner_on_unreachable"
+                "runner_on_failed"
+                    | "runner_item_on_failed"
+                    | "runner_on_async_failed"
+                    | "runner_on_unreachable"
             ) && !ignore_errors
         }
     };
@@ -291,10 +289,7 @@ fn host_deltas(events: &[&Event]) -> BTreeMap<String, HostDelta> {
         if ev.event == "playbook_on_stats" {
             let Some(data) = ev.event_data.as_object() else { continue };
             let stat = |key: &str, host: &str| -> i32 {
-                data.get(key)
-                    .and_then(|m| m.get(host))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0) as i32
+                data.get(key).and_then(|m| m.get(host)).and_then(Value::as_i64).unwrap_or(0) as i32
             };
             let mut names: HashSet<String> = HashSet::new();
             for key in ["ok", "changed", "dark", "failures", "skipped", "rescued", "ignored", "processed"] {
@@ -547,9 +542,8 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
             Default::default();
         for (name, h) in hosts {
             cols.0.push(name);
-            for (i, v) in [h.ok, h.changed, h.failures, h.dark, h.skipped, h.rescued, h.ignored]
-                .into_iter()
-                .enumerate()
+            for (i, v) in
+                [h.ok, h.changed, h.failures, h.dark, h.skipped, h.rescued, h.ignored].into_iter().enumerate()
             {
                 cols.1[i].push(v);
             }
@@ -560,7 +554,10 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
         let [ok, changed, failures, dark, skipped, rescued, ignored] = &cols.1;
         tx.execute(
             UPSERT_HOSTS,
-            &[&job_id, &cols.0, ok, changed, failures, dark, skipped, rescued, ignored, &cols.2, &cols.3, &cols.4],
+            &[
+                &job_id, &cols.0, ok, changed, failures, dark, skipped, rescued, ignored, &cols.2, &cols.3,
+                &cols.4,
+            ],
         )
         .await?;
     }

@@ -171,7 +171,8 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
-const ORDERABLE: &[&str] = &["id", "started", "finished", "name", "status", "elapsed", "template", "modified"];
+const ORDERABLE: &[&str] =
+    &["id", "started", "finished", "name", "status", "elapsed", "template", "modified"];
 
 async fn list_jobs(
     State(app): State<AppState>,
@@ -305,7 +306,11 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-async fn get_job(State(app): State<AppState>, _caller: Caller, JobId(id): JobId) -> Result<Json<Job>, AppError> {
+async fn get_job(
+    State(app): State<AppState>,
+    _caller: Caller,
+    JobId(id): JobId,
+) -> Result<Json<Job>, AppError> {
     let db = app.pool.get().await?;
     Ok(Json(job_or_404(&db, id).await?))
 }
@@ -463,8 +468,7 @@ async fn stdout(
         }
     });
     let mut resp = Body::from_stream(pages.boxed()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     Ok(resp)
 }
 
@@ -517,7 +521,10 @@ async fn history(
     let db = app.pool.get().await?;
     job_or_404(&db, id).await?;
     let rows = db
-        .query("select status, previous, at, by from job_status_history where job_id = $1 order by id", &[&id])
+        .query(
+            "select status, previous, at, by from job_status_history where job_id = $1 order by id",
+            &[&id],
+        )
         .await?;
     let results: Vec<StatusChange> = rows
         .iter()

@@ -294,8 +294,7 @@ impl Follower {
         }
         let covers = events.last().map(seq_of) == Some(to);
         if from <= self.cursor && covers {
-            let fresh: Vec<JobEvent> =
-                events.iter().filter(|e| seq_of(e) > self.cursor).cloned().collect();
+            let fresh: Vec<JobEvent> = events.iter().filter(|e| seq_of(e) > self.cursor).cloned().collect();
             self.advance(&fresh);
             self.cursor = self.cursor.max(to);
             return Ok(fresh);

@@ -145,4 +145,3 @@ async fn finished(app: &AppState, follower: &Follower, tx: &mpsc::Sender<Event>)
     }
     false
 }
-

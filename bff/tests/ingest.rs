@@ -58,11 +58,21 @@ async fn ingested_events_read_back_in_order_with_hosts_stdout_and_history() {
         .as_array()
         .expect("results")
         .iter()
-        .map(|h| (h["host"].as_str().unwrap_or("").into(), h["status"].as_str().unwrap_or("").into(), h["ok"].as_i64().unwrap_or(-1)))
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("").into(),
+                h["status"].as_str().unwrap_or("").into(),
+                h["ok"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect();
     assert_eq!(
         by_host,
-        vec![("web-01".into(), "changed".into(), 2), ("web-02".into(), "failed".into(), 1), ("web-03".into(), "unreachable".into(), 0)]
+        vec![
+            ("web-01".into(), "changed".into(), 2),
+            ("web-02".into(), "failed".into(), 1),
+            ("web-03".into(), "unreachable".into(), 0)
+        ]
     );
 
     let txt = app.get(&format!("/api/v1/jobs/{id}/stdout?format=txt")).await.text().await.expect("txt");
@@ -74,12 +84,22 @@ async fn ingested_events_read_back_in_order_with_hosts_stdout_and_history() {
     assert!(ansi.contains("\u{1b}[0;31mfatal: [web-02]"));
 
     let history = app.get_json(&format!("/api/v1/jobs/{id}/history")).await;
-    let statuses: Vec<&str> = history["results"].as_array().expect("results").iter().map(|h| h["status"].as_str().unwrap_or("")).collect();
+    let statuses: Vec<&str> = history["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| h["status"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(statuses, vec!["new", "running", "failed"]);
     assert_eq!(history["results"][2]["by"], "event playbook_on_stats");
 
     let page = app.get_json(&format!("/api/v1/jobs/{id}/events?after_counter=2&limit=3")).await;
-    let counters: Vec<i64> = page["results"].as_array().expect("results").iter().map(|e| e["counter"].as_i64().unwrap_or(0)).collect();
+    let counters: Vec<i64> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|e| e["counter"].as_i64().unwrap_or(0))
+        .collect();
     assert_eq!(counters, vec![3, 4, 5]);
     assert_eq!(page["count"], 7);
     assert_eq!(page["next"], format!("/api/v1/jobs/{id}/events?after_counter=5&limit=3"));
@@ -100,7 +120,11 @@ async fn duplicates_and_shuffled_batches_are_stored_once_in_counter_order() {
     let mut shuffled: Vec<Value> = all[..50].iter().rev().cloned().collect();
     shuffled.push(all[3].clone());
     let r = app.ingest_ok(&batch("7", shuffled)).await;
-    assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(50), Some(1)), "a repeat within a batch counts");
+    assert_eq!(
+        (r["accepted"].as_i64(), r["duplicates"].as_i64()),
+        (Some(50), Some(1)),
+        "a repeat within a batch counts"
+    );
     let r = app.ingest_ok(&batch("7", all.clone())).await;
     assert_eq!((r["accepted"].as_i64(), r["duplicates"].as_i64()), (Some(0), Some(200)));
 
@@ -134,7 +158,12 @@ async fn status_given_by_the_source_wins_over_events() {
     assert_eq!(job["status"], "canceled");
     assert!(job["finished"].is_string());
     let history = app.get_json(&format!("/api/v1/jobs/{id}/history")).await;
-    let statuses: Vec<&str> = history["results"].as_array().expect("results").iter().map(|h| h["status"].as_str().unwrap_or("")).collect();
+    let statuses: Vec<&str> = history["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| h["status"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(statuses, vec!["new", "pending", "canceled"]);
     // The same external id from another source is another job.
     let other = app.ingest_ok(&json!({"source": "local", "job": {"external_id": "9"}, "events": []})).await;
@@ -146,10 +175,10 @@ async fn gzip_bodies_and_hostile_strings_are_accepted_whole() {
     let app = spawn_app().await;
     let big_stdout: String = "x".repeat(3 * 1024 * 1024);
     let body = json!({"source": "local", "job": {"external_id": "g1", "name": "<script>alert(1)</script>'; drop table jobs;--"},
-        "events": [
-            {"counter": 1, "event": "runner_on_ok", "stdout": big_stdout, "event_data": {"host": "h\u{0}1", "res": {"msg": "nul \u{0} inside"}}},
-            {"counter": 2, "event": "verbose", "stdout": "ünïcödé ✓ \u{7f}"}
-        ]});
+    "events": [
+        {"counter": 1, "event": "runner_on_ok", "stdout": big_stdout, "event_data": {"host": "h\u{0}1", "res": {"msg": "nul \u{0} inside"}}},
+        {"counter": 2, "event": "verbose", "stdout": "ünïcödé ✓ \u{7f}"}
+    ]});
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(body.to_string().as_bytes()).expect("gzip");
     let compressed = gz.finish().expect("gzip");
@@ -168,7 +197,11 @@ async fn gzip_bodies_and_hostile_strings_are_accepted_whole() {
     let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(job["name"], "<script>alert(1)</script>'; drop table jobs;--");
     let page = app.get_json(&format!("/api/v1/jobs/{id}/events")).await;
-    assert_eq!(page["results"][0]["stdout"].as_str().map(str::len), Some(3 * 1024 * 1024), "stdout kept whole");
+    assert_eq!(
+        page["results"][0]["stdout"].as_str().map(str::len),
+        Some(3 * 1024 * 1024),
+        "stdout kept whole"
+    );
     assert_eq!(page["results"][0]["host"], "h\u{fffd}1", "NUL, which PostgreSQL cannot store, is replaced");
     assert_eq!(page["results"][1]["stdout"], "ünïcödé ✓ \u{7f}");
 }
@@ -190,12 +223,37 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_stores_nothing() {
     assert_error(post(good.clone(), Some("wrong")).await.expect("send"), 401).await;
     assert_error(post(good.clone(), Some(ADMIN_KEY)).await.expect("send"), 401).await;
 
-    let detail = assert_error(post(b"{\"source\": \"local\", ".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 400).await;
+    let detail = assert_error(
+        post(b"{\"source\": \"local\", ".to_vec(), Some(INGEST_TOKEN)).await.expect("send"),
+        400,
+    )
+    .await;
     assert!(detail.contains("not valid JSON"), "{detail}");
     assert_error(post(b"[]".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
-    assert_error(post(b"{\"source\": 5, \"job\": {\"external_id\": \"1\"}}".to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
-    assert_error(post(br#"{"source": "", "job": {"external_id": "1"}}"#.to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
-    assert_error(post(br#"{"source": "x", "job": {"external_id": "1", "status": "exploded"}}"#.to_vec(), Some(INGEST_TOKEN)).await.expect("send"), 422).await;
+    assert_error(
+        post(b"{\"source\": 5, \"job\": {\"external_id\": \"1\"}}".to_vec(), Some(INGEST_TOKEN))
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    assert_error(
+        post(br#"{"source": "", "job": {"external_id": "1"}}"#.to_vec(), Some(INGEST_TOKEN))
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    assert_error(
+        post(
+            br#"{"source": "x", "job": {"external_id": "1", "status": "exploded"}}"#.to_vec(),
+            Some(INGEST_TOKEN),
+        )
+        .await
+        .expect("send"),
+        422,
+    )
+    .await;
 
     // One bad event in a batch: nothing of the batch is stored.
     let mut evs = events(1, 5);
@@ -209,21 +267,43 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_stores_nothing() {
     evs[2]["created"] = json!("yesterday");
     assert_error(app.ingest(&batch("b1", evs)).await, 422).await;
 
-    let oversize = batch("b1", vec![json!({"counter": 1, "event": "verbose", "stdout": "y".repeat(100 * 1024)})]);
+    let oversize =
+        batch("b1", vec![json!({"counter": 1, "event": "verbose", "stdout": "y".repeat(100 * 1024)})]);
     assert_error(app.ingest(&oversize).await, 413).await;
     // A small gzip that unpacks beyond the limit is refused the same way.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(oversize.to_string().as_bytes()).expect("gzip");
     let bomb = gz.finish().expect("gzip");
     assert!(bomb.len() < 64 * 1024);
-    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
-        .header("content-encoding", "gzip").body(bomb).send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/ingest/events"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("send");
     assert_error(resp, 413).await;
-    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
-        .header("content-encoding", "gzip").body(b"not gzip".to_vec()).send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/ingest/events"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip")
+        .body(b"not gzip".to_vec())
+        .send()
+        .await
+        .expect("send");
     assert_error(resp, 400).await;
-    let resp = app.http.post(app.url("/api/v1/ingest/events")).bearer_auth(INGEST_TOKEN)
-        .header("content-encoding", "br").body(good.clone()).send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/ingest/events"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "br")
+        .body(good.clone())
+        .send()
+        .await
+        .expect("send");
     assert_error(resp, 415).await;
 
     assert_eq!(app.count("select count(*) from jobs").await, 0, "no job half-written");
@@ -231,12 +311,25 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_stores_nothing() {
 
     // The read side: keys, unknown ids, bad parameters.
     assert_error(app.http.get(app.url("/api/v1/jobs")).send().await.expect("send"), 401).await;
-    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth("pdk_nope").send().await.expect("send"), 401).await;
-    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(INGEST_TOKEN).send().await.expect("send"), 401).await;
+    assert_error(
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth("pdk_nope").send().await.expect("send"),
+        401,
+    )
+    .await;
+    assert_error(
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(INGEST_TOKEN).send().await.expect("send"),
+        401,
+    )
+    .await;
     let detail = assert_error(app.get("/api/v1/jobs/424242").await, 404).await;
     assert!(detail.contains("424242"));
-    for path in ["/api/v1/jobs/424242/events", "/api/v1/jobs/424242/hosts", "/api/v1/jobs/424242/stdout",
-                 "/api/v1/jobs/424242/history", "/api/v1/jobs/424242/stream"] {
+    for path in [
+        "/api/v1/jobs/424242/events",
+        "/api/v1/jobs/424242/hosts",
+        "/api/v1/jobs/424242/stdout",
+        "/api/v1/jobs/424242/history",
+        "/api/v1/jobs/424242/stream",
+    ] {
         assert_error(app.get(path).await, 404).await;
     }
     assert_error(app.get("/api/v1/jobs/abc").await, 400).await;
@@ -246,7 +339,11 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_stores_nothing() {
     assert_error(app.get("/api/v1/jobs?order_by=password").await, 400).await;
     assert_error(app.get("/api/v1/jobs?started_after=tuesday").await, 400).await;
     assert_error(app.get("/api/v1/no-such-thing").await, 404).await;
-    assert_error(app.http.delete(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("send"), 405).await;
+    assert_error(
+        app.http.delete(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("send"),
+        405,
+    )
+    .await;
     app.ingest_ok(&batch("b2", events(1, 1))).await;
     let id = app.count("select id from jobs").await;
     assert_error(app.get(&format!("/api/v1/jobs/{id}/stdout?format=html")).await, 400).await;
@@ -265,13 +362,20 @@ async fn the_job_list_filters_orders_and_pages() {
         ("5", "local", "hello_world", "lab", "bob", "successful", "2026-11-05T10:00:00Z"),
     ];
     for (ext, source, template, inventory, who, status, started) in jobs {
-        app.ingest_ok(&json!({"source": source, "job": {"external_id": ext, "name": format!("{template} run {ext}"),
+        app.ingest_ok(
+            &json!({"source": source, "job": {"external_id": ext, "name": format!("{template} run {ext}"),
             "template": template, "inventory": inventory, "launched_by": who, "status": status},
-            "events": [{"counter": 1, "event": "playbook_on_start", "created": started}]}))
-            .await;
+            "events": [{"counter": 1, "event": "playbook_on_start", "created": started}]}),
+        )
+        .await;
     }
     let ids = |v: &Value| -> Vec<String> {
-        v["results"].as_array().expect("results").iter().map(|j| j["external_id"].as_str().unwrap_or("").to_string()).collect()
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|j| j["external_id"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     let all = app.get_json("/api/v1/jobs").await;
     assert_eq!(all["count"], 5);
@@ -283,7 +387,9 @@ async fn the_job_list_filters_orders_and_pages() {
     assert_eq!(ids(&app.get_json("/api/v1/jobs?source=local").await), vec!["5", "3"]);
     assert_eq!(ids(&app.get_json("/api/v1/jobs?external_id=4").await), vec!["4"]);
     assert_eq!(
-        ids(&app.get_json("/api/v1/jobs?started_after=2026-11-02T00:00:00Z&started_before=2026-11-04T00:00:00Z").await),
+        ids(&app
+            .get_json("/api/v1/jobs?started_after=2026-11-02T00:00:00Z&started_before=2026-11-04T00:00:00Z")
+            .await),
         vec!["3", "2"]
     );
     assert_eq!(ids(&app.get_json("/api/v1/jobs?q=HELLO").await), vec!["5", "3"], "quick search ignores case");
@@ -308,36 +414,80 @@ async fn the_job_list_filters_orders_and_pages() {
 #[tokio::test]
 async fn keys_roles_and_sessions() {
     let app = spawn_app().await;
-    let resp = app.http.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY)
-        .json(&json!({"name": "ci", "role": "viewer"})).send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "ci", "role": "viewer"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().await.expect("json");
     let viewer = created["secret"].as_str().expect("secret").to_string();
-    assert!(app.count("select count(*) from api_keys where key_hash like 'pdk_%'").await == 0, "only hashes are stored");
+    assert!(
+        app.count("select count(*) from api_keys where key_hash like 'pdk_%'").await == 0,
+        "only hashes are stored"
+    );
     // A viewer reads, but cannot manage keys.
     let resp = app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send");
     assert_eq!(resp.status(), 200);
-    let resp = app.http.post(app.url("/api/v1/keys")).bearer_auth(&viewer)
-        .json(&json!({"name": "x", "role": "admin"})).send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&viewer)
+        .json(&json!({"name": "x", "role": "admin"}))
+        .send()
+        .await
+        .expect("send");
     assert_error(resp, 403).await;
 
     // A session cookie in exchange for the key; HttpOnly, and the key is not in it.
-    let resp = app.http.post(app.url("/api/v1/session")).json(&json!({"key": viewer})).send().await.expect("send");
+    let resp =
+        app.http.post(app.url("/api/v1/session")).json(&json!({"key": viewer})).send().await.expect("send");
     assert_eq!(resp.status(), 200);
     let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite") && !cookie.contains(&viewer));
     let pair = cookie.split(';').next().expect("pair").to_string();
-    let me: Value = app.http.get(app.url("/api/v1/session")).header("cookie", &pair).send().await.expect("send").json().await.expect("json");
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(me["role"], "viewer");
-    let resp = app.http.post(app.url("/api/v1/session")).json(&json!({"key": "wrong"})).send().await.expect("send");
+    let resp =
+        app.http.post(app.url("/api/v1/session")).json(&json!({"key": "wrong"})).send().await.expect("send");
     assert_error(resp, 401).await;
-    let resp = app.http.post(app.url("/api/v1/session")).body("{").header("content-type", "application/json").send().await.expect("send");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/session"))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
     assert_error(resp, 400).await;
 
     // Revoking the key ends its sessions.
     let kid = created["id"].as_i64().expect("id");
-    let resp = app.http.delete(app.url(&format!("/api/v1/keys/{kid}"))).bearer_auth(ADMIN_KEY).send().await.expect("send");
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/v1/keys/{kid}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 204);
-    assert_error(app.http.get(app.url("/api/v1/session")).header("cookie", &pair).send().await.expect("send"), 401).await;
-    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send"), 401).await;
+    assert_error(
+        app.http.get(app.url("/api/v1/session")).header("cookie", &pair).send().await.expect("send"),
+        401,
+    )
+    .await;
+    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send"), 401)
+        .await;
 }

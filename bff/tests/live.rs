@@ -95,7 +95,10 @@ fn shuffled_batches(from: i64, to: i64, size: usize) -> Vec<Vec<Value>> {
         let j = (i * 7919 + 13) % len;
         counters.swap(i, j);
     }
-    counters.chunks(size).map(|c| c.iter().map(|n| event(*n, "runner_on_ok", "web-01", "t")).collect()).collect()
+    counters
+        .chunks(size)
+        .map(|c| c.iter().map(|n| event(*n, "runner_on_ok", "web-01", "t")).collect())
+        .collect()
 }
 
 #[tokio::test]
@@ -108,7 +111,8 @@ async fn websocket_reconnect_with_cursor_gets_every_event_exactly_once() {
 
     let mut seen = Seen::default();
     let mut ws = Ws::connect(&app).await;
-    ws.send(json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]})).await;
+    ws.send(json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]}))
+        .await;
     seen.read_until(&mut ws, job_id, 50).await;
     // Live: a batch ingested now arrives without asking, with the job's new state.
     app.ingest_ok(&batch("ws", events(51, 10))).await;
@@ -121,7 +125,10 @@ async fn websocket_reconnect_with_cursor_gets_every_event_exactly_once() {
     }
     let mut ws = Ws::connect(&app).await;
     let cursor = seen.cursor.clone().expect("a cursor");
-    ws.send(json!({"type": "subscribe", "jobs": false, "job_events": [{"job_id": job_id, "cursor": cursor}]})).await;
+    ws.send(
+        json!({"type": "subscribe", "jobs": false, "job_events": [{"job_id": job_id, "cursor": cursor}]}),
+    )
+    .await;
     // And more arrive while it catches up.
     let ingester = {
         let batches = shuffled_batches(151, 400, 17);
@@ -129,7 +136,13 @@ async fn websocket_reconnect_with_cursor_gets_every_event_exactly_once() {
         let url = app.url("/api/v1/ingest/events");
         tokio::spawn(async move {
             for b in batches {
-                let r = http.post(&url).bearer_auth(INGEST_TOKEN).json(&batch("ws", b)).send().await.expect("send");
+                let r = http
+                    .post(&url)
+                    .bearer_auth(INGEST_TOKEN)
+                    .json(&batch("ws", b))
+                    .send()
+                    .await
+                    .expect("send");
                 assert!(r.status().is_success());
             }
         })
@@ -248,7 +261,12 @@ async fn sse_resumes_from_last_event_id_and_ends_when_the_job_is_done() {
             for b in shuffled_batches(122, 200, 10) {
                 http.post(&url).bearer_auth(INGEST_TOKEN).json(&batch("sse", b)).send().await.expect("send");
             }
-            http.post(&url).bearer_auth(INGEST_TOKEN).json(&batch("sse", vec![stats])).send().await.expect("send");
+            http.post(&url)
+                .bearer_auth(INGEST_TOKEN)
+                .json(&batch("sse", vec![stats]))
+                .send()
+                .await
+                .expect("send");
         })
     };
     let end = loop {
@@ -288,15 +306,17 @@ async fn a_client_that_does_not_read_gets_resync_and_slows_no_one() {
     let app = spawn_app_with(|c| c.hub_capacity = 8).await;
     app.ingest_ok(&batch("slow", events(1, 1))).await;
     let job_id = app.count("select id from jobs where external_id = 'slow'").await;
-    let subscribe = json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]});
+    let subscribe =
+        json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]});
 
     // The slow client: a tiny receive buffer, and it does not read at all for now.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     let tcp = socket.connect(app.addr).await.expect("connect");
-    let (stream, _) = tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-        .await
-        .expect("ws");
+    let (stream, _) =
+        tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("ws");
     let mut slow = Ws { stream };
     slow.send(subscribe.clone()).await;
 
@@ -318,7 +338,10 @@ async fn a_client_that_does_not_read_gets_resync_and_slows_no_one() {
         }
         app.ingest_ok(&batch("slow", evs)).await;
     }
-    let fast_seen = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("fast client kept up").expect("reader");
+    let fast_seen = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("fast client kept up")
+        .expect("reader");
     fast_seen.assert_exactly(1..=total as i64);
 
     // Now the slow client reads: it was told to resync, and still gets every event exactly once.
@@ -334,7 +357,8 @@ async fn live_delivery_survives_a_killed_listen_connection() {
     app.ingest_ok(&batch("kill", events(1, 10))).await;
     let job_id = app.count("select id from jobs where external_id = 'kill'").await;
     let mut ws = Ws::connect(&app).await;
-    ws.send(json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]})).await;
+    ws.send(json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]}))
+        .await;
     let mut seen = Seen::default();
     seen.read_until(&mut ws, job_id, 10).await;
 
@@ -346,14 +370,21 @@ async fn live_delivery_survives_a_killed_listen_connection() {
         let url = app.url("/api/v1/ingest/events");
         tokio::spawn(async move {
             for b in 0..60 {
-                let r = http.post(&url).bearer_auth(INGEST_TOKEN).json(&batch("kill", events(11 + b * 5, 5))).send().await.expect("send");
+                let r = http
+                    .post(&url)
+                    .bearer_auth(INGEST_TOKEN)
+                    .json(&batch("kill", events(11 + b * 5, 5)))
+                    .send()
+                    .await
+                    .expect("send");
                 assert!(r.status().is_success());
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let killed: bool = db.query_one("select pg_terminate_backend($1)", &[&before]).await.expect("terminate").get(0);
+    let killed: bool =
+        db.query_one("select pg_terminate_backend($1)", &[&before]).await.expect("terminate").get(0);
     assert!(killed);
     seen.read_until(&mut ws, job_id, 310).await;
     ingester.await.expect("ingester");

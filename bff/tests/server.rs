@@ -77,7 +77,8 @@ async fn restart_with_the_same_data_dir_keeps_everything_and_stops_postgres() {
     .expect("start");
     let key = std::fs::read_to_string(dir.join("admin.key")).expect("admin.key written").trim().to_string();
     assert_eq!(server.printed_key.as_deref(), Some(key.as_str()), "the new key is printed once");
-    let token = std::fs::read_to_string(dir.join("ingest.token")).expect("ingest.token written").trim().to_string();
+    let token =
+        std::fs::read_to_string(dir.join("ingest.token")).expect("ingest.token written").trim().to_string();
     use std::os::unix::fs::PermissionsExt;
     for f in ["admin.key", "ingest.token"] {
         let mode = std::fs::metadata(dir.join(f)).expect("meta").permissions().mode() & 0o777;
@@ -86,14 +87,23 @@ async fn restart_with_the_same_data_dir_keeps_everything_and_stops_postgres() {
 
     let body = json!({"source": "local", "job": {"external_id": "r1", "name": "before restart"},
         "events": [{"counter": 1, "event": "playbook_on_start"}, {"counter": 2, "event": "verbose", "stdout": "kept"}]});
-    let r = http.post(format!("{}/api/v1/ingest/events", server.base)).bearer_auth(&token).json(&body).send().await.expect("ingest");
+    let r = http
+        .post(format!("{}/api/v1/ingest/events", server.base))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("ingest");
     assert_eq!(r.status(), 200);
 
     // SIGTERM: the server drains and stops its cluster.
     signal(&server.child, "TERM");
     let status = tokio::task::spawn_blocking(move || server.child.wait()).await.expect("join").expect("wait");
     assert!(status.success(), "clean exit on SIGTERM: {status}");
-    assert!(wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(10)), "PostgreSQL stopped with the server");
+    assert!(
+        wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(10)),
+        "PostgreSQL stopped with the server"
+    );
 
     let mut server = tokio::task::spawn_blocking({
         let dir = dir.clone();
@@ -102,20 +112,42 @@ async fn restart_with_the_same_data_dir_keeps_everything_and_stops_postgres() {
     .await
     .expect("restart");
     assert_eq!(server.printed_key, None, "an existing key is not printed again");
-    let out = http.get(format!("{}/api/v1/jobs/1/stdout", server.base)).bearer_auth(&key).send().await.expect("stdout");
+    let out = http
+        .get(format!("{}/api/v1/jobs/1/stdout", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("stdout");
     assert_eq!(out.status(), 200);
     assert_eq!(out.text().await.expect("text"), "kept\n");
-    let job: serde_json::Value = http.get(format!("{}/api/v1/jobs/1", server.base)).bearer_auth(&key).send().await.expect("job").json().await.expect("json");
+    let job: serde_json::Value = http
+        .get(format!("{}/api/v1/jobs/1", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("job")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(job["name"], "before restart");
     assert_eq!(job["status"], "running");
-    let r = http.post(format!("{}/api/v1/ingest/events", server.base)).bearer_auth(&token).json(&body).send().await.expect("ingest");
+    let r = http
+        .post(format!("{}/api/v1/ingest/events", server.base))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("ingest");
     let r: serde_json::Value = r.json().await.expect("json");
     assert_eq!(r["duplicates"], 2, "the same ingest token works and nothing is stored twice");
 
     // A server killed outright does not leave its cluster behind.
     signal(&server.child, "KILL");
     let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
-    assert!(wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(30)), "PostgreSQL stopped after a crash");
+    assert!(
+        wait_gone(&dir.join("pg/postmaster.pid"), Duration::from_secs(30)),
+        "PostgreSQL stopped after a crash"
+    );
 
     // And it starts again after that.
     let mut server = tokio::task::spawn_blocking({
@@ -159,7 +191,8 @@ async fn spa_and_health_endpoints() {
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["listener"], "connected");
     let r = app.http.get(app.url("/jobs/7")).send().await.expect("page");
-    let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let csp =
+        r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(r.headers().get("x-frame-options").is_none());
 }

@@ -52,10 +52,7 @@ impl JobStatus {
 
     /// A finished job: nothing will move its status again by itself.
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Successful | JobStatus::Failed | JobStatus::Error | JobStatus::Canceled
-        )
+        matches!(self, JobStatus::Successful | JobStatus::Failed | JobStatus::Error | JobStatus::Canceled)
     }
 }
 
@@ -311,13 +308,21 @@ pub enum ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// A job was created or changed; this is its whole current state.
-    Job { job: Job },
+    Job {
+        job: Job,
+    },
     /// New events of a followed job, in arrival order; `cursor` is where to resume after them.
-    Events { job_id: i64, cursor: String, events: Vec<JobEvent> },
+    Events {
+        job_id: i64,
+        cursor: String,
+        events: Vec<JobEvent>,
+    },
     /// The client fell behind: job changes may have been skipped, so reload the job list.
     /// Followed events need nothing: the server resumes them from the client's cursor.
     Resync,
-    Error { detail: String },
+    Error {
+        detail: String,
+    },
 }
 
 /// `POST /api/v1/session` body.
@@ -399,10 +404,7 @@ mod tests {
         .expect("contract example parses");
         assert_eq!(
             m,
-            ClientMessage::Subscribe {
-                jobs: true,
-                job_events: vec![JobCursor { job_id: 7, cursor: None }]
-            }
+            ClientMessage::Subscribe { jobs: true, job_events: vec![JobCursor { job_id: 7, cursor: None }] }
         );
         let s = serde_json::to_string(&ServerMessage::Resync).expect("serializes");
         assert_eq!(s, r#"{"type":"resync"}"#);

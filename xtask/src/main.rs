@@ -255,10 +255,7 @@ fn demo() -> Result<(), String> {
     let listen = std::env::var("PLAYDECK_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let server = start_server(
         &target_dir().join("debug/playdeck"),
-        &[
-            ("PLAYDECK_DATA_DIR", data_dir.display().to_string()),
-            ("PLAYDECK_LISTEN", listen),
-        ],
+        &[("PLAYDECK_DATA_DIR", data_dir.display().to_string()), ("PLAYDECK_LISTEN", listen)],
     )?;
     let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default();
     println!("\n  Playdeck is running:  {}", server.url);
@@ -284,7 +281,7 @@ fn test() -> Result<(), String> {
     setup(true)?;
     build_spa()?;
     step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
-    run(Command::new("cargo").args(["test", "--workspace", "--exclude", "frontend"]))?;
+    run(Command::new("cargo").args(["test", "--workspace"]))?;
     build_server(false, &["--bin", "playdeck"])?;
     step("browser test (chromium, playwright-core)");
     let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
@@ -315,7 +312,8 @@ fn test() -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let which = args.first().map(String::as_str).ok_or("bench what? `cargo xtask bench ingest` or `bench live`")?;
+    let which =
+        args.first().map(String::as_str).ok_or("bench what? `cargo xtask bench ingest` or `bench live`")?;
     if !matches!(which, "ingest" | "live") {
         return Err(format!("no benchmark {which:?}; there are `ingest` and `live`"));
     }

@@ -51,7 +51,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// All events of one run, in counter order; `step_ms` apart in their `created` times.
-pub fn playbook_run(job: u64, playbook: &str, plays: &[Play], hosts: &[(String, Fate)], step_ms: i64) -> Vec<Value> {
+pub fn playbook_run(
+    job: u64,
+    playbook: &str,
+    plays: &[Play],
+    hosts: &[(String, Fate)],
+    step_ms: i64,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut counter = 0u64;
     let mut line = 0i64;
@@ -73,10 +79,16 @@ pub fn playbook_run(job: u64, playbook: &str, plays: &[Play], hosts: &[(String, 
         }));
         line += lines;
     };
-    ev("playbook_on_start", String::new(), json!({"playbook": playbook, "playbook_uuid": uuid(job, 0)}), &mut out);
+    ev(
+        "playbook_on_start",
+        String::new(),
+        json!({"playbook": playbook, "playbook_uuid": uuid(job, 0)}),
+        &mut out,
+    );
     let mut failed_hosts: Vec<String> = Vec::new();
     let mut task_index = 0usize;
-    let mut stats: std::collections::BTreeMap<&str, std::collections::BTreeMap<String, i64>> = Default::default();
+    let mut stats: std::collections::BTreeMap<&str, std::collections::BTreeMap<String, i64>> =
+        Default::default();
     for play in plays {
         ev(
             "playbook_on_play_start",
@@ -150,7 +162,9 @@ pub fn playbook_run(job: u64, playbook: &str, plays: &[Play], hosts: &[(String, 
             task_index += 1;
         }
     }
-    let mut recap = String::from("\r\nPLAY RECAP *********************************************************************\r\n");
+    let mut recap = String::from(
+        "\r\nPLAY RECAP *********************************************************************\r\n",
+    );
     for (host, _) in hosts {
         let get = |k: &str| stats.get(k).and_then(|m| m.get(host)).copied().unwrap_or(0);
         recap.push_str(&format!(
@@ -170,13 +184,35 @@ pub fn playbook_run(job: u64, playbook: &str, plays: &[Play], hosts: &[(String, 
 }
 
 pub const PATCH: &[Play] = &[
-    Play { name: "Pre-checks", tasks: &[("Gather facts", "gather_facts"), ("Check free space on /var", "shell"), ("Check uptime", "command")] },
-    Play { name: "Patching", tasks: &[("Update all packages", "ansible.builtin.dnf"), ("Reboot if the kernel changed", "ansible.builtin.reboot")] },
-    Play { name: "Post-checks", tasks: &[("Wait for sshd", "wait_for"), ("Check services", "service_facts")] },
+    Play {
+        name: "Pre-checks",
+        tasks: &[
+            ("Gather facts", "gather_facts"),
+            ("Check free space on /var", "shell"),
+            ("Check uptime", "command"),
+        ],
+    },
+    Play {
+        name: "Patching",
+        tasks: &[
+            ("Update all packages", "ansible.builtin.dnf"),
+            ("Reboot if the kernel changed", "ansible.builtin.reboot"),
+        ],
+    },
+    Play {
+        name: "Post-checks",
+        tasks: &[("Wait for sshd", "wait_for"), ("Check services", "service_facts")],
+    },
 ];
 
-pub const HELLO: &[Play] = &[Play { name: "Hello", tasks: &[("Gather facts", "gather_facts"), ("Say hello", "debug")] }];
+pub const HELLO: &[Play] =
+    &[Play { name: "Hello", tasks: &[("Gather facts", "gather_facts"), ("Say hello", "debug")] }];
 
-pub const RETIRE: &[Play] = &[
-    Play { name: "Retire server", tasks: &[("Remove from monitoring", "uri"), ("Remove DNS records", "nsupdate"), ("Power off the VM", "vmware_guest")] },
-];
+pub const RETIRE: &[Play] = &[Play {
+    name: "Retire server",
+    tasks: &[
+        ("Remove from monitoring", "uri"),
+        ("Remove DNS records", "nsupdate"),
+        ("Power off the VM", "vmware_guest"),
+    ],
+}];

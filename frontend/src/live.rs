@@ -1,0 +1,164 @@
+//! The live feed: one WebSocket to the bff that follows every job change, reopened with capped
+//! backoff whenever it drops, for as long as the component using it is mounted.
+
+use futures::future::abortable;
+use futures::{SinkExt, StreamExt};
+use gloo_net::websocket::futures::WebSocket;
+use gloo_net::websocket::{Message, State};
+use gloo_timers::future::TimeoutFuture;
+use shared::{ClientMessage, Job, ServerMessage};
+use yew::prelude::*;
+
+/// What the person sees about the feed: whether the rows move by themselves right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// The first attempt, before anything is known.
+    Connecting,
+    Live,
+    /// The socket dropped; another attempt follows after a pause.
+    Reconnecting,
+    /// The socket dropped and the browser says it has no network; attempts go on regardless,
+    /// since `navigator.onLine` is only a hint.
+    Offline,
+}
+
+impl Connection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connection::Connecting => "connecting",
+            Connection::Live => "live",
+            Connection::Reconnecting => "reconnecting",
+            Connection::Offline => "offline",
+        }
+    }
+}
+
+/// What the feed tells the page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feed {
+    /// A job was created or changed: its whole current state.
+    Job(Box<Job>),
+    /// Changes may have been missed, so the list must be fetched anew: the socket has just
+    /// subscribed (again), or the server said it skipped some (`resync`).
+    Resync,
+    /// An attempt to connect failed before the socket opened. A WebSocket hides the HTTP status of
+    /// a refused upgrade, so this is the page's cue to check whether the session is still valid.
+    ConnectFailed,
+}
+
+/// Connects to the live feed while the calling component is mounted and reports what arrives to
+/// `on_feed`. Only the first `on_feed` is used: pass a callback that stays valid (a dispatcher).
+#[hook]
+pub fn use_live_feed(on_feed: Callback<Feed>) -> Connection {
+    let connection = use_state_eq(|| Connection::Connecting);
+    let set_connection = connection.setter();
+    use_effect_with((), move |_| {
+        let on_state = Callback::from(move |c| set_connection.set(c));
+        let (task, handle) = abortable(run(on_feed, on_state));
+        wasm_bindgen_futures::spawn_local(async move {
+            // Aborted on unmount (sign-out): dropping the socket closes it.
+            let _ = task.await;
+        });
+        move || handle.abort()
+    });
+    *connection
+}
+
+/// Pauses between attempts: 1 s, 2 s, 4 s, 8 s, then 15 s, so a restarting bff is not hammered by
+/// every open browser, yet comes back within 15 s of being up.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const MAX_MS: u32 = 15_000;
+
+    fn next_ms(&mut self) -> u32 {
+        let ms = 1_000u32.saturating_mul(1 << self.failures.min(4)).min(Self::MAX_MS);
+        self.failures = self.failures.saturating_add(1);
+        ms
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// A connection that stayed up this long was a real one; one that drops sooner (a bff that accepts
+/// and then closes, say) keeps growing the pause instead of retrying every second.
+const STABLE_MS: f64 = 10_000.0;
+
+async fn run(on_feed: Callback<Feed>, on_state: Callback<Connection>) {
+    let mut backoff = Backoff::default();
+    loop {
+        match connect().await {
+            Some(mut socket) => {
+                let opened_at = js_sys::Date::now();
+                on_state.emit(Connection::Live);
+                on_feed.emit(Feed::Resync);
+                while let Some(Ok(message)) = socket.next().await {
+                    if let Message::Text(text) = message {
+                        handle(&text, &on_feed);
+                    }
+                }
+                if js_sys::Date::now() - opened_at >= STABLE_MS {
+                    backoff.reset();
+                }
+            }
+            None => on_feed.emit(Feed::ConnectFailed),
+        }
+        on_state.emit(if online() { Connection::Reconnecting } else { Connection::Offline });
+        TimeoutFuture::new(backoff.next_ms()).await;
+    }
+}
+
+fn handle(text: &str, on_feed: &Callback<Feed>) {
+    match serde_json::from_str::<ServerMessage>(text) {
+        Ok(ServerMessage::Job { job }) => on_feed.emit(Feed::Job(Box::new(job))),
+        Ok(ServerMessage::Resync) => on_feed.emit(Feed::Resync),
+        Ok(ServerMessage::Error { detail }) => warn(&format!("live feed: {detail}")),
+        // This page follows no job's events.
+        Ok(ServerMessage::Events { .. }) => {}
+        Err(e) => warn(&format!("live feed: unreadable message: {e}")),
+    }
+}
+
+/// Opens the socket and subscribes to job changes; `None` when it did not open.
+async fn connect() -> Option<WebSocket> {
+    let mut socket = WebSocket::open(&feed_url()?).ok()?;
+    let subscribe = ClientMessage::Subscribe { jobs: true, job_events: Vec::new() };
+    let subscribe = serde_json::to_string(&subscribe).ok()?;
+    // The send waits for the socket to open or fail; a failed one accepts and drops the message.
+    socket.send(Message::Text(subscribe)).await.ok()?;
+    matches!(socket.state(), State::Open).then_some(socket)
+}
+
+/// `ws(s)://<this host>/api/v1/ws`: same origin, so the session cookie authenticates it.
+fn feed_url() -> Option<String> {
+    let location = web_sys::window()?.location();
+    let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+    Some(format!("{scheme}://{}/api/v1/ws", location.host().ok()?))
+}
+
+fn online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+fn warn(message: &str) {
+    web_sys::console::warn_1(&message.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_fifteen_seconds_and_resets() {
+        let mut b = Backoff::default();
+        let pauses: Vec<u32> = (0..7).map(|_| b.next_ms()).collect();
+        assert_eq!(pauses, [1_000, 2_000, 4_000, 8_000, 15_000, 15_000, 15_000]);
+        b.reset();
+        assert_eq!(b.next_ms(), 1_000);
+    }
+}

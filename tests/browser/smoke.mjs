@@ -1,0 +1,242 @@
+// Browser smoke test of Playdeck's page, against a running bff, in Debian's Chromium.
+//
+// What a person would notice: a wrong key is refused with a message, the right one signs in, a job
+// sent to the ingest endpoint appears in the grid by itself and turns "successful" in place, and
+// the page fits a phone (no sideways scrolling), with and without ?embed=1.
+//
+//   PLAYDECK_URL=http://127.0.0.1:8080 PLAYDECK_ADMIN_KEY=… PLAYDECK_INGEST_TOKEN=… node smoke.mjs
+//
+// SCREENSHOT_DIR (default tests/browser/screenshots) receives the screenshots. Exits non-zero with
+// the failing step's message on any failure.
+
+import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.PLAYDECK_URL ?? '').replace(/\/+$/, '');
+const ADMIN_KEY = process.env.PLAYDECK_ADMIN_KEY ?? '';
+const INGEST_TOKEN = process.env.PLAYDECK_INGEST_TOKEN ?? '';
+const SHOTS = path.resolve(process.env.SCREENSHOT_DIR ?? path.join(here, 'screenshots'));
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+// The live feed must beat this; a reload or a polling page would not be "live".
+const LIVE_TIMEOUT_MS = 10_000;
+// The whole run; a hung browser must not hang CI.
+const RUN_TIMEOUT_MS = 180_000;
+
+for (const [name, value] of [
+  ['PLAYDECK_URL', BASE],
+  ['PLAYDECK_ADMIN_KEY', ADMIN_KEY],
+  ['PLAYDECK_INGEST_TOKEN', INGEST_TOKEN],
+]) {
+  if (!value) {
+    console.error(`FAIL: ${name} is not set (see the header of ${path.basename(fileURLToPath(import.meta.url))})`);
+    process.exit(2);
+  }
+}
+
+let passed = 0;
+async function step(name, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    throw new Error(`${name}: ${e?.message ?? e}`);
+  }
+  passed += 1;
+  console.log(`ok ${passed} - ${name}`);
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function ingest(body) {
+  const response = await fetch(`${BASE}/api/v1/ingest/events`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${INGEST_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert(response.ok, `ingest answered ${response.status}: ${text}`);
+  return JSON.parse(text);
+}
+
+async function noSidewaysScroll(page, width) {
+  const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert(scrollWidth <= width, `page is ${scrollWidth}px wide at a ${width}px viewport (scrolls sideways)`);
+}
+
+async function shot(page, name) {
+  const file = path.join(SHOTS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`# screenshot ${file}`);
+}
+
+async function main() {
+  await mkdir(SHOTS, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  // A panic in the wasm app shows only in the console; it must fail the run, not pass silently.
+  const pageErrors = [];
+  try {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /panicked|RuntimeError|unreachable/i.test(m.text())) {
+        pageErrors.push(m.text());
+      }
+    });
+
+    const suffix = randomBytes(4).toString('hex');
+    const jobName = `Smoke ${suffix}`;
+
+    await step('the page offers a sign-in form', async () => {
+      await page.goto(`${BASE}/`);
+      await page.getByTestId('signin-key').waitFor({ timeout: 15_000 });
+    });
+
+    await step('a wrong key is refused with a visible message', async () => {
+      await page.getByTestId('signin-key').fill(`wrong-${suffix}`);
+      await page.getByTestId('signin-submit').click();
+      const error = page.getByTestId('signin-error');
+      await error.waitFor({ state: 'visible', timeout: 10_000 });
+      const text = (await error.innerText()).trim();
+      assert(text.length > 0, 'the error message is empty');
+      console.log(`# error shown: ${text}`);
+      await shot(page, 'sign-in-error.png');
+    });
+
+    await step('the right key signs in and the live feed connects', async () => {
+      await page.getByTestId('signin-key').fill(ADMIN_KEY);
+      await page.getByTestId('signin-submit').click();
+      await page.getByTestId('sign-out').waitFor({ timeout: 10_000 });
+      await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 15_000 });
+      const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+      assert(!stored.includes(ADMIN_KEY), 'the API key was left in web storage');
+    });
+
+    // Survives only if the page is never reloaded.
+    await page.evaluate(() => { window.__playdeckSmoke = 'same page'; });
+
+    const job = { external_id: `smoke-${suffix}`, name: jobName };
+    let jobId;
+    let row;
+    await step('a job sent to ingest appears as "running" without a reload', async () => {
+      const result = await ingest({
+        source: 'local',
+        job,
+        events: [{ counter: 1, event: 'playbook_on_start', created: new Date().toISOString(), stdout: '', event_data: {} }],
+      });
+      jobId = result.job_id;
+      assert(Number.isInteger(jobId), `ingest answered no job_id: ${JSON.stringify(result)}`);
+      row = page.locator(`[data-testid="job-row"][data-job-id="${jobId}"]`);
+      await row.waitFor({ timeout: LIVE_TIMEOUT_MS });
+      const name = (await row.getByTestId('job-name').innerText()).trim();
+      assert(name === jobName, `row ${jobId} shows name "${name}", expected "${jobName}"`);
+      await waitForStatus(row, 'running');
+    });
+
+    await step('the row turns "successful" in place when the run ends', async () => {
+      const before = await row.elementHandle();
+      await ingest({
+        source: 'local',
+        job,
+        events: [{
+          counter: 2,
+          event: 'playbook_on_stats',
+          created: new Date().toISOString(),
+          event_data: { ok: { h1: 1 }, changed: {}, failures: {}, dark: {}, skipped: {} },
+        }],
+      });
+      await waitForStatus(row, 'successful');
+      assert(await before.evaluate((el) => el.isConnected), 'the row was replaced rather than updated');
+      assert(
+        (await page.evaluate(() => window.__playdeckSmoke)) === 'same page',
+        'the page was reloaded',
+      );
+      assert(
+        (await page.locator(`[data-testid="job-row"][data-job-id="${jobId}"]`).count()) === 1,
+        'the job is shown more than once',
+      );
+    });
+
+    await step('desktop screenshots (light and dark)', async () => {
+      await shot(page, 'desktop.png');
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await shot(page, 'desktop-dark.png');
+      await page.emulateMedia({ colorScheme: 'light' });
+    });
+
+    await step('at 390px wide the grid fits without sideways scrolling', async () => {
+      await page.setViewportSize(PHONE);
+      await row.waitFor();
+      await noSidewaysScroll(page, PHONE.width);
+      await shot(page, 'phone.png');
+    });
+
+    await step('?embed=1 drops the header and still fits a phone', async () => {
+      await page.goto(`${BASE}/?embed=1`);
+      await page.locator(`[data-testid="job-row"][data-job-id="${jobId}"]`).waitFor({ timeout: 15_000 });
+      assert((await page.getByTestId('sign-out').count()) === 0, 'the header is shown in embed mode');
+      await noSidewaysScroll(page, PHONE.width);
+      await shot(page, 'embed-phone.png');
+      await page.setViewportSize(DESKTOP);
+      await shot(page, 'embed-desktop.png');
+    });
+
+    await step('sign out returns to the form, and a reload stays signed out', async () => {
+      await page.goto(`${BASE}/`);
+      await page.getByTestId('sign-out').click();
+      await page.getByTestId('signin-key').waitFor({ timeout: 10_000 });
+      await page.reload();
+      await page.getByTestId('signin-key').waitFor({ timeout: 15_000 });
+      assert((await page.getByTestId('jobs-table').count()) === 0, 'the job grid is shown after signing out');
+    });
+
+    assert(pageErrors.length === 0, `the page reported errors:\n${pageErrors.join('\n')}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function waitForStatus(row, status) {
+  const badge = row.getByTestId('job-status');
+  const deadline = Date.now() + LIVE_TIMEOUT_MS;
+  let shown = '';
+  while (Date.now() < deadline) {
+    shown = (await badge.innerText()).trim();
+    if (shown === status) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`status shows "${shown}" after ${LIVE_TIMEOUT_MS / 1000}s, expected "${status}"`);
+}
+
+const timer = setTimeout(() => {
+  console.error(`FAIL: the run took longer than ${RUN_TIMEOUT_MS / 1000}s`);
+  process.exit(1);
+}, RUN_TIMEOUT_MS);
+
+try {
+  await main();
+  console.log(`${passed} passed, 0 failed`);
+  clearTimeout(timer);
+} catch (e) {
+  console.error(`FAIL: ${e?.message ?? e}`);
+  console.log(`${passed} passed, 1 failed`);
+  process.exit(1);
+}
