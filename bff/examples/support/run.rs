@@ -109,7 +109,7 @@ pub fn playbook_run(
                 }
                 let res_msg = format!(
                     "{module} on {host}: {}",
-                    "All packages are at the latest version; nothing to do. ".repeat(12)
+                    "All packages are at the latest version; nothing to do. ".repeat(26)
                 );
                 let changed = task_index % 3 == 1;
                 let (event, stdout, res) = match fate {
