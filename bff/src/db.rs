@@ -4,7 +4,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 /// The migrations, in order. A migration is never edited once released; a change is a new file.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_spine", include_str!("../../migrations/0001_spine.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
+    ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
+];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.
 const MIGRATION_LOCK: i64 = 0x706c_6179_6465_636b; // "playdeck"

@@ -3,13 +3,16 @@
 //! `app(state)` builds the router apart from `main`, so tests serve it on port 0 against their own
 //! database.
 
+pub mod aap;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod embedded;
+pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
+pub mod launch;
 pub mod live;
 pub mod sse;
 pub mod web;
@@ -81,6 +84,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     let ingest_token = auth::ingest_token(&config)?;
     let hub = live::Hub::new(config.hub_capacity);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {
         config,
         pool: pool.clone(),
@@ -89,7 +93,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         shutdown: shutdown_rx,
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
-    live::start(pool, pg_config, hub);
+    live::start(pool, pg_config, hub, relay_shutdown);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
 }
 
@@ -99,6 +103,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ingest::router())
         .merge(jobs::router())
         .merge(auth::router())
+        .merge(launch::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })

@@ -140,9 +140,20 @@ enum Signal {
 }
 
 /// Starts the listener and the hub's task; both run until the process ends.
-pub fn start(pool: Pool, pg_config: tokio_postgres::Config, hub: Arc<Hub>) {
+pub fn start(
+    pool: Pool,
+    pg_config: tokio_postgres::Config,
+    hub: Arc<Hub>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(listen(pg_config, hub.clone(), tx));
+    // The listener ends with the server, before the database stops, so a shutdown is not
+    // reported as a lost connection.
+    let listener = tokio::spawn(listen(pg_config, hub.clone(), tx));
+    tokio::spawn(async move {
+        crate::shutting_down(shutdown).await;
+        listener.abort();
+    });
     tokio::spawn(relay(pool, hub, rx));
 }
 

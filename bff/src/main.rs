@@ -89,6 +89,7 @@ async fn serve() -> Result<(), String> {
     }
     println!("Playdeck is serving on http://{addr}");
     let shutdown = started.shutdown;
+    let pool = started.state.pool.clone();
     let app = bff::app(started.state);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop_signal().await;
@@ -96,6 +97,9 @@ async fn serve() -> Result<(), String> {
         let _ = shutdown.send(true);
     });
     let result = server.await.map_err(|e| format!("server: {e}"));
+    // Close the pool's connections before the cluster goes, so its stop is not logged as errors.
+    drop(pool);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     if let Some(cluster) = cluster {
         tokio::task::spawn_blocking(move || drop(cluster)).await.map_err(|e| e.to_string())?;
     }

@@ -3,6 +3,9 @@
 //! Serde only and wasm-clean: no I/O, no business logic. Field names are the wire names of the
 //! contract in `DESIGN.md`; changing one breaks clients, so extend, don't rename.
 
+pub mod aap;
+pub mod engine;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,6 +107,10 @@ pub struct Job {
     pub event_count: i64,
     /// The cursor of the newest stored event; a client that holds it has everything.
     pub cursor: String,
+    /// Why the job ended as it did when its events cannot say (timed out, canceled by whom,
+    /// left running by a crash).
+    #[serde(default)]
+    pub explanation: Option<String>,
 }
 
 /// One callback event of a job, in ansible-runner / AWX shape plus Playdeck's cursor.

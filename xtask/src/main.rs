@@ -28,6 +28,23 @@ fn main() -> ExitCode {
         eprintln!("xtask: cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;
     }
+    // Tools installed by `cargo install` live in cargo's bin directory, which a fresh shell may not
+    // have on PATH yet; trunk also looks for wasm-bindgen there.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|c| c.join("bin"));
+    if let Some(bin) = cargo_bin {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        if !dirs.contains(&bin) {
+            dirs.insert(0, bin);
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                // Set before any thread or child exists.
+                std::env::set_var("PATH", joined);
+            }
+        }
+    }
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(),

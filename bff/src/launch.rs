@@ -1,0 +1,109 @@
+//! `POST /api/v1/jobs`, `/jobs/{id}/cancel` and `/jobs/{id}/relaunch`: one front door for both
+//! engines. A launch naming a `template` goes to an AAP/AWX controller; one naming a `source` (a
+//! playbook) runs on the local engine. Cancel and relaunch go to the engine the job came from.
+//! Every action is recorded with the API key that asked (`job_actions`).
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+use shared::Role;
+
+use crate::auth::Caller;
+use crate::error::{AppError, AppJson};
+use crate::jobs::{fetch_job, JobId};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(launch))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/relaunch", post(relaunch))
+}
+
+async fn launch(
+    State(app): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<Value>,
+) -> Result<Response, AppError> {
+    caller.require(Role::Operator)?;
+    let Some(obj) = body.as_object() else {
+        return Err(AppError::Unprocessable("a launch is a JSON object".into()));
+    };
+    match (obj.contains_key("template"), obj.contains_key("source")) {
+        (true, false) => crate::aap::launch(&app, &caller, body).await,
+        (false, true) => crate::engine::launch(&app, &caller, body).await,
+        (true, true) => Err(AppError::Unprocessable(
+            "give either `template` (an AAP job template) or `source` (a local playbook), not both".into(),
+        )),
+        (false, false) => Err(AppError::Unprocessable(
+            "say what to run: `template` (an AAP job template) or `source` (a local playbook)".into(),
+        )),
+    }
+}
+
+/// The job and which engine owns it.
+async fn job_source(app: &AppState, id: i64) -> Result<String, AppError> {
+    let db = app.pool.get().await?;
+    Ok(fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?.source)
+}
+
+async fn cancel(State(app): State<AppState>, caller: Caller, JobId(id): JobId) -> Result<Response, AppError> {
+    caller.require(Role::Operator)?;
+    match job_source(&app, id).await?.as_str() {
+        "local" => crate::engine::cancel(&app, &caller, id).await,
+        controller => crate::aap::cancel(&app, &caller, controller, id).await,
+    }
+}
+
+async fn relaunch(
+    State(app): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    caller.require(Role::Operator)?;
+    // The body is optional: no body relaunches on all hosts.
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::BadRequest(format!("the body is not valid JSON: {e}")))?
+    };
+    let hosts = match body.get("hosts").and_then(Value::as_str).unwrap_or("all") {
+        "all" => Hosts::All,
+        "failed" => Hosts::Failed,
+        other => {
+            return Err(AppError::Unprocessable(format!("`hosts` is \"all\" or \"failed\", not {other:?}")))
+        }
+    };
+    match job_source(&app, id).await?.as_str() {
+        "local" => crate::engine::relaunch(&app, &caller, id, hosts).await,
+        controller => crate::aap::relaunch(&app, &caller, controller, id, hosts).await,
+    }
+}
+
+/// Which hosts a relaunch runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    All,
+    Failed,
+}
+
+/// Records an action on a job (or on no job yet, for a launch that failed) with who asked.
+pub async fn record(
+    app: &AppState,
+    job_id: Option<i64>,
+    action: &str,
+    caller: &Caller,
+    detail: &Value,
+) -> Result<(), AppError> {
+    let db = app.pool.get().await?;
+    db.execute(
+        "insert into job_actions (job_id, action, by, detail) values ($1, $2, $3, $4)",
+        &[&job_id, &action, &caller.name, detail],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! API types of the AAP/AWX connector: controllers, templates, template launches.
