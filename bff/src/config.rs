@@ -29,6 +29,10 @@ pub struct Config {
     /// Who may show Playdeck in a frame: the CSP `frame-ancestors` sources (`'self'` by default;
     /// a portal adds its origin).
     pub frame_ancestors: String,
+    /// The AAP/AWX controllers to sync and launch on.
+    pub aap: crate::aap::AapConfig,
+    /// The local engine's settings.
+    pub engine: crate::engine::EngineConfig,
 }
 
 /// A secret value; `Debug` shows only that it is there.
@@ -85,6 +89,8 @@ impl Config {
                 }
                 Some(v) => v,
             },
+            aap: crate::aap::AapConfig::from_env()?,
+            engine: crate::engine::EngineConfig::from_env()?,
         })
     }
 
@@ -102,6 +108,8 @@ impl Config {
             pool_size: 8,
             session_hours: 12,
             frame_ancestors: "'self'".into(),
+            aap: crate::aap::AapConfig::for_tests(),
+            engine: crate::engine::EngineConfig::for_tests(),
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct App {
     pub hub: Arc<live::Hub>,
     /// The token the ingest endpoints accept.
     pub ingest_token: Secret,
+    /// The AAP/AWX connector's controllers and their health.
+    pub aap: aap::Connector,
+    /// The local engine's running jobs.
+    pub engine: engine::Engine,
     /// Turns true when the server shuts down, so long-lived streams end and shutdown completes.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -86,6 +90,8 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {
+        aap: aap::Connector::new(&config.aap),
+        engine: engine::Engine::new(&config.engine),
         config,
         pool: pool.clone(),
         hub: hub.clone(),
@@ -94,6 +100,8 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
     live::start(pool, pg_config, hub, relay_shutdown);
+    aap::start(&app);
+    engine::start(&app);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
 }
 
@@ -104,6 +112,8 @@ pub fn app(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(auth::router())
         .merge(launch::router())
+        .merge(aap::router())
+        .merge(engine::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })

@@ -67,6 +67,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         "database": database,
         "listener": if listening { "connected" } else { "disconnected" },
         "live_clients": app.hub.clients(),
+        "controllers": crate::aap::health(&app),
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
