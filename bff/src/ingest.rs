@@ -455,37 +455,30 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
 
-    // The upsert takes the job row's lock for the rest of the transaction: batches of one job
-    // are serialised, which is what makes `seq` a gap-free arrival order.
-    let row = tx
-        .query_one(
-            "insert into jobs (source, external_id, name, template, inventory, project, launched_by, \"limit\")
-             values ($1, $2, coalesce($3, ''), $4, $5, $6, $7, $8)
-             on conflict (source, external_id) do update set
-                 name = coalesce($3, jobs.name),
-                 template = coalesce($4, jobs.template),
-                 inventory = coalesce($5, jobs.inventory),
-                 project = coalesce($6, jobs.project),
-                 launched_by = coalesce($7, jobs.launched_by),
-                 \"limit\" = coalesce($8, jobs.\"limit\")
-             returning id, status, status_explicit, last_seq, (xmax = 0) as inserted",
-            &[
-                &source,
-                &job.external_id,
-                &job.name,
-                &job.template,
-                &job.inventory,
-                &job.project,
-                &job.launched_by,
-                &job.limit,
-            ],
-        )
-        .await?;
+    // Lock the job's row (creating it if new) for the rest of the transaction: batches of one job
+    // are serialised, which is what makes `seq` a gap-free arrival order. Not an upsert, which
+    // would use up a job id from the sequence on every batch of an existing job.
+    const LOCK_JOB: &str = "select id, status, status_explicit, last_seq from jobs
+                             where source = $1 and external_id = $2 for update";
+    let (row, inserted) = match tx.query_opt(LOCK_JOB, &[&source, &job.external_id]).await? {
+        Some(row) => (row, false),
+        None => match tx
+            .query_opt(
+                "insert into jobs (source, external_id) values ($1, $2) on conflict do nothing
+                 returning id, status, status_explicit, last_seq",
+                &[&source, &job.external_id],
+            )
+            .await?
+        {
+            Some(row) => (row, true),
+            // Another batch of the same new job got there first; its insert is committed now.
+            None => (tx.query_one(LOCK_JOB, &[&source, &job.external_id]).await?, false),
+        },
+    };
     let job_id: i64 = row.get(0);
     let current = JobStatus::parse(row.get(1)).unwrap_or(JobStatus::New);
     let explicit: bool = row.get(2);
     let last_seq: i64 = row.get(3);
-    let inserted: bool = row.get(4);
 
     let mut history: Vec<(JobStatus, Option<JobStatus>, String)> = Vec::new();
     if inserted {
@@ -608,7 +601,13 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
                  hosts_ok = counts.ok, hosts_changed = counts.changed, hosts_failed = counts.failed,
                  hosts_skipped = counts.skipped, hosts_unreachable = counts.unreachable,
                  change_seq = nextval('job_change_seq'),
-                 modified = now()
+                 modified = now(),
+                 name = coalesce($12, name),
+                 template = coalesce($13, template),
+                 inventory = coalesce($14, inventory),
+                 project = coalesce($15, project),
+                 launched_by = coalesce($16, launched_by),
+                 \"limit\" = coalesce($17, \"limit\")
                from counts
               where id = $1
              returning last_seq, change_seq",
@@ -624,6 +623,12 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
                 &delta.plays,
                 &delta.tasks,
                 &accepted,
+                &job.name,
+                &job.template,
+                &job.inventory,
+                &job.project,
+                &job.launched_by,
+                &job.limit,
             ],
         )
         .await?;

@@ -139,6 +139,9 @@ async fn duplicates_and_shuffled_batches_are_stored_once_in_counter_order() {
     let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(job["event_count"], 200);
     assert_eq!(job["cursor"], "200", "cursors are arrival order without gaps");
+    // Batches of an existing job use up no job ids: the next job gets the next id.
+    let next = app.ingest_ok(&batch("8", events(1, 1))).await;
+    assert_eq!(next["job_id"].as_i64(), Some(id + 1));
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ fn uuid(job: u64, counter: u64) -> String {
     format!("{:08x}-{:04x}-4000-8000-{:012x}", job as u32, (counter >> 48) as u16, counter & 0xffff_ffff_ffff)
 }
 
-fn now_iso(offset_ms: i64) -> String {
+pub fn now_iso(offset_ms: i64) -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
