@@ -337,6 +337,35 @@ async fn events_the_controller_saves_out_of_order_are_not_missed() {
 }
 
 #[tokio::test]
+async fn a_job_the_controller_fails_on_does_not_hold_back_the_others() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let broken = fake.add_job("Broken", &["b-1"], &["Gathering Facts"], None);
+    fake.release(broken, 3);
+    fake.lock().broken_events.insert(broken);
+    let app = app_with(vec![controller("aap", &fake)]).await;
+    let fine = fake.add_job("Fine", &["f-1"], &["Gathering Facts"], None);
+    fake.release(fine, 2);
+    eventually("the other job's events", || async {
+        job_of(&app, "aap", fine).await.filter(|j| j["event_count"] == 2)
+    })
+    .await;
+    fake.release(fine, 2);
+    eventually("and more of them, round after round", || async {
+        job_of(&app, "aap", fine).await.filter(|j| j["event_count"] == 4)
+    })
+    .await;
+    let c = controller_state(&app, "aap").await;
+    assert_eq!(c["healthy"], true, "one job's trouble is not the controller's: {c}");
+    assert_eq!(job_of(&app, "aap", broken).await.expect("listed")["event_count"], 0);
+
+    fake.lock().broken_events.clear();
+    eventually("the job once the controller serves it", || async {
+        job_of(&app, "aap", broken).await.filter(|j| j["event_count"] == 3)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_controller_that_goes_down_is_unhealthy_while_others_keep_syncing_and_comes_back() {
     // Two controllers, each with its own API prefix (AWX's and AAP 2.5's gateway).
     let east = FakeAwx::start("/api/v2").await;

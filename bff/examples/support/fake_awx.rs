@@ -77,6 +77,8 @@ pub struct Fake {
     pub launch_tasks: Vec<String>,
     /// Bytes of padding in each task result's stdout (the benchmark's event size).
     pub stdout_padding: usize,
+    /// Jobs whose events endpoint answers 500.
+    pub broken_events: BTreeSet<i64>,
     next_job: i64,
     next_event: i64,
     last_stamp: DateTime<Utc>,
@@ -151,6 +153,7 @@ impl FakeAwx {
             launch_hosts: vec!["web-01".into(), "web-02".into()],
             launch_tasks: vec!["Gathering Facts".into(), "Deploy".into()],
             stdout_padding: 0,
+            broken_events: BTreeSet::new(),
             next_job: 1000,
             next_event: 1,
             last_stamp: Utc::now(),
@@ -752,6 +755,12 @@ async fn handle(
             None => not_found(),
         },
         (Method::GET, ["jobs", id, "job_events"]) => {
+            if id.parse::<i64>().is_ok_and(|id| s.broken_events.contains(&id)) {
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"detail": "A server error has occurred."}),
+                );
+            }
             let Some(j) = id.parse::<i64>().ok().and_then(|id| s.jobs.get(&id)) else { return not_found() };
             let after = q.get("counter__gt").and_then(|v| v.parse::<i64>().ok());
             let mut events: Vec<Value> = j.script[..j.released]

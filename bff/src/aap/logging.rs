@@ -91,6 +91,13 @@ fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
 /// configured, else `aap` (the name the contract's variables give).
 fn controller_name(app: &AppState, given: Option<String>) -> Result<String, AppError> {
     let name = match given.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
+        // With controllers configured, a name that is none of them is a mistake in the logging
+        // URL; without, logging alone feeds Playdeck and names its controllers.
+        Some(n) if !app.aap.controllers.is_empty() && app.aap.get(&n).is_none() => {
+            return Err(AppError::NotFound(format!(
+                "no controller called {n:?} is configured here; post to /api/v1/ingest/aap-logging/{{controller}}"
+            )))
+        }
         Some(n) => n,
         None => match app.aap.controllers.as_slice() {
             [] => "aap".to_string(),

@@ -19,7 +19,7 @@ pub mod config;
 mod logging;
 pub mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ pub struct Controller {
     health: Mutex<Health>,
     /// Wakes the sync loop before its pause is over (after a launch or a cancel).
     nudge: Notify,
+    /// Jobs the controller has trouble with, and what was last logged about each.
+    job_problems: Mutex<HashMap<i64, String>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -86,6 +88,7 @@ impl Connector {
                         active_jobs: 0,
                     }),
                     nudge: Notify::new(),
+                    job_problems: Mutex::new(HashMap::new()),
                 })
             })
             .collect();
@@ -132,7 +135,7 @@ impl Controller {
 
     fn set_ok(&self, active_jobs: i64) {
         let was = self.health.lock().map(|h| h.status).unwrap_or("ok");
-        if was != "ok" && was != "starting" {
+        if !matches!(was, "ok" | "starting" | "standby") {
             tracing::info!(controller = %self.config.name, "controller is answering again");
         }
         self.update(|h| {
@@ -142,6 +145,23 @@ impl Controller {
             h.failing_since = None;
             h.active_jobs = active_jobs;
         });
+    }
+
+    /// Logs a job's trouble when it is new or different, not at every round.
+    fn job_problem(&self, id: i64, e: &client::ClientError) {
+        let text = e.to_string();
+        let Ok(mut problems) = self.job_problems.lock() else { return };
+        if problems.get(&id) != Some(&text) {
+            tracing::warn!(controller = %self.config.name, job = id, error = %text,
+                           "cannot sync this job; trying again each round");
+            problems.insert(id, text);
+        }
+    }
+
+    fn job_fine(&self, id: i64) {
+        if let Ok(mut problems) = self.job_problems.lock() {
+            problems.remove(&id);
+        }
     }
 
     fn set_standby(&self) {

@@ -27,6 +27,8 @@ use crate::AppState;
 #[derive(Debug)]
 pub enum SyncError {
     Controller(ClientError),
+    /// The controller's trouble with one job only.
+    Job(i64, ClientError),
     Store(AppError),
 }
 
@@ -58,6 +60,7 @@ impl std::fmt::Display for SyncError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SyncError::Controller(e) => write!(f, "{e}"),
+            SyncError::Job(id, e) => write!(f, "job {id}: {e}"),
             SyncError::Store(e) => write!(f, "storing what the controller sent failed: {e}"),
         }
     }
@@ -243,8 +246,15 @@ async fn round(app: &AppState, ctl: &Controller) -> Result<i64, SyncError> {
         futures_util::stream::iter(follows).buffer_unordered(ctl.config.concurrency.max(1)).collect().await;
     let mut still_active = 0;
     for r in results {
-        if !r? {
-            still_active += 1;
+        match r {
+            Ok(true) => {}
+            Ok(false) => still_active += 1,
+            // Logged once, tried again next round.
+            Err(SyncError::Job(id, e)) => {
+                still_active += 1;
+                ctl.job_problem(id, &e);
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(still_active)
@@ -261,19 +271,40 @@ async fn follow(
     listed: Option<&Job>,
 ) -> Result<bool, SyncError> {
     let id = t.external_id;
+    match follow_job(app, ctl, client, t, listed).await {
+        Ok(done) => {
+            ctl.job_fine(id);
+            Ok(done)
+        }
+        // The job list answered this round, so a 404 means the job was deleted on the controller:
+        // what was stored stays, nothing more will come.
+        Err(SyncError::Controller(ClientError::NotFound(_))) => {
+            mark_done(app, &ctl.config.name, id).await?;
+            Ok(true)
+        }
+        // A rejected token is the controller's problem, not the job's.
+        Err(e @ SyncError::Controller(ClientError::Unauthorized(_) | ClientError::Forbidden(_))) => Err(e),
+        // The job list answered this round: trouble with one job (a 500 on its events, an answer
+        // that cannot be read) is that job's, and must not hold back the others. A controller
+        // that went down meanwhile shows at the next round's list.
+        Err(SyncError::Controller(e)) => Err(SyncError::Job(id, e)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn follow_job(
+    app: &AppState,
+    ctl: &Controller,
+    client: &Client,
+    t: &Tracked,
+    listed: Option<&Job>,
+) -> Result<bool, SyncError> {
+    let id = t.external_id;
     let name = ctl.config.name.as_str();
     // The list has no `event_processing_finished`: a finished job needs its detail.
     let job = match listed {
         Some(j) if !j.is_finished() => j.clone(),
-        _ => match client.get::<Job>(client.url(&format!("/jobs/{id}/"), &[]).await?).await {
-            Ok(j) => j,
-            Err(ClientError::NotFound(_)) => {
-                // Deleted on the controller: what was stored stays, nothing more will come.
-                mark_done(app, name, id).await?;
-                return Ok(true);
-            }
-            Err(e) => return Err(e.into()),
-        },
+        _ => client.get::<Job>(client.url(&format!("/jobs/{id}/"), &[]).await?).await?,
     };
     let mut reader = EventReader {
         app,
@@ -287,10 +318,12 @@ async fn follow(
     };
     let fingerprint = serde_json::to_string(&reader.fields).unwrap_or_default();
     reader.stored_fields = t.fingerprint.as_deref() == Some(fingerprint.as_str());
-    reader.read_from(t.last_counter, &fingerprint).await?;
+    let read = reader.read_from(t.last_counter, &fingerprint).await;
+    // What the job's detail said is stored even when its events could not be read.
     if !reader.stored_fields {
         reader.store(Vec::new(), &fingerprint).await?;
     }
+    read?;
     if !(job.is_finished() && job.event_processing_finished == Some(true)) {
         return Ok(false);
     }
