@@ -222,4 +222,32 @@ mod tests {
             serde_json::from_value(serde_json::json!({"id": 3, "launched_by": {}})).expect("parses");
         assert_eq!(job.to_ingest().launched_by, None);
     }
+
+    #[test]
+    fn host_summaries_become_the_stats_events_per_host_maps() {
+        let mut stats = serde_json::json!({"counter": 9, "event": "playbook_on_stats",
+                                           "event_data": {"playbook": "site.yml", "ok": {}}});
+        let summaries = vec![
+            HostSummary { host_name: "web-01".into(), ok: 3, changed: 1, processed: 1, ..Default::default() },
+            HostSummary {
+                host_name: "web-02".into(),
+                ok: 1,
+                failures: 1,
+                processed: 1,
+                ..Default::default()
+            },
+        ];
+        merge_host_summaries(&mut stats, &summaries);
+        let d = &stats["event_data"];
+        assert_eq!(d["ok"], serde_json::json!({"web-01": 3, "web-02": 1}));
+        assert_eq!(d["changed"], serde_json::json!({"web-01": 1}));
+        assert_eq!(d["failures"], serde_json::json!({"web-02": 1}));
+        assert_eq!(d["processed"], serde_json::json!({"web-01": 1, "web-02": 1}));
+        assert_eq!(d["dark"], serde_json::json!({}));
+        assert_eq!(d["playbook"], "site.yml", "the rest of the event is kept");
+        // No summaries (not processed yet): the event stays as the controller sent it.
+        let before = stats.clone();
+        merge_host_summaries(&mut stats, &[]);
+        assert_eq!(stats, before);
+    }
 }
