@@ -77,6 +77,9 @@ impl Connector {
             .controllers
             .iter()
             .map(|c| {
+                if !c.verify_tls {
+                    tracing::warn!(controller = %c.name, "TLS certificates of this controller are not verified");
+                }
                 Arc::new(Controller {
                     client: client::Client::new(c),
                     config: c.clone(),

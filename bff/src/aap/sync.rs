@@ -61,7 +61,7 @@ impl std::fmt::Display for SyncError {
         match self {
             SyncError::Controller(e) => write!(f, "{e}"),
             SyncError::Job(id, e) => write!(f, "job {id}: {e}"),
-            SyncError::Store(e) => write!(f, "storing what the controller sent failed: {e}"),
+            SyncError::Store(e) => write!(f, "Playdeck's database: {e}"),
         }
     }
 }
