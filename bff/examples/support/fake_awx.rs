@@ -117,6 +117,11 @@ impl FakeAwx {
     /// Serves on a free port of 127.0.0.1 under `prefix` (`/api/v2` or `/api/controller/v2`), with
     /// the fixtures' two job templates plus one with a survey, and no job yet.
     pub async fn start(prefix: &str) -> FakeAwx {
+        FakeAwx::start_on(prefix, 0).await
+    }
+
+    /// The same, on the given port of 127.0.0.1 (0: any free one).
+    pub async fn start_on(prefix: &str, port: u16) -> FakeAwx {
         let mut templates = BTreeMap::new();
         let t7 = parse(TEMPLATE);
         let mut surveyed = t7.clone();
@@ -158,7 +163,7 @@ impl FakeAwx {
             next_event: 1,
             last_stamp: Utc::now(),
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake AWX");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the fake AWX");
         let addr = listener.local_addr().expect("addr");
         let fake = FakeAwx { url: format!("http://{addr}"), addr, state, server: Mutex::new(None) };
         fake.serve(listener);
@@ -317,7 +322,8 @@ impl FakeAwx {
         self.lock().jobs.get(&id).map(|j| j.job.clone())
     }
 
-    /// Plays a job out in the background: `per_tick` events every `tick`, then successful.
+    /// Plays a job out in the background: `per_tick` events every `tick`, then the job ends,
+    /// failed if a host failed, successful otherwise.
     pub fn run(&self, id: i64, per_tick: usize, tick: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -329,7 +335,8 @@ impl FakeAwx {
                 if left == 0 {
                     let now = s.now();
                     if let Some(j) = s.jobs.get_mut(&id) {
-                        end(j, "successful", now);
+                        let failed = j.script.iter().any(|e| e["event"] == "runner_on_failed");
+                        end(j, if failed { "failed" } else { "successful" }, now);
                         j.processing_finished = true;
                     }
                     return;
