@@ -341,6 +341,7 @@ mod tests {
             tasks: 0,
             event_count: 0,
             cursor: String::new(),
+            explanation: None,
         }
     }
 
