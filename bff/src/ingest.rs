@@ -28,11 +28,18 @@ async fn ingest_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResult>, AppError> {
-    crate::auth::check_ingest_token(&app, &headers)?;
-    let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
-    let batch = parse_batch(&raw)?;
-    let prepared = prepare(batch)?;
-    Ok(Json(store(&app, prepared).await?))
+    let result = async {
+        crate::auth::check_ingest_token(&app, &headers)?;
+        let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
+        let batch = parse_batch(&raw)?;
+        let prepared = prepare(batch)?;
+        store(&app, prepared).await
+    }
+    .await;
+    if let Err(e) = &result {
+        app.metrics.inc("playdeck_ingest_rejected_total", &[("status", e.status().as_str())]);
+    }
+    Ok(Json(result?))
 }
 
 /// Reads the body up to `limit` bytes, gunzipping it (to at most `limit` bytes too, so a small
@@ -451,6 +458,18 @@ const UPSERT_HOSTS: &str = "
 /// Writes a prepared batch in one transaction and sends one notification. Returns the job's id
 /// and how many events were new.
 pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
+    let started = std::time::Instant::now();
+    let source = batch.source.clone();
+    let result = write(app, batch).await?;
+    let m = &app.metrics;
+    m.inc("playdeck_ingest_batches_total", &[("source", &source)]);
+    m.add("playdeck_ingest_events_total", &[("source", &source)], result.accepted as f64);
+    m.add("playdeck_ingest_duplicates_total", &[("source", &source)], result.duplicates as f64);
+    m.observe("playdeck_ingest_seconds", &[], started.elapsed().as_secs_f64());
+    Ok(result)
+}
+
+async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
     let Prepared { source, job, events, repeated_in_batch } = batch;
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
@@ -648,7 +667,13 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
         )
         .await?;
     }
-    let note = crate::live::Notice { job: job_id, from: last_seq, to: new_seq, change: change_seq };
+    let note = crate::live::Notice {
+        job: job_id,
+        from: last_seq,
+        to: new_seq,
+        change: change_seq,
+        at: Utc::now().timestamp_millis(),
+    };
     tx.execute("select pg_notify($1, $2)", &[&CHANNEL, &note.encode()]).await?;
     tx.commit().await?;
     Ok(IngestResult { job_id, accepted, duplicates })

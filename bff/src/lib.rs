@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod launch;
 pub mod live;
+pub mod metrics;
 pub mod sse;
 pub mod web;
 pub mod ws;
@@ -35,6 +36,8 @@ pub struct App {
     pub pool: Pool,
     /// The live relay's broadcast hub.
     pub hub: Arc<live::Hub>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// The token the ingest endpoints accept.
     pub ingest_token: Secret,
     /// The AAP/AWX connector's controllers and their health.
@@ -87,6 +90,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     }
     let ingest_token = auth::ingest_token(&config)?;
     let hub = live::Hub::new(config.hub_capacity);
+    let metrics = Arc::new(metrics::Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {
@@ -95,11 +99,12 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         config,
         pool: pool.clone(),
         hub: hub.clone(),
+        metrics: metrics.clone(),
         ingest_token,
         shutdown: shutdown_rx,
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
-    live::start(pool, pg_config, hub, relay_shutdown);
+    live::start(pool, pg_config, hub, metrics, relay_shutdown);
     aap::start(&app);
     engine::start(&app);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
@@ -116,12 +121,14 @@ pub fn app(state: AppState) -> Router {
         .merge(engine::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn(error::error_shape));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(web::healthz))
         .route("/readyz", get(web::readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(web::spa(&state.config))
         .layer(axum::middleware::from_fn_with_state(state.clone(), web::security_headers))
         .with_state(state)

@@ -66,7 +66,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         "status": if ready { "ready" } else { "not ready" },
         "database": database,
         "listener": if listening { "connected" } else { "disconnected" },
-        "live_clients": app.hub.clients(),
+        "live_clients": app.hub.ws_clients() + app.hub.sse_clients(),
         "controllers": crate::aap::health(&app),
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

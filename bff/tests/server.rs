@@ -203,3 +203,54 @@ async fn spa_and_health_endpoints() {
     assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(r.headers().get("x-frame-options").is_none());
 }
+
+#[tokio::test]
+async fn metrics_move_with_ingest_and_live_clients() {
+    let app = spawn_app().await;
+    let scrape = || async {
+        let r = app.http.get(app.url("/metrics")).send().await.expect("metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("text")
+    };
+    let before = scrape().await;
+    assert!(
+        before.contains("# TYPE playdeck_ingest_events_total counter"),
+        "families are described up front"
+    );
+    assert!(before.contains("playdeck_listener_connected 1"));
+    assert!(before.contains("playdeck_pg_notification_queue_usage 0"));
+    app.ingest_ok(&batch("m1", events(1, 30))).await;
+    app.ingest_ok(&batch("m1", events(1, 40))).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws");
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        serde_json::json!({"type": "subscribe", "jobs": true}).to_string().into(),
+    ))
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = scrape().await;
+    let line =
+        |name: &str| after.lines().find(|l| l.starts_with(name)).map(str::to_string).unwrap_or_default();
+    assert_eq!(
+        line("playdeck_ingest_events_total{source=\"local\"}"),
+        "playdeck_ingest_events_total{source=\"local\"} 40"
+    );
+    assert_eq!(
+        line("playdeck_ingest_duplicates_total{source=\"local\"}"),
+        "playdeck_ingest_duplicates_total{source=\"local\"} 30"
+    );
+    assert_eq!(
+        line("playdeck_ingest_batches_total{source=\"local\"}"),
+        "playdeck_ingest_batches_total{source=\"local\"} 2"
+    );
+    assert!(line("playdeck_live_clients{transport=\"websocket\"}").ends_with(" 1"), "{after}");
+    assert!(after.contains(
+        "playdeck_http_requests_total{route=\"/api/v1/ingest/events\",method=\"POST\",status=\"200\"} 2"
+    ));
+    assert!(after.contains("playdeck_notification_lag_seconds_count 2"), "{after}");
+    // Ids never become labels: the route pattern does.
+    let _ = app.get("/api/v1/jobs/1").await;
+    let again = scrape().await;
+    assert!(again.contains("route=\"/api/v1/jobs/{id}\""));
+}
