@@ -29,6 +29,12 @@ pub struct Config {
     /// Who may show Playdeck in a frame: the CSP `frame-ancestors` sources (`'self'` by default;
     /// a portal adds its origin).
     pub frame_ancestors: String,
+    /// Sign-in attempts a client may make per minute.
+    pub signin_per_minute: usize,
+    /// Ingest requests a client may make per second (twice that in a burst).
+    pub ingest_per_second: usize,
+    /// Raw events of jobs finished longer ago than this many days are deleted; `None` keeps them.
+    pub event_retention_days: Option<usize>,
     /// The AAP/AWX controllers to sync and launch on.
     pub aap: crate::aap::AapConfig,
     /// The local engine's settings.
@@ -89,6 +95,12 @@ impl Config {
                 }
                 Some(v) => v,
             },
+            signin_per_minute: parse_num("PLAYDECK_SIGNIN_PER_MINUTE", 10)?,
+            ingest_per_second: parse_num("PLAYDECK_INGEST_PER_SECOND", 500)?,
+            event_retention_days: match var("PLAYDECK_EVENT_RETENTION_DAYS") {
+                None => None,
+                Some(_) => Some(parse_num("PLAYDECK_EVENT_RETENTION_DAYS", 30)?),
+            },
             aap: crate::aap::AapConfig::from_env()?,
             engine: crate::engine::EngineConfig::from_env()?,
         })
@@ -108,6 +120,9 @@ impl Config {
             pool_size: 8,
             session_hours: 12,
             frame_ancestors: "'self'".into(),
+            signin_per_minute: 1000,
+            ingest_per_second: 100_000,
+            event_retention_days: None,
             aap: crate::aap::AapConfig::for_tests(),
             engine: crate::engine::EngineConfig::for_tests(),
         }

@@ -25,11 +25,15 @@ pub fn router() -> Router<AppState> {
 
 async fn ingest_events(
     State(app): State<AppState>,
+    client: crate::security::ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResult>, AppError> {
     let result = async {
         crate::auth::check_ingest_token(&app, &headers)?;
+        if let Err(wait) = app.ingest_limit.check(&client.0) {
+            return Err(AppError::TooManyRequests(wait));
+        }
         let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
         let batch = parse_batch(&raw)?;
         let prepared = prepare(batch)?;
@@ -181,7 +185,7 @@ fn clean_value(v: Value) -> Value {
 }
 
 fn event_from_json(raw: Value) -> Result<Event, String> {
-    let Value::Object(obj) = clean_value(raw) else {
+    let Value::Object(mut obj) = clean_value(raw) else {
         return Err("an event must be a JSON object".into());
     };
     let counter = match obj.get("counter") {
@@ -193,11 +197,13 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => s.clone(),
         _ => return Err("`event` must be a non-empty string (e.g. runner_on_ok)".into()),
     };
-    let event_data = match obj.get("event_data") {
+    let mut event_data = match obj.remove("event_data") {
         None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::Object(o)) => Value::Object(o),
         Some(_) => return Err("`event_data` must be an object".into()),
     };
+    // Secrets never reach the database: passwords, tokens, keys, and no_log results.
+    crate::security::mask_secrets(&mut event_data);
     let data = event_data.as_object();
     let text = |key: &str| -> Result<Option<String>, String> {
         match obj.get(key) {
@@ -351,7 +357,8 @@ fn host_deltas(events: &[&Event]) -> BTreeMap<String, HostDelta> {
 /// What the events of a batch say about the job.
 #[derive(Debug, Default)]
 struct JobDelta {
-    status: Option<(JobStatus, String)>,
+    /// Each status the events move the job through, with the event that did it.
+    statuses: Vec<(JobStatus, String)>,
     earliest: Option<DateTime<Utc>>,
     finished: Option<DateTime<Utc>>,
     current: Option<(i64, Option<String>, Option<String>)>,
@@ -392,12 +399,12 @@ fn job_delta(events: &[&Event], current: JobStatus, explicit: bool) -> JobDelta 
                     .is_some_and(|m| m.values().any(|v| v.as_i64().unwrap_or(0) > 0))
             };
             status = if any("failures") || any("dark") { JobStatus::Failed } else { JobStatus::Successful };
-            d.status = Some((status, format!("event {}", ev.event)));
+            d.statuses.push((status, format!("event {}", ev.event)));
         } else if matches!(status, JobStatus::New | JobStatus::Pending | JobStatus::Waiting)
             && ev.event != "playbook_on_stats"
         {
             status = JobStatus::Running;
-            d.status = Some((status, format!("event {}", ev.event)));
+            d.statuses.push((status, format!("event {}", ev.event)));
         }
     }
     d
@@ -581,10 +588,10 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
             new_status = given;
             history.push((given, Some(current), format!("source {source}")));
         }
-    } else if let Some((st, by)) = &delta.status {
-        if *st != current {
+    } else {
+        for (st, by) in &delta.statuses {
+            history.push((*st, Some(new_status), by.clone()));
             new_status = *st;
-            history.push((*st, Some(current), by.clone()));
         }
     }
     let finished_now = new_status.is_finished().then(|| delta.finished.unwrap_or_else(Utc::now));

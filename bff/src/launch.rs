@@ -99,6 +99,8 @@ pub async fn record(
     caller: &Caller,
     detail: &Value,
 ) -> Result<(), AppError> {
+    let target = job_id.map(|id| format!("job {id}"));
+    crate::audit::record(app, &caller.name, action, target.as_deref(), detail.clone()).await;
     let db = app.pool.get().await?;
     db.execute(
         "insert into job_actions (job_id, action, by, detail) values ($1, $2, $3, $4)",

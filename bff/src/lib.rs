@@ -4,6 +4,7 @@
 //! database.
 
 pub mod aap;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -15,6 +16,8 @@ pub mod jobs;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod retention;
+pub mod security;
 pub mod sse;
 pub mod web;
 pub mod ws;
@@ -36,6 +39,10 @@ pub struct App {
     pub pool: Pool,
     /// The live relay's broadcast hub.
     pub hub: Arc<live::Hub>,
+    /// Sign-in attempts per client (a brake on guessing keys).
+    pub signin_limit: security::RateLimiter,
+    /// Ingest requests per client.
+    pub ingest_limit: security::RateLimiter,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The token the ingest endpoints accept.
@@ -94,6 +101,14 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {
+        signin_limit: security::RateLimiter::new(
+            config.signin_per_minute as f64 / 60.0,
+            config.signin_per_minute as f64,
+        ),
+        ingest_limit: security::RateLimiter::new(
+            config.ingest_per_second as f64,
+            2.0 * config.ingest_per_second as f64,
+        ),
         aap: aap::Connector::new(&config.aap),
         engine: engine::Engine::new(&config.engine),
         config,
@@ -105,6 +120,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
     live::start(pool, pg_config, hub, metrics, relay_shutdown);
+    retention::start(&app);
     aap::start(&app);
     engine::start(&app);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
@@ -117,6 +133,7 @@ pub fn app(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(auth::router())
         .merge(launch::router())
+        .merge(audit::router())
         .merge(aap::router())
         .merge(engine::router())
         .route("/jobs/{id}/stream", get(sse::stream))

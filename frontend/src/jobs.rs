@@ -342,6 +342,7 @@ mod tests {
             event_count: 0,
             cursor: String::new(),
             explanation: None,
+            events_expired: None,
         }
     }
 

@@ -111,6 +111,10 @@ pub struct Job {
     /// left running by a crash).
     #[serde(default)]
     pub explanation: Option<String>,
+    /// When retention deleted this job's raw events (output, per-event detail); its summary,
+    /// hosts and history are kept.
+    #[serde(default)]
+    pub events_expired: Option<DateTime<Utc>>,
 }
 
 /// One callback event of a job, in ansible-runner / AWX shape plus Playdeck's cursor.
