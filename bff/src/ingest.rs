@@ -35,8 +35,7 @@ async fn ingest_events(
             return Err(AppError::TooManyRequests(wait));
         }
         let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
-        let batch = parse_batch(&raw)?;
-        let prepared = prepare(batch)?;
+        let prepared = parse_and_prepare(&raw)?;
         store(&app, prepared).await
     }
     .await;
@@ -80,6 +79,11 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             "Content-Encoding {other:?} is not supported; send gzip or no encoding"
         ))),
     }
+}
+
+/// Reads and checks a request body: what the endpoint does before it touches the database.
+pub fn parse_and_prepare(raw: &[u8]) -> Result<Prepared, AppError> {
+    prepare(parse_batch(raw)?)
 }
 
 fn parse_batch(raw: &[u8]) -> Result<IngestBatch, AppError> {
