@@ -13,12 +13,14 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
+pub mod kb;
 pub mod launch;
 pub mod live;
 pub mod metrics;
 pub mod retention;
 pub mod security;
 pub mod sse;
+pub mod stats;
 pub mod web;
 pub mod ws;
 
@@ -119,6 +121,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         shutdown: shutdown_rx,
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
+    kb::seed(&app).await?;
     live::start(pool, pg_config, hub, metrics, relay_shutdown);
     retention::start(&app);
     aap::start(&app);
@@ -134,6 +137,8 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(launch::router())
         .merge(audit::router())
+        .merge(kb::router())
+        .merge(stats::router())
         .merge(aap::router())
         .merge(engine::router())
         .route("/jobs/{id}/stream", get(sse::stream))
