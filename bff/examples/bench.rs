@@ -238,19 +238,28 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut accepted: HashMap<i64, Instant> = HashMap::new();
+    // Batches go out on the clock, each in its own task, so a slow answer does not lower the rate.
     let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let mut posts = Vec::new();
     for chunk in events[1..].chunks(batch) {
         tick.tick().await;
         let body = json!({"source": "bench", "job": {"external_id": "live"}, "events": chunk});
-        let r = http.post(&url).bearer_auth(TOKEN).json(&body).send().await.expect("send");
-        assert!(r.status().is_success());
-        let now = Instant::now();
-        for e in chunk {
-            accepted.insert(e["counter"].as_i64().unwrap_or(0), now);
+        let counters: Vec<i64> = chunk.iter().map(|e| e["counter"].as_i64().unwrap_or(0)).collect();
+        let (http, url) = (http.clone(), url.clone());
+        posts.push(tokio::spawn(async move {
+            let r = http.post(&url).bearer_auth(TOKEN).json(&body).send().await.expect("send");
+            assert!(r.status().is_success());
+            (Instant::now(), counters)
+        }));
+    }
+    let mut accepted: HashMap<i64, Instant> = HashMap::new();
+    for p in posts {
+        let (at, counters) = p.await.expect("post");
+        for c in counters {
+            accepted.insert(c, at);
         }
     }
     let sent_secs = started.elapsed().as_secs_f64();

@@ -96,7 +96,16 @@ where
             return key_caller(&app, key).await;
         }
         if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
-            return session_caller(&app, token).await;
+            let caller = session_caller(&app, token).await?;
+            // A cookie is sent by the browser whoever made the page; a write must also carry a
+            // header that only our own pages send (another site would need a CORS preflight).
+            if !parts.method.is_safe() && !parts.headers.contains_key(crate::security::CSRF_HEADER) {
+                return Err(AppError::Forbidden(format!(
+                    "a write from the browser needs the {} header",
+                    crate::security::CSRF_HEADER
+                )));
+            }
+            return Ok(caller);
         }
         // WebSockets from scripts cannot set headers in browsers; `?key=` is accepted there.
         if parts.uri.path().ends_with("/ws") {
@@ -258,10 +267,36 @@ async fn whoami(caller: Caller) -> Json<SessionInfo> {
 /// Exchanges an API key for an HttpOnly session cookie, so the browser never holds the key.
 async fn sign_in(
     State(app): State<AppState>,
+    client: crate::security::ClientAddr,
     headers: HeaderMap,
     AppJson(req): AppJson<SessionRequest>,
 ) -> Result<Response, AppError> {
-    let caller = key_caller(&app, req.key.trim()).await?;
+    if let Err(wait) = app.signin_limit.check(&client.0) {
+        crate::audit::record(
+            &app,
+            &client.0,
+            "sign-in refused",
+            None,
+            serde_json::json!({"reason": "rate limit"}),
+        )
+        .await;
+        return Err(AppError::TooManyRequests(wait));
+    }
+    let caller = match key_caller(&app, req.key.trim()).await {
+        Ok(c) => c,
+        Err(e) => {
+            crate::audit::record(
+                &app,
+                &client.0,
+                "sign-in refused",
+                None,
+                serde_json::json!({"reason": e.to_string()}),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    crate::audit::record(&app, &caller.name, "sign-in", None, serde_json::json!({"from": client.0})).await;
     let token = random_token("pds_");
     let db = app.pool.get().await?;
     db.execute(
@@ -345,7 +380,16 @@ async fn create_key(
             &[&name, &req.role.as_str(), &hash_secret(&secret), &key_prefix(&secret)],
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: api_key_from_row(&row), secret })))
+    let key = api_key_from_row(&row);
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "key created",
+        Some(&format!("key {}", key.id)),
+        serde_json::json!({"name": key.name, "role": key.role.as_str()}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
 }
 
 async fn revoke_key(
@@ -361,5 +405,13 @@ async fn revoke_key(
         return Err(AppError::NotFound(format!("API key {id} does not exist")));
     }
     db.execute("delete from sessions where key_id = $1", &[&id]).await?;
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "key revoked",
+        Some(&format!("key {id}")),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

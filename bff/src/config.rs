@@ -29,6 +29,12 @@ pub struct Config {
     /// Who may show Playdeck in a frame: the CSP `frame-ancestors` sources (`'self'` by default;
     /// a portal adds its origin).
     pub frame_ancestors: String,
+    /// Sign-in attempts a client may make per minute.
+    pub signin_per_minute: usize,
+    /// Ingest requests a client may make per second (twice that in a burst).
+    pub ingest_per_second: usize,
+    /// Raw events of jobs finished longer ago than this many days are deleted; `None` keeps them.
+    pub event_retention_days: Option<usize>,
     /// The AAP/AWX controllers to sync and launch on.
     pub aap: crate::aap::AapConfig,
     /// The local engine's settings.
@@ -76,7 +82,7 @@ impl Config {
             bootstrap_admin_key: var("PLAYDECK_BOOTSTRAP_ADMIN_KEY").map(Secret),
             ingest_token: var("PLAYDECK_INGEST_TOKEN").map(Secret),
             ingest_max_bytes: parse_num("PLAYDECK_INGEST_MAX_BYTES", 8 * 1024 * 1024)?,
-            hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 1024)?,
+            hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 256)?,
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
             pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
             session_hours: parse_num("PLAYDECK_SESSION_HOURS", 12)? as i64,
@@ -88,6 +94,12 @@ impl Config {
                     ))
                 }
                 Some(v) => v,
+            },
+            signin_per_minute: parse_num("PLAYDECK_SIGNIN_PER_MINUTE", 10)?,
+            ingest_per_second: parse_num("PLAYDECK_INGEST_PER_SECOND", 500)?,
+            event_retention_days: match var("PLAYDECK_EVENT_RETENTION_DAYS") {
+                None => None,
+                Some(_) => Some(parse_num("PLAYDECK_EVENT_RETENTION_DAYS", 30)?),
             },
             aap: crate::aap::AapConfig::from_env()?,
             engine: crate::engine::EngineConfig::from_env()?,
@@ -108,6 +120,9 @@ impl Config {
             pool_size: 8,
             session_hours: 12,
             frame_ancestors: "'self'".into(),
+            signin_per_minute: 1000,
+            ingest_per_second: 100_000,
+            event_retention_days: None,
             aap: crate::aap::AapConfig::for_tests(),
             engine: crate::engine::EngineConfig::for_tests(),
         }

@@ -51,8 +51,18 @@ impl Cluster {
     /// Creates the cluster in `data_dir/pg` on first use, starts it on a free loopback port and
     /// waits until it accepts connections.
     pub async fn start(data_dir: &Path, durability: Durability) -> Result<Cluster, String> {
+        Cluster::start_on(data_dir, durability, None).await
+    }
+
+    /// Like `start`, on a given port (`None`: a free one), e.g. to restart a cluster where its
+    /// clients expect it.
+    pub async fn start_on(
+        data_dir: &Path,
+        durability: Durability,
+        port: Option<u16>,
+    ) -> Result<Cluster, String> {
         let data_dir = data_dir.to_path_buf();
-        let cluster = tokio::task::spawn_blocking(move || Cluster::spawn(&data_dir, durability))
+        let cluster = tokio::task::spawn_blocking(move || Cluster::spawn(&data_dir, durability, port))
             .await
             .map_err(|e| format!("starting PostgreSQL: {e}"))??;
         cluster.wait_ready(Duration::from_secs(60)).await?;
@@ -75,7 +85,7 @@ impl Cluster {
         self.port
     }
 
-    fn spawn(data_dir: &Path, durability: Durability) -> Result<Cluster, String> {
+    fn spawn(data_dir: &Path, durability: Durability, port: Option<u16>) -> Result<Cluster, String> {
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
         fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
@@ -110,7 +120,10 @@ impl Cluster {
             .to_string();
         stop_stale_server(&pg_dir);
 
-        let port = free_port()?;
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -28,6 +28,8 @@ pub enum AppError {
     UnsupportedMedia(String),
     /// 422: well-formed, but the values are wrong.
     Unprocessable(String),
+    /// 429: too many requests from this client; the value is when to try again (seconds).
+    TooManyRequests(u64),
     /// 503: a dependency (the database) is not reachable right now.
     Unavailable(String),
     /// 500: a bug or an unexpected failure; the detail is logged, never sent.
@@ -51,6 +53,7 @@ impl AppError {
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -72,6 +75,7 @@ impl std::fmt::Display for AppError {
             | AppError::Unprocessable(m)
             | AppError::Unavailable(m)
             | AppError::Internal(m) => f.write_str(m),
+            AppError::TooManyRequests(s) => write!(f, "too many requests; try again in {s} s"),
         }
     }
 }
@@ -92,6 +96,11 @@ impl IntoResponse for AppError {
             AppError::Unavailable(detail) => {
                 let mut resp = error_response(status, "the database is not reachable; try again");
                 resp.extensions_mut().insert(InternalDetail(detail));
+                resp
+            }
+            AppError::TooManyRequests(s) => {
+                let mut resp = error_response(status, format!("too many requests; try again in {s} s"));
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
                 resp
             }
             other => error_response(status, other.to_string()),

@@ -25,14 +25,24 @@ pub fn router() -> Router<AppState> {
 
 async fn ingest_events(
     State(app): State<AppState>,
+    client: crate::security::ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResult>, AppError> {
-    crate::auth::check_ingest_token(&app, &headers)?;
-    let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
-    let batch = parse_batch(&raw)?;
-    let prepared = prepare(batch)?;
-    Ok(Json(store(&app, prepared).await?))
+    let result = async {
+        crate::auth::check_ingest_token(&app, &headers)?;
+        if let Err(wait) = app.ingest_limit.check(&client.0) {
+            return Err(AppError::TooManyRequests(wait));
+        }
+        let raw = read_body(&headers, body, app.config.ingest_max_bytes).await?;
+        let prepared = parse_and_prepare(&raw)?;
+        store(&app, prepared).await
+    }
+    .await;
+    if let Err(e) = &result {
+        app.metrics.inc("playdeck_ingest_rejected_total", &[("status", e.status().as_str())]);
+    }
+    Ok(Json(result?))
 }
 
 /// Reads the body up to `limit` bytes, gunzipping it (to at most `limit` bytes too, so a small
@@ -69,6 +79,11 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             "Content-Encoding {other:?} is not supported; send gzip or no encoding"
         ))),
     }
+}
+
+/// Reads and checks a request body: what the endpoint does before it touches the database.
+pub fn parse_and_prepare(raw: &[u8]) -> Result<Prepared, AppError> {
+    prepare(parse_batch(raw)?)
 }
 
 fn parse_batch(raw: &[u8]) -> Result<IngestBatch, AppError> {
@@ -175,7 +190,7 @@ fn clean_value(v: Value) -> Value {
 }
 
 fn event_from_json(raw: Value) -> Result<Event, String> {
-    let Value::Object(obj) = clean_value(raw) else {
+    let Value::Object(mut obj) = clean_value(raw) else {
         return Err("an event must be a JSON object".into());
     };
     let counter = match obj.get("counter") {
@@ -187,11 +202,13 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => s.clone(),
         _ => return Err("`event` must be a non-empty string (e.g. runner_on_ok)".into()),
     };
-    let event_data = match obj.get("event_data") {
+    let mut event_data = match obj.remove("event_data") {
         None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::Object(o)) => Value::Object(o),
         Some(_) => return Err("`event_data` must be an object".into()),
     };
+    // Secrets never reach the database: passwords, tokens, keys, and no_log results.
+    crate::security::mask_secrets(&mut event_data);
     let data = event_data.as_object();
     let text = |key: &str| -> Result<Option<String>, String> {
         match obj.get(key) {
@@ -345,7 +362,8 @@ fn host_deltas(events: &[&Event]) -> BTreeMap<String, HostDelta> {
 /// What the events of a batch say about the job.
 #[derive(Debug, Default)]
 struct JobDelta {
-    status: Option<(JobStatus, String)>,
+    /// Each status the events move the job through, with the event that did it.
+    statuses: Vec<(JobStatus, String)>,
     earliest: Option<DateTime<Utc>>,
     finished: Option<DateTime<Utc>>,
     current: Option<(i64, Option<String>, Option<String>)>,
@@ -386,12 +404,12 @@ fn job_delta(events: &[&Event], current: JobStatus, explicit: bool) -> JobDelta 
                     .is_some_and(|m| m.values().any(|v| v.as_i64().unwrap_or(0) > 0))
             };
             status = if any("failures") || any("dark") { JobStatus::Failed } else { JobStatus::Successful };
-            d.status = Some((status, format!("event {}", ev.event)));
+            d.statuses.push((status, format!("event {}", ev.event)));
         } else if matches!(status, JobStatus::New | JobStatus::Pending | JobStatus::Waiting)
             && ev.event != "playbook_on_stats"
         {
             status = JobStatus::Running;
-            d.status = Some((status, format!("event {}", ev.event)));
+            d.statuses.push((status, format!("event {}", ev.event)));
         }
     }
     d
@@ -452,6 +470,18 @@ const UPSERT_HOSTS: &str = "
 /// Writes a prepared batch in one transaction and sends one notification. Returns the job's id
 /// and how many events were new.
 pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
+    let started = std::time::Instant::now();
+    let source = batch.source.clone();
+    let result = write(app, batch).await?;
+    let m = &app.metrics;
+    m.inc("playdeck_ingest_batches_total", &[("source", &source)]);
+    m.add("playdeck_ingest_events_total", &[("source", &source)], result.accepted as f64);
+    m.add("playdeck_ingest_duplicates_total", &[("source", &source)], result.duplicates as f64);
+    m.observe("playdeck_ingest_seconds", &[], started.elapsed().as_secs_f64());
+    Ok(result)
+}
+
+async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
     let Prepared { source, job, events, repeated_in_batch } = batch;
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
@@ -556,6 +586,8 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
         .await?;
     }
 
+    crate::kb::record_failures(&tx, job_id, &fresh).await?;
+
     let delta = job_delta(&fresh, current, explicit || job.status.is_some());
     let mut new_status = current;
     if let Some(given) = job.status {
@@ -563,10 +595,10 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
             new_status = given;
             history.push((given, Some(current), format!("source {source}")));
         }
-    } else if let Some((st, by)) = &delta.status {
-        if *st != current {
+    } else {
+        for (st, by) in &delta.statuses {
+            history.push((*st, Some(new_status), by.clone()));
             new_status = *st;
-            history.push((*st, Some(current), by.clone()));
         }
     }
     let finished_now = new_status.is_finished().then(|| delta.finished.unwrap_or_else(Utc::now));
@@ -654,7 +686,13 @@ pub async fn store(app: &App, batch: Prepared) -> Result<IngestResult, AppError>
         )
         .await?;
     }
-    let note = crate::live::Notice { job: job_id, from: last_seq, to: new_seq, change: change_seq };
+    let note = crate::live::Notice {
+        job: job_id,
+        from: last_seq,
+        to: new_seq,
+        change: change_seq,
+        at: Utc::now().timestamp_millis(),
+    };
     tx.execute("select pg_notify($1, $2)", &[&CHANNEL, &note.encode()]).await?;
     tx.commit().await?;
     Ok(IngestResult { job_id, accepted, duplicates })

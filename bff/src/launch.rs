@@ -27,13 +27,19 @@ async fn launch(
     caller: Caller,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, AppError> {
+    launch_as(&app, &caller, body).await
+}
+
+/// Launches for `caller` exactly as `POST /api/v1/jobs` with this body would (the request box
+/// uses it after the operator confirms).
+pub async fn launch_as(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     caller.require(Role::Operator)?;
     let Some(obj) = body.as_object() else {
         return Err(AppError::Unprocessable("a launch is a JSON object".into()));
     };
     match (obj.contains_key("template"), obj.contains_key("source")) {
-        (true, false) => crate::aap::launch(&app, &caller, body).await,
-        (false, true) => crate::engine::launch(&app, &caller, body).await,
+        (true, false) => crate::aap::launch(app, caller, body).await,
+        (false, true) => crate::engine::launch(app, caller, body).await,
         (true, true) => Err(AppError::Unprocessable(
             "give either `template` (an AAP job template) or `source` (a local playbook), not both".into(),
         )),
@@ -99,6 +105,8 @@ pub async fn record(
     caller: &Caller,
     detail: &Value,
 ) -> Result<(), AppError> {
+    let target = job_id.map(|id| format!("job {id}"));
+    crate::audit::record(app, &caller.name, action, target.as_deref(), detail.clone()).await;
     let db = app.pool.get().await?;
     db.execute(
         "insert into job_actions (job_id, action, by, detail) values ($1, $2, $3, $4)",

@@ -4,6 +4,7 @@
 //! database.
 
 pub mod aap;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -12,9 +13,14 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
+pub mod kb;
 pub mod launch;
 pub mod live;
+pub mod metrics;
+pub mod retention;
+pub mod security;
 pub mod sse;
+pub mod stats;
 pub mod web;
 pub mod ws;
 
@@ -35,6 +41,12 @@ pub struct App {
     pub pool: Pool,
     /// The live relay's broadcast hub.
     pub hub: Arc<live::Hub>,
+    /// Sign-in attempts per client (a brake on guessing keys).
+    pub signin_limit: security::RateLimiter,
+    /// Ingest requests per client.
+    pub ingest_limit: security::RateLimiter,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// The token the ingest endpoints accept.
     pub ingest_token: Secret,
     /// The AAP/AWX connector's controllers and their health.
@@ -87,19 +99,31 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     }
     let ingest_token = auth::ingest_token(&config)?;
     let hub = live::Hub::new(config.hub_capacity);
+    let metrics = Arc::new(metrics::Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {
+        signin_limit: security::RateLimiter::new(
+            config.signin_per_minute as f64 / 60.0,
+            config.signin_per_minute as f64,
+        ),
+        ingest_limit: security::RateLimiter::new(
+            config.ingest_per_second as f64,
+            2.0 * config.ingest_per_second as f64,
+        ),
         aap: aap::Connector::new(&config.aap),
         engine: engine::Engine::new(&config.engine),
         config,
         pool: pool.clone(),
         hub: hub.clone(),
+        metrics: metrics.clone(),
         ingest_token,
         shutdown: shutdown_rx,
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
-    live::start(pool, pg_config, hub, relay_shutdown);
+    kb::seed(&app).await?;
+    live::start(pool, pg_config, hub, metrics, relay_shutdown);
+    retention::start(&app);
     aap::start(&app);
     engine::start(&app);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
@@ -112,16 +136,21 @@ pub fn app(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(auth::router())
         .merge(launch::router())
+        .merge(audit::router())
+        .merge(kb::router())
+        .merge(stats::router())
         .merge(aap::router())
         .merge(engine::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn(error::error_shape));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(web::healthz))
         .route("/readyz", get(web::readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(web::spa(&state.config))
         .layer(axum::middleware::from_fn_with_state(state.clone(), web::security_headers))
         .with_state(state)

@@ -21,6 +21,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::error::AppError;
 use crate::jobs;
+use crate::metrics::Metrics;
 
 /// The payload of one ingest transaction's notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct Notice {
     pub from: i64,
     pub to: i64,
     pub change: i64,
+    /// When the batch was written (ms since the epoch), to measure notification lag.
+    #[serde(default)]
+    pub at: i64,
 }
 
 impl Notice {
@@ -61,6 +65,9 @@ pub struct Hub {
     pub listening: AtomicBool,
     /// Highest `change_seq` seen, to catch job changes up after a break.
     last_change: AtomicI64,
+    /// Connected clients by transport, for `/metrics` and `/readyz`.
+    ws: AtomicUsize,
+    sse: AtomicUsize,
 }
 
 impl Hub {
@@ -72,6 +79,8 @@ impl Hub {
             job_watchers: AtomicUsize::new(0),
             listening: AtomicBool::new(false),
             last_change: AtomicI64::new(0),
+            ws: AtomicUsize::new(0),
+            sse: AtomicUsize::new(0),
         })
     }
 
@@ -102,8 +111,52 @@ impl Hub {
         self.followed.lock().map(|f| f.contains_key(&job_id)).unwrap_or(true)
     }
 
-    pub fn clients(&self) -> usize {
-        self.tx.receiver_count()
+    pub fn ws_clients(&self) -> usize {
+        self.ws.load(Ordering::SeqCst)
+    }
+
+    pub fn sse_clients(&self) -> usize {
+        self.sse.load(Ordering::SeqCst)
+    }
+
+    /// Counts a connected client until the guard is dropped.
+    pub fn client(self: &Arc<Hub>, transport: Transport) -> ClientGuard {
+        self.counter(transport).fetch_add(1, Ordering::SeqCst);
+        ClientGuard { hub: self.clone(), transport }
+    }
+
+    fn counter(&self, transport: Transport) -> &AtomicUsize {
+        match transport {
+            Transport::WebSocket => &self.ws,
+            Transport::Sse => &self.sse,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Sse,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// A connected client, counted while it lives.
+pub struct ClientGuard {
+    hub: Arc<Hub>,
+    transport: Transport,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.hub.counter(self.transport).fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -144,22 +197,28 @@ pub fn start(
     pool: Pool,
     pg_config: tokio_postgres::Config,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let (tx, rx) = mpsc::channel(4096);
     // The listener ends with the server, before the database stops, so a shutdown is not
     // reported as a lost connection.
-    let listener = tokio::spawn(listen(pg_config, hub.clone(), tx));
+    let listener = tokio::spawn(listen(pg_config, hub.clone(), metrics.clone(), tx));
     tokio::spawn(async move {
         crate::shutting_down(shutdown).await;
         listener.abort();
     });
-    tokio::spawn(relay(pool, hub, rx));
+    tokio::spawn(relay(pool, hub, metrics, rx));
 }
 
 /// Holds the one LISTEN connection: a pooled connection would never deliver notifications, since
 /// nobody polls it between queries. Reconnects with capped backoff and says so after a break.
-async fn listen(mut config: tokio_postgres::Config, hub: Arc<Hub>, tx: mpsc::Sender<Signal>) {
+async fn listen(
+    mut config: tokio_postgres::Config,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Signal>,
+) {
     config.application_name("playdeck-listener");
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
@@ -195,8 +254,11 @@ async fn listen(mut config: tokio_postgres::Config, hub: Arc<Hub>, tx: mpsc::Sen
                     Ok(()) => {
                         hub.listening.store(true, Ordering::SeqCst);
                         backoff = Duration::from_millis(100);
-                        if !first && tx.send(Signal::Reconnected).await.is_err() {
-                            return;
+                        if !first {
+                            metrics.inc("playdeck_listener_reconnects_total", &[]);
+                            if tx.send(Signal::Reconnected).await.is_err() {
+                                return;
+                            }
                         }
                         first = false;
                         tracing::info!("listening for job changes");
@@ -217,7 +279,7 @@ async fn listen(mut config: tokio_postgres::Config, hub: Arc<Hub>, tx: mpsc::Sen
 }
 
 /// Turns notices into broadcasts: one read per batch, whatever the number of clients.
-async fn relay(pool: Pool, hub: Arc<Hub>, mut rx: mpsc::Receiver<Signal>) {
+async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Signal>) {
     if let Ok(db) = pool.get().await {
         if let Ok(row) = db.query_one("select coalesce(max(change_seq), 0) from jobs", &[]).await {
             hub.last_change.store(row.get(0), Ordering::SeqCst);
@@ -225,7 +287,13 @@ async fn relay(pool: Pool, hub: Arc<Hub>, mut rx: mpsc::Receiver<Signal>) {
     }
     while let Some(signal) = rx.recv().await {
         let result = match signal {
-            Signal::Notice(n) => relay_notice(&pool, &hub, n).await,
+            Signal::Notice(n) => {
+                if n.at > 0 {
+                    let lag = (chrono::Utc::now().timestamp_millis() - n.at).max(0) as f64 / 1000.0;
+                    metrics.observe("playdeck_notification_lag_seconds", &[], lag);
+                }
+                relay_notice(&pool, &hub, n).await
+            }
             Signal::Reconnected => catch_up_jobs(&pool, &hub).await,
         };
         if let Err(e) = result {

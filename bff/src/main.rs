@@ -91,6 +91,7 @@ async fn serve() -> Result<(), String> {
     let shutdown = started.shutdown;
     let pool = started.state.pool.clone();
     let app = bff::app(started.state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop_signal().await;
         tracing::info!("shutting down");

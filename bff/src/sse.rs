@@ -70,6 +70,7 @@ async fn follow(
     tx: mpsc::Sender<Event>,
 ) {
     let _interest = app.hub.follow(job.id);
+    let _counted = app.hub.client(live::Transport::Sse);
     let shutdown = crate::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);
     if tx.send(job_event("job", &job)).await.is_err() {
@@ -108,7 +109,10 @@ async fn follow(
                     HubMessage::Reconnected => catch_up = true,
                     _ => {}
                 },
-                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    app.metrics.inc("playdeck_live_resyncs_total", &[("transport", "sse")]);
+                    catch_up = true;
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             // A safety net for a final status whose broadcast this stream did not see.

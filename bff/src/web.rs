@@ -66,7 +66,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         "status": if ready { "ready" } else { "not ready" },
         "database": database,
         "listener": if listening { "connected" } else { "disconnected" },
-        "live_clients": app.hub.clients(),
+        "live_clients": app.hub.ws_clients() + app.hub.sse_clients(),
         "controllers": crate::aap::health(&app),
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -76,10 +76,16 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 /// Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
 /// `PLAYDECK_FRAME_ANCESTORS`, default only this origin) instead of a blanket X-Frame-Options.
 pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // Behind a TLS-terminating route the original scheme arrives in X-Forwarded-Proto.
+    let tls =
+        req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     let csp = format!("frame-ancestors {}; object-src 'none'; base-uri 'self'", app.config.frame_ancestors);
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);

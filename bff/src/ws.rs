@@ -47,6 +47,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 async fn serve(app: AppState, socket: WebSocket) {
+    let _counted = app.hub.client(live::Transport::WebSocket);
     let (sink, mut stream) = socket.split();
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(16);
     let (errors, error_rx) = mpsc::channel::<String>(16);
@@ -89,6 +90,13 @@ struct Connection {
 
 impl Connection {
     async fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        let kind = match msg {
+            ServerMessage::Job { .. } => "job",
+            ServerMessage::Events { .. } => "events",
+            ServerMessage::Resync => "resync",
+            ServerMessage::Error { .. } => "error",
+        };
+        self.app.metrics.inc("playdeck_live_messages_total", &[("transport", "websocket"), ("kind", kind)]);
         let text = serde_json::to_string(msg).map_err(|_| ())?;
         self.sink.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| ())
     }
@@ -226,6 +234,7 @@ async fn write_loop(
                 Ok(msg) => conn.broadcast(&msg).await,
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "WebSocket client fell behind; resync");
+                    conn.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", "websocket")]);
                     match conn.send(&ServerMessage::Resync).await {
                         Ok(()) => conn.catch_up_all().await,
                         Err(()) => Err(()),

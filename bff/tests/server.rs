@@ -203,3 +203,138 @@ async fn spa_and_health_endpoints() {
     assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     assert!(r.headers().get("x-frame-options").is_none());
 }
+
+#[tokio::test]
+async fn metrics_move_with_ingest_and_live_clients() {
+    let app = spawn_app().await;
+    let scrape = || async {
+        let r = app.http.get(app.url("/metrics")).send().await.expect("metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("text")
+    };
+    let before = scrape().await;
+    assert!(
+        before.contains("# TYPE playdeck_ingest_events_total counter"),
+        "families are described up front"
+    );
+    assert!(before.contains("playdeck_listener_connected 1"));
+    assert!(before.contains("playdeck_pg_notification_queue_usage 0"));
+    app.ingest_ok(&batch("m1", events(1, 30))).await;
+    app.ingest_ok(&batch("m1", events(1, 40))).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws");
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        serde_json::json!({"type": "subscribe", "jobs": true}).to_string().into(),
+    ))
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = scrape().await;
+    let line =
+        |name: &str| after.lines().find(|l| l.starts_with(name)).map(str::to_string).unwrap_or_default();
+    assert_eq!(
+        line("playdeck_ingest_events_total{source=\"local\"}"),
+        "playdeck_ingest_events_total{source=\"local\"} 40"
+    );
+    assert_eq!(
+        line("playdeck_ingest_duplicates_total{source=\"local\"}"),
+        "playdeck_ingest_duplicates_total{source=\"local\"} 30"
+    );
+    assert_eq!(
+        line("playdeck_ingest_batches_total{source=\"local\"}"),
+        "playdeck_ingest_batches_total{source=\"local\"} 2"
+    );
+    assert!(line("playdeck_live_clients{transport=\"websocket\"}").ends_with(" 1"), "{after}");
+    assert!(after.contains(
+        "playdeck_http_requests_total{route=\"/api/v1/ingest/events\",method=\"POST\",status=\"200\"} 2"
+    ));
+    assert!(after.contains("playdeck_notification_lag_seconds_count 2"), "{after}");
+    // Ids never become labels: the route pattern does.
+    let _ = app.get("/api/v1/jobs/1").await;
+    let again = scrape().await;
+    assert!(again.contains("route=\"/api/v1/jobs/{id}\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
+    let dir = temp_dir("logs");
+    let log_path = dir.join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_playdeck"))
+        .env("PLAYDECK_DATA_DIR", &dir)
+        .env("PLAYDECK_LISTEN", "127.0.0.1:0")
+        .env("PLAYDECK_LOG", "debug,tokio_postgres=info,hyper=info")
+        .env("PLAYDECK_LOG_FORMAT", "json")
+        .env("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "pdk_log_test_admin_key_777")
+        .env("PLAYDECK_INGEST_TOKEN", "pdi_log_test_ingest_token_888")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("run playdeck");
+    let stdout = child.stdout.take().expect("stdout");
+    let base = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let base = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("Playdeck is serving on ").map(str::to_string))
+            .expect("URL");
+        std::thread::spawn(move || for _ in lines {});
+        base
+    })
+    .await
+    .expect("start");
+    let http = reqwest::Client::new();
+    let ev = json!({"source": "local", "job": {"external_id": "l1"}, "events": [{"counter": 1, "event": "runner_on_ok",
+        "event_data": {"host": "h", "res": {"password": "hunter2-log-check"}}}]});
+    http.post(format!("{base}/api/v1/ingest/events"))
+        .bearer_auth("pdi_log_test_ingest_token_888")
+        .json(&ev)
+        .send()
+        .await
+        .expect("ingest");
+    http.post(format!("{base}/api/v1/ingest/events"))
+        .bearer_auth("pdi_wrong_token_999")
+        .json(&ev)
+        .send()
+        .await
+        .expect("ingest");
+    http.post(format!("{base}/api/v1/session"))
+        .json(&json!({"key": "pdk_wrong_key_555"}))
+        .send()
+        .await
+        .expect("sign-in");
+    http.post(format!("{base}/api/v1/session"))
+        .json(&json!({"key": "pdk_log_test_admin_key_777"}))
+        .send()
+        .await
+        .expect("sign-in");
+    http.get(format!("{base}/api/v1/jobs?q=hunter2-log-check"))
+        .bearer_auth("pdk_log_test_admin_key_777")
+        .send()
+        .await
+        .expect("jobs");
+    signal(&child, "TERM");
+    tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(text.lines().count() > 5, "the server logged: {text}");
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string());
+    }
+    assert!(
+        text.contains("\"route\":\"/api/v1/ingest/events\""),
+        "requests run in a span naming their route"
+    );
+    for secret in [
+        "pdk_log_test_admin_key_777",
+        "pdi_log_test_ingest_token_888",
+        "pdi_wrong_token_999",
+        "pdk_wrong_key_555",
+        "hunter2-log-check",
+    ] {
+        assert!(!text.contains(secret), "{secret} appears in the log");
+    }
+}

@@ -341,6 +341,9 @@ mod tests {
             tasks: 0,
             event_count: 0,
             cursor: String::new(),
+            explanation: None,
+            events_expired: None,
+            explanations: Vec::new(),
         }
     }
 

@@ -5,6 +5,8 @@
 
 pub mod aap;
 pub mod engine;
+pub mod kb;
+pub mod stats;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -111,6 +113,14 @@ pub struct Job {
     /// left running by a crash).
     #[serde(default)]
     pub explanation: Option<String>,
+    /// When retention deleted this job's raw events (output, per-event detail); its summary,
+    /// hosts and history are kept.
+    #[serde(default)]
+    pub events_expired: Option<DateTime<Utc>>,
+    /// The job's failures and the knowledge base entries that explain them (in the job's own
+    /// detail, `GET /api/v1/jobs/{id}`, not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanations: Vec<kb::Explanation>,
 }
 
 /// One callback event of a job, in ansible-runner / AWX shape plus Playdeck's cursor.

@@ -159,26 +159,14 @@ async fn controller_templates(ctl: &Controller) -> Result<Vec<Template>, ClientE
     with_surveys.into_iter().collect()
 }
 
-/// Values of these keys are not written to the action log.
-fn secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    ["pass", "secret", "token", "key", "credential", "vault"].iter().any(|s| k.contains(s))
-}
-
-/// What was sent, fit for the action log: extra_vars' secrets masked, YAML text only sized.
+/// What was sent, fit for the action log: secrets in extra_vars masked as at ingest, YAML text
+/// only sized.
 fn masked(body: &Value) -> Value {
     let mut out = body.clone();
     if let Some(vars) = out.get_mut("extra_vars") {
         match vars {
-            Value::Object(o) => {
-                for (k, v) in o.iter_mut() {
-                    if secret_key(k) {
-                        *v = json!("$encrypted$");
-                    }
-                }
-            }
             Value::String(s) => *vars = json!(format!("({} bytes of YAML/JSON, not logged)", s.len())),
-            _ => {}
+            other => crate::security::mask_secrets(other),
         }
     }
     out

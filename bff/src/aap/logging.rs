@@ -21,6 +21,7 @@ use shared::IngestJob;
 
 use crate::auth::same_secret;
 use crate::error::AppError;
+use crate::security::ClientAddr;
 use crate::AppState;
 
 const JOB_EVENTS_LOGGER: &str = "awx.analytics.job_events";
@@ -55,20 +56,22 @@ impl LoggingResult {
 
 pub async fn receive(
     State(app): State<AppState>,
+    client: ClientAddr,
     Query(params): Query<Params>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<LoggingResult>, AppError> {
-    handle(app, params.controller, headers, body).await
+    handle(app, client, params.controller, headers, body).await
 }
 
 pub async fn receive_for(
     State(app): State<AppState>,
+    client: ClientAddr,
     Path(controller): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<LoggingResult>, AppError> {
-    handle(app, Some(controller), headers, body).await
+    handle(app, client, Some(controller), headers, body).await
 }
 
 /// The ingest token as a Splunk HTTP Event Collector sends it, or as the other ingest endpoints
@@ -118,11 +121,16 @@ fn controller_name(app: &AppState, given: Option<String>) -> Result<String, AppE
 
 async fn handle(
     app: AppState,
+    client: ClientAddr,
     controller: Option<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<LoggingResult>, AppError> {
     check_token(&app, &headers)?;
+    // The same limit as the other ingest endpoint: a 429 makes rsyslog wait and send again.
+    if let Err(wait) = app.ingest_limit.check(&client.0) {
+        return Err(AppError::TooManyRequests(wait));
+    }
     let controller = controller_name(&app, controller)?;
     let raw = crate::ingest::read_body(&headers, body, app.config.ingest_max_bytes).await?;
     let records = parse_records(&raw)?;

@@ -1,0 +1,185 @@
+//! Prometheus metrics: counters and histograms kept in memory, rendered as text at `/metrics`.
+//!
+//! Hand-rolled rather than a metrics crate: a few dozen series, one mutex, and the text format is
+//! simple. Every series is declared in `FAMILIES` with its help text, so `/metrics` describes
+//! even those that have not moved yet.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::AppState;
+
+/// What each family is and means.
+const FAMILIES: &[(&str, &str, &str)] = &[
+    ("playdeck_http_requests_total", "counter", "HTTP requests by route, method and status."),
+    ("playdeck_http_request_seconds", "histogram", "HTTP request duration by route."),
+    ("playdeck_ingest_batches_total", "counter", "Ingest batches written, by source."),
+    ("playdeck_ingest_events_total", "counter", "New events stored by ingest, by source."),
+    (
+        "playdeck_ingest_duplicates_total",
+        "counter",
+        "Events that were already stored (duplicates), by source.",
+    ),
+    ("playdeck_ingest_rejected_total", "counter", "Ingest requests refused, by reason."),
+    ("playdeck_ingest_seconds", "histogram", "Time to write one ingest batch (one transaction)."),
+    (
+        "playdeck_notification_lag_seconds",
+        "histogram",
+        "From an ingest commit to its notification at the live relay.",
+    ),
+    ("playdeck_live_messages_total", "counter", "Live messages sent to clients, by transport and kind."),
+    ("playdeck_live_resyncs_total", "counter", "Clients that fell behind and were resynced, by transport."),
+    ("playdeck_live_clients", "gauge", "Connected live clients, by transport."),
+    ("playdeck_listener_reconnects_total", "counter", "Times the LISTEN connection was re-established."),
+    ("playdeck_listener_connected", "gauge", "1 when the LISTEN connection is up."),
+    ("playdeck_pg_notification_queue_usage", "gauge", "PostgreSQL's pg_notification_queue_usage() (0..1)."),
+    ("playdeck_db_pool_connections", "gauge", "Connections in the pool, by state."),
+];
+
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Series {
+    counters: BTreeMap<(&'static str, Labels), f64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// The process's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    series: Mutex<Series>,
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+impl Metrics {
+    pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], by: f64) {
+        if let Ok(mut s) = self.series.lock() {
+            *s.counters.entry((name, labels(pairs))).or_default() += by;
+        }
+    }
+
+    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
+        self.add(name, pairs, 1.0);
+    }
+
+    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], seconds: f64) {
+        if let Ok(mut s) = self.series.lock() {
+            let h = s.histograms.entry((name, labels(pairs))).or_default();
+            if h.counts.is_empty() {
+                h.counts = vec![0; BUCKETS.len()];
+            }
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// The text exposition, with the gauges read at scrape time appended by the caller.
+    fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
+        let mut out = String::new();
+        let Ok(s) = self.series.lock() else { return out };
+        for (family, kind, help) in FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            for ((name, l), v) in s.counters.iter().filter(|((n, _), _)| n == family) {
+                let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));
+            }
+            for ((name, l), h) in s.histograms.iter().filter(|((n, _), _)| n == family) {
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ =
+                        writeln!(out, "{name}_bucket{} {}", fmt_labels(l, Some(&b.to_string())), h.counts[i]);
+                }
+                let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
+                let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(l, None), h.sum);
+                let _ = writeln!(out, "{name}_count{} {}", fmt_labels(l, None), h.count);
+            }
+            for (name, l, v) in gauges.iter().filter(|(n, _, _)| n == family) {
+                let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));
+            }
+        }
+        out
+    }
+}
+
+fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| {
+            format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+        })
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(app): State<AppState>) -> Response {
+    let mut gauges: Vec<(&'static str, Labels, f64)> = Vec::new();
+    let hub = &app.hub;
+    gauges.push(("playdeck_live_clients", labels(&[("transport", "websocket")]), hub.ws_clients() as f64));
+    gauges.push(("playdeck_live_clients", labels(&[("transport", "sse")]), hub.sse_clients() as f64));
+    let listening = hub.listening.load(std::sync::atomic::Ordering::SeqCst);
+    gauges.push(("playdeck_listener_connected", Vec::new(), if listening { 1.0 } else { 0.0 }));
+    let status = app.pool.status();
+    gauges.push(("playdeck_db_pool_connections", labels(&[("state", "open")]), status.size as f64));
+    gauges.push(("playdeck_db_pool_connections", labels(&[("state", "idle")]), status.available as f64));
+    if let Ok(db) = app.pool.get().await {
+        if let Ok(row) = db.query_one("select pg_notification_queue_usage()", &[]).await {
+            gauges.push(("playdeck_pg_notification_queue_usage", Vec::new(), row.get::<_, f64>(0)));
+        }
+    }
+    let mut resp = app.metrics.render(&gauges).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    resp
+}
+
+/// Counts every API request by its route (the pattern, never the ids or the query) and status, and
+/// runs it in a span so its log lines say which request they belong to.
+pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", %method, %route);
+    let started = Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = resp.status().as_u16().to_string();
+    app.metrics
+        .inc("playdeck_http_requests_total", &[("route", &route), ("method", &method), ("status", &status)]);
+    app.metrics.observe("playdeck_http_request_seconds", &[("route", &route)], seconds);
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), seconds, "request finished"));
+    resp
+}
