@@ -846,16 +846,9 @@ async fn handle(
             job["launch_type"] = json!("relaunch");
             let padding = s.stdout_padding;
             let events = script(new_id, &name, &hosts, &tasks, failing.as_deref(), padding);
-            let mut answer = detail(&FakeJob {
-                job: job.clone(),
-                script: Vec::new(),
-                released: 0,
-                hidden: BTreeSet::new(),
-                processing_finished: false,
-                hosts: Vec::new(),
-                tasks: Vec::new(),
-                failing: None,
-            });
+            // AWX answers the new job's detail, plus `job` as older versions did.
+            let mut answer = job.clone();
+            answer["event_processing_finished"] = json!(false);
             answer["job"] = json!(new_id);
             s.jobs.insert(
                 new_id,
