@@ -313,6 +313,37 @@ async fn a_restart_mid_job_resumes_from_the_cursor_and_loses_and_doubles_nothing
 }
 
 #[tokio::test]
+async fn with_two_replicas_one_syncs_a_controller_and_the_other_stands_by() {
+    let fake = FakeAwx::start("/api/v2").await;
+    fake.add_fixture_job();
+    let first = app_with(vec![controller("aap", &fake)]).await;
+    eventually("synced", || async {
+        job_of(&first, "aap", FIXTURE_JOB).await.filter(|j| j["event_count"] == 9)
+    })
+    .await;
+    let second = spawn_app_on(first.pg.clone(), {
+        let c = controller("aap", &fake);
+        move |cfg| cfg.aap.controllers = vec![c]
+    })
+    .await;
+    let standby = eventually("the second replica stands by", || async {
+        Some(controller_state(&second, "aap").await).filter(|c| c["status"] == "standby")
+    })
+    .await;
+    assert_eq!(standby["healthy"], true, "{standby}");
+    assert_eq!(controller_state(&first, "aap").await["status"], "ok");
+    // The first one stops: the second takes over and follows the controller's new jobs.
+    drop(first);
+    let id = fake.add_job("After the handover", &["h-1"], &["Gathering Facts"], None);
+    fake.finish(id, "successful", true);
+    eventually("synced by the second replica", || async {
+        job_of(&second, "aap", id).await.filter(|j| j["status"] == "successful" && j["event_count"] == 6)
+    })
+    .await;
+    assert_eq!(controller_state(&second, "aap").await["status"], "ok");
+}
+
+#[tokio::test]
 async fn events_the_controller_saves_out_of_order_are_not_missed() {
     let fake = FakeAwx::start("/api/v2").await;
     let awx_id = fake.add_job("Late event", &["app-1", "app-2"], &["Gathering Facts", "Deploy"], None);
