@@ -7,6 +7,7 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
     ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
+    ("0004_engine", include_str!("../../migrations/0004_engine.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

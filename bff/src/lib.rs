@@ -16,6 +16,7 @@ pub mod launch;
 pub mod live;
 pub mod sse;
 pub mod web;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
