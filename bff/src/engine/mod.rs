@@ -208,7 +208,8 @@ impl Engine {
                 std::net::Ipv6Addr::LOCALHOST.into()
             });
         }
-        let _ = self.ingest_url.send(Some(format!("http://{addr}")));
+        // send_replace: stored even before the workers subscribed.
+        self.ingest_url.send_replace(Some(format!("http://{addr}")));
     }
 
     /// Jobs running in this process now.

@@ -45,13 +45,14 @@ pub fn parse(body: Value) -> Result<LaunchRequest, AppError> {
 pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError> {
     let (template, project) = match &req.source {
         PlaybookSource::Playbook { path } => {
+            check_relative(path, "source.path")?;
+            check_playbook_name(path)?;
             resolve_in(
                 &config.playbook_dir,
                 path,
                 "source.path",
                 "playbook directory (PLAYDECK_PLAYBOOK_DIR)",
             )?;
-            check_playbook_name(path)?;
             (path.clone(), None)
         }
         PlaybookSource::Git { repo, branch, path } => {

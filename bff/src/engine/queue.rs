@@ -324,7 +324,7 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
         let mut what = "its ansible-playbook process is gone".to_string();
         if let (Some(h), Some(pid)) = (host.as_deref(), pid) {
             if h == app.engine.hostname && super::run::is_job_process(pid, job_id) {
-                super::run::kill_tree(pid, true);
+                super::run::kill_tree(pid);
                 what = format!("its ansible-playbook process ({pid}), still running, was stopped");
             } else if h != app.engine.hostname {
                 what = format!("it ran on {h}");

@@ -200,6 +200,9 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let mut kill_at: Option<tokio::time::Instant> = None;
     let mut killed = false;
     let mut stopped: Option<Stopped> = None;
+    // The run's processes when it was told to stop: its workers sit in sessions of their own, and
+    // once ansible-playbook is gone they are no longer found below it.
+    let mut tree: Vec<i32> = Vec::new();
     let status = loop {
         let before = stopped.is_some();
         tokio::select! {
@@ -216,18 +219,29 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 Err(e) => tracing::warn!(job = job.job_id, error = %e, "heartbeat failed"),
             },
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && !killed => {
-                kill_tree(pid, true);
+                tree.extend(descendants(pid));
+                kill_pids(pid, &tree);
                 killed = true;
             }
         }
         if !before && stopped.is_some() {
-            kill_tree(pid, false);
+            tree = descendants(pid);
+            signal(-pid, libc::SIGTERM);
             kill_at = Some(tokio::time::Instant::now() + grace);
         }
     };
-    // Workers of ansible-playbook live in sessions of their own; make sure none outlives the run.
-    if stopped.is_some() {
-        kill_tree(pid, true);
+    if stopped.is_some() && !killed {
+        // ansible-playbook ended, but a task that ignores SIGTERM can outlive it: what is left gets
+        // the rest of the grace period, then SIGKILL.
+        let until = kill_at.unwrap_or_else(tokio::time::Instant::now);
+        while !alive(&tree).is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left = alive(&tree);
+        if !left.is_empty() {
+            kill_pids(pid, &left);
+            killed = true;
+        }
     }
     let stderr = match stderr {
         Some(h) => tokio::time::timeout(Duration::from_secs(3), h)
@@ -240,7 +254,10 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let stderr = crate::jobs::strip_ansi(&String::from_utf8_lossy(&stderr));
     let how = |what: &str| {
         if killed {
-            format!("{what}: ansible-playbook was sent SIGTERM, and SIGKILL {} s later", grace.as_secs())
+            format!(
+                "{what}: the run was sent SIGTERM, and what still ran {} s later SIGKILL",
+                grace.as_secs()
+            )
         } else {
             format!("{what}: ansible-playbook was stopped with SIGTERM")
         }
@@ -437,20 +454,25 @@ pub fn is_job_process(pid: i32, job_id: i64) -> bool {
     env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
 }
 
-/// Signals a run: SIGTERM to its process group (ansible-playbook passes it on to its workers), or
-/// SIGKILL to the group and to every descendant (workers sit in sessions of their own).
-pub fn kill_tree(pid: i32, hard: bool) {
+/// Stops a run for good: SIGKILL to its process group and to every process below it (workers sit
+/// in sessions of their own, so the group alone does not reach them).
+pub fn kill_tree(pid: i32) {
     if pid <= 1 {
         return;
     }
-    if !hard {
-        signal(-pid, libc::SIGTERM);
-        return;
+    let below = descendants(pid);
+    kill_pids(pid, &below);
+}
+
+/// SIGKILL to the group of `leader` and to each of `pids` still running.
+fn kill_pids(leader: i32, pids: &[i32]) {
+    if leader > 1 {
+        signal(-leader, libc::SIGKILL);
     }
-    let descendants = descendants(pid);
-    signal(-pid, libc::SIGKILL);
-    for d in descendants {
-        signal(d, libc::SIGKILL);
+    for p in pids {
+        if *p > 1 {
+            signal(*p, libc::SIGKILL);
+        }
     }
 }
 
@@ -461,6 +483,19 @@ fn signal(pid: i32, sig: i32) {
     unsafe {
         libc::kill(pid, sig);
     }
+}
+
+/// Those of `pids` still running (not yet reaped zombies aside).
+fn alive(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| !s[i + 1..].trim_start().starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Every process below `root`, from /proc.
