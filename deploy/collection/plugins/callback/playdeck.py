@@ -77,12 +77,12 @@ options:
 """
 
 import atexit
+import collections
 import datetime
 import getpass
 import gzip
 import json
 import os
-import queue
 import sys
 import threading
 import time
@@ -102,18 +102,18 @@ except ImportError:  # older ansible-core
     except ImportError:
         _ENCODER = json.JSONEncoder
 
-try:
-    from ansible.vars.clean import module_response_deepcopy, strip_internal_keys
-except ImportError:  # pragma: no cover
-    module_response_deepcopy = None
-    strip_internal_keys = None
-
 
 def _dumps(obj):
+    # The C encoder first (it takes Ansible's str subclasses as they are); Ansible's own encoder for
+    # what it cannot take, such as non-string keys; text as the last resort.
+    try:
+        return json.dumps(obj, default=str, ensure_ascii=False)
+    except Exception:
+        pass
     try:
         return json.dumps(obj, cls=_ENCODER, ensure_ascii=False)
-    except Exception:  # anything the encoder cannot take becomes its text
-        return json.dumps(obj, default=str, ensure_ascii=False)
+    except Exception:
+        return json.dumps(str(obj), ensure_ascii=False)
 
 
 def _now():
@@ -142,7 +142,11 @@ class _Tee:
 
 
 class _Sender:
-    """The background thread: batches from a bounded queue, gzip, retries with backoff."""
+    """The background thread: batches from a bounded queue, gzip, retries with backoff.
+
+    The queue is a deque the playbook's thread appends to without waking the sender for each event
+    (a wake-up per event would hand the GIL back and forth thousands of times); the sender wakes
+    when a batch is full or the flush interval has passed."""
 
     def __init__(self, url, token, source, job, batch_size, flush_interval, queue_size, timeout):
         self.endpoint = url.rstrip("/") + "/api/v1/ingest/events"
@@ -153,12 +157,14 @@ class _Sender:
         self.batch_size = max(1, batch_size)
         self.flush_interval = max(0.01, flush_interval)
         self.timeout = timeout
-        self.queue = queue.Queue(maxsize=max(1, queue_size))
+        self.queue = collections.deque()
+        self.queue_size = max(1, queue_size)
         self.enqueued = 0
         self.dropped = 0
         self.delivered = 0
         self.refused = 0
         self.last_error = None
+        self.wake = threading.Event()
         self.closing = threading.Event()
         self.deadline = None
         self.done = threading.Event()
@@ -166,17 +172,20 @@ class _Sender:
         self.thread.start()
 
     def put(self, encoded_event):
-        try:
-            self.queue.put_nowait(encoded_event)
-            self.enqueued += 1
-        except queue.Full:
+        if len(self.queue) >= self.queue_size:
             self.dropped += 1
+            return
+        self.queue.append(encoded_event)
+        self.enqueued += 1
+        if len(self.queue) >= self.batch_size:
+            self.wake.set()
 
     def close(self, wait):
         """Flushes and waits at most `wait` seconds; returns (lost, total)."""
         if not self.closing.is_set():
             self.deadline = time.monotonic() + max(0.0, wait)
             self.closing.set()
+            self.wake.set()
         self.done.wait(max(0.0, wait) + 0.5)
         total = self.enqueued + self.dropped
         return total - self.delivered, total
@@ -184,44 +193,39 @@ class _Sender:
     def _expired(self):
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def _take(self):
+        batch = []
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.queue.popleft())
+            except IndexError:
+                break
+        return batch
+
     def _run(self):
         try:
             while True:
-                batch = self._collect()
-                if batch:
+                if len(self.queue) < self.batch_size and not self.closing.is_set():
+                    self.wake.wait(self.flush_interval)
+                self.wake.clear()
+                while True:
+                    batch = self._take()
+                    if not batch:
+                        break
                     if not self._send_with_retries(batch):
                         return  # the final wait is over
-                elif self.closing.is_set():
+                    if len(batch) < self.batch_size:
+                        break
+                if self.closing.is_set() and not self.queue:
                     return
         finally:
             self.done.set()
-
-    def _collect(self):
-        """Up to batch_size events: what arrives within flush_interval of the first one."""
-        batch = []
-        try:
-            batch.append(self.queue.get(timeout=0.1))  # idle: look at `closing` now and then
-        except queue.Empty:
-            return batch
-        until = time.monotonic() + self.flush_interval
-        while len(batch) < self.batch_size:
-            try:
-                if self.closing.is_set():
-                    batch.append(self.queue.get_nowait())
-                    continue
-                left = until - time.monotonic()
-                if left <= 0:
-                    break
-                batch.append(self.queue.get(timeout=left))
-            except queue.Empty:
-                break
-        return batch
 
     def _send_with_retries(self, batch):
         """Sends until it is delivered or refused; False once the final wait has run out."""
         body = gzip.compress(
             ('{"source":%s,"job":%s,"events":[%s]}' % (json.dumps(self.source), json.dumps(self.job), ",".join(batch))).encode("utf-8"),
-            compresslevel=5,
+            compresslevel=1,
         )
         backoff = 0.2
         while True:
@@ -288,6 +292,7 @@ class CallbackModule(CallbackBase):
         self._play = None
         self._task = None
         self._task_start = {}
+        self._task_cache = {}
         self._finished = False
         self._final_wait = 15.0
 
@@ -361,6 +366,11 @@ class CallbackModule(CallbackBase):
         self._sender.put(_dumps(ev))
 
     def _task_fields(self, task):
+        # The same task comes back for every host: describe it once.
+        key = task._uuid
+        cached = self._task_cache.get(key)
+        if cached is not None:
+            return dict(cached)
         fields = {
             "task": task.get_name().strip(),
             "task_uuid": str(task._uuid),
@@ -374,18 +384,19 @@ class CallbackModule(CallbackBase):
                 fields["task_args"] = ", ".join("%s=%s" % (k, v) for k, v in task.args.items() if not str(k).startswith("_ansible"))
             except Exception:
                 fields["task_args"] = ""
-        return fields
+        if len(self._task_cache) > 5000:
+            self._task_cache.clear()
+        self._task_cache[key] = fields
+        return dict(fields)
 
     def _result(self, event, result, **extra):
+        # Ansible hands each callback its own copy of the result (censored for no_log), so it is
+        # read as it is; only facts are copied, to leave out the remote environment.
         res = result._result
-        try:
-            if module_response_deepcopy is not None:
-                res = strip_internal_keys(module_response_deepcopy(res))
-        except Exception:
-            res = dict(res)
         facts = res.get("ansible_facts") if isinstance(res, dict) else None
-        if isinstance(facts, dict):
-            facts.pop("ansible_env", None)  # the remote environment may hold secrets
+        if isinstance(facts, dict) and "ansible_env" in facts:
+            res = dict(res)
+            res["ansible_facts"] = {k: v for k, v in facts.items() if k != "ansible_env"}  # may hold secrets
         host = result._host.get_name()
         task = result._task
         fields = self._task_fields(task)
