@@ -365,7 +365,6 @@ pub async fn cancel(app: &AppState, caller: &Caller, id: i64) -> Result<Response
         }
     };
     crate::launch::record(app, Some(id), "cancel", caller, &detail).await?;
-    let _ = app.engine.ended.send_modify(|n| *n += 1);
     accepted(app, id).await
 }
 
