@@ -316,6 +316,53 @@ async fn an_async_launch_answers_202_with_location_and_sse_follows_it_to_the_end
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playbook_from_a_git_repository_runs() {
+    let app = spawn_engine(|_| {}).await;
+    let repo = temp_dir("repo");
+    std::fs::create_dir_all(repo.join("site")).expect("mkdir");
+    std::fs::write(
+        repo.join("site/deploy.yml"),
+        "- name: From git\n  hosts: localhost\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: Say where\n      ansible.builtin.debug:\n        msg: from the release branch\n",
+    )
+    .expect("write");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=Playdeck Tests", "-c", "user.email=tests@playdeck.invalid"])
+            .args(args)
+            .current_dir(&repo)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("git");
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "release"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "playbook"]);
+    let (_, run) = launch_ok(
+        &app,
+        json!({"source": {"type": "git", "repo": format!("file://{}", repo.display()), "branch": "release",
+                          "path": "site/deploy.yml"}, "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "successful", "{run}");
+    assert_eq!(run["job"]["template"], "site/deploy.yml");
+    let id = run["job"]["id"].as_i64().expect("id");
+    let stdout = app.get(&format!("/api/v1/jobs/{id}/stdout")).await.text().await.expect("stdout");
+    assert!(stdout.contains("from the release branch"), "{stdout}");
+    // A branch that does not exist: the job errs and says why.
+    let (_, run) = launch_ok(
+        &app,
+        json!({"source": {"type": "git", "repo": format!("file://{}", repo.display()), "branch": "nope",
+                          "path": "site/deploy.yml"}, "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "error");
+    assert!(run["job"]["explanation"].as_str().unwrap_or("").contains("git clone"), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_task_fails_the_job_with_the_host_and_the_message() {
     let app = spawn_engine(|_| {}).await;
     let (_, run) = launch_ok(

@@ -30,7 +30,6 @@ use crate::launch::Hosts;
 use crate::AppState;
 
 pub use plan::{is_secret_name, mask, MASK};
-pub use run::kill_tree;
 
 /// The callback plugin, built into the binary so every engine runs the plugin of its own version.
 pub const CALLBACK_PLUGIN: &str = include_str!("../../../deploy/collection/plugins/callback/playdeck.py");

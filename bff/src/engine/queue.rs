@@ -232,7 +232,8 @@ pub async fn request_cancel(app: &AppState, job_id: i64, by: &str) -> Result<Can
     let tx = db.transaction().await?;
     let row = tx.query_opt("select state from engine_jobs where job_id = $1 for update", &[&job_id]).await?;
     let Some(row) = row else {
-        return Err(match crate::jobs::fetch_job(&db_ro(app).await?, job_id).await? {
+        drop(tx);
+        return Err(match crate::jobs::fetch_job(&db, job_id).await? {
             None => AppError::not_found_job(job_id),
             Some(_) => AppError::Conflict(format!(
                 "job {job_id} was not launched by Playdeck's local engine (its events came from a callback \
@@ -280,10 +281,6 @@ pub async fn request_cancel(app: &AppState, job_id: i64, by: &str) -> Result<Can
             )))
         }
     }
-}
-
-async fn db_ro(app: &AppState) -> Result<deadpool_postgres::Object, AppError> {
-    Ok(app.pool.get().await?)
 }
 
 /// The recorded request of a local job, and whether secrets were masked out of it.

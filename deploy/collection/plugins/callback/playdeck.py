@@ -391,8 +391,12 @@ class CallbackModule(CallbackBase):
 
     def _result(self, event, result, **extra):
         # Ansible hands each callback its own copy of the result (censored for no_log), so it is
-        # read as it is; only facts are copied, to leave out the remote environment.
-        res = result._result
+        # read as it is; only facts are copied, to leave out the remote environment. From 2.19 on,
+        # `_result` converts the whole result to plain types for every callback; the encoder takes
+        # Ansible's own types as they are, so the unconverted copy is serialised instead.
+        res = getattr(result, "_return_data", None)
+        if not isinstance(res, dict):
+            res = result._result
         facts = res.get("ansible_facts") if isinstance(res, dict) else None
         if isinstance(facts, dict) and "ansible_env" in facts:
             res = dict(res)
