@@ -8,6 +8,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
     ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
     ("0003_aap", include_str!("../../migrations/0003_aap.sql")),
+    ("0004_engine", include_str!("../../migrations/0004_engine.sql")),
     ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
     ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
 ];

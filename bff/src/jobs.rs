@@ -372,6 +372,12 @@ async fn list_hosts(
 ) -> Result<Json<Page<JobHost>>, AppError> {
     let db = app.pool.get().await?;
     job_or_404(&db, id).await?;
+    let results = job_hosts(&db, id).await?;
+    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+}
+
+/// A job's per-host results, by host name.
+pub async fn job_hosts(db: &Object, id: i64) -> Result<Vec<JobHost>, AppError> {
     let rows = db
         .query(
             "select host, ok, changed, failures, dark, skipped, rescued, ignored, last_task, final_summary
@@ -413,7 +419,7 @@ async fn list_hosts(
             }
         })
         .collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(results)
 }
 
 #[derive(Deserialize)]

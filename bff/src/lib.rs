@@ -22,6 +22,7 @@ pub mod security;
 pub mod sse;
 pub mod stats;
 pub mod web;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;

@@ -88,8 +88,10 @@ async fn serve() -> Result<(), String> {
         );
     }
     println!("Playdeck is serving on http://{addr}");
+    started.state.engine.set_listen_addr(addr);
     let shutdown = started.shutdown;
     let pool = started.state.pool.clone();
+    let engine_state = started.state.clone();
     let app = bff::app(started.state);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -98,6 +100,9 @@ async fn serve() -> Result<(), String> {
         let _ = shutdown.send(true);
     });
     let result = server.await.map_err(|e| format!("server: {e}"));
+    // Playbooks still running are stopped and recorded before the database goes.
+    bff::engine::stop(&engine_state).await;
+    drop(engine_state);
     // Close the pool's connections before the cluster goes, so its stop is not logged as errors.
     drop(pool);
     tokio::time::sleep(Duration::from_millis(50)).await;

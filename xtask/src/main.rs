@@ -15,10 +15,19 @@ const USAGE: &str = "usage: cargo xtask <command>
   test          install what is missing, build the web app, run every test (PostgreSQL, HTTP,
                 WebSocket, SSE, the browser).
   setup         only install what is missing (wasm32 target, trunk, wasm-bindgen-cli, PostgreSQL,
-                and with --browser chromium and playwright-core).
+                .venv with ansible-core, and with --browser chromium and playwright-core).
   bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
   bench live    latency from accepted to received for K WebSocket clients
-  bench aap-sync  lag from an event's creation on a (fake) AWX controller to a WebSocket client";
+  bench aap-sync  lag from an event's creation on a (fake) AWX controller to a WebSocket client
+  bench callback [--rounds N]
+                wall time of one playbook (20 hosts x 50 tasks, connection local) without a callback,
+                with Playdeck's callback (to a release Playdeck) and with ARA's (installed into .venv
+                for this benchmark); prints the times and the ratios";
+
+/// The ansible-core the local engine and its tests run (Python >= 3.11).
+const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
+/// ARA, for `bench callback` only.
+const ARA: &str = "ara[server]==1.8.0";
 
 const TRUNK_VERSION: &str = "0.21.14";
 
@@ -156,6 +165,7 @@ fn setup(browser: bool) -> Result<(), String> {
     if !postgres_installed() {
         apt_install(&["postgresql"])?;
     }
+    ensure_venv()?;
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {
             apt_install(&["chromium"])?;
@@ -167,8 +177,35 @@ fn setup(browser: bool) -> Result<(), String> {
             run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/browser"))?;
         }
     }
-    println!("    wasm32 target, trunk, wasm-bindgen-cli {wanted} and PostgreSQL are in place");
+    println!("    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL and .venv (ansible-core) are in place");
     Ok(())
+}
+
+/// `.venv/` in the project root with ansible-core from PyPI: the local engine finds
+/// `.venv/bin/ansible-playbook` there, and so do its tests.
+fn ensure_venv() -> Result<(), String> {
+    if Path::new(".venv/bin/ansible-playbook").is_file() {
+        return Ok(());
+    }
+    step(&format!("creating .venv with {ANSIBLE_CORE} (PyPI)"));
+    let python = ["python3.13", "python3.12", "python3.11", "python3"]
+        .into_iter()
+        .find(|p| {
+            output(Command::new(p).args(["-c", "import sys; print(sys.version_info >= (3, 11))"])).as_deref()
+                == Some("True")
+        })
+        .ok_or(
+            "ansible-core needs Python 3.11 or newer with venv and pip; install python3 (and python3-venv)",
+        )?;
+    if !Path::new(".venv/bin/python").is_file() {
+        run(Command::new(python).args(["-m", "venv", ".venv"]))?;
+    }
+    run(Command::new(".venv/bin/pip").args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        ANSIBLE_CORE,
+    ]))
 }
 
 fn build_spa() -> Result<(), String> {
@@ -280,6 +317,18 @@ fn demo() -> Result<(), String> {
     println!("  Admin API key:        {}   (also in .playdeck/admin.key)", key.trim());
     println!("  Ingest token:         .playdeck/ingest.token");
     println!("\n  Open the URL, sign in with the key. Example jobs are fed in live; Ctrl-C stops.\n");
+    // A real playbook through the run-playbook API, on the local engine.
+    let launch = r#"{"source": {"type": "playbook", "path": "patch.yml"},
+        "inventory": {"type": "file", "path": "demo.yml"},
+        "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}}"#;
+    match http(&server.url, "POST", "/api/v1/jobs", key.trim(), Some(launch)) {
+        Ok((202, body)) => println!(
+            "  Launched patch.yml on web-01 with patch group Group-1 (local engine): job {}\n",
+            json_number(&body, "id").map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        Ok((status, body)) => println!("  Launching patch.yml answered {status}: {body}\n"),
+        Err(e) => println!("  Launching patch.yml failed: {e}\n"),
+    }
     let token = std::fs::read_to_string(data_dir.join("ingest.token")).unwrap_or_default();
     let mut feeder = Command::new(target_dir().join("debug/examples/demo_feed"))
         .env("PLAYDECK_URL", &server.url)
@@ -330,10 +379,15 @@ fn test() -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let which =
-        args.first().map(String::as_str).ok_or("bench what? `cargo xtask bench ingest` or `bench live`")?;
+    let which = args
+        .first()
+        .map(String::as_str)
+        .ok_or("bench what? `cargo xtask bench ingest`, `live`, `aap-sync` or `callback`")?;
+    if which == "callback" {
+        return bench_callback(&args[1..]);
+    }
     if !matches!(which, "ingest" | "live" | "aap-sync") {
-        return Err(format!("no benchmark {which:?}; there are `ingest`, `live` and `aap-sync`"));
+        return Err(format!("no benchmark {which:?}; there are `ingest`, `live`, `aap-sync` and `callback`"));
     }
     if !postgres_installed() {
         setup(false)?;
@@ -345,4 +399,201 @@ fn bench(args: &[String]) -> Result<(), String> {
             .args(&args[1..]));
     }
     run(Command::new("cargo").args(["run", "--release", "-p", "bff", "--example", "bench", "--"]).args(args))
+}
+
+/// One HTTP/1.1 request over a plain TcpStream (the xtask has no dependencies): (status, body).
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    let status = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The first `"key": <number>` in a JSON text.
+fn json_number(text: &str, key: &str) -> Option<i64> {
+    let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = text[at..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Makes sure ARA is in `.venv` (for this benchmark only) and answers its callback directory.
+fn ensure_ara() -> Result<String, String> {
+    let dir = || output(Command::new(".venv/bin/python").args(["-m", "ara.setup.callback_plugins"]));
+    if let Some(d) = dir() {
+        return Ok(d);
+    }
+    step(&format!("installing {ARA} into .venv (for this benchmark only)"));
+    run(Command::new(".venv/bin/pip").args(["install", "--quiet", "--disable-pip-version-check", ARA]))?;
+    dir().ok_or_else(|| "ARA was installed but its callback directory cannot be found".into())
+}
+
+/// `cargo xtask bench callback`: the same playbook without a callback, with Playdeck's and with
+/// ARA's, rounds interleaved so drift on a busy machine hits each alike; medians compared.
+fn bench_callback(args: &[String]) -> Result<(), String> {
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => {
+            args.get(i + 1).and_then(|n| n.parse().ok()).filter(|n| *n > 0).ok_or("--rounds N (N > 0)")?
+        }
+        None => 3,
+    };
+    if !postgres_installed() {
+        setup(false)?;
+    }
+    ensure_venv()?;
+    let ara = ensure_ara();
+    if let Err(e) = &ara {
+        println!("    ARA is left out: {e}");
+    }
+    build_server(true, &["--bin", "playdeck"])?;
+
+    let dir = std::env::temp_dir().join(format!("playdeck-bench-callback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let python = std::fs::canonicalize(".venv/bin/python").map_err(|e| format!(".venv/bin/python: {e}"))?;
+    let mut hosts = String::from("[bench]\n");
+    for i in 1..=20 {
+        hosts.push_str(&format!(
+            "bench-{i:02} ansible_connection=local ansible_python_interpreter={}\n",
+            python.display()
+        ));
+    }
+    std::fs::write(dir.join("hosts.ini"), hosts).map_err(|e| e.to_string())?;
+    let mut playbook = String::from("- name: Benchmark\n  hosts: bench\n  gather_facts: false\n  tasks:\n");
+    for t in 1..=50 {
+        playbook.push_str(&format!(
+            "    - name: Task {t}\n      ansible.builtin.debug:\n        msg: \"task {t} on {{{{ inventory_hostname }}}}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("bench.yml"), playbook).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("warm.yml"),
+        "- hosts: bench-01\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug:\n        msg: warm\n",
+    )
+    .map_err(|e| e.to_string())?;
+
+    step("starting a release Playdeck for the callback to send to");
+    let key = "pdk_bench_callback_admin_key";
+    let token = "pdi_bench_callback_ingest_token";
+    let server = start_server(
+        &target_dir().join("release/playdeck"),
+        &[
+            ("PLAYDECK_DATA_DIR", dir.join("data").display().to_string()),
+            ("PLAYDECK_LISTEN", "127.0.0.1:0".into()),
+            ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
+            ("PLAYDECK_INGEST_TOKEN", token.into()),
+            ("PLAYDECK_LOG", "warn".into()),
+        ],
+    )?;
+    let plugin_dir =
+        std::fs::canonicalize("deploy/collection/plugins/callback").map_err(|e| e.to_string())?;
+
+    struct Variant {
+        name: &'static str,
+        env: Vec<(&'static str, String)>,
+        times: Vec<f64>,
+    }
+    let mut variants = vec![
+        Variant { name: "no callback", env: vec![], times: vec![] },
+        Variant {
+            name: "Playdeck",
+            env: vec![
+                ("ANSIBLE_CALLBACK_PLUGINS", plugin_dir.display().to_string()),
+                ("ANSIBLE_CALLBACKS_ENABLED", "playdeck".into()),
+                ("PLAYDECK_URL", server.url.clone()),
+                ("PLAYDECK_INGEST_TOKEN", token.into()),
+            ],
+            times: vec![],
+        },
+    ];
+    if let Ok(ara_dir) = &ara {
+        variants.push(Variant {
+            name: "ARA",
+            env: vec![
+                ("ANSIBLE_CALLBACK_PLUGINS", ara_dir.clone()),
+                ("ARA_API_CLIENT", "offline".into()),
+                ("ARA_BASE_DIR", dir.join("ara").display().to_string()),
+            ],
+            times: vec![],
+        });
+    }
+    let ansible = std::fs::canonicalize(".venv/bin/ansible-playbook").map_err(|e| e.to_string())?;
+    let play = |v: &Variant, playbook: &str, job: &str| -> Result<f64, String> {
+        let mut cmd = Command::new(&ansible);
+        cmd.args(["-i", "hosts.ini", playbook])
+            .current_dir(&dir)
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("PLAYDECK_JOB_EXTERNAL_ID", job)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, val) in &v.env {
+            cmd.env(k, val);
+        }
+        let started = Instant::now();
+        let status = cmd.status().map_err(|e| format!("ansible-playbook: {e}"))?;
+        if !status.success() {
+            return Err(format!("the {} run failed ({status})", v.name));
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    step("warming up (caches, ARA's database)");
+    for v in &variants {
+        play(v, "warm.yml", "bench-warm")?;
+    }
+    for round in 1..=rounds {
+        step(&format!("round {round} of {rounds}: 20 hosts x 50 tasks, connection local"));
+        // Each round starts with another variant, so what a run leaves behind (ARA's database
+        // writes, a warm cache) does not always fall on the same next one.
+        let n = variants.len();
+        for i in 0..n {
+            let v = &mut variants[(i + round - 1) % n];
+            let t = play(v, "bench.yml", &format!("bench-{round}"))?;
+            println!("    {:<12} {t:>7.2} s", v.name);
+            v.times.push(t);
+        }
+    }
+    // What Playdeck stored of the last round, to show nothing was lost on the way.
+    let stored = http(&server.url, "GET", &format!("/api/v1/jobs?external_id=bench-{rounds}"), key, None)
+        .ok()
+        .and_then(|(_, body)| json_number(&body, "event_count"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let median = |t: &[f64]| {
+        let mut t = t.to_vec();
+        t.sort_by(|a, b| a.total_cmp(b));
+        t[t.len() / 2]
+    };
+    let base = median(&variants[0].times);
+    println!("\n  callback      median (s)   ratio   runs (s)");
+    for v in &variants {
+        let m = median(&v.times);
+        let runs: Vec<String> = v.times.iter().map(|t| format!("{t:.2}")).collect();
+        println!("  {:<12}  {m:>10.2}   {:>5.3}x  {}", v.name, m / base, runs.join(", "));
+    }
+    if variants.len() < 3 {
+        println!("  ARA           (not installed)");
+    }
+    match stored {
+        Some(n) => println!("\n  Playdeck stored {n} events of the last Playdeck run (2 per host and task, plus plays and tasks)."),
+        None => println!("\n  (could not read back what Playdeck stored)"),
+    }
+    Ok(())
 }

@@ -1,0 +1,407 @@
+//! Turns a launch request into a plan the runner can carry out, refusing what it must not run:
+//! paths outside the playbook or inventory directory, malformed inventories, bad options. Also
+//! masks secrets for everything that is recorded.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+use shared::engine::{Inventory, LaunchOptions, LaunchRequest, PlaybookSource};
+
+use super::EngineConfig;
+use crate::error::AppError;
+
+/// What the masked values read as.
+pub const MASK: &str = "********";
+
+/// A checked launch: what to record and what to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The request as recorded: secrets masked, credentials in URLs removed.
+    pub spec: Value,
+    /// What only the run may see (unmasked extra_vars and inline inventory).
+    pub pending: Value,
+    pub has_secrets: bool,
+    pub name: String,
+    pub template: String,
+    pub inventory_label: Option<String>,
+    pub project: Option<String>,
+    pub limit: Option<String>,
+    pub masked_extra_vars: Option<Value>,
+    pub timeout_secs: u64,
+    pub callback_url: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> AppError {
+    AppError::Unprocessable(msg.into())
+}
+
+/// Reads and checks a launch request body.
+pub fn parse(body: Value) -> Result<LaunchRequest, AppError> {
+    serde_json::from_value::<LaunchRequest>(body).map_err(|e| bad(format!("invalid launch request: {e}")))
+}
+
+/// Checks a request against the engine's settings and builds its plan. Does not touch the network
+/// (the callback URL is checked by the caller).
+pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError> {
+    let (template, project) = match &req.source {
+        PlaybookSource::Playbook { path } => {
+            check_relative(path, "source.path")?;
+            check_playbook_name(path)?;
+            resolve_in(
+                &config.playbook_dir,
+                path,
+                "source.path",
+                "playbook directory (PLAYDECK_PLAYBOOK_DIR)",
+            )?;
+            (path.clone(), None)
+        }
+        PlaybookSource::Git { repo, branch, path } => {
+            check_relative(path, "source.path")?;
+            check_playbook_name(path)?;
+            check_repo(config, repo)?;
+            if let Some(b) = branch {
+                if b.is_empty()
+                    || b.starts_with('-')
+                    || b.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(bad(format!("`source.branch` {b:?} is not a branch or tag name")));
+                }
+            }
+            (path.clone(), Some(strip_userinfo(repo)))
+        }
+    };
+    let inventory_label = match &req.inventory {
+        None => None,
+        Some(Inventory::File { path }) => {
+            resolve_in(
+                &config.inventory_dir,
+                path,
+                "inventory.path",
+                "inventory directory (PLAYDECK_INVENTORY_DIR)",
+            )?;
+            Some(path.clone())
+        }
+        Some(inline @ Inventory::Inline { hosts, .. }) => {
+            inline_inventory(inline)?;
+            Some(format!("inline ({} host{})", hosts.len(), if hosts.len() == 1 { "" } else { "s" }))
+        }
+    };
+    let timeout_secs = check_options(config, &req.options)?;
+    if let Some(name) = &req.name {
+        if name.trim().is_empty() || name.chars().count() > 200 {
+            return Err(bad("`name` must be 1 to 200 characters"));
+        }
+    }
+
+    let mut has_secrets = false;
+    let masked_extra_vars =
+        req.extra_vars.as_ref().map(|v| mask(&Value::Object(v.clone()), &mut has_secrets));
+    let masked_inventory = req.inventory.as_ref().map(|inv| match inv {
+        Inventory::Inline { .. } => mask(&serde_json::to_value(inv).unwrap_or(Value::Null), &mut has_secrets),
+        Inventory::File { .. } => serde_json::to_value(inv).unwrap_or(Value::Null),
+    });
+    let mut spec = serde_json::to_value(req).map_err(|e| AppError::Internal(format!("spec: {e}")))?;
+    if let Some(obj) = spec.as_object_mut() {
+        obj.remove("wait");
+        if let Some(v) = &masked_extra_vars {
+            obj.insert("extra_vars".into(), v.clone());
+        }
+        if let Some(v) = masked_inventory {
+            obj.insert("inventory".into(), v);
+        }
+        if let PlaybookSource::Git { repo, .. } = &req.source {
+            obj["source"]["repo"] = Value::String(strip_userinfo(repo));
+        }
+    }
+    let pending = json!({
+        "extra_vars": req.extra_vars,
+        "inventory": req.inventory,
+        "source": req.source,
+    });
+    Ok(Plan {
+        spec,
+        pending,
+        has_secrets,
+        name: req.name.clone().unwrap_or_else(|| template.clone()),
+        template,
+        inventory_label,
+        project,
+        limit: req.options.limit.clone(),
+        masked_extra_vars,
+        timeout_secs,
+        callback_url: req.options.callback_url.clone(),
+    })
+}
+
+/// A path that stays inside its directory: relative, no `..`, and (after symlinks) still inside.
+pub fn resolve_in(base: &Path, rel: &str, field: &str, dir_name: &str) -> Result<PathBuf, AppError> {
+    check_relative(rel, field)?;
+    let root = base.canonicalize().map_err(|e| {
+        AppError::Unprocessable(format!("the {dir_name} {} cannot be read: {e}", base.display()))
+    })?;
+    let full = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|_| bad(format!("`{field}`: there is no {rel:?} in the {dir_name}")))?;
+    if !full.starts_with(&root) {
+        return Err(bad(format!("`{field}`: {rel:?} leads outside the {dir_name} (through a link)")));
+    }
+    Ok(full)
+}
+
+/// Lexical checks: relative, no parent components, no NUL.
+pub fn check_relative(rel: &str, field: &str) -> Result<(), AppError> {
+    if rel.trim().is_empty() {
+        return Err(bad(format!("`{field}` is empty")));
+    }
+    if rel.contains('\0') || rel.len() > 1024 {
+        return Err(bad(format!("`{field}` is not a usable path")));
+    }
+    let p = Path::new(rel);
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(bad(format!(
+                    "`{field}` {rel:?} must stay inside its directory: `..` is not allowed"
+                )))
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(bad(format!(
+                    "`{field}` {rel:?} must be relative to its directory, not an absolute path"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_playbook_name(path: &str) -> Result<(), AppError> {
+    if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
+        return Err(bad(format!("`source.path` {path:?} is not a playbook (a .yml or .yaml file)")));
+    }
+    Ok(())
+}
+
+fn check_repo(config: &EngineConfig, repo: &str) -> Result<(), AppError> {
+    let r = repo.trim();
+    if r.is_empty() || r.starts_with('-') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(format!("`source.repo` {repo:?} is not a repository URL")));
+    }
+    let scheme_ok = r.starts_with("https://")
+        || r.starts_with("ssh://")
+        || r.starts_with("git://")
+        || (r.contains('@') && r.contains(':') && !r.contains("://"));
+    if r.starts_with("file://") {
+        if config.git_allow_file {
+            return Ok(());
+        }
+        return Err(bad(
+            "`source.repo`: file:// repositories are refused on this server (PLAYDECK_GIT_ALLOW_FILE)",
+        ));
+    }
+    if !scheme_ok {
+        return Err(bad(format!(
+            "`source.repo` {repo:?}: use an https://, ssh:// or git@host:path repository URL"
+        )));
+    }
+    Ok(())
+}
+
+/// `https://user:token@host/x` → `https://host/x`: credentials are never recorded.
+pub fn strip_userinfo(repo: &str) -> String {
+    if let Some((scheme, rest)) = repo.split_once("://") {
+        let (authority, path) =
+            rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}{path}");
+        }
+    }
+    repo.to_string()
+}
+
+fn check_options(config: &EngineConfig, o: &LaunchOptions) -> Result<u64, AppError> {
+    let timeout = o.timeout.unwrap_or(config.default_timeout);
+    if timeout == 0 || timeout > config.max_timeout {
+        return Err(bad(format!(
+            "`options.timeout` must be between 1 and {} seconds, got {timeout}",
+            config.max_timeout
+        )));
+    }
+    for (field, list) in [("tags", &o.tags), ("skip_tags", &o.skip_tags)] {
+        for t in list {
+            if t.trim().is_empty() || t.contains(',') || t.starts_with('-') || t.chars().any(char::is_control)
+            {
+                return Err(bad(format!("`options.{field}`: {t:?} is not a tag name")));
+            }
+        }
+    }
+    if let Some(limit) = &o.limit {
+        if limit.trim().is_empty() || limit.len() > 4096 || limit.chars().any(char::is_control) {
+            return Err(bad(
+                "`options.limit` must be a host pattern such as `webservers` or `web-01,web-02`",
+            ));
+        }
+    }
+    if let Some(v) = o.verbosity {
+        if v > 5 {
+            return Err(bad(format!("`options.verbosity` is 0 to 5, got {v}")));
+        }
+    }
+    if let Some(f) = o.forks {
+        if f == 0 || f > 500 {
+            return Err(bad(format!("`options.forks` is 1 to 500, got {f}")));
+        }
+    }
+    Ok(timeout)
+}
+
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['-', '['])
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '"' | '\'' | '#'))
+}
+
+fn valid_group(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 255
+}
+
+/// The inline inventory as the YAML inventory plugin reads it (JSON is YAML), after checking it.
+pub fn inline_inventory(inv: &Inventory) -> Result<Value, AppError> {
+    let Inventory::Inline { hosts, groups, host_vars, vars } = inv else {
+        return Err(AppError::Internal("inline_inventory on a file inventory".into()));
+    };
+    if hosts.is_empty() {
+        return Err(bad("`inventory.hosts` is empty: an inline inventory lists at least one host"));
+    }
+    let mut all_hosts = Map::new();
+    for h in hosts {
+        if !valid_host(h) {
+            return Err(bad(format!("`inventory.hosts`: {h:?} is not a host name or address")));
+        }
+        if all_hosts.insert(h.clone(), Value::Null).is_some() {
+            return Err(bad(format!("`inventory.hosts` lists {h:?} twice")));
+        }
+    }
+    for (h, v) in host_vars {
+        if !all_hosts.contains_key(h) {
+            return Err(bad(format!(
+                "`inventory.host_vars` has variables for {h:?}, which is not in `inventory.hosts`"
+            )));
+        }
+        all_hosts.insert(h.clone(), Value::Object(v.clone()));
+    }
+    let mut children = Map::new();
+    for (g, members) in groups {
+        if !valid_group(g) || g == "all" || g == "ungrouped" {
+            return Err(bad(format!(
+                "`inventory.groups`: {g:?} is not a usable group name (letters, digits and _, not starting with a digit)"
+            )));
+        }
+        let mut gh = Map::new();
+        for m in members {
+            if !all_hosts.contains_key(m) {
+                return Err(bad(format!(
+                    "`inventory.groups.{g}` names {m:?}, which is not in `inventory.hosts`"
+                )));
+            }
+            gh.insert(m.clone(), Value::Null);
+        }
+        children.insert(g.clone(), json!({ "hosts": gh }));
+    }
+    let mut all = Map::new();
+    all.insert("hosts".into(), Value::Object(all_hosts));
+    if !children.is_empty() {
+        all.insert("children".into(), Value::Object(children));
+    }
+    if !vars.is_empty() {
+        all.insert("vars".into(), Value::Object(vars.clone()));
+    }
+    Ok(json!({ "all": all }))
+}
+
+/// Whether a variable's name says it holds a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    const PARTS: [&str; 10] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "privatekey",
+        "apikey",
+        "api_key",
+        "passphrase",
+    ];
+    if PARTS.iter().any(|p| n.contains(p)) {
+        return true;
+    }
+    n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pass" | "pwd" | "auth"))
+}
+
+/// A copy with the values of secret-named keys (at any depth) replaced by [`MASK`].
+pub fn mask(v: &Value, masked_any: &mut bool) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, val)| {
+                    if is_secret_name(k) && !val.is_null() {
+                        *masked_any = true;
+                        (k.clone(), Value::String(MASK.into()))
+                    } else {
+                        (k.clone(), mask(val, masked_any))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mask(x, masked_any)).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_at_any_depth() {
+        let mut any = false;
+        let v = mask(
+            &json!({"patch_group": "Group-1", "db": {"password": "hunter2", "port": 5432},
+                    "ansible_become_pass": "x", "api_token": "t", "monkey": 1}),
+            &mut any,
+        );
+        assert!(any);
+        assert_eq!(v["patch_group"], "Group-1");
+        assert_eq!(v["db"]["password"], MASK);
+        assert_eq!(v["db"]["port"], 5432);
+        assert_eq!(v["ansible_become_pass"], MASK);
+        assert_eq!(v["api_token"], MASK);
+        assert_eq!(v["monkey"], 1);
+    }
+
+    #[test]
+    fn paths_must_stay_inside() {
+        assert!(check_relative("site.yml", "p").is_ok());
+        assert!(check_relative("sub/site.yml", "p").is_ok());
+        assert!(check_relative("../etc/passwd", "p").is_err());
+        assert!(check_relative("a/../../b.yml", "p").is_err());
+        assert!(check_relative("/etc/passwd", "p").is_err());
+        assert!(check_relative("", "p").is_err());
+    }
+
+    #[test]
+    fn credentials_leave_repo_urls() {
+        assert_eq!(
+            strip_userinfo("https://u:tok@git.example.com/a/b.git"),
+            "https://git.example.com/a/b.git"
+        );
+        assert_eq!(strip_userinfo("git@github.com:a/b.git"), "git@github.com:a/b.git");
+    }
+}

@@ -1,0 +1,395 @@
+//! The engine's queue in PostgreSQL: enqueue, take (`FOR UPDATE SKIP LOCKED`), heartbeat, cancel,
+//! the final record, and the recovery of jobs whose Playdeck process died.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::JobStatus;
+use tokio::sync::Semaphore;
+use tokio_postgres::Transaction;
+
+use super::plan::Plan;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::AppState;
+
+/// Creates the job (status `pending`) and its queue entry in one transaction.
+pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64, AppError> {
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let row = tx
+        .query_one(
+            "with next as (select nextval(pg_get_serial_sequence('jobs', 'id')) as id)
+             insert into jobs (id, source, external_id, name, template, inventory, project, launched_by,
+                               \"limit\", extra_vars, status, status_explicit, change_seq)
+             select id, 'local', id::text, $1, $2, $3, $4, $5, $6, $7, 'pending', true, nextval('job_change_seq')
+               from next
+             returning id, change_seq",
+            &[
+                &plan.name,
+                &plan.template,
+                &plan.inventory_label,
+                &plan.project,
+                &caller.name,
+                &plan.limit,
+                &plan.masked_extra_vars,
+            ],
+        )
+        .await?;
+    let job_id: i64 = row.get(0);
+    let change: i64 = row.get(1);
+    tx.execute(
+        "insert into job_status_history (job_id, status, previous, by) values ($1, 'pending', null, $2)",
+        &[&job_id, &caller.name],
+    )
+    .await?;
+    tx.execute(
+        "insert into engine_jobs (job_id, spec, pending, has_secrets, timeout_secs, callback_url)
+         values ($1, $2, $3, $4, $5, $6)",
+        &[
+            &job_id,
+            &plan.spec,
+            &plan.pending,
+            &plan.has_secrets,
+            &(plan.timeout_secs as i32),
+            &plan.callback_url,
+        ],
+    )
+    .await?;
+    notify(&tx, job_id, 0, change).await?;
+    tx.commit().await?;
+    Ok(job_id)
+}
+
+/// Tells the live relay a job changed (no new events).
+async fn notify(tx: &Transaction<'_>, job_id: i64, last_seq: i64, change: i64) -> Result<(), AppError> {
+    let note = crate::live::Notice {
+        job: job_id,
+        from: last_seq,
+        to: last_seq,
+        change,
+        at: chrono::Utc::now().timestamp_millis(),
+    };
+    tx.execute("select pg_notify($1, $2)", &[&crate::ingest::CHANNEL, &note.encode()]).await?;
+    Ok(())
+}
+
+/// Moves a job to `status` (unless it already ended), with who or what did it and why. Returns
+/// whether it changed.
+pub async fn set_status(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    status: JobStatus,
+    by: &str,
+    explanation: Option<&str>,
+) -> Result<bool, AppError> {
+    let Some(row) =
+        tx.query_opt("select status, last_seq from jobs where id = $1 for update", &[&job_id]).await?
+    else {
+        return Ok(false);
+    };
+    let current = JobStatus::parse(row.get(0)).unwrap_or(JobStatus::New);
+    if current.is_finished() || current == status {
+        return Ok(false);
+    }
+    let last_seq: i64 = row.get(1);
+    let change: i64 = tx
+        .query_one(
+            "update jobs set
+                 status = $2::text,
+                 status_explicit = true,
+                 explanation = coalesce($3, explanation),
+                 started = case when $2::text = 'running' then coalesce(started, now()) else started end,
+                 finished = case when $2::text in ('successful', 'failed', 'error', 'canceled')
+                                 then coalesce(finished, now()) else finished end,
+                 change_seq = nextval('job_change_seq'),
+                 modified = now()
+              where id = $1
+             returning change_seq",
+            &[&job_id, &status.as_str(), &explanation],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "update jobs set elapsed = extract(epoch from finished - started)
+          where id = $1 and finished is not null and started is not null",
+        &[&job_id],
+    )
+    .await?;
+    tx.execute(
+        "insert into job_status_history (job_id, status, previous, by) values ($1, $2, $3, $4)",
+        &[&job_id, &status.as_str(), &current.as_str(), &by],
+    )
+    .await?;
+    notify(tx, job_id, last_seq, change).await?;
+    Ok(true)
+}
+
+/// A job taken from the queue by this process.
+#[derive(Debug)]
+pub struct Claimed {
+    pub job_id: i64,
+    pub spec: Value,
+    /// Extra vars, inline inventory and source as given (unmasked); cleared from the table.
+    pub pending: Value,
+    pub timeout: Duration,
+}
+
+/// Takes the oldest queued job nobody else is taking.
+pub async fn claim(app: &AppState) -> Result<Option<Claimed>, AppError> {
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            "with picked as (
+                 select job_id, pending from engine_jobs
+                  where state = 'queued' order by job_id limit 1
+                    for update skip locked
+             )
+             update engine_jobs e
+                set state = 'running', pending = null, worker = $1, hostname = $2, heartbeat = now(),
+                    started_at = now()
+               from picked
+              where e.job_id = picked.job_id
+             returning e.job_id, e.spec, picked.pending, e.timeout_secs",
+            &[&app.engine.instance, &app.engine.hostname],
+        )
+        .await?;
+    Ok(row.map(|r| Claimed {
+        job_id: r.get(0),
+        spec: r.get(1),
+        pending: r.get::<_, Option<Value>>(2).unwrap_or(Value::Null),
+        timeout: Duration::from_secs(r.get::<_, i32>(3).max(1) as u64),
+    }))
+}
+
+/// The process started: its pid, and the job is running.
+pub async fn started(app: &AppState, job_id: i64, pid: u32) -> Result<(), AppError> {
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    tx.execute(
+        "update engine_jobs set pid = $2, heartbeat = now() where job_id = $1",
+        &[&job_id, &(pid as i32)],
+    )
+    .await?;
+    set_status(&tx, job_id, JobStatus::Running, "engine", None).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a heartbeat learned.
+pub enum Pulse {
+    Fine,
+    /// Someone asked to cancel (through any replica).
+    CancelRequested(String),
+    /// The job is no longer this process's (recovered by another after a long stall).
+    Lost,
+}
+
+pub async fn heartbeat(app: &AppState, job_id: i64) -> Result<Pulse, AppError> {
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            "update engine_jobs set heartbeat = now()
+              where job_id = $1 and state = 'running' and worker = $2
+             returning cancel_requested_by",
+            &[&job_id, &app.engine.instance],
+        )
+        .await?;
+    Ok(match row {
+        None => Pulse::Lost,
+        Some(r) => match r.get::<_, Option<String>>(0) {
+            Some(by) => Pulse::CancelRequested(by),
+            None => Pulse::Fine,
+        },
+    })
+}
+
+/// Records the end: the job's final status and explanation, the queue entry done, in one
+/// transaction (which also writes the webhook deliveries, by trigger).
+pub async fn finish(
+    app: &AppState,
+    job_id: i64,
+    status: JobStatus,
+    explanation: Option<&str>,
+    exit_code: Option<i32>,
+) -> Result<(), AppError> {
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    tx.execute(
+        "update engine_jobs set state = 'done', ended_at = now(), exit_code = $2 where job_id = $1",
+        &[&job_id, &exit_code],
+    )
+    .await?;
+    set_status(&tx, job_id, status, "engine", explanation).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub enum CancelOutcome {
+    /// It was queued: canceled now.
+    Canceled,
+    /// It is running: the process running it stops it.
+    Requested,
+}
+
+pub async fn request_cancel(app: &AppState, job_id: i64, by: &str) -> Result<CancelOutcome, AppError> {
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let row = tx.query_opt("select state from engine_jobs where job_id = $1 for update", &[&job_id]).await?;
+    let Some(row) = row else {
+        drop(tx);
+        return Err(match crate::jobs::fetch_job(&db, job_id).await? {
+            None => AppError::not_found_job(job_id),
+            Some(_) => AppError::Conflict(format!(
+                "job {job_id} was not launched by Playdeck's local engine (its events came from a callback \
+                 plugin elsewhere), so Playdeck cannot stop it"
+            )),
+        });
+    };
+    let state: String = row.get(0);
+    match state.as_str() {
+        "queued" => {
+            tx.execute(
+                "update engine_jobs set state = 'done', pending = null, ended_at = now(),
+                        cancel_requested_at = now(), cancel_requested_by = $2
+                  where job_id = $1",
+                &[&job_id, &by],
+            )
+            .await?;
+            set_status(
+                &tx,
+                job_id,
+                JobStatus::Canceled,
+                by,
+                Some(&format!("canceled by {by} before it started")),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(CancelOutcome::Canceled)
+        }
+        "running" => {
+            tx.execute(
+                "update engine_jobs set cancel_requested_at = coalesce(cancel_requested_at, now()),
+                        cancel_requested_by = coalesce(cancel_requested_by, $2)
+                  where job_id = $1",
+                &[&job_id, &by],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(CancelOutcome::Requested)
+        }
+        _ => {
+            let status: String =
+                tx.query_one("select status from jobs where id = $1", &[&job_id]).await?.get(0);
+            Err(AppError::Conflict(format!(
+                "job {job_id} has already ended ({status}); there is nothing to cancel"
+            )))
+        }
+    }
+}
+
+/// The recorded request of a local job, and whether secrets were masked out of it.
+pub async fn spec_of(app: &AppState, job_id: i64) -> Result<(Value, bool), AppError> {
+    let db = app.pool.get().await?;
+    match db.query_opt("select spec, has_secrets from engine_jobs where job_id = $1", &[&job_id]).await? {
+        Some(r) => Ok((r.get(0), r.get(1))),
+        None => Err(match crate::jobs::fetch_job(&db, job_id).await? {
+            None => AppError::not_found_job(job_id),
+            Some(_) => AppError::Conflict(format!(
+                "job {job_id} was not launched by Playdeck's local engine, so Playdeck does not know how to run it again"
+            )),
+        }),
+    }
+}
+
+/// Marks `error` every running job whose heartbeat stopped (its Playdeck process died), stopping
+/// the playbook if it still runs on this host.
+pub async fn recover(app: &AppState) -> Result<usize, AppError> {
+    let lease = app.engine.config.lease.as_secs_f64();
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let rows = tx
+        .query(
+            "select job_id, hostname, pid, heartbeat from engine_jobs
+              where state = 'running' and worker <> $1
+                and (heartbeat is null or heartbeat < now() - make_interval(secs => $2))
+              for update skip locked",
+            &[&app.engine.instance, &lease],
+        )
+        .await?;
+    let mut n = 0;
+    for r in &rows {
+        let job_id: i64 = r.get(0);
+        let host: Option<String> = r.get(1);
+        let pid: Option<i32> = r.get(2);
+        let beat: Option<chrono::DateTime<chrono::Utc>> = r.get(3);
+        let mut what = "its ansible-playbook process is gone".to_string();
+        if let (Some(h), Some(pid)) = (host.as_deref(), pid) {
+            if h == app.engine.hostname && super::run::is_job_process(pid, job_id) {
+                super::run::kill_tree(pid);
+                what = format!("its ansible-playbook process ({pid}), still running, was stopped");
+            } else if h != app.engine.hostname {
+                what = format!("it ran on {h}");
+            }
+        }
+        let since = beat
+            .map(|b| format!(" (last heartbeat {})", b.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let explanation = format!(
+            "the Playdeck process running this job stopped unexpectedly{since}; {what}. Relaunch the job if it should run."
+        );
+        tx.execute("update engine_jobs set state = 'done', ended_at = now() where job_id = $1", &[&job_id])
+            .await?;
+        set_status(&tx, job_id, JobStatus::Error, "engine recovery", Some(&explanation)).await?;
+        tracing::warn!(job = job_id, "marked a job left running by a stopped Playdeck as error");
+        n += 1;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// The worker loop: waits until the callback URL is known, recovers, then takes queued jobs while
+/// fewer than `concurrency` run here.
+pub async fn work(app: AppState) {
+    let mut url = app.engine.ingest_url.subscribe();
+    let shutdown = crate::shutting_down(app.shutdown.clone());
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = url.wait_for(|u| u.is_some()) => {}
+        _ = &mut shutdown => return,
+    }
+    if let Err(e) = recover(&app).await {
+        tracing::warn!(error = %e, "the engine could not look for jobs left by a crash");
+    }
+    let permits = Arc::new(Semaphore::new(app.engine.config.concurrency.max(1)));
+    let mut recover_every =
+        tokio::time::interval((app.engine.config.lease / 2).max(Duration::from_millis(500)));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = &mut shutdown => return,
+        };
+        match claim(&app).await {
+            Ok(Some(job)) => {
+                tokio::spawn(super::run::run(app.clone(), job, permit));
+                continue;
+            }
+            Ok(None) => drop(permit),
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error = %e, "the engine could not read its queue");
+            }
+        }
+        tokio::select! {
+            _ = app.engine.queue_wake.notified() => {}
+            _ = tokio::time::sleep(app.engine.config.poll) => {}
+            _ = recover_every.tick() => {
+                if let Err(e) = recover(&app).await {
+                    tracing::warn!(error = %e, "the engine could not look for jobs left by a crash");
+                }
+            }
+            _ = &mut shutdown => return,
+        }
+    }
+}
