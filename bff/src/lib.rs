@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod requests;
 pub mod retention;
 pub mod security;
 pub mod sse;
@@ -136,6 +137,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(aap::router())
         .merge(engine::router())
+        .merge(requests::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -5,6 +5,7 @@
 
 pub mod aap;
 pub mod engine;
+pub mod requests;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
