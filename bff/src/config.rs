@@ -84,7 +84,7 @@ impl Config {
             bootstrap_admin_key: var("PLAYDECK_BOOTSTRAP_ADMIN_KEY").map(Secret),
             ingest_token: var("PLAYDECK_INGEST_TOKEN").map(Secret),
             ingest_max_bytes: parse_num("PLAYDECK_INGEST_MAX_BYTES", 8 * 1024 * 1024)?,
-            hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 1024)?,
+            hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 256)?,
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
             pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
             session_hours: parse_num("PLAYDECK_SESSION_HOURS", 12)? as i64,

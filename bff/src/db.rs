@@ -8,6 +8,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
     ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
     ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
+    ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
     ("0007_requests", include_str!("../../migrations/0007_requests.sql")),
 ];
 

@@ -585,6 +585,8 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
         .await?;
     }
 
+    crate::kb::record_failures(&tx, job_id, &fresh).await?;
+
     let delta = job_delta(&fresh, current, explicit || job.status.is_some());
     let mut new_status = current;
     if let Some(given) = job.status {

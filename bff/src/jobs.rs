@@ -2,7 +2,7 @@
 //! status history.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -68,6 +68,7 @@ fn job_from_row(r: &Row) -> Job {
         cursor: r.get::<_, i64>("last_seq").to_string(),
         explanation: r.get("explanation"),
         events_expired: r.get("events_expired"),
+        explanations: Vec::new(),
     }
 }
 
@@ -137,23 +138,27 @@ async fn job_or_404(db: &Object, id: i64) -> Result<Job, AppError> {
     fetch_job(db, id).await?.ok_or_else(|| AppError::not_found_job(id))
 }
 
-/// Path ids: a clear 400 for `/jobs/abc`, in the contract's shape.
+/// Reads the `{id}` of a path: a clear 400 for `/jobs/abc`, in the contract's shape.
+pub async fn path_id(parts: &mut axum::http::request::Parts, what: &str) -> Result<i64, AppError> {
+    let Path(raw) = Path::<String>::from_request_parts(parts, &())
+        .await
+        .map_err(|e| AppError::BadRequest(e.body_text()))?;
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not {what} id")))
+}
+
+/// A job's id from the path.
 pub struct JobId(pub i64);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobId {
     type Rejection = AppError;
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| AppError::BadRequest(e.body_text()))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(JobId)
-            .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a job id")))
+        path_id(parts, "a job").await.map(JobId)
     }
 }
 
@@ -314,7 +319,9 @@ async fn get_job(
     JobId(id): JobId,
 ) -> Result<Json<Job>, AppError> {
     let db = app.pool.get().await?;
-    Ok(Json(job_or_404(&db, id).await?))
+    let mut job = job_or_404(&db, id).await?;
+    job.explanations = crate::kb::explanations(&db, id).await?;
+    Ok(Json(job))
 }
 
 #[derive(Deserialize)]

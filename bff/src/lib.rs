@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
+pub mod kb;
 pub mod launch;
 pub mod live;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod requests;
 pub mod retention;
 pub mod security;
 pub mod sse;
+pub mod stats;
 pub mod web;
 pub mod ws;
 
@@ -120,6 +122,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         shutdown: shutdown_rx,
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
+    kb::seed(&app).await?;
     live::start(pool, pg_config, hub, metrics, relay_shutdown);
     retention::start(&app);
     aap::start(&app);
@@ -135,6 +138,8 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(launch::router())
         .merge(audit::router())
+        .merge(kb::router())
+        .merge(stats::router())
         .merge(aap::router())
         .merge(engine::router())
         .merge(requests::router())

@@ -20,7 +20,7 @@ use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::requests::{
-    Failure, Message, Outcome, Phase, Progress, Request, RequestStatus, RequestSummary, RequestText,
+    Message, Outcome, Phase, Progress, Request, RequestStatus, RequestSummary, RequestText,
 };
 use shared::{Job, Page, Role};
 use tokio_postgres::Row;
@@ -410,7 +410,13 @@ pub async fn fetch(app: &AppState, id: i64) -> Result<Request, AppError> {
         .collect();
     let job_id: Option<i64> = row.get("job_id");
     let job = match job_id {
-        Some(j) => fetch_job(&db, j).await?,
+        Some(j) => match fetch_job(&db, j).await? {
+            Some(mut job) => {
+                job.explanations = crate::kb::explanations(&db, j).await?;
+                Some(job)
+            }
+            None => None,
+        },
         None => None,
     };
     let progress = match &job {
@@ -494,7 +500,7 @@ async fn progress(db: &impl GenericClient, job: &Job, defs: &[PhaseDef]) -> Resu
             (None, None) => None,
         }
     };
-    let result = if finished { Some(outcome(db, job).await?) } else { None };
+    let result = finished.then(|| outcome(job));
     Ok(Progress { phases, current, result })
 }
 
@@ -502,67 +508,40 @@ fn contains(name: Option<&str>, needle: &str) -> bool {
     name.is_some_and(|n| n.to_lowercase().contains(&needle.to_lowercase()))
 }
 
-/// How a finished job ended, in a sentence, with its failing hosts and tasks.
-async fn outcome(db: &impl GenericClient, job: &Job) -> Result<Outcome, AppError> {
-    let rows = db
-        .query(
-            "select host, task, event, event_data->'res' as res, stdout from job_events
-              where job_id = $1 and failed
-              order by counter
-              limit 20",
-            &[&job.id],
-        )
-        .await?;
-    let failures: Vec<Failure> = rows
-        .iter()
-        .map(|r| {
-            let res: Option<Value> = r.get("res");
-            let text = |k: &str| {
-                res.as_ref()
-                    .and_then(|v| v.get(k))
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-            };
-            let message = text("msg").or_else(|| text("stderr")).or_else(|| text("reason")).or_else(|| {
-                let out = crate::jobs::strip_ansi(r.get::<_, &str>("stdout"));
-                let out = out.trim();
-                (!out.is_empty()).then(|| out.to_string())
-            });
-            let event: &str = r.get("event");
-            Failure {
-                host: r.get("host"),
-                task: r.get("task"),
-                kind: if event == "runner_on_unreachable" { "unreachable" } else { "failed" }.into(),
-                message,
-            }
-        })
-        .collect();
+/// How a finished job ended, in a sentence: the first failure and the knowledge base entry that
+/// explains it (the job's `explanations` carry them all).
+fn outcome(job: &Job) -> Outcome {
     let h = &job.hosts;
     let counts =
         format!("{} ok, {} changed, {} failed, {} unreachable", h.ok, h.changed, h.failed, h.unreachable);
     let summary = match job.status {
         shared::JobStatus::Successful => format!("Job {} finished successfully ({counts}).", job.id),
         status => {
-            let first = failures.first().map(|f| {
-                format!(
-                    " {} {} at \"{}\"{}.",
+            let mut s = format!("Job {} ended {status} ({counts}).", job.id);
+            if let Some(f) = job.explanations.first() {
+                s.push_str(&format!(
+                    " {} {} at \"{}\": {}",
                     f.host.as_deref().unwrap_or("a host"),
-                    if f.kind == "unreachable" { "was unreachable" } else { "failed" },
+                    if f.event == "runner_on_unreachable" { "was unreachable" } else { "failed" },
                     f.task.as_deref().unwrap_or("a task"),
-                    f.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-                )
-            });
-            let more = if failures.len() > 1 {
-                format!(" ({} failures in all.)", failures.len())
-            } else {
-                String::new()
-            };
-            let why = job.explanation.as_deref().map(|e| format!(" {e}")).unwrap_or_default();
-            format!("Job {} ended {status} ({counts}).{}{more}{why}", job.id, first.unwrap_or_default())
+                    f.error.trim_end_matches('.')
+                ));
+                s.push('.');
+                match f.matches.first() {
+                    Some(m) => s.push_str(&format!(" Known error: {} (see its solution).", m.title)),
+                    None => s.push_str(" No knowledge base entry explains it yet."),
+                }
+                if job.explanations.len() > 1 {
+                    s.push_str(&format!(" {} failures in all.", job.explanations.len()));
+                }
+            }
+            if let Some(e) = &job.explanation {
+                s.push_str(&format!(" {e}"));
+            }
+            s
         }
     };
-    Ok(Outcome { status: job.status, summary, failures })
+    Outcome { status: job.status, summary }
 }
 
 #[derive(Deserialize)]

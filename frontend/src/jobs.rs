@@ -343,6 +343,7 @@ mod tests {
             cursor: String::new(),
             explanation: None,
             events_expired: None,
+            explanations: Vec::new(),
         }
     }
 

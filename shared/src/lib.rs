@@ -5,7 +5,9 @@
 
 pub mod aap;
 pub mod engine;
+pub mod kb;
 pub mod requests;
+pub mod stats;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -116,6 +118,10 @@ pub struct Job {
     /// hosts and history are kept.
     #[serde(default)]
     pub events_expired: Option<DateTime<Utc>>,
+    /// The job's failures and the knowledge base entries that explain them (in the job's own
+    /// detail, `GET /api/v1/jobs/{id}`, not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanations: Vec<kb::Explanation>,
 }
 
 /// One callback event of a job, in ansible-runner / AWX shape plus Playdeck's cursor.

@@ -129,6 +129,7 @@ pub struct Request {
     pub confirmed: Option<DateTime<Utc>>,
     pub confirmed_by: Option<String>,
     pub job_id: Option<i64>,
+    /// The job as `GET /api/v1/jobs/{id}` shows it, with its failure explanations.
     pub job: Option<Job>,
     /// The job's progress in the action's phases; present once launched.
     pub progress: Option<Progress>,
@@ -170,22 +171,12 @@ pub struct Phase {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// How the job ended, in a sentence, with the failing tasks.
+/// How the job ended, in a sentence (the first failure and the knowledge base entry that explains
+/// it); the job's `explanations` list every failure with its matching entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub status: JobStatus,
     pub summary: String,
-    pub failures: Vec<Failure>,
-}
-
-/// A failed or unreachable host at a task, with what Ansible said.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
-    pub host: Option<String>,
-    pub task: Option<String>,
-    /// `failed` or `unreachable`.
-    pub kind: String,
-    pub message: Option<String>,
 }
 
 #[cfg(test)]
