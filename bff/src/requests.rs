@@ -235,7 +235,24 @@ async fn confirm(
     RequestId(id): RequestId,
 ) -> Result<Json<Request>, AppError> {
     caller.require(Role::Operator)?;
-    let catalog = load_catalog(&app).await?;
+    let result = confirm_request(&app, &caller, id).await;
+    // Launches and failed launches are recorded where they happen; a confirm refused before
+    // anything ran (not ready, changed, already launched) is recorded here.
+    if let Err(e @ AppError::Conflict(_)) = &result {
+        crate::audit::record(
+            &app,
+            &caller.name,
+            "request confirm refused",
+            Some(&format!("request {id}")),
+            json!({"reason": e.to_string()}),
+        )
+        .await;
+    }
+    result.map(Json)
+}
+
+async fn confirm_request(app: &AppState, caller: &Caller, id: i64) -> Result<Request, AppError> {
+    let catalog = load_catalog(app).await?;
     let would_run = {
         let mut db = app.pool.get().await?;
         let tx = db.transaction().await?;
@@ -276,11 +293,8 @@ async fn confirm(
             .and_then(|a| catalog.action(a))
             .map(|a| a.phases.clone())
             .unwrap_or_default();
-        let phases_json: Value = phases
-            .iter()
-            .map(|p| json!({"name": p.name, "play": p.play, "task": p.task}))
-            .collect::<Vec<_>>()
-            .into();
+        let phases_json =
+            serde_json::to_value(&phases).map_err(|e| AppError::Internal(format!("phases: {e}")))?;
         tx.execute(
             "update requests set status = 'launching', phases = $2, modified = now() where id = $1",
             &[&id, &phases_json],
@@ -290,7 +304,7 @@ async fn confirm(
         would_run
     };
     // No lock is held while the engine launches; the 'launching' status keeps a second confirm out.
-    match launch(&app, &caller, would_run.clone()).await {
+    match launch(app, caller, would_run.clone()).await {
         Ok(job_id) => {
             let mut db = app.pool.get().await?;
             let tx = db.transaction().await?;
@@ -308,14 +322,14 @@ async fn confirm(
             add_message(&tx, id, "playdeck", "playdeck", &said).await?;
             tx.commit().await?;
             crate::audit::record(
-                &app,
+                app,
                 &caller.name,
                 "request confirmed",
                 Some(&format!("request {id}")),
                 json!({"job_id": job_id, "would_run": would_run}),
             )
             .await;
-            Ok(Json(fetch(&app, id).await?))
+            fetch(app, id).await
         }
         Err(e) => {
             let detail = e.to_string();
@@ -342,7 +356,7 @@ async fn confirm(
             )
             .await?;
             crate::audit::record(
-                &app,
+                app,
                 &caller.name,
                 "request launch failed",
                 Some(&format!("request {id}")),

@@ -196,6 +196,12 @@ async fn unknown_hosts_are_refused_with_the_closest_matches_and_can_be_corrected
     let detail =
         assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
     assert!(detail.contains("not ready") && detail.contains("db-07"), "{detail}");
+    assert_eq!(
+        app.count(&format!("select count(*) from audit_log where action = 'request confirm refused' and target = 'request {id}'"))
+            .await,
+        1,
+        "a refused confirm is recorded too"
+    );
 
     let r = reply(&app, id, "sorry, db-01").await;
     assert_eq!(r["status"], "ready");

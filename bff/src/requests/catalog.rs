@@ -127,7 +127,9 @@ struct OptionDef {
     phrases: Vec<String>,
 }
 
-#[derive(Deserialize, Debug, Clone)]
+/// A phase of an action's progress, reached when a play (or task) whose name contains these words
+/// starts; stored with a request when it is confirmed.
+#[derive(Deserialize, serde::Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseDef {
     pub name: String,
