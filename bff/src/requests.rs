@@ -235,74 +235,86 @@ async fn confirm(
     RequestId(id): RequestId,
 ) -> Result<Json<Request>, AppError> {
     caller.require(Role::Operator)?;
-    let result = confirm_request(&app, &caller, id).await;
-    // Launches and failed launches are recorded where they happen; a confirm refused before
-    // anything ran (not ready, changed, already launched) is recorded here.
-    if let Err(e @ AppError::Conflict(_)) = &result {
-        crate::audit::record(
-            &app,
-            &caller.name,
-            "request confirm refused",
-            Some(&format!("request {id}")),
-            json!({"reason": e.to_string()}),
-        )
-        .await;
-    }
-    result.map(Json)
+    let catalog = load_catalog(&app).await?;
+    let would_run = match claim(&app, &catalog, id).await {
+        Ok(body) => body,
+        Err(e) => {
+            if matches!(e, AppError::Conflict(_)) {
+                crate::audit::record(
+                    &app,
+                    &caller.name,
+                    "request confirm refused",
+                    Some(&format!("request {id}")),
+                    json!({"reason": e.to_string()}),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    };
+    launch_claimed(&app, &caller, id, would_run).await.map(Json)
 }
 
-async fn confirm_request(app: &AppState, caller: &Caller, id: i64) -> Result<Request, AppError> {
-    let catalog = load_catalog(app).await?;
-    let would_run = {
-        let mut db = app.pool.get().await?;
-        let tx = db.transaction().await?;
-        let row = tx
-            .query_opt(&format!("select {REQUEST_COLUMNS} from requests where id = $1 for update"), &[&id])
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        refuse_if_launched(&row)?;
-        let seen = interpretation_of(&row)?;
-        // What is confirmed is what the operator saw; if the catalog or an inventory changed since,
-        // the operator sees the new interpretation before anything runs.
-        let messages = operator_messages(&tx, id).await?;
-        let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-        let now = parse::interpret(&catalog, &refs);
-        if now.status != seen.status || now.would_run != seen.would_run {
-            store_interpretation(&tx, id, &now).await?;
-            tx.commit().await?;
-            return Err(AppError::Conflict(if now.status == RequestStatus::Ready {
-                format!(
-                    "request {id} changed since it was shown (the catalog or an inventory was edited); \
-                     it would now run {}; read it again and confirm",
-                    now.would_run.as_ref().map(Value::to_string).unwrap_or_default()
-                )
-            } else {
-                format!(
-                    "request {id} is no longer ready (the catalog or an inventory was edited): {}",
-                    now.answer
-                )
-            }));
-        }
-        let Some(would_run) = seen.would_run.clone().filter(|_| seen.status == RequestStatus::Ready) else {
-            return Err(AppError::Conflict(format!("request {id} is not ready to launch: {}", seen.answer)));
-        };
-        let phases: Vec<PhaseDef> = seen
-            .understood
-            .action
-            .as_deref()
-            .and_then(|a| catalog.action(a))
-            .map(|a| a.phases.clone())
-            .unwrap_or_default();
-        let phases_json =
-            serde_json::to_value(&phases).map_err(|e| AppError::Internal(format!("phases: {e}")))?;
-        tx.execute(
-            "update requests set status = 'launching', phases = $2, modified = now() where id = $1",
-            &[&id, &phases_json],
-        )
-        .await?;
+/// Marks a ready request as being launched and returns its launch body; refuses (409) one that
+/// is not ready, was launched, or would now run something else than the operator was shown.
+async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<Value, AppError> {
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let row = tx
+        .query_opt(&format!("select {REQUEST_COLUMNS} from requests where id = $1 for update"), &[&id])
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    refuse_if_launched(&row)?;
+    let seen = interpretation_of(&row)?;
+    // What is confirmed is what the operator saw; if the catalog or an inventory changed since,
+    // the operator sees the new interpretation before anything runs.
+    let messages = operator_messages(&tx, id).await?;
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let now = parse::interpret(catalog, &refs);
+    if now.status != seen.status || now.would_run != seen.would_run {
+        store_interpretation(&tx, id, &now).await?;
         tx.commit().await?;
-        would_run
+        return Err(AppError::Conflict(if now.status == RequestStatus::Ready {
+            format!(
+                "request {id} changed since it was shown (the catalog or an inventory was edited); \
+                 it would now run {}; read it again and confirm",
+                now.would_run.as_ref().map(Value::to_string).unwrap_or_default()
+            )
+        } else {
+            format!(
+                "request {id} is no longer ready (the catalog or an inventory was edited): {}",
+                now.answer
+            )
+        }));
+    }
+    let Some(would_run) = seen.would_run.clone().filter(|_| seen.status == RequestStatus::Ready) else {
+        return Err(AppError::Conflict(format!("request {id} is not ready to launch: {}", seen.answer)));
     };
+    let phases: Vec<PhaseDef> = seen
+        .understood
+        .action
+        .as_deref()
+        .and_then(|a| catalog.action(a))
+        .map(|a| a.phases.clone())
+        .unwrap_or_default();
+    let phases = serde_json::to_value(&phases).map_err(|e| AppError::Internal(format!("phases: {e}")))?;
+    tx.execute(
+        "update requests set status = 'launching', phases = $2, modified = now() where id = $1",
+        &[&id, &phases],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(would_run)
+}
+
+/// Launches a claimed request and stores its job, or puts it back to ready with the engine's words.
+/// Both are recorded.
+async fn launch_claimed(
+    app: &AppState,
+    caller: &Caller,
+    id: i64,
+    would_run: Value,
+) -> Result<Request, AppError> {
     // No lock is held while the engine launches; the 'launching' status keeps a second confirm out.
     match launch(app, caller, would_run.clone()).await {
         Ok(job_id) => {
@@ -339,22 +351,19 @@ async fn confirm_request(app: &AppState, caller: &Caller, id: i64) -> Result<Req
                 &[&id],
             )
             .await?;
-            let shown = match &e {
+            // The engine's own refusals mean nothing ran; a failure on the server may have come
+            // after the engine took the job, so the operator is told to look first.
+            let said = match &e {
                 AppError::Internal(_) | AppError::Unavailable(_) => {
-                    "the server could not launch it".to_string()
+                    "The launch failed on the server. Look at the \
+                    jobs list before confirming again: the job may have started."
+                        .to_string()
                 }
-                _ => detail.clone(),
-            };
-            add_message(
-                &db,
-                id,
-                "playdeck",
-                "playdeck",
-                &format!(
-                    "The launch failed: {shown}. Nothing was started; confirm again once that is fixed."
+                _ => format!(
+                    "The launch failed: {detail}. Nothing was started; confirm again once that is fixed."
                 ),
-            )
-            .await?;
+            };
+            add_message(&db, id, "playdeck", "playdeck", &said).await?;
             crate::audit::record(
                 app,
                 &caller.name,
