@@ -8,6 +8,10 @@
 //! - `POST /api/v1/requests/{id}/reply` `{"text"}` (operator) → the request, re-interpreted
 //! - `POST /api/v1/requests/{id}/confirm` (operator) → the request with its job
 //! - `GET /api/v1/requests/{id}`, `GET /api/v1/requests` (any key)
+//!
+//! Phases are computed from the job's stored play and task starts on each `GET`, so a client follows
+//! them live by subscribing to the job (`/api/v1/ws` `job` messages, or the job's SSE stream) and
+//! reading the request again when the job changes.
 
 pub mod catalog;
 pub mod parse;
