@@ -7,6 +7,7 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
     ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
+    ("0003_aap", include_str!("../../migrations/0003_aap.sql")),
     ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
     ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
     ("0007_requests", include_str!("../../migrations/0007_requests.sql")),

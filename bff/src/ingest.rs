@@ -156,6 +156,7 @@ pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
             *value = Some(clean(v));
         }
     }
+    job.explanation = job.explanation.map(clean);
     let mut by_counter: BTreeMap<i64, Event> = BTreeMap::new();
     let mut repeated = 0;
     for (i, raw) in events.into_iter().enumerate() {
@@ -619,10 +620,12 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
              update jobs set
                  status = $2,
                  status_explicit = status_explicit or $3,
-                 started = case when $2 in ('new', 'pending', 'waiting') then started
+                 started = case when $18::timestamptz is not null then $18
+                                when $2 in ('new', 'pending', 'waiting') then started
                                 else coalesce(least(started, $4), $4, started, now()) end,
                  finished = case when $2 in ('successful', 'failed', 'error', 'canceled')
-                                 then coalesce(finished, $5) else null end,
+                                 then coalesce($19, finished, $5) else null end,
+                 explanation = coalesce($20, explanation),
                  current_play = case when $6 > current_counter then $7 else current_play end,
                  current_task = case when $6 > current_counter then $8 else current_task end,
                  current_counter = greatest(current_counter, $6),
@@ -661,6 +664,9 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
                 &job.project,
                 &job.launched_by,
                 &job.limit,
+                &job.started,
+                &job.finished,
+                &job.explanation,
             ],
         )
         .await?;

@@ -17,7 +17,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   setup         only install what is missing (wasm32 target, trunk, wasm-bindgen-cli, PostgreSQL,
                 and with --browser chromium and playwright-core).
   bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
-  bench live    latency from accepted to received for K WebSocket clients";
+  bench live    latency from accepted to received for K WebSocket clients
+  bench aap-sync  lag from an event's creation on a (fake) AWX controller to a WebSocket client";
 
 const TRUNK_VERSION: &str = "0.21.14";
 
@@ -331,12 +332,17 @@ fn test() -> Result<(), String> {
 fn bench(args: &[String]) -> Result<(), String> {
     let which =
         args.first().map(String::as_str).ok_or("bench what? `cargo xtask bench ingest` or `bench live`")?;
-    if !matches!(which, "ingest" | "live") {
-        return Err(format!("no benchmark {which:?}; there are `ingest` and `live`"));
+    if !matches!(which, "ingest" | "live" | "aap-sync") {
+        return Err(format!("no benchmark {which:?}; there are `ingest`, `live` and `aap-sync`"));
     }
     if !postgres_installed() {
         setup(false)?;
     }
     step(&format!("benchmark: {which} (release build)"));
+    if which == "aap-sync" {
+        return run(Command::new("cargo")
+            .args(["run", "--release", "-p", "bff", "--example", "bench_aap", "--"])
+            .args(&args[1..]));
+    }
     run(Command::new("cargo").args(["run", "--release", "-p", "bff", "--example", "bench", "--"]).args(args))
 }
