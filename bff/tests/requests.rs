@@ -3,6 +3,8 @@
 //! phases taken from its plays and tasks.
 
 mod common;
+#[path = "../examples/support/fake_awx.rs"]
+mod fake_awx;
 
 use std::path::{Path, PathBuf};
 
@@ -509,4 +511,67 @@ async fn the_progress_shows_as_phases_from_the_plays_and_ends_with_the_explained
     let list = app.get_json("/api/v1/requests").await;
     assert_eq!(list["results"][0]["job_id"], job_id);
     assert_eq!(list["results"][0]["job_status"], "failed");
+}
+
+/// Follows a request until `done` says so (up to 20 s).
+async fn until(app: &TestApp, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "request {id}: timed out waiting for {what}: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_its_events() {
+    let fake = fake_awx::FakeAwx::start("/api/v2").await;
+    let dir = temp_dir("catalog");
+    write_catalog(
+        &dir,
+        vec![json!({
+            "name": "upgrade", "description": "upgrade servers to a release through AAP",
+            "phrases": ["upgrade"],
+            "run": {"template": "Patch servers", "controller": "aap", "known_hosts": "hosts.ini"},
+            "slots": [
+                {"name": "hosts", "from": "inventory", "to": ["limit"], "required": true},
+                {"name": "release", "pattern": "\\b(20\\d\\d\\.\\d\\d)\\b", "to": ["extra_vars.release"], "required": true,
+                 "question": "Which release (2026.10, 2026.11)?"}
+            ],
+            "phases": [{"name": "Gathering facts", "task": "gathering facts"}, {"name": "Deploying", "task": "deploy"}]
+        })],
+    );
+    let controller = bff::aap::ControllerConfig::for_tests("aap", &fake.url, fake_awx::TOKEN);
+    let app = spawn_app_with(move |c| {
+        c.aap.controllers = vec![controller];
+        c.requests.catalog = dir.join("catalog.json");
+        c.requests.inventory_dir = dir.clone();
+    })
+    .await;
+
+    let r = ask(&app, "upgrade web-01").await;
+    assert_eq!(r["missing"][0]["question"], "Which release (2026.10, 2026.11)?");
+    let r = reply(&app, id_of(&r), "to 2026.11").await;
+    assert_eq!(
+        r["would_run"],
+        json!({"template": "Patch servers", "controller": "aap", "extra_vars": {"release": "2026.11"},
+               "limit": "web-01", "wait": false})
+    );
+    let id = id_of(&r);
+    let confirmed = post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    let job = &confirmed["job"];
+    assert_eq!((job["source"].as_str(), job["template"].as_str()), (Some("aap"), Some("Patch servers")));
+    assert_eq!(job["limit"], "web-01");
+    let awx_id: i64 = job["external_id"].as_str().and_then(|e| e.parse().ok()).expect("controller's job id");
+
+    fake.release(awx_id, 3);
+    let r = until(&app, id, "the first phase", |r| r["progress"]["phases"][0]["state"] == "active").await;
+    assert_eq!(phase_states(&r), ["Gathering facts: active", "Deploying: pending"]);
+    fake.finish(awx_id, "successful", true);
+    let r = until(&app, id, "the result", |r| r["progress"]["result"].is_object()).await;
+    assert_eq!(phase_states(&r), ["Gathering facts: done", "Deploying: done"]);
+    assert_eq!(r["progress"]["result"]["status"], "successful");
 }
