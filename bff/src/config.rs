@@ -39,6 +39,8 @@ pub struct Config {
     pub aap: crate::aap::AapConfig,
     /// The local engine's settings.
     pub engine: crate::engine::EngineConfig,
+    /// The request box's catalog of actions (`PLAYDECK_CATALOG`) and where its inventories are.
+    pub requests: crate::requests::RequestsConfig,
 }
 
 /// A secret value; `Debug` shows only that it is there.
@@ -103,6 +105,7 @@ impl Config {
             },
             aap: crate::aap::AapConfig::from_env()?,
             engine: crate::engine::EngineConfig::from_env()?,
+            requests: crate::requests::RequestsConfig::from_env(),
         })
     }
 
@@ -125,6 +128,7 @@ impl Config {
             event_retention_days: None,
             aap: crate::aap::AapConfig::for_tests(),
             engine: crate::engine::EngineConfig::for_tests(),
+            requests: crate::requests::RequestsConfig::for_tests(),
         }
     }
 }

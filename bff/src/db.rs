@@ -11,6 +11,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_engine", include_str!("../../migrations/0004_engine.sql")),
     ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
     ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
+    ("0007_requests", include_str!("../../migrations/0007_requests.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

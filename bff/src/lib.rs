@@ -17,6 +17,7 @@ pub mod kb;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod requests;
 pub mod retention;
 pub mod security;
 pub mod sse;
@@ -142,6 +143,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(aap::router())
         .merge(engine::router())
+        .merge(requests::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -6,6 +6,7 @@
 pub mod aap;
 pub mod engine;
 pub mod kb;
+pub mod requests;
 pub mod stats;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,577 @@
+//! The request box: plain words in; what Playdeck understood and would run out; a conversation that
+//! fills in what is missing; and a confirmed request launched as a job whose progress shows as
+//! phases taken from its plays and tasks.
+
+mod common;
+#[path = "../examples/support/fake_awx.rs"]
+mod fake_awx;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{json, Value};
+
+const INVENTORY: &str = "\
+# the shipped catalog's hosts, as an INI inventory
+[webservers]
+web-01
+web-02
+
+[databases]
+db-01
+
+[prod:children]
+webservers
+databases
+
+[prod:vars]
+ntp_server=pool.ntp.org
+";
+
+fn shipped_catalog() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json"))
+        .expect("examples/catalog.json");
+    serde_json::from_str(&text).expect("the shipped catalog is JSON")
+}
+
+/// The shipped catalog reading `hosts.ini` (INI) instead of the demo inventory, plus `extra`
+/// actions, in a directory of its own.
+fn write_catalog(dir: &Path, extra: Vec<Value>) {
+    let mut catalog = shipped_catalog();
+    let actions = catalog["actions"].as_array_mut().expect("actions");
+    for a in actions.iter_mut() {
+        a["run"]["inventory"] = json!("hosts.ini");
+    }
+    actions.extend(extra);
+    std::fs::write(dir.join("catalog.json"), catalog.to_string()).expect("write catalog");
+    std::fs::write(dir.join("hosts.ini"), INVENTORY).expect("write inventory");
+}
+
+async fn app_with(extra: Vec<Value>) -> (TestApp, PathBuf) {
+    let dir = temp_dir("catalog");
+    write_catalog(&dir, extra);
+    let d = dir.clone();
+    let app = spawn_app_with(move |c| {
+        c.requests.catalog = d.join("catalog.json");
+        c.requests.inventory_dir = d.clone();
+    })
+    .await;
+    (app, dir)
+}
+
+async fn post(app: &TestApp, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = app.http.post(app.url(path)).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("post")
+}
+
+/// Posts as the admin (an operator and more) and expects `status`.
+async fn post_expect(app: &TestApp, path: &str, body: Option<Value>, status: u16) -> Value {
+    let resp = post(app, path, ADMIN_KEY, body).await;
+    let got = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    assert_eq!(got, status, "POST {path} answered {got}: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+async fn ask(app: &TestApp, text: &str) -> Value {
+    post_expect(app, "/api/v1/requests", Some(json!({ "text": text })), 201).await
+}
+
+async fn reply(app: &TestApp, id: i64, text: &str) -> Value {
+    post_expect(app, &format!("/api/v1/requests/{id}/reply"), Some(json!({ "text": text })), 200).await
+}
+
+async fn key(app: &TestApp, role: &str) -> String {
+    let k = post_expect(app, "/api/v1/keys", Some(json!({"name": format!("{role} key"), "role": role})), 201)
+        .await;
+    k["secret"].as_str().expect("secret").to_string()
+}
+
+fn id_of(r: &Value) -> i64 {
+    r["id"].as_i64().expect("request id")
+}
+
+#[tokio::test]
+async fn plain_words_answer_what_was_understood_and_exactly_what_would_run() {
+    let (app, _dir) = app_with(vec![]).await;
+    let r = ask(&app, "Patch server web-01 with Group-1").await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["text"], "Patch server web-01 with Group-1");
+    assert_eq!(
+        r["understood"],
+        json!({"action": "patch", "hosts": ["web-01"], "variables": {"patch_group": "Group-1"}, "options": {}})
+    );
+    assert_eq!(r["missing"], json!([]));
+    assert_eq!(r["refused"], Value::Null);
+    assert_eq!(
+        r["would_run"],
+        json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "hosts.ini"},
+               "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}, "wait": false})
+    );
+    let conv = r["conversation"].as_array().expect("conversation");
+    assert_eq!(conv.len(), 2);
+    assert_eq!(
+        (conv[0]["author"].as_str(), conv[0]["by"].as_str()),
+        (Some("operator"), Some("bootstrap admin"))
+    );
+    assert_eq!(conv[1]["author"], "playdeck");
+    let answer = conv[1]["text"].as_str().expect("answer");
+    assert!(
+        answer.contains("patch.yml") && answer.contains("web-01") && answer.contains("Group-1"),
+        "{answer}"
+    );
+    assert!(answer.contains("Confirm"), "{answer}");
+    assert_eq!(r["job"], Value::Null);
+    assert_eq!(app.count("select count(*) from jobs").await, 0, "nothing runs before the operator confirms");
+
+    let id = id_of(&r);
+    let shown = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(shown, r, "GET shows the request as it was answered");
+
+    let r2 = ask(&app, "run hello on webservers in check mode").await;
+    assert_eq!(r2["status"], "ready");
+    assert_eq!(r2["would_run"]["source"]["path"], "hello.yml");
+    assert_eq!(r2["would_run"]["options"], json!({"limit": "webservers", "check_mode": true}));
+    assert_eq!(r2["understood"]["options"], json!({"check_mode": true}));
+
+    let list = app.get_json("/api/v1/requests").await;
+    assert_eq!(list["count"], 2);
+    assert_eq!(list["results"][0]["id"], id_of(&r2), "newest first");
+    assert_eq!(list["results"][1]["action"], "patch");
+    assert_eq!(list["results"][1]["status"], "ready");
+    let ready = app.get_json("/api/v1/requests?status=ready&page_size=1").await;
+    assert_eq!(ready["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(ready["next"], "/api/v1/requests?page=2&page_size=1&status=ready");
+}
+
+#[tokio::test]
+async fn a_conversation_asks_for_what_is_missing_and_the_replies_complete_it() {
+    let (app, _dir) = app_with(vec![]).await;
+    let r = ask(&app, "please patch web-01").await;
+    assert_eq!(r["status"], "needs_input");
+    assert_eq!(r["missing"][0]["slot"], "patch_group");
+    assert!(r["missing"][0]["question"].as_str().unwrap_or("").contains("patch group"));
+    assert_eq!(r["would_run"], Value::Null);
+    let id = id_of(&r);
+    let r = reply(&app, id, "group 2 please, in dry-run").await;
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(r["would_run"]["extra_vars"], json!({"patch_group": "Group-2"}));
+    assert_eq!(r["would_run"]["options"], json!({"limit": "web-01", "check_mode": true}));
+    let authors: Vec<&str> = r["conversation"]
+        .as_array()
+        .expect("conv")
+        .iter()
+        .map(|m| m["author"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(authors, ["operator", "playdeck", "operator", "playdeck"]);
+    assert_eq!(r["text"], "please patch web-01", "the request keeps its first words");
+
+    // Which action, when the words name two.
+    let r = ask(&app, "patch and retire db-01").await;
+    assert_eq!(r["status"], "needs_input");
+    assert_eq!(r["missing"][0]["slot"], "action");
+    assert_eq!(r["missing"][0]["choices"], json!(["patch", "retire"]));
+    let r = reply(&app, id_of(&r), "retire").await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["would_run"]["extra_vars"], json!({"vm_name": "db-01"}));
+
+    // No action at all: what Playdeck can do.
+    let r = ask(&app, "reboot web-01").await;
+    assert_eq!(r["status"], "needs_input");
+    let q = r["missing"][0]["question"].as_str().expect("question");
+    assert!(q.contains("patch") && q.contains("retire") && q.contains("hello"), "{q}");
+}
+
+#[tokio::test]
+async fn unknown_hosts_are_refused_with_the_closest_matches_and_can_be_corrected() {
+    let (app, _dir) = app_with(vec![]).await;
+    let r = ask(&app, "retire vm db-07").await;
+    assert_eq!(r["status"], "refused");
+    assert_eq!(r["refused"]["suggestions"], json!(["db-01"]));
+    let reason = r["refused"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("db-07") && reason.contains("hosts.ini"), "{reason}");
+    assert_eq!(r["would_run"], Value::Null);
+    let id = id_of(&r);
+    let detail =
+        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+    assert!(detail.contains("not ready") && detail.contains("db-07"), "{detail}");
+    assert_eq!(
+        app.count(&format!("select count(*) from audit_log where action = 'request confirm refused' and target = 'request {id}'"))
+            .await,
+        1,
+        "a refused confirm is recorded too"
+    );
+
+    let r = reply(&app, id, "sorry, db-01").await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["would_run"]["options"]["limit"], "db-01");
+
+    let r = ask(&app, "patch webserver with group 1").await;
+    assert_eq!(r["refused"]["suggestions"], json!(["webservers"]));
+    let r = ask(&app, "retire webservers").await;
+    assert_eq!(r["status"], "refused", "a group is not one VM");
+    assert_eq!(r["refused"]["suggestions"], json!(["web-01", "web-02"]));
+}
+
+#[tokio::test]
+async fn a_launch_the_engine_refuses_comes_back_in_words_and_the_request_stays_unlaunched() {
+    // A playbook the local engine does not have, and a template with no controller configured:
+    // both engines refuse these (and so does a build without the engine).
+    let (app, _dir) = app_with(vec![
+        json!({"name": "vanish", "phrases": ["vanish"], "run": {"playbook": "no-such-playbook.yml"}}),
+        json!({"name": "restart", "phrases": ["restart"], "run": {"template": "Restart service"}}),
+    ])
+    .await;
+    for text in ["vanish", "restart"] {
+        let r = ask(&app, text).await;
+        assert_eq!(r["status"], "ready", "{r}");
+        let id = id_of(&r);
+        let path = format!("/api/v1/requests/{id}/confirm");
+        let detail = assert_error(post(&app, &path, ADMIN_KEY, None).await, 422).await;
+        assert!(detail.starts_with(&format!("request {id} was not launched: ")), "{detail}");
+        let shown = app.get_json(&format!("/api/v1/requests/{id}")).await;
+        assert_eq!(shown["status"], "ready", "a refused launch leaves the request ready: {shown}");
+        assert_eq!(shown["job_id"], Value::Null);
+        assert_eq!(shown["confirmed"], Value::Null);
+        let last = shown["conversation"].as_array().and_then(|c| c.last()).cloned().expect("message");
+        assert_eq!(last["author"], "playdeck");
+        assert!(last["text"].as_str().unwrap_or("").starts_with("The launch failed: "), "{last}");
+        // Refused again, not "already launched".
+        assert_error(post(&app, &path, ADMIN_KEY, None).await, 422).await;
+    }
+    assert_eq!(
+        app.count("select count(*) from audit_log where action = 'request launch failed' and actor = 'bootstrap admin'")
+            .await,
+        4,
+        "every confirm is recorded"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let (app, _dir) = app_with(vec![]).await;
+    let url = "/api/v1/requests";
+    for (body, status, words) in [
+        (json!({"text": ""}), 422, "say what you need"),
+        (json!({"text": "  \n\t "}), 422, "say what you need"),
+        (json!({"text": "patch ".repeat(2000)}), 422, "at most 1000 characters"),
+        (json!({"words": "patch web-01"}), 422, "text"),
+        (json!({"text": 5}), 422, "text"),
+        (json!({"text": "patch web-01", "now": true}), 422, "now"),
+    ] {
+        let detail = assert_error(post(&app, url, ADMIN_KEY, Some(body.clone())).await, status).await;
+        assert!(detail.contains(words), "{body}: {detail}");
+    }
+    let r = app
+        .http
+        .post(app.url(url))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_error(r, 400).await;
+    let r =
+        app.http.post(app.url(url)).bearer_auth(ADMIN_KEY).body("patch web-01").send().await.expect("send");
+    assert_error(r, 415).await;
+    let r = app.http.post(app.url(url)).json(&json!({"text": "patch web-01"})).send().await.expect("send");
+    assert_error(r, 401).await;
+
+    // Unknown and malformed ids.
+    for path in
+        ["/api/v1/requests/999999", "/api/v1/requests/999999/confirm", "/api/v1/requests/999999/reply"]
+    {
+        let r = if path.ends_with("999999") {
+            app.get(path).await
+        } else {
+            post(&app, path, ADMIN_KEY, Some(json!({"text": "group 1"}))).await
+        };
+        let detail = assert_error(r, 404).await;
+        assert_eq!(detail, "request 999999 does not exist");
+    }
+    for path in ["/api/v1/requests/abc", "/api/v1/requests/-1", "/api/v1/requests/0"] {
+        assert!(assert_error(app.get(path).await, 400).await.contains("is not a request id"));
+    }
+    assert_error(app.get("/api/v1/requests?status=done").await, 400).await;
+    assert_error(app.get("/api/v1/requests?page_size=0").await, 400).await;
+
+    // Roles: a viewer reads, only an operator asks, replies and confirms.
+    let viewer = key(&app, "viewer").await;
+    let operator = key(&app, "operator").await;
+    let r = post(&app, url, &operator, Some(json!({"text": "patch web-01 with group 1"}))).await;
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.expect("json");
+    let id = id_of(&made);
+    assert_eq!(made["created_by"], "operator key");
+    assert_error(post(&app, url, &viewer, Some(json!({"text": "patch web-01"}))).await, 403).await;
+    for action in ["reply", "confirm"] {
+        let r =
+            post(&app, &format!("/api/v1/requests/{id}/{action}"), &viewer, Some(json!({"text": "x"}))).await;
+        assert!(assert_error(r, 403).await.contains("operator"));
+    }
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/requests/{id}")))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+
+    // Hostile words are kept as typed and never reach the launch.
+    let sql = "patch web-01 with group 1'; drop table requests; --";
+    let r = ask(&app, sql).await;
+    assert_eq!(r["text"], sql);
+    assert_eq!(r["status"], "ready");
+    for text in [
+        "{{ lookup('pipe', 'id') }} patch web-01 group 1",
+        "patch web-01;rm -rf / group 1 <script>alert(1)</script>",
+        "patch web-01 group 1 $(reboot) `id` \u{202e}",
+    ] {
+        let r = ask(&app, text).await;
+        assert_eq!(r["status"], "ready", "{text}: {r}");
+        let body = r["would_run"].to_string();
+        for bad in ["{{", "lookup", ";", "rm", "script", "$(", "`", "\u{202e}"] {
+            assert!(!body.contains(bad), "{text}: the launch carries {bad:?}: {body}");
+        }
+        assert_eq!(r["would_run"]["options"]["limit"], "web-01");
+    }
+    let r = ask(&app, "patch web-01\u{0} with\u{1b}[31m group 1").await;
+    assert_eq!(r["text"], "patch web-01  with [31m group 1", "control characters become spaces");
+    assert_eq!(app.count("select count(*) from requests").await, 6);
+
+    // A conversation has an end.
+    let id = id_of(&ask(&app, "patch web-01").await);
+    for _ in 0..19 {
+        reply(&app, id, "hmm").await;
+    }
+    let r = post(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 1"})))
+        .await;
+    assert!(assert_error(r, 422).await.contains("start a new request"));
+}
+
+#[tokio::test]
+async fn an_edit_of_the_inventory_before_confirm_is_shown_before_anything_runs() {
+    let (app, dir) = app_with(vec![]).await;
+    let id = id_of(&ask(&app, "retire vm web-02").await);
+    std::fs::write(dir.join("hosts.ini"), INVENTORY.replace("web-02\n", "")).expect("rewrite inventory");
+    let detail =
+        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+    assert!(detail.contains("no longer ready") && detail.contains("web-02"), "{detail}");
+    let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(r["status"], "refused");
+    assert_eq!(r["would_run"], Value::Null);
+    let last = r["conversation"].as_array().and_then(|c| c.last()).cloned().expect("message");
+    assert!(last["text"].as_str().unwrap_or("").contains("web-02 is not in the inventory"), "{last}");
+    assert_eq!(app.count("select count(*) from jobs").await, 0);
+
+    // A broken catalog is the server's problem: a 500 with the detail in the log, not the answer.
+    std::fs::write(dir.join("catalog.json"), "{\"actions\": [").expect("break catalog");
+    let r = post(&app, "/api/v1/requests", ADMIN_KEY, Some(json!({"text": "patch web-01"}))).await;
+    let detail = assert_error(r, 500).await;
+    assert!(!detail.contains("catalog.json"), "{detail}");
+}
+
+/// Marks a request as launched as `job_id` with the shipped patch phases, as a confirm does.
+async fn link(app: &TestApp, id: i64, job_id: i64) {
+    let phases = shipped_catalog()["actions"][0]["phases"].clone();
+    app.db()
+        .await
+        .execute(
+            "update requests set status = 'launched', job_id = $2, phases = $3, confirmed = now(),
+                    confirmed_by = 'bootstrap admin' where id = $1",
+            &[&id, &job_id, &phases],
+        )
+        .await
+        .expect("link");
+}
+
+fn phase_states(r: &Value) -> Vec<String> {
+    r["progress"]["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .map(|p| format!("{}: {}", p["name"].as_str().unwrap_or(""), p["state"].as_str().unwrap_or("")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_progress_shows_as_phases_from_the_plays_and_ends_with_the_explained_result() {
+    let (app, _dir) = app_with(vec![]).await;
+    let id = id_of(&ask(&app, "Patch server web-01 with Group-1").await);
+    let play = |counter: i64, name: &str| {
+        json!({"counter": counter, "event": "playbook_on_play_start", "created": "2026-11-23T10:00:00",
+               "event_data": {"play": name, "name": name}})
+    };
+    let task = |counter: i64, play: &str, name: &str| {
+        json!({"counter": counter, "event": "playbook_on_task_start", "created": "2026-11-23T10:00:01",
+               "event_data": {"play": play, "task": name}})
+    };
+    let started = app
+        .ingest_ok(&batch(
+            "p1",
+            vec![
+                json!({"counter": 1, "event": "playbook_on_start"}),
+                play(2, "Pre-checks for patch group Group-1"),
+            ],
+        ))
+        .await;
+    let job_id = started["job_id"].as_i64().expect("job id");
+    link(&app, id, job_id).await;
+    let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(r["status"], "launched");
+    assert_eq!(r["job"]["id"], job_id);
+    assert_eq!(
+        phase_states(&r),
+        [
+            "Pre-checks started: active",
+            "Patching in progress: pending",
+            "Patching completed: pending",
+            "Reboot if needed: pending"
+        ]
+    );
+    assert!(r["progress"]["phases"][0]["at"].is_string());
+    assert_eq!(r["progress"]["result"], Value::Null);
+
+    app.ingest_ok(&batch(
+        "p1",
+        vec![
+            task(3, "Pre-checks for patch group Group-1", "Check free disk space"),
+            play(4, "Patching Group-1"),
+            task(5, "Patching Group-1", "Apply updates"),
+        ],
+    ))
+    .await;
+    let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(
+        phase_states(&r),
+        [
+            "Pre-checks started: done",
+            "Patching in progress: active",
+            "Patching completed: pending",
+            "Reboot if needed: pending"
+        ]
+    );
+    assert_eq!(r["progress"]["current"], "Patching Group-1 › Apply updates");
+
+    // Out of order: the post-checks play arrives before the failure that preceded it.
+    app.ingest_ok(&batch("p1", vec![play(8, "Post-checks for Group-1")])).await;
+    let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(phase_states(&r)[2], "Patching completed: active");
+    app.ingest_ok(&batch("p1", vec![
+        task(6, "Patching Group-1", "Verify the updates are installed"),
+        json!({"counter": 7, "event": "runner_on_failed",
+               "event_data": {"host": "web-01", "play": "Patching Group-1", "task": "Verify the updates are installed",
+                              "task_action": "ansible.builtin.command",
+                              "res": {"msg": "write error: No space left on device", "failed": true}}}),
+        json!({"counter": 9, "event": "playbook_on_stats",
+               "event_data": {"ok": {"web-01": 4}, "failures": {"web-01": 1}, "changed": {"web-01": 1}}}),
+    ]))
+    .await;
+    let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(r["job"]["status"], "failed");
+    assert_eq!(
+        phase_states(&r),
+        [
+            "Pre-checks started: done",
+            "Patching in progress: done",
+            "Patching completed: done",
+            "Reboot if needed: skipped"
+        ]
+    );
+    assert_eq!(r["progress"]["current"], Value::Null);
+    assert_eq!(r["progress"]["result"]["status"], "failed");
+    let summary = r["progress"]["result"]["summary"].as_str().expect("summary");
+    assert!(
+        summary.contains(
+            "web-01 failed at \"Verify the updates are installed\": write error: No space left on device"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Known error: No space left on device"),
+        "the knowledge base explains it: {summary}"
+    );
+    assert_eq!(r["job"]["explanations"][0]["matches"][0]["title"], "No space left on device");
+
+    // A launched request takes no more words and cannot be confirmed again.
+    let detail =
+        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+    assert_eq!(
+        detail,
+        format!("request {id} was already launched as job {job_id}; start a new request for more")
+    );
+    let r = post(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 2"})))
+        .await;
+    assert_error(r, 409).await;
+    let list = app.get_json("/api/v1/requests").await;
+    assert_eq!(list["results"][0]["job_id"], job_id);
+    assert_eq!(list["results"][0]["job_status"], "failed");
+}
+
+/// Follows a request until `done` says so (up to 20 s).
+async fn until(app: &TestApp, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "request {id}: timed out waiting for {what}: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_its_events() {
+    let fake = fake_awx::FakeAwx::start("/api/v2").await;
+    let dir = temp_dir("catalog");
+    write_catalog(
+        &dir,
+        vec![json!({
+            "name": "upgrade", "description": "upgrade servers to a release through AAP",
+            "phrases": ["upgrade"],
+            "run": {"template": "Patch servers", "controller": "aap", "known_hosts": "hosts.ini"},
+            "slots": [
+                {"name": "hosts", "from": "inventory", "to": ["limit"], "required": true},
+                {"name": "release", "pattern": "\\b(20\\d\\d\\.\\d\\d)\\b", "to": ["extra_vars.release"], "required": true,
+                 "question": "Which release (2026.10, 2026.11)?"}
+            ],
+            "phases": [{"name": "Gathering facts", "task": "gathering facts"}, {"name": "Deploying", "task": "deploy"}]
+        })],
+    );
+    let controller = bff::aap::ControllerConfig::for_tests("aap", &fake.url, fake_awx::TOKEN);
+    let app = spawn_app_with(move |c| {
+        c.aap.controllers = vec![controller];
+        c.requests.catalog = dir.join("catalog.json");
+        c.requests.inventory_dir = dir.clone();
+    })
+    .await;
+
+    let r = ask(&app, "upgrade web-01").await;
+    assert_eq!(r["missing"][0]["question"], "Which release (2026.10, 2026.11)?");
+    let r = reply(&app, id_of(&r), "to 2026.11").await;
+    assert_eq!(
+        r["would_run"],
+        json!({"template": "Patch servers", "controller": "aap", "extra_vars": {"release": "2026.11"},
+               "limit": "web-01", "wait": false})
+    );
+    let id = id_of(&r);
+    let confirmed = post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    let job = &confirmed["job"];
+    assert_eq!((job["source"].as_str(), job["template"].as_str()), (Some("aap"), Some("Patch servers")));
+    assert_eq!(job["limit"], "web-01");
+    let awx_id: i64 = job["external_id"].as_str().and_then(|e| e.parse().ok()).expect("controller's job id");
+
+    fake.release(awx_id, 3);
+    let r = until(&app, id, "the first phase", |r| r["progress"]["phases"][0]["state"] == "active").await;
+    assert_eq!(phase_states(&r), ["Gathering facts: active", "Deploying: pending"]);
+    fake.finish(awx_id, "successful", true);
+    let r = until(&app, id, "the result", |r| r["progress"]["result"].is_object()).await;
+    assert_eq!(phase_states(&r), ["Gathering facts: done", "Deploying: done"]);
+    assert_eq!(r["progress"]["result"]["status"], "successful");
+}
