@@ -71,7 +71,9 @@ pub fn format_duration(secs: f64) -> String {
 
 /// A short duration with its fraction, for task and host results.
 pub fn format_seconds(secs: f64) -> String {
-    if secs < 60.0 {
+    if secs < 1.0 {
+        format!("{}ms", (secs.max(0.0) * 1000.0).round())
+    } else if secs < 60.0 {
         format!("{secs:.1}s")
     } else {
         format_duration(secs)
@@ -135,5 +137,6 @@ mod tests {
         assert_eq!(format_duration(3_725.0), "1h 02m");
         assert_eq!(format_duration(-3.0), "0s");
         assert_eq!(format_seconds(2.25), "2.2s");
+        assert_eq!(format_seconds(0.037), "37ms");
     }
 }
