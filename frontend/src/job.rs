@@ -25,7 +25,9 @@ use crate::ui::{
     use_ticking, HOST_STATES,
 };
 
-/// Brief events per request while loading a job's output.
+/// Brief events per request while loading a job's output: a short first page, so the first lines
+/// show at once, then long ones.
+const FIRST_EVENTS_PAGE: usize = 1_000;
 const EVENTS_PAGE: usize = 5_000;
 
 #[derive(Properties, PartialEq)]
@@ -166,7 +168,8 @@ pub fn job_page(props: &JobPageProps) -> Html {
                     if !still.get() {
                         return;
                     }
-                    match api::events(id, after, EVENTS_PAGE, true, None).await {
+                    let size = if after < 0 { FIRST_EVENTS_PAGE } else { EVENTS_PAGE };
+                    match api::events(id, after, size, true, None).await {
                         Ok(page) => {
                             let done = page.next.is_none();
                             after = page.results.last().map_or(after, |e| e.counter);

@@ -67,10 +67,12 @@ pub fn output(props: &OutputProps) -> Html {
         let jump_to = jump_to.clone();
         let follow = follow.clone();
         let exists = props.selected.is_some_and(|n| n < total);
+        let rerender = use_force_update();
         use_effect_with((props.selected, exists), move |(selected, exists)| {
             if let (Some(n), true) = (selected, exists) {
                 follow.set(false);
                 *jump_to.borrow_mut() = Some(*n);
+                rerender.force_update();
             }
         });
     }
@@ -138,6 +140,8 @@ pub fn output(props: &OutputProps) -> Html {
         Callback::from(move |_: MouseEvent| follow.set(true))
     };
 
+    // A jump must render even when nothing else changed, so that the effect above scrolls.
+    let rerender = use_force_update();
     let go_to_match = {
         let current = current.clone();
         let follow = follow.clone();
@@ -148,6 +152,7 @@ pub fn output(props: &OutputProps) -> Html {
                 current.set(i);
                 follow.set(false);
                 *jump_to.borrow_mut() = Some(*line);
+                rerender.force_update();
             }
         })
     };
