@@ -78,13 +78,11 @@ pub fn duration(ev: &JobEvent) -> Option<f64> {
         return Some(d);
     }
     let time = |k: &str| {
-        ev.event_data.get(k).and_then(Value::as_str).and_then(|s| {
-            chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).ok().or_else(|| {
-                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                    .ok()
-                    .map(|n| n.and_utc().timestamp_millis())
-            })
-        })
+        ev.event_data
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(crate::store::parse_time)
+            .map(|t| t.timestamp_millis())
     };
     Some((time("end")? - time("start")?) as f64 / 1000.0)
 }

@@ -257,11 +257,13 @@ fn split_lines(stdout: &str) -> Vec<Line> {
         .collect()
 }
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+/// RFC 3339, or ansible-runner's naive ISO time (UTC without an offset). Read without chrono's
+/// format-string parser, which would add to every page load.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+    DateTime::parse_from_rfc3339(&format!("{s}Z")).ok().map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
