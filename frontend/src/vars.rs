@@ -64,9 +64,12 @@ fn block(src: &str, lines: &[Line], at: &mut usize, indent: usize) -> Result<Val
             if l.indent > indent {
                 return Err(format!("line {}: unexpected indentation", l.no));
             }
-            let rest = l.text[l.indent..]
-                .strip_prefix('-')
-                .ok_or_else(|| format!("line {}: expected a list item (- value)", l.no))?;
+            let text = &l.text[l.indent..];
+            if !(text.starts_with("- ") || text == "-") {
+                // A list at its key's indentation ends at the next key.
+                break;
+            }
+            let rest = &text[1..];
             *at += 1;
             let rest = rest.trim();
             if rest.is_empty() {
