@@ -22,7 +22,7 @@ use crate::route::{query_string, use_nav, Link};
 use crate::timeline::Timeline;
 use crate::ui::{
     connection_badge, current_step, duration_secs, format_duration, host_counts, status_badge, time_tag,
-    use_ticking, HOST_STATES,
+    use_ticking, use_title, HOST_STATES,
 };
 
 /// Brief events per request while loading a job's output: a short first page, so the first lines
@@ -163,32 +163,33 @@ pub fn job_page(props: &JobPageProps) -> Html {
                 job.set(Load::Loaded(first.clone()));
                 refresh_hosts.emit(());
                 refresh_history.emit(());
+                // The next page is asked for before this one is taken in, so the server works
+                // while the page does.
                 let mut after = -1;
+                let mut page = api::events(id, after, FIRST_EVENTS_PAGE, true, None).await;
                 loop {
                     if !still.get() {
                         return;
                     }
-                    let size = if after < 0 { FIRST_EVENTS_PAGE } else { EVENTS_PAGE };
-                    match api::events(id, after, size, true, None).await {
-                        Ok(page) => {
-                            let done = page.next.is_none();
-                            after = page.results.last().map_or(after, |e| e.counter);
-                            let mut s = store.0.borrow_mut();
-                            s.add(page.results);
-                            version.set(s.version);
-                            let events = s.events.len();
-                            drop(s);
-                            if done {
-                                backfill.set(Backfill::Done);
-                                return;
-                            }
-                            backfill.set(Backfill::Loading { events });
+                    let results = match page {
+                        Ok(p) if p.next.is_some() => p.results,
+                        Ok(p) => {
+                            take_in(&store, &version, p.results);
+                            backfill.set(Backfill::Done);
+                            return;
                         }
                         Err(e) => {
                             backfill.set(Backfill::Failed(e));
                             return;
                         }
-                    }
+                    };
+                    after = results.last().map_or(after, |e| e.counter);
+                    let take = async {
+                        let events = take_in(&store, &version, results);
+                        backfill.set(Backfill::Loading { events });
+                    };
+                    page =
+                        futures::future::join(api::events(id, after, EVENTS_PAGE, true, None), take).await.0;
                 }
             });
             move || alive.set(false)
@@ -263,6 +264,10 @@ pub fn job_page(props: &JobPageProps) -> Html {
     }
 
     let running = matches!(&*job, Load::Loaded(Ok(j)) if !j.status.is_finished());
+    use_title(match &*job {
+        Load::Loaded(Ok(j)) => format!("{} ({}) #{id}", j.name, j.status),
+        _ => format!("Job {id}"),
+    });
     use_ticking(running);
 
     let job = match &*job {
@@ -379,6 +384,14 @@ pub fn job_page(props: &JobPageProps) -> Html {
             </div>
         </main>
     }
+}
+
+/// Adds a page of events to the store and says how many it holds now.
+fn take_in(store: &Shared, version: &UseStateSetter<u64>, events: Vec<shared::JobEvent>) -> usize {
+    let mut s = store.0.borrow_mut();
+    s.add(events);
+    version.set(s.version);
+    s.events.len()
 }
 
 fn header(job: &Job, now_ms: f64) -> Html {

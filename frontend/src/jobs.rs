@@ -14,7 +14,7 @@ use crate::live::{use_live_feed, Feed, Subscription};
 use crate::route::{query_string, use_nav, Link, Location};
 use crate::ui::{
     connection_badge, current_step, duration_secs, format_duration, host_counts, local_time, status_badge,
-    use_ticking, HOST_STATES,
+    use_ticking, use_title, HOST_STATES,
 };
 
 /// Jobs per page.
@@ -297,6 +297,7 @@ pub fn jobs_page(props: &JobsPageProps) -> Html {
     };
     let connection = use_live_feed(Some(Subscription { jobs: true, job: None }), on_feed);
     let any_running = state.rows.iter().any(|j| j.status == JobStatus::Running);
+    use_title("Jobs".into());
     use_ticking(any_running);
     let now_ms = js_sys::Date::now();
 

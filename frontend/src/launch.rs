@@ -70,6 +70,7 @@ pub fn launch_page() -> Html {
     let limit = use_state(String::new);
     let tags = use_state(String::new);
     let sending = use_state(|| false);
+    crate::ui::use_title("Launch a job".into());
     let error = use_state(|| None::<String>);
     {
         let templates = templates.clone();

@@ -36,6 +36,16 @@ pub fn connection_badge(connection: Connection) -> Html {
     }
 }
 
+/// Names the browser tab after what the page shows, so a row of tabs can be told apart.
+#[hook]
+pub fn use_title(title: String) {
+    use_effect_with(title, |title| {
+        if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+            doc.set_title(&format!("{title} — Playdeck"));
+        }
+    });
+}
+
 /// Re-renders every second while `active`, so running jobs' durations tick.
 #[hook]
 pub fn use_ticking(active: bool) {

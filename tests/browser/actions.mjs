@@ -8,7 +8,7 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  ADMIN_KEY, BASE, DESKTOP, PHONE, Run, assert, ingest, launchBrowser, linesOf, newPage, noPageErrors,
+  ADMIN_KEY, BASE, DESKTOP, PHONE, Run, assert, assertContrast, ingest, launchBrowser, linesOf, newPage, noPageErrors,
   noSidewaysScroll, requireEnv, run, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
@@ -77,6 +77,7 @@ async function main() {
       assert(!shown.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
       console.log(`# launch refused: ${shown.text}`);
       await shot(page, 'launch-error.png');
+      await assertContrast(page, 'the launch form with an error');
     });
 
     await step('a refused playbook launch shows the server\'s words', async () => {

@@ -11,7 +11,7 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  BASE, DESKTOP, PHONE, LIVE_TIMEOUT_MS, Run, assert, ingest, launchBrowser, linesOf, newPage, noPageErrors,
+  BASE, DESKTOP, PHONE, LIVE_TIMEOUT_MS, Run, assert, assertContrast, ingest, launchBrowser, linesOf, newPage, noPageErrors,
   noSidewaysScroll, requireEnv, run, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
@@ -195,6 +195,7 @@ async function main() {
       assert((await current.textContent()).toLowerCase() === needle.toLowerCase(), 'the current match is not marked');
       const line = await current.evaluate((m) => m.closest('.line').querySelector('.tx').textContent);
       assert(line.includes(failing), `the first match is on ${JSON.stringify(line)}`);
+      await assertContrast(page, 'the output with search matches');
     });
 
     await step('a line number opens the event of that line', async () => {
@@ -210,6 +211,7 @@ async function main() {
       const body = await panel.innerText();
       assert(body.includes(failing) && body.includes('Check disk') && body.includes('ansible.builtin.command'), 'host, task or module missing');
       await shot(page, 'detail-event.png');
+      await assertContrast(page, 'the event panel and the selected line');
       // The link is shareable: opening it selects the line and its event again.
       await page.goto(`${BASE}/jobs/${jobId}?line=${lineNo}`);
       await page.getByTestId('event-panel').waitFor({ timeout: 15_000 });
@@ -233,6 +235,7 @@ async function main() {
       await failedResult.getByRole('button').click();
       await failedResult.getByTestId('event-stderr').waitFor();
       await shot(page, 'detail-host.png');
+      await assertContrast(page, 'a host\'s results');
       await page.getByTestId('host-back').click();
       await page.getByTestId('hosts-table').waitFor();
     });
@@ -244,6 +247,7 @@ async function main() {
       await page.getByTestId('timeline-task').first().getByRole('button').click();
       await waitFor('host bars appear', async () => (await page.getByTestId('timeline-host').count()) === hosts.length || await page.getByTestId('timeline-host').count());
       await shot(page, 'detail-timeline.png');
+      await assertContrast(page, 'the timeline');
     });
 
     await step('the status history lists the changes', async () => {
@@ -268,7 +272,11 @@ async function main() {
       await page.emulateMedia({ colorScheme: 'light' });
     });
 
-    await step('?embed=1 drops the chrome on the job page', async () => {
+    await step('?embed=1 drops the chrome on the job page, which may sit in a frame', async () => {
+      const response = await page.request.get(`${BASE}/jobs/${jobId}?embed=1`);
+      const csp = response.headers()['content-security-policy'] ?? '';
+      assert(/frame-ancestors /.test(csp), `no frame-ancestors in the CSP: ${csp}`);
+      assert(!response.headers()['x-frame-options'], 'X-Frame-Options forbids every frame');
       await page.goto(`${BASE}/jobs/${jobId}?embed=1`);
       await page.getByTestId('output').waitFor({ timeout: 15_000 });
       assert((await page.locator('.topbar').count()) === 0, 'the header is shown in embed mode');

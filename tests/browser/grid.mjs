@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  BASE, DESKTOP, PHONE, LIVE_TIMEOUT_MS, Run, assert, ingest, launchBrowser, newPage, noPageErrors,
+  BASE, DESKTOP, PHONE, LIVE_TIMEOUT_MS, Run, assert, assertContrast, ingest, launchBrowser, newPage, noPageErrors,
   noSidewaysScroll, requireEnv, run, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
@@ -165,6 +165,13 @@ async function main() {
       const first = await row.getByTestId('job-duration').innerText();
       await waitFor('the duration changes', async () => (await row.getByTestId('job-duration').innerText()) !== first || first, 5_000);
       assert((await row.getByTestId('job-progress').count()) === 1, 'a running job shows no progress');
+    });
+
+    await step('grid text passes WCAG AA contrast, light and dark', async () => {
+      await page.getByTestId('filter-status-running').click();
+      await page.getByTestId('job-progress').first().waitFor();
+      await assertContrast(page, 'the grid');
+      await page.getByTestId('filter-status-running').click();
     });
 
     await step('grid screenshots at desktop and phone widths, light and dark', async () => {
