@@ -10,6 +10,7 @@ use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, State};
 use gloo_timers::future::TimeoutFuture;
 use shared::{ClientMessage, Job, JobCursor, JobEvent, ServerMessage};
+use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
 /// What the person sees about the feed: whether the rows move by themselves right now.
@@ -85,7 +86,32 @@ pub fn use_live_feed(subscription: Option<Subscription>, on_feed: Callback<Feed>
             }
         }
     });
-    *connection
+    // The browser knows at once when its network goes; a socket may take minutes to notice.
+    let online = use_state_eq(online);
+    {
+        let online = online.clone();
+        use_effect_with((), move |_| {
+            let update = Closure::<dyn Fn()>::new(move || online.set(self::online()));
+            let window = web_sys::window();
+            for event in ["online", "offline"] {
+                if let Some(w) = &window {
+                    let _ = w.add_event_listener_with_callback(event, update.as_ref().unchecked_ref());
+                }
+            }
+            move || {
+                for event in ["online", "offline"] {
+                    if let Some(w) = &window {
+                        let _ = w.remove_event_listener_with_callback(event, update.as_ref().unchecked_ref());
+                    }
+                }
+            }
+        });
+    }
+    if *online {
+        *connection
+    } else {
+        Connection::Offline
+    }
 }
 
 /// Pauses between attempts: 1 s, 2 s, 4 s, 8 s, then 15 s, so a restarting bff is not hammered by
@@ -113,10 +139,20 @@ impl Backoff {
 /// and then closes, say) keeps growing the pause instead of retrying every second.
 const STABLE_MS: f64 = 10_000.0;
 
+/// How long an attempt to open the socket may take.
+const CONNECT_MS: u32 = 10_000;
+
 async fn run(mut subscription: Subscription, on_feed: Callback<Feed>, on_state: Callback<Connection>) {
     let mut backoff = Backoff::default();
     loop {
-        match connect(&subscription).await {
+        // An attempt that neither opens nor fails (a network that swallows packets) is given up.
+        let attempt =
+            futures::future::select(Box::pin(connect(&subscription)), TimeoutFuture::new(CONNECT_MS));
+        let opened = match attempt.await {
+            futures::future::Either::Left((socket, _)) => socket,
+            futures::future::Either::Right(_) => None,
+        };
+        match opened {
             Some(mut socket) => {
                 let opened_at = js_sys::Date::now();
                 on_state.emit(Connection::Live);
