@@ -92,7 +92,7 @@ impl Filters {
     }
 
     /// Whether a job belongs in this view, for jobs the live feed brings.
-    pub fn matches(&self, job: &Job, now_ms: f64) -> bool {
+    pub fn matches(&self, job: &Job) -> bool {
         let eq = |want: &str, have: &Option<String>| {
             let want = want.trim();
             want.is_empty() || have.as_deref() == Some(want)
@@ -114,7 +114,6 @@ impl Filters {
         let started_ms = job.started.map(|t| t.timestamp_millis() as f64);
         let after_ok = day_start_ms(&self.from, 0).is_none_or(|t| started_ms.is_some_and(|s| s >= t));
         let before_ok = day_start_ms(&self.to, 1).is_none_or(|t| started_ms.is_some_and(|s| s < t));
-        let _ = now_ms;
         (self.statuses.is_empty() || self.statuses.contains(&job.status))
             && eq(&self.template, &job.template)
             && eq(&self.inventory, &job.inventory)
@@ -183,7 +182,7 @@ impl Reducible for JobsState {
             JobsAction::Changed(job, filters) => {
                 let known = state.rows.iter().any(|r| r.id == job.id);
                 // New jobs belong on the first page only, and only if they match the filters.
-                if known || (filters.page == 1 && filters.matches(&job, js_sys::Date::now())) {
+                if known || (filters.page == 1 && filters.matches(&job)) {
                     if !known {
                         state.count = state.count.map(|c| c + 1);
                     }

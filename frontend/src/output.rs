@@ -170,13 +170,11 @@ pub fn output(props: &OutputProps) -> Html {
     };
     let oninput = {
         let query = query.clone();
-        let go = go_to_match.clone();
         let current = current.clone();
         Callback::from(move |e: InputEvent| {
             if let Some(input) = e.target_dyn_into::<HtmlInputElement>() {
                 query.set(input.value());
                 current.set(0);
-                let _ = &go;
             }
         })
     };
