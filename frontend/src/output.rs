@@ -89,8 +89,11 @@ pub fn output(props: &OutputProps) -> Html {
             if let Some(el) = view.cast::<Element>() {
                 height.set(el.client_height() as f64);
                 let target = if let Some(n) = jump_to.borrow_mut().take() {
-                    let h = el.client_height();
-                    Some(((n as f64) * LINE_PX - (h as f64) / 2.0 + LINE_PX).max(0.0) as i32)
+                    // A line already in view stays where it is; another one comes to the middle.
+                    let (line_top, top, h) =
+                        ((n as f64) * LINE_PX, el.scroll_top() as f64, el.client_height() as f64);
+                    let in_view = line_top >= top && line_top + LINE_PX <= top + h;
+                    (!in_view).then(|| (line_top - h / 2.0 + LINE_PX).max(0.0) as i32)
                 } else if follow {
                     let bottom = el.scroll_height() - el.client_height();
                     (el.scroll_top() < bottom).then_some(bottom)
