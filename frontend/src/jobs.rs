@@ -147,8 +147,11 @@ pub struct JobsState {
     /// Rows stay shown while the next page loads and when a later fetch fails, so the fetch's
     /// outcome is kept beside them rather than wrapping them.
     fetch: Load<()>,
-    /// The query of the rows shown; answers to older queries are dropped.
+    /// The query asked for last; answers to older queries are dropped.
     query: String,
+    /// The query the rows shown answer. Until a new query's answer arrives, the old rows stay (no
+    /// blank table while typing), and then they are replaced, not merged.
+    rows_query: String,
 }
 
 pub enum JobsAction {
@@ -165,16 +168,17 @@ impl Reducible for JobsState {
         let mut state = Rc::unwrap_or_clone(self);
         match action {
             JobsAction::Fetching(query) => {
-                if query != state.query {
-                    state.rows.clear();
-                    state.count = None;
-                }
                 state.query = query;
                 state.fetch = Load::Loading;
             }
             JobsAction::Fetched(query, _) if query != state.query => {}
-            JobsAction::Fetched(_, Ok(page)) => {
-                state.rows = merge_page(std::mem::take(&mut state.rows), page.results);
+            JobsAction::Fetched(query, Ok(page)) => {
+                state.rows = if query == state.rows_query {
+                    merge_page(std::mem::take(&mut state.rows), page.results)
+                } else {
+                    page.results
+                };
+                state.rows_query = query;
                 state.count = Some(page.count);
                 state.fetch = Load::Loaded(Ok(()));
             }
@@ -245,6 +249,7 @@ pub fn jobs_page(props: &JobsPageProps) -> Html {
         count: None,
         fetch: Load::Loading,
         query: String::new(),
+        rows_query: String::new(),
     });
     let api_query = filters.api_query();
     // The live feed's callback outlives renders: it reads the filters of the latest one here.
