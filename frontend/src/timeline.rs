@@ -143,7 +143,8 @@ pub fn timeline(props: &TimelineProps) -> Html {
     };
     let ticks = (0..=4).map(|i| {
         let secs = span / 1000.0 * i as f64 / 4.0;
-        html! { <span class="tick" style={format!("left:{}%", i * 25)}>{ format_seconds(secs) }</span> }
+        let label = if i == 0 { "0s".to_string() } else { format_seconds(secs) };
+        html! { <span class="tick" style={format!("left:{}%", i * 25)}>{ label }</span> }
     });
     let mut last_play: Option<Rc<str>> = None;
     let mut rows: Vec<Html> = Vec::new();
