@@ -11,6 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shared::{ErrorBody, Job, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
 
+/// Sent with every write: the bff refuses cookie-authenticated writes without it, since a page on
+/// another site cannot send it without a CORS preflight, which the bff never grants.
+const CSRF_HEADER: &str = "X-Playdeck-Csrf";
+
 /// Async state of anything the page fetches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Load<T> {
@@ -53,12 +57,18 @@ pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
 /// `POST /api/v1/session`: trades the key for a session cookie.
 pub async fn sign_in(key: String) -> Result<SessionInfo, ApiError> {
     let body = serde_json::to_string(&SessionRequest { key }).map_err(|e| ApiError::Decode(e.to_string()))?;
-    json(Request::post("/api/v1/session").header("Content-Type", "application/json").body(body)).await
+    json(
+        Request::post("/api/v1/session")
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
 }
 
 /// `DELETE /api/v1/session`.
 pub async fn sign_out() -> Result<(), ApiError> {
-    send(Request::delete("/api/v1/session").build()).await.map(drop)
+    send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await.map(drop)
 }
 
 /// `GET /api/v1/jobs?<query>`: one page of the grid, with the filters as the URL has them.
@@ -132,7 +142,10 @@ pub async fn relaunch(id: i64, failed_only: bool) -> Result<Value, ApiError> {
 /// Posts JSON; an empty answer reads as `null`.
 async fn post_json(url: &str, body: &Value) -> Result<Value, ApiError> {
     let body = serde_json::to_string(body).map_err(|e| ApiError::Decode(e.to_string()))?;
-    let response = send(Request::post(url).header("Content-Type", "application/json").body(body)).await?;
+    let response = send(
+        Request::post(url).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body),
+    )
+    .await?;
     let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
