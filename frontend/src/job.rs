@@ -113,14 +113,18 @@ pub fn job_page(props: &JobPageProps) -> Html {
             });
         })
     };
+    // Whether hosts were shown once: a failed refresh then keeps them rather than an error.
+    let hosts_shown = use_mut_ref(|| Cell::new(false));
     let refresh_hosts = {
         let hosts = hosts.clone();
+        let hosts_shown = hosts_shown.clone();
         Callback::from(move |()| {
             let hosts = hosts.clone();
+            let hosts_shown = hosts_shown.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let result = api::hosts(id).await.map(|p| p.results);
-                // A failed refresh keeps what is shown; only a first load shows the error.
-                if result.is_ok() || matches!(*hosts, Load::Loading) {
+                if result.is_ok() || !hosts_shown.borrow().get() {
+                    hosts_shown.borrow().set(result.is_ok());
                     hosts.set(Load::Loaded(result));
                 }
             });
