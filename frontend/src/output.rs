@@ -264,6 +264,12 @@ pub fn output(props: &OutputProps) -> Html {
         })
         .collect();
     let new_lines = total.saturating_sub(*lines_at_stop);
+    // The keyboard's way to a line's event (line numbers stay out of the tab order: there are
+    // thousands).
+    let open_match = |line: usize| {
+        let on_select = props.on_select.clone();
+        Callback::from(move |_: MouseEvent| on_select.emit(line))
+    };
     let count = if query.is_empty() {
         String::new()
     } else if matches.is_empty() {
@@ -284,6 +290,10 @@ pub fn output(props: &OutputProps) -> Html {
                         aria-label="Previous match" title="Previous match (Shift+Enter)" data-testid="out-prev">{ "↑" }</button>
                 <button type="button" class="secondary icon" onclick={next} disabled={matches.is_empty()}
                         aria-label="Next match" title="Next match (Enter)" data-testid="out-next">{ "↓" }</button>
+                if let Some((line, _)) = current_hit {
+                    <button type="button" class="secondary icon" onclick={open_match(line)}
+                            title="Open the event of this match's line" data-testid="out-open">{ "Open event" }</button>
+                }
                 <span class="spacer"></span>
                 <span class="muted" data-testid="out-lines">{ format!("{total} lines") }</span>
                 if props.live {

@@ -198,6 +198,15 @@ async function main() {
       const line = await current.evaluate((m) => m.closest('.line').querySelector('.tx').textContent);
       assert(line.includes(failing), `the first match is on ${JSON.stringify(line)}`);
       await assertContrast(page, 'the output with search matches');
+      // The keyboard's way to the event of a line: the match's "Open event" button.
+      await page.getByTestId('out-search').focus();
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      assert(await page.getByTestId('out-open').evaluate((b) => b === document.activeElement), 'Tab does not reach "Open event"');
+      await page.keyboard.press('Enter');
+      await page.getByTestId('event-panel').getByTestId('event-json').waitFor({ timeout: 5_000 });
+      await page.getByTestId('event-close').click();
     });
 
     await step('a line number opens the event of that line', async () => {
