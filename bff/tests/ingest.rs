@@ -494,3 +494,47 @@ async fn keys_roles_and_sessions() {
     assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&viewer).send().await.expect("send"), 401)
         .await;
 }
+
+#[tokio::test]
+async fn events_filter_by_host_and_brief_events_drop_event_data_but_keep_timing() {
+    let app = spawn_app().await;
+    let mut evs = events(1, 21);
+    evs[3]["event_data"]["start"] = json!("2026-11-23T10:00:01.000000");
+    evs[3]["event_data"]["end"] = json!("2026-11-23T10:00:03.500000");
+    evs[3]["event_data"]["duration"] = json!(2.5);
+    let r = app.ingest_ok(&batch("brief", evs)).await;
+    let id = r["job_id"].as_i64().expect("job id");
+
+    // host-3 has counters 3, 10, 17: a host's drill-down pages through only its events.
+    let page = app.get_json(&format!("/api/v1/jobs/{id}/events?host=host-3&limit=2")).await;
+    let counters = |p: &Value| -> Vec<i64> {
+        p["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|e| e["counter"].as_i64().unwrap_or(-1))
+            .collect()
+    };
+    assert_eq!(counters(&page), [3, 10]);
+    assert_eq!(page["count"], 3, "count is the host's events");
+    assert_eq!(page["results"][0]["event_data"]["res"]["msg"], "x", "full events keep event_data");
+    let next = page["next"].as_str().expect("a next page");
+    assert!(next.contains("host=host-3"), "next keeps the host: {next}");
+    assert_eq!(counters(&app.get_json(next).await), [17]);
+
+    let brief = app.get_json(&format!("/api/v1/jobs/{id}/events?brief=true&limit=5000")).await;
+    let results = brief["results"].as_array().expect("results");
+    assert_eq!(results.len(), 21, "brief pages may be longer than 1000");
+    assert!(brief["next"].is_null());
+    assert_eq!(results[0]["event_data"], json!({}), "brief events drop event_data");
+    assert_eq!(results[0]["stdout"], "\u{1b}[0;32mok: [host-1] => line 1\u{1b}[0m", "and keep stdout");
+    assert_eq!(
+        results[3]["event_data"],
+        json!({"start": "2026-11-23T10:00:01.000000", "end": "2026-11-23T10:00:03.500000", "duration": 2.5}),
+        "but keep the timing"
+    );
+
+    let detail = assert_error(app.get(&format!("/api/v1/jobs/{id}/events?limit=5000")).await, 400).await;
+    assert!(detail.contains("1000"), "{detail}");
+    assert_error(app.get(&format!("/api/v1/jobs/{id}/events?brief=true&limit=10001")).await, 400).await;
+}

@@ -8,7 +8,12 @@ use std::fmt;
 
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
-use shared::{ErrorBody, Job, Page, SessionInfo, SessionRequest};
+use serde_json::Value;
+use shared::{ErrorBody, Job, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
+
+/// Sent with every write: the bff refuses cookie-authenticated writes without it, since a page on
+/// another site cannot send it without a CORS preflight, which the bff never grants.
+const CSRF_HEADER: &str = "X-Playdeck-Csrf";
 
 /// Async state of anything the page fetches.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,18 +57,100 @@ pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
 /// `POST /api/v1/session`: trades the key for a session cookie.
 pub async fn sign_in(key: String) -> Result<SessionInfo, ApiError> {
     let body = serde_json::to_string(&SessionRequest { key }).map_err(|e| ApiError::Decode(e.to_string()))?;
-    json(Request::post("/api/v1/session").header("Content-Type", "application/json").body(body)).await
+    json(
+        Request::post("/api/v1/session")
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
 }
 
 /// `DELETE /api/v1/session`.
 pub async fn sign_out() -> Result<(), ApiError> {
-    send(Request::delete("/api/v1/session").build()).await.map(drop)
+    send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await.map(drop)
 }
 
-/// `GET /api/v1/jobs`: the newest `page_size` jobs, newest first (the server's default order).
-pub async fn jobs(page_size: usize) -> Result<Page<Job>, ApiError> {
-    let page_size = page_size.to_string();
-    json(Request::get("/api/v1/jobs").query([("page_size", page_size.as_str())]).build()).await
+/// `GET /api/v1/jobs?<query>`: one page of the grid, with the filters as the URL has them.
+pub async fn jobs(query: &str) -> Result<Page<Job>, ApiError> {
+    json(Request::get(&format!("/api/v1/jobs?{query}")).build()).await
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub async fn job(id: i64) -> Result<Job, ApiError> {
+    json(Request::get(&format!("/api/v1/jobs/{id}")).build()).await
+}
+
+/// `GET /api/v1/jobs/{id}/events`: events after `after_counter` in Ansible's order; `brief` drops
+/// their `event_data` (all but its timing), which allows long pages; `host` keeps one host's.
+pub async fn events(
+    id: i64,
+    after_counter: i64,
+    limit: usize,
+    brief: bool,
+    host: Option<&str>,
+) -> Result<Page<JobEvent>, ApiError> {
+    let mut query = vec![("after_counter", after_counter.to_string()), ("limit", limit.to_string())];
+    if brief {
+        query.push(("brief", "true".into()));
+    }
+    if let Some(host) = host {
+        query.push(("host", host.to_owned()));
+    }
+    let query = crate::route::query_string(query);
+    json(Request::get(&format!("/api/v1/jobs/{id}/events?{query}")).build()).await
+}
+
+/// One event with all its data, by counter.
+pub async fn event(id: i64, counter: i64) -> Result<Option<JobEvent>, ApiError> {
+    let page = events(id, counter - 1, 1, false, None).await?;
+    Ok(page.results.into_iter().find(|e| e.counter == counter))
+}
+
+/// `GET /api/v1/jobs/{id}/hosts`.
+pub async fn hosts(id: i64) -> Result<Page<JobHost>, ApiError> {
+    json(Request::get(&format!("/api/v1/jobs/{id}/hosts")).build()).await
+}
+
+/// `GET /api/v1/jobs/{id}/history`.
+pub async fn history(id: i64) -> Result<Page<StatusChange>, ApiError> {
+    json(Request::get(&format!("/api/v1/jobs/{id}/history")).build()).await
+}
+
+/// `GET /api/v1/templates`: what an AAP launch may name, as the server lists them. Kept as JSON:
+/// the connector's types are still moving.
+pub async fn templates() -> Result<Value, ApiError> {
+    json(Request::get("/api/v1/templates").build()).await
+}
+
+/// `POST /api/v1/jobs`: launches a template or a local playbook; the answer is the server's JSON.
+pub async fn launch(body: &Value) -> Result<Value, ApiError> {
+    post_json("/api/v1/jobs", body).await
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`.
+pub async fn cancel(id: i64) -> Result<Value, ApiError> {
+    post_json(&format!("/api/v1/jobs/{id}/cancel"), &Value::Object(Default::default())).await
+}
+
+/// `POST /api/v1/jobs/{id}/relaunch` with `{"hosts": "all"|"failed"}`.
+pub async fn relaunch(id: i64, failed_only: bool) -> Result<Value, ApiError> {
+    let hosts = if failed_only { "failed" } else { "all" };
+    post_json(&format!("/api/v1/jobs/{id}/relaunch"), &serde_json::json!({ "hosts": hosts })).await
+}
+
+/// Posts JSON; an empty answer reads as `null`.
+async fn post_json(url: &str, body: &Value) -> Result<Value, ApiError> {
+    let body = serde_json::to_string(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let response = send(
+        Request::post(url).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body),
+    )
+    .await?;
+    let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))
 }
 
 async fn json<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> Result<T, ApiError> {

@@ -1,11 +1,23 @@
-//! Playdeck's single-page app: the sign-in form, then the live job grid.
+//! Playdeck's single-page app: the sign-in form, then the live job grid (`/`), a job's page
+//! (`/jobs/{id}`) and the launch form (`/launch`).
 //!
 //! Built by trunk (`trunk build` at the workspace root) and served by the bff at `/`.
 
+mod ansi;
 mod api;
+mod event;
+mod hosts;
+mod job;
 mod jobs;
+mod launch;
 mod live;
+mod output;
+mod route;
 mod sign_in;
+mod store;
+mod timeline;
+mod ui;
+mod vars;
 
 use std::rc::Rc;
 
@@ -13,7 +25,10 @@ use shared::SessionInfo;
 use yew::prelude::*;
 
 use crate::api::{ApiError, Load};
+use crate::job::JobPage;
 use crate::jobs::JobsPage;
+use crate::launch::LaunchPage;
+use crate::route::{use_nav_provider, Link, Nav, Route};
 use crate::sign_in::SignIn;
 
 fn main() {
@@ -54,7 +69,8 @@ impl Reducible for SessionState {
 #[function_component(App)]
 fn app() -> Html {
     let state = use_reducer(|| SessionState { session: Load::Loading, sign_out_error: None });
-    let embedded = use_memo((), |_| embedded());
+    let nav = use_nav_provider();
+    let embedded = nav.location.param("embed").is_some_and(|v| v == "1");
     {
         let dispatcher = state.dispatcher();
         let checking = state.session == Load::Loading;
@@ -94,10 +110,22 @@ fn app() -> Html {
         Load::Loaded(Ok(Some(info))) => Some(info),
         _ => None,
     };
-    let header = (!*embedded).then(|| {
+    let may_launch = signed_in.is_some_and(|s| s.role >= shared::Role::Operator);
+    let route = nav.location.route.clone();
+    let header = (!embedded).then(|| {
         html! {
             <header class="topbar">
-                <span class="brand">{ "Playdeck" }</span>
+                <Link to="/" class="brand">{ "Playdeck" }</Link>
+                if signed_in.is_some() {
+                    <nav class="mainnav" aria-label="Main">
+                        <Link to="/" class={classes!((route == Route::Jobs).then_some("current"))}>{ "Jobs" }</Link>
+                        if may_launch {
+                            <Link to="/launch" class={classes!((route == Route::Launch).then_some("current"))}
+                                  testid="nav-launch">{ "Launch" }</Link>
+                        }
+                    </nav>
+                }
+                <span class="spacer"></span>
                 if let Some(info) = signed_in {
                     <span class="who">{ format!("{} · {}", info.name, info.role.as_str()) }</span>
                     if let Some(e) = &state.sign_out_error {
@@ -111,7 +139,7 @@ fn app() -> Html {
         }
     });
     let body = match &state.session {
-        Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
+        Load::Loading => html! { <p class="notice page">{ "Loading…" }</p> },
         Load::Loaded(Err(e)) => html! {
             <main class="sign-in">
                 <div class="card">
@@ -121,21 +149,30 @@ fn app() -> Html {
             </main>
         },
         Load::Loaded(Ok(None)) => html! { <SignIn {on_signed_in} /> },
-        Load::Loaded(Ok(Some(_))) => html! { <JobsPage {on_signed_out} /> },
+        Load::Loaded(Ok(Some(info))) => {
+            let page = match route {
+                Route::Jobs => html! { <JobsPage on_signed_out={on_signed_out.clone()} /> },
+                Route::Job(id) => html! { <JobPage key={id} {id} on_signed_out={on_signed_out.clone()} /> },
+                Route::Launch => html! { <LaunchPage /> },
+                Route::NotFound => html! {
+                    <main class="page">
+                        <h1>{ "Not found" }</h1>
+                        <p>{ "There is no page at this address. " }<Link to="/">{ "Go to the jobs" }</Link></p>
+                    </main>
+                },
+            };
+            html! {
+                <ContextProvider<Rc<SessionInfo>> context={Rc::new(info.clone())}>{ page }</ContextProvider<Rc<SessionInfo>>>
+            }
+        }
     };
     html! {
-        <div class={classes!("app", (*embedded).then_some("embed"))}>
-            { for header }
-            { body }
-        </div>
+        <ContextProvider<Nav> context={nav.clone()}>
+            <div class={classes!("app", embedded.then_some("embed"))}>
+                <a class="skip" href="#main">{ "Skip to content" }</a>
+                { for header }
+                <div id="main">{ body }</div>
+            </div>
+        </ContextProvider<Nav>>
     }
-}
-
-/// `?embed=1`: the page sits inside another tool's frame, so it drops its own header.
-fn embedded() -> bool {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
-        .and_then(|params| params.get("embed"))
-        .is_some_and(|v| v == "1")
 }

@@ -31,6 +31,10 @@ const ARA: &str = "ara[server]==1.8.0";
 
 const TRUNK_VERSION: &str = "0.21.14";
 
+/// The browser tests in `tests/browser/`, run in this order against one server: sign-in and the
+/// live grid, the grid's filters and paging, the job page, actions by role, a 100k-line job.
+const BROWSER_TESTS: [&str; 5] = ["smoke.mjs", "grid.mjs", "detail.mjs", "actions.mjs", "big.mjs"];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = project_root();
@@ -350,7 +354,7 @@ fn test() -> Result<(), String> {
     step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
     run(Command::new("cargo").args(["test", "--workspace"]))?;
     build_server(false, &["--bin", "playdeck"])?;
-    step("browser test (chromium, playwright-core)");
+    step("browser tests (chromium, playwright-core; screenshots in tests/browser/screenshots)");
     let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -366,11 +370,19 @@ fn test() -> Result<(), String> {
             ("PLAYDECK_LOG", "warn".into()),
         ],
     )?;
-    let result = run(Command::new("node")
-        .arg("tests/browser/smoke.mjs")
-        .env("PLAYDECK_URL", &server.url)
-        .env("PLAYDECK_ADMIN_KEY", key)
-        .env("PLAYDECK_INGEST_TOKEN", token));
+    // Each script is one page's test; all of them run, and the first failure is reported.
+    let mut result = Ok(());
+    for script in BROWSER_TESTS {
+        step(&format!("browser test: {script}"));
+        let outcome = run(Command::new("node")
+            .arg(format!("tests/browser/{script}"))
+            .env("PLAYDECK_URL", &server.url)
+            .env("PLAYDECK_ADMIN_KEY", key)
+            .env("PLAYDECK_INGEST_TOKEN", token));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     result?;

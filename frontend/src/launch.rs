@@ -1,0 +1,599 @@
+//! The launch form (`/launch`): an AAP job template or a local playbook. For a template the form
+//! is built from what the template asks for at launch (its `ask_*_on_launch` prompts and its
+//! survey); extra vars are YAML or JSON, checked before sending. The server's answer decides: the
+//! new job opens, or its error is shown as it said it.
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+use shared::{Role, SessionInfo};
+use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use yew::prelude::*;
+
+use crate::api::{self, ApiError, Load};
+use crate::job::new_job_id;
+use crate::route::{use_nav, Link};
+use crate::vars::parse_vars;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Template,
+    Playbook,
+}
+
+/// One survey question (AWX's `survey_spec` entry); its answer goes into the extra vars.
+#[derive(Clone, PartialEq)]
+struct Question {
+    label: String,
+    help: String,
+    variable: String,
+    /// `text`, `textarea`, `password`, `integer`, `float`, `multiplechoice`, `multiselect`.
+    kind: String,
+    required: bool,
+    default: String,
+    choices: Vec<String>,
+}
+
+/// A template as `GET /api/v1/templates` lists it, read loosely so that a field the connector
+/// adds or leaves out never breaks the form.
+#[derive(Clone, PartialEq)]
+struct Template {
+    controller: Option<String>,
+    name: String,
+    description: String,
+    /// Prompt name (`variables`, `limit`, `tags`, …) → whether the template asks for it. A
+    /// template that says nothing asks for the basic ones.
+    asks: Map<String, Value>,
+    survey: Vec<Question>,
+}
+
+impl Template {
+    fn asks(&self, prompt: &str) -> bool {
+        match self.asks.get(&format!("ask_{prompt}_on_launch")) {
+            Some(v) => v.as_bool().unwrap_or(false),
+            None => matches!(prompt, "variables" | "limit" | "tags"),
+        }
+    }
+
+    /// How the select names it: `name` alone, or `name (controller)`.
+    fn key(&self) -> String {
+        match &self.controller {
+            Some(c) => format!("{} ({c})", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn templates_from(answer: &Value) -> Vec<Template> {
+    let list = answer.get("results").unwrap_or(answer);
+    let Some(items) = list.as_array() else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|t| {
+            let name = t.as_str().or_else(|| t.get("name").and_then(Value::as_str))?.to_owned();
+            let asks = t
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| k.starts_with("ask_"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let survey_on = t.get("survey_enabled").and_then(Value::as_bool).unwrap_or(true);
+            let survey = t
+                .get("survey")
+                .and_then(|s| s.get("spec"))
+                .and_then(Value::as_array)
+                .filter(|_| survey_on)
+                .map(|spec| {
+                    spec.iter()
+                        .filter_map(|q| {
+                            let variable = q.get("variable").and_then(Value::as_str)?.to_owned();
+                            let choices = match q.get("choices") {
+                                Some(Value::String(s)) => {
+                                    s.lines().map(str::to_owned).filter(|c| !c.is_empty()).collect()
+                                }
+                                Some(Value::Array(a)) => a.iter().map(text_of).collect(),
+                                _ => Vec::new(),
+                            };
+                            Some(Question {
+                                label: q
+                                    .get("question_name")
+                                    .map(text_of)
+                                    .filter(|s| !s.is_empty())
+                                    .unwrap_or_else(|| variable.clone()),
+                                help: q.get("question_description").map(text_of).unwrap_or_default(),
+                                kind: q.get("type").map(text_of).unwrap_or_else(|| "text".into()),
+                                required: q.get("required").and_then(Value::as_bool).unwrap_or(false),
+                                default: q.get("default").map(text_of).unwrap_or_default(),
+                                variable,
+                                choices,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(Template {
+                controller: t.get("controller").and_then(Value::as_str).map(str::to_owned),
+                name,
+                description: t.get("description").and_then(Value::as_str).unwrap_or("").to_owned(),
+                asks,
+                survey,
+            })
+        })
+        .collect()
+}
+
+/// What is typed into the form.
+#[derive(Clone, PartialEq, Default)]
+struct Form {
+    template: String,
+    playbook: String,
+    inventory: String,
+    vars: String,
+    limit: String,
+    tags: String,
+    skip_tags: String,
+    check: bool,
+    diff: bool,
+    verbosity: String,
+    /// Survey answers by variable (multiselect: one per line).
+    answers: Map<String, Value>,
+}
+
+/// A survey answer as the controller wants it, or what is wrong with it.
+fn answer(q: &Question, raw: Option<&Value>) -> Result<Option<Value>, String> {
+    let text = raw.map(text_of).unwrap_or_else(|| q.default.clone());
+    if text.trim().is_empty() {
+        return if q.required { Err(format!("“{}” needs an answer", q.label)) } else { Ok(None) };
+    }
+    Ok(Some(match q.kind.as_str() {
+        "integer" => Value::from(
+            text.trim().parse::<i64>().map_err(|_| format!("“{}” must be a whole number", q.label))?,
+        ),
+        "float" => {
+            Value::from(text.trim().parse::<f64>().map_err(|_| format!("“{}” must be a number", q.label))?)
+        }
+        "multiselect" => Value::Array(
+            text.lines().filter(|l| !l.is_empty()).map(|l| Value::String(l.to_owned())).collect(),
+        ),
+        _ => Value::String(text),
+    }))
+}
+
+/// The body of `POST /api/v1/jobs`, or what to fix first.
+fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Value, String> {
+    let mut body = Map::new();
+    let asks = |prompt: &str| kind == Kind::Playbook || chosen.is_none_or(|t| t.asks(prompt));
+    let put = |body: &mut Map<String, Value>, k: &str, v: &str| {
+        if !v.trim().is_empty() {
+            body.insert(k.into(), Value::String(v.trim().to_owned()));
+        }
+    };
+    match kind {
+        Kind::Template => {
+            let name = chosen.map_or(form.template.trim(), |t| t.name.as_str());
+            if name.is_empty() {
+                return Err("Choose a job template.".into());
+            }
+            body.insert("template".into(), Value::String(name.to_owned()));
+            if let Some(c) = chosen.and_then(|t| t.controller.clone()) {
+                body.insert("controller".into(), Value::String(c));
+            }
+        }
+        Kind::Playbook => {
+            if form.playbook.trim().is_empty() {
+                return Err("Name the playbook to run.".into());
+            }
+            put(&mut body, "source", &form.playbook);
+        }
+    }
+    let mut vars = if asks("variables") {
+        match parse_vars(&form.vars).map_err(|e| format!("Extra vars: {e}"))? {
+            Some(Value::Object(o)) => o,
+            _ => Map::new(),
+        }
+    } else {
+        Map::new()
+    };
+    for q in chosen.map(|t| t.survey.as_slice()).unwrap_or_default() {
+        if let Some(v) = answer(q, form.answers.get(&q.variable))? {
+            vars.insert(q.variable.clone(), v);
+        }
+    }
+    if !vars.is_empty() {
+        body.insert("extra_vars".into(), Value::Object(vars));
+    }
+    if asks("inventory") {
+        put(&mut body, "inventory", &form.inventory);
+    }
+    if asks("limit") {
+        put(&mut body, "limit", &form.limit);
+    }
+    if asks("tags") {
+        put(&mut body, "job_tags", &form.tags);
+    }
+    if kind == Kind::Template {
+        if asks("skip_tags") {
+            put(&mut body, "skip_tags", &form.skip_tags);
+        }
+        if asks("job_type") && form.check {
+            body.insert("job_type".into(), Value::String("check".into()));
+        }
+        if asks("diff_mode") && form.diff {
+            body.insert("diff_mode".into(), Value::Bool(true));
+        }
+        if asks("verbosity") {
+            if let Ok(v) = form.verbosity.parse::<u8>() {
+                body.insert("verbosity".into(), Value::from(v));
+            }
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+#[function_component(LaunchPage)]
+pub fn launch_page() -> Html {
+    let session = use_context::<Rc<SessionInfo>>();
+    let nav = use_nav();
+    let kind =
+        use_state(|| if nav.location.param("source").is_some() { Kind::Playbook } else { Kind::Template });
+    let templates = use_state(|| Load::<Vec<Template>>::Loading);
+    let form = use_state(|| Form {
+        template: nav.location.param("template").unwrap_or_default(),
+        playbook: nav.location.param("source").unwrap_or_default(),
+        ..Form::default()
+    });
+    let sending = use_state(|| false);
+    let error = use_state(|| None::<String>);
+    crate::ui::use_title("Launch a job".into());
+    {
+        let templates = templates.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                templates.set(Load::Loaded(api::templates().await.map(|v| templates_from(&v))));
+            });
+        });
+    }
+    if session.as_ref().is_none_or(|s| s.role < Role::Operator) {
+        return html! {
+            <main class="page narrow">
+                <h1>{ "Launch a job" }</h1>
+                <p class="notice">{ "Launching needs the operator role; this key is a viewer." }</p>
+                <p><Link to="/">{ "← Jobs" }</Link></p>
+            </main>
+        };
+    }
+    let list = match &*templates {
+        Load::Loaded(Ok(list)) => list.clone(),
+        _ => Vec::new(),
+    };
+    let chosen =
+        (*kind == Kind::Template).then(|| list.iter().find(|t| t.key() == form.template)).flatten().cloned();
+    let asks = |prompt: &str| *kind == Kind::Playbook || chosen.as_ref().is_none_or(|t| t.asks(prompt));
+    let vars_check = parse_vars(&form.vars);
+
+    // One callback per field: it writes the field and clears an earlier refusal.
+    let field = |write: fn(&mut Form, String)| {
+        let form = form.clone();
+        let error = error.clone();
+        Callback::from(move |e: Event| {
+            let target = e.target();
+            let value = target
+                .clone()
+                .and_then(|t| wasm_bindgen::JsCast::dyn_into::<HtmlInputElement>(t).ok())
+                .map(|i| if i.type_() == "checkbox" { i.checked().to_string() } else { i.value() })
+                .or_else(|| {
+                    target
+                        .clone()
+                        .and_then(|t| wasm_bindgen::JsCast::dyn_into::<HtmlTextAreaElement>(t).ok())
+                        .map(|t| t.value())
+                })
+                .or_else(|| {
+                    target
+                        .and_then(|t| wasm_bindgen::JsCast::dyn_into::<HtmlSelectElement>(t).ok())
+                        .map(|s| s.value())
+                });
+            if let Some(value) = value {
+                let mut f = (*form).clone();
+                write(&mut f, value);
+                form.set(f);
+                error.set(None);
+            }
+        })
+    };
+    let text_input = |id: &'static str,
+                      label: &str,
+                      value: &str,
+                      placeholder: &'static str,
+                      write: fn(&mut Form, String)| {
+        let cb = field(write);
+        let oninput = Callback::from(move |e: InputEvent| cb.emit(e.into()));
+        html! {
+            <>
+                <label for={id}>{ label.to_owned() }</label>
+                <input id={id} type="text" value={value.to_owned()} {oninput} {placeholder} data-testid={id} />
+            </>
+        }
+    };
+    let set_kind = |k: Kind| {
+        let kind = kind.clone();
+        let error = error.clone();
+        Callback::from(move |_: Event| {
+            kind.set(k);
+            error.set(None);
+        })
+    };
+    let onsubmit = {
+        let (kind, form) = (*kind, (*form).clone());
+        let sending = sending.clone();
+        let error = error.clone();
+        let nav = nav.clone();
+        let chosen = chosen.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if *sending {
+                return;
+            }
+            let body = match launch_body(kind, &form, chosen.as_ref()) {
+                Ok(b) => b,
+                Err(e) => return error.set(Some(e)),
+            };
+            sending.set(true);
+            error.set(None);
+            let sending = sending.clone();
+            let error = error.clone();
+            let nav = nav.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = api::launch(&body).await;
+                sending.set(false);
+                match result {
+                    Ok(answer) => match new_job_id(&answer) {
+                        Some(id) => nav.push(&format!("/jobs/{id}")),
+                        None => error.set(Some(format!("Launched, but the answer names no job: {answer}"))),
+                    },
+                    Err(ApiError::Unauthorized(d)) => error.set(Some(format!("Not signed in: {d}"))),
+                    Err(e) => error.set(Some(format!("The launch was refused: {e}"))),
+                }
+            });
+        })
+    };
+    let on_vars = {
+        let cb = field(|f, v| f.vars = v);
+        Callback::from(move |e: InputEvent| cb.emit(e.into()))
+    };
+
+    let template_field = match &*templates {
+        Load::Loaded(Ok(list)) if !list.is_empty() => html! {
+            <>
+                <label for="launch-template">{ "Job template" }</label>
+                <select id="launch-template" onchange={field(|f, v| f.template = v)} data-testid="launch-template">
+                    <option value="" selected={form.template.is_empty()}>{ "Choose…" }</option>
+                    { for list.iter().map(|t| html! {
+                        <option value={t.key()} selected={form.template == t.key()}>{ t.key() }</option>
+                    }) }
+                </select>
+                if let Some(t) = chosen.as_ref().filter(|t| !t.description.is_empty()) {
+                    <p class="hint">{ &t.description }</p>
+                }
+            </>
+        },
+        other => html! {
+            <>
+                { text_input("launch-template", "Job template", &form.template, "the template's name", |f, v| f.template = v) }
+                <p class="hint">{ match other {
+                    Load::Loading => "Loading the templates…".to_string(),
+                    Load::Loaded(Err(e)) => format!("The templates could not be listed ({e}); type the name."),
+                    Load::Loaded(Ok(_)) => "No templates are listed; type the name.".to_string(),
+                } }</p>
+            </>
+        },
+    };
+    let survey = chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default();
+    let on_answer = {
+        let form = form.clone();
+        let error = error.clone();
+        Callback::from(move |(variable, value): (String, String)| {
+            let mut f = (*form).clone();
+            f.answers.insert(variable, Value::String(value));
+            form.set(f);
+            error.set(None);
+        })
+    };
+
+    html! {
+        <main class="page narrow">
+            <div class="toolbar"><Link to="/" class="back">{ "← Jobs" }</Link></div>
+            <form class="launch card wide" {onsubmit} data-testid="launch-form" novalidate=true>
+                <h1>{ "Launch a job" }</h1>
+                <fieldset class="kind">
+                    <legend>{ "What to run" }</legend>
+                    <label><input type="radio" name="kind" checked={*kind == Kind::Template}
+                                  onchange={set_kind(Kind::Template)} data-testid="launch-kind-template" />
+                        { " An AAP job template" }</label>
+                    <label><input type="radio" name="kind" checked={*kind == Kind::Playbook}
+                                  onchange={set_kind(Kind::Playbook)} data-testid="launch-kind-playbook" />
+                        { " A local playbook" }</label>
+                </fieldset>
+                if *kind == Kind::Template {
+                    { template_field }
+                } else {
+                    { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
+                }
+                if !survey.is_empty() {
+                    <fieldset class="survey" data-testid="launch-survey">
+                        <legend>{ "Survey" }</legend>
+                        { for survey.iter().map(|q| survey_field(q, &form, &on_answer)) }
+                    </fieldset>
+                }
+                if asks("variables") {
+                    <label for="launch-vars">{ "Extra vars (YAML or JSON)" }</label>
+                    <textarea id="launch-vars" rows="6" spellcheck="false" value={form.vars.clone()} oninput={on_vars}
+                              aria-invalid={vars_check.is_err().to_string()} aria-describedby="launch-vars-check"
+                              placeholder={"patch_group: Group-1\nreboot: false"} data-testid="launch-vars" />
+                    <p id="launch-vars-check" class={classes!("hint", vars_check.is_err().then_some("error"))}
+                       data-testid="launch-vars-check">
+                        { match &vars_check {
+                            Ok(None) => "No extra vars.".to_string(),
+                            Ok(Some(v)) => {
+                                let n = v.as_object().map_or(0, |o| o.len());
+                                format!("{n} variable{}.", if n == 1 { "" } else { "s" })
+                            }
+                            Err(e) => e.clone(),
+                        } }
+                    </p>
+                }
+                if asks("inventory") {
+                    { text_input("launch-inventory", "Inventory (optional)", &form.inventory, "hosts.ini or an inventory's name", |f, v| f.inventory = v) }
+                }
+                if asks("limit") {
+                    { text_input("launch-limit", "Limit (optional)", &form.limit, "web-01,web-02 or a group", |f, v| f.limit = v) }
+                }
+                if asks("tags") {
+                    { text_input("launch-tags", "Tags (optional)", &form.tags, "patch,reboot", |f, v| f.tags = v) }
+                }
+                if *kind == Kind::Template && asks("skip_tags") {
+                    { text_input("launch-skip-tags", "Skip tags (optional)", &form.skip_tags, "reboot", |f, v| f.skip_tags = v) }
+                }
+                if *kind == Kind::Template && asks("verbosity") {
+                    <label for="launch-verbosity">{ "Verbosity" }</label>
+                    <select id="launch-verbosity" onchange={field(|f, v| f.verbosity = v)}>
+                        { for ["", "0", "1", "2", "3", "4"].iter().map(|v| html! {
+                            <option value={*v} selected={form.verbosity == *v}>
+                                { if v.is_empty() { "As the template says".to_string() } else { format!("{v} ({})", ["normal", "verbose", "more verbose", "debug", "connection debug"][v.parse::<usize>().unwrap_or(0)]) } }
+                            </option>
+                        }) }
+                    </select>
+                }
+                if *kind == Kind::Template && asks("job_type") {
+                    <label class="check"><input type="checkbox" checked={form.check} onchange={field(|f, v| f.check = v == "true")} />
+                        { " Check mode (change nothing)" }</label>
+                }
+                if *kind == Kind::Template && asks("diff_mode") {
+                    <label class="check"><input type="checkbox" checked={form.diff} onchange={field(|f, v| f.diff = v == "true")} />
+                        { " Show differences" }</label>
+                }
+                <button type="submit" disabled={*sending} data-testid="launch-submit">
+                    { if *sending { "Launching…" } else { "Launch" } }
+                </button>
+                <p class="error" role="alert" data-testid="launch-error" hidden={error.is_none()}>
+                    { (*error).clone().unwrap_or_default() }
+                </p>
+            </form>
+        </main>
+    }
+}
+
+fn survey_field(q: &Question, form: &Form, on_answer: &Callback<(String, String)>) -> Html {
+    let id = format!("survey-{}", q.variable);
+    let value = form.answers.get(&q.variable).map(text_of).unwrap_or_else(|| q.default.clone());
+    let onchange = {
+        let on_answer = on_answer.clone();
+        let variable = q.variable.clone();
+        Callback::from(move |e: Event| {
+            let Some(t) = e.target() else { return };
+            let value = wasm_bindgen::JsCast::dyn_ref::<HtmlInputElement>(&t)
+                .map(|i| i.value())
+                .or_else(|| wasm_bindgen::JsCast::dyn_ref::<HtmlTextAreaElement>(&t).map(|t| t.value()))
+                .or_else(|| {
+                    wasm_bindgen::JsCast::dyn_ref::<HtmlSelectElement>(&t).map(|s| {
+                        let options = s.selected_options();
+                        (0..options.length())
+                            .filter_map(|i| options.item(i))
+                            .filter_map(|o| o.get_attribute("value"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                });
+            if let Some(value) = value {
+                on_answer.emit((variable.clone(), value));
+            }
+        })
+    };
+    let label = if q.required { format!("{} *", q.label) } else { q.label.clone() };
+    let control = match q.kind.as_str() {
+        "multiplechoice" | "multiselect" => {
+            let chosen: Vec<&str> = value.lines().collect();
+            html! {
+                <select id={id.clone()} multiple={q.kind == "multiselect"} onchange={onchange} required={q.required}>
+                    if q.kind == "multiplechoice" && !q.required { <option value="">{ "—" }</option> }
+                    { for q.choices.iter().map(|c| html! { <option value={c.clone()} selected={chosen.contains(&c.as_str())}>{ c }</option> }) }
+                </select>
+            }
+        }
+        "textarea" => {
+            html! { <textarea id={id.clone()} rows="3" value={value} onchange={onchange} required={q.required} /> }
+        }
+        kind => {
+            let input_type = match kind {
+                "password" => "password",
+                "integer" | "float" => "number",
+                _ => "text",
+            };
+            let step = (kind == "float").then_some("any");
+            html! { <input id={id.clone()} type={input_type} {step} value={value} onchange={onchange} required={q.required} /> }
+        }
+    };
+    html! {
+        <>
+            <label for={id}>{ label }</label>
+            { control }
+            if !q.help.is_empty() { <p class="hint">{ &q.help }</p> }
+        </>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_template_launch_takes_only_what_the_template_asks_for_plus_its_survey() {
+        let list = templates_from(&json!({"results": [{
+            "controller": "aap", "name": "patch", "ask_variables_on_launch": true, "ask_limit_on_launch": false,
+            "ask_tags_on_launch": true, "survey_enabled": true,
+            "survey": {"spec": [
+                {"question_name": "Group", "variable": "patch_group", "type": "multiplechoice",
+                 "required": true, "default": "", "choices": "Group-1\nGroup-2"},
+                {"question_name": "Retries", "variable": "retries", "type": "integer", "required": false, "default": 3}
+            ]}
+        }]}));
+        let t = &list[0];
+        assert_eq!(t.key(), "patch (aap)");
+        assert!(t.asks("variables") && !t.asks("limit") && t.asks("tags") && !t.asks("verbosity"));
+        let mut form =
+            Form { vars: "reboot: no".into(), limit: "web-01".into(), tags: "x".into(), ..Form::default() };
+        assert_eq!(launch_body(Kind::Template, &form, Some(t)), Err("“Group” needs an answer".into()));
+        form.answers.insert("patch_group".into(), json!("Group-2"));
+        assert_eq!(
+            launch_body(Kind::Template, &form, Some(t)),
+            Ok(json!({"template": "patch", "controller": "aap", "job_tags": "x",
+                      "extra_vars": {"reboot": false, "patch_group": "Group-2", "retries": 3}}))
+        );
+        form.answers.insert("retries".into(), json!("many"));
+        assert_eq!(
+            launch_body(Kind::Template, &form, Some(t)),
+            Err("“Retries” must be a whole number".into())
+        );
+    }
+
+    #[test]
+    fn a_playbook_launch_names_its_source() {
+        let form = Form { playbook: "site.yml".into(), limit: "db".into(), ..Form::default() };
+        assert_eq!(
+            launch_body(Kind::Playbook, &form, None),
+            Ok(json!({"source": "site.yml", "limit": "db"}))
+        );
+        assert!(launch_body(Kind::Playbook, &Form::default(), None).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+// Browser test of actions by role, against a running bff, in Debian's Chromium.
+//
+// What a person would notice: an operator gets the launch form, which checks extra vars (YAML or
+// JSON) before sending and shows the server's own words when it refuses a launch; cancel and
+// relaunch answer in words too; the output downloads; a viewer sees no action buttons at all.
+//
+//   PLAYDECK_URL=http://127.0.0.1:8080 PLAYDECK_ADMIN_KEY=… PLAYDECK_INGEST_TOKEN=… node actions.mjs
+
+import { randomBytes } from 'node:crypto';
+import {
+  ADMIN_KEY, BASE, DESKTOP, PHONE, Run, assert, assertContrast, ingest, launchBrowser, linesOf, newPage, noPageErrors,
+  noSidewaysScroll, requireEnv, run, shot, signIn, step, waitFor,
+} from './lib.mjs';
+
+requireEnv('actions.mjs');
+
+/// What the server answers to a POST, as `{ok, detail}`.
+async function post(path, body) {
+  const response = await fetch(`${BASE}${path}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${ADMIN_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await response.json().catch(() => ({}));
+  return { ok: response.ok, detail: json?.errors?.[0]?.detail ?? '', json };
+}
+
+/// The page shows either the server's refusal in its words, or that it was done.
+async function shownOutcome(page, errorId, okId) {
+  const either = page.locator(`[data-testid="${errorId}"]:not([hidden]), [data-testid="${okId}"]`);
+  await either.first().waitFor({ timeout: 15_000 });
+  const error = page.locator(`[data-testid="${errorId}"]:not([hidden])`);
+  if (await error.count()) return { ok: false, text: (await error.innerText()).trim() };
+  return { ok: true, text: (await page.getByTestId(okId).innerText()).trim() };
+}
+
+async function main() {
+  const suffix = randomBytes(4).toString('hex');
+  const r = new Run({ hosts: ['db-01', 'db-02'] });
+  const events = [...r.start(), ...r.task('Backup', { outcome: (h) => (h === 'db-02' ? 'failed' : 'ok') }), ...r.end()];
+  const failedJob = (await ingest({ source: 'local', job: { external_id: `act-${suffix}`, name: `Backup ${suffix}` }, events })).job_id;
+  const r2 = new Run({ hosts: ['db-01'] });
+  const runningJob = (await ingest({ source: 'local', job: { external_id: `act-run-${suffix}`, name: `Long ${suffix}` }, events: [...r2.start(), ...r2.task('Wait')] })).job_id;
+
+  const browser = await launchBrowser();
+  try {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await signIn(context);
+    const page = await newPage(context);
+
+    await step('extra vars are checked as they are typed, with the line that is wrong', async () => {
+      await page.goto(`${BASE}/`);
+      await page.getByTestId('nav-launch').click();
+      await page.getByTestId('launch-form').waitFor();
+      assert(new URL(page.url()).pathname === '/launch', 'the launch form has no address of its own');
+      await page.getByTestId('launch-template').fill(`no-such-template-${suffix}`);
+      await page.getByTestId('launch-vars').fill('patch_group: Group-1\n  reboot: no');
+      const check = page.getByTestId('launch-vars-check');
+      await waitFor('the mistake is named', async () => (await check.innerText()).includes('line 2') || await check.innerText());
+      assert((await page.getByTestId('launch-vars').getAttribute('aria-invalid')) === 'true', 'the field is not marked invalid');
+      await page.getByTestId('launch-submit').click();
+      const error = await page.getByTestId('launch-error').innerText();
+      assert(error.includes('Extra vars') && error.includes('line 2'), `submitting invalid vars says: ${error}`);
+      await page.getByTestId('launch-vars').fill('patch_group: Group-1\nreboot: no\nhosts:\n  - web-01\n');
+      await waitFor('the vars are read', async () => (await check.innerText()) === '3 variables.' || await check.innerText());
+      await page.getByTestId('launch-vars').fill('{"patch_group": "Group-1"}');
+      await waitFor('JSON is read too', async () => (await check.innerText()) === '1 variable.' || await check.innerText());
+    });
+
+    await step('a refused template launch shows the server\'s words', async () => {
+      const body = { template: `no-such-template-${suffix}`, extra_vars: { patch_group: 'Group-1' } };
+      await page.getByTestId('launch-submit').click();
+      await waitFor('the answer is shown', async () => !(await page.getByTestId('launch-error').innerText()).startsWith('Extra vars') || 'still the vars error');
+      const shown = await shownOutcome(page, 'launch-error', 'job-page');
+      const server = await post('/api/v1/jobs', body);
+      assert(!server.ok, `the server launched a template that does not exist: ${JSON.stringify(server.json)}`);
+      assert(!shown.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
+      console.log(`# launch refused: ${shown.text}`);
+      await shot(page, 'launch-error.png');
+      await assertContrast(page, 'the launch form with an error');
+    });
+
+    await step('a refused playbook launch shows the server\'s words', async () => {
+      await page.getByTestId('launch-kind-playbook').check();
+      await page.getByTestId('launch-playbook').fill(`no-such-playbook-${suffix}.yml`);
+      await page.getByTestId('launch-limit').fill('web-01');
+      await page.getByTestId('launch-submit').click();
+      const shown = await shownOutcome(page, 'launch-error', 'job-page');
+      const server = await post('/api/v1/jobs', { source: `no-such-playbook-${suffix}.yml`, extra_vars: { patch_group: 'Group-1' }, limit: 'web-01' });
+      assert(!server.ok, `the server ran a playbook that does not exist: ${JSON.stringify(server.json)}`);
+      assert(!shown.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
+      await page.setViewportSize(PHONE);
+      await noSidewaysScroll(page, PHONE.width);
+      await shot(page, 'launch-phone.png');
+      await page.setViewportSize(DESKTOP);
+    });
+
+    await step('cancel answers in words', async () => {
+      await page.goto(`${BASE}/jobs/${runningJob}`);
+      await page.getByTestId('action-cancel').click();
+      const shown = await shownOutcome(page, 'action-error', 'action-result');
+      console.log(`# cancel: ${shown.text}`);
+      if (!shown.ok) {
+        const server = await post(`/api/v1/jobs/${runningJob}/cancel`, {});
+        assert(!server.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
+      }
+      assert((await page.getByTestId('action-relaunch').count()) === 0, 'a running job offers relaunch');
+    });
+
+    await step('relaunching the failed hosts answers in words', async () => {
+      await page.goto(`${BASE}/jobs/${failedJob}`);
+      assert((await page.getByTestId('action-cancel').count()) === 0, 'a finished job offers cancel');
+      await page.getByTestId('action-failed').click();
+      const shown = await shownOutcome(page, 'action-error', 'job-page');
+      console.log(`# relaunch failed hosts: ${shown.text}`);
+      if (!shown.ok) {
+        const server = await post(`/api/v1/jobs/${failedJob}/relaunch`, { hosts: 'failed' });
+        assert(!server.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
+      }
+    });
+
+    await step('the output downloads as text', async () => {
+      await page.goto(`${BASE}/jobs/${failedJob}`);
+      const href = await page.getByTestId('download-txt').getAttribute('href');
+      const response = await context.request.get(`${BASE}${href}`);
+      assert(response.ok(), `the download answered ${response.status()}`);
+      // As the events printed it: carriage returns and all.
+      const text = (await response.text()).replace(/\r/g, '');
+      assert(text === linesOf(events).join('\n') + '\n', 'the downloaded output is not the job\'s output');
+    });
+
+    await step('a viewer sees no action buttons', async () => {
+      const created = await post('/api/v1/keys', { name: `viewer-${suffix}`, role: 'viewer' });
+      assert(created.ok, `creating a viewer key: ${created.detail}`);
+      const viewerContext = await browser.newContext({ viewport: DESKTOP });
+      await signIn(viewerContext, created.json.secret);
+      const viewer = await newPage(viewerContext);
+      await viewer.goto(`${BASE}/jobs/${failedJob}`);
+      await viewer.getByTestId('actions').waitFor({ timeout: 15_000 });
+      for (const id of ['action-all', 'action-failed', 'action-cancel', 'nav-launch']) {
+        assert((await viewer.getByTestId(id).count()) === 0, `a viewer sees ${id}`);
+      }
+      assert((await viewer.getByTestId('download-txt').count()) === 1, 'a viewer cannot download the output');
+      await viewer.goto(`${BASE}/launch`);
+      await viewer.getByText('needs the operator role').waitFor();
+      noPageErrors(viewer);
+      await viewerContext.close();
+    });
+
+    noPageErrors(page);
+  } finally {
+    await browser.close();
+  }
+}
+
+await run(main, 180_000);
