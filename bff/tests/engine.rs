@@ -315,6 +315,35 @@ async fn an_async_launch_answers_202_with_location_and_sse_follows_it_to_the_end
     assert_eq!(leaks, 0, "the no_log value is in no event");
 }
 
+/// What `cargo xtask demo` launches: patch.yml on web-01 of the example inventory, patch group Group-1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_launch_patches_web_01_with_group_1_from_the_example_inventory() {
+    let app = spawn_engine(|_| {}).await;
+    let (_, run) = launch_ok(
+        &app,
+        json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "demo.yml"},
+               "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}, "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "successful", "{run}");
+    assert_eq!(run["job"]["inventory"], "demo.yml");
+    assert_eq!(run["job"]["limit"], "web-01");
+    let hosts: Vec<&str> =
+        run["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(hosts, ["web-01"]);
+    let id = run["job"]["id"].as_i64().expect("id");
+    let stdout = app.get(&format!("/api/v1/jobs/{id}/stdout")).await.text().await.expect("stdout");
+    for play in [
+        "PLAY [Pre-checks for patch group Group-1]",
+        "PLAY [Patching Group-1]",
+        "PLAY [Post-checks for Group-1]",
+        "PLAY [Reboot if needed]",
+    ] {
+        assert!(stdout.contains(play), "{play} in {stdout}");
+    }
+    assert!(stdout.contains("web-01 is patched (3 updates)"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_playbook_from_a_git_repository_runs() {
     let app = spawn_engine(|_| {}).await;
