@@ -31,7 +31,13 @@ struct Op {
     query: &'static [(&'static str, &'static str)],
 }
 
-const fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str, auth: Auth) -> Op {
+const fn op(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+) -> Op {
     Op { method, path, tag, summary, auth, body: None, status: 200, answer: None, query: &[] }
 }
 
@@ -77,33 +83,79 @@ fn operations() -> Vec<Op> {
         op("post", "/ingest/events", "ingest", "Ingest a batch of one job's events (gzip accepted)", Ingest)
             .body("IngestBatch")
             .answer(200, "IngestResult"),
-        op("post", "/ingest/aap-logging", "ingest", "Receive AAP external-logging records (JSON lines or Splunk-wrapped)", Ingest),
-        op("post", "/ingest/aap-logging/{controller}", "ingest", "Receive AAP external-logging records for one controller", Ingest),
-        op("get", "/jobs", "jobs", "List jobs with filters, ordering and paging", Viewer).answer(200, "Page_for_Job").query(JOB_FILTERS),
-        op("post", "/jobs", "jobs", "Launch: an AAP template (`template`) or a local playbook (`source`)", Operator).answer(201, "Job"),
-        op("get", "/jobs/{id}", "jobs", "One job, with its failures' explanations", Viewer).answer(200, "Job"),
+        op(
+            "post",
+            "/ingest/aap-logging",
+            "ingest",
+            "Receive AAP external-logging records (JSON lines or Splunk-wrapped)",
+            Ingest,
+        ),
+        op(
+            "post",
+            "/ingest/aap-logging/{controller}",
+            "ingest",
+            "Receive AAP external-logging records for one controller",
+            Ingest,
+        ),
+        op("get", "/jobs", "jobs", "List jobs with filters, ordering and paging", Viewer)
+            .answer(200, "Page_for_Job")
+            .query(JOB_FILTERS),
+        op(
+            "post",
+            "/jobs",
+            "jobs",
+            "Launch: an AAP template (`template`) or a local playbook (`source`)",
+            Operator,
+        )
+        .answer(201, "Job"),
+        op("get", "/jobs/{id}", "jobs", "One job, with its failures' explanations", Viewer)
+            .answer(200, "Job"),
         op("get", "/jobs/{id}/events", "jobs", "A job's events in counter order", Viewer)
             .answer(200, "Page_for_JobEvent")
-            .query(&[("after_counter", "only events after this counter"), ("limit", "1 to 1000, default 100"), ("host", "only this host's events")]),
+            .query(&[
+                ("after_counter", "only events after this counter"),
+                ("limit", "1 to 1000, default 100"),
+                ("host", "only this host's events"),
+            ]),
         op("get", "/jobs/{id}/hosts", "jobs", "Per-host results", Viewer).answer(200, "Page_for_JobHost"),
         op("get", "/jobs/{id}/stdout", "jobs", "The output rebuilt from the events (text/plain)", Viewer)
             .query(&[("format", "`txt` (default, colours stripped) or `ansi`")]),
-        op("get", "/jobs/{id}/history", "jobs", "Every status change, who and when", Viewer).answer(200, "Page_for_StatusChange"),
-        op("get", "/jobs/{id}/stream", "live", "Follow a job's events over Server-Sent Events (`Last-Event-ID` resumes)", Viewer)
-            .query(&[("cursor", "resume after this cursor when Last-Event-ID cannot be sent")]),
+        op("get", "/jobs/{id}/history", "jobs", "Every status change, who and when", Viewer)
+            .answer(200, "Page_for_StatusChange"),
+        op(
+            "get",
+            "/jobs/{id}/stream",
+            "live",
+            "Follow a job's events over Server-Sent Events (`Last-Event-ID` resumes)",
+            Viewer,
+        )
+        .query(&[("cursor", "resume after this cursor when Last-Event-ID cannot be sent")]),
         op("post", "/jobs/{id}/cancel", "jobs", "Cancel a job on its engine", Operator),
         op("post", "/jobs/{id}/relaunch", "jobs", "Relaunch on all or only the failed hosts", Operator),
-        op("get", "/ws", "live", "WebSocket: job changes and followed jobs' events (ClientMessage / ServerMessage)", Viewer)
-            .status(101),
-        op("get", "/templates", "aap", "The controllers' job templates with their launch prompts and surveys", Operator)
-            .answer(200, "TemplatePage"),
+        op(
+            "get",
+            "/ws",
+            "live",
+            "WebSocket: job changes and followed jobs' events (ClientMessage / ServerMessage)",
+            Viewer,
+        )
+        .status(101),
+        op(
+            "get",
+            "/templates",
+            "aap",
+            "The controllers' job templates with their launch prompts and surveys",
+            Operator,
+        )
+        .answer(200, "TemplatePage"),
         op("get", "/controllers", "aap", "Configured controllers and their health", Viewer),
         op("get", "/session", "session", "Who is signed in", Viewer).answer(200, "SessionInfo"),
         op("post", "/session", "session", "Exchange an API key for an HttpOnly session cookie", None)
             .body("SessionRequest")
             .answer(200, "SessionInfo"),
         op("delete", "/session", "session", "Sign out", None).status(204),
-        op("get", "/keys", "keys", "API keys (never the keys themselves)", Admin).answer(200, "Page_for_ApiKey"),
+        op("get", "/keys", "keys", "API keys (never the keys themselves)", Admin)
+            .answer(200, "Page_for_ApiKey"),
         op("post", "/keys", "keys", "Create an API key; the answer is the only time it is shown", Admin)
             .body("NewApiKey")
             .answer(201, "CreatedApiKey"),
@@ -125,22 +177,32 @@ fn operations() -> Vec<Op> {
             .answer(200, "Stats")
             .query(&[("window", "`24h` (default), `7d` or `30d`")]),
         op("get", "/requests", "requests", "Recent requests in plain words", Viewer),
-        op("post", "/requests", "requests", "Interpret a request: what was understood, what is missing, what would run", Operator)
-            .body("RequestText")
-            .answer(201, "Request"),
-        op("get", "/requests/{id}", "requests", "A request, its conversation, its job and progress", Viewer).answer(200, "Request"),
+        op(
+            "post",
+            "/requests",
+            "requests",
+            "Interpret a request: what was understood, what is missing, what would run",
+            Operator,
+        )
+        .body("RequestText")
+        .answer(201, "Request"),
+        op("get", "/requests/{id}", "requests", "A request, its conversation, its job and progress", Viewer)
+            .answer(200, "Request"),
         op("post", "/requests/{id}/reply", "requests", "Answer the request's question", Operator)
             .body("RequestText")
             .answer(200, "Request"),
-        op("post", "/requests/{id}/confirm", "requests", "Launch what the request would run", Operator).answer(200, "Request"),
+        op("post", "/requests/{id}/confirm", "requests", "Launch what the request would run", Operator)
+            .answer(200, "Request"),
         op("get", "/webhooks", "webhooks", "Registered webhooks", Admin).answer(200, "Page_for_Webhook"),
         op("post", "/webhooks", "webhooks", "Register a webhook (HMAC-SHA256 signed deliveries)", Admin)
             .body("NewWebhook")
             .answer(201, "CreatedWebhook"),
         op("get", "/webhooks/{id}", "webhooks", "One webhook", Admin).answer(200, "Webhook"),
         op("delete", "/webhooks/{id}", "webhooks", "Remove a webhook", Admin).status(204),
-        op("get", "/webhooks/deliveries", "webhooks", "Deliveries with their attempts", Admin).answer(200, "Page_for_WebhookDelivery"),
-        op("get", "/webhooks/deliveries/{id}", "webhooks", "One delivery", Admin).answer(200, "WebhookDelivery"),
+        op("get", "/webhooks/deliveries", "webhooks", "Deliveries with their attempts", Admin)
+            .answer(200, "Page_for_WebhookDelivery"),
+        op("get", "/webhooks/deliveries/{id}", "webhooks", "One delivery", Admin)
+            .answer(200, "WebhookDelivery"),
         op("post", "/webhooks/deliveries/{id}/redeliver", "webhooks", "Deliver again", Admin).status(202),
         op("get", "/openapi.json", "meta", "This document", None),
     ]
@@ -212,7 +274,10 @@ pub fn document() -> Value {
         let mut operation = Map::new();
         operation.insert("tags".into(), json!([o.tag]));
         operation.insert("summary".into(), json!(o.summary));
-        operation.insert("operationId".into(), json!(format!("{}{}", o.method, o.path.replace(['/', '{', '}', '.', '-'], "_"))));
+        operation.insert(
+            "operationId".into(),
+            json!(format!("{}{}", o.method, o.path.replace(['/', '{', '}', '.', '-'], "_"))),
+        );
         let security = match o.auth {
             Auth::None => json!([]),
             Auth::Ingest => json!([{"ingestToken": []}]),
@@ -230,7 +295,11 @@ pub fn document() -> Value {
         let mut params: Vec<Value> = Vec::new();
         for seg in o.path.split('/').filter(|s| s.starts_with('{')) {
             let name = seg.trim_matches(|c| c == '{' || c == '}');
-            let schema = if name == "id" { json!({"type": "integer", "minimum": 1}) } else { json!({"type": "string"}) };
+            let schema = if name == "id" {
+                json!({"type": "integer", "minimum": 1})
+            } else {
+                json!({"type": "string"})
+            };
             params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
         }
         for (name, description) in o.query {
@@ -247,7 +316,9 @@ pub fn document() -> Value {
         }
         let mut responses = Map::new();
         let ok = match o.answer {
-            Some(schema) => json!({"description": "OK", "content": {"application/json": {"schema": reference(schema)}}}),
+            Some(schema) => {
+                json!({"description": "OK", "content": {"application/json": {"schema": reference(schema)}}})
+            }
             None => json!({"description": "OK"}),
         };
         responses.insert(o.status.to_string(), ok);
