@@ -17,6 +17,7 @@ pub mod kb;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod requests;
 pub mod retention;
 pub mod security;
@@ -146,6 +147,7 @@ pub fn app(state: AppState) -> Router {
         .merge(requests::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
+        .route("/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(|| async { error::AppError::NotFound("no such API endpoint".into()) })
         .layer(axum::middleware::from_fn(error::error_shape));

@@ -42,6 +42,17 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("playdeck_listener_connected", "gauge", "1 when the LISTEN connection is up."),
     ("playdeck_pg_notification_queue_usage", "gauge", "PostgreSQL's pg_notification_queue_usage() (0..1)."),
     ("playdeck_db_pool_connections", "gauge", "Connections in the pool, by state."),
+    ("playdeck_engine_jobs", "gauge", "Local engine jobs by state (queued, running)."),
+    ("playdeck_webhook_deliveries", "gauge", "Webhook deliveries by outcome (pending, delivered, failed)."),
+    (
+        "playdeck_aap_controller_up",
+        "gauge",
+        "1 when a controller syncs without errors, by controller and status.",
+    ),
+    ("playdeck_aap_sync_age_seconds", "gauge", "Seconds since the controller's last successful sync round."),
+    ("playdeck_aap_active_jobs", "gauge", "Controller jobs still being followed, by controller."),
+    ("playdeck_aap_sync_round_seconds", "histogram", "Duration of a successful sync round, by controller."),
+    ("playdeck_aap_sync_errors_total", "counter", "Failed sync rounds, by controller."),
 ];
 
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -155,6 +166,54 @@ pub async fn scrape(State(app): State<AppState>) -> Response {
     if let Ok(db) = app.pool.get().await {
         if let Ok(row) = db.query_one("select pg_notification_queue_usage()", &[]).await {
             gauges.push(("playdeck_pg_notification_queue_usage", Vec::new(), row.get::<_, f64>(0)));
+        }
+        // Shared state read from the tables, so every replica reports the same figures.
+        if let Ok(row) = db
+            .query_one(
+                "select count(*) filter (where state = 'queued'), count(*) filter (where state = 'running')
+                   from engine_jobs where state <> 'done'",
+                &[],
+            )
+            .await
+        {
+            gauges.push((
+                "playdeck_engine_jobs",
+                labels(&[("state", "queued")]),
+                row.get::<_, i64>(0) as f64,
+            ));
+            gauges.push((
+                "playdeck_engine_jobs",
+                labels(&[("state", "running")]),
+                row.get::<_, i64>(1) as f64,
+            ));
+        }
+        if let Ok(rows) = db.query("select state, count(*) from webhook_deliveries group by state", &[]).await
+        {
+            for state in ["pending", "delivered", "failed"] {
+                let n = rows.iter().find(|r| r.get::<_, &str>(0) == state).map_or(0, |r| r.get::<_, i64>(1));
+                gauges.push(("playdeck_webhook_deliveries", labels(&[("outcome", state)]), n as f64));
+            }
+        }
+    }
+    if let Ok(controllers) = serde_json::from_value::<Vec<shared::aap::Controller>>(crate::aap::health(&app))
+    {
+        let now = chrono::Utc::now();
+        for c in controllers {
+            let up = if c.healthy { 1.0 } else { 0.0 };
+            gauges.push((
+                "playdeck_aap_controller_up",
+                labels(&[("controller", &c.name), ("status", &c.status)]),
+                up,
+            ));
+            gauges.push((
+                "playdeck_aap_active_jobs",
+                labels(&[("controller", &c.name)]),
+                c.active_jobs as f64,
+            ));
+            if let Some(t) = c.last_sync {
+                let age = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
+                gauges.push(("playdeck_aap_sync_age_seconds", labels(&[("controller", &c.name)]), age));
+            }
         }
     }
     let mut resp = app.metrics.render(&gauges).into_response();

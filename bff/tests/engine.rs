@@ -315,6 +315,35 @@ async fn an_async_launch_answers_202_with_location_and_sse_follows_it_to_the_end
     assert_eq!(leaks, 0, "the no_log value is in no event");
 }
 
+/// What `cargo xtask demo` launches: patch.yml on web-01 of the example inventory, patch group Group-1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_launch_patches_web_01_with_group_1_from_the_example_inventory() {
+    let app = spawn_engine(|_| {}).await;
+    let (_, run) = launch_ok(
+        &app,
+        json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "demo.yml"},
+               "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}, "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "successful", "{run}");
+    assert_eq!(run["job"]["inventory"], "demo.yml");
+    assert_eq!(run["job"]["limit"], "web-01");
+    let hosts: Vec<&str> =
+        run["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(hosts, ["web-01"]);
+    let id = run["job"]["id"].as_i64().expect("id");
+    let stdout = app.get(&format!("/api/v1/jobs/{id}/stdout")).await.text().await.expect("stdout");
+    for play in [
+        "PLAY [Pre-checks for patch group Group-1]",
+        "PLAY [Patching Group-1]",
+        "PLAY [Post-checks for Group-1]",
+        "PLAY [Reboot if needed]",
+    ] {
+        assert!(stdout.contains(play), "{play} in {stdout}");
+    }
+    assert!(stdout.contains("web-01 is patched (3 updates)"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_playbook_from_a_git_repository_runs() {
     let app = spawn_engine(|_| {}).await;
@@ -848,4 +877,48 @@ async fn bad_launches_are_refused_with_clear_4xx() {
         .await
         .expect("cancel");
     assert_error(resp, 404).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_failures_of_a_run_are_explained_by_the_knowledge_base() {
+    let app = spawn_engine(|_| {}).await;
+    let dir = app.state.config.engine.playbook_dir.clone();
+    std::fs::write(
+        dir.join("fail.yml"),
+        "- name: Maintenance\n  hosts: all\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: Clean the cache\n      ansible.builtin.shell: \"echo 'write error: No space left on device' >&2; exit 1\"\n",
+    )
+    .expect("write playbook");
+    // web-01 runs locally and fails its command; db-09 is a host nobody listens for.
+    let inventory = json!({"type": "inline", "hosts": ["web-01", "db-09"], "host_vars": {
+        "web-01": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "db-09": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody",
+                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5"}}});
+    let (_, run) = launch_ok(
+        &app,
+        json!({"source": {"type": "playbook", "path": "fail.yml"}, "inventory": inventory, "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "failed", "{run}");
+    let id = run["job"]["id"].as_i64().expect("id");
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    let explanations = job["explanations"].as_array().expect("explanations");
+    let by_host =
+        |h: &str| explanations.iter().find(|e| e["host"] == h).unwrap_or_else(|| panic!("{h}: {job}"));
+    let titles = |e: &Value| -> Vec<String> {
+        e["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .map(|m| m["title"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let web = by_host("web-01");
+    assert_eq!(web["task"], "Clean the cache");
+    assert_eq!(web["event"], "runner_on_failed");
+    assert_eq!(titles(web), vec!["No space left on device"], "{web}");
+    let db = by_host("db-09");
+    assert_eq!(db["event"], "runner_on_unreachable");
+    assert!(db["error"].as_str().unwrap_or("").to_lowercase().contains("connection refused"), "{db}");
+    assert_eq!(titles(db), vec!["Host unreachable (network, DNS or SSH down)"], "{db}");
 }

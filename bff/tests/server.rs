@@ -249,6 +249,8 @@ async fn metrics_move_with_ingest_and_live_clients() {
         "playdeck_http_requests_total{route=\"/api/v1/ingest/events\",method=\"POST\",status=\"200\"} 2"
     ));
     assert!(after.contains("playdeck_notification_lag_seconds_count 2"), "{after}");
+    assert!(after.contains("playdeck_engine_jobs{state=\"queued\"} 0"), "{after}");
+    assert!(after.contains("playdeck_webhook_deliveries{outcome=\"failed\"} 0"), "{after}");
     // Ids never become labels: the route pattern does.
     let _ = app.get("/api/v1/jobs/1").await;
     let again = scrape().await;

@@ -9,6 +9,7 @@ use crate::Job;
 /// One configured AAP/AWX controller and how its sync is doing (`GET /api/v1/controllers`, and the
 /// `controllers` detail of `/readyz`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Controller {
     /// The name jobs from it carry as their `source`.
     pub name: String,
@@ -33,6 +34,7 @@ pub struct Controller {
 /// field whose prompt is off is not refused by the controller: the field is ignored and listed in
 /// the answer's `ignored_fields`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct LaunchPrompts {
     pub ask_variables_on_launch: bool,
@@ -55,6 +57,7 @@ pub struct LaunchPrompts {
 
 /// A job template of a controller (`GET /api/v1/templates`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Template {
     /// The controller it lives on.
     pub controller: String,
@@ -76,6 +79,7 @@ pub struct Template {
 
 /// A template's survey, as AWX's `survey_spec`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct Survey {
     pub name: String,
@@ -85,6 +89,7 @@ pub struct Survey {
 
 /// One survey question; its answer goes into `extra_vars` under `variable`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct SurveyQuestion {
     pub question_name: String,
@@ -104,6 +109,7 @@ pub struct SurveyQuestion {
 /// `GET /api/v1/templates`: the usual list shape, plus the controllers that could not be asked
 /// (their templates are missing from `results`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplatePage {
     pub count: i64,
     pub next: Option<String>,
@@ -115,6 +121,7 @@ pub struct TemplatePage {
 
 /// A controller that failed to answer, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ControllerError {
     pub controller: String,
     pub detail: String,
@@ -122,6 +129,7 @@ pub struct ControllerError {
 
 /// A template, by its id on the controller or by its name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum IdOrName {
     Id(i64),
@@ -131,6 +139,7 @@ pub enum IdOrName {
 /// `POST /api/v1/jobs` with a `template`: launch a job template on a controller. Every field but
 /// `template` is optional and only sent when given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplateLaunch {
     pub template: IdOrName,
@@ -165,6 +174,7 @@ pub struct TemplateLaunch {
 /// The answer to a template launch or a relaunch (201): the Playdeck job, already there and
 /// followed live, and what the controller did not take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplateLaunched {
     pub job: Job,
     pub controller: String,
@@ -177,6 +187,7 @@ pub struct TemplateLaunched {
 
 /// The answer to a cancel that the controller accepted (202).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CancelRequested {
     pub job: Job,
     pub detail: String,

@@ -11,6 +11,7 @@ use crate::{Job, JobHost};
 
 /// `POST /api/v1/jobs` with a `source`: run a playbook on the local engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
     pub source: PlaybookSource,
@@ -31,6 +32,7 @@ pub struct LaunchRequest {
 
 /// What to run. Paths are relative to the playbook directory (or to the repository's root).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PlaybookSource {
     Playbook {
@@ -46,6 +48,7 @@ pub enum PlaybookSource {
 
 /// Which hosts: given inline, or an inventory file or directory in the inventory directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Inventory {
     Inline {
@@ -66,6 +69,7 @@ pub enum Inventory {
 
 /// How to run it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LaunchOptions {
     /// Seconds before the run is stopped (SIGTERM, then SIGKILL) and marked failed.
@@ -94,6 +98,7 @@ pub struct LaunchOptions {
 /// A launched job: what `"wait": true` answers (200) once it ended, and what the 202 answer carries
 /// while it is queued or running.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobRun {
     pub job: Job,
     /// Per-host results (empty until events arrived).
@@ -104,6 +109,7 @@ pub struct JobRun {
 
 /// One failed task on one host, with what Ansible said.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FailedTask {
     pub host: Option<String>,
     pub play: Option<String>,
@@ -121,6 +127,7 @@ pub const WEBHOOK_EVENTS: [&str; 5] =
 
 /// A registered webhook (never its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Webhook {
     pub id: i64,
     pub url: String,
@@ -132,6 +139,7 @@ pub struct Webhook {
 
 /// `POST /api/v1/webhooks` body (admin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     pub url: String,
@@ -145,6 +153,7 @@ pub struct NewWebhook {
 
 /// The answer to registering a webhook: the only time its secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedWebhook {
     #[serde(flatten)]
     pub webhook: Webhook,
@@ -153,6 +162,7 @@ pub struct CreatedWebhook {
 
 /// One webhook delivery of one job's end, with every attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookDelivery {
     pub id: i64,
     pub job_id: i64,
@@ -174,6 +184,7 @@ pub struct WebhookDelivery {
 
 /// One try at delivering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeliveryAttempt {
     pub attempt: i64,
     pub at: DateTime<Utc>,
@@ -185,6 +196,7 @@ pub struct DeliveryAttempt {
 
 /// What a webhook receives (signed in `X-Playdeck-Signature: sha256=<hex HMAC of the body>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookPayload {
     /// `job.successful`, `job.failed`, `job.error` or `job.canceled`.
     pub event: String,

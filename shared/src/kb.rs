@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a rule looks in a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KbField {
     /// Message, stderr, stdout and module, each.
@@ -18,6 +19,7 @@ pub enum KbField {
 
 /// How a rule's pattern is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KbMatch {
     /// Case-insensitive substring.
@@ -29,6 +31,7 @@ pub enum KbMatch {
 
 /// An entry as written by an operator: the rule and the solution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KbEntryInput {
     pub title: String,
     #[serde(default)]
@@ -51,6 +54,7 @@ pub struct KbEntryInput {
 
 /// A stored entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KbEntry {
     pub id: i64,
     #[serde(flatten)]
@@ -64,6 +68,7 @@ pub struct KbEntry {
 
 /// A knowledge base entry that explains a failure, as the job detail shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KbMatchSummary {
     pub kb_id: i64,
     pub title: String,
@@ -74,6 +79,7 @@ pub struct KbMatchSummary {
 /// One failure of a job (a failed or unreachable task on a host) and what explains it; an empty
 /// `matches` means no entry knows this failure yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Explanation {
     pub counter: i64,
     pub event: String,
@@ -87,6 +93,7 @@ pub struct Explanation {
 
 /// A failed event that a rule matches, for the "try it" box.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KbTryMatch {
     pub job_id: i64,
     pub job_name: String,

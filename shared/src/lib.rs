@@ -15,6 +15,7 @@ use serde_json::Value;
 
 /// Where a job is in its life, with AWX's names so its users read it at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     New,
@@ -71,6 +72,7 @@ impl std::fmt::Display for JobStatus {
 /// How many hosts of a job ended in each state (one state per host, the worst wins:
 /// failed, unreachable, changed, ok, skipped).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostCounts {
     pub ok: i64,
     pub changed: i64,
@@ -81,6 +83,7 @@ pub struct HostCounts {
 
 /// One job as the grid and the detail page show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Job {
     pub id: i64,
     /// `local` or the name of the controller the job ran on.
@@ -126,6 +129,7 @@ pub struct Job {
 
 /// One callback event of a job, in ansible-runner / AWX shape plus Playdeck's cursor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobEvent {
     pub job_id: i64,
     /// Ansible's own order of events within the job; output is rebuilt in this order.
@@ -151,6 +155,7 @@ pub struct JobEvent {
 /// One host's results within a job: rolling counts while it runs, Ansible's final summary
 /// once `playbook_on_stats` arrived (`final_summary`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobHost {
     pub host: String,
     pub status: String,
@@ -167,6 +172,7 @@ pub struct JobHost {
 
 /// One change of a job's status, who or what caused it, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusChange {
     pub status: JobStatus,
     pub previous: Option<JobStatus>,
@@ -177,6 +183,7 @@ pub struct StatusChange {
 
 /// A page of a list, in AWX's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Page<T> {
     pub count: i64,
     pub next: Option<String>,
@@ -186,6 +193,7 @@ pub struct Page<T> {
 
 /// Filters, ordering and paging of `GET /api/v1/jobs`, as query parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct JobFilter {
     /// One status or several separated by commas.
@@ -219,11 +227,13 @@ pub struct JobFilter {
 
 /// The error shape of every failed request: `{"errors":[{"detail":"…"}]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub errors: Vec<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
     pub detail: String,
 }
@@ -241,6 +251,7 @@ impl ErrorBody {
 
 /// What the ingest endpoint is sent: one job's identity and fields, and a batch of its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IngestBatch {
     pub source: String,
     pub job: IngestJob,
@@ -250,6 +261,7 @@ pub struct IngestBatch {
 
 /// The job's own fields as its source knows them; absent fields are left as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IngestJob {
     /// The job's id at its source; a JSON number is accepted too (AWX ids are numbers).
     #[serde(deserialize_with = "string_or_number")]
@@ -283,6 +295,7 @@ pub struct IngestJob {
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
     #[serde(untagged)]
     enum Id {
         S(String),
@@ -296,6 +309,7 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 
 /// The ingest endpoint's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IngestResult {
     pub job_id: i64,
     pub accepted: i64,
@@ -304,6 +318,7 @@ pub struct IngestResult {
 
 /// Which job's events a WebSocket client follows, and from where (`null`: from the start).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobCursor {
     pub job_id: i64,
     #[serde(default)]
@@ -312,6 +327,7 @@ pub struct JobCursor {
 
 /// What a WebSocket client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Adds to what the client follows: every job change (`jobs`) and/or some jobs' events.
@@ -332,6 +348,7 @@ pub enum ClientMessage {
 
 /// What the server sends over the WebSocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// A job was created or changed; this is its whole current state.
@@ -354,12 +371,14 @@ pub enum ServerMessage {
 
 /// `POST /api/v1/session` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionRequest {
     pub key: String,
 }
 
 /// Who is signed in (answer of `POST`/`GET /api/v1/session`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionInfo {
     pub name: String,
     pub role: Role,
@@ -367,6 +386,7 @@ pub struct SessionInfo {
 
 /// What an API key may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -395,6 +415,7 @@ impl Role {
 
 /// An API key as listed (never the key itself, only its first characters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiKey {
     pub id: i64,
     pub name: String,
@@ -406,6 +427,7 @@ pub struct ApiKey {
 
 /// `POST /api/v1/keys` body (admin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NewApiKey {
     pub name: String,
     pub role: Role,
@@ -413,6 +435,7 @@ pub struct NewApiKey {
 
 /// The answer to creating a key: the only time the key itself is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKey,

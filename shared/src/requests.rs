@@ -10,6 +10,7 @@ use crate::{Job, JobStatus};
 
 /// `POST /api/v1/requests` and `POST /api/v1/requests/{id}/reply` body: what the operator typed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestText {
     pub text: String,
@@ -18,6 +19,7 @@ pub struct RequestText {
 /// Where a request is: waiting for an answer, refused (an unknown host, a value that is not
 /// allowed), ready to confirm, being launched, or launched as a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     NeedsInput,
@@ -53,6 +55,7 @@ impl RequestStatus {
 
 /// What Playdeck took from the words.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Understood {
     /// The catalog action (`patch`, `retire`, `hello`), once it is clear which one.
     pub action: Option<String>,
@@ -72,6 +75,7 @@ pub struct Understood {
 
 /// Something Playdeck needs before it can run the request, and the question it asks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Missing {
     /// `action`, or the catalog slot's name (`hosts`, `patch_group`, `vm`).
     pub slot: String,
@@ -83,6 +87,7 @@ pub struct Missing {
 
 /// Why Playdeck will not run the request as it stands, and the closest valid names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Refusal {
     pub reason: String,
     pub suggestions: Vec<String>,
@@ -93,6 +98,7 @@ pub struct Refusal {
 
 /// A host or group name that is not in the action's inventory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UnknownName {
     pub name: String,
     pub suggestions: Vec<String>,
@@ -100,6 +106,7 @@ pub struct UnknownName {
 
 /// One turn of the conversation: the operator's words or Playdeck's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Message {
     pub at: DateTime<Utc>,
     /// `operator` or `playdeck`.
@@ -111,6 +118,7 @@ pub struct Message {
 
 /// A request in full: the interpretation, the conversation, and the job once launched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Request {
     pub id: i64,
     /// The first message, as typed.
@@ -137,6 +145,7 @@ pub struct Request {
 
 /// A row of `GET /api/v1/requests`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RequestSummary {
     pub id: i64,
     pub text: String,
@@ -152,6 +161,7 @@ pub struct RequestSummary {
 /// A launched request's progress: the action's phases as the job's plays and tasks reach them,
 /// then the result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Progress {
     pub phases: Vec<Phase>,
     /// What the job is doing now (`play › task`) while it runs.
@@ -162,6 +172,7 @@ pub struct Progress {
 
 /// One phase ("Pre-checks started", "Patching in progress", "Patching completed").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Phase {
     pub name: String,
     /// `pending`, `active` (the latest phase reached while the job runs), `done`, or `skipped`
@@ -174,6 +185,7 @@ pub struct Phase {
 /// How the job ended, in a sentence (the first failure and the knowledge base entry that explains
 /// it); the job's `explanations` list every failure with its matching entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Outcome {
     pub status: JobStatus,
     pub summary: String,

@@ -6,6 +6,7 @@ use crate::Job;
 
 /// Durations of finished jobs, in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Durations {
     pub median: Option<f64>,
     pub p95: Option<f64>,
@@ -13,6 +14,7 @@ pub struct Durations {
 
 /// One template's figures over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplateStats {
     /// The template (or, for a local run, the job's name when it has no template).
     pub template: String,
@@ -27,6 +29,7 @@ pub struct TemplateStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TopFailure {
     pub kb_id: i64,
     pub title: String,
@@ -36,6 +39,7 @@ pub struct TopFailure {
 
 /// Jobs started in one bucket of the trend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TrendPoint {
     pub start: chrono::DateTime<chrono::Utc>,
     pub successful: i64,
@@ -45,6 +49,7 @@ pub struct TrendPoint {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Stats {
     /// `24h`, `7d` or `30d`: jobs created within it.
     pub window: String,

@@ -131,13 +131,20 @@ async fn lead_and_sync(app: &AppState, ctl: &Controller) {
                 }
             }
         }
+        let started = std::time::Instant::now();
         match round(app, ctl).await {
             Ok(active) => {
                 failures = 0;
                 ctl.set_ok(active);
+                app.metrics.observe(
+                    "playdeck_aap_sync_round_seconds",
+                    &[("controller", &cfg.name)],
+                    started.elapsed().as_secs_f64(),
+                );
                 ctl.pause(cfg.poll_interval).await;
             }
             Err(e) => {
+                app.metrics.inc("playdeck_aap_sync_errors_total", &[("controller", &cfg.name)]);
                 failures += 1;
                 let wait = backoff(cfg.poll_interval, cfg.max_backoff, failures);
                 ctl.set_failed(&e, wait);

@@ -1,0 +1,287 @@
+//! `GET /api/v1/openapi.json`: the whole `/api/v1` described for other tools. The schemas are
+//! generated from the `shared` types the handlers use (schemars), the routes listed here; a test
+//! checks this list against the routers in the source and the served document against the
+//! committed copy in `docs/openapi.json`.
+
+use axum::Json;
+use schemars::gen::{SchemaGenerator, SchemaSettings};
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
+
+/// Who may call a route.
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Ingest,
+    Viewer,
+    Operator,
+    Admin,
+}
+
+/// One operation: method, path (under `/api/v1`), what it does, who may, body and answer schemas.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    body: Option<&'static str>,
+    status: u16,
+    answer: Option<&'static str>,
+    query: &'static [(&'static str, &'static str)],
+}
+
+const fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str, auth: Auth) -> Op {
+    Op { method, path, tag, summary, auth, body: None, status: 200, answer: None, query: &[] }
+}
+
+impl Op {
+    const fn body(mut self, schema: &'static str) -> Op {
+        self.body = Some(schema);
+        self
+    }
+    const fn answer(mut self, status: u16, schema: &'static str) -> Op {
+        self.status = status;
+        self.answer = Some(schema);
+        self
+    }
+    const fn status(mut self, status: u16) -> Op {
+        self.status = status;
+        self
+    }
+    const fn query(mut self, q: &'static [(&'static str, &'static str)]) -> Op {
+        self.query = q;
+        self
+    }
+}
+
+const JOB_FILTERS: &[(&str, &str)] = &[
+    ("status", "one status or several separated by commas"),
+    ("template", "exact template name"),
+    ("inventory", "exact inventory name"),
+    ("launched_by", "who launched it"),
+    ("source", "`local` or a controller's name"),
+    ("external_id", "the job's id at its source"),
+    ("started_after", "RFC 3339 time"),
+    ("started_before", "RFC 3339 time"),
+    ("q", "quick search over name, template, inventory, launched_by, limit, ids"),
+    ("order_by", "id, started, finished, name, status, elapsed, template, modified; `-` for descending"),
+    ("page", "from 1"),
+    ("page_size", "1 to 200, default 25"),
+];
+
+/// Every operation of `/api/v1`. Keep in step with the routers (a test checks both ways).
+fn operations() -> Vec<Op> {
+    use Auth::*;
+    vec![
+        op("post", "/ingest/events", "ingest", "Ingest a batch of one job's events (gzip accepted)", Ingest)
+            .body("IngestBatch")
+            .answer(200, "IngestResult"),
+        op("post", "/ingest/aap-logging", "ingest", "Receive AAP external-logging records (JSON lines or Splunk-wrapped)", Ingest),
+        op("post", "/ingest/aap-logging/{controller}", "ingest", "Receive AAP external-logging records for one controller", Ingest),
+        op("get", "/jobs", "jobs", "List jobs with filters, ordering and paging", Viewer).answer(200, "Page_for_Job").query(JOB_FILTERS),
+        op("post", "/jobs", "jobs", "Launch: an AAP template (`template`) or a local playbook (`source`)", Operator).answer(201, "Job"),
+        op("get", "/jobs/{id}", "jobs", "One job, with its failures' explanations", Viewer).answer(200, "Job"),
+        op("get", "/jobs/{id}/events", "jobs", "A job's events in counter order", Viewer)
+            .answer(200, "Page_for_JobEvent")
+            .query(&[("after_counter", "only events after this counter"), ("limit", "1 to 1000, default 100"), ("host", "only this host's events")]),
+        op("get", "/jobs/{id}/hosts", "jobs", "Per-host results", Viewer).answer(200, "Page_for_JobHost"),
+        op("get", "/jobs/{id}/stdout", "jobs", "The output rebuilt from the events (text/plain)", Viewer)
+            .query(&[("format", "`txt` (default, colours stripped) or `ansi`")]),
+        op("get", "/jobs/{id}/history", "jobs", "Every status change, who and when", Viewer).answer(200, "Page_for_StatusChange"),
+        op("get", "/jobs/{id}/stream", "live", "Follow a job's events over Server-Sent Events (`Last-Event-ID` resumes)", Viewer)
+            .query(&[("cursor", "resume after this cursor when Last-Event-ID cannot be sent")]),
+        op("post", "/jobs/{id}/cancel", "jobs", "Cancel a job on its engine", Operator),
+        op("post", "/jobs/{id}/relaunch", "jobs", "Relaunch on all or only the failed hosts", Operator),
+        op("get", "/ws", "live", "WebSocket: job changes and followed jobs' events (ClientMessage / ServerMessage)", Viewer)
+            .status(101),
+        op("get", "/templates", "aap", "The controllers' job templates with their launch prompts and surveys", Operator)
+            .answer(200, "TemplatePage"),
+        op("get", "/controllers", "aap", "Configured controllers and their health", Viewer),
+        op("get", "/session", "session", "Who is signed in", Viewer).answer(200, "SessionInfo"),
+        op("post", "/session", "session", "Exchange an API key for an HttpOnly session cookie", None)
+            .body("SessionRequest")
+            .answer(200, "SessionInfo"),
+        op("delete", "/session", "session", "Sign out", None).status(204),
+        op("get", "/keys", "keys", "API keys (never the keys themselves)", Admin).answer(200, "Page_for_ApiKey"),
+        op("post", "/keys", "keys", "Create an API key; the answer is the only time it is shown", Admin)
+            .body("NewApiKey")
+            .answer(201, "CreatedApiKey"),
+        op("delete", "/keys/{id}", "keys", "Revoke a key and end its sessions", Admin).status(204),
+        op("get", "/audit", "audit", "The audit log, newest first", Admin),
+        op("get", "/kb", "kb", "Knowledge base entries", Viewer)
+            .answer(200, "Page_for_KbEntry")
+            .query(&[("q", "search title, solution, pattern"), ("tag", "only entries with this tag")]),
+        op("post", "/kb", "kb", "Add an entry", Operator).body("KbEntryInput").answer(201, "KbEntry"),
+        op("post", "/kb/try", "kb", "Which recent failures a rule would match", Viewer)
+            .body("KbEntryInput")
+            .answer(200, "Page_for_KbTryMatch"),
+        op("get", "/kb/{id}", "kb", "One entry", Viewer).answer(200, "KbEntry"),
+        op("put", "/kb/{id}", "kb", "Change an entry (seeding never overwrites it afterwards)", Operator)
+            .body("KbEntryInput")
+            .answer(200, "KbEntry"),
+        op("delete", "/kb/{id}", "kb", "Delete an entry", Operator).status(204),
+        op("get", "/stats", "stats", "The dashboard's figures", Viewer)
+            .answer(200, "Stats")
+            .query(&[("window", "`24h` (default), `7d` or `30d`")]),
+        op("get", "/requests", "requests", "Recent requests in plain words", Viewer),
+        op("post", "/requests", "requests", "Interpret a request: what was understood, what is missing, what would run", Operator)
+            .body("RequestText")
+            .answer(201, "Request"),
+        op("get", "/requests/{id}", "requests", "A request, its conversation, its job and progress", Viewer).answer(200, "Request"),
+        op("post", "/requests/{id}/reply", "requests", "Answer the request's question", Operator)
+            .body("RequestText")
+            .answer(200, "Request"),
+        op("post", "/requests/{id}/confirm", "requests", "Launch what the request would run", Operator).answer(200, "Request"),
+        op("get", "/webhooks", "webhooks", "Registered webhooks", Admin).answer(200, "Page_for_Webhook"),
+        op("post", "/webhooks", "webhooks", "Register a webhook (HMAC-SHA256 signed deliveries)", Admin)
+            .body("NewWebhook")
+            .answer(201, "CreatedWebhook"),
+        op("get", "/webhooks/{id}", "webhooks", "One webhook", Admin).answer(200, "Webhook"),
+        op("delete", "/webhooks/{id}", "webhooks", "Remove a webhook", Admin).status(204),
+        op("get", "/webhooks/deliveries", "webhooks", "Deliveries with their attempts", Admin).answer(200, "Page_for_WebhookDelivery"),
+        op("get", "/webhooks/deliveries/{id}", "webhooks", "One delivery", Admin).answer(200, "WebhookDelivery"),
+        op("post", "/webhooks/deliveries/{id}/redeliver", "webhooks", "Deliver again", Admin).status(202),
+        op("get", "/openapi.json", "meta", "This document", None),
+    ]
+}
+
+/// Every route of `/api/v1` as (method, path), for the drift test.
+pub fn documented_routes() -> Vec<(String, String)> {
+    operations().iter().map(|o| (o.method.to_string(), o.path.to_string())).collect()
+}
+
+fn schemas() -> Map<String, Value> {
+    let mut gen = SchemaGenerator::new(SchemaSettings::openapi3());
+    fn add<T: JsonSchema>(gen: &mut SchemaGenerator) {
+        gen.subschema_for::<T>();
+    }
+    use shared::*;
+    add::<Job>(&mut gen);
+    add::<Page<Job>>(&mut gen);
+    add::<Page<JobEvent>>(&mut gen);
+    add::<Page<JobHost>>(&mut gen);
+    add::<Page<StatusChange>>(&mut gen);
+    add::<Page<ApiKey>>(&mut gen);
+    add::<Page<kb::KbEntry>>(&mut gen);
+    add::<Page<kb::KbTryMatch>>(&mut gen);
+    add::<Page<engine::Webhook>>(&mut gen);
+    add::<Page<engine::WebhookDelivery>>(&mut gen);
+    add::<IngestBatch>(&mut gen);
+    add::<IngestResult>(&mut gen);
+    add::<SessionRequest>(&mut gen);
+    add::<SessionInfo>(&mut gen);
+    add::<NewApiKey>(&mut gen);
+    add::<CreatedApiKey>(&mut gen);
+    add::<ErrorBody>(&mut gen);
+    add::<ClientMessage>(&mut gen);
+    add::<ServerMessage>(&mut gen);
+    add::<kb::KbEntryInput>(&mut gen);
+    add::<kb::KbEntry>(&mut gen);
+    add::<stats::Stats>(&mut gen);
+    add::<aap::TemplatePage>(&mut gen);
+    add::<aap::TemplateLaunch>(&mut gen);
+    add::<aap::TemplateLaunched>(&mut gen);
+    add::<aap::Controller>(&mut gen);
+    add::<engine::LaunchRequest>(&mut gen);
+    add::<engine::JobRun>(&mut gen);
+    add::<engine::NewWebhook>(&mut gen);
+    add::<engine::CreatedWebhook>(&mut gen);
+    add::<engine::Webhook>(&mut gen);
+    add::<engine::WebhookDelivery>(&mut gen);
+    add::<engine::WebhookPayload>(&mut gen);
+    add::<requests::RequestText>(&mut gen);
+    add::<requests::Request>(&mut gen);
+    add::<requests::RequestSummary>(&mut gen);
+    let defs = gen.take_definitions();
+    let mut out = Map::new();
+    for (name, schema) in defs {
+        out.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
+    }
+    out
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for o in operations() {
+        let mut operation = Map::new();
+        operation.insert("tags".into(), json!([o.tag]));
+        operation.insert("summary".into(), json!(o.summary));
+        operation.insert("operationId".into(), json!(format!("{}{}", o.method, o.path.replace(['/', '{', '}', '.', '-'], "_"))));
+        let security = match o.auth {
+            Auth::None => json!([]),
+            Auth::Ingest => json!([{"ingestToken": []}]),
+            Auth::Viewer | Auth::Operator | Auth::Admin => json!([{"apiKey": []}, {"session": []}]),
+        };
+        operation.insert("security".into(), security);
+        let role = match o.auth {
+            Auth::Operator => Some("operator"),
+            Auth::Admin => Some("admin"),
+            _ => None,
+        };
+        if let Some(role) = role {
+            operation.insert("x-playdeck-role".into(), json!(role));
+        }
+        let mut params: Vec<Value> = Vec::new();
+        for seg in o.path.split('/').filter(|s| s.starts_with('{')) {
+            let name = seg.trim_matches(|c| c == '{' || c == '}');
+            let schema = if name == "id" { json!({"type": "integer", "minimum": 1}) } else { json!({"type": "string"}) };
+            params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
+        }
+        for (name, description) in o.query {
+            params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        }
+        if !params.is_empty() {
+            operation.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(body) = o.body {
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": reference(body)}}}),
+            );
+        }
+        let mut responses = Map::new();
+        let ok = match o.answer {
+            Some(schema) => json!({"description": "OK", "content": {"application/json": {"schema": reference(schema)}}}),
+            None => json!({"description": "OK"}),
+        };
+        responses.insert(o.status.to_string(), ok);
+        responses.insert(
+            "4XX".into(),
+            json!({"description": "Refused: the detail says why", "content": {"application/json": {"schema": reference("ErrorBody")}}}),
+        );
+        operation.insert("responses".into(), Value::Object(responses));
+        let path = paths.entry(format!("/api/v1{}", o.path)).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(p) = path {
+            p.insert(o.method.into(), Value::Object(operation));
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Playdeck",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A live console and API for Ansible jobs on AAP/AWX or local ansible-core. \
+                            Errors are {\"errors\":[{\"detail\":\"…\"}]}; lists are {count, next, previous, results}."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key (roles viewer, operator, admin)"},
+                "ingestToken": {"type": "http", "scheme": "bearer", "description": "The ingest token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "playdeck_session",
+                            "description": "Browser session; writes also need the x-playdeck-csrf header"}
+            }
+        }
+    })
+}
+
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
