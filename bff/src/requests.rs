@@ -102,7 +102,8 @@ pub fn check_text(text: &str) -> Result<String, AppError> {
 /// once).
 async fn load_catalog(app: &AppState) -> Result<Catalog, AppError> {
     let config = app.config.requests.clone();
-    tokio::task::spawn_blocking(move || Catalog::load(&config))
+    let inventory_dir = app.config.engine.inventory_dir.clone();
+    tokio::task::spawn_blocking(move || Catalog::load(&config, &inventory_dir))
         .await
         .map_err(|e| AppError::Internal(format!("catalog task: {e}")))?
         .map_err(AppError::Internal)

@@ -53,7 +53,7 @@ async fn app_with(extra: Vec<Value>) -> (TestApp, PathBuf) {
     let d = dir.clone();
     let app = spawn_app_with(move |c| {
         c.requests.catalog = d.join("catalog.json");
-        c.requests.inventory_dir = d.clone();
+        c.engine.inventory_dir = d.clone();
     })
     .await;
     (app, dir)
@@ -218,20 +218,23 @@ async fn unknown_hosts_are_refused_with_the_closest_matches_and_can_be_corrected
 
 #[tokio::test]
 async fn a_launch_the_engine_refuses_comes_back_in_words_and_the_request_stays_unlaunched() {
-    // A playbook the local engine does not have, and a template with no controller configured:
-    // both engines refuse these (and so does a build without the engine).
+    // A playbook the local engine does not have, and a template with no controller configured.
     let (app, _dir) = app_with(vec![
         json!({"name": "vanish", "phrases": ["vanish"], "run": {"playbook": "no-such-playbook.yml"}}),
         json!({"name": "restart", "phrases": ["restart"], "run": {"template": "Restart service"}}),
     ])
     .await;
-    for text in ["vanish", "restart"] {
+    for (text, engine_says) in [
+        ("vanish", "there is no \"no-such-playbook.yml\" in the playbook directory"),
+        ("restart", "no AAP/AWX controller is configured"),
+    ] {
         let r = ask(&app, text).await;
         assert_eq!(r["status"], "ready", "{r}");
         let id = id_of(&r);
         let path = format!("/api/v1/requests/{id}/confirm");
         let detail = assert_error(post(&app, &path, ADMIN_KEY, None).await, 422).await;
         assert!(detail.starts_with(&format!("request {id} was not launched: ")), "{detail}");
+        assert!(detail.contains(engine_says), "the engine's own words come back: {detail}");
         let shown = app.get_json(&format!("/api/v1/requests/{id}")).await;
         assert_eq!(shown["status"], "ready", "a refused launch leaves the request ready: {shown}");
         assert_eq!(shown["job_id"], Value::Null);
@@ -548,7 +551,7 @@ async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_it
     let app = spawn_app_with(move |c| {
         c.aap.controllers = vec![controller];
         c.requests.catalog = dir.join("catalog.json");
-        c.requests.inventory_dir = dir.clone();
+        c.engine.inventory_dir = dir.clone();
     })
     .await;
 
@@ -574,4 +577,190 @@ async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_it
     let r = until(&app, id, "the result", |r| r["progress"]["result"].is_object()).await;
     assert_eq!(phase_states(&r), ["Gathering facts: done", "Deploying: done"]);
     assert_eq!(r["progress"]["result"]["status"], "successful");
+}
+
+/// ansible-playbook, found the way the server finds it (`.venv/` beside the project, or
+/// `PLAYDECK_ANSIBLE_PLAYBOOK`); the end-to-end test needs it and says so.
+fn ansible_playbook() -> PathBuf {
+    bff::engine::find_ansible_playbook(
+        std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref(),
+    )
+    .filter(|p| p.is_file())
+    .expect(
+        "ansible-playbook is not installed: this test needs ansible-core in .venv/ beside the project, \
+             or PLAYDECK_ANSIBLE_PLAYBOOK",
+    )
+}
+
+/// Follows a request until its job has finished, keeping each distinct set of phase states seen.
+async fn follow(app: &TestApp, id: i64) -> (Value, Vec<Vec<String>>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    loop {
+        let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
+        let states = phase_states(&r);
+        if seen.last() != Some(&states) {
+            seen.push(states);
+        }
+        if r["progress"]["result"].is_object() {
+            return (r, seen);
+        }
+        assert!(std::time::Instant::now() < deadline, "request {id} did not finish: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Every phase moves forward only: pending → active → done (or skipped at the end).
+fn assert_forward_only(seen: &[Vec<String>]) {
+    let rank = |s: &str| match s.rsplit(": ").next().unwrap_or("") {
+        "pending" => 0,
+        "active" => 1,
+        _ => 2,
+    };
+    for pair in seen.windows(2) {
+        for (a, b) in pair[0].iter().zip(&pair[1]) {
+            assert!(rank(a) <= rank(b), "a phase went back: {a} then {b} in {seen:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_request_runs_the_playbook_with_its_limit_and_variables_and_shows_its_phases() {
+    let program = ansible_playbook();
+    // The shipped catalog, demo inventory and playbooks, as `playdeck serve` finds them.
+    let app = spawn_app_with(|c| c.engine.ansible_playbook = Some(program)).await;
+    app.state.engine.set_listen_addr(app.addr);
+
+    let r = ask(&app, "Patch server web-01 with Group-1").await;
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(
+        r["would_run"],
+        json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "demo.yml"},
+               "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}, "wait": false})
+    );
+    let id = id_of(&r);
+    let confirmed = post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    assert_eq!(confirmed["status"], "launched");
+    assert_eq!(confirmed["confirmed_by"], "bootstrap admin");
+    let job_id = confirmed["job_id"].as_i64().expect("the request holds its job");
+    assert_eq!(confirmed["job"]["id"], job_id);
+    let last = confirmed["conversation"].as_array().and_then(|c| c.last()).cloned().expect("message");
+    assert_eq!(last["text"], format!("Launched as job {job_id}. I will show its progress here."));
+
+    // Confirming again, or adding words, does not launch a second job.
+    let detail =
+        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+    assert!(detail.contains(&format!("already launched as job {job_id}")), "{detail}");
+
+    let (done, seen) = follow(&app, id).await;
+    assert_eq!(done["job"]["status"], "successful", "{done}");
+    assert_eq!(
+        phase_states(&done),
+        [
+            "Pre-checks started: done",
+            "Patching in progress: done",
+            "Patching completed: done",
+            "Reboot if needed: done"
+        ]
+    );
+    assert_forward_only(&seen);
+    eprintln!("phase states seen while the job ran: {seen:#?}");
+    assert!(seen.len() >= 2, "the phases were seen moving, not only at the end: {seen:?}");
+    let summary = done["progress"]["result"]["summary"].as_str().expect("summary");
+    assert!(summary.starts_with(&format!("Job {job_id} finished successfully")), "{summary}");
+
+    // What ran is what was shown: the playbook, on web-01 only, with the patch group.
+    assert_eq!(done["job"]["limit"], "web-01");
+    let hosts = app.get_json(&format!("/api/v1/jobs/{job_id}/hosts")).await;
+    let names: Vec<&str> =
+        hosts["results"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(names, ["web-01"], "db-01 is in Group-1 too, but the limit keeps it out");
+    let vars: Value = app
+        .db()
+        .await
+        .query_one("select extra_vars from jobs where id = $1", &[&job_id])
+        .await
+        .expect("job row")
+        .get(0);
+    assert_eq!(vars["patch_group"], "Group-1");
+    assert_eq!(
+        app.count(&format!("select count(*) from job_actions where job_id = {job_id} and action = 'launch'"))
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from audit_log where action = 'request confirmed' and target = 'request {id}'"
+        ))
+        .await,
+        1,
+        "the confirm is recorded"
+    );
+
+    // A retirement in check mode, through a conversation.
+    let r = ask(&app, "retire vm web-03").await;
+    assert_eq!(r["refused"]["suggestions"], json!(["web-01", "web-02"]));
+    let r = reply(&app, id_of(&r), "web-02, as a dry run").await;
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(r["would_run"]["options"], json!({"limit": "web-02", "check_mode": true}));
+    let id = id_of(&r);
+    post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    let (done, seen) = follow(&app, id).await;
+    assert_eq!(done["job"]["status"], "successful", "{done}");
+    assert_forward_only(&seen);
+    let states = phase_states(&done);
+    assert!(states.iter().all(|s| s.ends_with(": done")), "{states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_ends_the_conversation_with_the_failure_and_its_explanation() {
+    let program = ansible_playbook();
+    // The shipped patch action, plus a test-only slot for the playbook's simulated failure.
+    let dir = temp_dir("catalog");
+    let mut catalog = shipped_catalog();
+    catalog["actions"][0]["slots"].as_array_mut().expect("slots").push(json!(
+        {"name": "fail_on", "pattern": "\\bfail(?:ing)? on ([a-z0-9-]+)", "value": "$1", "to": ["extra_vars.simulate_failure_on"]}
+    ));
+    std::fs::write(dir.join("catalog.json"), catalog.to_string()).expect("write catalog");
+    let app = spawn_app_with(|c| {
+        c.engine.ansible_playbook = Some(program);
+        c.requests.catalog = dir.join("catalog.json");
+    })
+    .await;
+    app.state.engine.set_listen_addr(app.addr);
+
+    let r = ask(&app, "patch webservers with group 1, failing on web-01").await;
+    assert_eq!(
+        r["would_run"]["extra_vars"],
+        json!({"patch_group": "Group-1", "simulate_failure_on": "web-01"})
+    );
+    let id = id_of(&r);
+    post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    let (done, seen) = follow(&app, id).await;
+    assert_forward_only(&seen);
+    assert_eq!(done["job"]["status"], "failed", "{done}");
+    assert_eq!(done["progress"]["result"]["status"], "failed");
+    let summary = done["progress"]["result"]["summary"].as_str().expect("summary");
+    assert!(
+        summary.contains(
+            "web-01 failed at \"Verify the updates are installed\": pkg-1 failed to install on web-01"
+        ),
+        "{summary}"
+    );
+    assert!(summary.contains("No knowledge base entry explains it yet"), "{summary}");
+    let ex = &done["job"]["explanations"][0];
+    assert_eq!(
+        (ex["host"].as_str(), ex["task"].as_str()),
+        (Some("web-01"), Some("Verify the updates are installed"))
+    );
+    // web-01 was the only host of webservers in Group-1: once it failed, no play was left to start.
+    assert_eq!(
+        phase_states(&done),
+        [
+            "Pre-checks started: done",
+            "Patching in progress: done",
+            "Patching completed: skipped",
+            "Reboot if needed: skipped"
+        ]
+    );
 }

@@ -32,17 +32,12 @@ use std::path::{Component, Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 
-/// Where the catalog and the inventories it names are.
+/// Where the catalog is. The inventories it names are read from the local engine's inventory
+/// directory (`PLAYDECK_INVENTORY_DIR`), the files a launch names.
 #[derive(Debug, Clone)]
 pub struct RequestsConfig {
     /// The catalog (`PLAYDECK_CATALOG`, default `examples/catalog.json` in the working directory).
     pub catalog: PathBuf,
-    /// Inventory files the catalog names (`PLAYDECK_INVENTORY_DIR`, as the local engine reads it).
-    pub inventory_dir: PathBuf,
-}
-
-fn project_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 impl RequestsConfig {
@@ -50,18 +45,13 @@ impl RequestsConfig {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         RequestsConfig {
             catalog: PathBuf::from(var("PLAYDECK_CATALOG").unwrap_or_else(|| "examples/catalog.json".into())),
-            inventory_dir: PathBuf::from(
-                var("PLAYDECK_INVENTORY_DIR").unwrap_or_else(|| "examples/inventories".into()),
-            ),
         }
     }
 
-    /// The project's own catalog and inventories.
+    /// The project's own catalog.
     pub fn for_tests() -> RequestsConfig {
-        let root = project_root();
         RequestsConfig {
-            catalog: root.join("examples/catalog.json"),
-            inventory_dir: root.join("examples/inventories"),
+            catalog: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json")),
         }
     }
 }
@@ -220,13 +210,13 @@ pub struct OptionRule {
 }
 
 impl Catalog {
-    /// Reads the catalog and every inventory it names.
-    pub fn load(config: &RequestsConfig) -> Result<Catalog, String> {
+    /// Reads the catalog and every inventory it names (in `inventory_dir`).
+    pub fn load(config: &RequestsConfig, inventory_dir: &Path) -> Result<Catalog, String> {
         let text = std::fs::read_to_string(&config.catalog).map_err(|e| {
             format!("the request catalog {} cannot be read (PLAYDECK_CATALOG): {e}", config.catalog.display())
         })?;
         Catalog::parse(&text, |name| {
-            let path = inside(&config.inventory_dir, name)?;
+            let path = inside(inventory_dir, name)?;
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("inventory {name} ({}) cannot be read: {e}", path.display()))?;
             Inventory::parse(name, &text)
