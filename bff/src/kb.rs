@@ -412,6 +412,20 @@ const SEEDS: &[Seed] = &[
             * Find the holder: `lsof /var/lib/dpkg/lock-frontend` or `ps aux | grep -E 'apt|dnf|yum'`.",
     },
     Seed {
+        key: "package-conflict",
+        title: "Package dependency conflict",
+        field: "any",
+        pattern: r"(?i)(dependency conflict|conflicting requests|nothing provides|unmet dependencies|problem with installed package|depsolve|held broken packages)",
+        tags: &["packages", "dnf", "apt"],
+        solution:
+            "The package manager cannot satisfy the packages' dependencies.\n\n\
+            * On the host, run the same update by hand (`dnf update --assumeno`, `apt-get -s upgrade`) to \
+            see which package conflicts with which.\n\
+            * Usual causes: a third-party repository with newer libraries, a version lock \
+            (`dnf versionlock list`, `apt-mark showhold`), or a package excluded in the repo config.\n\
+            * Patch the rest with `--skip-broken` / `exclude:` and open a ticket for the conflicting package.",
+    },
+    Seed {
         key: "disk-full",
         title: "No space left on device",
         field: "any",
@@ -750,6 +764,7 @@ mod tests {
             ("sudo-password", "Missing sudo password"),
             ("package-lock", "Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (apt-get)"),
             ("disk-full", "write error: No space left on device"),
+            ("package-conflict", "pkg-1 failed to install on web-01 (simulated dependency conflict)"),
             ("repo-metadata", "Failed to download metadata for repo 'appstream': Cannot download repomd.xml"),
             ("service-start", "Unable to start service nginx: Job for nginx.service failed because the control process exited"),
             ("timeout", "Timeout (12s) waiting for privilege escalation prompt: "),

@@ -251,4 +251,46 @@ mod tests {
         let plain = json!({"counter": 5, "event": "runner_on_ok", "job": 26});
         assert_eq!(unwrap_splunk(plain.clone()), plain);
     }
+
+    #[test]
+    fn any_body_is_read_or_refused_with_a_400_never_a_panic() {
+        // xorshift64*: deterministic, so a failure reproduces.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let sample = br#"{"time": 1, "event": {"counter": 3, "event": "runner_on_ok", "job": 26, "host": 1}}
+[{"counter": 1}]
+{"logger_name": "awx.analytics.job_events", "job": 26, "counter": 2, "event": "x", "event_data": {}}"#;
+        let (mut read, mut refused) = (0, 0);
+        for round in 0..20_000 {
+            let mut body = sample.to_vec();
+            match round % 3 {
+                0 => body = (0..next() % 80).map(|_| next() as u8).collect(),
+                1 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() as usize) % body.len();
+                        body[i] = b"{}[]\":,\n\0x"[(next() as usize) % b"{}[]\":,\n\0x".len()];
+                    }
+                }
+                _ => body.truncate((next() as usize) % body.len()),
+            }
+            match parse_records(&body) {
+                Ok(records) => {
+                    read += 1;
+                    for r in records {
+                        let _ = unwrap_splunk(r);
+                    }
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert_eq!(e.status().as_u16(), 400, "{e}");
+                }
+            }
+        }
+        assert!(read > 1000 && refused > 1000, "read {read}, refused {refused}");
+    }
 }
