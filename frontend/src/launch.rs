@@ -138,7 +138,12 @@ fn templates_from(answer: &Value) -> Vec<Template> {
 struct Form {
     template: String,
     playbook: String,
+    /// A git repository to take the playbook from (local engine), and its branch.
+    repo: String,
+    branch: String,
     inventory: String,
+    /// Hosts to run on, comma-separated (local engine, instead of an inventory file).
+    hosts: String,
     vars: String,
     limit: String,
     tags: String,
@@ -170,75 +175,121 @@ fn answer(q: &Question, raw: Option<&Value>) -> Result<Option<Value>, String> {
     }))
 }
 
-/// The body of `POST /api/v1/jobs`, or what to fix first.
-fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Value, String> {
-    let mut body = Map::new();
-    let asks = |prompt: &str| kind == Kind::Playbook || chosen.is_none_or(|t| t.asks(prompt));
-    let put = |body: &mut Map<String, Value>, k: &str, v: &str| {
-        if !v.trim().is_empty() {
-            body.insert(k.into(), Value::String(v.trim().to_owned()));
-        }
+/// The extra vars: what is typed, then the survey's answers.
+fn extra_vars(form: &Form, typed: bool, survey: &[Question]) -> Result<Map<String, Value>, String> {
+    let mut vars = match parse_vars(&form.vars).map_err(|e| format!("Extra vars: {e}"))? {
+        Some(Value::Object(o)) if typed => o,
+        _ => Map::new(),
     };
-    match kind {
-        Kind::Template => {
-            let name = chosen.map_or(form.template.trim(), |t| t.name.as_str());
-            if name.is_empty() {
-                return Err("Choose a job template.".into());
-            }
-            body.insert("template".into(), Value::String(name.to_owned()));
-            if let Some(c) = chosen.and_then(|t| t.controller.clone()) {
-                body.insert("controller".into(), Value::String(c));
-            }
-        }
-        Kind::Playbook => {
-            if form.playbook.trim().is_empty() {
-                return Err("Name the playbook to run.".into());
-            }
-            put(&mut body, "source", &form.playbook);
-        }
-    }
-    let mut vars = if asks("variables") {
-        match parse_vars(&form.vars).map_err(|e| format!("Extra vars: {e}"))? {
-            Some(Value::Object(o)) => o,
-            _ => Map::new(),
-        }
-    } else {
-        Map::new()
-    };
-    for q in chosen.map(|t| t.survey.as_slice()).unwrap_or_default() {
+    for q in survey {
         if let Some(v) = answer(q, form.answers.get(&q.variable))? {
             vars.insert(q.variable.clone(), v);
         }
     }
-    if !vars.is_empty() {
-        body.insert("extra_vars".into(), Value::Object(vars));
-    }
-    if asks("inventory") {
-        put(&mut body, "inventory", &form.inventory);
-    }
-    if asks("limit") {
-        put(&mut body, "limit", &form.limit);
-    }
-    if asks("tags") {
-        put(&mut body, "job_tags", &form.tags);
-    }
-    if kind == Kind::Template {
-        if asks("skip_tags") {
-            put(&mut body, "skip_tags", &form.skip_tags);
+    Ok(vars)
+}
+
+fn trimmed(s: &str) -> Option<Value> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| Value::String(s.to_owned()))
+}
+
+fn list(s: &str) -> Vec<Value> {
+    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| Value::String(t.to_owned())).collect()
+}
+
+/// The body of `POST /api/v1/jobs`, or what to fix first: a template launch takes what the template
+/// prompts for (the connector's `TemplateLaunch`), a playbook launch the local engine's
+/// `LaunchRequest` (source, inventory, extra vars, options).
+fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Value, String> {
+    let mut body = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            body.insert(k.into(), v);
         }
-        if asks("job_type") && form.check {
-            body.insert("job_type".into(), Value::String("check".into()));
-        }
-        if asks("diff_mode") && form.diff {
-            body.insert("diff_mode".into(), Value::Bool(true));
-        }
-        if asks("verbosity") {
-            if let Ok(v) = form.verbosity.parse::<u8>() {
-                body.insert("verbosity".into(), Value::from(v));
+    };
+    match kind {
+        Kind::Template => {
+            let asks = |prompt: &str| chosen.is_none_or(|t| t.asks(prompt));
+            let name = chosen.map_or(form.template.trim(), |t| t.name.as_str());
+            if name.is_empty() {
+                return Err("Choose a job template.".into());
             }
+            put("template", trimmed(name));
+            put("controller", chosen.and_then(|t| t.controller.clone()).map(Value::String));
+            let vars =
+                extra_vars(form, asks("variables"), chosen.map(|t| t.survey.as_slice()).unwrap_or_default())?;
+            put("extra_vars", (!vars.is_empty()).then_some(Value::Object(vars)));
+            let asked = |prompt: &str, v: &str| if asks(prompt) { trimmed(v) } else { None };
+            put("inventory", asked("inventory", &form.inventory));
+            put("limit", asked("limit", &form.limit));
+            put("job_tags", asked("tags", &form.tags));
+            put("skip_tags", asked("skip_tags", &form.skip_tags));
+            put("job_type", (asks("job_type") && form.check).then(|| Value::String("check".into())));
+            put("diff_mode", (asks("diff_mode") && form.diff).then_some(Value::Bool(true)));
+            put(
+                "verbosity",
+                if asks("verbosity") { form.verbosity.parse::<u8>().ok().map(Value::from) } else { None },
+            );
+        }
+        Kind::Playbook => {
+            let path = form.playbook.trim();
+            if path.is_empty() {
+                return Err("Name the playbook to run.".into());
+            }
+            let source = match trimmed(&form.repo) {
+                Some(repo) => {
+                    serde_json::json!({"type": "git", "repo": repo, "branch": trimmed(&form.branch), "path": path})
+                }
+                None => serde_json::json!({"type": "playbook", "path": path}),
+            };
+            put("source", Some(strip_nulls(source)));
+            let hosts = list(&form.hosts);
+            put(
+                "inventory",
+                match (trimmed(&form.inventory), hosts.is_empty()) {
+                    (Some(_), false) => {
+                        return Err("Give an inventory file or a list of hosts, not both.".into())
+                    }
+                    (Some(file), true) => Some(serde_json::json!({"type": "file", "path": file})),
+                    (None, false) => Some(serde_json::json!({"type": "inline", "hosts": hosts})),
+                    (None, true) => None,
+                },
+            );
+            let vars = extra_vars(form, true, &[])?;
+            put("extra_vars", (!vars.is_empty()).then_some(Value::Object(vars)));
+            let mut options = Map::new();
+            for (k, v) in [
+                ("limit", trimmed(&form.limit)),
+                (
+                    "tags",
+                    Some(Value::Array(list(&form.tags)))
+                        .filter(|v| v.as_array().is_some_and(|a| !a.is_empty())),
+                ),
+                (
+                    "skip_tags",
+                    Some(Value::Array(list(&form.skip_tags)))
+                        .filter(|v| v.as_array().is_some_and(|a| !a.is_empty())),
+                ),
+                ("verbosity", form.verbosity.parse::<u8>().ok().map(Value::from)),
+                ("check_mode", form.check.then_some(Value::Bool(true))),
+                ("diff_mode", form.diff.then_some(Value::Bool(true))),
+            ] {
+                if let Some(v) = v {
+                    options.insert(k.into(), v);
+                }
+            }
+            put("options", (!options.is_empty()).then_some(Value::Object(options)));
         }
     }
     Ok(Value::Object(body))
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(o.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
 }
 
 #[function_component(LaunchPage)]
@@ -428,6 +479,10 @@ pub fn launch_page() -> Html {
                     { template_field }
                 } else {
                     { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
+                    { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
+                    if !form.repo.trim().is_empty() {
+                        { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
+                    }
                 }
                 if !survey.is_empty() {
                     <fieldset class="survey" data-testid="launch-survey">
@@ -452,8 +507,11 @@ pub fn launch_page() -> Html {
                         } }
                     </p>
                 }
-                if asks("inventory") {
-                    { text_input("launch-inventory", "Inventory (optional)", &form.inventory, "hosts.ini or an inventory's name", |f, v| f.inventory = v) }
+                if *kind == Kind::Playbook {
+                    { text_input("launch-inventory", "Inventory file (optional)", &form.inventory, "demo.yml", |f, v| f.inventory = v) }
+                    { text_input("launch-hosts", "Or hosts (optional)", &form.hosts, "web-01, web-02", |f, v| f.hosts = v) }
+                } else if asks("inventory") {
+                    { text_input("launch-inventory", "Inventory (optional)", &form.inventory, "the inventory's name or id", |f, v| f.inventory = v) }
                 }
                 if asks("limit") {
                     { text_input("launch-limit", "Limit (optional)", &form.limit, "web-01,web-02 or a group", |f, v| f.limit = v) }
@@ -461,10 +519,10 @@ pub fn launch_page() -> Html {
                 if asks("tags") {
                     { text_input("launch-tags", "Tags (optional)", &form.tags, "patch,reboot", |f, v| f.tags = v) }
                 }
-                if *kind == Kind::Template && asks("skip_tags") {
+                if asks("skip_tags") {
                     { text_input("launch-skip-tags", "Skip tags (optional)", &form.skip_tags, "reboot", |f, v| f.skip_tags = v) }
                 }
-                if *kind == Kind::Template && asks("verbosity") {
+                if asks("verbosity") {
                     <label for="launch-verbosity">{ "Verbosity" }</label>
                     <select id="launch-verbosity" onchange={field(|f, v| f.verbosity = v)}>
                         { for ["", "0", "1", "2", "3", "4"].iter().map(|v| html! {
@@ -474,11 +532,11 @@ pub fn launch_page() -> Html {
                         }) }
                     </select>
                 }
-                if *kind == Kind::Template && asks("job_type") {
+                if asks("job_type") {
                     <label class="check"><input type="checkbox" checked={form.check} onchange={field(|f, v| f.check = v == "true")} />
                         { " Check mode (change nothing)" }</label>
                 }
-                if *kind == Kind::Template && asks("diff_mode") {
+                if asks("diff_mode") {
                     <label class="check"><input type="checkbox" checked={form.diff} onchange={field(|f, v| f.diff = v == "true")} />
                         { " Show differences" }</label>
                 }
@@ -588,11 +646,35 @@ mod tests {
     }
 
     #[test]
-    fn a_playbook_launch_names_its_source() {
-        let form = Form { playbook: "site.yml".into(), limit: "db".into(), ..Form::default() };
+    fn a_playbook_launch_is_the_local_engines_request() {
+        let mut form = Form {
+            playbook: "patch.yml".into(),
+            hosts: "web-01, web-02".into(),
+            limit: "web-01".into(),
+            tags: "patch, reboot".into(),
+            vars: "patch_group: Group-1".into(),
+            check: true,
+            ..Form::default()
+        };
         assert_eq!(
             launch_body(Kind::Playbook, &form, None),
-            Ok(json!({"source": "site.yml", "limit": "db"}))
+            Ok(json!({"source": {"type": "playbook", "path": "patch.yml"},
+                      "inventory": {"type": "inline", "hosts": ["web-01", "web-02"]},
+                      "extra_vars": {"patch_group": "Group-1"},
+                      "options": {"limit": "web-01", "tags": ["patch", "reboot"], "check_mode": true}}))
+        );
+        form.inventory = "demo.yml".into();
+        assert!(launch_body(Kind::Playbook, &form, None).is_err(), "a file and hosts at once");
+        let form = Form {
+            playbook: "site.yml".into(),
+            repo: "https://git.example.com/ops.git".into(),
+            ..Form::default()
+        };
+        assert_eq!(
+            launch_body(Kind::Playbook, &form, None),
+            Ok(
+                json!({"source": {"type": "git", "repo": "https://git.example.com/ops.git", "path": "site.yml"}})
+            )
         );
         assert!(launch_body(Kind::Playbook, &Form::default(), None).is_err());
     }
