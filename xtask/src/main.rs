@@ -79,7 +79,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace `cargo xtask` was run in: found from the working directory (cargo runs aliases
+/// there), so a binary built for one checkout never works on another; the source path it was built
+/// from is the fallback.
 fn project_root() -> PathBuf {
+    let is_root = |d: &Path| {
+        d.join("xtask/Cargo.toml").is_file()
+            && std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+    };
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(root) = cwd.ancestors().find(|d| is_root(d)) {
+            return root.to_path_buf();
+        }
+    }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
