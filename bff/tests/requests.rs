@@ -747,12 +747,14 @@ async fn a_failing_run_ends_the_conversation_with_the_failure_and_its_explanatio
         ),
         "{summary}"
     );
-    assert!(summary.contains("No knowledge base entry explains it yet"), "{summary}");
+    // The shipped knowledge base knows dependency conflicts.
+    assert!(summary.contains("Known error: Package dependency conflict"), "{summary}");
     let ex = &done["job"]["explanations"][0];
     assert_eq!(
         (ex["host"].as_str(), ex["task"].as_str()),
         (Some("web-01"), Some("Verify the updates are installed"))
     );
+    assert_eq!(ex["matches"][0]["title"], "Package dependency conflict");
     // web-01 was the only host of webservers in Group-1: once it failed, no play was left to start.
     assert_eq!(
         phase_states(&done),
