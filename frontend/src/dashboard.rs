@@ -158,7 +158,7 @@ fn template_table(rows: &[TemplateStats]) -> Html {
                 <tbody>
                     { for rows.iter().map(|t| html! {
                         <tr data-template={t.template.clone()}>
-                            <th scope="row">{ &t.template }</th>
+                            <td class="tpl-name">{ &t.template }</td>
                             <td class="num">{ t.jobs }</td>
                             <td class="num">{ rate(t.success_rate) }</td>
                             <td class="num">{ secs(t.durations.median) }</td>
@@ -220,7 +220,7 @@ fn trend(points: &[TrendPoint], window: &str) -> Html {
     });
     html! {
         <figure class="trend" data-testid="trend">
-            <svg viewBox={format!("0 0 {w} {h}")} role="img" aria-labelledby="trend-desc" preserveAspectRatio="none" data-testid="trend-svg">
+            <svg viewBox={format!("0 0 {w} {h}")} role="img" aria-labelledby="trend-desc" data-testid="trend-svg">
                 <desc id="trend-desc">{ summary.clone() }</desc>
                 <line class="axis-line" x1={left.to_string()} y1={y(0).to_string()} x2={w.to_string()} y2={y(0).to_string()} />
                 <text class="axis" x={(left - 4.0).to_string()} y={(y(max) + 4.0).to_string()} text-anchor="end">{ max }</text>
@@ -241,7 +241,7 @@ fn trend(points: &[TrendPoint], window: &str) -> Html {
                             <thead><tr><th scope="col">{ if hourly { "Hour" } else { "Day" } }</th><th scope="col" class="num">{ "Successful" }</th><th scope="col" class="num">{ "Failed" }</th><th scope="col" class="num">{ "Other" }</th></tr></thead>
                             <tbody>
                                 { for points.iter().filter(|p| p.successful + p.failed + p.other > 0).map(|p| html! {
-                                    <tr><th scope="row">{ p.start.format(if hourly { "%Y-%m-%d %H:00 UTC" } else { "%Y-%m-%d" }).to_string() }</th>
+                                    <tr><td>{ p.start.format(if hourly { "%Y-%m-%d %H:00 UTC" } else { "%Y-%m-%d" }).to_string() }</td>
                                         <td class="num">{ p.successful }</td><td class="num">{ p.failed }</td><td class="num">{ p.other }</td></tr>
                                 }) }
                             </tbody>

@@ -116,6 +116,10 @@ async function main() {
       await noSidewaysScroll(page, PHONE.width);
       await shot(page, 'requests-refused-390.png');
       await page.setViewportSize(DESKTOP);
+      await page.getByTestId('suggestions').getByText('web-01').click();
+      await page.locator('[data-testid="request"][data-status="ready"]').waitFor({ timeout: 10_000 });
+      const wouldRun = await page.getByTestId('would-run').innerText();
+      assert(wouldRun.includes('web-01') && !wouldRun.includes('web-09'), `the suggestion was not taken: ${wouldRun}`);
       noPageErrors(page);
     });
   } finally {
