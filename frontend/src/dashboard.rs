@@ -184,7 +184,7 @@ fn bucket_label(p: &TrendPoint, hourly: bool) -> String {
 /// text alternative.
 fn trend(points: &[TrendPoint], window: &str) -> Html {
     let hourly = window == "24h";
-    let (w, h, left, bottom, top) = (640.0_f64, 200.0_f64, 32.0_f64, 24.0_f64, 8.0_f64);
+    let (w, h, left, bottom, top) = (800.0_f64, 220.0_f64, 40.0_f64, 26.0_f64, 20.0_f64);
     let max = points.iter().map(|p| p.successful + p.failed + p.other).max().unwrap_or(0).max(1);
     let n = points.len().max(1) as f64;
     let slot = (w - left) / n;

@@ -107,6 +107,8 @@ async function main() {
       const failing = await page.getByTestId('failing').innerText();
       assert(failing.includes(template) && failing.includes('No space left on device'), `failing: ${failing}`);
       await shot(page, 'dashboard-1280.png');
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await shot(page, 'dashboard-dark-1280.png');
       await assertContrast(page, 'the dashboard');
       await page.setViewportSize(PHONE);
       await noSidewaysScroll(page, PHONE.width);
