@@ -451,8 +451,8 @@ pub fn kb_page() -> Html {
 
 pub fn error_words(e: &ApiError) -> String {
     match e {
-        ApiError::Server { status: 403, .. } => {
-            "Only an operator or an admin may change the knowledge base.".into()
+        ApiError::Server { status: 403, detail } => {
+            format!("Only an operator or an admin may do this ({detail}).")
         }
         e => e.to_string(),
     }

@@ -6,7 +6,10 @@
 
 use gloo_timers::callback::Interval;
 use serde_json::Value;
+use std::rc::Rc;
+
 use shared::requests::{Request, RequestStatus, RequestSummary};
+use shared::{Role, SessionInfo};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -70,6 +73,8 @@ fn would_run(body: &Value) -> Html {
 pub fn requests_page() -> Html {
     use_title("Ask".to_owned());
     let nav = use_nav();
+    let session = use_context::<Rc<SessionInfo>>();
+    let may_ask = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
     let id = nav.location.param("id").and_then(|v| v.parse::<i64>().ok());
     let current = use_state(|| None::<Load<Request>>);
     let recent = use_state(|| Load::<Vec<RequestSummary>>::Loading);
@@ -231,7 +236,7 @@ pub fn requests_page() -> Html {
         Some(Load::Loading) => html! { <p class="notice">{ "Loading…" }</p> },
         Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
         Some(Load::Loaded(Ok(r))) => {
-            conversation(r, &reply, input(&reply), on_reply, answer_with, on_confirm, *busy)
+            conversation(r, &reply, input(&reply), on_reply, answer_with, on_confirm, *busy, may_ask)
         }
     };
 
@@ -242,7 +247,10 @@ pub fn requests_page() -> Html {
                 <span class="spacer"></span>
                 if id.is_some() { <Link to="/requests" testid="new-request">{ "New request" }</Link> }
             </div>
-            if id.is_none() { { ask_box } }
+            if id.is_none() && may_ask { { ask_box } }
+            if !may_ask {
+                <p class="notice" data-testid="ask-viewer">{ "Asking, answering and confirming need the operator role; you can read the requests." }</p>
+            }
             if let Some(e) = &*error { <p class="error" role="alert" data-testid="request-error">{ e }</p> }
             { body }
         </main>
@@ -258,6 +266,7 @@ fn conversation(
     answer_with: Callback<String>,
     on_confirm: Callback<MouseEvent>,
     busy: bool,
+    may_ask: bool,
 ) -> Html {
     let u = &r.understood;
     let understood: Vec<(&str, String)> = [
@@ -286,6 +295,7 @@ fn conversation(
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
     let open = matches!(r.status, RequestStatus::NeedsInput | RequestStatus::Refused | RequestStatus::Ready);
+    let act = open && may_ask;
     let choice = |c: &String| {
         let answer_with = answer_with.clone();
         let c2 = c.clone();
@@ -338,12 +348,12 @@ fn conversation(
                 </section>
             }
             if let Some(body) = &r.would_run { { would_run(body) } }
-            if r.status == RequestStatus::Ready {
+            if r.status == RequestStatus::Ready && may_ask {
                 <div class="actions">
                     <button type="button" onclick={on_confirm} disabled={busy} data-testid="request-confirm">{ "Confirm and run" }</button>
                 </div>
             }
-            if open {
+            if act {
                 <form class="ask" onsubmit={on_reply} data-testid="reply-form">
                     <label for="reply-text">{ if r.status == RequestStatus::Ready { "Change something" } else { "Your answer" } }</label>
                     <div class="ask-row">
@@ -381,7 +391,7 @@ fn conversation(
                     }
                     if let Some(j) = r.job.as_ref().filter(|j| !j.explanations.is_empty()) {
                         <h3>{ "Why it failed" }</h3>
-                        { explanation_list(&j.explanations, true) }
+                        { explanation_list(&j.explanations, may_ask) }
                     }
                 </section>
             }

@@ -18,7 +18,7 @@ import {
 requireEnv('dashboard.mjs');
 
 const pct = (r) => (r == null ? '—' : `${Math.round(r * 100)}%`);
-const secs = (s) => (s == null ? '—' : s < 1 ? `${Math.round(s * 1000)}ms` : s < 60 ? `${(Math.floor(s * 10) / 10).toFixed(1)}s` : null);
+const secs = (s) => (s == null ? '—' : s < 1 ? `${Math.round(s * 1000)}ms` : s < 60 ? `${s.toFixed(1)}s` : null);
 
 async function main() {
   const suffix = randomBytes(4).toString('hex');

@@ -11,7 +11,7 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  BASE, DESKTOP, PHONE, Run, api, assert, assertContrast, ingest, launchBrowser, newPage, noPageErrors, noSidewaysScroll,
+  ADMIN_KEY, BASE, DESKTOP, PHONE, Run, api, assert, assertContrast, ingest, launchBrowser, newPage, noPageErrors, noSidewaysScroll,
   requireEnv, run, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
@@ -151,6 +151,31 @@ async function main() {
       await noSidewaysScroll(page, PHONE.width);
       await shot(page, 'kb-job-explained-390.png');
       await page.setViewportSize(DESKTOP);
+    });
+
+    await step('a viewer reads the entries and explanations but sees no edit buttons', async () => {
+      const response = await fetch(`${BASE}/api/v1/keys`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ADMIN_KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: `kb-viewer-${suffix}`, role: 'viewer' }),
+      });
+      const created = await response.json();
+      assert(response.ok, `creating a viewer key: ${JSON.stringify(created)}`);
+      const viewerContext = await browser.newContext({ viewport: DESKTOP });
+      await signIn(viewerContext, created.secret);
+      const viewer = await newPage(viewerContext);
+      await viewer.goto(`${BASE}/kb`);
+      await viewer.getByTestId('kb-entry').first().waitFor({ timeout: 15_000 });
+      for (const id of ['kb-new', 'kb-edit', 'kb-delete']) {
+        assert((await viewer.getByTestId(id).count()) === 0, `a viewer sees ${id}`);
+      }
+      await viewer.goto(`${BASE}/jobs/${jobId}`);
+      await viewer.getByTestId('explanation-match').waitFor({ timeout: 15_000 });
+      await viewer.goto(`${BASE}/requests`);
+      await viewer.getByTestId('ask-viewer').waitFor({ timeout: 15_000 });
+      assert((await viewer.getByTestId('ask-form').count()) === 0, 'a viewer is offered the request box');
+      noPageErrors(viewer);
+      await viewerContext.close();
     });
 
     await step('delete asks first, then removes the entry', async () => {
