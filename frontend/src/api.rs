@@ -9,6 +9,9 @@ use std::fmt;
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use shared::kb::{KbEntry, KbEntryInput, KbTryMatch};
+use shared::requests::{Request as UserRequest, RequestSummary, RequestText};
+use shared::stats::Stats;
 use shared::{ErrorBody, Job, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
 
 /// Sent with every write: the bff refuses cookie-authenticated writes without it, since a page on
@@ -176,4 +179,67 @@ async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, Api
         401 => ApiError::Unauthorized(detail),
         _ => ApiError::Server { status, detail },
     })
+}
+
+/// `GET /api/v1/kb?q=&tag=`: the knowledge base, by title.
+pub async fn kb_list(q: &str, tag: &str) -> Result<Page<KbEntry>, ApiError> {
+    let query = crate::route::query_string([("q", q.to_owned()), ("tag", tag.to_owned())]);
+    json(Request::get(&format!("/api/v1/kb?{query}")).build()).await
+}
+
+/// `POST /api/v1/kb` (no id) or `PUT /api/v1/kb/{id}`.
+pub async fn kb_save(id: Option<i64>, input: &KbEntryInput) -> Result<KbEntry, ApiError> {
+    let body = serde_json::to_string(input).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let request = match id {
+        None => Request::post("/api/v1/kb"),
+        Some(id) => Request::put(&format!("/api/v1/kb/{id}")),
+    };
+    json(request.header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body)).await
+}
+
+/// `DELETE /api/v1/kb/{id}`.
+pub async fn kb_delete(id: i64) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/v1/kb/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
+/// `POST /api/v1/kb/try`: the recent failures the rule would match.
+pub async fn kb_try(input: &KbEntryInput) -> Result<Page<KbTryMatch>, ApiError> {
+    write_json("/api/v1/kb/try", input).await
+}
+
+/// `POST /api/v1/requests`: a request in plain words.
+pub async fn request_new(text: &str) -> Result<UserRequest, ApiError> {
+    write_json("/api/v1/requests", &RequestText { text: text.to_owned() }).await
+}
+
+/// `POST /api/v1/requests/{id}/reply`.
+pub async fn request_reply(id: i64, text: &str) -> Result<UserRequest, ApiError> {
+    write_json(&format!("/api/v1/requests/{id}/reply"), &RequestText { text: text.to_owned() }).await
+}
+
+/// `POST /api/v1/requests/{id}/confirm`: launches it.
+pub async fn request_confirm(id: i64) -> Result<UserRequest, ApiError> {
+    write_json(&format!("/api/v1/requests/{id}/confirm"), &serde_json::json!({})).await
+}
+
+/// `GET /api/v1/requests/{id}`.
+pub async fn request_get(id: i64) -> Result<UserRequest, ApiError> {
+    json(Request::get(&format!("/api/v1/requests/{id}")).build()).await
+}
+
+/// `GET /api/v1/requests`: the latest requests.
+pub async fn requests() -> Result<Page<RequestSummary>, ApiError> {
+    json(Request::get("/api/v1/requests?page_size=10").build()).await
+}
+
+/// `GET /api/v1/stats?window=`.
+pub async fn stats(window: &str) -> Result<Stats, ApiError> {
+    json(Request::get(&format!("/api/v1/stats?window={window}")).build()).await
+}
+
+/// Posts JSON and reads the typed answer.
+async fn write_json<B: serde::Serialize, T: DeserializeOwned>(url: &str, body: &B) -> Result<T, ApiError> {
+    let body = serde_json::to_string(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    json(Request::post(url).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body))
+        .await
 }

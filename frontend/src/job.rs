@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
 use serde_json::Value;
+use shared::kb::Explanation;
 use shared::{Job, JobHost, JobStatus, Role, SessionInfo, StatusChange};
 use yew::prelude::*;
 
@@ -17,6 +18,7 @@ use crate::api::{self, ApiError, Load};
 use crate::event::{error_text, EventPanel};
 use crate::hosts::Hosts;
 use crate::live::{use_live_feed, Feed, Subscription};
+use crate::markdown::markdown;
 use crate::output::{Output, Shared};
 use crate::route::{query_string, use_nav, Link};
 use crate::timeline::Timeline;
@@ -365,6 +367,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
             { counters(&job, now_ms) }
             { host_bar(&job) }
             <Actions job={job.clone()} may_act={may_act} />
+            { explanations(&job, may_act) }
             { backfill_notice(&backfill, job.event_count) }
             <div class="tabs" role="tablist" aria-label="Job views">{ for tabs }</div>
             if let Some((counter, line)) = panel {
@@ -429,6 +432,77 @@ fn header(job: &Job, now_ms: f64) -> Html {
                 { for facts.into_iter().map(|(k, v)| html! { <div><dt>{ k }</dt><dd>{ v }</dd></div> }) }
             </dl>
         </header>
+    }
+}
+
+/// The knowledge base entry to create from a failure no entry knows: the editor's address.
+pub fn new_entry_link(e: &Explanation) -> String {
+    let pattern: String =
+        e.error.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").chars().take(120).collect();
+    let title = match &e.task {
+        Some(t) => format!("{t} failed"),
+        None => "New failure".to_owned(),
+    };
+    let q = query_string([
+        ("new", "1".to_owned()),
+        ("title", title),
+        ("pattern", pattern),
+        ("module", e.module.clone().unwrap_or_default()),
+        ("task", e.task.clone().unwrap_or_default()),
+    ]);
+    format!("/kb?{q}")
+}
+
+/// Per failing host and task: the error and the knowledge base entries that explain it.
+pub fn explanation_list(list: &[Explanation], may_edit: bool) -> Html {
+    let items = list.iter().map(|e| {
+        let place = match (&e.host, &e.task) {
+            (Some(h), Some(t)) => format!("{h} · {t}"),
+            (Some(h), None) => h.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => format!("event {}", e.counter),
+        };
+        html! {
+            <li class="expl" data-testid="explanation">
+                <h3>
+                    <span class={classes!("badge", if e.event.contains("unreachable") { "status-error" } else { "status-failed" })}>
+                        { if e.event.contains("unreachable") { "unreachable" } else { "failed" } }
+                    </span>
+                    { " " }{ place }
+                    if let Some(m) = &e.module { <span class="muted">{ format!(" ({m})") }</span> }
+                </h3>
+                <pre class="block stderr" data-testid="explanation-error">{ &e.error }</pre>
+                if e.matches.is_empty() {
+                    <p class="muted" data-testid="explanation-none">{ "No knowledge base entry knows this failure yet." }
+                        if may_edit {
+                            { " " }<Link to={new_entry_link(e)} testid="explanation-create">{ "Create an entry from this failure" }</Link>
+                        }
+                    </p>
+                } else {
+                    { for e.matches.iter().map(|m| html! {
+                        <div class="solution" data-testid="explanation-match">
+                            <h4>{ &m.title }
+                                { for m.tags.iter().map(|t| html! { <span class="tag">{ t }</span> }) }
+                            </h4>
+                            { markdown(&m.solution) }
+                        </div>
+                    }) }
+                }
+            </li>
+        }
+    });
+    html! { <ul class="expls">{ for items }</ul> }
+}
+
+fn explanations(job: &Job, may_edit: bool) -> Html {
+    if job.explanations.is_empty() {
+        return Html::default();
+    }
+    html! {
+        <section class="explanations" aria-labelledby="expl-head" data-testid="explanations">
+            <h2 id="expl-head">{ "Explanations" }</h2>
+            { explanation_list(&job.explanations, may_edit) }
+        </section>
     }
 }
 

@@ -5,13 +5,17 @@
 
 mod ansi;
 mod api;
+mod dashboard;
 mod event;
 mod hosts;
 mod job;
 mod jobs;
+mod kb;
 mod launch;
 mod live;
+mod markdown;
 mod output;
+mod requests;
 mod route;
 mod sign_in;
 mod store;
@@ -119,6 +123,12 @@ fn app() -> Html {
                 if signed_in.is_some() {
                     <nav class="mainnav" aria-label="Main">
                         <Link to="/" class={classes!((route == Route::Jobs).then_some("current"))}>{ "Jobs" }</Link>
+                        <Link to="/dashboard" class={classes!((route == Route::Dashboard).then_some("current"))}
+                              testid="nav-dashboard">{ "Dashboard" }</Link>
+                        <Link to="/requests" class={classes!((route == Route::Requests).then_some("current"))}
+                              testid="nav-requests">{ "Ask" }</Link>
+                        <Link to="/kb" class={classes!((route == Route::Kb).then_some("current"))}
+                              testid="nav-kb">{ "Known errors" }</Link>
                         if may_launch {
                             <Link to="/launch" class={classes!((route == Route::Launch).then_some("current"))}
                                   testid="nav-launch">{ "Launch" }</Link>
@@ -154,6 +164,9 @@ fn app() -> Html {
                 Route::Jobs => html! { <JobsPage on_signed_out={on_signed_out.clone()} /> },
                 Route::Job(id) => html! { <JobPage key={id} {id} on_signed_out={on_signed_out.clone()} /> },
                 Route::Launch => html! { <LaunchPage /> },
+                Route::Kb => html! { <kb::KbPage /> },
+                Route::Requests => html! { <requests::RequestsPage /> },
+                Route::Dashboard => html! { <dashboard::DashboardPage /> },
                 Route::NotFound => html! {
                     <main class="page">
                         <h1>{ "Not found" }</h1>

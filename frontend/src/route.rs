@@ -16,6 +16,9 @@ pub enum Route {
     Jobs,
     Job(i64),
     Launch,
+    Kb,
+    Requests,
+    Dashboard,
     NotFound,
 }
 
@@ -25,6 +28,9 @@ impl Route {
         match parts.as_slice() {
             [] => Route::Jobs,
             ["launch"] => Route::Launch,
+            ["kb"] => Route::Kb,
+            ["requests"] => Route::Requests,
+            ["dashboard"] => Route::Dashboard,
             ["jobs", id] => id.parse().ok().filter(|id| *id > 0).map_or(Route::NotFound, Route::Job),
             _ => Route::NotFound,
         }

@@ -1,0 +1,459 @@
+//! The knowledge base of known errors (`/kb`): the entries with a search and a tag filter, and
+//! for operators an editor with a "Try it" box that lists the recent failures a rule would match
+//! before it is saved. `/kb?new=1&pattern=…&module=…&task=…` opens the editor pre-filled (the job
+//! page links there from a failure nothing explains).
+
+use std::rc::Rc;
+
+use shared::kb::{KbEntry, KbEntryInput, KbField, KbMatch, KbTryMatch};
+use shared::{Role, SessionInfo};
+use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use yew::prelude::*;
+
+use crate::api::{self, ApiError, Load};
+use crate::markdown::markdown;
+use crate::route::{use_nav, Link};
+use crate::ui::use_title;
+
+/// The editor's fields, as typed.
+#[derive(Clone, PartialEq, Default)]
+struct Form {
+    title: String,
+    field: String,
+    kind: String,
+    pattern: String,
+    module: String,
+    task: String,
+    solution: String,
+    tags: String,
+}
+
+impl Form {
+    fn of(e: &KbEntryInput) -> Form {
+        Form {
+            title: e.title.clone(),
+            field: field_key(e.field).into(),
+            kind: if e.kind == KbMatch::Regex { "regex" } else { "substring" }.into(),
+            pattern: e.pattern.clone(),
+            module: e.module.clone().unwrap_or_default(),
+            task: e.task.clone().unwrap_or_default(),
+            solution: e.solution.clone(),
+            tags: e.tags.join(", "),
+        }
+    }
+
+    fn input(&self) -> KbEntryInput {
+        let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        KbEntryInput {
+            title: self.title.trim().to_owned(),
+            field: match self.field.as_str() {
+                "message" => KbField::Message,
+                "stderr" => KbField::Stderr,
+                "stdout" => KbField::Stdout,
+                "module" => KbField::Module,
+                _ => KbField::Any,
+            },
+            kind: if self.kind == "regex" { KbMatch::Regex } else { KbMatch::Substring },
+            pattern: self.pattern.clone(),
+            module: opt(&self.module),
+            task: opt(&self.task),
+            solution: self.solution.clone(),
+            tags: self.tags.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+        }
+    }
+
+    /// What is wrong before asking the server, in words; the server checks the rest (a regular
+    /// expression that does not compile, lengths).
+    fn problems(&self, for_try: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if !for_try && self.title.trim().is_empty() {
+            out.push("Give the entry a title.".to_owned());
+        }
+        if self.pattern.trim().is_empty() {
+            out.push("Give the pattern to look for in the failure.".to_owned());
+        }
+        out
+    }
+}
+
+fn field_key(f: KbField) -> &'static str {
+    match f {
+        KbField::Any => "any",
+        KbField::Message => "message",
+        KbField::Stderr => "stderr",
+        KbField::Stdout => "stdout",
+        KbField::Module => "module",
+    }
+}
+
+/// The value of the input, textarea or select an event came from.
+fn value_of(e: &Event) -> String {
+    let Some(t) = e.target() else { return String::new() };
+    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<HtmlInputElement>(&t) {
+        return i.value();
+    }
+    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<HtmlTextAreaElement>(&t) {
+        return i.value();
+    }
+    wasm_bindgen::JsCast::dyn_ref::<HtmlSelectElement>(&t).map(|s| s.value()).unwrap_or_default()
+}
+
+#[derive(Clone, PartialEq)]
+struct Editing {
+    id: Option<i64>,
+    form: Form,
+}
+
+#[function_component(KbPage)]
+pub fn kb_page() -> Html {
+    use_title("Known errors".to_owned());
+    let nav = use_nav();
+    let session = use_context::<Rc<SessionInfo>>();
+    let may_edit = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let q = use_state(String::new);
+    let tag = use_state(String::new);
+    let reload = use_state(|| 0u32);
+    let list = use_state(|| Load::<Vec<KbEntry>>::Loading);
+    let notice = use_state(|| None::<String>);
+    let editing = use_state(|| {
+        let nav_loc = nav.location.clone();
+        (nav_loc.param("new").is_some()).then(|| Editing {
+            id: None,
+            form: Form {
+                title: nav_loc.param("title").unwrap_or_default(),
+                pattern: nav_loc.param("pattern").unwrap_or_default(),
+                module: nav_loc.param("module").unwrap_or_default(),
+                task: nav_loc.param("task").unwrap_or_default(),
+                field: "any".into(),
+                kind: "substring".into(),
+                ..Form::default()
+            },
+        })
+    });
+    let save_error = use_state(|| None::<Vec<String>>);
+    let tried = use_state(|| None::<Load<Vec<KbTryMatch>>>);
+    let confirm_delete = use_state(|| None::<i64>);
+    let busy = use_state(|| false);
+
+    {
+        let list = list.clone();
+        use_effect_with(((*q).clone(), *reload), move |(q, _)| {
+            let q = q.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                list.set(Load::Loaded(api::kb_list(&q, "").await.map(|p| p.results)));
+            });
+        });
+    }
+
+    let open = {
+        let editing = editing.clone();
+        let save_error = save_error.clone();
+        let tried = tried.clone();
+        Callback::from(move |e: Option<KbEntry>| {
+            save_error.set(None);
+            tried.set(None);
+            editing.set(Some(match e {
+                Some(e) => Editing { id: Some(e.id), form: Form::of(&e.entry) },
+                None => Editing {
+                    id: None,
+                    form: Form { field: "any".into(), kind: "substring".into(), ..Form::default() },
+                },
+            }));
+        })
+    };
+    let close = {
+        let editing = editing.clone();
+        let nav = nav.clone();
+        Callback::from(move |_: MouseEvent| {
+            editing.set(None);
+            if nav.location.param("new").is_some() {
+                nav.replace("/kb");
+            }
+        })
+    };
+    let set = {
+        let editing = editing.clone();
+        move |f: fn(&mut Form, String)| {
+            let editing = editing.clone();
+            Callback::from(move |e: Event| {
+                if let Some(mut ed) = (*editing).clone() {
+                    f(&mut ed.form, value_of(&e));
+                    editing.set(Some(ed));
+                }
+            })
+        }
+    };
+    let on_try = {
+        let editing = editing.clone();
+        let tried = tried.clone();
+        let save_error = save_error.clone();
+        Callback::from(move |_: MouseEvent| {
+            let Some(ed) = (*editing).clone() else { return };
+            let problems = ed.form.problems(true);
+            if !problems.is_empty() {
+                save_error.set(Some(problems));
+                return;
+            }
+            save_error.set(None);
+            tried.set(Some(Load::Loading));
+            let tried = tried.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                tried.set(Some(Load::Loaded(api::kb_try(&ed.form.input()).await.map(|p| p.results))));
+            });
+        })
+    };
+    let on_save = {
+        let editing = editing.clone();
+        let save_error = save_error.clone();
+        let notice = notice.clone();
+        let reload = reload.clone();
+        let busy = busy.clone();
+        let nav = nav.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(ed) = (*editing).clone() else { return };
+            let problems = ed.form.problems(false);
+            if !problems.is_empty() {
+                save_error.set(Some(problems));
+                return;
+            }
+            busy.set(true);
+            let (editing, save_error, notice, reload, busy, nav) = (
+                editing.clone(),
+                save_error.clone(),
+                notice.clone(),
+                reload.clone(),
+                busy.clone(),
+                nav.clone(),
+            );
+            wasm_bindgen_futures::spawn_local(async move {
+                let saved = api::kb_save(ed.id, &ed.form.input()).await;
+                busy.set(false);
+                match saved {
+                    Ok(entry) => {
+                        notice.set(Some(format!(
+                            "Saved “{}”. Jobs are re-checked against it.",
+                            entry.entry.title
+                        )));
+                        save_error.set(None);
+                        editing.set(None);
+                        reload.set(*reload + 1);
+                        if nav.location.param("new").is_some() {
+                            nav.replace("/kb");
+                        }
+                    }
+                    Err(e) => save_error.set(Some(vec![error_words(&e)])),
+                }
+            });
+        })
+    };
+    let on_delete = {
+        let confirm_delete = confirm_delete.clone();
+        let notice = notice.clone();
+        let reload = reload.clone();
+        Callback::from(move |(id, title): (i64, String)| {
+            let (confirm_delete, notice, reload) = (confirm_delete.clone(), notice.clone(), reload.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                confirm_delete.set(None);
+                notice.set(Some(match api::kb_delete(id).await {
+                    Ok(()) => format!("Deleted “{title}”."),
+                    Err(e) => format!("Could not delete “{title}”: {}", error_words(&e)),
+                }));
+                reload.set(*reload + 1);
+            });
+        })
+    };
+
+    let on_q = {
+        let q = q.clone();
+        Callback::from(move |e: InputEvent| q.set(value_of(&e.into())))
+    };
+    let on_tag = {
+        let tag = tag.clone();
+        Callback::from(move |e: Event| tag.set(value_of(&e)))
+    };
+
+    let editor = (*editing).clone().map(|ed| {
+        let f = &ed.form;
+        let tried_view = match &*tried {
+            None => Html::default(),
+            Some(Load::Loading) => html! { <p class="notice">{ "Looking through recent failures…" }</p> },
+            Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+            Some(Load::Loaded(Ok(m))) if m.is_empty() => html! {
+                <p class="notice" data-testid="kb-try-none">{ "This rule matches none of the recent failures." }</p>
+            },
+            Some(Load::Loaded(Ok(m))) => html! {
+                <div data-testid="kb-try-results">
+                    <p>{ format!("This rule matches {} recent failure{}:", m.len(), if m.len() == 1 { "" } else { "s" }) }</p>
+                    <ul class="tries">
+                        { for m.iter().map(|t| html! {
+                            <li data-testid="kb-try-match">
+                                <Link to={format!("/jobs/{}", t.job_id)}>{ format!("{} #{}", t.job_name, t.job_id) }</Link>
+                                { format!(" · {} · {}", t.host.as_deref().unwrap_or("—"), t.task.as_deref().unwrap_or("—")) }
+                                <pre class="block stderr">{ &t.error }</pre>
+                            </li>
+                        }) }
+                    </ul>
+                </div>
+            },
+        };
+        let text = |id: &'static str, label: &'static str, value: &str, cb: Callback<Event>, hint: &'static str| {
+            let oninput = Callback::from(move |e: InputEvent| cb.emit(e.into()));
+            html! {
+                <div class="field">
+                    <label for={id}>{ label }</label>
+                    <input {id} type="text" value={value.to_owned()} {oninput} data-testid={id} />
+                    if !hint.is_empty() { <p class="hint">{ hint }</p> }
+                </div>
+            }
+        };
+        let sol_cb = set(|f, v| f.solution = v);
+        let on_solution = Callback::from(move |e: InputEvent| sol_cb.emit(e.into()));
+        html! {
+            <form class="card wide kb-editor" onsubmit={on_save.clone()} data-testid="kb-editor" aria-labelledby="kb-editor-head" novalidate=true>
+                <h2 id="kb-editor-head">{ if ed.id.is_some() { "Edit entry" } else { "New entry" } }</h2>
+                { text("kb-title", "Title", &f.title, set(|f, v| f.title = v), "") }
+                <div class="filter-grid">
+                    <div class="field">
+                        <label for="kb-field">{ "Look in" }</label>
+                        <select id="kb-field" onchange={set(|f, v| f.field = v)} data-testid="kb-field">
+                            { for [("any", "message, stderr, stdout or module"), ("message", "message"), ("stderr", "stderr"), ("stdout", "stdout"), ("module", "module")]
+                                .into_iter().map(|(k, l)| html! { <option value={k} selected={f.field == k}>{ l }</option> }) }
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="kb-kind">{ "Match" }</label>
+                        <select id="kb-kind" onchange={set(|f, v| f.kind = v)} data-testid="kb-kind">
+                            <option value="substring" selected={f.kind != "regex"}>{ "contains the text (any case)" }</option>
+                            <option value="regex" selected={f.kind == "regex"}>{ "regular expression" }</option>
+                        </select>
+                    </div>
+                </div>
+                { text("kb-pattern", "Pattern", &f.pattern, set(|f, v| f.pattern = v), "") }
+                <div class="filter-grid">
+                    { text("kb-module", "Only the module (optional)", &f.module, set(|f, v| f.module = v), "e.g. ansible.builtin.dnf or dnf") }
+                    { text("kb-task", "Only tasks named (optional)", &f.task, set(|f, v| f.task = v), "part of the task's name") }
+                </div>
+                <div class="field">
+                    <label for="kb-solution">{ "Solution (Markdown: paragraphs, * lists, `code`, **bold**)" }</label>
+                    <textarea id="kb-solution" rows="6" value={f.solution.clone()} oninput={on_solution} data-testid="kb-solution" />
+                </div>
+                { text("kb-tags", "Tags (comma-separated)", &f.tags, set(|f, v| f.tags = v), "") }
+                if let Some(problems) = &*save_error {
+                    <div class="error" role="alert" data-testid="kb-errors">
+                        { for problems.iter().map(|p| html! { <p>{ p }</p> }) }
+                    </div>
+                }
+                <div class="actions">
+                    <button type="submit" disabled={*busy} data-testid="kb-save">{ "Save" }</button>
+                    <button type="button" class="secondary" onclick={on_try.clone()} data-testid="kb-try">{ "Try it" }</button>
+                    <button type="button" class="secondary" onclick={close.clone()}>{ "Cancel" }</button>
+                </div>
+                { tried_view }
+                if !f.solution.trim().is_empty() {
+                    <details class="preview"><summary>{ "Preview of the solution" }</summary>{ markdown(&f.solution) }</details>
+                }
+            </form>
+        }
+    });
+
+    let body = match &*list {
+        Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+        Load::Loaded(Ok(entries)) => {
+            let mut tags: Vec<String> = entries.iter().flat_map(|e| e.entry.tags.clone()).collect();
+            tags.sort();
+            tags.dedup();
+            if !tag.is_empty() && !tags.contains(&tag) {
+                tags.push((*tag).clone());
+            }
+            let shown: Vec<&KbEntry> =
+                entries.iter().filter(|e| tag.is_empty() || e.entry.tags.contains(&tag)).collect();
+            html! {
+                <>
+                <div class="filter-row">
+                    <div class="field">
+                        <label for="kb-search">{ "Search" }</label>
+                        <input id="kb-search" type="search" value={(*q).clone()} oninput={on_q} placeholder="title, pattern or solution" data-testid="kb-search" />
+                    </div>
+                    <div class="field">
+                        <label for="kb-tag">{ "Tag" }</label>
+                        <select id="kb-tag" onchange={on_tag} data-testid="kb-tag">
+                            <option value="" selected={tag.is_empty()}>{ "all tags" }</option>
+                            { for tags.iter().map(|t| html! { <option value={t.clone()} selected={*t == *tag}>{ t }</option> }) }
+                        </select>
+                    </div>
+                </div>
+                <p class="muted" data-testid="kb-count">{ format!("{} entr{}", shown.len(), if shown.len() == 1 { "y" } else { "ies" }) }</p>
+                <ul class="kb-list">
+                    { for shown.into_iter().map(|e| {
+                        let edit = { let open = open.clone(); let e = e.clone(); Callback::from(move |_: MouseEvent| open.emit(Some(e.clone()))) };
+                        let ask = { let c = confirm_delete.clone(); let id = e.id; Callback::from(move |_: MouseEvent| c.set(Some(id))) };
+                        let keep = { let c = confirm_delete.clone(); Callback::from(move |_: MouseEvent| c.set(None)) };
+                        let delete = { let d = on_delete.clone(); let id = e.id; let t = e.entry.title.clone(); Callback::from(move |_: MouseEvent| d.emit((id, t.clone()))) };
+                        let rule = format!("{} {} “{}”{}{}",
+                            field_key(e.entry.field),
+                            if e.entry.kind == KbMatch::Regex { "matches" } else { "contains" },
+                            e.entry.pattern,
+                            e.entry.module.as_ref().map(|m| format!(", module {m}")).unwrap_or_default(),
+                            e.entry.task.as_ref().map(|t| format!(", task “{t}”")).unwrap_or_default());
+                        html! {
+                            <li class="kb-entry" data-testid="kb-entry" data-kb-id={e.id.to_string()}>
+                                <details>
+                                    <summary>
+                                        <span class="kb-title">{ &e.entry.title }</span>
+                                        { for e.entry.tags.iter().map(|t| html! { <span class="tag">{ t }</span> }) }
+                                    </summary>
+                                    <p class="muted rule"><code>{ rule }</code></p>
+                                    { markdown(&e.entry.solution) }
+                                    <p class="muted">{ format!("Changed by {} on {}{}", e.modified_by, e.modified.format("%Y-%m-%d %H:%M UTC"), if e.seeded { " (shipped with Playdeck)" } else { "" }) }</p>
+                                </details>
+                                if may_edit {
+                                    <div class="kb-actions">
+                                        if *confirm_delete == Some(e.id) {
+                                            <span role="alert">{ format!("Delete “{}”? ", e.entry.title) }</span>
+                                            <button type="button" class="danger" onclick={delete} data-testid="kb-delete-confirm">{ "Delete" }</button>
+                                            <button type="button" class="secondary" onclick={keep}>{ "Keep" }</button>
+                                        } else {
+                                            <button type="button" class="secondary" onclick={edit} data-testid="kb-edit" aria-label={format!("Edit {}", e.entry.title)}>{ "Edit" }</button>
+                                            <button type="button" class="secondary" onclick={ask} data-testid="kb-delete" aria-label={format!("Delete {}", e.entry.title)}>{ "Delete" }</button>
+                                        }
+                                    </div>
+                                }
+                            </li>
+                        }
+                    }) }
+                </ul>
+                </>
+            }
+        }
+    };
+    let new_entry = {
+        let open = open.clone();
+        Callback::from(move |_: MouseEvent| open.emit(None))
+    };
+    html! {
+        <main class="page kb-page" data-testid="kb-page">
+            <div class="toolbar">
+                <h1>{ "Known errors" }</h1>
+                <span class="spacer"></span>
+                if may_edit && editing.is_none() {
+                    <button type="button" onclick={new_entry} data-testid="kb-new">{ "New entry" }</button>
+                }
+            </div>
+            <p class="muted">{ "Failed tasks are matched against these entries; the job page shows the solutions." }</p>
+            if let Some(n) = &*notice { <p class="notice ok" role="status" data-testid="kb-notice">{ n }</p> }
+            { for editor }
+            { body }
+        </main>
+    }
+}
+
+pub fn error_words(e: &ApiError) -> String {
+    match e {
+        ApiError::Server { status: 403, detail } => {
+            format!("Only an operator or an admin may do this ({detail}).")
+        }
+        e => e.to_string(),
+    }
+}

@@ -1,0 +1,400 @@
+//! The request box (`/requests`, one request at `/requests?id=N`): the operator asks in plain
+//! words; Playdeck answers with what it understood and exactly what it would run, asks for what
+//! is missing, refuses unknown names with the closest ones, and launches on Confirm. Once
+//! launched, the job's progress shows as phases, polled every second until the job has finished,
+//! then the result and any failure explanation.
+
+use gloo_timers::callback::Interval;
+use serde_json::Value;
+use std::rc::Rc;
+
+use shared::requests::{Request, RequestStatus, RequestSummary};
+use shared::{Role, SessionInfo};
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use crate::api::{self, Load};
+use crate::job::explanation_list;
+use crate::kb::error_words;
+use crate::route::{use_nav, Link};
+use crate::ui::{status_badge, use_title};
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// Exactly what would run, in words, from the `POST /api/v1/jobs` body.
+fn would_run(body: &Value) -> Html {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(src) = body.get("source") {
+        let kind = src.get("type").and_then(Value::as_str).unwrap_or("source");
+        let what = src.get("path").or_else(|| src.get("name")).map(compact).unwrap_or_else(|| compact(src));
+        rows.push((if kind == "playbook" { "Playbook".into() } else { "Template".into() }, what));
+    }
+    if let Some(t) = body.get("template") {
+        rows.push(("Template".into(), compact(t)));
+    }
+    if let Some(inv) = body.get("inventory") {
+        rows.push(("Inventory".into(), inv.get("path").map(compact).unwrap_or_else(|| compact(inv))));
+    }
+    let opts = body.get("options").and_then(Value::as_object);
+    let limit = opts.and_then(|o| o.get("limit")).or_else(|| body.get("limit"));
+    rows.push((
+        "Hosts (limit)".into(),
+        limit.map(compact).unwrap_or_else(|| "all hosts of the inventory".into()),
+    ));
+    if let Some(vars) = body.get("extra_vars").and_then(Value::as_object) {
+        for (k, v) in vars {
+            rows.push((format!("Variable {k}"), compact(v)));
+        }
+    }
+    if let Some(o) = opts {
+        for (k, v) in o.iter().filter(|(k, _)| k.as_str() != "limit") {
+            rows.push((format!("Option {k}"), compact(v)));
+        }
+    }
+    html! {
+        <div class="would-run" data-testid="would-run">
+            <h3>{ "What would run" }</h3>
+            <dl class="facts">
+                { for rows.into_iter().map(|(k, v)| html! { <div><dt>{ k }</dt><dd><code>{ v }</code></dd></div> }) }
+            </dl>
+            <details><summary>{ "The exact launch request" }</summary>
+                <pre class="block">{ serde_json::to_string_pretty(body).unwrap_or_default() }</pre>
+            </details>
+        </div>
+    }
+}
+
+#[function_component(RequestsPage)]
+pub fn requests_page() -> Html {
+    use_title("Ask".to_owned());
+    let nav = use_nav();
+    let session = use_context::<Rc<SessionInfo>>();
+    let may_ask = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let id = nav.location.param("id").and_then(|v| v.parse::<i64>().ok());
+    let current = use_state(|| None::<Load<Request>>);
+    let recent = use_state(|| Load::<Vec<RequestSummary>>::Loading);
+    let text = use_state(String::new);
+    let reply = use_state(String::new);
+    let error = use_state(|| None::<String>);
+    let busy = use_state(|| false);
+
+    // Load the request the URL names, or the recent ones.
+    {
+        let current = current.clone();
+        let recent = recent.clone();
+        use_effect_with(id, move |id| {
+            let id = *id;
+            wasm_bindgen_futures::spawn_local(async move {
+                match id {
+                    Some(id) => {
+                        let keep = matches!(&*current, Some(Load::Loaded(Ok(r))) if r.id == id);
+                        if !keep {
+                            current.set(Some(Load::Loading));
+                        }
+                        current.set(Some(Load::Loaded(api::request_get(id).await)));
+                    }
+                    None => {
+                        current.set(None);
+                        recent.set(Load::Loaded(api::requests().await.map(|p| p.results)));
+                    }
+                }
+            });
+        });
+    }
+    // Follow a launched request until its job has a result.
+    let following = match &*current {
+        Some(Load::Loaded(Ok(r))) => {
+            r.status == RequestStatus::Launching
+                || (r.status == RequestStatus::Launched
+                    && r.progress.as_ref().is_none_or(|p| p.result.is_none()))
+        }
+        _ => false,
+    };
+    {
+        let current = current.clone();
+        use_effect_with((id, following), move |(id, following)| {
+            let interval = match (id, following) {
+                (Some(id), true) => {
+                    let id = *id;
+                    Some(Interval::new(1_000, move || {
+                        let current = current.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            if let Ok(r) = api::request_get(id).await {
+                                current.set(Some(Load::Loaded(Ok(r))));
+                            }
+                        });
+                    }))
+                }
+                _ => None,
+            };
+            move || drop(interval)
+        });
+    }
+
+    let send = {
+        let (current, error, busy, nav) = (current.clone(), error.clone(), busy.clone(), nav.clone());
+        move |words: String, to: Option<i64>, confirm: bool| {
+            let (current, error, busy, nav) = (current.clone(), error.clone(), busy.clone(), nav.clone());
+            busy.set(true);
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = match (to, confirm) {
+                    (Some(id), true) => api::request_confirm(id).await,
+                    (Some(id), false) => api::request_reply(id, &words).await,
+                    (None, _) => api::request_new(&words).await,
+                };
+                busy.set(false);
+                match result {
+                    Ok(r) => {
+                        error.set(None);
+                        let rid = r.id;
+                        current.set(Some(Load::Loaded(Ok(r))));
+                        if to.is_none() {
+                            nav.push(&format!("/requests?id={rid}"));
+                        }
+                    }
+                    Err(e) => error.set(Some(error_words(&e))),
+                }
+            });
+        }
+    };
+    let on_ask = {
+        let (send, text) = (send.clone(), text.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if !text.trim().is_empty() {
+                send((*text).clone(), None, false);
+                text.set(String::new());
+            }
+        })
+    };
+    let on_reply = {
+        let (send, reply) = (send.clone(), reply.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if !reply.trim().is_empty() {
+                send((*reply).clone(), id, false);
+                reply.set(String::new());
+            }
+        })
+    };
+    let answer_with = {
+        let send = send.clone();
+        Callback::from(move |words: String| send(words, id, false))
+    };
+    let on_confirm = {
+        let send = send.clone();
+        Callback::from(move |_: MouseEvent| send(String::new(), id, true))
+    };
+    let input = |state: &UseStateHandle<String>| {
+        let state = state.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(i) = e.target_dyn_into::<HtmlInputElement>() {
+                state.set(i.value());
+            }
+        })
+    };
+
+    let ask_box = html! {
+        <form class="ask" onsubmit={on_ask} data-testid="ask-form">
+            <label for="ask-text">{ "What should Playdeck do?" }</label>
+            <div class="ask-row">
+                <input id="ask-text" type="text" value={(*text).clone()} oninput={input(&text)} autocomplete="off"
+                       placeholder="Patch server web-01 with Group-1" data-testid="ask-text" />
+                <button type="submit" disabled={*busy} data-testid="ask-send">{ "Ask" }</button>
+            </div>
+            <p class="hint">{ "For example: “Patch server web-01 with Group-1”, “retire vm web-02”, “run hello on webservers in check mode”. Nothing runs before you confirm." }</p>
+        </form>
+    };
+
+    let body = match &*current {
+        None => match &*recent {
+            Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
+            Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+            Load::Loaded(Ok(list)) if list.is_empty() => {
+                html! { <p class="muted">{ "No requests yet." }</p> }
+            }
+            Load::Loaded(Ok(list)) => html! {
+                <section aria-labelledby="recent-head">
+                    <h2 id="recent-head">{ "Recent requests" }</h2>
+                    <ul class="recent" data-testid="recent-requests">
+                        { for list.iter().map(|r| html! {
+                            <li>
+                                <Link to={format!("/requests?id={}", r.id)}>{ &r.text }</Link>
+                                <span class="muted">{ format!(" · {} · {}", r.status.as_str().replace('_', " "), r.created_by) }</span>
+                                if let Some(s) = r.job_status { { " " }{ status_badge(s) } }
+                            </li>
+                        }) }
+                    </ul>
+                </section>
+            },
+        },
+        Some(Load::Loading) => html! { <p class="notice">{ "Loading…" }</p> },
+        Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+        Some(Load::Loaded(Ok(r))) => {
+            conversation(r, &reply, input(&reply), on_reply, answer_with, on_confirm, *busy, may_ask)
+        }
+    };
+
+    html! {
+        <main class="page narrow requests-page" data-testid="requests-page">
+            <div class="toolbar">
+                <h1>{ "Ask Playdeck" }</h1>
+                <span class="spacer"></span>
+                if id.is_some() { <Link to="/requests" testid="new-request">{ "New request" }</Link> }
+            </div>
+            if id.is_none() && may_ask { { ask_box } }
+            if !may_ask {
+                <p class="notice" data-testid="ask-viewer">{ "Asking, answering and confirming need the operator role; you can read the requests." }</p>
+            }
+            if let Some(e) = &*error { <p class="error" role="alert" data-testid="request-error">{ e }</p> }
+            { body }
+        </main>
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conversation(
+    r: &Request,
+    reply: &UseStateHandle<String>,
+    on_input: Callback<InputEvent>,
+    on_reply: Callback<SubmitEvent>,
+    answer_with: Callback<String>,
+    on_confirm: Callback<MouseEvent>,
+    busy: bool,
+    may_ask: bool,
+) -> Html {
+    let u = &r.understood;
+    let understood: Vec<(&str, String)> = [
+        ("Action", u.action.clone()),
+        ("Hosts", (!u.hosts.is_empty()).then(|| u.hosts.join(", "))),
+        ("Except", (!u.excluded.is_empty()).then(|| u.excluded.join(", "))),
+        (
+            "Variables",
+            (!u.variables.is_empty()).then(|| {
+                u.variables
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {}", compact(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+        ),
+        (
+            "Options",
+            (!u.options.is_empty()).then(|| {
+                u.options.iter().map(|(k, v)| format!("{k} = {}", compact(v))).collect::<Vec<_>>().join(", ")
+            }),
+        ),
+        ("Not understood", (!u.ignored.is_empty()).then(|| u.ignored.join(" "))),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let open = matches!(r.status, RequestStatus::NeedsInput | RequestStatus::Refused | RequestStatus::Ready);
+    let act = open && may_ask;
+    let choice = |c: &String| {
+        let answer_with = answer_with.clone();
+        let c2 = c.clone();
+        html! {
+            <button type="button" class="secondary chip" onclick={Callback::from(move |_: MouseEvent| answer_with.emit(c2.clone()))}
+                    data-testid="request-choice">{ c }</button>
+        }
+    };
+    html! {
+        <div class="request" data-testid="request" data-status={r.status.as_str()}>
+            <ol class="messages" aria-label="Conversation">
+                { for r.conversation.iter().map(|m| html! {
+                    <li class={classes!("msg", if m.author == "operator" { "mine" } else { "theirs" })} data-testid="message">
+                        <span class="who muted">{ if m.author == "operator" { m.by.clone() } else { "Playdeck".to_owned() } }</span>
+                        <p>{ &m.text }</p>
+                    </li>
+                }) }
+            </ol>
+            if !understood.is_empty() {
+                <section class="understood" data-testid="understood">
+                    <h3>{ "What I understood" }</h3>
+                    <dl class="facts">
+                        { for understood.into_iter().map(|(k, v)| html! { <div><dt>{ k }</dt><dd>{ v }</dd></div> }) }
+                    </dl>
+                </section>
+            }
+            if !r.missing.is_empty() && open {
+                <section class="missing" data-testid="missing">
+                    <h3>{ "What I still need" }</h3>
+                    { for r.missing.iter().map(|m| html! {
+                        <div class="question">
+                            <p>{ &m.question }</p>
+                            if !m.choices.is_empty() { <div class="chips">{ for m.choices.iter().map(choice) }</div> }
+                        </div>
+                    }) }
+                </section>
+            }
+            if let Some(refusal) = r.refused.as_ref().filter(|_| open) {
+                <section class="refused" data-testid="refused" role="alert">
+                    <h3>{ "I cannot run this" }</h3>
+                    <p>{ &refusal.reason }</p>
+                    { for refusal.unknown.iter().map(|u| html! {
+                        <p data-testid="unknown-name">
+                            <code>{ &u.name }</code>{ if u.suggestions.is_empty() { " is unknown, and nothing is close.".to_owned() } else { " is unknown. Did you mean: ".to_owned() } }
+                        </p>
+                    }) }
+                    if !refusal.suggestions.is_empty() {
+                        <div class="chips" data-testid="suggestions">{ for refusal.suggestions.iter().map(choice) }</div>
+                    }
+                </section>
+            }
+            if let Some(body) = &r.would_run { { would_run(body) } }
+            if r.status == RequestStatus::Ready && may_ask {
+                <div class="actions">
+                    <button type="button" onclick={on_confirm} disabled={busy} data-testid="request-confirm">{ "Confirm and run" }</button>
+                </div>
+            }
+            if act {
+                <form class="ask" onsubmit={on_reply} data-testid="reply-form">
+                    <label for="reply-text">{ if r.status == RequestStatus::Ready { "Change something" } else { "Your answer" } }</label>
+                    <div class="ask-row">
+                        <input id="reply-text" type="text" value={(**reply).clone()} oninput={on_input} autocomplete="off" data-testid="reply-text" />
+                        <button type="submit" class="secondary" disabled={busy} data-testid="reply-send">{ "Reply" }</button>
+                    </div>
+                </form>
+            }
+            if r.status == RequestStatus::Launching {
+                <p class="notice" data-testid="launching">{ "Launching…" }</p>
+            }
+            if let Some(p) = &r.progress {
+                <section class="progress-phases" data-testid="phases" aria-live="polite">
+                    <h3>
+                        { "Progress" }
+                        if let Some(job_id) = r.job_id {
+                            { " " }<Link to={format!("/jobs/{job_id}")} testid="request-job-link">{ format!("job #{job_id}") }</Link>
+                        }
+                        if let Some(j) = &r.job { { " " }{ status_badge(j.status) } }
+                    </h3>
+                    <ol class="phases">
+                        { for p.phases.iter().map(|ph| html! {
+                            <li class={classes!("phase", format!("phase-{}", ph.state))} data-testid="phase" data-state={ph.state.clone()}>
+                                <span class="phase-mark" aria-hidden="true">{ match ph.state.as_str() { "done" => "✓", "active" => "▶", "skipped" => "–", _ => "○" } }</span>
+                                { " " }{ &ph.name }
+                                <span class="muted">{ format!(" ({})", ph.state) }</span>
+                            </li>
+                        }) }
+                    </ol>
+                    if let Some(c) = &p.current { <p class="muted" data-testid="phase-current">{ format!("Now: {c}") }</p> }
+                    if let Some(res) = &p.result {
+                        <div class="result" data-testid="request-result" data-status={res.status.as_str()}>
+                            { status_badge(res.status) }{ " " }{ &res.summary }
+                        </div>
+                    }
+                    if let Some(j) = r.job.as_ref().filter(|j| !j.explanations.is_empty()) {
+                        <h3>{ "Why it failed" }</h3>
+                        { explanation_list(&j.explanations, may_ask) }
+                    }
+                </section>
+            }
+        </div>
+    }
+}
