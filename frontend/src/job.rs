@@ -369,6 +369,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
             <Actions job={job.clone()} may_act={may_act} />
             { explanations(&job, may_act) }
             { backfill_notice(&backfill, job.event_count) }
+            { expired_notice(&job) }
             <div class="tabs" role="tablist" aria-label="Job views">{ for tabs }</div>
             if let Some((counter, line)) = panel {
                 <EventPanel job_id={id} {counter} {line} on_close={on_close_event} />
@@ -692,4 +693,20 @@ pub fn new_job_id(answer: &Value) -> Option<i64> {
         .iter()
         .find_map(|k| answer.get(*k).and_then(Value::as_i64))
         .or_else(|| answer.get("job").and_then(|j| j.get("id")).and_then(Value::as_i64))
+}
+
+/// Retention deleted this job's raw events: say so rather than show an empty output.
+fn expired_notice(job: &Job) -> Html {
+    match job.events_expired {
+        None => html! {},
+        Some(at) => html! {
+            <p class="notice" role="status" data-testid="events-expired">
+                { format!(
+                    "This job's output and events were deleted by the retention policy on {}; \
+                     its summary, hosts, history and explanations are kept.",
+                    at.format("%Y-%m-%d")
+                ) }
+            </p>
+        },
+    }
 }
