@@ -135,12 +135,24 @@ pub fn kb_page() -> Html {
     let confirm_delete = use_state(|| None::<i64>);
     let busy = use_state(|| false);
 
+    // Only the newest list request may fill the list: a reload after saving that answers after
+    // the search typed meanwhile must not overwrite the search's results.
+    let generation = use_mut_ref(|| 0u32);
     {
         let list = list.clone();
+        let generation = generation.clone();
         use_effect_with(((*q).clone(), *reload), move |(q, _)| {
             let q = q.clone();
+            let mine = {
+                let mut g = generation.borrow_mut();
+                *g += 1;
+                *g
+            };
             wasm_bindgen_futures::spawn_local(async move {
-                list.set(Load::Loaded(api::kb_list(&q, "").await.map(|p| p.results)));
+                let loaded = api::kb_list(&q, "").await.map(|p| p.results);
+                if *generation.borrow() == mine {
+                    list.set(Load::Loaded(loaded));
+                }
             });
         });
     }
