@@ -374,7 +374,7 @@ const SEEDS: &[Seed] = &[
         solution: "Ansible reached the host but could not log in.\n\n\
             * Check the machine credential of the template (user name, private key, passphrase).\n\
             * Check that the key's public half is in `~/.ssh/authorized_keys` of that user on the host.\n\
-            * *Host key verification failed*: the host was rebuilt; remove its old key from `known_hosts` \
+            * **Host key verification failed**: the host was rebuilt; remove its old key from `known_hosts` \
             (or set `host_key_checking = False` for ephemeral hosts).",
     },
     Seed {
@@ -385,8 +385,8 @@ const SEEDS: &[Seed] = &[
         tags: &["ssh", "network", "unreachable"],
         solution: "Ansible could not open a connection to the host.\n\n\
             * Is the host up? `ping` it and try `ssh user@host` from the execution node.\n\
-            * *Could not resolve hostname*: fix the inventory name or DNS, or set `ansible_host`.\n\
-            * *Connection refused*: sshd is not running or listens on another port (`ansible_port`).\n\
+            * **Could not resolve hostname**: fix the inventory name or DNS, or set `ansible_host`.\n\
+            * **Connection refused**: sshd is not running or listens on another port (`ansible_port`).\n\
             * Firewalls between the execution environment and the host must allow port 22.",
     },
     Seed {
@@ -408,7 +408,7 @@ const SEEDS: &[Seed] = &[
         solution: "Another package operation runs on the host (often unattended-upgrades, PackageKit or a \
             previous run).\n\n\
             * Wait and retry; consider `lock_timeout: 300` on `apt`/`dnf` tasks.\n\
-            * *dpkg was interrupted*: run `dpkg --configure -a` on the host.\n\
+            * **dpkg was interrupted**: run `dpkg --configure -a` on the host.\n\
             * Find the holder: `lsof /var/lib/dpkg/lock-frontend` or `ps aux | grep -E 'apt|dnf|yum'`.",
     },
     Seed {
@@ -460,7 +460,7 @@ const SEEDS: &[Seed] = &[
             * On the host: `systemctl status <service>` and `journalctl -u <service> -n 50`.\n\
             * A configuration file changed by the run may be invalid: most services have a check \
             (`nginx -t`, `httpd -t`, `sshd -t`); validate with the template module's `validate:`.\n\
-            * *Could not find the requested service*: the package providing it is not installed.",
+            * **Could not find the requested service**: the package providing it is not installed.",
     },
     Seed {
         key: "timeout",
