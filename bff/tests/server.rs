@@ -18,17 +18,25 @@ struct Server {
 }
 
 fn start_server(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_playdeck"))
-        .arg("serve")
+    start_server_with(data_dir, &[], Stdio::null())
+}
+
+/// Runs `playdeck serve` on port 0 with its own data dir (and these settings), and waits for the
+/// URL it prints.
+fn start_server_with(data_dir: &Path, envs: &[(&str, &str)], stderr: Stdio) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_playdeck"));
+    cmd.arg("serve")
         .env("PLAYDECK_DATA_DIR", data_dir)
         .env("PLAYDECK_LISTEN", "127.0.0.1:0")
         .env_remove("DATABASE_URL")
         .env_remove("PLAYDECK_BOOTSTRAP_ADMIN_KEY")
         .env_remove("PLAYDECK_INGEST_TOKEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run playdeck");
+        .stderr(stderr);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run playdeck");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut base = None;
@@ -262,31 +270,16 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
     let dir = temp_dir("logs");
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_playdeck"))
-        .env("PLAYDECK_DATA_DIR", &dir)
-        .env("PLAYDECK_LISTEN", "127.0.0.1:0")
-        .env("PLAYDECK_LOG", "debug,tokio_postgres=info,hyper=info")
-        .env("PLAYDECK_LOG_FORMAT", "json")
-        .env("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "pdk_log_test_admin_key_777")
-        .env("PLAYDECK_INGEST_TOKEN", "pdi_log_test_ingest_token_888")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("run playdeck");
-    let stdout = child.stdout.take().expect("stdout");
-    let base = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let base = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Playdeck is serving on ").map(str::to_string))
-            .expect("URL");
-        std::thread::spawn(move || for _ in lines {});
-        base
-    })
-    .await
-    .expect("start");
+    let envs = [
+        ("PLAYDECK_LOG", "debug,tokio_postgres=info,hyper=info"),
+        ("PLAYDECK_LOG_FORMAT", "json"),
+        ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "pdk_log_test_admin_key_777"),
+        ("PLAYDECK_INGEST_TOKEN", "pdi_log_test_ingest_token_888"),
+    ];
+    let Server { mut child, base, .. } =
+        tokio::task::spawn_blocking(move || start_server_with(&dir, &envs, Stdio::from(log)))
+            .await
+            .expect("start");
     let http = reqwest::Client::new();
     let ev = json!({"source": "local", "job": {"external_id": "l1"}, "events": [{"counter": 1, "event": "runner_on_ok",
         "event_data": {"host": "h", "res": {"password": "hunter2-log-check"}}}]});

@@ -9,87 +9,31 @@
 // SCREENSHOT_DIR (default tests/browser/screenshots) receives the screenshots. Exits non-zero with
 // the failing step's message on any failure.
 
-import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BASE = (process.env.PLAYDECK_URL ?? '').replace(/\/+$/, '');
-const ADMIN_KEY = process.env.PLAYDECK_ADMIN_KEY ?? '';
-const INGEST_TOKEN = process.env.PLAYDECK_INGEST_TOKEN ?? '';
-const SHOTS = path.resolve(process.env.SCREENSHOT_DIR ?? path.join(here, 'screenshots'));
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-// The live feed must beat this; a reload or a polling page would not be "live".
-const LIVE_TIMEOUT_MS = 10_000;
+import {
+  ADMIN_KEY,
+  BASE,
+  DESKTOP,
+  LIVE_TIMEOUT_MS,
+  PHONE,
+  assert,
+  ingest,
+  launchBrowser,
+  noSidewaysScroll,
+  requireEnv,
+  run,
+  shot,
+  step,
+} from './lib.mjs';
+
 // The whole run; a hung browser must not hang CI.
 const RUN_TIMEOUT_MS = 180_000;
 
-for (const [name, value] of [
-  ['PLAYDECK_URL', BASE],
-  ['PLAYDECK_ADMIN_KEY', ADMIN_KEY],
-  ['PLAYDECK_INGEST_TOKEN', INGEST_TOKEN],
-]) {
-  if (!value) {
-    console.error(`FAIL: ${name} is not set (see the header of ${path.basename(fileURLToPath(import.meta.url))})`);
-    process.exit(2);
-  }
-}
-
-let passed = 0;
-async function step(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    throw new Error(`${name}: ${e?.message ?? e}`);
-  }
-  passed += 1;
-  console.log(`ok ${passed} - ${name}`);
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function ingest(body) {
-  const response = await fetch(`${BASE}/api/v1/ingest/events`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST_TOKEN}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  assert(response.ok, `ingest answered ${response.status}: ${text}`);
-  return JSON.parse(text);
-}
-
-async function noSidewaysScroll(page, width) {
-  const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert(scrollWidth <= width, `page is ${scrollWidth}px wide at a ${width}px viewport (scrolls sideways)`);
-}
-
-async function shot(page, name) {
-  const file = path.join(SHOTS, name);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`# screenshot ${file}`);
-}
+requireEnv('smoke.mjs');
 
 async function main() {
-  await mkdir(SHOTS, { recursive: true });
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launchBrowser();
   // A panic in the wasm app shows only in the console; it must fail the run, not pass silently.
   const pageErrors = [];
   try {
@@ -226,17 +170,4 @@ async function waitForStatus(row, status) {
   throw new Error(`status shows "${shown}" after ${LIVE_TIMEOUT_MS / 1000}s, expected "${status}"`);
 }
 
-const timer = setTimeout(() => {
-  console.error(`FAIL: the run took longer than ${RUN_TIMEOUT_MS / 1000}s`);
-  process.exit(1);
-}, RUN_TIMEOUT_MS);
-
-try {
-  await main();
-  console.log(`${passed} passed, 0 failed`);
-  clearTimeout(timer);
-} catch (e) {
-  console.error(`FAIL: ${e?.message ?? e}`);
-  console.log(`${passed} passed, 1 failed`);
-  process.exit(1);
-}
+await run(main, RUN_TIMEOUT_MS);
