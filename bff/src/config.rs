@@ -16,6 +16,9 @@ pub struct Config {
     pub bootstrap_admin_key: Option<Secret>,
     /// Bearer token the ingest endpoints accept.
     pub ingest_token: Option<Secret>,
+    /// Seals credentials at rest (`PLAYDECK_CREDENTIAL_KEY`: 64 hex digits or 32 bytes in base64);
+    /// unset: generated into `data_dir/credential.key`.
+    pub credential_key: Option<Secret>,
     /// Largest ingest body accepted, before and after gzip decompression.
     pub ingest_max_bytes: usize,
     /// Messages the live hub keeps for slow clients before they get `resync`.
@@ -83,6 +86,7 @@ impl Config {
             data_dir: PathBuf::from(var("PLAYDECK_DATA_DIR").unwrap_or_else(|| ".playdeck".into())),
             bootstrap_admin_key: var("PLAYDECK_BOOTSTRAP_ADMIN_KEY").map(Secret),
             ingest_token: var("PLAYDECK_INGEST_TOKEN").map(Secret),
+            credential_key: var("PLAYDECK_CREDENTIAL_KEY").map(Secret),
             ingest_max_bytes: parse_num("PLAYDECK_INGEST_MAX_BYTES", 8 * 1024 * 1024)?,
             hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 256)?,
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
@@ -117,6 +121,7 @@ impl Config {
             data_dir,
             bootstrap_admin_key: None,
             ingest_token: None,
+            credential_key: None,
             ingest_max_bytes: 8 * 1024 * 1024,
             hub_capacity: 1024,
             web_dir: None,

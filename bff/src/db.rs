@@ -12,6 +12,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
     ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
     ("0007_requests", include_str!("../../migrations/0007_requests.sql")),
+    ("0008_credentials", include_str!("../../migrations/0008_credentials.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

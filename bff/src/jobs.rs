@@ -34,7 +34,7 @@ const JOB_COLUMNS: &str = "id, source, external_id, name, template, inventory, p
     coalesce(elapsed, case when started is not null and finished is null and status = 'running'
                            then extract(epoch from now() - started) end) as elapsed,
     hosts_ok, hosts_changed, hosts_failed, hosts_skipped, hosts_unreachable,
-    current_play, current_task, plays, tasks, event_count, last_seq, explanation, events_expired";
+    current_play, current_task, plays, tasks, event_count, last_seq, explanation, events_expired, scm_revision";
 
 fn job_from_row(r: &Row) -> Job {
     Job {
@@ -68,6 +68,7 @@ fn job_from_row(r: &Row) -> Job {
         cursor: r.get::<_, i64>("last_seq").to_string(),
         explanation: r.get("explanation"),
         events_expired: r.get("events_expired"),
+        scm_revision: r.get("scm_revision"),
         explanations: Vec::new(),
     }
 }

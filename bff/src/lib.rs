@@ -7,6 +7,7 @@ pub mod aap;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod embedded;
 pub mod engine;
@@ -54,6 +55,8 @@ pub struct App {
     pub ingest_token: Secret,
     /// The AAP/AWX connector's controllers and their health.
     pub aap: aap::Connector,
+    /// Seals and opens credentials (and queued jobs' secrets) with the credential key.
+    pub sealer: credentials::Sealer,
     /// The local engine's running jobs.
     pub engine: engine::Engine,
     /// Turns true when the server shuts down, so long-lived streams end and shutdown completes.
@@ -101,6 +104,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         tracing::info!(?applied, "applied migrations");
     }
     let ingest_token = auth::ingest_token(&config)?;
+    let sealer = credentials::Sealer::load(&config)?;
     let hub = live::Hub::new(config.hub_capacity);
     let metrics = Arc::new(metrics::Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -116,6 +120,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         ),
         aap: aap::Connector::new(&config.aap),
         engine: engine::Engine::new(&config.engine),
+        sealer,
         config,
         pool: pool.clone(),
         hub: hub.clone(),
@@ -145,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .merge(aap::router())
         .merge(engine::router())
         .merge(requests::router())
+        .merge(credentials::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .route("/openapi.json", get(openapi::serve))

@@ -618,6 +618,7 @@ mod tests {
             cursor: String::new(),
             explanation: None,
             events_expired: None,
+            scm_revision: None,
             explanations: Vec::new(),
         }
     }

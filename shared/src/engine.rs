@@ -28,6 +28,9 @@ pub struct LaunchRequest {
     /// The job's name in the grid; default the playbook's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Credentials for the hosts, privilege escalation and Ansible Vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<crate::credentials::LaunchCredentials>,
 }
 
 /// What to run. Paths are relative to the playbook directory (or to the repository's root).
@@ -43,7 +46,56 @@ pub enum PlaybookSource {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         branch: Option<String>,
         path: String,
+        /// A stored `ssh_key`, `password` or `api_token` credential for the repository.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git_credential: Option<String>,
     },
+    /// A role kept in git, run against the inventory's hosts through a generated playbook.
+    Role {
+        repo: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
+        /// The role's directory in the repository (`.` when the repository is the role).
+        #[serde(default = "dot")]
+        path: String,
+        /// The role's variables (secret-named ones are masked in the record).
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        role_vars: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git_credential: Option<String>,
+    },
+    /// A role inside a collection, installed with ansible-galaxy into the job's own directory.
+    CollectionRole {
+        /// `namespace.name`.
+        collection: String,
+        role: String,
+        /// An exact version or a range such as `>=1.2.0`; default the newest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// A Galaxy or Automation Hub API URL, or a `file://` collection tarball or directory of
+        /// tarballs; default Galaxy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        galaxy_server: Option<String>,
+        /// A stored `api_token` credential for the server.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        galaxy_credential: Option<String>,
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        role_vars: Map<String, Value>,
+    },
+}
+
+fn dot() -> String {
+    ".".into()
+}
+
+/// The formats an inventory URL may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryFormat {
+    Yaml,
+    Json,
+    Ini,
 }
 
 /// Which hosts: given inline, or an inventory file or directory in the inventory directory.
@@ -64,6 +116,34 @@ pub enum Inventory {
     },
     File {
         path: String,
+    },
+    /// An inventory file or directory in a git repository.
+    Git {
+        repo: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git_credential: Option<String>,
+    },
+    /// An inventory served over HTTP(S), fetched at launch (private addresses refused unless
+    /// allowed, as for webhooks).
+    Url {
+        url: String,
+        format: InventoryFormat,
+        /// A stored `api_token` (bearer) or `password` (basic) credential.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+    },
+    /// An inventory plugin's configuration, written for the job (the plugin must be installed).
+    Dynamic {
+        /// Such as `amazon.aws.aws_ec2` or `ansible.builtin.generator`.
+        plugin: String,
+        #[serde(default)]
+        config: Map<String, Value>,
+        /// A stored `environment` credential whose variables the plugin reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cloud_credential: Option<String>,
     },
 }
 

@@ -4,6 +4,7 @@
 //! contract in `DESIGN.md`; changing one breaks clients, so extend, don't rename.
 
 pub mod aap;
+pub mod credentials;
 pub mod engine;
 pub mod kb;
 pub mod requests;
@@ -121,6 +122,9 @@ pub struct Job {
     /// hosts and history are kept.
     #[serde(default)]
     pub events_expired: Option<DateTime<Utc>>,
+    /// The commit of the repository the job ran (git sources), as AWX's `scm_revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_revision: Option<String>,
     /// The job's failures and the knowledge base entries that explain them (in the job's own
     /// detail, `GET /api/v1/jobs/{id}`, not in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

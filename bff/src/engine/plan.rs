@@ -55,19 +55,55 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
             )?;
             (path.clone(), None)
         }
-        PlaybookSource::Git { repo, branch, path } => {
+        PlaybookSource::Git { repo, branch, path, .. } => {
             check_relative(path, "source.path")?;
             check_playbook_name(path)?;
-            check_repo(config, repo)?;
-            if let Some(b) = branch {
-                if b.is_empty()
-                    || b.starts_with('-')
-                    || b.chars().any(|c| c.is_whitespace() || c.is_control())
+            check_repo(config, repo, "source.repo")?;
+            check_branch(branch.as_deref(), "source.branch")?;
+            (path.clone(), Some(strip_userinfo(repo)))
+        }
+        PlaybookSource::Role { repo, branch, path, role_vars, .. } => {
+            if path != "." {
+                check_relative(path, "source.path")?;
+            }
+            check_repo(config, repo, "source.repo")?;
+            check_branch(branch.as_deref(), "source.branch")?;
+            check_vars(role_vars, "source.role_vars")?;
+            let shown = strip_userinfo(repo);
+            let name = if path == "." {
+                shown
+                    .trim_end_matches('/')
+                    .rsplit(['/', ':'])
+                    .next()
+                    .unwrap_or("role")
+                    .trim_end_matches(".git")
+            } else {
+                path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+            };
+            (format!("role {name}"), Some(shown))
+        }
+        PlaybookSource::CollectionRole { collection, role, version, galaxy_server, role_vars, .. } => {
+            if !fqcn_part(collection, 2) {
+                return Err(bad(format!(
+                    "`source.collection` {collection:?} is not a collection name such as `community.general`"
+                )));
+            }
+            if !fqcn_part(role, 1) {
+                return Err(bad(format!("`source.role` {role:?} is not a role name (a-z, 0-9, _)")));
+            }
+            if let Some(v) = version {
+                if v.is_empty()
+                    || v.len() > 100
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || ".*<>=!,+-".contains(c))
                 {
-                    return Err(bad(format!("`source.branch` {b:?} is not a branch or tag name")));
+                    return Err(bad(format!("`source.version` {v:?} is not a version or version range")));
                 }
             }
-            (path.clone(), Some(strip_userinfo(repo)))
+            if let Some(server) = galaxy_server {
+                check_galaxy_server(config, server)?;
+            }
+            check_vars(role_vars, "source.role_vars")?;
+            (format!("{collection}.{role}"), Some(collection.clone()))
         }
     };
     let inventory_label = match &req.inventory {
@@ -85,6 +121,35 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
             inline_inventory(inline)?;
             Some(format!("inline ({} host{})", hosts.len(), if hosts.len() == 1 { "" } else { "s" }))
         }
+        Some(Inventory::Git { repo, branch, path, .. }) => {
+            check_relative(path, "inventory.path")?;
+            check_repo(config, repo, "inventory.repo")?;
+            check_branch(branch.as_deref(), "inventory.branch")?;
+            Some(format!("{path} ({})", strip_userinfo(repo)))
+        }
+        Some(Inventory::Url { url, .. }) => {
+            let u = reqwest::Url::parse(url).map_err(|e| bad(format!("`inventory.url` {url:?}: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(bad(format!("`inventory.url` {url:?} is not an http(s) URL")));
+            }
+            if !u.username().is_empty() || u.password().is_some() {
+                return Err(bad(
+                    "`inventory.url` must not carry a user or password: name a credential in `inventory.credential`",
+                ));
+            }
+            Some(format!("{}{}", u.host_str().unwrap_or_default(), u.path()))
+        }
+        Some(Inventory::Dynamic { plugin, config: plugin_config, .. }) => {
+            if !(fqcn_part(plugin, 1) || fqcn_part(plugin, 3)) {
+                return Err(bad(format!(
+                    "`inventory.plugin` {plugin:?} is not an inventory plugin name such as `amazon.aws.aws_ec2`"
+                )));
+            }
+            if plugin_config.contains_key("plugin") {
+                return Err(bad("`inventory.config` must not set `plugin`: it is `inventory.plugin`"));
+            }
+            Some(format!("dynamic ({plugin})"))
+        }
     };
     let timeout_secs = check_options(config, &req.options)?;
     if let Some(name) = &req.name {
@@ -98,7 +163,39 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
         req.extra_vars.as_ref().map(|v| mask(&Value::Object(v.clone()), &mut has_secrets));
     let masked_inventory = req.inventory.as_ref().map(|inv| match inv {
         Inventory::Inline { .. } => mask(&serde_json::to_value(inv).unwrap_or(Value::Null), &mut has_secrets),
-        Inventory::File { .. } => serde_json::to_value(inv).unwrap_or(Value::Null),
+        Inventory::Dynamic { config, .. } => {
+            let mut v = serde_json::to_value(inv).unwrap_or(Value::Null);
+            v["config"] = mask(&Value::Object(config.clone()), &mut has_secrets);
+            v
+        }
+        Inventory::Git { repo, .. } => {
+            let mut v = serde_json::to_value(inv).unwrap_or(Value::Null);
+            v["repo"] = Value::String(strip_userinfo(repo));
+            v
+        }
+        Inventory::File { .. } | Inventory::Url { .. } => serde_json::to_value(inv).unwrap_or(Value::Null),
+    });
+    let mut masked_source = serde_json::to_value(&req.source).unwrap_or(Value::Null);
+    if let PlaybookSource::Git { repo, .. } | PlaybookSource::Role { repo, .. } = &req.source {
+        masked_source["repo"] = Value::String(strip_userinfo(repo));
+    }
+    if let Some(vars) = masked_source.get("role_vars").cloned() {
+        masked_source["role_vars"] = mask(&vars, &mut has_secrets);
+    }
+    let masked_credentials = req.credentials.as_ref().map(|c| {
+        let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+        if let Some(slots) = v.as_object_mut() {
+            for slot in slots.values_mut() {
+                if slot["type"] == "value" {
+                    has_secrets = true;
+                    slot["value"] = Value::String(MASK.into());
+                    if slot.get("passphrase").is_some() {
+                        slot["passphrase"] = Value::String(MASK.into());
+                    }
+                }
+            }
+        }
+        v
     });
     let mut spec = serde_json::to_value(req).map_err(|e| AppError::Internal(format!("spec: {e}")))?;
     if let Some(obj) = spec.as_object_mut() {
@@ -109,14 +206,16 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
         if let Some(v) = masked_inventory {
             obj.insert("inventory".into(), v);
         }
-        if let PlaybookSource::Git { repo, .. } = &req.source {
-            obj["source"]["repo"] = Value::String(strip_userinfo(repo));
+        obj.insert("source".into(), masked_source);
+        if let Some(v) = masked_credentials {
+            obj.insert("credentials".into(), v);
         }
     }
     let pending = json!({
         "extra_vars": req.extra_vars,
         "inventory": req.inventory,
         "source": req.source,
+        "credentials": req.credentials,
     });
     Ok(Plan {
         spec,
@@ -183,10 +282,60 @@ fn check_playbook_name(path: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn check_repo(config: &EngineConfig, repo: &str) -> Result<(), AppError> {
+/// `namespace.name` (parts = 2), a role (1) or a plugin's FQCN (3): lowercase, digits, `_`.
+fn fqcn_part(name: &str, parts: usize) -> bool {
+    let split: Vec<&str> = name.split('.').collect();
+    split.len() == parts
+        && split.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+        })
+}
+
+fn check_vars(vars: &Map<String, Value>, field: &str) -> Result<(), AppError> {
+    for k in vars.keys() {
+        if !valid_group(k) {
+            return Err(bad(format!("`{field}`: {k:?} is not a variable name")));
+        }
+    }
+    Ok(())
+}
+
+fn check_branch(branch: Option<&str>, field: &str) -> Result<(), AppError> {
+    if let Some(b) = branch {
+        if b.is_empty() || b.starts_with('-') || b.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad(format!("`{field}` {b:?} is not a branch or tag name")));
+        }
+    }
+    Ok(())
+}
+
+/// A Galaxy server: an http(s) API URL, or (when local sources are allowed) a `file://` tarball
+/// or directory of tarballs.
+fn check_galaxy_server(config: &EngineConfig, server: &str) -> Result<(), AppError> {
+    let u = reqwest::Url::parse(server)
+        .map_err(|e| bad(format!("`source.galaxy_server` {server:?} is not a URL: {e}")))?;
+    match u.scheme() {
+        "http" | "https" if u.host_str().is_some() && u.username().is_empty() && u.password().is_none() => {
+            Ok(())
+        }
+        "file" if config.git_allow_file => Ok(()),
+        "file" => Err(bad(
+            "`source.galaxy_server`: file:// sources are refused on this server (PLAYDECK_GIT_ALLOW_FILE)",
+        )),
+        _ => Err(bad(format!(
+            "`source.galaxy_server` {server:?}: use a Galaxy or Automation Hub URL (https://…), without a \
+             user or token in it (name a credential in `galaxy_credential`)"
+        ))),
+    }
+}
+
+fn check_repo(config: &EngineConfig, repo: &str, field: &str) -> Result<(), AppError> {
     let r = repo.trim();
     if r.is_empty() || r.starts_with('-') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad(format!("`source.repo` {repo:?} is not a repository URL")));
+        return Err(bad(format!("`{field}` {repo:?} is not a repository URL")));
     }
     let scheme_ok = r.starts_with("https://")
         || r.starts_with("ssh://")
@@ -196,13 +345,13 @@ fn check_repo(config: &EngineConfig, repo: &str) -> Result<(), AppError> {
         if config.git_allow_file {
             return Ok(());
         }
-        return Err(bad(
-            "`source.repo`: file:// repositories are refused on this server (PLAYDECK_GIT_ALLOW_FILE)",
-        ));
+        return Err(bad(format!(
+            "`{field}`: file:// repositories are refused on this server (PLAYDECK_GIT_ALLOW_FILE)"
+        )));
     }
     if !scheme_ok {
         return Err(bad(format!(
-            "`source.repo` {repo:?}: use an https://, ssh:// or git@host:path repository URL"
+            "`{field}` {repo:?}: use an https://, ssh:// or git@host:path repository URL"
         )));
     }
     Ok(())

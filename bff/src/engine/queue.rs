@@ -39,6 +39,8 @@ pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64
         .await?;
     let job_id: i64 = row.get(0);
     let change: i64 = row.get(1);
+    // What only the run may see waits in the queue sealed under the credential key.
+    let pending = app.sealer.seal_json(&pending_purpose(job_id), &plan.pending)?;
     tx.execute(
         "insert into job_status_history (job_id, status, previous, by) values ($1, 'pending', null, $2)",
         &[&job_id, &caller.name],
@@ -47,14 +49,7 @@ pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64
     tx.execute(
         "insert into engine_jobs (job_id, spec, pending, has_secrets, timeout_secs, callback_url)
          values ($1, $2, $3, $4, $5, $6)",
-        &[
-            &job_id,
-            &plan.spec,
-            &plan.pending,
-            &plan.has_secrets,
-            &(plan.timeout_secs as i32),
-            &plan.callback_url,
-        ],
+        &[&job_id, &plan.spec, &pending, &plan.has_secrets, &(plan.timeout_secs as i32), &plan.callback_url],
     )
     .await?;
     notify(&tx, job_id, 0, change).await?;
@@ -155,12 +150,25 @@ pub async fn claim(app: &AppState) -> Result<Option<Claimed>, AppError> {
             &[&app.engine.instance, &app.engine.hostname],
         )
         .await?;
-    Ok(row.map(|r| Claimed {
-        job_id: r.get(0),
+    let Some(r) = row else { return Ok(None) };
+    let job_id: i64 = r.get(0);
+    let pending = match r.get::<_, Option<Value>>(2) {
+        None => Value::Null,
+        Some(v) => app.sealer.open_json(&pending_purpose(job_id), v).unwrap_or_else(|e| {
+            tracing::error!(job = job_id, error = %e, "a queued job's settings do not open");
+            serde_json::json!({"unreadable": e.to_string()})
+        }),
+    };
+    Ok(Some(Claimed {
+        job_id,
         spec: r.get(1),
-        pending: r.get::<_, Option<Value>>(2).unwrap_or(Value::Null),
+        pending,
         timeout: Duration::from_secs(r.get::<_, i32>(3).max(1) as u64),
     }))
+}
+
+fn pending_purpose(job_id: i64) -> String {
+    format!("queued job {job_id}")
 }
 
 /// The process started: its pid, and the job is running.

@@ -85,7 +85,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 Err(e) => return End::error(format!("the playbook can no longer be run: {e}")),
             }
         }
-        PlaybookSource::Git { repo, branch, path } => {
+        PlaybookSource::Git { repo, branch, path, .. } => {
             let checkout = dir.join("src");
             if let Err(e) =
                 clone(repo, branch.as_deref(), &checkout, job.timeout.min(Duration::from_secs(600))).await
@@ -97,6 +97,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 Err(e) => return End::error(format!("{e} ({})", strip_userinfo(repo))),
             }
         }
+        _ => return End::error("WIP".into()),
     };
 
     let mut args: Vec<String> = vec![playbook.display().to_string()];
@@ -112,7 +113,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 Err(e) => return End::error(format!("the inventory can no longer be used: {e}")),
             }
         }
-        Some(inline) => {
+        Some(inline @ Inventory::Inline { .. }) => {
             let content = match inline_inventory(inline) {
                 Ok(c) => c,
                 Err(e) => return End::error(e.to_string()),
@@ -123,6 +124,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
             }
             args.extend(["-i".into(), file.display().to_string()]);
         }
+        Some(_) => return End::error("WIP".into()),
     }
     if let Some(vars) = job.pending.get("extra_vars").filter(|v| v.is_object()) {
         let file = dir.join("extra_vars.json");

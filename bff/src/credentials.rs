@@ -1,0 +1,703 @@
+//! Credentials: named secrets that launches use by name. Their inputs are sealed (AES-256-GCM)
+//! under the credential key before they reach the database, opened only in the process that runs a
+//! job, and never returned by the API, logged or recorded with a job.
+//!
+//! The key comes from `PLAYDECK_CREDENTIAL_KEY` (64 hex digits or 32 bytes in base64; a Kubernetes
+//! Secret in production, the same for every replica) or, when unset, is generated into
+//! `$PLAYDECK_DATA_DIR/credential.key` (0600). Every sealed value carries the id of the key that
+//! sealed it, so a server started with another key says so instead of failing obscurely.
+//!
+//! HashiCorp Vault lookups (`{"type": "hashicorp_vault", "vault_path", "vault_key"}`) read a KV
+//! version 2 secret at launch through a stored `hashicorp_vault` credential (token or AppRole).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use shared::credentials::{Credential, CredentialKind, CredentialRef, NewCredential, SecretLookup};
+use shared::{Page, Role};
+use tokio_postgres::Row;
+
+use crate::auth::Caller;
+use crate::config::Config;
+use crate::error::{AppError, AppJson};
+use crate::AppState;
+
+const VERSION: u8 = 1;
+
+/// Seals and opens secrets with the credential key.
+pub struct Sealer {
+    key: LessSafeKey,
+    id: String,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").field("key_id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// From 32 bytes of key.
+    pub fn new(raw: &[u8; 32]) -> Sealer {
+        let id = hex::encode(&Sha256::digest(raw)[..6]);
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("a 32-byte AES-256 key"));
+        Sealer { key, id }
+    }
+
+    /// The configured key, or the one generated into the data directory (made on first start).
+    pub fn load(config: &Config) -> Result<Sealer, String> {
+        if let Some(k) = &config.credential_key {
+            return parse_key(k.expose())
+                .map(|raw| Sealer::new(&raw))
+                .map_err(|e| format!("PLAYDECK_CREDENTIAL_KEY {e}"));
+        }
+        let path = config.data_dir.join("credential.key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return parse_key(text.trim())
+                .map(|raw| Sealer::new(&raw))
+                .map_err(|e| format!("{}: the credential key {e}", path.display()));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
+        let mut raw = [0u8; 32];
+        SystemRandom::new().fill(&mut raw).map_err(|_| "no randomness for the credential key".to_string())?;
+        crate::embedded::write_private(&path, &hex::encode(raw))?;
+        if config.database_url.is_some() {
+            tracing::warn!(
+                path = %path.display(),
+                "generated a credential key in the data directory; with a shared database every replica \
+                 needs the same key: set PLAYDECK_CREDENTIAL_KEY"
+            );
+        }
+        Ok(Sealer::new(&raw))
+    }
+
+    /// The id stored beside what this key sealed.
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    /// `purpose` is bound to the ciphertext: a value sealed for one purpose does not open for another.
+    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Result<Vec<u8>, AppError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| AppError::Internal("no randomness".into()))?;
+        let mut buf = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut buf)
+            .map_err(|_| AppError::Internal("sealing failed".into()))?;
+        let mut out = Vec::with_capacity(1 + 6 + NONCE_LEN + buf.len());
+        out.push(VERSION);
+        out.extend_from_slice(&hex::decode(&self.id).unwrap_or_default());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Vec<u8>, AppError> {
+        if sealed.len() < 1 + 6 + NONCE_LEN + 16 || sealed[0] != VERSION {
+            return Err(AppError::Internal(format!("a sealed {purpose} is damaged")));
+        }
+        let id = hex::encode(&sealed[1..7]);
+        if id != self.id {
+            return Err(AppError::Unprocessable(format!(
+                "the {purpose} was sealed with credential key {id}, but this server's key is {}: \
+                 set PLAYDECK_CREDENTIAL_KEY to the key it was made with",
+                self.id
+            )));
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[7..7 + NONCE_LEN])
+            .map_err(|_| AppError::Internal("bad nonce".into()))?;
+        let mut buf = sealed[7 + NONCE_LEN..].to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(purpose), &mut buf)
+            .map_err(|_| AppError::Internal(format!("a sealed {purpose} does not open (damaged)")))?;
+        Ok(plain.to_vec())
+    }
+
+    /// A JSON value sealed into a JSON value (`{"sealed": base64}`), for jsonb columns.
+    pub fn seal_json(&self, purpose: &str, v: &Value) -> Result<Value, AppError> {
+        let bytes = self.seal(purpose, v.to_string().as_bytes())?;
+        Ok(serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(bytes) }))
+    }
+
+    /// The reverse of [`Sealer::seal_json`]; a value that is not sealed is returned as it is.
+    pub fn open_json(&self, purpose: &str, v: Value) -> Result<Value, AppError> {
+        let Some(text) = v.get("sealed").and_then(Value::as_str) else { return Ok(v) };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| AppError::Internal(format!("a sealed {purpose} is not base64")))?;
+        let plain = self.open(purpose, &bytes)?;
+        serde_json::from_slice(&plain).map_err(|e| AppError::Internal(format!("a sealed {purpose}: {e}")))
+    }
+}
+
+fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    let t = text.trim();
+    let bytes = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(t).map_err(|e| e.to_string())?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|_| "must be 64 hex digits or 32 bytes in base64".to_string())?
+    };
+    bytes.try_into().map_err(|_| "must be 32 bytes (64 hex digits, or 44 characters of base64)".to_string())
+}
+
+/// A credential's inputs, opened.
+#[derive(Clone)]
+pub struct Opened {
+    pub name: String,
+    pub kind: CredentialKind,
+    pub inputs: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.inputs.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+
+    /// Every secret string in it (for redaction).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in &self.inputs {
+            match v {
+                Value::String(s) if secret_field(self.kind, k) => out.push(s.clone()),
+                Value::Object(o) => out.extend(o.values().filter_map(Value::as_str).map(str::to_string)),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn secret_field(kind: CredentialKind, field: &str) -> bool {
+    !matches!(
+        (kind, field),
+        (_, "username" | "method" | "vault_id" | "address" | "namespace" | "approle_mount" | "role_id")
+    )
+}
+
+/// Which fields a kind takes: (required, optional).
+fn fields(kind: CredentialKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        CredentialKind::SshKey => (&["private_key"], &["passphrase", "username"]),
+        CredentialKind::Password => (&["username", "password"], &[]),
+        CredentialKind::BecomePassword => (&["password"], &["username", "method"]),
+        CredentialKind::VaultPassword => (&["password"], &["vault_id"]),
+        CredentialKind::ApiToken => (&["token"], &["username"]),
+        CredentialKind::HashicorpVault => {
+            (&["address"], &["token", "role_id", "secret_id", "namespace", "approle_mount", "ca_cert"])
+        }
+        CredentialKind::Environment => (&["variables"], &[]),
+    }
+}
+
+/// Checks a credential's inputs against its kind.
+pub fn check_inputs(kind: CredentialKind, inputs: &Map<String, Value>) -> Result<(), AppError> {
+    let bad = |m: String| Err(AppError::Unprocessable(m));
+    let (required, optional) = fields(kind);
+    for (k, v) in inputs {
+        if !required.contains(&k.as_str()) && !optional.contains(&k.as_str()) {
+            return bad(format!(
+                "`inputs.{k}` is not a field of a {} credential; it takes {}",
+                kind.as_str(),
+                required.iter().chain(optional).copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let ok = match (k.as_str(), v) {
+            ("variables", Value::Object(o)) => {
+                o.iter().all(|(name, val)| env_name_ok(name) && val.is_string())
+            }
+            ("variables", _) => false,
+            (_, Value::String(s)) => !s.contains('\0') && s.len() <= 64 * 1024,
+            _ => false,
+        };
+        if !ok {
+            return bad(if k == "variables" {
+                "`inputs.variables` maps environment variable names (A-Z, 0-9, _; not PATH, LD_*, \
+                 ANSIBLE_* or PLAYDECK_*) to strings"
+                    .into()
+            } else {
+                format!("`inputs.{k}` must be a string of at most 64 KiB")
+            });
+        }
+    }
+    for r in required {
+        if inputs.get(*r).is_none_or(|v| v.as_str() == Some("")) {
+            return bad(format!("a {} credential needs `inputs.{r}`", kind.as_str()));
+        }
+    }
+    match kind {
+        CredentialKind::SshKey => {
+            let key = inputs["private_key"].as_str().unwrap_or_default();
+            if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+                return bad("`inputs.private_key` is not a private key (PEM or OpenSSH format)".into());
+            }
+        }
+        CredentialKind::HashicorpVault => {
+            let addr = inputs["address"].as_str().unwrap_or_default();
+            if reqwest::Url::parse(addr).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+                return bad("`inputs.address` must be the Vault server's http(s) URL".into());
+            }
+            let token = inputs.get("token").is_some();
+            let approle = inputs.get("role_id").is_some() && inputs.get("secret_id").is_some();
+            if token == approle {
+                return bad(
+                    "a hashicorp_vault credential needs `token`, or `role_id` and `secret_id` (AppRole)"
+                        .into(),
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Names an inventory plugin's environment may set.
+pub fn env_name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !matches!(name, "PATH" | "HOME" | "PYTHONPATH" | "PYTHONHOME")
+        && !name.starts_with("LD_")
+        && !name.starts_with("ANSIBLE_")
+        && !name.starts_with("PLAYDECK_")
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn credential_from_row(r: &Row) -> Credential {
+    Credential {
+        id: r.get("id"),
+        name: r.get("name"),
+        kind: CredentialKind::parse(r.get("kind")).unwrap_or(CredentialKind::Password),
+        description: r.get("description"),
+        created: r.get("created"),
+        created_by: r.get("created_by"),
+        last_used: r.get("last_used"),
+    }
+}
+
+const COLUMNS: &str = "id, name, kind, description, created, created_by, last_used";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/credentials", get(list).post(create))
+        .route("/credentials/{name}", get(show).delete(remove))
+}
+
+/// `GET /api/v1/credentials` (operator: they name them in launches).
+async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<Credential>>, AppError> {
+    caller.require(Role::Operator)?;
+    let db = app.pool.get().await?;
+    let rows = db.query(&format!("select {COLUMNS} from credentials order by name"), &[]).await?;
+    let results: Vec<Credential> = rows.iter().map(credential_from_row).collect();
+    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Credential>, AppError> {
+    caller.require(Role::Operator)?;
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(&format!("select {COLUMNS} from credentials where name = $1 or id::text = $1"), &[&name])
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no credential {name:?}")))?;
+    Ok(Json(credential_from_row(&row)))
+}
+
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<NewCredential>,
+) -> Result<(StatusCode, Json<Credential>), AppError> {
+    caller.require(Role::Admin)?;
+    if !valid_name(&req.name) || req.name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(AppError::Unprocessable(
+            "`name` must be 1 to 100 letters, digits, `.`, `_` or `-` (not only digits)".into(),
+        ));
+    }
+    if req.description.chars().count() > 1000 || req.description.contains('\0') {
+        return Err(AppError::Unprocessable("`description` must be at most 1000 characters".into()));
+    }
+    check_inputs(req.kind, &req.inputs)?;
+    let sealed =
+        app.sealer.seal(&purpose(&req.name), Value::Object(req.inputs.clone()).to_string().as_bytes())?;
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            &format!(
+                "insert into credentials (name, kind, description, sealed, key_id, created_by)
+                 values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing returning {COLUMNS}"
+            ),
+            &[&req.name, &req.kind.as_str(), &req.description, &sealed, &app.sealer.key_id(), &caller.name],
+        )
+        .await?
+        .ok_or_else(|| AppError::Conflict(format!("a credential named {:?} exists already", req.name)))?;
+    let c = credential_from_row(&row);
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "credential created",
+        Some(&format!("credential {}", c.name)),
+        serde_json::json!({"kind": c.kind.as_str()}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require(Role::Admin)?;
+    let db = app.pool.get().await?;
+    let n = db.execute("delete from credentials where name = $1 or id::text = $1", &[&name]).await?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("there is no credential {name:?}")));
+    }
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "credential deleted",
+        Some(&format!("credential {name}")),
+        Value::Null,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn purpose(name: &str) -> String {
+    format!("credential {name}")
+}
+
+/// Whether a stored credential exists and is of one of `kinds` (checked at launch, before queueing).
+pub async fn check_exists(
+    app: &AppState,
+    name: &str,
+    kinds: &[CredentialKind],
+    field: &str,
+) -> Result<(), AppError> {
+    let db = app.pool.get().await?;
+    let kind: Option<String> =
+        db.query_opt("select kind from credentials where name = $1", &[&name]).await?.map(|r| r.get(0));
+    let want = || kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" or ");
+    match kind.as_deref().and_then(CredentialKind::parse) {
+        None => Err(AppError::Unprocessable(format!("`{field}`: there is no credential {name:?}"))),
+        Some(k) if !kinds.contains(&k) => Err(AppError::Unprocessable(format!(
+            "`{field}`: credential {name:?} is a {} credential; this needs {}",
+            k.as_str(),
+            want()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Opens a stored credential for a run, checking its kind, and notes that it was used.
+pub async fn open(
+    app: &AppState,
+    name: &str,
+    kinds: &[CredentialKind],
+    field: &str,
+) -> Result<Opened, AppError> {
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            "update credentials set last_used = now() where name = $1 returning kind, sealed",
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| {
+            AppError::Unprocessable(format!("`{field}`: there is no credential {name:?} (deleted?)"))
+        })?;
+    let kind = CredentialKind::parse(row.get(0))
+        .ok_or_else(|| AppError::Internal(format!("credential {name:?} has an unknown kind")))?;
+    if !kinds.contains(&kind) {
+        return Err(AppError::Unprocessable(format!(
+            "`{field}`: credential {name:?} is a {} credential, which cannot be used here",
+            kind.as_str()
+        )));
+    }
+    let plain = app.sealer.open(&purpose(name), row.get::<_, &[u8]>(1))?;
+    let inputs: Map<String, Value> = serde_json::from_slice(&plain)
+        .map_err(|e| AppError::Internal(format!("credential {name:?} does not read back: {e}")))?;
+    Ok(Opened { name: name.to_string(), kind, inputs })
+}
+
+/// A launch slot's secret, resolved: its value, and the user and passphrase that go with it.
+#[derive(Clone, Default)]
+pub struct Resolved {
+    pub secret: String,
+    pub username: Option<String>,
+    pub passphrase: Option<String>,
+    pub vault_id: Option<String>,
+    pub method: Option<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolved(…)")
+    }
+}
+
+/// Resolves one slot of a launch's `credentials` for a run.
+pub async fn resolve(
+    app: &AppState,
+    r: &CredentialRef,
+    kind: CredentialKind,
+    field: &str,
+) -> Result<Resolved, AppError> {
+    let secret_field = match kind {
+        CredentialKind::SshKey => "private_key",
+        CredentialKind::ApiToken => "token",
+        _ => "password",
+    };
+    match r {
+        CredentialRef::Name(name) => {
+            let c = open(app, name, &[kind], field).await?;
+            Ok(Resolved {
+                secret: c.get(secret_field).unwrap_or_default().to_string(),
+                username: c.get("username").map(str::to_string),
+                passphrase: c.get("passphrase").map(str::to_string),
+                vault_id: c.get("vault_id").map(str::to_string),
+                method: c.get("method").map(str::to_string),
+            })
+        }
+        CredentialRef::Lookup(SecretLookup::Value { value, username, passphrase }) => Ok(Resolved {
+            secret: value.clone(),
+            username: username.clone(),
+            passphrase: passphrase.clone(),
+            ..Resolved::default()
+        }),
+        CredentialRef::Lookup(SecretLookup::HashicorpVault {
+            vault_path,
+            vault_key,
+            credential,
+            username,
+        }) => {
+            let secret = vault_lookup(app, credential.as_deref(), vault_path, vault_key, field).await?;
+            Ok(Resolved { secret, username: username.clone(), ..Resolved::default() })
+        }
+    }
+}
+
+/// Which `hashicorp_vault` credential a lookup goes through: the named one, or the only one.
+async fn vault_connection(app: &AppState, name: Option<&str>, field: &str) -> Result<Opened, AppError> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let db = app.pool.get().await?;
+            let rows = db
+                .query(
+                    "select name from credentials where kind = 'hashicorp_vault' order by name limit 2",
+                    &[],
+                )
+                .await?;
+            match rows.len() {
+                1 => rows[0].get(0),
+                0 => {
+                    return Err(AppError::Unprocessable(format!(
+                        "`{field}`: a hashicorp_vault lookup needs a hashicorp_vault credential, and there is none"
+                    )))
+                }
+                _ => {
+                    return Err(AppError::Unprocessable(format!(
+                        "`{field}`: there are several hashicorp_vault credentials; name one in `credential`"
+                    )))
+                }
+            }
+        }
+    };
+    open(app, &name, &[CredentialKind::HashicorpVault], field).await
+}
+
+/// Checks a lookup's shape before queueing (the Vault is asked at run time).
+pub async fn check_ref(
+    app: &AppState,
+    r: &CredentialRef,
+    kind: CredentialKind,
+    field: &str,
+) -> Result<(), AppError> {
+    match r {
+        CredentialRef::Name(name) => check_exists(app, name, &[kind], field).await,
+        CredentialRef::Lookup(SecretLookup::Value { value, .. }) => {
+            if value.is_empty() || value.contains('\0') {
+                return Err(AppError::Unprocessable(format!("`{field}.value` is empty")));
+            }
+            Ok(())
+        }
+        CredentialRef::Lookup(SecretLookup::HashicorpVault { vault_path, vault_key, credential, .. }) => {
+            kv2_path(vault_path)
+                .map_err(|e| AppError::Unprocessable(format!("`{field}.vault_path`: {e}")))?;
+            if vault_key.is_empty() {
+                return Err(AppError::Unprocessable(format!("`{field}.vault_key` is empty")));
+            }
+            match credential {
+                Some(c) => {
+                    check_exists(app, c, &[CredentialKind::HashicorpVault], &format!("{field}.credential"))
+                        .await
+                }
+                None => vault_connection(app, None, field).await.map(|_| ()),
+            }
+        }
+    }
+}
+
+/// `secret/ci/deploy` → `secret/data/ci/deploy`; a path that already has `data/` after its mount
+/// stays as it is.
+pub fn kv2_path(path: &str) -> Result<String, String> {
+    let p = path.trim_matches('/');
+    let segments: Vec<&str> = p.split('/').collect();
+    if segments.len() < 2
+        || segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains(['?', '#', '%', '\\']))
+    {
+        return Err(format!(
+            "{path:?} is not a KV path such as `secret/data/app/prod` (mount, then the secret)"
+        ));
+    }
+    if segments[1] == "data" && segments.len() > 2 {
+        return Ok(p.to_string());
+    }
+    Ok(format!("{}/data/{}", segments[0], segments[1..].join("/")))
+}
+
+async fn vault_lookup(
+    app: &AppState,
+    credential: Option<&str>,
+    path: &str,
+    key: &str,
+    field: &str,
+) -> Result<String, AppError> {
+    let conn = vault_connection(app, credential, field).await?;
+    let fail = |m: String| AppError::Unprocessable(format!("`{field}`: HashiCorp Vault {m}"));
+    let address = conn.get("address").unwrap_or_default().trim_end_matches('/').to_string();
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = conn.get("ca_cert") {
+        let cert = reqwest::Certificate::from_pem(ca.as_bytes()).map_err(|e| fail(format!("CA: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| AppError::Internal(e.to_string()))?;
+    let with_ns = |rb: reqwest::RequestBuilder| match conn.get("namespace") {
+        Some(ns) => rb.header("x-vault-namespace", ns),
+        None => rb,
+    };
+    let token = match conn.get("token") {
+        Some(t) => t.to_string(),
+        None => {
+            let mount = conn.get("approle_mount").unwrap_or("approle");
+            let resp = with_ns(client.post(format!("{address}/v1/auth/{mount}/login")))
+                .json(&serde_json::json!({
+                    "role_id": conn.get("role_id").unwrap_or_default(),
+                    "secret_id": conn.get("secret_id").unwrap_or_default(),
+                }))
+                .send()
+                .await
+                .map_err(|e| {
+                    fail(format!("at {address} cannot be reached: {}", crate::webhooks::root_cause(&e)))
+                })?;
+            if !resp.status().is_success() {
+                return Err(fail(format!("refused the AppRole login ({})", resp.status())));
+            }
+            let body: Value = resp.json().await.map_err(|e| fail(format!("login answer: {e}")))?;
+            body["auth"]["client_token"]
+                .as_str()
+                .ok_or_else(|| fail("login answer has no auth.client_token".into()))?
+                .to_string()
+        }
+    };
+    let api_path = kv2_path(path).map_err(|e| fail(e))?;
+    let resp = with_ns(client.get(format!("{address}/v1/{api_path}")))
+        .header("x-vault-token", &token)
+        .send()
+        .await
+        .map_err(|e| fail(format!("at {address} cannot be reached: {}", crate::webhooks::root_cause(&e))))?;
+    match resp.status().as_u16() {
+        200 => {}
+        404 => return Err(fail(format!("has no secret at {api_path}"))),
+        403 => {
+            return Err(fail(format!(
+                "refused to read {api_path} (403: the token's policy does not allow it)"
+            )))
+        }
+        s => return Err(fail(format!("answered {s} for {api_path}"))),
+    }
+    let body: Value = resp.json().await.map_err(|e| fail(format!("answer for {api_path}: {e}")))?;
+    match &body["data"]["data"][key] {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Err(fail(format!("secret {api_path} has no key {key:?}"))),
+        other => Ok(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_and_binds_purpose_and_key() {
+        let s = Sealer::new(&[7u8; 32]);
+        let sealed = s.seal("credential a", b"hunter2").expect("seals");
+        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(s.open("credential a", &sealed).expect("opens"), b"hunter2");
+        assert!(s.open("credential b", &sealed).is_err());
+        let other = Sealer::new(&[8u8; 32]);
+        let e = other.open("credential a", &sealed).expect_err("other key");
+        assert!(e.to_string().contains("PLAYDECK_CREDENTIAL_KEY"), "{e}");
+    }
+
+    #[test]
+    fn kv2_paths() {
+        assert_eq!(kv2_path("secret/ci/deploy").unwrap(), "secret/data/ci/deploy");
+        assert_eq!(kv2_path("/secret/data/ci/deploy").unwrap(), "secret/data/ci/deploy");
+        assert!(kv2_path("secret").is_err());
+        assert!(kv2_path("secret/../sys/x").is_err());
+    }
+
+    #[test]
+    fn inputs_are_checked_by_kind() {
+        let m = |v: Value| v.as_object().cloned().unwrap();
+        assert!(check_inputs(
+            CredentialKind::Password,
+            &m(serde_json::json!({"username": "u", "password": "p"}))
+        )
+        .is_ok());
+        assert!(check_inputs(CredentialKind::Password, &m(serde_json::json!({"username": "u"}))).is_err());
+        assert!(check_inputs(CredentialKind::SshKey, &m(serde_json::json!({"private_key": "nope"}))).is_err());
+        assert!(check_inputs(
+            CredentialKind::HashicorpVault,
+            &m(serde_json::json!({"address": "http://127.0.0.1:8200", "token": "t"}))
+        )
+        .is_ok());
+        assert!(check_inputs(CredentialKind::HashicorpVault, &m(serde_json::json!({"address": "http://v"})))
+            .is_err());
+        assert!(check_inputs(
+            CredentialKind::Environment,
+            &m(serde_json::json!({"variables": {"LD_PRELOAD": "x"}}))
+        )
+        .is_err());
+    }
+}
