@@ -388,7 +388,7 @@ async fn a_playbook_from_a_git_repository_runs() {
     )
     .await;
     assert_eq!(run["job"]["status"], "error");
-    assert!(run["job"]["explanation"].as_str().unwrap_or("").contains("git clone"), "{run}");
+    assert!(run["job"]["explanation"].as_str().unwrap_or("").contains("git fetch"), "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,6 +528,7 @@ async fn playdeck_killed_during_a_run_marks_it_error_and_runs_the_queued_job_aft
         .env("PLAYDECK_LISTEN", "127.0.0.1:0")
         .env("PLAYDECK_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
         .env("PLAYDECK_INGEST_TOKEN", INGEST_TOKEN)
+        .env("PLAYDECK_CREDENTIAL_KEY", CREDENTIAL_KEY)
         .env("PLAYDECK_PLAYBOOK_DIR", &dir)
         .env("PLAYDECK_ANSIBLE_PLAYBOOK", &program)
         .env("PLAYDECK_ENGINE_CONCURRENCY", "1")

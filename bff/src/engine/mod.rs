@@ -8,6 +8,7 @@
 //! `status` explicitly rather than letting events move it.
 
 mod plan;
+mod prepare;
 mod queue;
 mod run;
 
@@ -21,7 +22,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use shared::engine::{FailedTask, JobRun};
+use shared::engine::{FailedTask, JobRun, LaunchRequest};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::auth::Caller;
@@ -261,6 +262,7 @@ pub fn router() -> Router<AppState> {
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     let req = plan::parse(body)?;
     let plan = plan::plan(&app.engine.config, &req)?;
+    check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
         crate::webhooks::check_url(&app.engine.config.webhooks, url)
             .await
@@ -276,6 +278,75 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
         return wait_for(app, job_id, bound).await;
     }
     accepted(app, job_id).await
+}
+
+/// Checks what a launch names outside itself before it is queued: its credentials exist and are
+/// of the right kinds, and its inventory URL and Galaxy server are addresses Playdeck may reach.
+async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), AppError> {
+    use shared::credentials::CredentialKind as K;
+    use shared::engine::{Inventory, PlaybookSource};
+    if let Some(c) = &req.credentials {
+        let slots = [
+            (&c.ssh, K::SshKey, "credentials.ssh"),
+            (&c.password, K::Password, "credentials.password"),
+            (&c.become_password, K::BecomePassword, "credentials.become_password"),
+            (&c.vault_password, K::VaultPassword, "credentials.vault_password"),
+        ];
+        for (slot, kind, field) in slots {
+            if let Some(r) = slot {
+                crate::credentials::check_ref(app, r, kind, field).await?;
+            }
+        }
+    }
+    let git = [K::SshKey, K::Password, K::ApiToken];
+    match &req.source {
+        PlaybookSource::Git { git_credential: Some(name), .. }
+        | PlaybookSource::Role { git_credential: Some(name), .. } => {
+            crate::credentials::check_exists(app, name, &git, "source.git_credential").await?;
+        }
+        PlaybookSource::CollectionRole { galaxy_server, galaxy_credential, .. } => {
+            if let Some(name) = galaxy_credential {
+                if galaxy_server.is_none() {
+                    return Err(AppError::Unprocessable(
+                        "`source.galaxy_credential` needs `source.galaxy_server`".into(),
+                    ));
+                }
+                crate::credentials::check_exists(app, name, &[K::ApiToken], "source.galaxy_credential")
+                    .await?;
+            }
+            if let Some(server) = galaxy_server.as_deref().filter(|s| !s.starts_with("file:")) {
+                crate::webhooks::check_url(&app.engine.config.webhooks, server)
+                    .await
+                    .map_err(|e| AppError::Unprocessable(format!("`source.galaxy_server`: {e}")))?;
+            }
+        }
+        _ => {}
+    }
+    match &req.inventory {
+        Some(Inventory::Git { git_credential: Some(name), .. }) => {
+            crate::credentials::check_exists(app, name, &git, "inventory.git_credential").await?;
+        }
+        Some(Inventory::Url { url, credential, .. }) => {
+            if let Some(name) = credential {
+                crate::credentials::check_exists(
+                    app,
+                    name,
+                    &[K::ApiToken, K::Password],
+                    "inventory.credential",
+                )
+                .await?;
+            }
+            crate::webhooks::check_url(&app.engine.config.webhooks, url)
+                .await
+                .map_err(|e| AppError::Unprocessable(format!("`inventory.url`: {e}")))?;
+        }
+        Some(Inventory::Dynamic { cloud_credential: Some(name), .. }) => {
+            crate::credentials::check_exists(app, name, &[K::Environment], "inventory.cloud_credential")
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// 202 with `Location` and the job as it is now.
@@ -396,6 +467,7 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
     }
     let req = plan::parse(body)?;
     let plan = plan::plan(&app.engine.config, &req)?;
+    check_references(app, &req).await?;
     let new_id = queue::enqueue(app, caller, &plan).await?;
     crate::launch::record(
         app,

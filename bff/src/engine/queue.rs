@@ -171,6 +171,23 @@ fn pending_purpose(job_id: i64) -> String {
     format!("queued job {job_id}")
 }
 
+/// Records the commit a job runs and its inventory's label with the inventory's commit.
+pub async fn set_revision(
+    app: &AppState,
+    job_id: i64,
+    revision: Option<&str>,
+    inventory: Option<&str>,
+) -> Result<(), AppError> {
+    let db = app.pool.get().await?;
+    db.execute(
+        "update jobs set scm_revision = coalesce($2, scm_revision), inventory = coalesce($3, inventory)
+          where id = $1",
+        &[&job_id, &revision, &inventory],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The process started: its pid, and the job is running.
 pub async fn started(app: &AppState, job_id: i64, pid: u32) -> Result<(), AppError> {
     let mut db = app.pool.get().await?;

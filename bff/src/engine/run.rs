@@ -8,13 +8,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::engine::{Inventory, PlaybookSource};
 use shared::JobStatus;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use super::plan::{inline_inventory, resolve_in, strip_userinfo};
 use super::queue::{self, Claimed, Pulse};
 use super::Stop;
 use crate::AppState;
@@ -72,67 +70,25 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     if let Err(e) = make_private_dir(dir) {
         return End::error(format!("the job's directory {} cannot be made: {e}", dir.display()));
     }
-    let source_value =
-        if job.pending["source"].is_object() { &job.pending["source"] } else { &job.spec["source"] };
-    let source: PlaybookSource = match serde_json::from_value(source_value.clone()) {
-        Ok(s) => s,
-        Err(e) => return End::error(format!("the job's recorded source cannot be read: {e}")),
+    let mut prepared = match super::prepare::prepare(app, &job.pending, dir, job.timeout).await {
+        Ok(p) => p,
+        Err(e) => return End::error(e),
     };
-    let (project, playbook) = match &source {
-        PlaybookSource::Playbook { path } => {
-            match resolve_in(&config.playbook_dir, path, "source.path", "playbook directory") {
-                Ok(p) => (config.playbook_dir.canonicalize().unwrap_or(config.playbook_dir.clone()), p),
-                Err(e) => return End::error(format!("the playbook can no longer be run: {e}")),
-            }
+    if prepared.revision.is_some() || prepared.inventory_label.is_some() {
+        if let Err(e) = queue::set_revision(
+            app,
+            job.job_id,
+            prepared.revision.as_deref(),
+            prepared.inventory_label.as_deref(),
+        )
+        .await
+        {
+            tracing::warn!(job = job.job_id, error = %e, "could not record the job's revision");
         }
-        PlaybookSource::Git { repo, branch, path, .. } => {
-            let checkout = dir.join("src");
-            if let Err(e) =
-                clone(repo, branch.as_deref(), &checkout, job.timeout.min(Duration::from_secs(600))).await
-            {
-                return End::error(e);
-            }
-            match resolve_in(&checkout, path, "source.path", "repository") {
-                Ok(p) => (checkout, p),
-                Err(e) => return End::error(format!("{e} ({})", strip_userinfo(repo))),
-            }
-        }
-        _ => return End::error("WIP".into()),
-    };
-
-    let mut args: Vec<String> = vec![playbook.display().to_string()];
-    let inventory: Option<Inventory> = match serde_json::from_value(job.pending["inventory"].clone()) {
-        Ok(i) => i,
-        Err(e) => return End::error(format!("the job's inventory cannot be read: {e}")),
-    };
-    match &inventory {
-        None => {}
-        Some(Inventory::File { path }) => {
-            match resolve_in(&config.inventory_dir, path, "inventory.path", "inventory directory") {
-                Ok(p) => args.extend(["-i".into(), p.display().to_string()]),
-                Err(e) => return End::error(format!("the inventory can no longer be used: {e}")),
-            }
-        }
-        Some(inline @ Inventory::Inline { .. }) => {
-            let content = match inline_inventory(inline) {
-                Ok(c) => c,
-                Err(e) => return End::error(e.to_string()),
-            };
-            let file = dir.join("inventory.yml");
-            if let Err(e) = crate::embedded::write_private(&file, &content.to_string()) {
-                return End::error(e);
-            }
-            args.extend(["-i".into(), file.display().to_string()]);
-        }
-        Some(_) => return End::error("WIP".into()),
     }
-    if let Some(vars) = job.pending.get("extra_vars").filter(|v| v.is_object()) {
-        let file = dir.join("extra_vars.json");
-        if let Err(e) = crate::embedded::write_private(&file, &vars.to_string()) {
-            return End::error(e);
-        }
-        args.extend(["-e".into(), format!("@{}", file.display())]);
-    }
+    let project = prepared.project.clone();
+    let mut args: Vec<String> = vec![prepared.playbook.display().to_string()];
+    args.append(&mut prepared.args);
     let options = &job.spec["options"];
     let list = |key: &str| -> Option<String> {
         let items: Vec<&str> = options[key].as_array()?.iter().filter_map(Value::as_str).collect();
@@ -175,6 +131,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let mut cmd = Command::new(&program);
     cmd.args(&args).current_dir(&project).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     child_env(&mut cmd, plugin_dir, &url, app.ingest_token.expose(), job.job_id);
+    cmd.envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     // A process group of its own: cancel and timeout signal the whole run, not just its leader.
     cmd.process_group(0).kill_on_drop(true);
     // Never log `cmd` itself: its Debug shows the environment, which holds the ingest token.
@@ -253,7 +210,11 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let stderr = crate::jobs::strip_ansi(&String::from_utf8_lossy(&stderr));
+    let mut stderr = crate::jobs::strip_ansi(&String::from_utf8_lossy(&stderr));
+    for secret in &prepared.redact {
+        stderr = stderr.replace(secret.as_str(), super::MASK);
+    }
+    drop(prepared.agent.take());
     let how = |what: &str| {
         if killed {
             format!(
@@ -372,6 +333,10 @@ fn child_env(cmd: &mut Command, plugin_dir: &Path, url: &str, token: &str, job_i
     if !interpreter {
         cmd.env("ANSIBLE_PYTHON_INTERPRETER", "auto_silent");
     }
+    if std::env::var_os("ANSIBLE_HOST_KEY_CHECKING").is_none() {
+        // As AWX: hosts reached with a job's credential are not in any known_hosts file.
+        cmd.env("ANSIBLE_HOST_KEY_CHECKING", "False");
+    }
     cmd.env("ANSIBLE_CALLBACK_PLUGINS", plugins)
         .env("ANSIBLE_CALLBACKS_ENABLED", enabled)
         .env("ANSIBLE_FORCE_COLOR", "1")
@@ -387,28 +352,6 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// `git clone --depth 1` of a branch (or the default one), bounded in time.
-async fn clone(repo: &str, branch: Option<&str>, into: &Path, within: Duration) -> Result<(), String> {
-    let shown = strip_userinfo(repo);
-    let mut cmd = Command::new("git");
-    cmd.args(["clone", "--quiet", "--depth", "1"]);
-    if let Some(b) = branch {
-        cmd.args(["--branch", b]);
-    }
-    cmd.arg("--").arg(repo).arg(into);
-    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(within, cmd.output())
-        .await
-        .map_err(|_| format!("git clone of {shown} took longer than {} s", within.as_secs()))?
-        .map_err(|e| format!("git could not be run: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr).replace(repo, &shown);
-    Err(format!("git clone of {shown} failed: {}", err.trim()))
 }
 
 /// The last `keep` bytes of a stream, read to its end.

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "pdk_test_admin_key_0123456789";
 pub const INGEST_TOKEN: &str = "pdi_test_ingest_token_0123456789";
+/// Every test app seals with the same key, as replicas of one deployment do.
+pub const CREDENTIAL_KEY: &str = "5f1e0c3a9b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f";
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -86,6 +88,7 @@ pub async fn spawn_app_on(pg: tokio_postgres::Config, tune: impl FnOnce(&mut Con
     let mut config = Config::for_tests(temp_dir("app"));
     config.bootstrap_admin_key = Some(Secret(ADMIN_KEY.into()));
     config.ingest_token = Some(Secret(INGEST_TOKEN.into()));
+    config.credential_key = Some(Secret(CREDENTIAL_KEY.into()));
     tune(&mut config);
     let started = bff::start(config, pg.clone()).await.expect("start the app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

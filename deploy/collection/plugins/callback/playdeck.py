@@ -116,6 +116,29 @@ def _dumps(obj):
         return json.dumps(str(obj), ensure_ascii=False)
 
 
+def _redactions():
+    # Secrets the run was handed (credentials, secret-named variables) never leave it: each, and
+    # each long line of a multi-line one (a key printed by a task), as it reads inside JSON.
+    path = os.environ.get("PLAYDECK_REDACT_FILE")
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            secrets = json.load(f)
+    except Exception:
+        return []
+    needles = set()
+    for s in secrets:
+        if not isinstance(s, str) or len(s) < 4:
+            continue
+        needles.add(json.dumps(s, ensure_ascii=False)[1:-1])
+        for line in s.splitlines():
+            line = line.strip()
+            if len(line) >= 16:
+                needles.add(json.dumps(line, ensure_ascii=False)[1:-1])
+    return sorted(needles, key=len, reverse=True)
+
+
 def _now():
     # ansible-runner's shape: naive ISO time in UTC.
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
@@ -295,6 +318,7 @@ class CallbackModule(CallbackBase):
         self._task_cache = {}
         self._finished = False
         self._final_wait = 15.0
+        self._redact = _redactions()
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -363,7 +387,11 @@ class CallbackModule(CallbackBase):
             "event_data": event_data,
         }
         self._line += lines
-        self._sender.put(_dumps(ev))
+        encoded = _dumps(ev)
+        for needle in self._redact:
+            if needle in encoded:
+                encoded = encoded.replace(needle, "********")
+        self._sender.put(encoded)
 
     def _task_fields(self, task):
         # The same task comes back for every host: describe it once.
