@@ -193,6 +193,14 @@ fn operations() -> Vec<Op> {
             .answer(200, "Request"),
         op("post", "/requests/{id}/confirm", "requests", "Launch what the request would run", Operator)
             .answer(200, "Request"),
+        op("get", "/credentials", "credentials", "Credentials by name and kind (never their inputs)", Operator)
+            .answer(200, "Page_for_Credential"),
+        op("post", "/credentials", "credentials", "Store a credential (inputs sealed at rest)", Admin)
+            .body("NewCredential")
+            .answer(201, "Credential"),
+        op("get", "/credentials/{name}", "credentials", "One credential, by name or id", Operator)
+            .answer(200, "Credential"),
+        op("delete", "/credentials/{name}", "credentials", "Delete a credential", Admin).status(204),
         op("get", "/webhooks", "webhooks", "Registered webhooks", Admin).answer(200, "Page_for_Webhook"),
         op("post", "/webhooks", "webhooks", "Register a webhook (HMAC-SHA256 signed deliveries)", Admin)
             .body("NewWebhook")
@@ -228,6 +236,9 @@ fn schemas() -> Map<String, Value> {
     add::<Page<kb::KbEntry>>(&mut gen);
     add::<Page<kb::KbTryMatch>>(&mut gen);
     add::<Page<engine::Webhook>>(&mut gen);
+    add::<Page<shared::credentials::Credential>>(&mut gen);
+    add::<shared::credentials::NewCredential>(&mut gen);
+    add::<shared::credentials::Credential>(&mut gen);
     add::<Page<engine::WebhookDelivery>>(&mut gen);
     add::<IngestBatch>(&mut gen);
     add::<IngestResult>(&mut gen);

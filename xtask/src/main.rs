@@ -190,6 +190,21 @@ fn setup(browser: bool) -> Result<(), String> {
     if !postgres_installed() {
         apt_install(&["postgresql"])?;
     }
+    // The engine clones git sources and reaches hosts over ssh (keys through ssh-agent).
+    let mut missing: Vec<&str> = Vec::new();
+    if !Path::new("/usr/bin/ssh").exists() || !Path::new("/usr/bin/ssh-agent").exists() {
+        missing.push("openssh-client");
+    }
+    if output(Command::new("git").arg("--version")).is_none() {
+        missing.push("git");
+    }
+    // The credential tests log in to a real sshd on a loopback port.
+    if browser && !Path::new("/usr/sbin/sshd").exists() {
+        missing.push("openssh-server");
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
     ensure_venv()?;
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {
@@ -202,7 +217,9 @@ fn setup(browser: bool) -> Result<(), String> {
             run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/browser"))?;
         }
     }
-    println!("    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL and .venv (ansible-core) are in place");
+    println!(
+        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH and .venv (ansible-core) are in place"
+    );
     Ok(())
 }
 
