@@ -193,8 +193,14 @@ fn operations() -> Vec<Op> {
             .answer(200, "Request"),
         op("post", "/requests/{id}/confirm", "requests", "Launch what the request would run", Operator)
             .answer(200, "Request"),
-        op("get", "/credentials", "credentials", "Credentials by name and kind (never their inputs)", Operator)
-            .answer(200, "Page_for_Credential"),
+        op(
+            "get",
+            "/credentials",
+            "credentials",
+            "Credentials by name and kind (never their inputs)",
+            Operator,
+        )
+        .answer(200, "Page_for_Credential"),
         op("post", "/credentials", "credentials", "Store a credential (inputs sealed at rest)", Admin)
             .body("NewCredential")
             .answer(201, "Credential"),

@@ -73,13 +73,31 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
+/// The most header bytes a request may carry (hyper's own limits are larger: ~400 KiB, 100 headers).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The longest request target.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses oversize headers (431) and URIs (414). Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
 /// `PLAYDECK_FRAME_ANCESTORS`, default only this origin) instead of a blanket X-Frame-Options.
 pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
     // Behind a TLS-terminating route the original scheme arrives in X-Forwarded-Proto.
     let tls =
         req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let mut resp = next.run(req).await;
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let mut resp = if header_bytes > MAX_HEADER_BYTES {
+        crate::error::error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request's headers are larger than {} KiB", MAX_HEADER_BYTES / 1024),
+        )
+    } else if req.uri().to_string().len() > MAX_URI_BYTES {
+        crate::error::error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the request's URI is longer than {} KiB", MAX_URI_BYTES / 1024),
+        )
+    } else {
+        next.run(req).await
+    };
     let h = resp.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

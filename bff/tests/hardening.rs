@@ -21,6 +21,24 @@ async fn every_response_carries_the_security_headers() {
     assert!(r.headers().get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
 }
 
+#[tokio::test]
+async fn oversize_headers_and_uris_are_refused_with_the_error_shape() {
+    let app = spawn_app().await;
+    let big = "x".repeat(40 * 1024);
+    let r =
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).header("x-padding", &big).send().await;
+    let r = r.expect("get");
+    let msg = assert_error(r, 431).await;
+    assert!(msg.contains("headers"), "{msg}");
+    let r =
+        app.http.get(app.url(&format!("/api/v1/jobs?q={}", &big[..10 * 1024]))).bearer_auth(ADMIN_KEY).send();
+    assert_error(r.await.expect("get"), 414).await;
+    // Ordinary requests pass.
+    let r =
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).header("x-padding", &big[..1024]).send();
+    assert_eq!(r.await.expect("get").status(), 200);
+}
+
 async fn session_cookie(app: &TestApp) -> String {
     let r = app
         .http

@@ -407,6 +407,15 @@ fn header(job: &Job, now_ms: f64) -> Html {
         ("Template", job.template.clone().map(Html::from)),
         ("Inventory", job.inventory.clone().map(Html::from)),
         ("Project", job.project.clone().map(Html::from)),
+        (
+            "Revision",
+            job.scm_revision.as_ref().map(|r| {
+                // A commit shows short, whole on hover; a collection's version as it is.
+                let short =
+                    if r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit()) { &r[..12] } else { r };
+                html! { <code title={r.clone()}>{ short.to_string() }</code> }
+            }),
+        ),
         ("Launched by", job.launched_by.clone().map(Html::from)),
         ("Limit", job.limit.clone().map(Html::from)),
         ("Source", Some(Html::from(format!("{} #{}", job.source, job.external_id)))),
