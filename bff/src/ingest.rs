@@ -146,6 +146,7 @@ pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
         ("project", &mut job.project),
         ("launched_by", &mut job.launched_by),
         ("limit", &mut job.limit),
+        ("scm_revision", &mut job.scm_revision),
     ] {
         if let Some(v) = value.take() {
             if v.chars().count() > MAX_NAME {
@@ -642,7 +643,8 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
                  inventory = coalesce($14, inventory),
                  project = coalesce($15, project),
                  launched_by = coalesce($16, launched_by),
-                 \"limit\" = coalesce($17, \"limit\")
+                 \"limit\" = coalesce($17, \"limit\"),
+                 scm_revision = coalesce($21, scm_revision)
                from counts
               where id = $1
              returning last_seq, change_seq",
@@ -667,6 +669,7 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
                 &job.started,
                 &job.finished,
                 &job.explanation,
+                &job.scm_revision,
             ],
         )
         .await?;

@@ -149,6 +149,7 @@ async fn a_controller_job_is_synced_into_postgres_and_out_over_the_websocket() {
     assert_eq!(job["template"], "Demo Job Template");
     assert_eq!(job["inventory"], "Demo Inventory");
     assert_eq!(job["project"], "Demo Project");
+    assert_eq!(job["scm_revision"], "347e44fea036c94d5f60e544de006453ee5c71ad", "AWX's scm_revision");
     assert_eq!(job["launched_by"], "admin");
     assert_eq!(
         job["started"], "2023-06-06T18:22:42.907521Z",

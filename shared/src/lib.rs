@@ -295,6 +295,9 @@ pub struct IngestJob {
     /// Why the job ended as it did, in the source's words (AWX's `job_explanation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// The project's commit the job ran (AWX's `scm_revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_revision: Option<String>,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -52,6 +52,7 @@ pub struct Job {
     pub modified: Option<DateTime<Utc>>,
     pub limit: Option<String>,
     pub job_explanation: Option<String>,
+    pub scm_revision: Option<String>,
     pub event_processing_finished: Option<bool>,
     pub launched_by: Option<LaunchedBy>,
     pub summary_fields: JobSummary,
@@ -95,6 +96,7 @@ impl Job {
             started: self.started,
             finished: if self.is_finished() { self.finished } else { None },
             explanation: self.job_explanation.as_deref().and_then(text),
+            scm_revision: self.scm_revision.as_deref().and_then(text),
         }
     }
 }
