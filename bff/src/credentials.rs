@@ -629,7 +629,7 @@ async fn vault_lookup(
                 .to_string()
         }
     };
-    let api_path = kv2_path(path).map_err(|e| fail(e))?;
+    let api_path = kv2_path(path).map_err(fail)?;
     let resp = with_ns(client.get(format!("{address}/v1/{api_path}")))
         .header("x-vault-token", &token)
         .send()
@@ -671,15 +671,15 @@ mod tests {
 
     #[test]
     fn kv2_paths() {
-        assert_eq!(kv2_path("secret/ci/deploy").unwrap(), "secret/data/ci/deploy");
-        assert_eq!(kv2_path("/secret/data/ci/deploy").unwrap(), "secret/data/ci/deploy");
+        assert_eq!(kv2_path("secret/ci/deploy").expect("path"), "secret/data/ci/deploy");
+        assert_eq!(kv2_path("/secret/data/ci/deploy").expect("path"), "secret/data/ci/deploy");
         assert!(kv2_path("secret").is_err());
         assert!(kv2_path("secret/../sys/x").is_err());
     }
 
     #[test]
     fn inputs_are_checked_by_kind() {
-        let m = |v: Value| v.as_object().cloned().unwrap();
+        let m = |v: Value| v.as_object().cloned().expect("object");
         assert!(check_inputs(
             CredentialKind::Password,
             &m(serde_json::json!({"username": "u", "password": "p"}))

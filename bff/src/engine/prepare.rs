@@ -207,8 +207,10 @@ fn role_playbook(dir: &Path, role: &str, vars: &Map<String, Value>) -> Result<Pa
 }
 
 /// One lock per cached repository: fetches into one cache never overlap in this process.
+type RepoLocks = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+
 fn repo_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    static LOCKS: OnceLock<RepoLocks> = OnceLock::new();
     let mut map = LOCKS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     map.entry(path.to_path_buf()).or_default().clone()
 }
@@ -262,8 +264,7 @@ async fn git_checkout(
         within,
         &shown,
     )
-    .await
-    .map_err(|e| e.replace("git fetch", "git fetch"))?;
+    .await?;
     let commit =
         git(&["rev-parse", "--verify", "FETCH_HEAD^{commit}"], Some(&cache), &[], within, &shown).await?;
     let commit = commit.trim().to_string();
