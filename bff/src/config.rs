@@ -117,7 +117,9 @@ impl Config {
                 None => None,
                 Some(v) => {
                     let v = v.trim().trim_end_matches('/').to_string();
-                    if !(v.starts_with("https://") || v.starts_with("http://")) || v.contains(char::is_whitespace) {
+                    if !(v.starts_with("https://") || v.starts_with("http://"))
+                        || v.contains(char::is_whitespace)
+                    {
                         return Err(format!(
                             "PLAYDECK_PUBLIC_URL is the address people open Playdeck at (http:// or https://), got {v:?}"
                         ));

@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use shared::notifiers::{
-    ChatConfig, ChatInput, MailConfig, MailInput, MailTls, NewNotifier, Notifier, NotifierConfig, NotifierKind,
-    NotifierTest,
+    ChatConfig, ChatInput, MailConfig, MailInput, MailTls, NewNotifier, Notifier, NotifierConfig,
+    NotifierKind, NotifierTest,
 };
 use shared::{Page, Role};
 use tokio_postgres::Row;
@@ -92,15 +92,22 @@ fn unprocessable(msg: impl Into<String>) -> AppError {
 
 fn check_mail(m: &MailInput) -> Result<(), AppError> {
     let host = m.host.trim();
-    if host.is_empty() || host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
+    if host.is_empty()
+        || host.len() > 253
+        || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
     {
-        return Err(unprocessable("`config.host`: the mail server's name or address, without spaces or slashes"));
+        return Err(unprocessable(
+            "`config.host`: the mail server's name or address, without spaces or slashes",
+        ));
     }
     if m.port == 0 {
         return Err(unprocessable("`config.port` must be 1 to 65535"));
     }
     if !smtp::valid_address(&m.from) {
-        return Err(unprocessable(format!("`config.from`: {:?} is not a mail address (local@domain)", m.from)));
+        return Err(unprocessable(format!(
+            "`config.from`: {:?} is not a mail address (local@domain)",
+            m.from
+        )));
     }
     if m.to.is_empty() || m.to.len() > 50 {
         return Err(unprocessable("`config.to` lists 1 to 50 recipients"));
@@ -117,8 +124,14 @@ fn check_mail(m: &MailInput) -> Result<(), AppError> {
     }
     match (&m.username, &m.password) {
         (Some(u), Some(p)) => {
-            if u.is_empty() || p.is_empty() || u.contains(['\0', '\r', '\n']) || p.contains(['\0', '\r', '\n']) {
-                return Err(unprocessable("`config.username` and `config.password` must be non-empty single lines"));
+            if u.is_empty()
+                || p.is_empty()
+                || u.contains(['\0', '\r', '\n'])
+                || p.contains(['\0', '\r', '\n'])
+            {
+                return Err(unprocessable(
+                    "`config.username` and `config.password` must be non-empty single lines",
+                ));
             }
         }
         (None, None) => {}
@@ -265,8 +278,14 @@ async fn remove(
     let Some(name) = name else {
         return Err(AppError::NotFound(format!("notifier {id} does not exist")));
     };
-    crate::audit::record(&app, &caller.name, "notifier deleted", Some(&format!("notifier {id}")), json!({"name": name}))
-        .await;
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "notifier deleted",
+        Some(&format!("notifier {id}")),
+        json!({"name": name}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -278,7 +297,8 @@ async fn test(
 ) -> Result<Json<NotifierTest>, AppError> {
     caller.require(Role::Admin)?;
     let id = path_id(&raw)?;
-    let stored = load(&app, id).await?.ok_or_else(|| AppError::NotFound(format!("notifier {id} does not exist")))?;
+    let stored =
+        load(&app, id).await?.ok_or_else(|| AppError::NotFound(format!("notifier {id} does not exist")))?;
     let started = Instant::now();
     let report = Report::test(&stored.name, app.config.public_url.as_deref());
     let outcome = deliver(&app, &stored, &report).await;
@@ -298,15 +318,12 @@ struct Stored {
 
 async fn load(app: &AppState, id: i64) -> Result<Option<Stored>, AppError> {
     let db = app.pool.get().await?;
-    let Some(r) = db.query_opt("select name, kind, config, sealed from notifiers where id = $1", &[&id]).await?
+    let Some(r) =
+        db.query_opt("select name, kind, config, sealed from notifiers where id = $1", &[&id]).await?
     else {
         return Ok(None);
     };
-    Ok(Some(Stored {
-        name: r.get(0),
-        config: config_of(kind_of(r.get(1)), r.get(2))?,
-        sealed: r.get(3),
-    }))
+    Ok(Some(Stored { name: r.get(0), config: config_of(kind_of(r.get(1)), r.get(2))?, sealed: r.get(3) }))
 }
 
 /// How one attempt went.
@@ -342,13 +359,16 @@ async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
             if credentials.is_some() && m.tls == MailTls::None {
                 tracing::debug!(notifier = %n.name, "sending SMTP credentials without TLS, as configured");
             }
-            let server = smtp::Server { host: &m.host, port: m.port, tls: m.tls, credentials, timeout: cfg.timeout };
+            let server =
+                smtp::Server { host: &m.host, port: m.port, tls: m.tls, credentials, timeout: cfg.timeout };
             let subject = report.subject(m.subject_prefix.as_deref());
             let body = report.plain();
             let mail = smtp::Mail { from: &m.from, to: &m.to, subject: &subject, body: &body };
             match smtp::send(&server, &mail).await {
                 Ok(()) => Outcome { code: Some(250), error: None, permanent: false },
-                Err(e) => Outcome { code: e.code.map(i32::from), error: Some(e.message), permanent: e.permanent },
+                Err(e) => {
+                    Outcome { code: e.code.map(i32::from), error: Some(e.message), permanent: e.permanent }
+                }
             }
         }
         NotifierConfig::Chat(c) => match secret {
@@ -382,8 +402,12 @@ async fn post_chat(cfg: &WebhookConfig, url: &str, payload: &Value) -> Outcome {
                 permanent: false,
             }
         }
-        Err(e) if e.is_timeout() => Outcome::failed(format!("no answer within {} s", cfg.timeout.as_secs()), false),
-        Err(e) => Outcome::failed(format!("cannot reach the chat: {}", crate::webhooks::root_cause(&e)), false),
+        Err(e) if e.is_timeout() => {
+            Outcome::failed(format!("no answer within {} s", cfg.timeout.as_secs()), false)
+        }
+        Err(e) => {
+            Outcome::failed(format!("cannot reach the chat: {}", crate::webhooks::root_cause(&e)), false)
+        }
     }
 }
 

@@ -45,7 +45,12 @@ fn clip(s: &str, max: usize) -> String {
 
 /// One line: line breaks and other control characters become spaces.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn elapsed(secs: f64) -> String {
@@ -68,7 +73,8 @@ impl Report {
     pub fn of_job(run: &JobRun, explanations: &[Explanation], public_url: Option<&str>) -> Report {
         let job = &run.job;
         let title = format!("Job {} \"{}\" {}", job.id, clip(&one_line(&job.name), 120), job.status);
-        let mut facts: Vec<(&'static str, String)> = vec![("Status", job.status.to_string()), ("Source", job.source.clone())];
+        let mut facts: Vec<(&'static str, String)> =
+            vec![("Status", job.status.to_string()), ("Source", job.source.clone())];
         let optional = [
             ("Template", &job.template),
             ("Inventory", &job.inventory),
@@ -158,7 +164,11 @@ impl Report {
                 .map(|(_, title, solution, at)| {
                     let mut at = at.clone();
                     at.dedup();
-                    let place = if at.len() > 3 { format!("{} and {} more", at[..3].join(", "), at.len() - 3) } else { at.join(", ") };
+                    let place = if at.len() > 3 {
+                        format!("{} and {} more", at[..3].join(", "), at.len() - 3)
+                    } else {
+                        at.join(", ")
+                    };
                     Item {
                         lead: Some(format!("{} ({place})", one_line(title))),
                         text: clip(solution, MAX_SOLUTION),
@@ -252,22 +262,35 @@ impl Report {
 
     /// Slack's mrkdwn (`slack`: `*bold*`, `<url|label>`, `&<>` escaped) or Markdown.
     fn markdown(&self, slack: bool) -> String {
-        let esc = |s: &str| if slack { s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;") } else { s.to_string() };
+        let esc = |s: &str| {
+            if slack {
+                s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+            } else {
+                s.to_string()
+            }
+        };
         let bold = |s: &str| if slack { format!("*{}*", esc(s)) } else { format!("**{s}**") };
         let text = |s: &str| if slack { esc(s).replace("**", "*") } else { s.to_string() };
         let mut out = bold(&self.title);
         if let Some(link) = &self.link {
-            out.push_str(&if slack { format!(" (<{link}|open in Playdeck>)") } else { format!(" ([open in Playdeck]({link}))") });
+            out.push_str(&if slack {
+                format!(" (<{link}|open in Playdeck>)")
+            } else {
+                format!(" ([open in Playdeck]({link}))")
+            });
         }
         out.push('\n');
-        let facts: Vec<String> = self.facts.iter().map(|(n, v)| format!("{} {}", bold(&format!("{n}:")), esc(v))).collect();
+        let facts: Vec<String> =
+            self.facts.iter().map(|(n, v)| format!("{} {}", bold(&format!("{n}:")), esc(v))).collect();
         out.push_str(&facts.join(" · "));
         out.push('\n');
         for (heading, items) in &self.sections {
             out.push_str(&format!("\n{}\n", bold(heading)));
             for item in items {
                 match &item.lead {
-                    Some(lead) => out.push_str(&format!("• {}: {}\n", bold(lead), text(&item.text).replace('\n', " "))),
+                    Some(lead) => {
+                        out.push_str(&format!("• {}: {}\n", bold(lead), text(&item.text).replace('\n', " ")))
+                    }
                     None => out.push_str(&format!("• {}\n", text(&item.text))),
                 }
             }

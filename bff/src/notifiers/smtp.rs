@@ -78,7 +78,11 @@ impl Conn {
         let timeout = self.timeout;
         loop {
             let mut raw = Vec::new();
-            let n = match tokio::time::timeout(timeout, (&mut self.io).take(MAX_LINE).read_until(b'\n', &mut raw)).await
+            let n = match tokio::time::timeout(
+                timeout,
+                (&mut self.io).take(MAX_LINE).read_until(b'\n', &mut raw),
+            )
+            .await
             {
                 Err(_) => {
                     return Err(SmtpError::transient(format!(
@@ -96,7 +100,10 @@ impl Conn {
             let line = line.trim_end_matches(['\r', '\n']);
             let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
             let Some(code) = code else {
-                return Err(SmtpError::transient(format!("the mail server answered {:?}", truncate(line, 200))));
+                return Err(SmtpError::transient(format!(
+                    "the mail server answered {:?}",
+                    truncate(line, 200)
+                )));
             };
             lines.push(line.get(4..).unwrap_or("").to_string());
             if line.as_bytes().get(3) != Some(&b'-') {
@@ -139,7 +146,10 @@ impl Conn {
             return Ok(lines);
         }
         Err(SmtpError {
-            message: format!("the mail server answered {after} with {code} {}", truncate(&lines.join(" "), 300)),
+            message: format!(
+                "the mail server answered {after} with {code} {}",
+                truncate(&lines.join(" "), 300)
+            ),
             code: Some(code),
             permanent: code >= 500,
         })
@@ -175,11 +185,12 @@ fn truncate(s: &str, max: usize) -> String {
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, SmtpError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SmtpError::permanent(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SmtpError::permanent(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -188,7 +199,9 @@ async fn tls(io: Box<dyn Io>, host: &str, timeout: Duration) -> Result<Box<dyn I
         .map_err(|_| SmtpError::permanent(format!("{host:?} is not a name TLS can check")))?;
     let connector = tokio_rustls::TlsConnector::from(tls_config()?);
     match tokio::time::timeout(timeout, connector.connect(name, io)).await {
-        Err(_) => Err(SmtpError::transient(format!("the TLS handshake took longer than {} s", timeout.as_secs()))),
+        Err(_) => {
+            Err(SmtpError::transient(format!("the TLS handshake took longer than {} s", timeout.as_secs())))
+        }
         Ok(Err(e)) => Err(SmtpError::transient(format!("TLS with the mail server: {e}"))),
         Ok(Ok(s)) => Ok(Box::new(s)),
     }
@@ -198,7 +211,9 @@ async fn tls(io: Box<dyn Io>, host: &str, timeout: Duration) -> Result<Box<dyn I
 fn my_name() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name = name.trim();
-    if !name.is_empty() && name.len() < 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    if !name.is_empty()
+        && name.len() < 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     {
         name.to_string()
     } else {
@@ -208,7 +223,8 @@ fn my_name() -> String {
 
 /// Sends one message; answers once the server has accepted it.
 pub async fn send(server: &Server<'_>, mail: &Mail<'_>) -> Result<(), SmtpError> {
-    let tcp = match tokio::time::timeout(server.timeout, TcpStream::connect((server.host, server.port))).await {
+    let tcp = match tokio::time::timeout(server.timeout, TcpStream::connect((server.host, server.port))).await
+    {
         Err(_) => {
             return Err(SmtpError::transient(format!(
                 "cannot reach the mail server {}:{} within {} s",
@@ -316,10 +332,16 @@ pub fn valid_address(a: &str) -> bool {
 
 /// The message as sent (headers and body, CRLF line ends, not yet dot-stuffed) and the body's
 /// transfer encoding.
-pub fn format_message(mail: &Mail<'_>, eight_bit: bool, domain: &str) -> Result<(String, &'static str), SmtpError> {
+pub fn format_message(
+    mail: &Mail<'_>,
+    eight_bit: bool,
+    domain: &str,
+) -> Result<(String, &'static str), SmtpError> {
     for (name, value) in [("From", mail.from), ("Subject", mail.subject)] {
         if !header_safe(value) {
-            return Err(SmtpError::permanent(format!("the {name} header holds a line break or a control character")));
+            return Err(SmtpError::permanent(format!(
+                "the {name} header holds a line break or a control character"
+            )));
         }
     }
     if let Some(bad) = mail.to.iter().find(|t| !valid_address(t)) {
