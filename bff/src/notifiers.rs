@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use shared::notifiers::{
-    ChatConfig, ChatInput, MailConfig, MailInput, MailTls, NewNotifier, Notifier, NotifierConfig,
-    NotifierKind, NotifierTest,
+    ChatConfig, ChatInput, MailConfig, MailInput, NewNotifier, Notifier, NotifierConfig, NotifierKind,
+    NotifierTest,
 };
 use shared::{Page, Role};
 use tokio_postgres::Row;
@@ -356,9 +356,6 @@ async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
                 (Some(u), Some(p)) => Some((u, p)),
                 _ => None,
             };
-            if credentials.is_some() && m.tls == MailTls::None {
-                tracing::debug!(notifier = %n.name, "sending SMTP credentials without TLS, as configured");
-            }
             let server =
                 smtp::Server { host: &m.host, port: m.port, tls: m.tls, credentials, timeout: cfg.timeout };
             let subject = report.subject(m.subject_prefix.as_deref());
