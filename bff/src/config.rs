@@ -42,6 +42,9 @@ pub struct Config {
     pub aap: crate::aap::AapConfig,
     /// The local engine's settings.
     pub engine: crate::engine::EngineConfig,
+    /// Where people reach Playdeck (`PLAYDECK_PUBLIC_URL`, e.g. `https://playdeck.example.com`),
+    /// for links in notifications; `None`: messages carry no link.
+    pub public_url: Option<String>,
     /// The request box's catalog of actions (`PLAYDECK_CATALOG`) and where its inventories are.
     pub requests: crate::requests::RequestsConfig,
 }
@@ -110,6 +113,20 @@ impl Config {
             aap: crate::aap::AapConfig::from_env()?,
             engine: crate::engine::EngineConfig::from_env()?,
             requests: crate::requests::RequestsConfig::from_env(),
+            public_url: match var("PLAYDECK_PUBLIC_URL") {
+                None => None,
+                Some(v) => {
+                    let v = v.trim().trim_end_matches('/').to_string();
+                    if !(v.starts_with("https://") || v.starts_with("http://"))
+                        || v.contains(char::is_whitespace)
+                    {
+                        return Err(format!(
+                            "PLAYDECK_PUBLIC_URL is the address people open Playdeck at (http:// or https://), got {v:?}"
+                        ));
+                    }
+                    Some(v)
+                }
+            },
         })
     }
 
@@ -134,6 +151,7 @@ impl Config {
             aap: crate::aap::AapConfig::for_tests(),
             engine: crate::engine::EngineConfig::for_tests(),
             requests: crate::requests::RequestsConfig::for_tests(),
+            public_url: None,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod kb;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod notifiers;
 pub mod openapi;
 pub mod requests;
 pub mod retention;
@@ -151,6 +152,7 @@ pub fn app(state: AppState) -> Router {
         .merge(engine::router())
         .merge(requests::router())
         .merge(credentials::router())
+        .merge(notifiers::router())
         .route("/jobs/{id}/stream", get(sse::stream))
         .route("/ws", get(ws::upgrade))
         .route("/openapi.json", get(openapi::serve))

@@ -218,6 +218,28 @@ fn operations() -> Vec<Op> {
         op("get", "/webhooks/deliveries/{id}", "webhooks", "One delivery", Admin)
             .answer(200, "WebhookDelivery"),
         op("post", "/webhooks/deliveries/{id}/redeliver", "webhooks", "Deliver again", Admin).status(202),
+        op("get", "/notifiers", "notifiers", "Mail and chat notifiers (never their secrets)", Admin)
+            .answer(200, "Page_for_Notifier"),
+        op(
+            "post",
+            "/notifiers",
+            "notifiers",
+            "Add a mail (SMTP) or chat (Slack, Mattermost, Teams) notifier",
+            Admin,
+        )
+        .body("NewNotifier")
+        .answer(201, "Notifier"),
+        op("get", "/notifiers/{id}", "notifiers", "One notifier", Admin).answer(200, "Notifier"),
+        op(
+            "delete",
+            "/notifiers/{id}",
+            "notifiers",
+            "Remove a notifier (its pending messages are dropped)",
+            Admin,
+        )
+        .status(204),
+        op("post", "/notifiers/{id}/test", "notifiers", "Send a test message now and say how it went", Admin)
+            .answer(200, "NotifierTest"),
         op("get", "/openapi.json", "meta", "This document", None),
     ]
 }
@@ -269,6 +291,10 @@ fn schemas() -> Map<String, Value> {
     add::<engine::Webhook>(&mut gen);
     add::<engine::WebhookDelivery>(&mut gen);
     add::<engine::WebhookPayload>(&mut gen);
+    add::<Page<notifiers::Notifier>>(&mut gen);
+    add::<notifiers::NewNotifier>(&mut gen);
+    add::<notifiers::Notifier>(&mut gen);
+    add::<notifiers::NotifierTest>(&mut gen);
     add::<requests::RequestText>(&mut gen);
     add::<requests::Request>(&mut gen);
     add::<requests::RequestSummary>(&mut gen);

@@ -275,10 +275,18 @@ async fn dispatch(app: AppState, secret: Option<Secret>) {
     tokio::pin!(shutdown);
     let poll = app.engine.config().webhooks.poll;
     loop {
+        // Notifiers (mail, chat) share this loop, its wake-ups and its retry policy.
+        let mut busy = false;
         match deliver_due(&app, secret.as_ref()).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
+            Ok(n) => busy |= n > 0,
             Err(e) => tracing::warn!(error = %e, "webhook dispatcher could not read its outbox"),
+        }
+        match crate::notifiers::deliver_due(&app).await {
+            Ok(n) => busy |= n > 0,
+            Err(e) => tracing::warn!(error = %e, "webhook dispatcher could not read the notifiers' outbox"),
+        }
+        if busy {
+            continue;
         }
         tokio::select! {
             _ = app.engine.webhook_wake.notified() => {}
@@ -372,14 +380,8 @@ async fn attempt(app: &AppState, mut d: Due, callback_secret: Option<&Secret>) -
     };
     let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let delivered = status.is_some_and(|s| (200..300).contains(&s)) && error.is_none();
-    let state = if delivered {
-        "delivered"
-    } else if permanent || n >= cfg.max_attempts {
-        "failed"
-    } else {
-        "pending"
-    };
-    let wait = cfg.backoff.saturating_mul(1u32 << (n - 1).clamp(0, 20) as u32).min(Duration::from_secs(3600));
+    let state = next_state(cfg, delivered, permanent, n);
+    let wait = retry_wait(cfg, n);
     let db = app.pool.get().await?;
     db.execute(
         "insert into webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
@@ -401,6 +403,38 @@ async fn attempt(app: &AppState, mut d: Due, callback_secret: Option<&Secret>) -
     Ok(())
 }
 
+/// A delivery's state after its `n`th attempt.
+pub(crate) fn next_state(cfg: &WebhookConfig, delivered: bool, permanent: bool, n: i32) -> &'static str {
+    if delivered {
+        "delivered"
+    } else if permanent || n >= cfg.max_attempts {
+        "failed"
+    } else {
+        "pending"
+    }
+}
+
+/// The wait before the attempt after the `n`th: the backoff, doubled each time, at most an hour.
+pub(crate) fn retry_wait(cfg: &WebhookConfig, n: i32) -> Duration {
+    cfg.backoff.saturating_mul(1u32 << (n - 1).clamp(0, 20) as u32).min(Duration::from_secs(3600))
+}
+
+/// An HTTP client that connects only to the addresses `check_url` answered, follows no redirect
+/// and gives up after the timeout.
+pub(crate) fn pinned_client(
+    cfg: &WebhookConfig,
+    url: &reqwest::Url,
+    addrs: &[SocketAddr],
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .resolve_to_addrs(url.host_str().unwrap_or_default(), addrs)
+        .user_agent(concat!("Playdeck-Webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
 /// One POST: (status, error, whether retrying is pointless).
 async fn send(
     cfg: &WebhookConfig,
@@ -411,16 +445,9 @@ async fn send(
     body: &str,
     secret: &str,
 ) -> (Option<i32>, Option<String>, bool) {
-    let host = url.host_str().unwrap_or_default().to_string();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(cfg.timeout)
-        .resolve_to_addrs(&host, addrs)
-        .user_agent(concat!("Playdeck-Webhook/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let client = match client {
+    let client = match pinned_client(cfg, &url, addrs) {
         Ok(c) => c,
-        Err(e) => return (None, Some(format!("HTTP client: {e}")), true),
+        Err(e) => return (None, Some(e), true),
     };
     let resp = client
         .post(url)

@@ -7,6 +7,7 @@ pub mod aap;
 pub mod credentials;
 pub mod engine;
 pub mod kb;
+pub mod notifiers;
 pub mod requests;
 pub mod stats;
 

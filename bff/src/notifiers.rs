@@ -1,0 +1,488 @@
+//! Notifiers: people told when a job ends, by mail (SMTP) or in a chat channel (Slack, Mattermost
+//! or Teams incoming webhook), with the job's status, its failing hosts and what the knowledge base
+//! says about the failures. Each listens for some ends (`job.failed`, …), for every job or for the
+//! jobs of some templates.
+//!
+//! They share the webhooks' machinery: a trigger writes one delivery per matching notifier in the
+//! transaction that finished the job (migration 0009), and the webhook dispatcher takes due ones
+//! with `FOR UPDATE SKIP LOCKED`, retries with the same backoff and records each attempt. Their
+//! secrets (the SMTP password, the chat URL with its token) are sealed with the credential key and
+//! never returned. Chat URLs go through the webhooks' address policy; mail servers do not (they
+//! are usually internal, which is the point of a relay).
+
+mod message;
+pub mod smtp;
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use shared::notifiers::{
+    ChatConfig, ChatInput, MailConfig, MailInput, NewNotifier, Notifier, NotifierConfig, NotifierKind,
+    NotifierTest,
+};
+use shared::{Page, Role};
+use tokio_postgres::Row;
+
+use crate::auth::Caller;
+use crate::error::{AppError, AppJson};
+use crate::webhooks::WebhookConfig;
+use crate::AppState;
+
+pub use message::Report;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/notifiers", get(list).post(create))
+        .route("/notifiers/{id}", get(show).delete(remove))
+        .route("/notifiers/{id}/test", post(test))
+}
+
+const COLUMNS: &str = "id, name, kind, events, templates, config, active, created, created_by";
+
+/// The sealed secret is bound to the notifier's name (names never change).
+fn purpose(name: &str) -> String {
+    format!("notifier {name}")
+}
+
+fn kind_of(s: &str) -> NotifierKind {
+    if s == "chat" {
+        NotifierKind::Chat
+    } else {
+        NotifierKind::Mail
+    }
+}
+
+fn config_of(kind: NotifierKind, v: Value) -> Result<NotifierConfig, AppError> {
+    let bad = |e: serde_json::Error| AppError::Internal(format!("a stored notifier's config: {e}"));
+    Ok(match kind {
+        NotifierKind::Mail => NotifierConfig::Mail(serde_json::from_value(v).map_err(bad)?),
+        NotifierKind::Chat => NotifierConfig::Chat(serde_json::from_value(v).map_err(bad)?),
+    })
+}
+
+fn notifier_from_row(r: &Row) -> Result<Notifier, AppError> {
+    let kind = kind_of(r.get("kind"));
+    Ok(Notifier {
+        id: r.get("id"),
+        name: r.get("name"),
+        kind,
+        events: r.get("events"),
+        templates: r.get("templates"),
+        config: config_of(kind, r.get("config"))?,
+        active: r.get("active"),
+        created: r.get("created"),
+        created_by: r.get("created_by"),
+    })
+}
+
+fn path_id(raw: &str) -> Result<i64, AppError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a notifier id")))
+}
+
+fn unprocessable(msg: impl Into<String>) -> AppError {
+    AppError::Unprocessable(msg.into())
+}
+
+fn check_mail(m: &MailInput) -> Result<(), AppError> {
+    let host = m.host.trim();
+    if host.is_empty()
+        || host.len() > 253
+        || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(unprocessable(
+            "`config.host`: the mail server's name or address, without spaces or slashes",
+        ));
+    }
+    if m.port == 0 {
+        return Err(unprocessable("`config.port` must be 1 to 65535"));
+    }
+    if !smtp::valid_address(&m.from) {
+        return Err(unprocessable(format!(
+            "`config.from`: {:?} is not a mail address (local@domain)",
+            m.from
+        )));
+    }
+    if m.to.is_empty() || m.to.len() > 50 {
+        return Err(unprocessable("`config.to` lists 1 to 50 recipients"));
+    }
+    if let Some(bad) = m.to.iter().find(|t| !smtp::valid_address(t)) {
+        return Err(unprocessable(format!("`config.to`: {bad:?} is not a mail address (local@domain)")));
+    }
+    if let Some(p) = &m.subject_prefix {
+        if !smtp::header_safe(p) || p.chars().count() > 100 {
+            return Err(unprocessable(
+                "`config.subject_prefix`: at most 100 characters, no line breaks or control characters",
+            ));
+        }
+    }
+    match (&m.username, &m.password) {
+        (Some(u), Some(p)) => {
+            if u.is_empty()
+                || p.is_empty()
+                || u.contains(['\0', '\r', '\n'])
+                || p.contains(['\0', '\r', '\n'])
+            {
+                return Err(unprocessable(
+                    "`config.username` and `config.password` must be non-empty single lines",
+                ));
+            }
+        }
+        (None, None) => {}
+        _ => return Err(unprocessable("`config.username` and `config.password` go together")),
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/notifiers`.
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<NewNotifier>,
+) -> Result<(StatusCode, Json<Notifier>), AppError> {
+    caller.require(Role::Admin)?;
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 || !smtp::header_safe(&name) {
+        return Err(unprocessable("`name` must be 1 to 100 characters on one line"));
+    }
+    let mut events = if req.events.is_empty() {
+        vec!["job.failed".to_string(), "job.error".to_string()]
+    } else {
+        req.events.clone()
+    };
+    for e in &events {
+        if !shared::engine::WEBHOOK_EVENTS.contains(&e.as_str()) {
+            return Err(unprocessable(format!(
+                "`events`: {e:?} is not an event; use {}",
+                shared::engine::WEBHOOK_EVENTS.join(", ")
+            )));
+        }
+    }
+    events.dedup();
+    let templates: Vec<String> = req.templates.iter().map(|t| t.trim().to_string()).collect();
+    if templates.len() > 100 || templates.iter().any(|t| t.is_empty() || t.len() > 500) {
+        return Err(unprocessable("`templates`: up to 100 non-empty template names or playbook paths"));
+    }
+    let (config, secret) = match req.kind {
+        NotifierKind::Mail => {
+            let mut m: MailInput =
+                serde_json::from_value(req.config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
+            m.host = m.host.trim().to_string();
+            check_mail(&m)?;
+            let public = MailConfig {
+                host: m.host.clone(),
+                port: m.port,
+                tls: m.tls,
+                username: m.username.clone(),
+                has_password: m.password.is_some(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                subject_prefix: m.subject_prefix.clone().filter(|p| !p.is_empty()),
+            };
+            (NotifierConfig::Mail(public), m.password)
+        }
+        NotifierKind::Chat => {
+            let c: ChatInput =
+                serde_json::from_value(req.config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
+            let (url, _) = crate::webhooks::check_url(&app.engine.config().webhooks, &c.url)
+                .await
+                .map_err(|e| unprocessable(format!("`config.url`: {e}")))?;
+            let host = url.host_str().unwrap_or_default().to_string();
+            (NotifierConfig::Chat(ChatConfig { style: c.style, host }), Some(c.url.trim().to_string()))
+        }
+    };
+    let sealed = secret.map(|s| app.sealer.seal(&purpose(&name), s.as_bytes())).transpose()?;
+    let config_json = serde_json::to_value(&config).map_err(|e| AppError::Internal(e.to_string()))?;
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            &format!(
+                "insert into notifiers (name, kind, events, templates, config, sealed, key_id, created_by)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (name) do nothing returning {COLUMNS}"
+            ),
+            &[
+                &name,
+                &req.kind.as_str(),
+                &events,
+                &templates,
+                &config_json,
+                &sealed,
+                &app.sealer.key_id(),
+                &caller.name,
+            ],
+        )
+        .await?
+        .ok_or_else(|| AppError::Conflict(format!("a notifier named {name:?} exists already")))?;
+    let n = notifier_from_row(&row)?;
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "notifier created",
+        Some(&format!("notifier {}", n.id)),
+        json!({"name": n.name, "kind": n.kind.as_str(), "events": n.events, "templates": n.templates}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(n)))
+}
+
+/// `GET /api/v1/notifiers`.
+async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<Notifier>>, AppError> {
+    caller.require(Role::Admin)?;
+    let db = app.pool.get().await?;
+    let rows = db.query(&format!("select {COLUMNS} from notifiers order by id"), &[]).await?;
+    let results = rows.iter().map(notifier_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+}
+
+/// `GET /api/v1/notifiers/{id}`.
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Notifier>, AppError> {
+    caller.require(Role::Admin)?;
+    let id = path_id(&raw)?;
+    let db = app.pool.get().await?;
+    let row = db.query_opt(&format!("select {COLUMNS} from notifiers where id = $1"), &[&id]).await?;
+    match row {
+        Some(r) => Ok(Json(notifier_from_row(&r)?)),
+        None => Err(AppError::NotFound(format!("notifier {id} does not exist"))),
+    }
+}
+
+/// `DELETE /api/v1/notifiers/{id}`: its pending deliveries end with it.
+async fn remove(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require(Role::Admin)?;
+    let id = path_id(&raw)?;
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    tx.execute(
+        "update notifier_deliveries set state = 'failed', last_error = 'the notifier was deleted'
+          where notifier_id = $1 and state = 'pending'",
+        &[&id],
+    )
+    .await?;
+    let name: Option<String> =
+        tx.query_opt("delete from notifiers where id = $1 returning name", &[&id]).await?.map(|r| r.get(0));
+    tx.commit().await?;
+    let Some(name) = name else {
+        return Err(AppError::NotFound(format!("notifier {id} does not exist")));
+    };
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "notifier deleted",
+        Some(&format!("notifier {id}")),
+        json!({"name": name}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/notifiers/{id}/test`: sends a test message now and says how it went.
+async fn test(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<NotifierTest>, AppError> {
+    caller.require(Role::Admin)?;
+    let id = path_id(&raw)?;
+    let stored =
+        load(&app, id).await?.ok_or_else(|| AppError::NotFound(format!("notifier {id} does not exist")))?;
+    let started = Instant::now();
+    let report = Report::test(&stored.name, app.config.public_url.as_deref());
+    let outcome = deliver(&app, &stored, &report).await;
+    Ok(Json(NotifierTest {
+        delivered: outcome.error.is_none(),
+        error: outcome.error,
+        duration_ms: started.elapsed().as_millis().min(i64::MAX as u128) as i64,
+    }))
+}
+
+/// A notifier as the dispatcher needs it.
+struct Stored {
+    name: String,
+    config: NotifierConfig,
+    sealed: Option<Vec<u8>>,
+}
+
+async fn load(app: &AppState, id: i64) -> Result<Option<Stored>, AppError> {
+    let db = app.pool.get().await?;
+    let Some(r) =
+        db.query_opt("select name, kind, config, sealed from notifiers where id = $1", &[&id]).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Stored { name: r.get(0), config: config_of(kind_of(r.get(1)), r.get(2))?, sealed: r.get(3) }))
+}
+
+/// How one attempt went.
+struct Outcome {
+    /// The SMTP reply code or HTTP status that ended it.
+    code: Option<i32>,
+    error: Option<String>,
+    permanent: bool,
+}
+
+impl Outcome {
+    fn failed(error: impl Into<String>, permanent: bool) -> Outcome {
+        Outcome { code: None, error: Some(error.into()), permanent }
+    }
+}
+
+/// Sends one message through a notifier.
+async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
+    let cfg = &app.engine.config().webhooks;
+    let secret = match &n.sealed {
+        None => None,
+        Some(sealed) => match app.sealer.open(&purpose(&n.name), sealed) {
+            Ok(plain) => Some(String::from_utf8_lossy(&plain).into_owned()),
+            Err(e) => return Outcome::failed(e.to_string(), true),
+        },
+    };
+    match &n.config {
+        NotifierConfig::Mail(m) => {
+            let credentials = match (m.username.as_deref(), secret.as_deref()) {
+                (Some(u), Some(p)) => Some((u, p)),
+                _ => None,
+            };
+            let server =
+                smtp::Server { host: &m.host, port: m.port, tls: m.tls, credentials, timeout: cfg.timeout };
+            let subject = report.subject(m.subject_prefix.as_deref());
+            let body = report.plain();
+            let mail = smtp::Mail { from: &m.from, to: &m.to, subject: &subject, body: &body };
+            match smtp::send(&server, &mail).await {
+                Ok(()) => Outcome { code: Some(250), error: None, permanent: false },
+                Err(e) => {
+                    Outcome { code: e.code.map(i32::from), error: Some(e.message), permanent: e.permanent }
+                }
+            }
+        }
+        NotifierConfig::Chat(c) => match secret {
+            None => Outcome::failed("no webhook URL is stored", true),
+            Some(url) => post_chat(cfg, &url, &report.chat(c.style)).await,
+        },
+    }
+}
+
+/// POSTs a chat payload, to the address the policy checked.
+async fn post_chat(cfg: &WebhookConfig, url: &str, payload: &Value) -> Outcome {
+    let (url, addrs) = match crate::webhooks::check_url(cfg, url).await {
+        Ok(checked) => checked,
+        Err(e) => return Outcome::failed(e, true),
+    };
+    let client = match crate::webhooks::pinned_client(cfg, &url, &addrs) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, true),
+    };
+    match client.post(url).json(payload).send().await {
+        Ok(r) => {
+            let status = r.status();
+            if status.is_success() {
+                return Outcome { code: Some(status.as_u16() as i32), error: None, permanent: false };
+            }
+            let text = r.text().await.unwrap_or_default();
+            let said: String = text.chars().take(200).collect();
+            Outcome {
+                code: Some(status.as_u16() as i32),
+                error: Some(format!("the chat answered {status}: {}", said.trim())),
+                permanent: false,
+            }
+        }
+        Err(e) if e.is_timeout() => {
+            Outcome::failed(format!("no answer within {} s", cfg.timeout.as_secs()), false)
+        }
+        Err(e) => {
+            Outcome::failed(format!("cannot reach the chat: {}", crate::webhooks::root_cause(&e)), false)
+        }
+    }
+}
+
+struct Due {
+    id: i64,
+    job_id: i64,
+    notifier_id: Option<i64>,
+    attempts: i32,
+}
+
+/// Takes the due deliveries (leased for five minutes, as the webhooks' are) and tries each; called
+/// by the webhook dispatcher.
+pub(crate) async fn deliver_due(app: &AppState) -> Result<usize, AppError> {
+    let rows = {
+        let db = app.pool.get().await?;
+        db.query(
+            "update notifier_deliveries set next_attempt = now() + interval '5 minutes'
+              where id in (select id from notifier_deliveries
+                            where state = 'pending' and next_attempt <= now()
+                            order by next_attempt, id limit 8
+                              for update skip locked)
+             returning id, job_id, notifier_id, attempts",
+            &[],
+        )
+        .await?
+    };
+    let due: Vec<Due> = rows
+        .iter()
+        .map(|r| Due { id: r.get(0), job_id: r.get(1), notifier_id: r.get(2), attempts: r.get(3) })
+        .collect();
+    let n = due.len();
+    for result in futures_util::future::join_all(due.into_iter().map(|d| attempt(app, d))).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "a notification attempt could not be recorded");
+        }
+    }
+    Ok(n)
+}
+
+async fn attempt(app: &AppState, d: Due) -> Result<(), AppError> {
+    let cfg = &app.engine.config().webhooks;
+    let started = Instant::now();
+    let n = d.attempts + 1;
+    let stored = match d.notifier_id {
+        Some(id) => load(app, id).await?,
+        None => None,
+    };
+    let outcome = match stored {
+        None => Outcome::failed("the notifier was deleted", true),
+        Some(stored) => {
+            let run = crate::engine::job_run(app, d.job_id).await?;
+            let explanations = {
+                let db = app.pool.get().await?;
+                crate::kb::explanations(&db, d.job_id).await?
+            };
+            let report = Report::of_job(&run, &explanations, app.config.public_url.as_deref());
+            deliver(app, &stored, &report).await
+        }
+    };
+    let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let state = crate::webhooks::next_state(cfg, outcome.error.is_none(), outcome.permanent, n);
+    let wait = crate::webhooks::retry_wait(cfg, n);
+    let db = app.pool.get().await?;
+    db.execute(
+        "insert into notifier_attempts (delivery_id, attempt, code, error, duration_ms) values ($1, $2, $3, $4, $5)",
+        &[&d.id, &n, &outcome.code, &outcome.error, &ms],
+    )
+    .await?;
+    db.execute(
+        "update notifier_deliveries set attempts = $2, last_error = $3, state = $4,
+                next_attempt = now() + make_interval(secs => $5),
+                delivered = case when $4 = 'delivered' then now() else delivered end
+          where id = $1",
+        &[&d.id, &n, &outcome.error, &state, &wait.as_secs_f64()],
+    )
+    .await?;
+    if state == "failed" {
+        tracing::warn!(delivery = d.id, job = d.job_id, attempts = n, error = ?outcome.error, "gave up a notification");
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! API types of notifiers: people told when a job ends, by mail (SMTP) or in a chat channel
+//! (Slack, Mattermost or Teams incoming webhook), with the job's status, its failing hosts and the
+//! knowledge base's explanation. The API never returns a notifier's secrets (the SMTP password, the
+//! chat URL, which carries the channel's token).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How a notifier reaches people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    Mail,
+    Chat,
+}
+
+impl NotifierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifierKind::Mail => "mail",
+            NotifierKind::Chat => "chat",
+        }
+    }
+}
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MailTls {
+    /// Plain connection upgraded with STARTTLS (port 587); a server that does not offer it is an error.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption at all: only for a relay on the same host or network.
+    None,
+}
+
+/// Which chat's incoming-webhook format to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChatStyle {
+    /// `{"text": …}` in Slack's mrkdwn.
+    #[default]
+    Slack,
+    /// `{"text": …}` in Markdown.
+    Mattermost,
+    /// A Microsoft Teams MessageCard.
+    Teams,
+}
+
+fn default_port() -> u16 {
+    587
+}
+
+/// A mail notifier's settings as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailInput {
+    /// The SMTP server (usually an internal relay).
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: MailTls,
+    /// With `password`: AUTH PLAIN (or LOGIN). Sent only over TLS, unless `tls` is `none`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender address (`alerts@example.com`).
+    pub from: String,
+    /// The recipients' addresses.
+    pub to: Vec<String>,
+    /// Put before every subject (`[prod]`).
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
+}
+
+/// A chat notifier's settings as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChatInput {
+    /// The channel's incoming-webhook URL (a secret: it carries the channel's token).
+    pub url: String,
+    #[serde(default)]
+    pub style: ChatStyle,
+}
+
+/// The settings of either kind (for the API description; the server reads `config` by `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum NotifierInput {
+    Mail(MailInput),
+    Chat(ChatInput),
+}
+
+/// `POST /api/v1/notifiers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewNotifier {
+    /// Unique; how operators tell notifiers apart.
+    pub name: String,
+    pub kind: NotifierKind,
+    /// Which ends to tell (`job.finished`, `job.successful`, `job.failed`, `job.error`,
+    /// `job.canceled`); empty: `job.failed` and `job.error`.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Only jobs of these templates (a local job's playbook path such as `patch.yml`, an AAP job's
+    /// template name); empty: every job.
+    #[serde(default)]
+    pub templates: Vec<String>,
+    /// A [`MailInput`] for `mail`, a [`ChatInput`] for `chat` (read by `kind`, so a mistake is
+    /// named precisely).
+    #[cfg_attr(feature = "schema", schemars(with = "NotifierInput"))]
+    pub config: serde_json::Value,
+}
+
+/// A mail notifier's settings as the API shows them: no password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+    pub username: Option<String>,
+    /// Whether a password is stored (it is never shown).
+    pub has_password: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject_prefix: Option<String>,
+}
+
+/// A chat notifier's settings as the API shows them: the URL's host only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ChatConfig {
+    pub style: ChatStyle,
+    /// The host of the webhook URL (the rest of it is a secret).
+    pub host: String,
+}
+
+/// A notifier's public settings, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum NotifierConfig {
+    Mail(MailConfig),
+    Chat(ChatConfig),
+}
+
+/// A stored notifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Notifier {
+    pub id: i64,
+    pub name: String,
+    pub kind: NotifierKind,
+    pub events: Vec<String>,
+    /// Empty: every job.
+    pub templates: Vec<String>,
+    pub config: NotifierConfig,
+    pub active: bool,
+    pub created: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// The answer of `POST /api/v1/notifiers/{id}/test`: whether a test message went out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NotifierTest {
+    pub delivered: bool,
+    /// What went wrong (the server's reply, a refused address, a timeout).
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
