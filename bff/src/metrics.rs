@@ -44,6 +44,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("playdeck_db_pool_connections", "gauge", "Connections in the pool, by state."),
     ("playdeck_engine_jobs", "gauge", "Local engine jobs by state (queued, running)."),
     ("playdeck_webhook_deliveries", "gauge", "Webhook deliveries by outcome (pending, delivered, failed)."),
+    ("playdeck_notifier_deliveries", "gauge", "Mail and chat notifications by kind and outcome."),
     (
         "playdeck_aap_controller_up",
         "gauge",
@@ -192,6 +193,28 @@ pub async fn scrape(State(app): State<AppState>) -> Response {
             for state in ["pending", "delivered", "failed"] {
                 let n = rows.iter().find(|r| r.get::<_, &str>(0) == state).map_or(0, |r| r.get::<_, i64>(1));
                 gauges.push(("playdeck_webhook_deliveries", labels(&[("outcome", state)]), n as f64));
+            }
+        }
+        if let Ok(rows) = db
+            .query(
+                "select coalesce(n.kind, 'deleted'), d.state, count(*) from notifier_deliveries d
+                   left join notifiers n on n.id = d.notifier_id group by 1, 2",
+                &[],
+            )
+            .await
+        {
+            for kind in ["mail", "chat"] {
+                for state in ["pending", "delivered", "failed"] {
+                    let n = rows
+                        .iter()
+                        .find(|r| r.get::<_, &str>(0) == kind && r.get::<_, &str>(1) == state)
+                        .map_or(0, |r| r.get::<_, i64>(2));
+                    gauges.push((
+                        "playdeck_notifier_deliveries",
+                        labels(&[("kind", kind), ("outcome", state)]),
+                        n as f64,
+                    ));
+                }
             }
         }
     }

@@ -253,6 +253,12 @@ async fn a_failed_job_is_mailed_with_its_failing_host_and_explanation_after_a_re
         .count(&format!("select count(*) from notifier_deliveries where notifier_id = {}", other["id"]))
         .await;
     assert_eq!(theirs, 0);
+    let metrics =
+        app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics.contains("playdeck_notifier_deliveries{kind=\"mail\",outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
