@@ -38,6 +38,8 @@ pub struct Config {
     pub ingest_per_second: usize,
     /// Raw events of jobs finished longer ago than this many days are deleted; `None` keeps them.
     pub event_retention_days: Option<usize>,
+    /// How often the retention sweep runs (`PLAYDECK_RETENTION_INTERVAL_SECS`).
+    pub retention_interval: std::time::Duration,
     /// The AAP/AWX controllers to sync and launch on.
     pub aap: crate::aap::AapConfig,
     /// The local engine's settings.
@@ -110,6 +112,10 @@ impl Config {
                 None => None,
                 Some(_) => Some(parse_num("PLAYDECK_EVENT_RETENTION_DAYS", 30)?),
             },
+            retention_interval: std::time::Duration::from_secs(parse_num(
+                "PLAYDECK_RETENTION_INTERVAL_SECS",
+                3600,
+            )? as u64),
             aap: crate::aap::AapConfig::from_env()?,
             engine: crate::engine::EngineConfig::from_env()?,
             requests: crate::requests::RequestsConfig::from_env(),
@@ -148,6 +154,7 @@ impl Config {
             signin_per_minute: 1000,
             ingest_per_second: 100_000,
             event_retention_days: None,
+            retention_interval: std::time::Duration::from_secs(3600),
             aap: crate::aap::AapConfig::for_tests(),
             engine: crate::engine::EngineConfig::for_tests(),
             requests: crate::requests::RequestsConfig::for_tests(),

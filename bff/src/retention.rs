@@ -2,20 +2,18 @@
 //! deleted in bounded batches, so the database does not grow forever. The job's summary, host
 //! results, status history and explanation stay, and the job says when its events expired.
 
-use std::time::Duration;
-
 use crate::error::AppError;
 use crate::{App, AppState};
 
 /// Jobs whose events one pass deletes; each job's events go in one statement.
 const JOBS_PER_PASS: i64 = 50;
 
-/// Starts the hourly sweep when retention is configured.
+/// Starts the sweep (hourly by default) when retention is configured.
 pub fn start(app: &AppState) {
     let Some(days) = app.config.event_retention_days else { return };
     let app = app.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(app.config.retention_interval);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

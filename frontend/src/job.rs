@@ -376,6 +376,12 @@ pub fn job_page(props: &JobPageProps) -> Html {
             }
             <div role="tabpanel" class="tabpanel">
                 { match tab {
+                    // Retention deleted the output: say so where it would be, not an empty view.
+                    Tab::Output if job.events_expired.is_some() => html! {
+                        <p class="empty" data-testid="output-expired">
+                            { "The output is no longer kept. The Hosts and History tabs still show how the job went." }
+                        </p>
+                    },
                     Tab::Output => html! {
                         <Output job_id={id} store={(*store).clone()} version={*version}
                                 live={!job.status.is_finished()} selected={selected_line}
@@ -682,10 +688,13 @@ fn actions(props: &ActionsProps) -> Html {
                 { button("all", "Relaunch", "") }
                 if any_failed { { button("failed", "Relaunch failed hosts", "secondary") } }
             }
-            <a class="button secondary" href={format!("/api/v1/jobs/{id}/stdout?format=txt")}
-               download={format!("job-{id}.txt")} data-testid="download-txt">{ "Download output" }</a>
-            <a class="button secondary" href={format!("/api/v1/jobs/{id}/stdout?format=ansi")}
-               download={format!("job-{id}.ansi.txt")} title="With colour codes, for a terminal">{ "with colours" }</a>
+            // Nothing to download once retention deleted the output.
+            if job.events_expired.is_none() {
+                <a class="button secondary" href={format!("/api/v1/jobs/{id}/stdout?format=txt")}
+                   download={format!("job-{id}.txt")} data-testid="download-txt">{ "Download output" }</a>
+                <a class="button secondary" href={format!("/api/v1/jobs/{id}/stdout?format=ansi")}
+                   download={format!("job-{id}.ansi.txt")} title="With colour codes, for a terminal">{ "with colours" }</a>
+            }
             if let Some(result) = &*outcome {
                 { match result {
                     Ok(m) => html! { <p class="notice ok" role="status" data-testid="action-result">{ m }</p> },
