@@ -98,7 +98,8 @@ async fn spawn_engine(tune: impl FnOnce(&mut bff::config::Config)) -> TestApp {
         &playbooks.join("local.yml"),
         "- name: Every host, locally\n  hosts: all\n  gather_facts: false\n  connection: local\n\
          \x20 vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n\
-         \x20   - name: Name the host\n      ansible.builtin.debug:\n        msg: \"I am {{ inventory_hostname }}\"\n",
+         \x20   - name: Name the host\n      ansible.builtin.debug:\n        msg: \"I am {{ inventory_hostname }}\"\n\
+         \x20   - name: Name the region\n      ansible.builtin.debug:\n        msg: \"region={{ lookup('env', 'CLOUD_REGION') }}\"\n      run_once: true\n",
     );
     let app = spawn_app_with(|c| {
         c.engine.playbook_dir = playbooks;
@@ -529,6 +530,26 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
     let resp = post(&app, &format!("/api/v1/jobs/{given_id}/relaunch"), ADMIN_KEY, json!({})).await;
     assert_error(resp, 422).await;
 
+    // A vault password stored as a credential decrypts the same variable.
+    create_credential(
+        &app,
+        json!({"name": "stored-vault", "kind": "vault_password", "inputs": {"password": VAULT_PASS}}),
+    )
+    .await;
+    let out_again = dir.join("message-again.txt");
+    let run = launch_wait(
+        &app,
+        json!({"source": {"type": "role", "repo": format!("file://{}", repo.display()), "path": "roles/deploy",
+                          "role_vars": {"out_file": out_again.display().to_string()}},
+               "inventory": inventory,
+               "credentials": {"ssh": {"type": "value", "value": given_key, "username": me()},
+                               "vault_password": "stored-vault"},
+               "wait": true}),
+    )
+    .await;
+    assert_eq!(run["job"]["status"], "successful", "{run}");
+    assert_eq!(std::fs::read_to_string(&out_again).expect("written"), PLAINTEXT);
+
     // A wrong vault path: the job errs and says what Vault answered.
     let run = launch_wait(
         &app,
@@ -717,19 +738,28 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     assert_eq!(host_names(&app, id).await, ["git-db-1"]);
     assert!(run["job"]["inventory"].as_str().unwrap_or("").contains(&commit[..12]), "{run}");
 
-    // An inventory plugin (ansible-core's generator) with its config written for the job.
+    // An inventory plugin (ansible-core's generator) with its config written for the job, and a
+    // cloud credential whose variables reach the run's environment (and are redacted from it).
+    create_credential(
+        &app,
+        json!({"name": "cloud", "kind": "environment", "inputs": {"variables": {"CLOUD_REGION": "eu-north-9-test"}}}),
+    )
+    .await;
     let run = launch_wait(
         &app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
                "inventory": {"type": "dynamic", "plugin": "ansible.builtin.generator",
                              "config": {"hosts": {"name": "gen-{{ tier }}-{{ n }}"},
-                                        "layers": {"tier": ["app"], "n": ["1", "2", "3"]}}},
+                                        "layers": {"tier": ["app"], "n": ["1", "2", "3"]}},
+                             "cloud_credential": "cloud"},
                "wait": true}),
     )
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
     assert_eq!(run["job"]["status"], "successful", "{run}");
     assert_eq!(host_names(&app, id).await, ["gen-app-1", "gen-app-2", "gen-app-3"]);
+    let stdout = stdout_of(&app, id).await;
+    assert!(stdout.contains("region=********") && !stdout.contains("eu-north-9-test"), "{stdout}");
 
     // A plugin that is not installed: an error that says so, not an empty success.
     let run = launch_wait(
