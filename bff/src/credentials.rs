@@ -248,8 +248,14 @@ pub fn check_inputs(kind: CredentialKind, inputs: &Map<String, Value>) -> Result
         }
         CredentialKind::HashicorpVault => {
             let addr = inputs["address"].as_str().unwrap_or_default();
-            if reqwest::Url::parse(addr).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-                return bad("`inputs.address` must be the Vault server's http(s) URL".into());
+            let ok = reqwest::Url::parse(addr).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none()
+            });
+            if !ok {
+                return bad(
+                    "`inputs.address` must be the Vault server's http(s) URL, without a user or password"
+                        .into(),
+                );
             }
             let token = inputs.get("token").is_some();
             let approle = inputs.get("role_id").is_some() && inputs.get("secret_id").is_some();

@@ -606,7 +606,7 @@ async fn a_printed_secret_is_redacted_from_events_and_stdout() {
     let repo = temp_dir("leaky-repo");
     write(
         &repo.join("tasks/main.yml"),
-        "- name: Print what should never be printed\n  ansible.builtin.debug:\n    msg: \"pw={{ ansible_become_password }} tok={{ api_token }}\"\n",
+        "- name: Print what should never be printed\n  ansible.builtin.debug:\n    msg: \"pw={{ db_password }} tok={{ api_token }} arr={{ secrets[1] }}\"\n",
     );
     git_repo(&repo);
     let run = launch_wait(
@@ -615,15 +615,25 @@ async fn a_printed_secret_is_redacted_from_events_and_stdout() {
                           "role_vars": {"api_token": "tok-role-var-99887766"}},
                "inventory": {"type": "inline", "hosts": ["h1"], "host_vars": {"h1": {"ansible_connection": "local",
                              "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}},
+               // A secret with a quote and a backslash, which JSON escapes; one in a list.
+               "extra_vars": {"db_password": "s3cr3t\"quote\\pw-4242", "secrets": ["first-secret-1", "arr-secret-7777"]},
                "credentials": {"become_password": "become"}, "wait": true}),
     )
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
     let stdout = stdout_of(&app, id).await;
     assert_eq!(run["job"]["status"], "successful", "{run}\n{stdout}");
-    assert!(stdout.contains("pw=******** tok=********"), "{stdout}");
+    assert!(stdout.contains("pw=******** tok=******** arr=********"), "{stdout}");
     let db = database_text(&app).await;
-    assert!(!db.contains("s3cr3t-become-pw-4242") && !db.contains("tok-role-var-99887766"));
+    for s in [
+        "s3cr3t-become-pw-4242",
+        "tok-role-var-99887766",
+        "quote\\pw-4242",
+        "quote\\\\pw-4242",
+        "arr-secret-7777",
+    ] {
+        assert!(!db.contains(s), "{s} is in the database");
+    }
 }
 
 /// A tiny HTTP server for one inventory that wants a bearer token.

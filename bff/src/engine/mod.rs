@@ -224,6 +224,14 @@ pub fn start(app: &AppState) {
     if app.config.listen.port() != 0 {
         app.engine.set_listen_addr(app.config.listen);
     }
+    // Job directories left by a process that died (they hold secrets): no job of this data
+    // directory runs yet, so every one of them is stale.
+    let jobs = app.config.data_dir.join("engine/jobs");
+    if let Ok(entries) = std::fs::read_dir(&jobs) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let dir = app.config.data_dir.join("engine/callback");
     let written = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(dir.join("playdeck.py"), CALLBACK_PLUGIN))

@@ -303,9 +303,20 @@ fn check_vars(vars: &Map<String, Value>, field: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A branch or tag as git's check-ref-format allows it (and not a refspec or an option).
 fn check_branch(branch: Option<&str>, field: &str) -> Result<(), AppError> {
     if let Some(b) = branch {
-        if b.is_empty() || b.starts_with('-') || b.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let bad_name = b.is_empty()
+            || b.len() > 255
+            || b.starts_with(['-', '/', '.'])
+            || b.ends_with(['/', '.'])
+            || b.ends_with(".lock")
+            || b.contains("..")
+            || b.contains("//")
+            || b.contains("@{")
+            || b == "@"
+            || b.chars().any(|c| c.is_whitespace() || c.is_control() || ":?*[\\^~".contains(c));
+        if bad_name {
             return Err(bad(format!("`{field}` {b:?} is not a branch or tag name")));
         }
     }

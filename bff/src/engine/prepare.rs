@@ -63,11 +63,17 @@ pub async fn prepare(
     let mut p = Prepared::default();
     let clone_within = within.min(Duration::from_secs(600));
 
-    // Secret-named values the caller sent are redacted from the output too.
-    for key in ["extra_vars", "inventory"] {
-        secret_values(&pending[key], &mut p.redact);
-    }
+    // Secret-named values the caller sent are redacted from the output too (not the inventory's
+    // own fields that name stored credentials).
+    secret_values(&pending["extra_vars"], &mut p.redact);
     secret_values(&pending["source"]["role_vars"], &mut p.redact);
+    let mut inv = pending["inventory"].clone();
+    if let Some(o) = inv.as_object_mut() {
+        for k in ["credential", "git_credential", "cloud_credential"] {
+            o.remove(k);
+        }
+    }
+    secret_values(&inv, &mut p.redact);
 
     match &source {
         PlaybookSource::Playbook { path } => {
@@ -118,7 +124,14 @@ pub async fn prepare(
                     strip_userinfo(repo)
                 ));
             }
-            p.playbook = role_playbook(dir, &role_dir.display().to_string(), role_vars)?;
+            // The role by a name of its own in a roles path of the job's own, so the output reads
+            // `TASK [webserver : …]` rather than a directory.
+            let name = if path == "." { role_name(&strip_userinfo(repo)) } else { role_name(path) };
+            let roles = dir.join("roles");
+            std::fs::create_dir_all(&roles).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(&role_dir, roles.join(&name)).map_err(|e| e.to_string())?;
+            p.env.push(("ANSIBLE_ROLES_PATH".into(), roles.display().to_string()));
+            p.playbook = role_playbook(dir, &name, role_vars)?;
             p.project = checkout;
             p.revision = Some(rev);
         }
@@ -166,25 +179,23 @@ pub async fn prepare(
     p.redact.retain(|s| s.len() >= 4);
     p.redact.sort();
     p.redact.dedup();
+    // Longest first: a secret that starts another is not replaced half-way.
+    p.redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let file = dir.join("redact.json");
     write_private(&file, &Value::from(p.redact.clone()).to_string())?;
     p.env.push(("PLAYDECK_REDACT_FILE".into(), file.display().to_string()));
     Ok(p)
 }
 
-/// Values of secret-named keys at any depth.
+/// Values of secret-named keys at any depth (all of a secret-named key's value, as `mask` hides it).
 fn secret_values(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
             for (k, val) in o {
-                // `credential`, `git_credential`…: names of stored credentials, not secrets.
-                if k == "credential" || k.ends_with("_credential") {
-                    continue;
-                }
-                match val {
-                    Value::String(s) if is_secret_name(k) => out.push(s.clone()),
-                    Value::Number(n) if is_secret_name(k) => out.push(n.to_string()),
-                    _ => secret_values(val, out),
+                if is_secret_name(k) {
+                    leaves(val, out);
+                } else {
+                    secret_values(val, out);
                 }
             }
         }
@@ -193,7 +204,32 @@ fn secret_values(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// A playbook that runs one role (by path or FQCN) on every host of the inventory.
+fn leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// A role's name from its path or repository: the last component, `.git` and odd characters gone.
+fn role_name(from: &str) -> String {
+    let last =
+        from.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or("role").trim_end_matches(".git");
+    let name: String = last
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        "role".into()
+    } else {
+        name
+    }
+}
+
+/// A playbook that runs one role (by name or FQCN) on every host of the inventory.
 fn role_playbook(dir: &Path, role: &str, vars: &Map<String, Value>) -> Result<PathBuf, Fail> {
     let mut entry = json!({ "role": role });
     if !vars.is_empty() {
@@ -366,20 +402,38 @@ async fn git(
     shown: &str,
 ) -> Result<String, Fail> {
     let mut cmd = Command::new("git");
-    cmd.args(args);
+    // No credential helper may keep what askpass hands over; no user or system config applies.
+    cmd.args(["-c", "credential.helper=", "-c", "core.hooksPath=/dev/null"]).args(args);
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    cmd.env("GIT_TERMINAL_PROMPT", "0")
+    // Only what git needs from the server's environment (never its keys or database URL).
+    cmd.env_clear()
+        .envs(std::env::vars().filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "PATH"
+                    | "HOME"
+                    | "LANG"
+                    | "LC_ALL"
+                    | "TMPDIR"
+                    | "HTTPS_PROXY"
+                    | "HTTP_PROXY"
+                    | "NO_PROXY"
+                    | "https_proxy"
+                    | "http_proxy"
+                    | "no_proxy"
+            )
+        }))
+        .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let what = args.iter().find(|a| !a.starts_with("--")).copied().unwrap_or("git");
+    let what = args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or("git");
     let out = tokio::time::timeout(within, cmd.output())
         .await
         .map_err(|_| format!("git {what} of {shown} took longer than {} s", within.as_secs()))?
@@ -581,8 +635,12 @@ async fn inventory_file(
                 InventoryFormat::Yaml => ("inventory.yml", text),
                 InventoryFormat::Ini => ("inventory.ini", text),
                 InventoryFormat::Json => {
-                    let v: Value = serde_json::from_str(&text)
-                        .map_err(|e| format!("the inventory at {url} is not JSON: {e}"))?;
+                    let v: Value = serde_json::from_str(&text).map_err(|e| {
+                        format!(
+                            "the inventory at {} is not JSON: {e}",
+                            url.split(['?', '#']).next().unwrap_or("")
+                        )
+                    })?;
                     ("inventory.json", script_to_yaml_shape(v).to_string())
                 }
             };
@@ -621,8 +679,10 @@ async fn inventory_file(
 /// The largest inventory a URL may serve.
 const MAX_INVENTORY_BYTES: usize = 16 * 1024 * 1024;
 
-async fn fetch_inventory(app: &AppState, url: &str, cred: Option<&Opened>) -> Result<String, Fail> {
-    let (checked, addrs) = crate::webhooks::check_url(&app.engine.config.webhooks, url)
+async fn fetch_inventory(app: &AppState, full_url: &str, cred: Option<&Opened>) -> Result<String, Fail> {
+    // Messages name the URL without its query, which may carry a token.
+    let url = full_url.split(['?', '#']).next().unwrap_or(full_url);
+    let (checked, addrs) = crate::webhooks::check_url(&app.engine.config.webhooks, full_url)
         .await
         .map_err(|e| format!("`inventory.url`: {e}"))?;
     let host = checked.host_str().unwrap_or_default().to_string();
@@ -739,7 +799,6 @@ async fn credential_files(
     dir: &Path,
     p: &mut Prepared,
 ) -> Result<(), Fail> {
-    let mut vars = Map::new();
     let mut user: Option<String> = None;
     if let Some(r) = &c.ssh {
         let got = resolve(app, r, CredentialKind::SshKey, "credentials.ssh").await?;
@@ -761,24 +820,29 @@ async fn credential_files(
     if let Some(r) = &c.password {
         let got = resolve(app, r, CredentialKind::Password, "credentials.password").await?;
         p.redact.push(got.secret.clone());
-        vars.insert("ansible_password".into(), Value::String(got.secret.clone()));
+        // As a prompt answer would be: the inventory's own ansible_password still wins for its hosts.
+        let file = dir.join("connection_password");
+        write_private(&file, &got.secret)?;
+        p.args.push(format!("--connection-password-file={}", file.display()));
         user = got.username.clone().or(user);
     }
     if let Some(u) = user {
-        if u.starts_with('-') || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("the credential's username {u:?} is not a user name"));
-        }
+        check_name(&u, "the credential's username")?;
         p.args.push(format!("--user={u}"));
     }
     if let Some(r) = &c.become_password {
         let got = resolve(app, r, CredentialKind::BecomePassword, "credentials.become_password").await?;
         p.redact.push(got.secret.clone());
-        vars.insert("ansible_become_password".into(), Value::String(got.secret.clone()));
+        let file = dir.join("become_password");
+        write_private(&file, &got.secret)?;
+        p.args.push(format!("--become-password-file={}", file.display()));
         if let Some(u) = got.username {
-            vars.insert("ansible_become_user".into(), Value::String(u));
+            check_name(&u, "the become credential's username")?;
+            p.args.push(format!("--become-user={u}"));
         }
         if let Some(m) = got.method {
-            vars.insert("ansible_become_method".into(), Value::String(m));
+            check_name(&m, "the become credential's method")?;
+            p.args.push(format!("--become-method={m}"));
         }
     }
     if let Some(r) = &c.vault_password {
@@ -791,10 +855,17 @@ async fn credential_files(
             None => p.args.push(format!("--vault-password-file={}", file.display())),
         }
     }
-    if !vars.is_empty() {
-        let file = dir.join("credential_vars.json");
-        write_private(&file, &Value::Object(vars).to_string())?;
-        p.args.extend(["-e".into(), format!("@{}", file.display())]);
+    Ok(())
+}
+
+/// A user or method name that cannot be taken for an option or carry anything else.
+fn check_name(name: &str, what: &str) -> Result<(), Fail> {
+    if name.is_empty()
+        || name.len() > 256
+        || name.starts_with('-')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '=')
+    {
+        return Err(format!("{what} {name:?} is not a usable name"));
     }
     Ok(())
 }
@@ -818,6 +889,8 @@ async fn start_agent(dir: &Path, key: &Path, passphrase: &str, p: &mut Prepared)
     let sock = dir.join("agent.sock");
     let mut agent = Command::new("ssh-agent");
     agent
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .arg("-D")
         .arg("-a")
         .arg(&sock)
@@ -836,9 +909,13 @@ async fn start_agent(dir: &Path, key: &Path, passphrase: &str, p: &mut Prepared)
     let pass_file = dir.join("ssh_passphrase");
     write_private(&pass_file, passphrase)?;
     let askpass = dir.join("ssh_askpass");
-    write_private(&askpass, &format!("#!/bin/sh\ncat '{}'\n", pass_file.display()))?;
+    // Answers once: ssh-add asks again after a wrong passphrase, and then gets nothing and stops.
+    write_private(
+        &askpass,
+        &format!("#!/bin/sh\ncat '{0}' 2>/dev/null\nrm -f '{0}'\n", pass_file.display()),
+    )?;
     set_mode(&askpass, 0o700)?;
-    let out = Command::new("ssh-add")
+    let add = Command::new("ssh-add")
         .arg(key)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -850,10 +927,12 @@ async fn start_agent(dir: &Path, key: &Path, passphrase: &str, p: &mut Prepared)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("ssh-add could not be run: {e}"))?;
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), add).await;
     let _ = std::fs::remove_file(&pass_file);
+    let out = out
+        .map_err(|_| "ssh-add did not finish within 30 s (wrong passphrase?)".to_string())?
+        .map_err(|e| format!("ssh-add could not be run: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "the SSH key could not be unlocked (wrong passphrase?): {}",

@@ -48,6 +48,8 @@ pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
         r.insert(job_id, tx);
     }
     let dir = app.config.data_dir.join("engine/jobs").join(job_id.to_string());
+    // The directory holds the run's secrets: it goes whatever way this ends (a panic included).
+    let _dir_guard = RemoveOnDrop(dir.clone());
     let end = execute(&app, &job, &dir, rx).await;
     if end.record {
         if let Err(e) =
@@ -56,7 +58,7 @@ pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
             tracing::error!(job = job_id, error = %e, "could not record the end of a local job");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(_dir_guard);
     if let Ok(mut r) = app.engine.running.lock() {
         r.remove(&job_id);
     }
@@ -65,14 +67,28 @@ pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
     app.engine.webhook_wake.notify_one();
 }
 
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiver<Stop>) -> End {
     let config = &app.engine.config;
     if let Err(e) = make_private_dir(dir) {
         return End::error(format!("the job's directory {} cannot be made: {e}", dir.display()));
     }
-    let mut prepared = match super::prepare::prepare(app, &job.pending, dir, job.timeout).await {
-        Ok(p) => p,
-        Err(e) => return End::error(e),
+    // Fetching sources and credentials counts against the job's timeout too.
+    let preparing = super::prepare::prepare(app, &job.pending, dir, job.timeout);
+    let mut prepared = match tokio::time::timeout(job.timeout, preparing).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return End::error(e),
+        Err(_) => return End::error(format!(
+            "preparing the run (sources, inventory, credentials) took longer than the job's timeout of {} s",
+            job.timeout.as_secs()
+        )),
     };
     if prepared.revision.is_some() || prepared.inventory_label.is_some() {
         if let Err(e) = queue::set_revision(

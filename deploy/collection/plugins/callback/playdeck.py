@@ -118,7 +118,8 @@ def _dumps(obj):
 
 def _redactions():
     # Secrets the run was handed (credentials, secret-named variables) never leave it: each, and
-    # each long line of a multi-line one (a key printed by a task), as it reads inside JSON.
+    # each long line of a multi-line one (a key printed by a task), longest first so a secret that
+    # starts another is not replaced half-way.
     path = os.environ.get("PLAYDECK_REDACT_FILE")
     if not path:
         return []
@@ -131,12 +132,28 @@ def _redactions():
     for s in secrets:
         if not isinstance(s, str) or len(s) < 4:
             continue
-        needles.add(json.dumps(s, ensure_ascii=False)[1:-1])
-        for line in s.splitlines():
-            line = line.strip()
-            if len(line) >= 16:
-                needles.add(json.dumps(line, ensure_ascii=False)[1:-1])
+        parts = [s] + [line.strip() for line in s.splitlines() if len(line.strip()) >= 16]
+        for part in parts:
+            needles.add(part)
+            # As it reads inside output that shows a result as JSON (the default callback does).
+            for ascii_only in (False, True):
+                needles.add(json.dumps(part, ensure_ascii=ascii_only)[1:-1])
     return sorted(needles, key=len, reverse=True)
+
+
+def _redact(value, needles):
+    # Strings anywhere in the event, before it is encoded (so escaping cannot hide a secret and a
+    # replacement cannot break the JSON).
+    if isinstance(value, str):
+        for needle in needles:
+            if needle in value:
+                value = value.replace(needle, "********")
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, needles) if isinstance(k, str) else k: _redact(v, needles) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v, needles) for v in value]
+    return value
 
 
 def _now():
@@ -387,11 +404,9 @@ class CallbackModule(CallbackBase):
             "event_data": event_data,
         }
         self._line += lines
-        encoded = _dumps(ev)
-        for needle in self._redact:
-            if needle in encoded:
-                encoded = encoded.replace(needle, "********")
-        self._sender.put(encoded)
+        if self._redact:
+            ev = _redact(ev, self._redact)
+        self._sender.put(_dumps(ev))
 
     def _task_fields(self, task):
         # The same task comes back for every host: describe it once.
