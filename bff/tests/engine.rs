@@ -318,7 +318,22 @@ async fn an_async_launch_answers_202_with_location_and_sse_follows_it_to_the_end
 /// What `cargo xtask demo` launches: patch.yml on web-01 of the example inventory, patch group Group-1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_launch_patches_web_01_with_group_1_from_the_example_inventory() {
-    let app = spawn_engine(|_| {}).await;
+    // The demo's data directory is relative (`.playdeck`), while ansible-playbook runs in the
+    // playbook directory: the job's files must still be found.
+    let data =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("relative-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let cwd = std::env::current_dir().expect("cwd");
+    let (a, b): (Vec<_>, Vec<_>) = (cwd.components().collect(), data.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut relative = PathBuf::from("../".repeat(a.len() - common));
+    relative.extend(&b[common..]);
+    assert!(
+        relative.is_relative()
+            && relative.canonicalize().expect("exists") == data.canonicalize().expect("exists")
+    );
+    let app = spawn_engine(|c| c.data_dir = relative).await;
     let (_, run) = launch_ok(
         &app,
         json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "demo.yml"},

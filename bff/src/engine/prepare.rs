@@ -284,6 +284,7 @@ async fn git_checkout(
         .data_dir
         .join("engine/git")
         .join(format!("{}.git", &hex::encode(Sha256::digest(shown.as_bytes()))[..20]));
+    let cache = std::path::absolute(&cache).unwrap_or(cache);
     let lock = repo_lock(&cache);
     let _held = lock.lock().await;
     if !cache.join("HEAD").is_file() {

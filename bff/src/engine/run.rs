@@ -47,7 +47,10 @@ pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
     if let Ok(mut r) = app.engine.running.lock() {
         r.insert(job_id, tx);
     }
+    // Absolute: ansible-playbook runs in the project's directory, and a relative data directory
+    // (the demo's `.playdeck`) would point elsewhere from there.
     let dir = app.config.data_dir.join("engine/jobs").join(job_id.to_string());
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     // The directory holds the run's secrets: it goes whatever way this ends (a panic included).
     let _dir_guard = RemoveOnDrop(dir.clone());
     let end = execute(&app, &job, &dir, rx).await;
@@ -85,10 +88,12 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let mut prepared = match tokio::time::timeout(job.timeout, preparing).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return End::error(e),
-        Err(_) => return End::error(format!(
+        Err(_) => {
+            return End::error(format!(
             "preparing the run (sources, inventory, credentials) took longer than the job's timeout of {} s",
             job.timeout.as_secs()
-        )),
+        ))
+        }
     };
     if prepared.revision.is_some() || prepared.inventory_label.is_some() {
         if let Err(e) = queue::set_revision(
