@@ -19,16 +19,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::notifiers::{
-    ChatConfig, ChatInput, MailConfig, MailInput, NewNotifier, Notifier, NotifierConfig, NotifierKind,
-    NotifierTest,
+    ChatConfig, ChatInput, MailConfig, MailInput, NewNotifier, Notifier, NotifierAttempt, NotifierConfig,
+    NotifierDelivery, NotifierKind, NotifierPatch, NotifierTest,
 };
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
 use crate::auth::Caller;
 use crate::error::{AppError, AppJson};
+use crate::jobs::Q;
 use crate::webhooks::WebhookConfig;
 use crate::AppState;
 
@@ -37,7 +39,9 @@ pub use message::Report;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/notifiers", get(list).post(create))
-        .route("/notifiers/{id}", get(show).delete(remove))
+        .route("/notifiers/deliveries", get(list_deliveries))
+        .route("/notifiers/deliveries/{id}/redeliver", post(redeliver))
+        .route("/notifiers/{id}", get(show).patch(update).delete(remove))
         .route("/notifiers/{id}/test", post(test))
 }
 
@@ -90,7 +94,8 @@ fn unprocessable(msg: impl Into<String>) -> AppError {
     AppError::Unprocessable(msg.into())
 }
 
-fn check_mail(m: &MailInput) -> Result<(), AppError> {
+/// `keep_password`: a stored password goes with the username given alone.
+fn check_mail(m: &MailInput, keep_password: bool) -> Result<(), AppError> {
     let host = m.host.trim();
     if host.is_empty()
         || host.len() > 253
@@ -134,10 +139,96 @@ fn check_mail(m: &MailInput) -> Result<(), AppError> {
                 ));
             }
         }
+        (Some(u), None) if keep_password => {
+            if u.is_empty() || u.contains(['\0', '\r', '\n']) {
+                return Err(unprocessable("`config.username` must be a non-empty single line"));
+            }
+        }
         (None, None) => {}
         _ => return Err(unprocessable("`config.username` and `config.password` go together")),
     }
     Ok(())
+}
+
+fn check_events(given: &[String]) -> Result<Vec<String>, AppError> {
+    let mut events = if given.is_empty() {
+        vec!["job.failed".to_string(), "job.error".to_string()]
+    } else {
+        given.to_vec()
+    };
+    for e in &events {
+        if !shared::engine::WEBHOOK_EVENTS.contains(&e.as_str()) {
+            return Err(unprocessable(format!(
+                "`events`: {e:?} is not an event; use {}",
+                shared::engine::WEBHOOK_EVENTS.join(", ")
+            )));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|e| seen.insert(e.clone()));
+    Ok(events)
+}
+
+fn check_templates(given: &[String]) -> Result<Vec<String>, AppError> {
+    let templates: Vec<String> = given.iter().map(|t| t.trim().to_string()).collect();
+    if templates.len() > 100 || templates.iter().any(|t| t.is_empty() || t.len() > 500) {
+        return Err(unprocessable("`templates`: up to 100 non-empty template names or playbook paths"));
+    }
+    Ok(templates)
+}
+
+/// What to do with the stored secret when the settings are replaced.
+enum Secret {
+    /// Seal this one (or store none).
+    New(Option<String>),
+    /// Keep the sealed one (a mail notifier's password, when the username is given without it).
+    Keep,
+}
+
+/// Reads and checks `config` by the notifier's kind: what the API shows and the secret to seal.
+/// `stored_password`: a mail notifier being changed has a sealed password that may be kept.
+async fn check_config(
+    app: &AppState,
+    kind: NotifierKind,
+    config: Value,
+    stored_password: bool,
+) -> Result<(NotifierConfig, Secret), AppError> {
+    Ok(match kind {
+        NotifierKind::Mail => {
+            let mut m: MailInput =
+                serde_json::from_value(config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
+            m.host = m.host.trim().to_string();
+            let keep = stored_password && m.username.is_some() && m.password.is_none();
+            check_mail(&m, keep)?;
+            let public = MailConfig {
+                host: m.host.clone(),
+                port: m.port,
+                tls: m.tls,
+                username: m.username.clone(),
+                has_password: m.password.is_some() || keep,
+                from: m.from.clone(),
+                to: m.to.clone(),
+                subject_prefix: m.subject_prefix.clone().filter(|p| !p.is_empty()),
+            };
+            (NotifierConfig::Mail(public), if keep { Secret::Keep } else { Secret::New(m.password) })
+        }
+        NotifierKind::Chat => {
+            let c: ChatInput =
+                serde_json::from_value(config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
+            let (url, _) = crate::webhooks::check_url(&app.engine.config().webhooks, &c.url)
+                .await
+                .map_err(|e| unprocessable(format!("`config.url`: {e}")))?;
+            let host = url.host_str().unwrap_or_default().to_string();
+            (
+                NotifierConfig::Chat(ChatConfig { style: c.style, host }),
+                Secret::New(Some(c.url.trim().to_string())),
+            )
+        }
+    })
+}
+
+fn config_json(config: &NotifierConfig) -> Result<Value, AppError> {
+    serde_json::to_value(config).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// `POST /api/v1/notifiers`.
@@ -151,54 +242,15 @@ async fn create(
     if name.is_empty() || name.chars().count() > 100 || !smtp::header_safe(&name) {
         return Err(unprocessable("`name` must be 1 to 100 characters on one line"));
     }
-    let mut events = if req.events.is_empty() {
-        vec!["job.failed".to_string(), "job.error".to_string()]
-    } else {
-        req.events.clone()
-    };
-    for e in &events {
-        if !shared::engine::WEBHOOK_EVENTS.contains(&e.as_str()) {
-            return Err(unprocessable(format!(
-                "`events`: {e:?} is not an event; use {}",
-                shared::engine::WEBHOOK_EVENTS.join(", ")
-            )));
-        }
-    }
-    events.dedup();
-    let templates: Vec<String> = req.templates.iter().map(|t| t.trim().to_string()).collect();
-    if templates.len() > 100 || templates.iter().any(|t| t.is_empty() || t.len() > 500) {
-        return Err(unprocessable("`templates`: up to 100 non-empty template names or playbook paths"));
-    }
-    let (config, secret) = match req.kind {
-        NotifierKind::Mail => {
-            let mut m: MailInput =
-                serde_json::from_value(req.config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
-            m.host = m.host.trim().to_string();
-            check_mail(&m)?;
-            let public = MailConfig {
-                host: m.host.clone(),
-                port: m.port,
-                tls: m.tls,
-                username: m.username.clone(),
-                has_password: m.password.is_some(),
-                from: m.from.clone(),
-                to: m.to.clone(),
-                subject_prefix: m.subject_prefix.clone().filter(|p| !p.is_empty()),
-            };
-            (NotifierConfig::Mail(public), m.password)
-        }
-        NotifierKind::Chat => {
-            let c: ChatInput =
-                serde_json::from_value(req.config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
-            let (url, _) = crate::webhooks::check_url(&app.engine.config().webhooks, &c.url)
-                .await
-                .map_err(|e| unprocessable(format!("`config.url`: {e}")))?;
-            let host = url.host_str().unwrap_or_default().to_string();
-            (NotifierConfig::Chat(ChatConfig { style: c.style, host }), Some(c.url.trim().to_string()))
-        }
+    let events = check_events(&req.events)?;
+    let templates = check_templates(&req.templates)?;
+    let (config, secret) = check_config(&app, req.kind, req.config, false).await?;
+    let secret = match secret {
+        Secret::New(s) => s,
+        Secret::Keep => None,
     };
     let sealed = secret.map(|s| app.sealer.seal(&purpose(&name), s.as_bytes())).transpose()?;
-    let config_json = serde_json::to_value(&config).map_err(|e| AppError::Internal(e.to_string()))?;
+    let config_json = config_json(&config)?;
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
@@ -229,6 +281,75 @@ async fn create(
     )
     .await;
     Ok((StatusCode::CREATED, Json(n)))
+}
+
+/// `PATCH /api/v1/notifiers/{id}`: turn it off or on, change what it listens for or its settings.
+async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    AppJson(req): AppJson<NotifierPatch>,
+) -> Result<Json<Notifier>, AppError> {
+    caller.require(Role::Admin)?;
+    let id = path_id(&raw)?;
+    let events = req.events.as_deref().map(check_events).transpose()?;
+    let templates = req.templates.as_deref().map(check_templates).transpose()?;
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let Some(row) = tx
+        .query_opt("select name, kind, sealed is not null from notifiers where id = $1 for update", &[&id])
+        .await?
+    else {
+        return Err(AppError::NotFound(format!("notifier {id} does not exist")));
+    };
+    let (name, kind, has_secret): (String, NotifierKind, bool) =
+        (row.get(0), kind_of(row.get(1)), row.get(2));
+    let mut changed: Vec<&str> = Vec::new();
+    if let Some(config) = req.config {
+        let (config, secret) = check_config(&app, kind, config, has_secret).await?;
+        let config_json = config_json(&config)?;
+        match secret {
+            Secret::Keep => {
+                tx.execute("update notifiers set config = $2 where id = $1", &[&id, &config_json]).await?;
+            }
+            Secret::New(s) => {
+                let sealed = s.map(|s| app.sealer.seal(&purpose(&name), s.as_bytes())).transpose()?;
+                tx.execute(
+                    "update notifiers set config = $2, sealed = $3, key_id = $4 where id = $1",
+                    &[&id, &config_json, &sealed, &app.sealer.key_id()],
+                )
+                .await?;
+            }
+        }
+        changed.push("config");
+    }
+    if let Some(events) = &events {
+        tx.execute("update notifiers set events = $2 where id = $1", &[&id, events]).await?;
+        changed.push("events");
+    }
+    if let Some(templates) = &templates {
+        tx.execute("update notifiers set templates = $2 where id = $1", &[&id, templates]).await?;
+        changed.push("templates");
+    }
+    if let Some(active) = req.active {
+        tx.execute("update notifiers set active = $2 where id = $1", &[&id, &active]).await?;
+        changed.push("active");
+    }
+    let row = tx.query_one(&format!("select {COLUMNS} from notifiers where id = $1"), &[&id]).await?;
+    tx.commit().await?;
+    let n = notifier_from_row(&row)?;
+    if !changed.is_empty() {
+        crate::audit::record(
+            &app,
+            &caller.name,
+            "notifier changed",
+            Some(&format!("notifier {id}")),
+            json!({"name": n.name, "changed": changed, "active": n.active, "events": n.events,
+                   "templates": n.templates}),
+        )
+        .await;
+    }
+    Ok(Json(n))
 }
 
 /// `GET /api/v1/notifiers`.
@@ -287,6 +408,152 @@ async fn remove(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveryQuery {
+    notifier_id: Option<i64>,
+    job_id: Option<i64>,
+    state: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+/// `GET /api/v1/notifiers/deliveries`: the newest first, with their attempts; by notifier, job
+/// or state.
+async fn list_deliveries(
+    State(app): State<AppState>,
+    caller: Caller,
+    Q(q): Q<DeliveryQuery>,
+) -> Result<Json<Page<NotifierDelivery>>, AppError> {
+    caller.require(Role::Admin)?;
+    let page = q.page.unwrap_or(1);
+    let page_size = q.page_size.unwrap_or(25);
+    if page < 1 || !(1..=200).contains(&page_size) {
+        return Err(AppError::BadRequest("`page` starts at 1 and `page_size` is 1 to 200".into()));
+    }
+    if let Some(s) = &q.state {
+        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
+            return Err(AppError::BadRequest(format!("`state` is pending, delivered or failed, not {s:?}")));
+        }
+    }
+    let db = app.pool.get().await?;
+    let filter = "($1::bigint is null or d.notifier_id = $1) and ($2::bigint is null or d.job_id = $2)
+                  and ($3::text is null or d.state = $3)";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&q.notifier_id, &q.job_id, &q.state];
+    let count: i64 = db
+        .query_one(&format!("select count(*) from notifier_deliveries d where {filter}"), &params)
+        .await?
+        .get(0);
+    let rows = db
+        .query(
+            &format!(
+                "select d.id, d.job_id, d.notifier_id, n.name, d.event, d.state, d.attempts, d.next_attempt,
+                        d.last_error, d.created, d.delivered
+                   from notifier_deliveries d left join notifiers n on n.id = d.notifier_id
+                  where {filter} order by d.id desc limit {page_size} offset {}",
+                (page - 1) * page_size
+            ),
+            &params,
+        )
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let attempts = db
+        .query(
+            "select delivery_id, attempt, at, code, error, duration_ms from notifier_attempts
+              where delivery_id = any($1) order by delivery_id, attempt",
+            &[&ids],
+        )
+        .await?;
+    let results = rows
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let state: String = r.get(5);
+            NotifierDelivery {
+                id,
+                job_id: r.get(1),
+                notifier_id: r.get(2),
+                notifier_name: r.get(3),
+                event: r.get(4),
+                next_attempt: (state == "pending").then(|| r.get(7)),
+                state,
+                attempts: r.get::<_, i32>(6) as i64,
+                last_error: r.get(8),
+                created: r.get(9),
+                delivered: r.get(10),
+                attempt_log: attempts
+                    .iter()
+                    .filter(|a| a.get::<_, i64>(0) == id)
+                    .map(|a| NotifierAttempt {
+                        attempt: a.get::<_, i32>(1) as i64,
+                        at: a.get(2),
+                        code: a.get::<_, Option<i32>>(3).map(i64::from),
+                        error: a.get(4),
+                        duration_ms: a.get::<_, i32>(5) as i64,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let link = |p: i64| {
+        let mut parts = vec![format!("page={p}"), format!("page_size={page_size}")];
+        if let Some(n) = q.notifier_id {
+            parts.push(format!("notifier_id={n}"));
+        }
+        if let Some(j) = q.job_id {
+            parts.push(format!("job_id={j}"));
+        }
+        if let Some(s) = &q.state {
+            parts.push(format!("state={s}"));
+        }
+        format!("/api/v1/notifiers/deliveries?{}", parts.join("&"))
+    };
+    Ok(Json(Page {
+        count,
+        next: (page * page_size < count).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results,
+    }))
+}
+
+/// `POST /api/v1/notifiers/deliveries/{id}/redeliver`: send a delivered or given-up notification
+/// again (one more attempt, then the usual retries).
+async fn redeliver(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    caller.require(Role::Admin)?;
+    let id = raw
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a delivery id")))?;
+    let db = app.pool.get().await?;
+    let Some(row) = db.query_opt("select notifier_id from notifier_deliveries where id = $1", &[&id]).await?
+    else {
+        return Err(AppError::NotFound(format!("notifier delivery {id} does not exist")));
+    };
+    if row.get::<_, Option<i64>>(0).is_none() {
+        return Err(AppError::Conflict(format!("the notifier of delivery {id} was deleted")));
+    }
+    db.execute(
+        "update notifier_deliveries set state = 'pending', next_attempt = now() where id = $1 and state <> 'pending'",
+        &[&id],
+    )
+    .await?;
+    crate::audit::record(
+        &app,
+        &caller.name,
+        "notification redelivered",
+        Some(&format!("notifier delivery {id}")),
+        json!({}),
+    )
+    .await;
+    app.engine.webhook_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "state": "pending"}))))
 }
 
 /// `POST /api/v1/notifiers/{id}/test`: sends a test message now and says how it went.

@@ -231,6 +231,32 @@ fn operations() -> Vec<Op> {
         .answer(201, "Notifier"),
         op("get", "/notifiers/{id}", "notifiers", "One notifier", Admin).answer(200, "Notifier"),
         op(
+            "patch",
+            "/notifiers/{id}",
+            "notifiers",
+            "Turn a notifier off or on, change its events, templates or settings",
+            Admin,
+        )
+        .body("NotifierPatch")
+        .answer(200, "Notifier"),
+        op(
+            "get",
+            "/notifiers/deliveries",
+            "notifiers",
+            "Notifications sent or due, with their attempts",
+            Admin,
+        )
+        .query(&[
+            ("notifier_id", "only this notifier's"),
+            ("job_id", "only this job's"),
+            ("state", "`pending`, `delivered` or `failed`"),
+            ("page", "from 1"),
+            ("page_size", "1 to 200, default 25"),
+        ])
+        .answer(200, "Page_for_NotifierDelivery"),
+        op("post", "/notifiers/deliveries/{id}/redeliver", "notifiers", "Send a notification again", Admin)
+            .status(202),
+        op(
             "delete",
             "/notifiers/{id}",
             "notifiers",
@@ -295,6 +321,8 @@ fn schemas() -> Map<String, Value> {
     add::<notifiers::NewNotifier>(&mut gen);
     add::<notifiers::Notifier>(&mut gen);
     add::<notifiers::NotifierTest>(&mut gen);
+    add::<notifiers::NotifierPatch>(&mut gen);
+    add::<Page<notifiers::NotifierDelivery>>(&mut gen);
     add::<requests::RequestText>(&mut gen);
     add::<requests::Request>(&mut gen);
     add::<requests::RequestSummary>(&mut gen);

@@ -432,3 +432,204 @@ async fn the_api_hides_secrets_refuses_bad_input_and_is_for_admins() {
     assert!(audit.contains("notifier created") && audit.contains("notifier deleted"), "{audit}");
     assert!(!audit.contains(password));
 }
+
+async fn patch(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    app.http.patch(app.url(path)).bearer_auth(key).json(body).send().await.expect("patch")
+}
+
+async fn patched(app: &TestApp, id: i64, body: Value) -> Value {
+    let resp = patch(app, ADMIN_KEY, &format!("/api/v1/notifiers/{id}"), &body).await;
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    assert_eq!(status, 200, "{body} answered {status}: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+async fn sealed(app: &TestApp, id: i64) -> Option<Vec<u8>> {
+    app.db().await.query_one("select sealed from notifiers where id = $1", &[&id]).await.expect("row").get(0)
+}
+
+async fn deliveries(app: &TestApp, query: &str) -> Value {
+    app.get_json(&format!("/api/v1/notifiers/deliveries?{query}")).await
+}
+
+/// Waits until the notifier's deliveries are all settled (none pending).
+async fn settled(app: &TestApp, notifier: i64) {
+    let start = Instant::now();
+    while app
+        .count(&format!(
+            "select count(*) from notifier_deliveries where notifier_id = {notifier} and state = 'pending'"
+        ))
+        .await
+        > 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "deliveries still pending after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again() {
+    let app = spawn_app().await;
+    let (port, sink) = smtp_sink(0, false).await;
+    let n = create(&app, mail_notifier("patch team", port, &["patch.yml"])).await;
+    let nid = n["id"].as_i64().expect("id");
+
+    // A failure is mailed; the delivery is listed with its attempt.
+    let job = failing_job(&app, "pause-1", "patch.yml").await;
+    assert_eq!(sink.wait_for(1, Duration::from_secs(30)).await.len(), 1);
+    settled(&app, nid).await;
+    let page = deliveries(&app, &format!("notifier_id={nid}")).await;
+    assert_eq!(page["count"], 1, "{page}");
+    let d = &page["results"][0];
+    assert_eq!(d["job_id"], job);
+    assert_eq!(d["notifier_name"], "patch team");
+    assert_eq!(d["event"], "job.failed");
+    assert_eq!(d["state"], "delivered", "{d}");
+    assert_eq!(d["attempt_log"][0]["code"], 250, "{d}");
+    assert!(d["next_attempt"].is_null() && d["delivered"].is_string(), "{d}");
+    assert_eq!(deliveries(&app, &format!("job_id={job}&state=failed")).await["count"], 0);
+
+    // Sent again on request.
+    let did = d["id"].as_i64().expect("delivery id");
+    let r = post(&app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(sink.wait_for(2, Duration::from_secs(30)).await.len(), 2, "mailed again");
+    settled(&app, nid).await;
+    let d = &deliveries(&app, &format!("notifier_id={nid}")).await["results"][0];
+    assert_eq!(d["attempts"], 2, "{d}");
+
+    // Paused: nothing is queued for it.
+    let off = patched(&app, nid, json!({"active": false})).await;
+    assert_eq!(off["active"], false);
+    assert_eq!(off["templates"], json!(["patch.yml"]), "what is left out stays");
+    failing_job(&app, "pause-2", "patch.yml").await;
+    assert_eq!(deliveries(&app, &format!("notifier_id={nid}")).await["count"], 1, "nothing queued while off");
+
+    // On again, for another template and for successes, with new settings.
+    let changed = patched(
+        &app,
+        nid,
+        json!({"active": true, "templates": ["deploy.yml"], "events": ["job.successful", "job.failed", "job.successful"],
+               "config": {"host": "127.0.0.1", "port": port, "tls": "none", "from": "playdeck@example.com",
+                          "to": ["deploy@example.com"], "subject_prefix": "[prod]"}}),
+    )
+    .await;
+    assert_eq!(changed["active"], true);
+    assert_eq!(changed["events"], json!(["job.successful", "job.failed"]), "{changed}");
+    assert_eq!(changed["config"]["to"], json!(["deploy@example.com"]));
+    assert_eq!(changed["config"]["subject_prefix"], "[prod]");
+    failing_job(&app, "pause-3", "patch.yml").await;
+    a_successful_job(&app, "deploy-ok", "deploy.yml").await;
+    let mails = sink.wait_for(3, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 3, "only the deploy.yml job");
+    assert_eq!(mails[2].to, vec!["<deploy@example.com>"]);
+    assert!(mails[2].data.contains("Subject: [prod] Job "), "{}", mails[2].data);
+    assert!(mails[2].data.contains("successful"), "{}", mails[2].data);
+
+    // A mail notifier's password stays when only the username is given, and goes without one.
+    let relay = create(
+        &app,
+        json!({"name": "relay", "kind": "mail",
+               "config": {"host": "mail.example.com", "username": "playdeck", "password": "relay-secret-123",
+                          "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
+    )
+    .await;
+    let rid = relay["id"].as_i64().expect("id");
+    let before = sealed(&app, rid).await;
+    let kept = patched(
+        &app,
+        rid,
+        json!({"config": {"host": "relay.example.com", "port": 465, "tls": "tls", "username": "playdeck",
+                          "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
+    )
+    .await;
+    assert_eq!(kept["config"]["has_password"], true, "{kept}");
+    assert_eq!(kept["config"]["host"], "relay.example.com");
+    assert_eq!(sealed(&app, rid).await, before, "the sealed password is kept");
+    let dropped = patched(
+        &app,
+        rid,
+        json!({"config": {"host": "relay.example.com", "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
+    )
+    .await;
+    assert_eq!(dropped["config"]["has_password"], false);
+    assert_eq!(sealed(&app, rid).await, None);
+
+    // Bad changes: refused whole, with the standard error shape.
+    for (body, status, says) in [
+        (json!({"name": "renamed"}), 422, "unknown field `name`"),
+        (json!({"kind": "chat"}), 422, "unknown field `kind`"),
+        (json!({"events": ["job.exploded"], "active": false}), 422, "`events`"),
+        (json!({"templates": [""], "active": false}), 422, "`templates`"),
+        (
+            json!({"config": {"url": "https://hooks.example.com/x"}, "active": false}),
+            422,
+            "unknown field `url`",
+        ),
+        (
+            json!({"config": {"host": "h", "from": "a@example.com", "to": []}, "active": false}),
+            422,
+            "`config.to`",
+        ),
+        (json!({"active": "no"}), 422, "active"),
+    ] {
+        let detail =
+            assert_error(patch(&app, ADMIN_KEY, &format!("/api/v1/notifiers/{nid}"), &body).await, status)
+                .await;
+        assert!(detail.contains(says), "{body} → {detail}");
+    }
+    assert_eq!(
+        app.get_json(&format!("/api/v1/notifiers/{nid}")).await["active"],
+        true,
+        "nothing half-written"
+    );
+    assert_error(patch(&app, ADMIN_KEY, "/api/v1/notifiers/999", &json!({"active": false})).await, 404).await;
+    assert_error(patch(&app, ADMIN_KEY, "/api/v1/notifiers/abc", &json!({"active": false})).await, 400).await;
+    assert_error(app.get("/api/v1/notifiers/deliveries?state=lost").await, 400).await;
+    assert_error(app.get("/api/v1/notifiers/deliveries?page_size=0").await, 400).await;
+    assert_error(post(&app, "/api/v1/notifiers/deliveries/999/redeliver", &json!({})).await, 404).await;
+
+    // Admins only.
+    let key: Value = post(&app, "/api/v1/keys", &json!({"name": "op", "role": "operator"}))
+        .await
+        .json()
+        .await
+        .expect("key");
+    let operator = key["secret"].as_str().expect("secret");
+    assert_error(
+        patch(&app, operator, &format!("/api/v1/notifiers/{nid}"), &json!({"active": false})).await,
+        403,
+    )
+    .await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/notifiers/deliveries"))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .expect("get");
+    assert_error(r, 403).await;
+
+    // A deleted notifier's deliveries stay listed, and cannot be sent again.
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/notifiers/{nid}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("del");
+    assert_eq!(r.status(), 204);
+    let page = deliveries(&app, &format!("job_id={job}")).await;
+    assert_eq!(page["count"], 1, "{page}");
+    assert!(page["results"][0]["notifier_id"].is_null() && page["results"][0]["notifier_name"].is_null());
+    let detail = assert_error(
+        post(&app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await,
+        409,
+    )
+    .await;
+    assert!(detail.contains("deleted"), "{detail}");
+    let audit = app.get_json("/api/v1/audit").await.to_string();
+    assert!(audit.contains("notifier changed") && audit.contains("notification redelivered"), "{audit}");
+    assert!(!audit.contains("relay-secret-123"));
+}

@@ -181,3 +181,59 @@ pub struct NotifierTest {
     pub error: Option<String>,
     pub duration_ms: i64,
 }
+
+/// `PATCH /api/v1/notifiers/{id}`: what to change; what is left out stays. The name and the kind
+/// never change (delete and add instead).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NotifierPatch {
+    /// False: no messages are queued for it until it is turned on again (pending ones still go).
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// As when adding; an empty list means `job.failed` and `job.error`.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// As when adding; an empty list means every job.
+    #[serde(default)]
+    pub templates: Option<Vec<String>>,
+    /// The whole settings of the notifier's kind, replacing the stored ones. A mail notifier's
+    /// stored password is kept when `username` is given without `password`.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<NotifierInput>"))]
+    pub config: Option<serde_json::Value>,
+}
+
+/// One try at sending a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NotifierAttempt {
+    pub attempt: i64,
+    pub at: DateTime<Utc>,
+    /// The SMTP reply code or the chat's HTTP status that ended the attempt, if any.
+    pub code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// One notification of a job's end through one notifier, with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NotifierDelivery {
+    pub id: i64,
+    pub job_id: i64,
+    /// None once the notifier was deleted.
+    pub notifier_id: Option<i64>,
+    pub notifier_name: Option<String>,
+    /// `job.successful`, `job.failed`, `job.error` or `job.canceled`.
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (gave up).
+    pub state: String,
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created: DateTime<Utc>,
+    pub delivered: Option<DateTime<Utc>>,
+    pub attempt_log: Vec<NotifierAttempt>,
+}
