@@ -173,7 +173,7 @@ impl Opened {
         let mut out = Vec::new();
         for (k, v) in &self.inputs {
             match v {
-                Value::String(s) if secret_field(self.kind, k) => out.push(s.clone()),
+                Value::String(s) if CredentialKind::secret_field(k) => out.push(s.clone()),
                 Value::Object(o) => out.extend(o.values().filter_map(Value::as_str).map(str::to_string)),
                 _ => {}
             }
@@ -182,32 +182,10 @@ impl Opened {
     }
 }
 
-fn secret_field(kind: CredentialKind, field: &str) -> bool {
-    !matches!(
-        (kind, field),
-        (_, "username" | "method" | "vault_id" | "address" | "namespace" | "approle_mount" | "role_id")
-    )
-}
-
-/// Which fields a kind takes: (required, optional).
-fn fields(kind: CredentialKind) -> (&'static [&'static str], &'static [&'static str]) {
-    match kind {
-        CredentialKind::SshKey => (&["private_key"], &["passphrase", "username"]),
-        CredentialKind::Password => (&["username", "password"], &[]),
-        CredentialKind::BecomePassword => (&["password"], &["username", "method"]),
-        CredentialKind::VaultPassword => (&["password"], &["vault_id"]),
-        CredentialKind::ApiToken => (&["token"], &["username"]),
-        CredentialKind::HashicorpVault => {
-            (&["address"], &["token", "role_id", "secret_id", "namespace", "approle_mount", "ca_cert"])
-        }
-        CredentialKind::Environment => (&["variables"], &[]),
-    }
-}
-
 /// Checks a credential's inputs against its kind.
 pub fn check_inputs(kind: CredentialKind, inputs: &Map<String, Value>) -> Result<(), AppError> {
     let bad = |m: String| Err(AppError::Unprocessable(m));
-    let (required, optional) = fields(kind);
+    let (required, optional) = kind.fields();
     for (k, v) in inputs {
         if !required.contains(&k.as_str()) && !optional.contains(&k.as_str()) {
             return bad(format!(

@@ -9,7 +9,9 @@ use std::fmt;
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use shared::credentials::{Credential, NewCredential};
 use shared::kb::{KbEntry, KbEntryInput, KbTryMatch};
+use shared::notifiers::{NewNotifier, Notifier, NotifierDelivery, NotifierPatch, NotifierTest};
 use shared::requests::{Request as UserRequest, RequestSummary, RequestText};
 use shared::stats::Stats;
 use shared::{ErrorBody, Job, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
@@ -242,4 +244,62 @@ async fn write_json<B: serde::Serialize, T: DeserializeOwned>(url: &str, body: &
     let body = serde_json::to_string(body).map_err(|e| ApiError::Decode(e.to_string()))?;
     json(Request::post(url).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body))
         .await
+}
+
+/// `GET /api/v1/credentials`: names and kinds, never the secrets.
+pub async fn credentials() -> Result<Page<Credential>, ApiError> {
+    json(Request::get("/api/v1/credentials").build()).await
+}
+
+/// `POST /api/v1/credentials`.
+pub async fn credential_create(input: &NewCredential) -> Result<Credential, ApiError> {
+    write_json("/api/v1/credentials", input).await
+}
+
+/// `DELETE /api/v1/credentials/{name}`.
+pub async fn credential_delete(name: &str) -> Result<(), ApiError> {
+    let path = format!("/api/v1/credentials/{}", js_sys::encode_uri_component(name));
+    send(Request::delete(&path).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
+/// `GET /api/v1/notifiers`.
+pub async fn notifiers() -> Result<Page<Notifier>, ApiError> {
+    json(Request::get("/api/v1/notifiers").build()).await
+}
+
+/// `POST /api/v1/notifiers`.
+pub async fn notifier_create(input: &NewNotifier) -> Result<Notifier, ApiError> {
+    write_json("/api/v1/notifiers", input).await
+}
+
+/// `PATCH /api/v1/notifiers/{id}`.
+pub async fn notifier_patch(id: i64, patch: &NotifierPatch) -> Result<Notifier, ApiError> {
+    let body = serde_json::to_string(patch).map_err(|e| ApiError::Decode(e.to_string()))?;
+    json(
+        Request::patch(&format!("/api/v1/notifiers/{id}"))
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
+}
+
+/// `DELETE /api/v1/notifiers/{id}`.
+pub async fn notifier_delete(id: i64) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/v1/notifiers/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
+/// `POST /api/v1/notifiers/{id}/test`: a test message now.
+pub async fn notifier_test(id: i64) -> Result<NotifierTest, ApiError> {
+    write_json(&format!("/api/v1/notifiers/{id}/test"), &serde_json::json!({})).await
+}
+
+/// `GET /api/v1/notifiers/deliveries`: the latest notifications.
+pub async fn notifier_deliveries() -> Result<Page<NotifierDelivery>, ApiError> {
+    json(Request::get("/api/v1/notifiers/deliveries?page_size=20").build()).await
+}
+
+/// `POST /api/v1/notifiers/deliveries/{id}/redeliver`.
+pub async fn notifier_redeliver(id: i64) -> Result<(), ApiError> {
+    post_json(&format!("/api/v1/notifiers/deliveries/{id}/redeliver"), &serde_json::json!({})).await.map(drop)
 }

@@ -87,7 +87,7 @@ fn field_key(f: KbField) -> &'static str {
 }
 
 /// The value of the input, textarea or select an event came from.
-fn value_of(e: &Event) -> String {
+pub(crate) fn value_of(e: &Event) -> String {
     let Some(t) = e.target() else { return String::new() };
     if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<HtmlInputElement>(&t) {
         return i.value();

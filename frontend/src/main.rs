@@ -17,6 +17,7 @@ mod markdown;
 mod output;
 mod requests;
 mod route;
+mod settings;
 mod sign_in;
 mod store;
 mod timeline;
@@ -132,6 +133,8 @@ fn app() -> Html {
                         if may_launch {
                             <Link to="/launch" class={classes!((route == Route::Launch).then_some("current"))}
                                   testid="nav-launch">{ "Launch" }</Link>
+                            <Link to="/settings" class={classes!((route == Route::Settings).then_some("current"))}
+                                  testid="nav-settings">{ "Settings" }</Link>
                         }
                     </nav>
                 }
@@ -167,6 +170,7 @@ fn app() -> Html {
                 Route::Kb => html! { <kb::KbPage /> },
                 Route::Requests => html! { <requests::RequestsPage /> },
                 Route::Dashboard => html! { <dashboard::DashboardPage /> },
+                Route::Settings => html! { <settings::SettingsPage /> },
                 Route::NotFound => html! {
                     <main class="page">
                         <h1>{ "Not found" }</h1>

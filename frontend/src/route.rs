@@ -19,6 +19,7 @@ pub enum Route {
     Kb,
     Requests,
     Dashboard,
+    Settings,
     NotFound,
 }
 
@@ -31,6 +32,7 @@ impl Route {
             ["kb"] => Route::Kb,
             ["requests"] => Route::Requests,
             ["dashboard"] => Route::Dashboard,
+            ["settings"] => Route::Settings,
             ["jobs", id] => id.parse().ok().filter(|id| *id > 0).map_or(Route::NotFound, Route::Job),
             _ => Route::NotFound,
         }

@@ -54,6 +54,43 @@ impl CredentialKind {
     pub fn parse(s: &str) -> Option<CredentialKind> {
         CredentialKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// The fields of its `inputs`: (required, optional).
+    pub fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            CredentialKind::SshKey => (&["private_key"], &["passphrase", "username"]),
+            CredentialKind::Password => (&["username", "password"], &[]),
+            CredentialKind::BecomePassword => (&["password"], &["username", "method"]),
+            CredentialKind::VaultPassword => (&["password"], &["vault_id"]),
+            CredentialKind::ApiToken => (&["token"], &["username"]),
+            CredentialKind::HashicorpVault => {
+                (&["address"], &["token", "role_id", "secret_id", "namespace", "approle_mount", "ca_cert"])
+            }
+            CredentialKind::Environment => (&["variables"], &[]),
+        }
+    }
+
+    /// Whether a field of `inputs` is secret material (kept out of every output); the others
+    /// (user names, addresses, ids) are settings.
+    pub fn secret_field(field: &str) -> bool {
+        !matches!(
+            field,
+            "username" | "method" | "vault_id" | "address" | "namespace" | "approle_mount" | "role_id"
+        )
+    }
+
+    /// What a person calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CredentialKind::SshKey => "SSH private key",
+            CredentialKind::Password => "Username and password",
+            CredentialKind::BecomePassword => "Become (sudo) password",
+            CredentialKind::VaultPassword => "Ansible Vault password",
+            CredentialKind::ApiToken => "API token",
+            CredentialKind::HashicorpVault => "HashiCorp Vault",
+            CredentialKind::Environment => "Environment variables",
+        }
+    }
 }
 
 /// A stored credential as the API shows it: never its inputs.

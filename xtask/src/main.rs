@@ -43,6 +43,7 @@ const BROWSER_TESTS: &[&str] = &[
     "requests.mjs",
     "dashboard.mjs",
     "expired.mjs",
+    "settings.mjs",
 ];
 
 fn main() -> ExitCode {
