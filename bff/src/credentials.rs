@@ -155,6 +155,8 @@ pub struct Opened {
     pub name: String,
     pub kind: CredentialKind,
     pub inputs: Map<String, Value>,
+    /// Where it may be sent (empty: anywhere).
+    pub hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -164,6 +166,16 @@ impl std::fmt::Debug for Opened {
 }
 
 impl Opened {
+    /// Refuses to send it to a target outside its hosts (checked at launch, and again at run time:
+    /// the credential may have been replaced meanwhile).
+    pub fn check_target(&self, field: &str, target: &str) -> Result<(), AppError> {
+        if allowed_target(&self.hosts, target) {
+            Ok(())
+        } else {
+            Err(bound_error(field, &self.name, &self.hosts, target))
+        }
+    }
+
     pub fn get(&self, field: &str) -> Option<&str> {
         self.inputs.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
@@ -275,10 +287,89 @@ fn credential_from_row(r: &Row) -> Credential {
         created: r.get("created"),
         created_by: r.get("created_by"),
         last_used: r.get("last_used"),
+        hosts: r.get("hosts"),
     }
 }
 
-const COLUMNS: &str = "id, name, kind, description, created, created_by, last_used";
+const COLUMNS: &str = "id, name, kind, description, created, created_by, last_used, hosts";
+
+/// Checks and normalises a credential's `hosts`: host names (lower case, a trailing dot dropped),
+/// `*.` before a domain for its subdomains, or IP addresses.
+pub fn check_hosts(given: &[String]) -> Result<Vec<String>, AppError> {
+    if given.len() > 50 {
+        return Err(AppError::Unprocessable("`hosts` lists at most 50 hosts".into()));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for h in given {
+        let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let name = h.strip_prefix("*.").unwrap_or(&h);
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !(is_name || is_ip && !h.starts_with("*.")) {
+            return Err(AppError::Unprocessable(format!(
+                "`hosts`: {h:?} is not a host name, `*.domain` or IP address"
+            )));
+        }
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// The host a URL or `user@host:path` repository sends to, as git, reqwest and ansible-galaxy
+/// read it; `None` for file:// and anything ambiguous (a backslash, a space, no host).
+pub fn target_host(target: &str) -> Option<String> {
+    let t = target.trim();
+    if t.is_empty() || t.contains(['\\', ' ']) || t.chars().any(char::is_control) {
+        return None;
+    }
+    let host = if t.contains("://") {
+        let u = reqwest::Url::parse(t).ok()?;
+        if u.scheme() == "file" {
+            return None;
+        }
+        u.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string()
+    } else {
+        // scp-like: [user@]host:path, with nothing odd before the colon.
+        let (before, _) = t.split_once(':')?;
+        let host = before.rsplit_once('@').map_or(before, |(_, h)| h);
+        if host.is_empty() || host.contains(['/', '@', '[', ']']) {
+            return None;
+        }
+        host.to_string()
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a credential bound to `hosts` may be sent to `target` (a URL or repository).
+pub fn allowed_target(hosts: &[String], target: &str) -> bool {
+    if hosts.is_empty() {
+        return true;
+    }
+    let Some(host) = target_host(target) else { return false };
+    hosts.iter().any(|h| match h.strip_prefix("*.") {
+        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+        None => *h == host,
+    })
+}
+
+fn bound_error(field: &str, name: &str, hosts: &[String], target: &str) -> AppError {
+    let shown = crate::engine::plan::strip_userinfo(target);
+    AppError::Unprocessable(format!(
+        "`{field}`: credential {name:?} is only for {}; not for {shown}",
+        hosts.join(", ")
+    ))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -324,16 +415,25 @@ async fn create(
         return Err(AppError::Unprocessable("`description` must be at most 1000 characters".into()));
     }
     check_inputs(req.kind, &req.inputs)?;
+    let hosts = check_hosts(&req.hosts)?;
     let sealed =
         app.sealer.seal(&purpose(&req.name), Value::Object(req.inputs.clone()).to_string().as_bytes())?;
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
             &format!(
-                "insert into credentials (name, kind, description, sealed, key_id, created_by)
-                 values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing returning {COLUMNS}"
+                "insert into credentials (name, kind, description, sealed, key_id, created_by, hosts)
+                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (name) do nothing returning {COLUMNS}"
             ),
-            &[&req.name, &req.kind.as_str(), &req.description, &sealed, &app.sealer.key_id(), &caller.name],
+            &[
+                &req.name,
+                &req.kind.as_str(),
+                &req.description,
+                &sealed,
+                &app.sealer.key_id(),
+                &caller.name,
+                &hosts,
+            ],
         )
         .await?
         .ok_or_else(|| AppError::Conflict(format!("a credential named {:?} exists already", req.name)))?;
@@ -343,7 +443,7 @@ async fn create(
         &caller.name,
         "credential created",
         Some(&format!("credential {}", c.name)),
-        serde_json::json!({"kind": c.kind.as_str()}),
+        serde_json::json!({"kind": c.kind.as_str(), "hosts": c.hosts}),
     )
     .await;
     Ok((StatusCode::CREATED, Json(c)))
@@ -376,15 +476,25 @@ fn purpose(name: &str) -> String {
 }
 
 /// Whether a stored credential exists and is of one of `kinds` (checked at launch, before queueing).
+/// `target`: the URL or repository it would be sent to, checked against the credential's hosts.
 pub async fn check_exists(
     app: &AppState,
     name: &str,
     kinds: &[CredentialKind],
     field: &str,
+    target: Option<&str>,
 ) -> Result<(), AppError> {
     let db = app.pool.get().await?;
-    let kind: Option<String> =
-        db.query_opt("select kind from credentials where name = $1", &[&name]).await?.map(|r| r.get(0));
+    let row = db.query_opt("select kind, hosts from credentials where name = $1", &[&name]).await?;
+    let (kind, hosts): (Option<String>, Vec<String>) = match row {
+        Some(r) => (Some(r.get(0)), r.get(1)),
+        None => (None, Vec::new()),
+    };
+    if let (Some(_), Some(target)) = (&kind, target) {
+        if !allowed_target(&hosts, target) {
+            return Err(bound_error(field, name, &hosts, target));
+        }
+    }
     let want = || kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" or ");
     match kind.as_deref().and_then(CredentialKind::parse) {
         None => Err(AppError::Unprocessable(format!("`{field}`: there is no credential {name:?}"))),
@@ -407,7 +517,7 @@ pub async fn open(
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
-            "update credentials set last_used = now() where name = $1 returning kind, sealed",
+            "update credentials set last_used = now() where name = $1 returning kind, sealed, hosts",
             &[&name],
         )
         .await?
@@ -425,7 +535,7 @@ pub async fn open(
     let plain = app.sealer.open(&purpose(name), row.get::<_, &[u8]>(1))?;
     let inputs: Map<String, Value> = serde_json::from_slice(&plain)
         .map_err(|e| AppError::Internal(format!("credential {name:?} does not read back: {e}")))?;
-    Ok(Opened { name: name.to_string(), kind, inputs })
+    Ok(Opened { name: name.to_string(), kind, inputs, hosts: row.get(2) })
 }
 
 /// A launch slot's secret, resolved: its value, and the user and passphrase that go with it.
@@ -523,7 +633,7 @@ pub async fn check_ref(
     field: &str,
 ) -> Result<(), AppError> {
     match r {
-        CredentialRef::Name(name) => check_exists(app, name, &[kind], field).await,
+        CredentialRef::Name(name) => check_exists(app, name, &[kind], field, None).await,
         CredentialRef::Lookup(SecretLookup::Value { value, .. }) => {
             if value.is_empty() || value.contains('\0') {
                 return Err(AppError::Unprocessable(format!("`{field}.value` is empty")));
@@ -538,8 +648,14 @@ pub async fn check_ref(
             }
             match credential {
                 Some(c) => {
-                    check_exists(app, c, &[CredentialKind::HashicorpVault], &format!("{field}.credential"))
-                        .await
+                    check_exists(
+                        app,
+                        c,
+                        &[CredentialKind::HashicorpVault],
+                        &format!("{field}.credential"),
+                        None,
+                    )
+                    .await
                 }
                 None => vault_connection(app, None, field).await.map(|_| ()),
             }
@@ -640,6 +756,51 @@ async fn vault_lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_read_as_git_and_reqwest_read_them() {
+        for (target, host) in [
+            ("https://git.example.com/ops/site.git", Some("git.example.com")),
+            ("https://user:tok@Git.Example.com./x", Some("git.example.com")),
+            ("https://good.example.com@evil.example.org/x", Some("evil.example.org")),
+            ("git@GitHub.com:org/repo.git", Some("github.com")),
+            ("ssh://git@git.example.com:2222/x.git", Some("git.example.com")),
+            ("http://[::1]:8080/inventory", Some("::1")),
+            ("http://127.0.0.1:9000/inv?x=1", Some("127.0.0.1")),
+            ("https://evil.example.org\\@good.example.com/", None),
+            ("file:///srv/repo", None),
+            ("/srv/repo", None),
+            ("host/path:x", None),
+            ("", None),
+        ] {
+            assert_eq!(target_host(target).as_deref(), host, "{target}");
+        }
+    }
+
+    #[test]
+    fn bound_credentials_go_only_to_their_hosts() {
+        let hosts = check_hosts(&["Git.Example.com".into(), "*.cmdb.example.com".into(), "10.0.0.5".into()])
+            .expect("valid");
+        assert_eq!(hosts, ["git.example.com", "*.cmdb.example.com", "10.0.0.5"]);
+        for (target, ok) in [
+            ("https://git.example.com/x.git", true),
+            ("git@git.example.com:ops/x.git", true),
+            ("https://eu.cmdb.example.com/inventory", true),
+            ("https://cmdb.example.com/inventory", false),
+            ("https://evilcmdb.example.com/inventory", false),
+            ("https://git.example.com.evil.org/x", false),
+            ("http://10.0.0.5/x", true),
+            ("http://10.0.0.6/x", false),
+            ("file:///srv/repo", false),
+        ] {
+            assert_eq!(allowed_target(&hosts, target), ok, "{target}");
+        }
+        assert!(allowed_target(&[], "file:///anything"), "unbound: anywhere");
+        for bad in ["a b", "*.", "https://x.example.com", "x_y.example.com", "*.::1", "-x.example.com"] {
+            assert!(check_hosts(&[bad.into()]).is_err(), "{bad}");
+        }
+        assert!(check_hosts(&vec!["a.example.com".to_string(); 51]).is_err());
+    }
 
     #[test]
     fn sealing_round_trips_and_binds_purpose_and_key() {

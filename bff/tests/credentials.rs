@@ -709,9 +709,48 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     .await;
     create_credential(
         &app,
-        json!({"name": "cmdb", "kind": "api_token", "inputs": {"token": "cmdb-token-5551212"}}),
+        json!({"name": "cmdb", "kind": "api_token", "inputs": {"token": "cmdb-token-5551212"},
+               "hosts": ["127.0.0.1", "*.cmdb.example.com"]}),
     )
     .await;
+    assert_eq!(
+        app.get_json("/api/v1/credentials/cmdb").await["hosts"],
+        json!(["127.0.0.1", "*.cmdb.example.com"])
+    );
+    // A credential bound to other hosts is not sent to this one; nor to a file:// repository.
+    create_credential(
+        &app,
+        json!({"name": "cmdb-prod", "kind": "api_token", "inputs": {"token": "prod-token-0000"},
+               "hosts": ["cmdb.example.com"]}),
+    )
+    .await;
+    for (body, says) in [
+        (
+            json!({"source": {"type": "playbook", "path": "local.yml"},
+                   "inventory": {"type": "url", "url": inv_url, "format": "ini", "credential": "cmdb-prod"}}),
+            "`inventory.credential`: credential \"cmdb-prod\" is only for cmdb.example.com; not for http://127.0.0.1",
+        ),
+        (
+            json!({"source": {"type": "git", "repo": "file:///srv/repo", "path": "site.yml", "git_credential": "cmdb-prod"}}),
+            "only for cmdb.example.com; not for file:///srv/repo",
+        ),
+    ] {
+        let msg = assert_error(post(&app, "/api/v1/jobs", ADMIN_KEY, body.clone()).await, 422).await;
+        assert!(msg.contains(says), "{body} → {msg}");
+    }
+    let msg = assert_error(
+        post(
+            &app,
+            "/api/v1/credentials",
+            ADMIN_KEY,
+            json!({"name": "x", "kind": "api_token", "inputs": {"token": "t"}, "hosts": ["https://cmdb.example.com"]}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(msg.contains("`hosts`"), "{msg}");
+    assert!(!database_text(&app).await.contains("prod-token-0000"), "sealed");
     let run = launch_wait(
         &app,
         json!({"source": {"type": "collection_role", "collection": "acme.ops", "role": "hello",

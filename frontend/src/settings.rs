@@ -93,6 +93,13 @@ struct CredForm {
     kind: CredentialKind,
     description: String,
     inputs: BTreeMap<String, String>,
+    hosts: String,
+}
+
+/// Kinds that Playdeck, git or ansible-galaxy send to a server of the launch's choosing (an
+/// inventory URL, a repository, a Galaxy server), and so may be bound to hosts.
+fn bindable(kind: CredentialKind) -> bool {
+    matches!(kind, CredentialKind::SshKey | CredentialKind::Password | CredentialKind::ApiToken)
 }
 
 impl CredForm {
@@ -102,6 +109,7 @@ impl CredForm {
             kind: CredentialKind::SshKey,
             description: String::new(),
             inputs: BTreeMap::new(),
+            hosts: String::new(),
         }
     }
 
@@ -145,6 +153,16 @@ impl CredForm {
             kind: self.kind,
             description: self.description.trim().to_owned(),
             inputs,
+            hosts: if bindable(self.kind) {
+                self.hosts
+                    .split([',', ' ', '\n'])
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -304,6 +322,14 @@ fn credentials(props: &CredentialsProps) -> Html {
                         </div>
                     }
                 }) }
+                if bindable(f.kind) {
+                    <div class="field">
+                        <label for="cred-hosts">{ "Only for these hosts (optional)" }</label>
+                        <input id="cred-hosts" type="text" value={f.hosts.clone()} oninput={on_input(set(|f, v| f.hosts = v))}
+                               placeholder="git.example.com, *.cmdb.example.com" data-testid="cred-hosts" />
+                        <p class="hint">{ "Sent only to inventory URLs, git repositories or Galaxy servers on these hosts; empty: any." }</p>
+                    </div>
+                }
                 if let Some(p) = &*problems {
                     <div class="error" role="alert" data-testid="cred-errors">
                         { for p.iter().map(|p| html! { <p>{ p }</p> }) }
@@ -349,6 +375,9 @@ fn credentials(props: &CredentialsProps) -> Html {
                                 <span class="item-title">{ &c.name }</span>
                                 <span class="tag">{ c.kind.label() }</span>
                                 if !c.description.is_empty() { <p class="item-line">{ &c.description }</p> }
+                                if !c.hosts.is_empty() {
+                                    <p class="item-line" data-testid="cred-bound">{ format!("Only for {}", c.hosts.join(", ")) }</p>
+                                }
                                 <p class="item-line muted">
                                     { format!("Added by {} on {} · ", c.created_by, when(c.created)) }
                                     { c.last_used.map(|t| format!("last used {}", when(t))).unwrap_or_else(|| "never used".to_owned()) }

@@ -105,6 +105,10 @@ pub struct Credential {
     pub created_by: String,
     /// When a job last used it.
     pub last_used: Option<DateTime<Utc>>,
+    /// The only hosts it is sent to as an inventory URL's, a git repository's or a Galaxy server's
+    /// credential (`git.example.com`, `*.example.com`); empty: any.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// `POST /api/v1/credentials` (admin).
@@ -119,6 +123,11 @@ pub struct NewCredential {
     pub description: String,
     /// The kind's fields (see [`CredentialKind`]); encrypted at rest, never shown again.
     pub inputs: Map<String, Value>,
+    /// Bind it to these hosts: launches may send it only to an inventory URL, git repository or
+    /// Galaxy server on one of them (`git.example.com`, `*.example.com` for any subdomain, an IP
+    /// address). Empty: any host. At most 50.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// The credentials a launch uses, by slot.

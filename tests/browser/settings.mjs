@@ -111,23 +111,27 @@ async function main() {
       assert((await page.getByTestId('cred-passphrase').getAttribute('type')) === 'password', 'the passphrase is typed in the clear');
       await page.getByTestId('cred-username').fill('deploy');
       await page.getByTestId('cred-description').fill('Production deploy key');
+      await page.getByTestId('cred-hosts').fill('git.example.com, *.corp.example.com');
       await page.getByTestId('cred-save').click();
       await page.getByTestId('cred-notice').waitFor();
       const item = page.locator(`[data-testid="credential"][data-name="ssh-${suffix}"]`);
       await item.waitFor();
       const text = await item.innerText();
       assert(text.includes('SSH private key') && text.includes('Production deploy key') && text.includes('never used'), text);
+      assert(text.includes('Only for git.example.com, *.corp.example.com'), text);
       assert((await page.getByTestId('credential-editor').count()) === 0, 'the form (and its secret) stays open');
       const html = await page.content();
       assert(!html.includes(keyBody) && !html.includes(passphrase), 'the secret is still on the page');
       const listed = (await api('/api/v1/credentials')).results.find((c) => c.name === `ssh-${suffix}`);
       assert(listed && listed.kind === 'ssh_key' && !JSON.stringify(listed).includes(keyBody), JSON.stringify(listed));
+      assert(JSON.stringify(listed.hosts) === '["git.example.com","*.corp.example.com"]', JSON.stringify(listed));
     });
 
     await step('another kind shows its own fields; environment variables are checked line by line', async () => {
       await page.getByTestId('cred-new').click();
       await page.getByTestId('cred-kind').selectOption('environment');
       assert((await page.getByTestId('cred-private_key').count()) === 0, 'the SSH fields stay');
+      assert((await page.getByTestId('cred-hosts').count()) === 0, 'environment variables are not sent to hosts');
       await page.getByTestId('cred-name').fill(`cloud-${suffix}`);
       await page.getByTestId('cred-variables').fill('AWS_REGION=eu-west-1\njust words');
       await page.getByTestId('cred-save').click();

@@ -7,7 +7,7 @@
 //! every job's status itself (from the process's exit and the events), which is why it writes
 //! `status` explicitly rather than letting events move it.
 
-mod plan;
+pub(crate) mod plan;
 mod prepare;
 mod queue;
 mod run;
@@ -308,9 +308,9 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
     }
     let git = [K::SshKey, K::Password, K::ApiToken];
     match &req.source {
-        PlaybookSource::Git { git_credential: Some(name), .. }
-        | PlaybookSource::Role { git_credential: Some(name), .. } => {
-            crate::credentials::check_exists(app, name, &git, "source.git_credential").await?;
+        PlaybookSource::Git { git_credential: Some(name), repo, .. }
+        | PlaybookSource::Role { git_credential: Some(name), repo, .. } => {
+            crate::credentials::check_exists(app, name, &git, "source.git_credential", Some(repo)).await?;
         }
         PlaybookSource::CollectionRole { galaxy_server, galaxy_credential, .. } => {
             if let Some(name) = galaxy_credential {
@@ -319,8 +319,14 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
                         "`source.galaxy_credential` needs `source.galaxy_server`".into(),
                     ));
                 }
-                crate::credentials::check_exists(app, name, &[K::ApiToken], "source.galaxy_credential")
-                    .await?;
+                crate::credentials::check_exists(
+                    app,
+                    name,
+                    &[K::ApiToken],
+                    "source.galaxy_credential",
+                    galaxy_server.as_deref(),
+                )
+                .await?;
             }
             if let Some(server) = galaxy_server.as_deref().filter(|s| !s.starts_with("file:")) {
                 crate::webhooks::check_url(&app.engine.config.webhooks, server)
@@ -331,8 +337,8 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
         _ => {}
     }
     match &req.inventory {
-        Some(Inventory::Git { git_credential: Some(name), .. }) => {
-            crate::credentials::check_exists(app, name, &git, "inventory.git_credential").await?;
+        Some(Inventory::Git { git_credential: Some(name), repo, .. }) => {
+            crate::credentials::check_exists(app, name, &git, "inventory.git_credential", Some(repo)).await?;
         }
         Some(Inventory::Url { url, credential, .. }) => {
             if let Some(name) = credential {
@@ -341,6 +347,7 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
                     name,
                     &[K::ApiToken, K::Password],
                     "inventory.credential",
+                    Some(url),
                 )
                 .await?;
             }
@@ -349,8 +356,14 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
                 .map_err(|e| AppError::Unprocessable(format!("`inventory.url`: {e}")))?;
         }
         Some(Inventory::Dynamic { cloud_credential: Some(name), .. }) => {
-            crate::credentials::check_exists(app, name, &[K::Environment], "inventory.cloud_credential")
-                .await?;
+            crate::credentials::check_exists(
+                app,
+                name,
+                &[K::Environment],
+                "inventory.cloud_credential",
+                None,
+            )
+            .await?;
         }
         _ => {}
     }

@@ -275,6 +275,7 @@ async fn git_checkout(
                 "git_credential",
             )
             .await?;
+            c.check_target("git_credential", repo).map_err(|e| e.to_string())?;
             redact.extend(c.secrets());
             git_env(&c, dir)?
         }
@@ -492,9 +493,10 @@ async fn install_collection(
             if let Some(name) = credential {
                 let c = open(app, name, &[CredentialKind::ApiToken], "source.galaxy_credential").await?;
                 p.redact.extend(c.secrets());
-                if other.is_none() {
+                let Some(u) = &other else {
                     return Err("`source.galaxy_credential` needs `source.galaxy_server`".into());
-                }
+                };
+                c.check_target("source.galaxy_credential", u.as_str()).map_err(|e| e.to_string())?;
                 env.push((
                     "ANSIBLE_GALAXY_SERVER_PLAYDECK_TOKEN".into(),
                     c.get("token").unwrap_or_default().into(),
@@ -626,6 +628,7 @@ async fn inventory_file(
                         "inventory.credential",
                     )
                     .await?;
+                    c.check_target("inventory.credential", url).map_err(|e| e.to_string())?;
                     p.redact.extend(c.secrets());
                     Some(c)
                 }
