@@ -428,16 +428,7 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<NotifierDelivery>>, AppError> {
     caller.require(Role::Admin)?;
-    let page = q.page.unwrap_or(1);
-    let page_size = q.page_size.unwrap_or(25);
-    if page < 1 || !(1..=200).contains(&page_size) {
-        return Err(AppError::BadRequest("`page` starts at 1 and `page_size` is 1 to 200".into()));
-    }
-    if let Some(s) = &q.state {
-        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
-            return Err(AppError::BadRequest(format!("`state` is pending, delivered or failed, not {s:?}")));
-        }
-    }
+    let (page, page_size) = crate::webhooks::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
     let filter = "($1::bigint is null or d.notifier_id = $1) and ($2::bigint is null or d.job_id = $2)
                   and ($3::text is null or d.state = $3)";
@@ -497,25 +488,19 @@ async fn list_deliveries(
             }
         })
         .collect();
-    let link = |p: i64| {
-        let mut parts = vec![format!("page={p}"), format!("page_size={page_size}")];
-        if let Some(n) = q.notifier_id {
-            parts.push(format!("notifier_id={n}"));
-        }
-        if let Some(j) = q.job_id {
-            parts.push(format!("job_id={j}"));
-        }
-        if let Some(s) = &q.state {
-            parts.push(format!("state={s}"));
-        }
-        format!("/api/v1/notifiers/deliveries?{}", parts.join("&"))
-    };
-    Ok(Json(Page {
+    let filters = [
+        ("notifier_id", q.notifier_id.map(|n| n.to_string())),
+        ("job_id", q.job_id.map(|j| j.to_string())),
+        ("state", q.state.clone()),
+    ];
+    Ok(Json(crate::webhooks::delivery_page(
+        "/api/v1/notifiers/deliveries",
+        page,
+        page_size,
+        &filters,
         count,
-        next: (page * page_size < count).then(|| link(page + 1)),
-        previous: (page > 1).then(|| link(page - 1)),
         results,
-    }))
+    )))
 }
 
 /// `POST /api/v1/notifiers/deliveries/{id}/redeliver`: send a delivered or given-up notification

@@ -663,16 +663,7 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<WebhookDelivery>>, AppError> {
     caller.require(Role::Operator)?;
-    let page = q.page.unwrap_or(1);
-    let page_size = q.page_size.unwrap_or(25);
-    if page < 1 || !(1..=200).contains(&page_size) {
-        return Err(AppError::BadRequest("`page` starts at 1 and `page_size` is 1 to 200".into()));
-    }
-    if let Some(s) = &q.state {
-        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
-            return Err(AppError::BadRequest(format!("`state` is pending, delivered or failed, not {s:?}")));
-        }
-    }
+    let (page, page_size) = delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
     let filter = "($1::bigint is null or job_id = $1) and ($2::bigint is null or webhook_id = $2)
                   and ($3::text is null or state = $3)";
@@ -694,25 +685,55 @@ async fn list_deliveries(
         )
         .await?;
     let results = deliveries_with_attempts(&db, &rows).await?;
+    let filters = [
+        ("job_id", q.job_id.map(|j| j.to_string())),
+        ("webhook_id", q.webhook_id.map(|w| w.to_string())),
+        ("state", q.state.clone()),
+    ];
+    Ok(Json(delivery_page("/api/v1/webhooks/deliveries", page, page_size, &filters, count, results)))
+}
+
+/// The paging and `state` filter of a list of deliveries (webhooks' and notifiers'), checked:
+/// (page, page_size).
+pub(crate) fn delivery_paging(
+    page: Option<i64>,
+    page_size: Option<i64>,
+    state: Option<&str>,
+) -> Result<(i64, i64), AppError> {
+    let page = page.unwrap_or(1);
+    let page_size = page_size.unwrap_or(25);
+    if page < 1 || !(1..=200).contains(&page_size) {
+        return Err(AppError::BadRequest("`page` starts at 1 and `page_size` is 1 to 200".into()));
+    }
+    if let Some(s) = state {
+        if !matches!(s, "pending" | "delivered" | "failed") {
+            return Err(AppError::BadRequest(format!("`state` is pending, delivered or failed, not {s:?}")));
+        }
+    }
+    Ok((page, page_size))
+}
+
+/// One page of a list of deliveries with the links to its neighbours, which keep the filters
+/// that were given.
+pub(crate) fn delivery_page<T>(
+    path: &str,
+    page: i64,
+    page_size: i64,
+    filters: &[(&str, Option<String>)],
+    count: i64,
+    results: Vec<T>,
+) -> Page<T> {
     let link = |p: i64| {
         let mut parts = vec![format!("page={p}"), format!("page_size={page_size}")];
-        if let Some(j) = q.job_id {
-            parts.push(format!("job_id={j}"));
-        }
-        if let Some(w) = q.webhook_id {
-            parts.push(format!("webhook_id={w}"));
-        }
-        if let Some(s) = &q.state {
-            parts.push(format!("state={s}"));
-        }
-        format!("/api/v1/webhooks/deliveries?{}", parts.join("&"))
+        parts.extend(filters.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))));
+        format!("{path}?{}", parts.join("&"))
     };
-    Ok(Json(Page {
+    Page {
         count,
         next: (page * page_size < count).then(|| link(page + 1)),
         previous: (page > 1).then(|| link(page - 1)),
         results,
-    }))
+    }
 }
 
 async fn get_delivery(

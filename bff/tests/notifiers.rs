@@ -526,6 +526,18 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
     assert_eq!(mails[2].to, vec!["<deploy@example.com>"]);
     assert!(mails[2].data.contains("Subject: [prod] Job "), "{}", mails[2].data);
     assert!(mails[2].data.contains("successful"), "{}", mails[2].data);
+    settled(&app, nid).await;
+    let first = deliveries(&app, &format!("notifier_id={nid}&page_size=1")).await;
+    assert_eq!(first["count"], 2, "{first}");
+    assert_eq!(first["next"], format!("/api/v1/notifiers/deliveries?page=2&page_size=1&notifier_id={nid}"));
+    assert!(first["previous"].is_null());
+    let second = deliveries(&app, &format!("page=2&page_size=1&notifier_id={nid}")).await;
+    assert_eq!(second["results"][0]["job_id"], job, "oldest last");
+    assert_eq!(
+        second["previous"],
+        format!("/api/v1/notifiers/deliveries?page=1&page_size=1&notifier_id={nid}")
+    );
+    assert!(second["next"].is_null());
 
     // A mail notifier's password stays when only the username is given, and goes without one.
     let relay = create(
