@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bff::config::{Config, Secret};
-use bff::embedded::{Cluster, Durability};
+use bff::infra::config::Config;
+use bff::infra::embedded::{Cluster, Durability};
+use bff::infra::secrets::Secret;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;

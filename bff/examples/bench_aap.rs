@@ -15,9 +15,10 @@ mod fake_awx;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bff::aap::ControllerConfig;
-use bff::config::{Config, Secret};
-use bff::embedded::{Cluster, Durability};
+use bff::infra::config::Config;
+use bff::infra::config::ControllerConfig;
+use bff::infra::embedded::{Cluster, Durability};
+use bff::infra::secrets::Secret;
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

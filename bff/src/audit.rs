@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::{Page, Role};
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::jobs::Q;
-use crate::{App, AppState};
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::extract::page_of;
+use crate::infra::extract::Q;
+use crate::infra::state::AppState;
 
 /// One entry of the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,25 +25,8 @@ pub struct AuditEntry {
     pub detail: Value,
 }
 
-/// Records an entry. A failure to record is logged and does not fail the action it describes.
-pub async fn record(app: &App, actor: &str, action: &str, target: Option<&str>, detail: Value) {
-    let result = async {
-        let db = app.pool.get().await?;
-        db.execute(
-            "insert into audit_log (actor, action, target, detail) values ($1, $2, $3, $4)",
-            &[&actor, &action, &target, &detail],
-        )
-        .await?;
-        Ok::<_, AppError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(action, error = %e, "could not write the audit log");
-    }
-}
-
 pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+    Router::new().route("/", get(list))
 }
 
 #[derive(Deserialize)]
@@ -78,11 +62,5 @@ async fn list(
             detail: r.get(5),
         })
         .collect();
-    let link = |p: i64| Some(format!("/api/v1/audit?page={p}&page_size={size}"));
-    Ok(Json(Page {
-        count,
-        next: if page * size < count { link(page + 1) } else { None },
-        previous: if page > 1 { link(page - 1) } else { None },
-        results,
-    }))
+    Ok(Json(page_of::<_, &str>("/api/v1/audit", page, size, &[], count, results)))
 }

@@ -14,140 +14,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use shared::credentials::{Credential, CredentialKind, CredentialRef, NewCredential, SecretLookup};
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
-use crate::auth::Caller;
-use crate::config::Config;
-use crate::error::{AppError, AppJson};
-use crate::AppState;
-
-const VERSION: u8 = 1;
-
-/// Seals and opens secrets with the credential key.
-pub struct Sealer {
-    key: LessSafeKey,
-    id: String,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("key_id", &self.id).finish_non_exhaustive()
-    }
-}
-
-impl Sealer {
-    /// From 32 bytes of key.
-    pub fn new(raw: &[u8; 32]) -> Sealer {
-        let id = hex::encode(&Sha256::digest(raw)[..6]);
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("a 32-byte AES-256 key"));
-        Sealer { key, id }
-    }
-
-    /// The configured key, or the one generated into the data directory (made on first start).
-    pub fn load(config: &Config) -> Result<Sealer, String> {
-        if let Some(k) = &config.credential_key {
-            return parse_key(k.expose())
-                .map(|raw| Sealer::new(&raw))
-                .map_err(|e| format!("PLAYDECK_CREDENTIAL_KEY {e}"));
-        }
-        let path = config.data_dir.join("credential.key");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return parse_key(text.trim())
-                .map(|raw| Sealer::new(&raw))
-                .map_err(|e| format!("{}: the credential key {e}", path.display()));
-        }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
-        let mut raw = [0u8; 32];
-        SystemRandom::new().fill(&mut raw).map_err(|_| "no randomness for the credential key".to_string())?;
-        crate::embedded::write_private(&path, &hex::encode(raw))?;
-        if config.database_url.is_some() {
-            tracing::warn!(
-                path = %path.display(),
-                "generated a credential key in the data directory; with a shared database every replica \
-                 needs the same key: set PLAYDECK_CREDENTIAL_KEY"
-            );
-        }
-        Ok(Sealer::new(&raw))
-    }
-
-    /// The id stored beside what this key sealed.
-    pub fn key_id(&self) -> &str {
-        &self.id
-    }
-
-    /// `purpose` is bound to the ciphertext: a value sealed for one purpose does not open for another.
-    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Result<Vec<u8>, AppError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| AppError::Internal("no randomness".into()))?;
-        let mut buf = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut buf)
-            .map_err(|_| AppError::Internal("sealing failed".into()))?;
-        let mut out = Vec::with_capacity(1 + 6 + NONCE_LEN + buf.len());
-        out.push(VERSION);
-        out.extend_from_slice(&hex::decode(&self.id).unwrap_or_default());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Ok(out)
-    }
-
-    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Vec<u8>, AppError> {
-        if sealed.len() < 1 + 6 + NONCE_LEN + 16 || sealed[0] != VERSION {
-            return Err(AppError::Internal(format!("a sealed {purpose} is damaged")));
-        }
-        let id = hex::encode(&sealed[1..7]);
-        if id != self.id {
-            return Err(AppError::Unprocessable(format!(
-                "the {purpose} was sealed with credential key {id}, but this server's key is {}: \
-                 set PLAYDECK_CREDENTIAL_KEY to the key it was made with",
-                self.id
-            )));
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[7..7 + NONCE_LEN])
-            .map_err(|_| AppError::Internal("bad nonce".into()))?;
-        let mut buf = sealed[7 + NONCE_LEN..].to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(purpose), &mut buf)
-            .map_err(|_| AppError::Internal(format!("a sealed {purpose} does not open (damaged)")))?;
-        Ok(plain.to_vec())
-    }
-
-    /// A JSON value sealed into a JSON value (`{"sealed": base64}`), for jsonb columns.
-    pub fn seal_json(&self, purpose: &str, v: &Value) -> Result<Value, AppError> {
-        let bytes = self.seal(purpose, v.to_string().as_bytes())?;
-        Ok(serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(bytes) }))
-    }
-
-    /// The reverse of [`Sealer::seal_json`]; a value that is not sealed is returned as it is.
-    pub fn open_json(&self, purpose: &str, v: Value) -> Result<Value, AppError> {
-        let Some(text) = v.get("sealed").and_then(Value::as_str) else { return Ok(v) };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| AppError::Internal(format!("a sealed {purpose} is not base64")))?;
-        let plain = self.open(purpose, &bytes)?;
-        serde_json::from_slice(&plain).map_err(|e| AppError::Internal(format!("a sealed {purpose}: {e}")))
-    }
-}
-
-fn parse_key(text: &str) -> Result<[u8; 32], String> {
-    let t = text.trim();
-    let bytes = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
-        hex::decode(t).map_err(|e| e.to_string())?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(t)
-            .map_err(|_| "must be 64 hex digits or 32 bytes in base64".to_string())?
-    };
-    bytes.try_into().map_err(|_| "must be 32 bytes (64 hex digits, or 44 characters of base64)".to_string())
-}
+use crate::infra::auth::Caller;
+use crate::infra::error::{AppError, AppJson};
+use crate::infra::state::AppState;
 
 /// A credential's inputs, opened.
 #[derive(Clone)]
@@ -364,7 +238,7 @@ pub fn allowed_target(hosts: &[String], target: &str) -> bool {
 }
 
 fn bound_error(field: &str, name: &str, hosts: &[String], target: &str) -> AppError {
-    let shown = crate::engine::plan::strip_userinfo(target);
+    let shown = crate::infra::outbound::strip_userinfo(target);
     AppError::Unprocessable(format!(
         "`{field}`: credential {name:?} is only for {}; not for {shown}",
         hosts.join(", ")
@@ -372,9 +246,7 @@ fn bound_error(field: &str, name: &str, hosts: &[String], target: &str) -> AppEr
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/credentials", get(list).post(create))
-        .route("/credentials/{name}", get(show).delete(remove))
+    Router::new().route("/", get(list).post(create)).route("/{name}", get(show).delete(remove))
 }
 
 /// `GET /api/v1/credentials` (operator: they name them in launches).
@@ -438,7 +310,7 @@ async fn create(
         .await?
         .ok_or_else(|| AppError::Conflict(format!("a credential named {:?} exists already", req.name)))?;
     let c = credential_from_row(&row);
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "credential created",
@@ -460,7 +332,7 @@ async fn remove(
     if n == 0 {
         return Err(AppError::NotFound(format!("there is no credential {name:?}")));
     }
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "credential deleted",
@@ -717,7 +589,10 @@ async fn vault_lookup(
                 .send()
                 .await
                 .map_err(|e| {
-                    fail(format!("at {address} cannot be reached: {}", crate::webhooks::root_cause(&e)))
+                    fail(format!(
+                        "at {address} cannot be reached: {}",
+                        crate::infra::outbound::root_cause(&e)
+                    ))
                 })?;
             if !resp.status().is_success() {
                 return Err(fail(format!("refused the AppRole login ({})", resp.status())));
@@ -734,7 +609,9 @@ async fn vault_lookup(
         .header("x-vault-token", &token)
         .send()
         .await
-        .map_err(|e| fail(format!("at {address} cannot be reached: {}", crate::webhooks::root_cause(&e))))?;
+        .map_err(|e| {
+            fail(format!("at {address} cannot be reached: {}", crate::infra::outbound::root_cause(&e)))
+        })?;
     match resp.status().as_u16() {
         200 => {}
         404 => return Err(fail(format!("has no secret at {api_path}"))),
@@ -800,18 +677,6 @@ mod tests {
             assert!(check_hosts(&[bad.into()]).is_err(), "{bad}");
         }
         assert!(check_hosts(&vec!["a.example.com".to_string(); 51]).is_err());
-    }
-
-    #[test]
-    fn sealing_round_trips_and_binds_purpose_and_key() {
-        let s = Sealer::new(&[7u8; 32]);
-        let sealed = s.seal("credential a", b"hunter2").expect("seals");
-        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(s.open("credential a", &sealed).expect("opens"), b"hunter2");
-        assert!(s.open("credential b", &sealed).is_err());
-        let other = Sealer::new(&[8u8; 32]);
-        let e = other.open("credential a", &sealed).expect_err("other key");
-        assert!(e.to_string().contains("PLAYDECK_CREDENTIAL_KEY"), "{e}");
     }
 
     #[test]

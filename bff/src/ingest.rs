@@ -2,35 +2,36 @@
 //! transaction, idempotent on (job, counter), followed by one notification for the live relay.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 use shared::{IngestBatch, IngestJob, IngestResult, JobStatus};
 
-use crate::error::AppError;
-use crate::{App, AppState};
+use crate::infra::error::AppError;
+use crate::infra::extract::read_body;
+use crate::infra::state::App;
+use crate::infra::state::AppState;
+use crate::store::events::Event;
 
 /// The channel the ingest transaction notifies and the live relay listens on.
-pub const CHANNEL: &str = "playdeck";
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/ingest/events", post(ingest_events))
+    Router::new().route("/events", post(ingest_events))
 }
 
 async fn ingest_events(
     State(app): State<AppState>,
-    client: crate::security::ClientAddr,
+    client: crate::infra::security::ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResult>, AppError> {
     let result = async {
-        crate::auth::check_ingest_token(&app, &headers)?;
+        crate::infra::auth::check_ingest_token(&app, &headers)?;
         if let Err(wait) = app.ingest_limit.check(&client.0) {
             return Err(AppError::TooManyRequests(wait));
         }
@@ -45,42 +46,6 @@ async fn ingest_events(
     Ok(Json(result?))
 }
 
-/// Reads the body up to `limit` bytes, gunzipping it (to at most `limit` bytes too, so a small
-/// gzip bomb is refused like a large body).
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, AppError> {
-    let too_large = move || {
-        AppError::PayloadTooLarge(format!(
-            "the body is larger than {limit} bytes (PLAYDECK_INGEST_MAX_BYTES); send smaller batches"
-        ))
-    };
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    match encoding.as_str() {
-        "identity" | "" => Ok(bytes.to_vec()),
-        "gzip" | "x-gzip" => tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut reader = flate2::read::GzDecoder::new(&bytes[..]).take(limit as u64 + 1);
-            reader
-                .read_to_end(&mut out)
-                .map_err(|e| AppError::BadRequest(format!("the gzip body cannot be read: {e}")))?;
-            if out.len() > limit {
-                return Err(too_large());
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("gunzip task: {e}")))?,
-        other => Err(AppError::UnsupportedMedia(format!(
-            "Content-Encoding {other:?} is not supported; send gzip or no encoding"
-        ))),
-    }
-}
-
 /// Reads and checks a request body: what the endpoint does before it touches the database.
 pub fn parse_and_prepare(raw: &[u8]) -> Result<Prepared, AppError> {
     prepare(parse_batch(raw)?)
@@ -91,27 +56,6 @@ fn parse_batch(raw: &[u8]) -> Result<IngestBatch, AppError> {
         serde_json::error::Category::Data => AppError::Unprocessable(format!("invalid batch: {e}")),
         _ => AppError::BadRequest(format!("the body is not valid JSON: {e}")),
     })
-}
-
-/// One event, checked and with the columns the tables index pulled out of it.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub counter: i64,
-    pub event: String,
-    pub uuid: Option<String>,
-    pub parent_uuid: Option<String>,
-    pub created: Option<DateTime<Utc>>,
-    pub host: Option<String>,
-    pub play: Option<String>,
-    pub task: Option<String>,
-    pub role: Option<String>,
-    pub stdout: String,
-    pub start_line: i64,
-    pub end_line: i64,
-    pub failed: bool,
-    pub changed: bool,
-    pub ignore_errors: bool,
-    pub event_data: Value,
 }
 
 /// A checked batch, ready to store.
@@ -209,7 +153,7 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         Some(_) => return Err("`event_data` must be an object".into()),
     };
     // Secrets never reach the database: passwords, tokens, keys, and no_log results.
-    crate::security::mask_secrets(&mut event_data);
+    crate::infra::secrets::mask_secrets(&mut event_data);
     let data = event_data.as_object();
     let text = |key: &str| -> Result<Option<String>, String> {
         match obj.get(key) {
@@ -689,14 +633,7 @@ async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
         )
         .await?;
     }
-    let note = crate::live::Notice {
-        job: job_id,
-        from: last_seq,
-        to: new_seq,
-        change: change_seq,
-        at: Utc::now().timestamp_millis(),
-    };
-    tx.execute("select pg_notify($1, $2)", &[&CHANNEL, &note.encode()]).await?;
+    crate::live::notify(&tx, job_id, last_seq, new_seq, change_seq).await?;
     tx.commit().await?;
     Ok(IngestResult { job_id, accepted, duplicates })
 }

@@ -13,11 +13,12 @@ use serde_json::Value;
 use shared::kb::{Explanation, KbEntry, KbEntryInput, KbField, KbMatch, KbMatchSummary, KbTryMatch};
 use shared::{Page, Role};
 
-use crate::auth::Caller;
-use crate::error::{AppError, AppJson};
-use crate::ingest::Event;
-use crate::jobs::Q;
-use crate::{App, AppState};
+use crate::infra::auth::Caller;
+use crate::infra::error::{AppError, AppJson};
+use crate::infra::extract::Q;
+use crate::infra::state::App;
+use crate::infra::state::AppState;
+use crate::store::events::Event;
 
 /// What a failure says, in the fields rules look at.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,7 +58,7 @@ impl Failure {
             .find(|s| !s.is_empty())
             .unwrap_or_default();
         let stdout = match text(&res["stdout"]) {
-            s if s.is_empty() => crate::jobs::strip_ansi(&ev.stdout),
+            s if s.is_empty() => crate::infra::text::strip_ansi(&ev.stdout),
             s => s,
         };
         let module = [&data["task_action"], &data["resolved_action"], &res["invocation"]["module_name"]]
@@ -350,7 +351,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KbId {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        crate::jobs::path_id(parts, "a knowledge base entry").await.map(KbId)
+        crate::infra::extract::path_id(parts, "a knowledge base entry").await.map(KbId)
     }
 }
 
@@ -501,9 +502,9 @@ pub async fn seed(app: &App) -> Result<(), String> {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/kb", get(list).post(create))
-        .route("/kb/try", post(try_rule))
-        .route("/kb/{id}", get(read).put(update).delete(remove))
+        .route("/", get(list).post(create))
+        .route("/try", post(try_rule))
+        .route("/{id}", get(show).put(update).delete(remove))
 }
 
 fn validate(input: &mut KbEntryInput) -> Result<(), AppError> {
@@ -570,7 +571,7 @@ async fn fetch(db: &deadpool_postgres::Object, id: i64) -> Result<KbEntry, AppEr
         .ok_or_else(|| AppError::NotFound(format!("knowledge base entry {id} does not exist")))
 }
 
-async fn read(
+async fn show(
     State(app): State<AppState>,
     _caller: Caller,
     KbId(id): KbId,
@@ -614,7 +615,7 @@ async fn create(
         )
         .await?;
     let entry = entry_from_row(&row);
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "kb entry created",
@@ -657,7 +658,7 @@ async fn update(
         )
         .await?
         .ok_or_else(|| AppError::NotFound(format!("knowledge base entry {id} does not exist")))?;
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "kb entry changed",
@@ -679,7 +680,7 @@ async fn remove(State(app): State<AppState>, caller: Caller, KbId(id): KbId) -> 
     if n == 0 {
         return Err(AppError::NotFound(format!("knowledge base entry {id} does not exist")));
     }
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "kb entry deleted",

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bff::config::Config;
-use bff::embedded::{Cluster, Durability};
+use bff::infra::config::Config;
+use bff::infra::embedded::{Cluster, Durability};
 
 const USAGE: &str = "usage: playdeck [serve | healthcheck | help]
 
@@ -88,7 +88,7 @@ async fn serve() -> Result<(), String> {
         );
     }
     println!("Playdeck is serving on http://{addr}");
-    started.state.engine.set_listen_addr(addr);
+    bff::engine::Engine::of(&started.state).set_listen_addr(addr);
     let shutdown = started.shutdown;
     let pool = started.state.pool.clone();
     let engine_state = started.state.clone();

@@ -2,8 +2,9 @@
 //! deleted in bounded batches, so the database does not grow forever. The job's summary, host
 //! results, status history and explanation stay, and the job says when its events expired.
 
-use crate::error::AppError;
-use crate::{App, AppState};
+use crate::infra::error::AppError;
+use crate::infra::state::App;
+use crate::infra::state::AppState;
 
 /// Jobs whose events one pass deletes; each job's events go in one statement.
 const JOBS_PER_PASS: i64 = 50;
@@ -17,7 +18,7 @@ pub fn start(app: &AppState) {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = crate::shutting_down(app.shutdown.clone()) => return,
+                _ = crate::infra::state::shutting_down(app.shutdown.clone()) => return,
             }
             match sweep(&app, days as i64).await {
                 Ok(0) => {}

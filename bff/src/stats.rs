@@ -11,13 +11,13 @@ use serde::Deserialize;
 use shared::stats::{Durations, Stats, TemplateStats, TopFailure, TrendPoint};
 use shared::JobStatus;
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::jobs::Q;
-use crate::AppState;
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::extract::Q;
+use crate::infra::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/stats", get(stats))
+    Router::new().route("/", get(stats))
 }
 
 #[derive(Deserialize)]
@@ -144,7 +144,7 @@ async fn stats(
         .collect();
     let mut running = Vec::new();
     for id in running_ids {
-        if let Some(job) = crate::jobs::fetch_job(&db, id).await? {
+        if let Some(job) = crate::store::jobs::fetch_job(&db, id).await? {
             running.push(job);
         }
     }

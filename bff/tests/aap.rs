@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use bff::aap::ControllerConfig;
+use bff::infra::config::ControllerConfig;
 use common::*;
 use fake_awx::{FakeAwx, Mode, FIXTURE_JOB, TOKEN};
 use futures_util::{SinkExt, StreamExt};

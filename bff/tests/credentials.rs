@@ -90,7 +90,7 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-async fn spawn_engine(tune: impl FnOnce(&mut bff::config::Config)) -> TestApp {
+async fn spawn_engine(tune: impl FnOnce(&mut bff::infra::config::Config)) -> TestApp {
     log_buffer();
     let program = ansible_playbook();
     let playbooks = temp_dir("playbooks");
@@ -107,7 +107,7 @@ async fn spawn_engine(tune: impl FnOnce(&mut bff::config::Config)) -> TestApp {
         tune(c);
     })
     .await;
-    app.state.engine.set_listen_addr(app.addr);
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
     app
 }
 
@@ -678,7 +678,7 @@ async fn host_names(app: &TestApp, id: i64) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     let app = spawn_engine(|c| {
-        c.engine.webhooks.allow = vec![bff::webhooks::AllowRule::parse("127.0.0.1/32").expect("rule")];
+        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.1/32").expect("rule")];
     })
     .await;
 

@@ -52,7 +52,7 @@ fn playbook_dir() -> PathBuf {
 }
 
 /// The app with the engine pointed at the test playbooks, told its own address.
-async fn spawn_engine(tune: impl FnOnce(&mut bff::config::Config)) -> TestApp {
+async fn spawn_engine(tune: impl FnOnce(&mut bff::infra::config::Config)) -> TestApp {
     let program = ansible_playbook();
     let dir = playbook_dir();
     let app = spawn_app_with(|c| {
@@ -61,7 +61,7 @@ async fn spawn_engine(tune: impl FnOnce(&mut bff::config::Config)) -> TestApp {
         tune(c);
     })
     .await;
-    app.state.engine.set_listen_addr(app.addr);
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
     app
 }
 
@@ -609,7 +609,7 @@ async fn playdeck_killed_during_a_run_marks_it_error_and_runs_the_queued_job_aft
         c.engine.lease = Duration::from_secs(2);
     })
     .await;
-    app.state.engine.set_listen_addr(app.addr);
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
     let crashed = wait_job(&app, running, Duration::from_secs(30), |j| j["status"] != "running").await;
     assert_eq!(crashed["status"], "error");
     let why = crashed["explanation"].as_str().unwrap_or("");
@@ -697,8 +697,8 @@ fn hmac_hex(secret: &str, body: &str) -> String {
 async fn webhooks_get_signed_payloads_and_a_failing_receiver_is_retried() {
     let callback_secret = "callback-secret-for-tests-0123";
     let app = spawn_engine(|c| {
-        c.engine.webhooks.allow = vec![bff::webhooks::AllowRule::parse("127.0.0.0/8").expect("rule")];
-        c.engine.webhooks.secret = Some(bff::config::Secret(callback_secret.into()));
+        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
+        c.deliveries.secret = Some(bff::infra::secrets::Secret(callback_secret.into()));
     })
     .await;
     let (flaky_url, flaky) = receiver(2).await;

@@ -264,7 +264,7 @@ async fn a_failed_job_is_mailed_with_its_failing_host_and_explanation_after_a_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_gets_a_slack_message_and_the_test_button_works() {
     let app = spawn_app_with(|c| {
-        c.engine.webhooks.allow = vec![bff::webhooks::AllowRule::parse("127.0.0.0/8").expect("rule")];
+        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
     })
     .await;
     let (url, got) = chat_receiver().await;

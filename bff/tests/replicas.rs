@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use bff::embedded::{Cluster, Durability};
+use bff::infra::embedded::{Cluster, Durability};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

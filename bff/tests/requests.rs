@@ -547,7 +547,7 @@ async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_it
             "phases": [{"name": "Gathering facts", "task": "gathering facts"}, {"name": "Deploying", "task": "deploy"}]
         })],
     );
-    let controller = bff::aap::ControllerConfig::for_tests("aap", &fake.url, fake_awx::TOKEN);
+    let controller = bff::infra::config::ControllerConfig::for_tests("aap", &fake.url, fake_awx::TOKEN);
     let app = spawn_app_with(move |c| {
         c.aap.controllers = vec![controller];
         c.requests.catalog = dir.join("catalog.json");
@@ -629,7 +629,7 @@ async fn a_confirmed_request_runs_the_playbook_with_its_limit_and_variables_and_
     let program = ansible_playbook();
     // The shipped catalog, demo inventory and playbooks, as `playdeck serve` finds them.
     let app = spawn_app_with(|c| c.engine.ansible_playbook = Some(program)).await;
-    app.state.engine.set_listen_addr(app.addr);
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
 
     let r = ask(&app, "Patch server web-01 with Group-1").await;
     assert_eq!(r["status"], "ready", "{r}");
@@ -727,7 +727,7 @@ async fn a_failing_run_ends_the_conversation_with_the_failure_and_its_explanatio
         c.requests.catalog = dir.join("catalog.json");
     })
     .await;
-    app.state.engine.set_listen_addr(app.addr);
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
 
     let r = ask(&app, "patch webservers with group 1, failing on web-01").await;
     assert_eq!(

@@ -22,12 +22,13 @@ use shared::{Page, Role};
 
 use super::awx::{self, JobTemplate};
 use super::client::{Client, ClientError};
+use super::Connector;
 use super::Controller;
-use crate::auth::Caller;
-use crate::error::{error_response, AppError};
-use crate::jobs::fetch_job;
-use crate::launch::{record, Hosts};
-use crate::AppState;
+use crate::infra::auth::Caller;
+use crate::infra::error::{error_response, AppError};
+use crate::infra::state::AppState;
+use crate::store::actions::{record, Hosts};
+use crate::store::jobs::fetch_job;
 
 /// An error of this module: Playdeck's own, or the controller's, answered with its status.
 enum ApiError {
@@ -93,7 +94,8 @@ pub async fn controllers(
     State(app): State<AppState>,
     _caller: Caller,
 ) -> Json<Page<shared::aap::Controller>> {
-    let results: Vec<shared::aap::Controller> = app.aap.controllers.iter().map(|c| c.describe()).collect();
+    let results: Vec<shared::aap::Controller> =
+        Connector::of(&app).controllers.iter().map(|c| c.describe()).collect();
     Json(Page { count: results.len() as i64, next: None, previous: None, results })
 }
 
@@ -115,8 +117,8 @@ pub async fn templates(
 ) -> Result<Json<TemplatePage>, AppError> {
     caller.require(Role::Operator)?;
     let chosen: Vec<&std::sync::Arc<Controller>> = match q.controller.as_deref() {
-        Some(name) => vec![app.aap.pick(Some(name))?],
-        None => app.aap.controllers.iter().collect(),
+        Some(name) => vec![Connector::of(&app).pick(Some(name))?],
+        None => Connector::of(&app).controllers.iter().collect(),
     };
     let mut results = Vec::new();
     let mut errors = Vec::new();
@@ -166,7 +168,7 @@ fn masked(body: &Value) -> Value {
     if let Some(vars) = out.get_mut("extra_vars") {
         match vars {
             Value::String(s) => *vars = json!(format!("({} bytes of YAML/JSON, not logged)", s.len())),
-            other => crate::security::mask_secrets(other),
+            other => crate::infra::secrets::mask_secrets(other),
         }
     }
     out
@@ -241,7 +243,7 @@ async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result
     let req: TemplateLaunch = serde_json::from_value(body)
         .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
     check_launch(&req)?;
-    let ctl = app.aap.pick(req.controller.as_deref())?;
+    let ctl = Connector::of(&app).pick(req.controller.as_deref())?;
     let name = ctl.config.name.as_str();
     // What the caller asked, as recorded whatever the controller answers.
     let mut detail =
@@ -369,7 +371,7 @@ async fn locate<'a>(
     controller: &str,
     id: i64,
 ) -> Result<(&'a std::sync::Arc<Controller>, shared::Job, i64), ApiError> {
-    let ctl = app.aap.get(controller).ok_or_else(|| {
+    let ctl = Connector::of(&app).get(controller).ok_or_else(|| {
         AppError::Unprocessable(format!(
             "job {id} came from controller {controller:?}, which is not configured here"
         ))

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::ControllerConfig;
-use crate::config::Secret;
+use crate::infra::config::ControllerConfig;
+use crate::infra::secrets::Secret;
 
 /// The prefixes a controller may serve its API under, in the order they are tried.
 pub const PREFIXES: [&str; 2] = ["/api/controller/v2", "/api/v2"];

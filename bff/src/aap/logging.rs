@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::IngestJob;
 
-use crate::auth::same_secret;
-use crate::error::AppError;
-use crate::security::ClientAddr;
-use crate::AppState;
+use super::Connector;
+use crate::infra::error::AppError;
+use crate::infra::secrets::same_secret;
+use crate::infra::security::ClientAddr;
+use crate::infra::state::AppState;
 
 const JOB_EVENTS_LOGGER: &str = "awx.analytics.job_events";
 
@@ -86,7 +87,7 @@ fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     match splunk {
         Some(t) if same_secret(t, app.ingest_token.expose()) => Ok(()),
         Some(_) => Err(AppError::Unauthorized("the ingest token is not valid".into())),
-        None => crate::auth::check_ingest_token(app, headers),
+        None => crate::infra::auth::check_ingest_token(app, headers),
     }
 }
 
@@ -96,13 +97,13 @@ fn controller_name(app: &AppState, given: Option<String>) -> Result<String, AppE
     let name = match given.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
         // With controllers configured, a name that is none of them is a mistake in the logging
         // URL; without, logging alone feeds Playdeck and names its controllers.
-        Some(n) if !app.aap.controllers.is_empty() && app.aap.get(&n).is_none() => {
+        Some(n) if !Connector::of(&app).controllers.is_empty() && Connector::of(&app).get(&n).is_none() => {
             return Err(AppError::NotFound(format!(
                 "no controller called {n:?} is configured here; post to /api/v1/ingest/aap-logging/{{controller}}"
             )))
         }
         Some(n) => n,
-        None => match app.aap.controllers.as_slice() {
+        None => match Connector::of(&app).controllers.as_slice() {
             [] => "aap".to_string(),
             [only] => only.config.name.clone(),
             _ => {
@@ -132,7 +133,7 @@ async fn handle(
         return Err(AppError::TooManyRequests(wait));
     }
     let controller = controller_name(&app, controller)?;
-    let raw = crate::ingest::read_body(&headers, body, app.config.ingest_max_bytes).await?;
+    let raw = crate::infra::extract::read_body(&headers, body, app.config.ingest_max_bytes).await?;
     let records = parse_records(&raw)?;
     let mut result = LoggingResult::default();
     // Records grouped by job, in the order they came; each job's batch is one ingest transaction.

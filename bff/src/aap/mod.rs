@@ -15,7 +15,6 @@
 mod actions;
 pub mod awx;
 pub mod client;
-pub mod config;
 mod logging;
 pub mod sync;
 
@@ -31,12 +30,13 @@ use serde_json::Value;
 use shared::{IngestBatch, IngestJob, IngestResult};
 use tokio::sync::Notify;
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::launch::Hosts;
-use crate::{App, AppState};
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::state::App;
+use crate::infra::state::AppState;
+use crate::store::actions::Hosts;
 
-pub use config::{AapConfig, ControllerConfig};
+use crate::infra::config::{AapConfig, ControllerConfig};
 
 /// The connector's shared state: the configured controllers.
 #[derive(Debug, Default)]
@@ -72,6 +72,11 @@ struct Health {
 }
 
 impl Connector {
+    /// This process's connector (a service registered by `start`).
+    pub fn of(app: &App) -> &Connector {
+        app.service::<Connector>()
+    }
+
     pub fn new(config: &AapConfig) -> Connector {
         let controllers = config
             .controllers
@@ -235,24 +240,30 @@ impl Controller {
 
 /// Starts the sync loops; called once the app is up.
 pub fn start(app: &AppState) {
-    for ctl in &app.aap.controllers {
+    for ctl in &Connector::of(&app).controllers {
         tokio::spawn(sync::run(app.clone(), ctl.clone()));
     }
 }
 
 /// The controllers' health for `/readyz`.
 pub fn health(app: &AppState) -> Value {
-    let list: Vec<shared::aap::Controller> = app.aap.controllers.iter().map(|c| c.describe()).collect();
+    let list: Vec<shared::aap::Controller> =
+        Connector::of(&app).controllers.iter().map(|c| c.describe()).collect();
     serde_json::to_value(list).unwrap_or(Value::Null)
 }
 
-/// `/api/v1/templates`, `/api/v1/controllers`, `/api/v1/ingest/aap-logging`.
+/// `/api/v1/controllers` and `/api/v1/templates`: the controllers and what they can launch.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/controllers", get(actions::controllers))
         .route("/templates", get(actions::templates))
-        .route("/ingest/aap-logging", post(logging::receive))
-        .route("/ingest/aap-logging/{controller}", post(logging::receive_for))
+}
+
+/// `/aap-logging…` under `/api/v1/ingest`: a controller's External Logging posts here.
+pub fn ingest_router() -> Router<AppState> {
+    Router::new()
+        .route("/aap-logging", post(logging::receive))
+        .route("/aap-logging/{controller}", post(logging::receive_for))
 }
 
 fn not_configured() -> AppError {

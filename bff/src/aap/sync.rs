@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use super::awx::{self, HostSummary, Job};
 use super::client::{Client, ClientError, Page};
 use super::Controller;
-use crate::error::AppError;
-use crate::AppState;
+use crate::infra::error::AppError;
+use crate::infra::state::AppState;
 
 /// Why a round failed.
 #[derive(Debug)]
@@ -74,7 +74,7 @@ const MAX_PAGES: usize = 1000;
 /// Runs the controller's sync until the server shuts down.
 pub async fn run(app: AppState, ctl: Arc<Controller>) {
     tokio::select! {
-        _ = crate::shutting_down(app.shutdown.clone()) => {}
+        _ = crate::infra::state::shutting_down(app.shutdown.clone()) => {}
         _ = lead_and_sync(&app, &ctl) => {}
     }
 }

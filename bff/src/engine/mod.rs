@@ -20,109 +20,22 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
-use shared::engine::{FailedTask, JobRun, LaunchRequest};
+use shared::engine::LaunchRequest;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::launch::Hosts;
-use crate::AppState;
-
-pub use plan::{is_secret_name, mask, MASK};
+use crate::infra::auth::Caller;
+use crate::infra::config::engine::project_root;
+use crate::infra::config::EngineConfig;
+use crate::infra::error::AppError;
+use crate::infra::state::App;
+use crate::infra::state::AppState;
+use crate::store::actions::Hosts;
+use crate::store::jobs::job_run;
 
 /// The callback plugin, built into the binary so every engine runs the plugin of its own version.
 pub const CALLBACK_PLUGIN: &str = include_str!("../../../deploy/collection/plugins/callback/playdeck.py");
-
-/// Where playbooks are, how many run at once, where ansible-playbook is.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Playbooks the engine may run (`PLAYDECK_PLAYBOOK_DIR`); launches name paths inside it.
-    pub playbook_dir: PathBuf,
-    /// Inventory files a launch may name (`PLAYDECK_INVENTORY_DIR`).
-    pub inventory_dir: PathBuf,
-    /// `PLAYDECK_ANSIBLE_PLAYBOOK`; unset: `.venv/bin/ansible-playbook` beside the project, else PATH.
-    pub ansible_playbook: Option<PathBuf>,
-    /// Jobs this process runs at once (`PLAYDECK_ENGINE_CONCURRENCY`).
-    pub concurrency: usize,
-    /// Seconds a job may run when its launch does not say (`PLAYDECK_ENGINE_TIMEOUT`).
-    pub default_timeout: u64,
-    /// The longest timeout a launch may ask for (`PLAYDECK_ENGINE_MAX_TIMEOUT`).
-    pub max_timeout: u64,
-    /// Between SIGTERM and SIGKILL when a job is canceled or times out.
-    pub kill_grace: Duration,
-    /// A running job whose heartbeat is older than this was left by a crash (`PLAYDECK_ENGINE_LEASE_SECS`).
-    pub lease: Duration,
-    /// How often a worker looks for queued jobs launched through another replica.
-    pub poll: Duration,
-    /// Where the callback plugin sends events (`PLAYDECK_ENGINE_INGEST_URL`); unset: this server's
-    /// own listen address.
-    pub ingest_url: Option<String>,
-    /// Whether `file://` git repositories may be run (`PLAYDECK_GIT_ALLOW_FILE`).
-    pub git_allow_file: bool,
-    /// Webhook delivery settings.
-    pub webhooks: crate::webhooks::WebhookConfig,
-}
-
-fn project_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-impl EngineConfig {
-    pub fn from_env() -> Result<EngineConfig, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let num = |name: &str, default: u64| -> Result<u64, String> {
-            match var(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name} must be a positive integer, got {v:?}")),
-            }
-        };
-        let flag = |name: &str| var(name).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
-        Ok(EngineConfig {
-            playbook_dir: PathBuf::from(
-                var("PLAYDECK_PLAYBOOK_DIR").unwrap_or_else(|| "examples/playbooks".into()),
-            ),
-            inventory_dir: PathBuf::from(
-                var("PLAYDECK_INVENTORY_DIR").unwrap_or_else(|| "examples/inventories".into()),
-            ),
-            ansible_playbook: var("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from),
-            concurrency: num("PLAYDECK_ENGINE_CONCURRENCY", 4)? as usize,
-            default_timeout: num("PLAYDECK_ENGINE_TIMEOUT", 3600)?,
-            max_timeout: num("PLAYDECK_ENGINE_MAX_TIMEOUT", 86400)?,
-            kill_grace: Duration::from_secs(num("PLAYDECK_ENGINE_KILL_GRACE_SECS", 10)?),
-            lease: Duration::from_secs(num("PLAYDECK_ENGINE_LEASE_SECS", 30)?),
-            poll: Duration::from_secs(1),
-            ingest_url: var("PLAYDECK_ENGINE_INGEST_URL"),
-            git_allow_file: flag("PLAYDECK_GIT_ALLOW_FILE"),
-            webhooks: crate::webhooks::WebhookConfig::from_env()?,
-        })
-    }
-
-    /// The project's examples, short grace periods and leases.
-    pub fn for_tests() -> EngineConfig {
-        let root = project_root();
-        EngineConfig {
-            playbook_dir: root.join("examples/playbooks"),
-            inventory_dir: root.join("examples/inventories"),
-            ansible_playbook: None,
-            concurrency: 2,
-            default_timeout: 600,
-            max_timeout: 3600,
-            kill_grace: Duration::from_secs(3),
-            lease: Duration::from_secs(3),
-            poll: Duration::from_millis(300),
-            ingest_url: None,
-            git_allow_file: true,
-            webhooks: crate::webhooks::WebhookConfig::for_tests(),
-        }
-    }
-}
 
 /// Finds ansible-playbook: the setting, else `.venv/bin/ansible-playbook` in the working directory
 /// or beside the project's sources, else PATH.
@@ -162,8 +75,6 @@ pub struct Engine {
     ingest_url: watch::Sender<Option<String>>,
     /// The directory the callback plugin was written to.
     plugin_dir: OnceLock<PathBuf>,
-    /// Wakes the webhook dispatcher.
-    pub(crate) webhook_wake: Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -173,20 +84,24 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// This process's engine (a service registered by `start`).
+    pub fn of(app: &App) -> &Engine {
+        app.service::<Engine>()
+    }
+
     pub fn new(config: &EngineConfig) -> Engine {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         Engine {
             config: config.clone(),
-            instance: crate::auth::random_token("")[..16].to_string(),
+            instance: crate::infra::secrets::random_token("")[..16].to_string(),
             hostname,
             running: Mutex::new(HashMap::new()),
             queue_wake: Notify::new(),
             ended: watch::channel(0).0,
             ingest_url: watch::channel(config.ingest_url.clone()).0,
             plugin_dir: OnceLock::new(),
-            webhook_wake: Notify::new(),
         }
     }
 
@@ -218,11 +133,10 @@ impl Engine {
     }
 }
 
-/// Writes the callback plugin, recovers jobs left by a crash and starts the queue's workers and
-/// the webhook dispatcher.
+/// Writes the callback plugin, recovers jobs left by a crash and starts the queue's workers.
 pub fn start(app: &AppState) {
     if app.config.listen.port() != 0 {
-        app.engine.set_listen_addr(app.config.listen);
+        Engine::of(&app).set_listen_addr(app.config.listen);
     }
     // Job directories left by a process that died (they hold secrets): no job of this data
     // directory runs yet, so every one of them is stale.
@@ -238,51 +152,47 @@ pub fn start(app: &AppState) {
         .map(|_| dir.canonicalize().unwrap_or(dir.clone()));
     match written {
         Ok(d) => {
-            let _ = app.engine.plugin_dir.set(d);
+            let _ = Engine::of(&app).plugin_dir.set(d);
         }
         Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot write the callback plugin"),
     }
     tokio::spawn(queue::work(app.clone()));
-    crate::webhooks::start(app);
 }
 
 /// Stops the jobs running in this process (SIGTERM, then SIGKILL after the grace period) and
 /// records them as ended by the shutdown; returns once they are recorded or the grace is over.
 pub async fn stop(app: &AppState) {
     let senders: Vec<mpsc::Sender<Stop>> =
-        app.engine.running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+        Engine::of(&app).running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
     for s in senders {
         let _ = s.try_send(Stop::Shutdown);
     }
-    let deadline = tokio::time::Instant::now() + app.engine.config.kill_grace + Duration::from_secs(3);
-    while app.engine.running_jobs() > 0 && tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + Engine::of(&app).config.kill_grace + Duration::from_secs(3);
+    while Engine::of(&app).running_jobs() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The engine's own endpoints: the webhooks' admin API.
-pub fn router() -> Router<AppState> {
-    crate::webhooks::router()
 }
 
 /// `POST /api/v1/jobs` with a `source`: checks, queues, and answers at once (202 with `Location`)
 /// or, with `"wait": true`, when the job ends.
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     let req = plan::parse(body)?;
-    let plan = plan::plan(&app.engine.config, &req)?;
+    let plan = plan::plan(&Engine::of(&app).config, &req)?;
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
-        crate::webhooks::check_url(&app.engine.config.webhooks, url)
+        crate::infra::outbound::check_url(&app.config.deliveries, url)
             .await
             .map_err(|e| AppError::Unprocessable(format!("`options.callback_url`: {e}")))?;
     }
     let job_id = queue::enqueue(app, caller, &plan).await?;
-    crate::launch::record(app, Some(job_id), "launch", caller, &json!({"request": plan.spec})).await?;
-    app.engine.queue_wake.notify_one();
+    crate::store::actions::record(app, Some(job_id), "launch", caller, &json!({"request": plan.spec}))
+        .await?;
+    Engine::of(&app).queue_wake.notify_one();
     tracing::info!(job = job_id, playbook = %plan.template, by = %caller.name, "queued a local job");
     if req.wait {
-        let bound =
-            Duration::from_secs(plan.timeout_secs) + app.engine.config.kill_grace + Duration::from_secs(30);
+        let bound = Duration::from_secs(plan.timeout_secs)
+            + Engine::of(&app).config.kill_grace
+            + Duration::from_secs(30);
         return wait_for(app, job_id, bound).await;
     }
     accepted(app, job_id).await
@@ -329,7 +239,7 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
                 .await?;
             }
             if let Some(server) = galaxy_server.as_deref().filter(|s| !s.starts_with("file:")) {
-                crate::webhooks::check_url(&app.engine.config.webhooks, server)
+                crate::infra::outbound::check_url(&app.config.deliveries, server)
                     .await
                     .map_err(|e| AppError::Unprocessable(format!("`source.galaxy_server`: {e}")))?;
             }
@@ -351,7 +261,7 @@ async fn check_references(app: &AppState, req: &LaunchRequest) -> Result<(), App
                 )
                 .await?;
             }
-            crate::webhooks::check_url(&app.engine.config.webhooks, url)
+            crate::infra::outbound::check_url(&app.config.deliveries, url)
                 .await
                 .map_err(|e| AppError::Unprocessable(format!("`inventory.url`: {e}")))?;
         }
@@ -383,12 +293,13 @@ async fn accepted(app: &AppState, job_id: i64) -> Result<Response, AppError> {
 /// Answers once the job has ended (200), or with 202 and `Location` when `bound` passes first.
 async fn wait_for(app: &AppState, job_id: i64, bound: Duration) -> Result<Response, AppError> {
     let deadline = tokio::time::Instant::now() + bound;
-    let mut ended = app.engine.ended.subscribe();
+    let mut ended = Engine::of(&app).ended.subscribe();
     loop {
         {
             let db = app.pool.get().await?;
-            let job =
-                crate::jobs::fetch_job(&db, job_id).await?.ok_or_else(|| AppError::not_found_job(job_id))?;
+            let job = crate::store::jobs::fetch_job(&db, job_id)
+                .await?
+                .ok_or_else(|| AppError::not_found_job(job_id))?;
             if job.status.is_finished() {
                 drop(db);
                 return Ok(Json(job_run(app, job_id).await?).into_response());
@@ -403,43 +314,6 @@ async fn wait_for(app: &AppState, job_id: i64, bound: Duration) -> Result<Respon
     }
 }
 
-/// The job, its hosts and its failed tasks.
-pub async fn job_run(app: &AppState, job_id: i64) -> Result<JobRun, AppError> {
-    let db = app.pool.get().await?;
-    let job = crate::jobs::fetch_job(&db, job_id).await?.ok_or_else(|| AppError::not_found_job(job_id))?;
-    let hosts = crate::jobs::job_hosts(&db, job_id).await?;
-    let rows = db
-        .query(
-            "select counter, event, host, play, task, event_data from job_events
-              where job_id = $1 and failed order by counter limit 200",
-            &[&job_id],
-        )
-        .await?;
-    let failed_tasks = rows
-        .iter()
-        .map(|r| {
-            let data: Value = r.get(5);
-            let res = &data["res"];
-            let message = res["msg"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .or_else(|| res["stderr"].as_str().filter(|s| !s.is_empty()))
-                .or_else(|| res["reason"].as_str())
-                .map(str::to_string);
-            FailedTask {
-                counter: r.get(0),
-                event: if r.get::<_, &str>(1) == "runner_on_unreachable" { "unreachable" } else { "failed" }
-                    .into(),
-                host: r.get(2),
-                play: r.get(3),
-                task: r.get(4),
-                message,
-            }
-        })
-        .collect();
-    Ok(JobRun { job, hosts, failed_tasks })
-}
-
 /// `POST /api/v1/jobs/{id}/cancel` of a local job: a queued job is canceled at once; a running
 /// one is stopped (SIGTERM to its process group, SIGKILL after the grace period) by the process
 /// that runs it.
@@ -448,14 +322,14 @@ pub async fn cancel(app: &AppState, caller: &Caller, id: i64) -> Result<Response
     let detail = match outcome {
         queue::CancelOutcome::Canceled => json!({"was": "queued"}),
         queue::CancelOutcome::Requested => {
-            let local = app.engine.running.lock().ok().and_then(|r| r.get(&id).cloned());
+            let local = Engine::of(&app).running.lock().ok().and_then(|r| r.get(&id).cloned());
             if let Some(tx) = local {
                 let _ = tx.try_send(Stop::Cancel(caller.name.clone()));
             }
             json!({"was": "running"})
         }
     };
-    crate::launch::record(app, Some(id), "cancel", caller, &detail).await?;
+    crate::store::actions::record(app, Some(id), "cancel", caller, &detail).await?;
     accepted(app, id).await
 }
 
@@ -487,10 +361,10 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
         body["options"]["limit"] = Value::String(failed.join(","));
     }
     let req = plan::parse(body)?;
-    let plan = plan::plan(&app.engine.config, &req)?;
+    let plan = plan::plan(&Engine::of(&app).config, &req)?;
     check_references(app, &req).await?;
     let new_id = queue::enqueue(app, caller, &plan).await?;
-    crate::launch::record(
+    crate::store::actions::record(
         app,
         Some(id),
         "relaunch",
@@ -498,7 +372,7 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
         &json!({"new_job_id": new_id, "hosts": if hosts == Hosts::Failed { "failed" } else { "all" }}),
     )
     .await?;
-    crate::launch::record(
+    crate::store::actions::record(
         app,
         Some(new_id),
         "launch",
@@ -506,6 +380,6 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
         &json!({"request": plan.spec, "relaunch_of": id}),
     )
     .await?;
-    app.engine.queue_wake.notify_one();
+    Engine::of(&app).queue_wake.notify_one();
     accepted(app, new_id).await
 }

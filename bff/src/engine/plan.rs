@@ -7,11 +7,10 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{json, Map, Value};
 use shared::engine::{Inventory, LaunchOptions, LaunchRequest, PlaybookSource};
 
-use super::EngineConfig;
-use crate::error::AppError;
-
-/// What the masked values read as.
-pub const MASK: &str = "********";
+use crate::infra::config::EngineConfig;
+use crate::infra::error::AppError;
+use crate::infra::outbound::strip_userinfo;
+use crate::infra::secrets::{masked_copy, MASK};
 
 /// A checked launch: what to record and what to run.
 #[derive(Debug, Clone)]
@@ -160,12 +159,14 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
 
     let mut has_secrets = false;
     let masked_extra_vars =
-        req.extra_vars.as_ref().map(|v| mask(&Value::Object(v.clone()), &mut has_secrets));
+        req.extra_vars.as_ref().map(|v| masked_copy(&Value::Object(v.clone()), &mut has_secrets));
     let masked_inventory = req.inventory.as_ref().map(|inv| match inv {
-        Inventory::Inline { .. } => mask(&serde_json::to_value(inv).unwrap_or(Value::Null), &mut has_secrets),
+        Inventory::Inline { .. } => {
+            masked_copy(&serde_json::to_value(inv).unwrap_or(Value::Null), &mut has_secrets)
+        }
         Inventory::Dynamic { config, .. } => {
             let mut v = serde_json::to_value(inv).unwrap_or(Value::Null);
-            v["config"] = mask(&Value::Object(config.clone()), &mut has_secrets);
+            v["config"] = masked_copy(&Value::Object(config.clone()), &mut has_secrets);
             v
         }
         Inventory::Git { repo, .. } => {
@@ -180,7 +181,7 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
         masked_source["repo"] = Value::String(strip_userinfo(repo));
     }
     if let Some(vars) = masked_source.get("role_vars").cloned() {
-        masked_source["role_vars"] = mask(&vars, &mut has_secrets);
+        masked_source["role_vars"] = masked_copy(&vars, &mut has_secrets);
     }
     let masked_credentials = req.credentials.as_ref().map(|c| {
         let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
@@ -368,18 +369,6 @@ fn check_repo(config: &EngineConfig, repo: &str, field: &str) -> Result<(), AppE
     Ok(())
 }
 
-/// `https://user:token@host/x` → `https://host/x`: credentials are never recorded.
-pub fn strip_userinfo(repo: &str) -> String {
-    if let Some((scheme, rest)) = repo.split_once("://") {
-        let (authority, path) =
-            rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            return format!("{scheme}://{host}{path}");
-        }
-    }
-    repo.to_string()
-}
-
 fn check_options(config: &EngineConfig, o: &LaunchOptions) -> Result<u64, AppError> {
     let timeout = o.timeout.unwrap_or(config.default_timeout);
     if timeout == 0 || timeout > config.max_timeout {
@@ -484,67 +473,9 @@ pub fn inline_inventory(inv: &Inventory) -> Result<Value, AppError> {
     Ok(json!({ "all": all }))
 }
 
-/// Whether a variable's name says it holds a secret.
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    const PARTS: [&str; 10] = [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "credential",
-        "private_key",
-        "privatekey",
-        "apikey",
-        "api_key",
-        "passphrase",
-    ];
-    if PARTS.iter().any(|p| n.contains(p)) {
-        return true;
-    }
-    n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pass" | "pwd" | "auth"))
-}
-
-/// A copy with the values of secret-named keys (at any depth) replaced by [`MASK`].
-pub fn mask(v: &Value, masked_any: &mut bool) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, val)| {
-                    if is_secret_name(k) && !val.is_null() {
-                        *masked_any = true;
-                        (k.clone(), Value::String(MASK.into()))
-                    } else {
-                        (k.clone(), mask(val, masked_any))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(|x| mask(x, masked_any)).collect()),
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_are_masked_at_any_depth() {
-        let mut any = false;
-        let v = mask(
-            &json!({"patch_group": "Group-1", "db": {"password": "hunter2", "port": 5432},
-                    "ansible_become_pass": "x", "api_token": "t", "monkey": 1}),
-            &mut any,
-        );
-        assert!(any);
-        assert_eq!(v["patch_group"], "Group-1");
-        assert_eq!(v["db"]["password"], MASK);
-        assert_eq!(v["db"]["port"], 5432);
-        assert_eq!(v["ansible_become_pass"], MASK);
-        assert_eq!(v["api_token"], MASK);
-        assert_eq!(v["monkey"], 1);
-    }
 
     #[test]
     fn paths_must_stay_inside() {
@@ -554,14 +485,5 @@ mod tests {
         assert!(check_relative("a/../../b.yml", "p").is_err());
         assert!(check_relative("/etc/passwd", "p").is_err());
         assert!(check_relative("", "p").is_err());
-    }
-
-    #[test]
-    fn credentials_leave_repo_urls() {
-        assert_eq!(
-            strip_userinfo("https://u:tok@git.example.com/a/b.git"),
-            "https://git.example.com/a/b.git"
-        );
-        assert_eq!(strip_userinfo("git@github.com:a/b.git"), "git@github.com:a/b.git");
     }
 }

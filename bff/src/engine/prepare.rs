@@ -17,10 +17,13 @@ use shared::credentials::{CredentialKind, LaunchCredentials};
 use shared::engine::{Inventory, InventoryFormat, PlaybookSource};
 use tokio::process::{Child, Command};
 
-use super::plan::{inline_inventory, is_secret_name, resolve_in, strip_userinfo};
+use super::plan::{inline_inventory, resolve_in};
+use super::Engine;
 use crate::credentials::{self, Opened};
-use crate::embedded::write_private;
-use crate::AppState;
+use crate::infra::outbound::strip_userinfo;
+use crate::infra::secrets::is_secret_key;
+use crate::infra::secrets::write_private;
+use crate::infra::state::AppState;
 
 /// What the run is: where to run from, what to run, and what to hand over.
 #[derive(Default)]
@@ -50,7 +53,7 @@ pub async fn prepare(
     dir: &Path,
     within: Duration,
 ) -> Result<Prepared, Fail> {
-    let config = &app.engine.config;
+    let config = &Engine::of(&app).config;
     if let Some(e) = pending.get("unreadable").and_then(Value::as_str) {
         return Err(format!("the job's queued settings cannot be read: {e}"));
     }
@@ -192,7 +195,7 @@ fn secret_values(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
             for (k, val) in o {
-                if is_secret_name(k) {
+                if is_secret_key(k) {
                     leaves(val, out);
                 } else {
                     secret_values(val, out);
@@ -468,7 +471,7 @@ async fn install_collection(
     within: Duration,
     p: &mut Prepared,
 ) -> Result<String, Fail> {
-    let Some(galaxy) = super::find_ansible_playbook(app.engine.config.ansible_playbook.as_deref())
+    let Some(galaxy) = super::find_ansible_playbook(Engine::of(&app).config.ansible_playbook.as_deref())
         .map(|pb| pb.with_file_name("ansible-galaxy"))
         .filter(|g| g.is_file())
     else {
@@ -484,7 +487,7 @@ async fn install_collection(
         }
         other => {
             if let Some(u) = &other {
-                crate::webhooks::check_url(&app.engine.config.webhooks, u.as_str())
+                crate::infra::outbound::check_url(&app.config.deliveries, u.as_str())
                     .await
                     .map_err(|e| format!("`source.galaxy_server`: {e}"))?;
                 env.push(("ANSIBLE_GALAXY_SERVER_LIST".into(), "playdeck".into()));
@@ -588,7 +591,7 @@ async fn inventory_file(
     within: Duration,
     p: &mut Prepared,
 ) -> Result<PathBuf, Fail> {
-    let config = &app.engine.config;
+    let config = &Engine::of(&app).config;
     match inv {
         Inventory::File { path } => {
             resolve_in(&config.inventory_dir, path, "inventory.path", "inventory directory")
@@ -686,7 +689,7 @@ const MAX_INVENTORY_BYTES: usize = 16 * 1024 * 1024;
 async fn fetch_inventory(app: &AppState, full_url: &str, cred: Option<&Opened>) -> Result<String, Fail> {
     // Messages name the URL without its query, which may carry a token.
     let url = full_url.split(['?', '#']).next().unwrap_or(full_url);
-    let (checked, addrs) = crate::webhooks::check_url(&app.engine.config.webhooks, full_url)
+    let (checked, addrs) = crate::infra::outbound::check_url(&app.config.deliveries, full_url)
         .await
         .map_err(|e| format!("`inventory.url`: {e}"))?;
     let host = checked.host_str().unwrap_or_default().to_string();
@@ -705,7 +708,7 @@ async fn fetch_inventory(app: &AppState, full_url: &str, cred: Option<&Opened>) 
         };
     }
     let mut resp = req.send().await.map_err(|e| {
-        format!("the inventory at {url} cannot be fetched: {}", crate::webhooks::root_cause(&e))
+        format!("the inventory at {url} cannot be fetched: {}", crate::infra::outbound::root_cause(&e))
     })?;
     if !resp.status().is_success() {
         return Err(format!("the inventory at {url} answered {}", resp.status()));

@@ -10,9 +10,10 @@ use tokio::sync::Semaphore;
 use tokio_postgres::Transaction;
 
 use super::plan::Plan;
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::AppState;
+use super::Engine;
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::state::AppState;
 
 /// Creates the job (status `pending`) and its queue entry in one transaction.
 pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64, AppError> {
@@ -52,22 +53,9 @@ pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64
         &[&job_id, &plan.spec, &pending, &plan.has_secrets, &(plan.timeout_secs as i32), &plan.callback_url],
     )
     .await?;
-    notify(&tx, job_id, 0, change).await?;
+    crate::live::notify(&tx, job_id, 0, 0, change).await?;
     tx.commit().await?;
     Ok(job_id)
-}
-
-/// Tells the live relay a job changed (no new events).
-async fn notify(tx: &Transaction<'_>, job_id: i64, last_seq: i64, change: i64) -> Result<(), AppError> {
-    let note = crate::live::Notice {
-        job: job_id,
-        from: last_seq,
-        to: last_seq,
-        change,
-        at: chrono::Utc::now().timestamp_millis(),
-    };
-    tx.execute("select pg_notify($1, $2)", &[&crate::ingest::CHANNEL, &note.encode()]).await?;
-    Ok(())
 }
 
 /// Moves a job to `status` (unless it already ended), with who or what did it and why. Returns
@@ -117,7 +105,7 @@ pub async fn set_status(
         &[&job_id, &status.as_str(), &current.as_str(), &by],
     )
     .await?;
-    notify(tx, job_id, last_seq, change).await?;
+    crate::live::notify(tx, job_id, last_seq, last_seq, change).await?;
     Ok(true)
 }
 
@@ -147,7 +135,7 @@ pub async fn claim(app: &AppState) -> Result<Option<Claimed>, AppError> {
                from picked
               where e.job_id = picked.job_id
              returning e.job_id, e.spec, picked.pending, e.timeout_secs",
-            &[&app.engine.instance, &app.engine.hostname],
+            &[&Engine::of(&app).instance, &Engine::of(&app).hostname],
         )
         .await?;
     let Some(r) = row else { return Ok(None) };
@@ -218,7 +206,7 @@ pub async fn heartbeat(app: &AppState, job_id: i64) -> Result<Pulse, AppError> {
             "update engine_jobs set heartbeat = now()
               where job_id = $1 and state = 'running' and worker = $2
              returning cancel_requested_by",
-            &[&job_id, &app.engine.instance],
+            &[&job_id, &Engine::of(&app).instance],
         )
         .await?;
     Ok(match row {
@@ -264,7 +252,7 @@ pub async fn request_cancel(app: &AppState, job_id: i64, by: &str) -> Result<Can
     let row = tx.query_opt("select state from engine_jobs where job_id = $1 for update", &[&job_id]).await?;
     let Some(row) = row else {
         drop(tx);
-        return Err(match crate::jobs::fetch_job(&db, job_id).await? {
+        return Err(match crate::store::jobs::fetch_job(&db, job_id).await? {
             None => AppError::not_found_job(job_id),
             Some(_) => AppError::Conflict(format!(
                 "job {job_id} was not launched by Playdeck's local engine (its events came from a callback \
@@ -319,7 +307,7 @@ pub async fn spec_of(app: &AppState, job_id: i64) -> Result<(Value, bool), AppEr
     let db = app.pool.get().await?;
     match db.query_opt("select spec, has_secrets from engine_jobs where job_id = $1", &[&job_id]).await? {
         Some(r) => Ok((r.get(0), r.get(1))),
-        None => Err(match crate::jobs::fetch_job(&db, job_id).await? {
+        None => Err(match crate::store::jobs::fetch_job(&db, job_id).await? {
             None => AppError::not_found_job(job_id),
             Some(_) => AppError::Conflict(format!(
                 "job {job_id} was not launched by Playdeck's local engine, so Playdeck does not know how to run it again"
@@ -331,7 +319,7 @@ pub async fn spec_of(app: &AppState, job_id: i64) -> Result<(Value, bool), AppEr
 /// Marks `error` every running job whose heartbeat stopped (its Playdeck process died), stopping
 /// the playbook if it still runs on this host.
 pub async fn recover(app: &AppState) -> Result<usize, AppError> {
-    let lease = app.engine.config.lease.as_secs_f64();
+    let lease = Engine::of(&app).config.lease.as_secs_f64();
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let rows = tx
@@ -340,7 +328,7 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
               where state = 'running' and worker <> $1
                 and (heartbeat is null or heartbeat < now() - make_interval(secs => $2))
               for update skip locked",
-            &[&app.engine.instance, &lease],
+            &[&Engine::of(&app).instance, &lease],
         )
         .await?;
     let mut n = 0;
@@ -351,10 +339,10 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
         let beat: Option<chrono::DateTime<chrono::Utc>> = r.get(3);
         let mut what = "its ansible-playbook process is gone".to_string();
         if let (Some(h), Some(pid)) = (host.as_deref(), pid) {
-            if h == app.engine.hostname && super::run::is_job_process(pid, job_id) {
+            if h == Engine::of(&app).hostname && super::run::is_job_process(pid, job_id) {
                 super::run::kill_tree(pid);
                 what = format!("its ansible-playbook process ({pid}), still running, was stopped");
-            } else if h != app.engine.hostname {
+            } else if h != Engine::of(&app).hostname {
                 what = format!("it ran on {h}");
             }
         }
@@ -377,8 +365,8 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
 /// The worker loop: waits until the callback URL is known, recovers, then takes queued jobs while
 /// fewer than `concurrency` run here.
 pub async fn work(app: AppState) {
-    let mut url = app.engine.ingest_url.subscribe();
-    let shutdown = crate::shutting_down(app.shutdown.clone());
+    let mut url = Engine::of(&app).ingest_url.subscribe();
+    let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);
     tokio::select! {
         _ = url.wait_for(|u| u.is_some()) => {}
@@ -387,9 +375,9 @@ pub async fn work(app: AppState) {
     if let Err(e) = recover(&app).await {
         tracing::warn!(error = %e, "the engine could not look for jobs left by a crash");
     }
-    let permits = Arc::new(Semaphore::new(app.engine.config.concurrency.max(1)));
+    let permits = Arc::new(Semaphore::new(Engine::of(&app).config.concurrency.max(1)));
     let mut recover_every =
-        tokio::time::interval((app.engine.config.lease / 2).max(Duration::from_millis(500)));
+        tokio::time::interval((Engine::of(&app).config.lease / 2).max(Duration::from_millis(500)));
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -407,8 +395,8 @@ pub async fn work(app: AppState) {
             }
         }
         tokio::select! {
-            _ = app.engine.queue_wake.notified() => {}
-            _ = tokio::time::sleep(app.engine.config.poll) => {}
+            _ = Engine::of(&app).queue_wake.notified() => {}
+            _ = tokio::time::sleep(Engine::of(&app).config.poll) => {}
             _ = recover_every.tick() => {
                 if let Err(e) = recover(&app).await {
                     tracing::warn!(error = %e, "the engine could not look for jobs left by a crash");

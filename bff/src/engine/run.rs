@@ -14,8 +14,9 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::queue::{self, Claimed, Pulse};
+use super::Engine;
 use super::Stop;
-use crate::AppState;
+use crate::infra::state::AppState;
 
 /// How a run ended, as recorded.
 struct End {
@@ -44,7 +45,7 @@ enum Stopped {
 pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
     let job_id = job.job_id;
     let (tx, rx) = mpsc::channel(4);
-    if let Ok(mut r) = app.engine.running.lock() {
+    if let Ok(mut r) = Engine::of(&app).running.lock() {
         r.insert(job_id, tx);
     }
     // Absolute: ansible-playbook runs in the project's directory, and a relative data directory
@@ -62,12 +63,12 @@ pub async fn run(app: AppState, job: Claimed, _permit: OwnedSemaphorePermit) {
         }
     }
     drop(_dir_guard);
-    if let Ok(mut r) = app.engine.running.lock() {
+    if let Ok(mut r) = Engine::of(&app).running.lock() {
         r.remove(&job_id);
     }
     tracing::info!(job = job_id, status = %end.status, "local job ended");
-    app.engine.ended.send_modify(|n| *n += 1);
-    app.engine.webhook_wake.notify_one();
+    Engine::of(&app).ended.send_modify(|n| *n += 1);
+    crate::deliveries::wake(&app);
 }
 
 struct RemoveOnDrop(std::path::PathBuf);
@@ -79,7 +80,7 @@ impl Drop for RemoveOnDrop {
 }
 
 async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiver<Stop>) -> End {
-    let config = &app.engine.config;
+    let config = &Engine::of(&app).config;
     if let Err(e) = make_private_dir(dir) {
         return End::error(format!("the job's directory {} cannot be made: {e}", dir.display()));
     }
@@ -143,12 +144,12 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 .into(),
         );
     };
-    let Some(plugin_dir) = app.engine.plugin_dir.get() else {
+    let Some(plugin_dir) = Engine::of(&app).plugin_dir.get() else {
         return End::error(
             "the callback plugin could not be written to the data directory; see the server's log".into(),
         );
     };
-    let url = app.engine.ingest_url.borrow().clone().unwrap_or_default();
+    let url = Engine::of(&app).ingest_url.borrow().clone().unwrap_or_default();
     let mut cmd = Command::new(&program);
     cmd.args(&args).current_dir(&project).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     child_env(&mut cmd, plugin_dir, &url, app.ingest_token.expose(), job.job_id);
@@ -174,7 +175,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let mut beat = tokio::time::interval(beat_every);
     let timeout = tokio::time::sleep(job.timeout);
     tokio::pin!(timeout);
-    let shutdown = crate::shutting_down(app.shutdown.clone());
+    let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);
     let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut kill_at: Option<tokio::time::Instant> = None;
@@ -231,9 +232,9 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let mut stderr = crate::jobs::strip_ansi(&String::from_utf8_lossy(&stderr));
+    let mut stderr = crate::infra::text::strip_ansi(&String::from_utf8_lossy(&stderr));
     for secret in &prepared.redact {
-        stderr = stderr.replace(secret.as_str(), super::MASK);
+        stderr = stderr.replace(secret.as_str(), crate::infra::secrets::MASK);
     }
     drop(prepared.agent.take());
     let how = |what: &str| {

@@ -32,30 +32,6 @@ use std::path::{Component, Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 
-/// Where the catalog is. The inventories it names are read from the local engine's inventory
-/// directory (`PLAYDECK_INVENTORY_DIR`), the files a launch names.
-#[derive(Debug, Clone)]
-pub struct RequestsConfig {
-    /// The catalog (`PLAYDECK_CATALOG`, default `examples/catalog.json` in the working directory).
-    pub catalog: PathBuf,
-}
-
-impl RequestsConfig {
-    pub fn from_env() -> RequestsConfig {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        RequestsConfig {
-            catalog: PathBuf::from(var("PLAYDECK_CATALOG").unwrap_or_else(|| "examples/catalog.json".into())),
-        }
-    }
-
-    /// The project's own catalog.
-    pub fn for_tests() -> RequestsConfig {
-        RequestsConfig {
-            catalog: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json")),
-        }
-    }
-}
-
 // ---- the file as written ----
 
 #[derive(Deserialize)]
@@ -211,7 +187,10 @@ pub struct OptionRule {
 
 impl Catalog {
     /// Reads the catalog and every inventory it names (in `inventory_dir`).
-    pub fn load(config: &RequestsConfig, inventory_dir: &Path) -> Result<Catalog, String> {
+    pub fn load(
+        config: &crate::infra::config::RequestsConfig,
+        inventory_dir: &Path,
+    ) -> Result<Catalog, String> {
         let text = std::fs::read_to_string(&config.catalog).map_err(|e| {
             format!("the request catalog {} cannot be read (PLAYDECK_CATALOG): {e}", config.catalog.display())
         })?;

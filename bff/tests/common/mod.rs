@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bff::config::{Config, Secret};
-use bff::embedded::{Cluster, Durability};
+use bff::infra::config::Config;
+use bff::infra::embedded::{Cluster, Durability};
+use bff::infra::secrets::Secret;
 use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "pdk_test_admin_key_0123456789";
@@ -70,7 +71,7 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub http: reqwest::Client,
     pub pg: tokio_postgres::Config,
-    pub state: bff::AppState,
+    pub state: bff::infra::state::AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -105,7 +106,7 @@ pub async fn spawn_app_on(pg: tokio_postgres::Config, tune: impl FnOnce(&mut Con
     });
     // Wait for the live relay's LISTEN, so tests start from a steady state.
     for _ in 0..200 {
-        if state.hub.listening.load(Ordering::SeqCst) {
+        if bff::live::Hub::of(&state).listening.load(Ordering::SeqCst) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,66 +1,20 @@
-//! Defences shared by the API: secret masking before anything is stored, rate limits, and the
-//! CSRF rule for cookie-authenticated writes.
+//! Defences shared by the API: rate limits, the client's address, the CSRF rule for
+//! cookie-authenticated writes, and the headers and size limits every response and request get.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::http::HeaderMap;
-use serde_json::Value;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 
-/// What a masked value reads as.
-pub const MASK: &str = "********";
+use crate::infra::state::AppState;
 
 /// The header a browser must send on a write authenticated by the session cookie. A page on
 /// another site cannot send it without a CORS preflight, which this server never grants.
 pub const CSRF_HEADER: &str = "x-playdeck-csrf";
-
-/// Whether a key names a secret: passwords, secrets, tokens, private and API keys.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    const WORDS: &[&str] = &[
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "private_key",
-        "api_key",
-        "apikey",
-        "access_key",
-    ];
-    WORDS.iter().any(|w| k.contains(w)) || k == "key" || (k.ends_with("_key") && !k.ends_with("host_key"))
-}
-
-/// Replaces secret values in a JSON document, recursively: values under secret-looking keys, and
-/// the whole result of a task that ran with `no_log` (Ansible marks it `_ansible_no_log`).
-pub fn mask_secrets(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            if map.get("_ansible_no_log").and_then(Value::as_bool) == Some(true) {
-                for (k, val) in map.iter_mut() {
-                    if !k.starts_with("_ansible") && k != "changed" && k != "failed" && k != "skipped" {
-                        *val = Value::String(MASK.into());
-                    }
-                }
-                return;
-            }
-            for (k, val) in map.iter_mut() {
-                if is_secret_key(k)
-                    && !matches!(val, Value::Null | Value::Bool(_))
-                    && !val.is_object()
-                    && !val.is_array()
-                {
-                    *val = Value::String(MASK.into());
-                } else {
-                    mask_secrets(val);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_secrets),
-        _ => {}
-    }
-}
 
 /// A token bucket per client: `per_second` on average, up to `burst` at once.
 pub struct RateLimiter {
@@ -122,30 +76,48 @@ pub fn client_key(headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> St
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The most header bytes a request may carry (hyper's own limits are larger: ~400 KiB, 100 headers).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The longest request target.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses oversize headers (431) and URIs (414). Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
+/// `PLAYDECK_FRAME_ANCESTORS`, default only this origin) instead of a blanket X-Frame-Options.
+pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // Behind a TLS-terminating route the original scheme arrives in X-Forwarded-Proto.
+    let tls =
+        req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let mut resp = if header_bytes > MAX_HEADER_BYTES {
+        crate::infra::error::error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request's headers are larger than {} KiB", MAX_HEADER_BYTES / 1024),
+        )
+    } else if req.uri().to_string().len() > MAX_URI_BYTES {
+        crate::infra::error::error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the request's URI is longer than {} KiB", MAX_URI_BYTES / 1024),
+        )
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
+    let csp = format!("frame-ancestors {}; object-src 'none'; base-uri 'self'", app.config.frame_ancestors);
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn secrets_are_masked_and_the_rest_kept() {
-        let mut v = json!({
-            "host": "web-01", "task": "login",
-            "res": {"msg": "ok", "ansible_password": "hunter2", "api_token": "abc", "nested": [{"db_secret": "s"}],
-                    "key": "k", "ssh_private_key": "-----BEGIN", "known_host_key": "ssh-ed25519 AAA", "changed": true},
-            "no_log": {"_ansible_no_log": true, "stdout": "hidden stuff", "changed": true}
-        });
-        mask_secrets(&mut v);
-        assert_eq!(v["host"], "web-01");
-        assert_eq!(v["res"]["msg"], "ok");
-        for k in ["ansible_password", "api_token", "key", "ssh_private_key"] {
-            assert_eq!(v["res"][k], MASK, "{k}");
-        }
-        assert_eq!(v["res"]["nested"][0]["db_secret"], MASK);
-        assert_eq!(v["res"]["known_host_key"], "ssh-ed25519 AAA");
-        assert_eq!(v["no_log"]["stdout"], MASK);
-        assert_eq!(v["no_log"]["changed"], true);
-    }
 
     #[test]
     fn the_bucket_refuses_beyond_the_burst() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::infra::secrets::Secret;
 
 /// The controllers to sync, from the environment and the config file.
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,5 @@
-//! Prometheus metrics: counters and histograms kept in memory, rendered as text at `/metrics`.
+//! Prometheus metrics: counters and histograms kept in memory, rendered as text (the `ops`
+//! module serves them at `/metrics`, with the gauges it reads at each scrape).
 //!
 //! Hand-rolled rather than a metrics crate: a few dozen series, one mutex, and the text format is
 //! simple. Every series is declared in `FAMILIES` with its help text, so `/metrics` describes
@@ -10,12 +11,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::infra::state::AppState;
 
 /// What each family is and means.
 const FAMILIES: &[(&str, &str, &str)] = &[
@@ -58,7 +58,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-type Labels = Vec<(&'static str, String)>;
+pub type Labels = Vec<(&'static str, String)>;
 
 #[derive(Default)]
 struct Histogram {
@@ -79,7 +79,7 @@ pub struct Metrics {
     series: Mutex<Series>,
 }
 
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
@@ -111,7 +111,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read at scrape time appended by the caller.
-    fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
+    pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
         let mut out = String::new();
         let Ok(s) = self.series.lock() else { return out };
         for (family, kind, help) in FAMILIES {
@@ -151,98 +151,6 @@ fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
     } else {
         format!("{{{}}}", parts.join(","))
     }
-}
-
-/// `GET /metrics`.
-pub async fn scrape(State(app): State<AppState>) -> Response {
-    let mut gauges: Vec<(&'static str, Labels, f64)> = Vec::new();
-    let hub = &app.hub;
-    gauges.push(("playdeck_live_clients", labels(&[("transport", "websocket")]), hub.ws_clients() as f64));
-    gauges.push(("playdeck_live_clients", labels(&[("transport", "sse")]), hub.sse_clients() as f64));
-    let listening = hub.listening.load(std::sync::atomic::Ordering::SeqCst);
-    gauges.push(("playdeck_listener_connected", Vec::new(), if listening { 1.0 } else { 0.0 }));
-    let status = app.pool.status();
-    gauges.push(("playdeck_db_pool_connections", labels(&[("state", "open")]), status.size as f64));
-    gauges.push(("playdeck_db_pool_connections", labels(&[("state", "idle")]), status.available as f64));
-    if let Ok(db) = app.pool.get().await {
-        if let Ok(row) = db.query_one("select pg_notification_queue_usage()", &[]).await {
-            gauges.push(("playdeck_pg_notification_queue_usage", Vec::new(), row.get::<_, f64>(0)));
-        }
-        // Shared state read from the tables, so every replica reports the same figures.
-        if let Ok(row) = db
-            .query_one(
-                "select count(*) filter (where state = 'queued'), count(*) filter (where state = 'running')
-                   from engine_jobs where state <> 'done'",
-                &[],
-            )
-            .await
-        {
-            gauges.push((
-                "playdeck_engine_jobs",
-                labels(&[("state", "queued")]),
-                row.get::<_, i64>(0) as f64,
-            ));
-            gauges.push((
-                "playdeck_engine_jobs",
-                labels(&[("state", "running")]),
-                row.get::<_, i64>(1) as f64,
-            ));
-        }
-        if let Ok(rows) = db.query("select state, count(*) from webhook_deliveries group by state", &[]).await
-        {
-            for state in ["pending", "delivered", "failed"] {
-                let n = rows.iter().find(|r| r.get::<_, &str>(0) == state).map_or(0, |r| r.get::<_, i64>(1));
-                gauges.push(("playdeck_webhook_deliveries", labels(&[("outcome", state)]), n as f64));
-            }
-        }
-        if let Ok(rows) = db
-            .query(
-                "select coalesce(n.kind, 'deleted'), d.state, count(*) from notifier_deliveries d
-                   left join notifiers n on n.id = d.notifier_id group by 1, 2",
-                &[],
-            )
-            .await
-        {
-            for kind in ["mail", "chat"] {
-                for state in ["pending", "delivered", "failed"] {
-                    let n = rows
-                        .iter()
-                        .find(|r| r.get::<_, &str>(0) == kind && r.get::<_, &str>(1) == state)
-                        .map_or(0, |r| r.get::<_, i64>(2));
-                    gauges.push((
-                        "playdeck_notifier_deliveries",
-                        labels(&[("kind", kind), ("outcome", state)]),
-                        n as f64,
-                    ));
-                }
-            }
-        }
-    }
-    if let Ok(controllers) = serde_json::from_value::<Vec<shared::aap::Controller>>(crate::aap::health(&app))
-    {
-        let now = chrono::Utc::now();
-        for c in controllers {
-            let up = if c.healthy { 1.0 } else { 0.0 };
-            gauges.push((
-                "playdeck_aap_controller_up",
-                labels(&[("controller", &c.name), ("status", &c.status)]),
-                up,
-            ));
-            gauges.push((
-                "playdeck_aap_active_jobs",
-                labels(&[("controller", &c.name)]),
-                c.active_jobs as f64,
-            ));
-            if let Some(t) = c.last_sync {
-                let age = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
-                gauges.push(("playdeck_aap_sync_age_seconds", labels(&[("controller", &c.name)]), age));
-            }
-        }
-    }
-    let mut resp = app.metrics.render(&gauges).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    resp
 }
 
 /// Counts every API request by its route (the pattern, never the ids or the query) and status, and

@@ -3,37 +3,17 @@
 //! Keys are 256-bit random strings stored only as their SHA-256: a fast hash is enough for secrets
 //! that cannot be guessed, and it lets a request find its key with one indexed lookup.
 
-use axum::extract::{FromRef, FromRequestParts, Query, State};
-use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use rand::RngCore;
+use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::http::{header, request::Parts, HeaderMap};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use shared::{ApiKey, CreatedApiKey, NewApiKey, Role, SessionInfo, SessionRequest};
+use shared::Role;
 
-use crate::error::{AppError, AppJson};
-use crate::{App, AppState};
+use crate::infra::error::AppError;
+use crate::infra::secrets::{hash_secret, random_token, same_secret, write_private};
+use crate::infra::state::App;
+use crate::infra::state::AppState;
 
 pub const SESSION_COOKIE: &str = "playdeck_session";
-
-/// A random secret: `prefix` then 64 hex digits.
-pub fn random_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
-}
-
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Compares two secrets in time that does not depend on where they differ.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Who is calling: the API key (directly, or behind a browser session) and its role.
 #[derive(Debug, Clone)]
@@ -72,7 +52,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -99,10 +79,10 @@ where
             let caller = session_caller(&app, token).await?;
             // A cookie is sent by the browser whoever made the page; a write must also carry a
             // header that only our own pages send (another site would need a CORS preflight).
-            if !parts.method.is_safe() && !parts.headers.contains_key(crate::security::CSRF_HEADER) {
+            if !parts.method.is_safe() && !parts.headers.contains_key(crate::infra::security::CSRF_HEADER) {
                 return Err(AppError::Forbidden(format!(
                     "a write from the browser needs the {} header",
-                    crate::security::CSRF_HEADER
+                    crate::infra::security::CSRF_HEADER
                 )));
             }
             return Ok(caller);
@@ -119,7 +99,7 @@ where
     }
 }
 
-async fn key_caller(app: &App, key: &str) -> Result<Caller, AppError> {
+pub(crate) async fn key_caller(app: &App, key: &str) -> Result<Caller, AppError> {
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
@@ -225,13 +205,13 @@ pub async fn bootstrap_admin(app: &App) -> Result<Option<String>, String> {
         }
     }
     let key = random_token("pdk_");
-    crate::embedded::write_private(&path, &key)?;
+    write_private(&path, &key)?;
     ensure(key.clone()).await?;
     Ok(Some(key))
 }
 
 /// The ingest token: configured, or read from / generated into `ingest.token`.
-pub fn ingest_token(config: &crate::config::Config) -> Result<crate::config::Secret, String> {
+pub fn ingest_token(config: &crate::infra::config::Config) -> Result<crate::infra::secrets::Secret, String> {
     if let Some(t) = &config.ingest_token {
         return Ok(t.clone());
     }
@@ -239,179 +219,16 @@ pub fn ingest_token(config: &crate::config::Config) -> Result<crate::config::Sec
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let t = existing.trim().to_string();
         if !t.is_empty() {
-            return Ok(crate::config::Secret(t));
+            return Ok(crate::infra::secrets::Secret(t));
         }
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let t = random_token("pdi_");
-    crate::embedded::write_private(&path, &t)?;
-    Ok(crate::config::Secret(t))
+    write_private(&path, &t)?;
+    Ok(crate::infra::secrets::Secret(t))
 }
 
-fn key_prefix(key: &str) -> String {
+pub(crate) fn key_prefix(key: &str) -> String {
     key.chars().take(8).collect()
-}
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/session", get(whoami).post(sign_in).delete(sign_out))
-        .route("/keys", get(list_keys).post(create_key))
-        .route("/keys/{id}", delete(revoke_key))
-}
-
-async fn whoami(caller: Caller) -> Json<SessionInfo> {
-    Json(SessionInfo { name: caller.name, role: caller.role })
-}
-
-/// Exchanges an API key for an HttpOnly session cookie, so the browser never holds the key.
-async fn sign_in(
-    State(app): State<AppState>,
-    client: crate::security::ClientAddr,
-    headers: HeaderMap,
-    AppJson(req): AppJson<SessionRequest>,
-) -> Result<Response, AppError> {
-    if let Err(wait) = app.signin_limit.check(&client.0) {
-        crate::audit::record(
-            &app,
-            &client.0,
-            "sign-in refused",
-            None,
-            serde_json::json!({"reason": "rate limit"}),
-        )
-        .await;
-        return Err(AppError::TooManyRequests(wait));
-    }
-    let caller = match key_caller(&app, req.key.trim()).await {
-        Ok(c) => c,
-        Err(e) => {
-            crate::audit::record(
-                &app,
-                &client.0,
-                "sign-in refused",
-                None,
-                serde_json::json!({"reason": e.to_string()}),
-            )
-            .await;
-            return Err(e);
-        }
-    };
-    crate::audit::record(&app, &caller.name, "sign-in", None, serde_json::json!({"from": client.0})).await;
-    let token = random_token("pds_");
-    let db = app.pool.get().await?;
-    db.execute(
-        "insert into sessions (token_hash, key_id, expires)
-         values ($1, $2, now() + make_interval(hours => $3))",
-        &[&hash_secret(&token), &caller.key_id, &(app.config.session_hours as i32)],
-    )
-    .await?;
-    let secure =
-        headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        app.config.session_hours * 3600,
-        if secure { "; Secure" } else { "" }
-    );
-    let mut resp = Json(SessionInfo { name: caller.name, role: caller.role }).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?,
-    );
-    Ok(resp)
-}
-
-async fn sign_out(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        let db = app.pool.get().await?;
-        db.execute("delete from sessions where token_hash = $1", &[&hash_secret(token)]).await?;
-    }
-    let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("playdeck_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
-    );
-    Ok(resp)
-}
-
-fn api_key_from_row(row: &tokio_postgres::Row) -> ApiKey {
-    ApiKey {
-        id: row.get("id"),
-        name: row.get("name"),
-        role: Role::parse(row.get("role")).unwrap_or(Role::Viewer),
-        prefix: row.get("prefix"),
-        created: row.get("created"),
-        last_used: row.get("last_used"),
-    }
-}
-
-async fn list_keys(
-    State(app): State<AppState>,
-    caller: Caller,
-) -> Result<Json<shared::Page<ApiKey>>, AppError> {
-    caller.require(Role::Admin)?;
-    let db = app.pool.get().await?;
-    let rows = db
-        .query(
-            "select id, name, role, prefix, created, last_used from api_keys
-              where revoked is null order by id",
-            &[],
-        )
-        .await?;
-    let results: Vec<ApiKey> = rows.iter().map(api_key_from_row).collect();
-    Ok(Json(shared::Page { count: results.len() as i64, next: None, previous: None, results }))
-}
-
-async fn create_key(
-    State(app): State<AppState>,
-    caller: Caller,
-    AppJson(req): AppJson<NewApiKey>,
-) -> Result<(StatusCode, Json<CreatedApiKey>), AppError> {
-    caller.require(Role::Admin)?;
-    let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::Unprocessable("a key needs a name of 1 to 100 characters".into()));
-    }
-    let secret = random_token("pdk_");
-    let db = app.pool.get().await?;
-    let row = db
-        .query_one(
-            "insert into api_keys (name, role, key_hash, prefix) values ($1, $2, $3, $4)
-             returning id, name, role, prefix, created, last_used",
-            &[&name, &req.role.as_str(), &hash_secret(&secret), &key_prefix(&secret)],
-        )
-        .await?;
-    let key = api_key_from_row(&row);
-    crate::audit::record(
-        &app,
-        &caller.name,
-        "key created",
-        Some(&format!("key {}", key.id)),
-        serde_json::json!({"name": key.name, "role": key.role.as_str()}),
-    )
-    .await;
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
-}
-
-async fn revoke_key(
-    State(app): State<AppState>,
-    caller: Caller,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-) -> Result<StatusCode, AppError> {
-    caller.require(Role::Admin)?;
-    let db = app.pool.get().await?;
-    let n =
-        db.execute("update api_keys set revoked = now() where id = $1 and revoked is null", &[&id]).await?;
-    if n == 0 {
-        return Err(AppError::NotFound(format!("API key {id} does not exist")));
-    }
-    db.execute("delete from sessions where key_id = $1", &[&id]).await?;
-    crate::audit::record(
-        &app,
-        &caller.name,
-        "key revoked",
-        Some(&format!("key {id}")),
-        serde_json::json!({}),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -5,16 +5,16 @@ use tokio_postgres::NoTls;
 
 /// The migrations, in order. A migration is never edited once released; a change is a new file.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_spine", include_str!("../../migrations/0001_spine.sql")),
-    ("0002_actions", include_str!("../../migrations/0002_actions.sql")),
-    ("0003_aap", include_str!("../../migrations/0003_aap.sql")),
-    ("0004_engine", include_str!("../../migrations/0004_engine.sql")),
-    ("0005_hardening", include_str!("../../migrations/0005_hardening.sql")),
-    ("0006_kb", include_str!("../../migrations/0006_kb.sql")),
-    ("0007_requests", include_str!("../../migrations/0007_requests.sql")),
-    ("0008_credentials", include_str!("../../migrations/0008_credentials.sql")),
-    ("0009_notifiers", include_str!("../../migrations/0009_notifiers.sql")),
-    ("0010_credential_hosts", include_str!("../../migrations/0010_credential_hosts.sql")),
+    ("0001_spine", include_str!("../../../migrations/0001_spine.sql")),
+    ("0002_actions", include_str!("../../../migrations/0002_actions.sql")),
+    ("0003_aap", include_str!("../../../migrations/0003_aap.sql")),
+    ("0004_engine", include_str!("../../../migrations/0004_engine.sql")),
+    ("0005_hardening", include_str!("../../../migrations/0005_hardening.sql")),
+    ("0006_kb", include_str!("../../../migrations/0006_kb.sql")),
+    ("0007_requests", include_str!("../../../migrations/0007_requests.sql")),
+    ("0008_credentials", include_str!("../../../migrations/0008_credentials.sql")),
+    ("0009_notifiers", include_str!("../../../migrations/0009_notifiers.sql")),
+    ("0010_credential_hosts", include_str!("../../../migrations/0010_credential_hosts.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

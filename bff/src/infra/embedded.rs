@@ -8,7 +8,8 @@
 #![allow(unsafe_code)] // kill(2), prctl(2), getuid(2): each use says why it is sound.
 
 use std::fs;
-use std::io::Write;
+
+use crate::infra::secrets::write_private;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -344,7 +345,7 @@ fn init_cluster(
     run_as: Option<&RunAs>,
     durability: Durability,
 ) -> Result<(), String> {
-    let password = crate::auth::random_token("");
+    let password = crate::infra::secrets::random_token("");
     fs::create_dir_all(pg_dir).map_err(|e| format!("cannot create {}: {e}", pg_dir.display()))?;
     set_mode(pg_dir, 0o700)?;
     // initdb reads the superuser's password from a file the cluster's user can read; it lives
@@ -383,20 +384,6 @@ fn init_cluster(
     write_private(password_file, &password)?;
     tracing::info!(dir = %pg_dir.display(), "created the embedded PostgreSQL cluster");
     Ok(())
-}
-
-/// Writes a file only its owner can read (mode 0600 from the start, never wider).
-pub fn write_private(path: &Path, content: &str) -> Result<(), String> {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(content.as_bytes())
-        .and_then(|_| f.write_all(b"\n"))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A server left running by a Playdeck that was killed before the kernel could signal it (or a

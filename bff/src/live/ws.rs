@@ -17,10 +17,10 @@ use futures_util::{SinkExt, StreamExt};
 use shared::{ClientMessage, JobEvent, ServerMessage};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::auth::Caller;
-use crate::error::AppError;
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::state::AppState;
 use crate::live::{self, Follower, HubMessage, Interest};
-use crate::AppState;
 
 /// Jobs one connection may follow at once.
 const MAX_FOLLOWED: usize = 100;
@@ -47,11 +47,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 async fn serve(app: AppState, socket: WebSocket) {
-    let _counted = app.hub.client(live::Transport::WebSocket);
+    let _counted = live::Hub::of(&app).client(live::Transport::WebSocket);
     let (sink, mut stream) = socket.split();
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(16);
     let (errors, error_rx) = mpsc::channel::<String>(16);
-    let hub_rx = app.hub.subscribe();
+    let hub_rx = live::Hub::of(&app).subscribe();
     let mut writer = tokio::spawn(write_loop(app.clone(), sink, hub_rx, command_rx, error_rx));
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
@@ -71,7 +71,7 @@ async fn serve(app: AppState, socket: WebSocket) {
             }
         }
     });
-    let shutdown = crate::shutting_down(app.shutdown.clone());
+    let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::select! {
         _ = &mut writer => reader.abort(),
         _ = &mut reader => writer.abort(),
@@ -136,7 +136,7 @@ impl Connection {
         match cmd {
             ClientMessage::Subscribe { jobs, job_events } => {
                 if jobs && self.jobs.is_none() {
-                    self.jobs = Some(self.app.hub.watch_jobs());
+                    self.jobs = Some(live::Hub::of(&self.app).watch_jobs());
                 }
                 for jc in job_events {
                     let cursor = match live::parse_cursor(jc.cursor.as_deref()) {
@@ -165,7 +165,7 @@ impl Connection {
                     }
                     // Interest first, then the read: a batch committed in between is broadcast
                     // (and skipped by the cursor if the read already had it).
-                    let interest = self.app.hub.follow(jc.job_id);
+                    let interest = live::Hub::of(&self.app).follow(jc.job_id);
                     self.followers.insert(jc.job_id, (Follower::new(jc.job_id, cursor), interest));
                     self.catch_up(jc.job_id).await?;
                 }

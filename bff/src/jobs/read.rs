@@ -1,188 +1,33 @@
-//! The read API of jobs: the grid's list with its filters, one job, its events, hosts, output and
-//! status history.
+//! Reading jobs: the grid's list with its filters, one job, its events, hosts, output and status
+//! history.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use deadpool_postgres::Object;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use shared::{HostCounts, Job, JobEvent, JobFilter, JobHost, JobStatus, Page, StatusChange};
+use shared::{Job, JobEvent, JobFilter, JobHost, JobStatus, Page, StatusChange};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", get(list_jobs))
-        .route("/jobs/{id}", get(get_job))
-        .route("/jobs/{id}/events", get(list_events))
-        .route("/jobs/{id}/hosts", get(list_hosts))
-        .route("/jobs/{id}/stdout", get(stdout))
-        .route("/jobs/{id}/history", get(history))
-}
-
-/// The columns of a job, with `elapsed` ticking for a running job.
-const JOB_COLUMNS: &str = "id, source, external_id, name, template, inventory, project, launched_by,
-    \"limit\", status, created, modified, started, finished,
-    coalesce(elapsed, case when started is not null and finished is null and status = 'running'
-                           then extract(epoch from now() - started) end) as elapsed,
-    hosts_ok, hosts_changed, hosts_failed, hosts_skipped, hosts_unreachable,
-    current_play, current_task, plays, tasks, event_count, last_seq, explanation, events_expired, scm_revision";
-
-fn job_from_row(r: &Row) -> Job {
-    Job {
-        id: r.get("id"),
-        source: r.get("source"),
-        external_id: r.get("external_id"),
-        name: r.get("name"),
-        template: r.get("template"),
-        inventory: r.get("inventory"),
-        project: r.get("project"),
-        launched_by: r.get("launched_by"),
-        limit: r.get("limit"),
-        status: JobStatus::parse(r.get("status")).unwrap_or(JobStatus::New),
-        created: r.get("created"),
-        modified: r.get("modified"),
-        started: r.get("started"),
-        finished: r.get("finished"),
-        elapsed: r.get("elapsed"),
-        hosts: HostCounts {
-            ok: r.get::<_, i32>("hosts_ok") as i64,
-            changed: r.get::<_, i32>("hosts_changed") as i64,
-            failed: r.get::<_, i32>("hosts_failed") as i64,
-            skipped: r.get::<_, i32>("hosts_skipped") as i64,
-            unreachable: r.get::<_, i32>("hosts_unreachable") as i64,
-        },
-        current_play: r.get("current_play"),
-        current_task: r.get("current_task"),
-        plays: r.get::<_, i32>("plays") as i64,
-        tasks: r.get::<_, i32>("tasks") as i64,
-        event_count: r.get("event_count"),
-        cursor: r.get::<_, i64>("last_seq").to_string(),
-        explanation: r.get("explanation"),
-        events_expired: r.get("events_expired"),
-        scm_revision: r.get("scm_revision"),
-        explanations: Vec::new(),
-    }
-}
-
-pub async fn fetch_job(db: &Object, id: i64) -> Result<Option<Job>, AppError> {
-    let row = db.query_opt(&format!("select {JOB_COLUMNS} from jobs where id = $1"), &[&id]).await?;
-    Ok(row.as_ref().map(job_from_row))
-}
-
-/// Jobs changed after `change_seq`, with their change_seq, oldest change first.
-pub async fn jobs_changed_since(db: &Object, since: i64, limit: i64) -> Result<Vec<(Job, i64)>, AppError> {
-    let rows = db
-        .query(
-            &format!("select {JOB_COLUMNS}, change_seq from jobs where change_seq > $1 order by change_seq limit $2"),
-            &[&since, &limit],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (job_from_row(r), r.get("change_seq"))).collect())
-}
-
-const EVENT_COLUMNS: &str = "job_id, counter, seq, event, uuid, parent_uuid, created, host, play, task,
-    role, stdout, start_line, end_line, failed, changed, event_data";
-
-fn event_from_row(r: &Row) -> JobEvent {
-    JobEvent {
-        job_id: r.get("job_id"),
-        counter: r.get("counter"),
-        cursor: r.get::<_, i64>("seq").to_string(),
-        event: r.get("event"),
-        uuid: r.get("uuid"),
-        parent_uuid: r.get("parent_uuid"),
-        created: r.get("created"),
-        host: r.get("host"),
-        play: r.get("play"),
-        task: r.get("task"),
-        role: r.get("role"),
-        stdout: r.get("stdout"),
-        start_line: r.get("start_line"),
-        end_line: r.get("end_line"),
-        failed: r.get("failed"),
-        changed: r.get("changed"),
-        event_data: r.get("event_data"),
-    }
-}
-
-/// Events in arrival order with seq in `(after, upto]`.
-pub async fn events_by_seq(
-    db: &Object,
-    job_id: i64,
-    after: i64,
-    upto: Option<i64>,
-    limit: i64,
-) -> Result<Vec<JobEvent>, AppError> {
-    let rows = db
-        .query(
-            &format!(
-                "select {EVENT_COLUMNS} from job_events
-                  where job_id = $1 and seq > $2 and ($3::bigint is null or seq <= $3)
-                  order by seq limit $4"
-            ),
-            &[&job_id, &after, &upto, &limit],
-        )
-        .await?;
-    Ok(rows.iter().map(event_from_row).collect())
-}
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::extract::{filters_of, page_of, percent_encode, JobId, Q};
+use crate::infra::state::AppState;
+use crate::infra::text::strip_ansi;
+use crate::store::events::{event_from_row, EVENT_COLUMNS};
+use crate::store::jobs::{fetch_job, job_from_row, job_hosts, JOB_COLUMNS};
 
 async fn job_or_404(db: &Object, id: i64) -> Result<Job, AppError> {
     fetch_job(db, id).await?.ok_or_else(|| AppError::not_found_job(id))
 }
 
-/// Reads the `{id}` of a path: a clear 400 for `/jobs/abc`, in the contract's shape.
-pub async fn path_id(parts: &mut axum::http::request::Parts, what: &str) -> Result<i64, AppError> {
-    let Path(raw) = Path::<String>::from_request_parts(parts, &())
-        .await
-        .map_err(|e| AppError::BadRequest(e.body_text()))?;
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not {what} id")))
-}
-
-/// A job's id from the path.
-pub struct JobId(pub i64);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobId {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        path_id(parts, "a job").await.map(JobId)
-    }
-}
-
-/// Query strings read into a type, with a 400 in the contract's shape when they don't fit.
-pub struct Q<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| Q(v))
-            .map_err(|e| AppError::BadRequest(e.body_text()))
-    }
-}
-
 const ORDERABLE: &[&str] =
     &["id", "started", "finished", "name", "status", "elapsed", "template", "modified"];
 
-async fn list_jobs(
+pub async fn list(
     State(app): State<AppState>,
     _caller: Caller,
     Q(f): Q<JobFilter>,
@@ -273,48 +118,11 @@ async fn list_jobs(
             &refs,
         )
         .await?;
-    let link = |p: i64| {
-        let mut f = f.clone();
-        f.page = Some(p);
-        f.page_size = Some(page_size);
-        serde_urlencode(&f).map(|q| format!("/api/v1/jobs?{q}"))
-    };
-    Ok(Json(Page {
-        count,
-        next: if page * page_size < count { link(page + 1) } else { None },
-        previous: if page > 1 { link(page - 1) } else { None },
-        results: rows.iter().map(job_from_row).collect(),
-    }))
+    let results = rows.iter().map(job_from_row).collect();
+    Ok(Json(page_of("/api/v1/jobs", page, page_size, &filters_of(&f), count, results)))
 }
 
-/// A flat struct as a query string (the filter's own field names and values).
-fn serde_urlencode<T: serde::Serialize>(v: &T) -> Option<String> {
-    let value = serde_json::to_value(v).ok()?;
-    let obj = value.as_object()?;
-    let parts: Vec<String> = obj
-        .iter()
-        .filter_map(|(k, v)| {
-            let s = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            Some(format!("{k}={}", percent_encode(&s)))
-        })
-        .collect();
-    Some(parts.join("&"))
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn get_job(
+pub async fn show(
     State(app): State<AppState>,
     _caller: Caller,
     JobId(id): JobId,
@@ -326,7 +134,7 @@ async fn get_job(
 }
 
 #[derive(Deserialize)]
-struct EventQuery {
+pub struct EventQuery {
     after_counter: Option<i64>,
     limit: Option<i64>,
     /// Only this host's events (a host's drill-down on the job page).
@@ -343,7 +151,7 @@ const EVENTS_MAX: i64 = 1000;
 const BRIEF_EVENTS_MAX: i64 = 10_000;
 
 /// Events in counter order (Ansible's own order), after `after_counter`.
-async fn list_events(
+pub async fn events(
     State(app): State<AppState>,
     _caller: Caller,
     JobId(id): JobId,
@@ -405,7 +213,7 @@ async fn list_events(
     Ok(Json(Page { count, next, previous: None, results }))
 }
 
-async fn list_hosts(
+pub async fn hosts(
     State(app): State<AppState>,
     _caller: Caller,
     JobId(id): JobId,
@@ -416,60 +224,14 @@ async fn list_hosts(
     Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
 }
 
-/// A job's per-host results, by host name.
-pub async fn job_hosts(db: &Object, id: i64) -> Result<Vec<JobHost>, AppError> {
-    let rows = db
-        .query(
-            "select host, ok, changed, failures, dark, skipped, rescued, ignored, last_task, final_summary
-               from job_hosts where job_id = $1 order by host",
-            &[&id],
-        )
-        .await?;
-    let results: Vec<JobHost> = rows
-        .iter()
-        .map(|r| {
-            let n = |c: &str| r.get::<_, i32>(c) as i64;
-            let (ok, changed, failures, dark, skipped) =
-                (n("ok"), n("changed"), n("failures"), n("dark"), n("skipped"));
-            let status = if failures > 0 {
-                "failed"
-            } else if dark > 0 {
-                "unreachable"
-            } else if changed > 0 {
-                "changed"
-            } else if ok > 0 {
-                "ok"
-            } else if skipped > 0 {
-                "skipped"
-            } else {
-                "running"
-            };
-            JobHost {
-                host: r.get("host"),
-                status: status.into(),
-                ok,
-                changed,
-                failures,
-                dark,
-                skipped,
-                rescued: n("rescued"),
-                ignored: n("ignored"),
-                last_task: r.get("last_task"),
-                final_summary: r.get("final_summary"),
-            }
-        })
-        .collect();
-    Ok(results)
-}
-
 #[derive(Deserialize)]
-struct StdoutQuery {
+pub struct StdoutQuery {
     format: Option<String>,
 }
 
 /// The job's output rebuilt from its events' stdout in counter order, streamed page by page so a
 /// job with 100k lines never sits in memory whole.
-async fn stdout(
+pub async fn stdout(
     State(app): State<AppState>,
     _caller: Caller,
     JobId(id): JobId,
@@ -527,48 +289,7 @@ async fn stdout(
     Ok(resp)
 }
 
-/// Removes ANSI escape sequences (colours, cursor moves) for the plain-text output.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            Some('[') => {
-                chars.next();
-                // CSI: parameters and intermediates, then one final byte in @..~
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                // OSC: up to BEL or ESC \
-                chars.next();
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
-                        break;
-                    }
-                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                        chars.next();
-                        break;
-                    }
-                }
-            }
-            Some(_) => {
-                chars.next();
-            }
-            None => {}
-        }
-    }
-    out
-}
-
-async fn history(
+pub async fn history(
     State(app): State<AppState>,
     _caller: Caller,
     JobId(id): JobId,
@@ -591,16 +312,4 @@ async fn history(
         })
         .collect();
     Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_ansi;
-
-    #[test]
-    fn strips_colours_and_keeps_text() {
-        assert_eq!(strip_ansi("\u{1b}[0;32mok: [web-01]\u{1b}[0m"), "ok: [web-01]");
-        assert_eq!(strip_ansi("plain"), "plain");
-        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}x"), "x");
-    }
 }

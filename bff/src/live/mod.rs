@@ -7,6 +7,9 @@
 //! when they fell behind (`Lagged`), and after the LISTEN connection broke. That is what makes
 //! delivery gap-free and exactly-once per cursor.
 
+pub mod sse;
+pub mod ws;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,9 +22,29 @@ use shared::{Job, JobEvent};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::AsyncMessage;
 
-use crate::error::AppError;
-use crate::jobs;
-use crate::metrics::Metrics;
+use crate::infra::error::AppError;
+use crate::infra::metrics::Metrics;
+use crate::infra::state::App;
+use crate::store::events::events_by_seq;
+use crate::store::jobs::{fetch_job, jobs_changed_since};
+
+/// The LISTEN/NOTIFY channel every notice goes through.
+pub const CHANNEL: &str = "playdeck";
+
+/// Tells every replica's relay, once `tx` commits, that a job changed: its new events are seq
+/// `(from, to]` (none when equal) and `change` is its new place in the change history. The ingest
+/// path and the engine's queue both call this; nothing else sends notices.
+pub async fn notify(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    from: i64,
+    to: i64,
+    change: i64,
+) -> Result<(), AppError> {
+    let note = Notice { job, from, to, change, at: chrono::Utc::now().timestamp_millis() };
+    tx.execute("select pg_notify($1, $2)", &[&CHANNEL, &note.encode()]).await?;
+    Ok(())
+}
 
 /// The payload of one ingest transaction's notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +94,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// This process's hub (a service registered by `start`).
+    pub fn of(app: &App) -> &Arc<Hub> {
+        app.service::<Arc<Hub>>()
+    }
+
     pub fn new(capacity: usize) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(capacity);
         Arc::new(Hub {
@@ -205,7 +233,7 @@ pub fn start(
     // reported as a lost connection.
     let listener = tokio::spawn(listen(pg_config, hub.clone(), metrics.clone(), tx));
     tokio::spawn(async move {
-        crate::shutting_down(shutdown).await;
+        crate::infra::state::shutting_down(shutdown).await;
         listener.abort();
     });
     tokio::spawn(relay(pool, hub, metrics, rx));
@@ -249,7 +277,7 @@ async fn listen(
                         }
                     }
                 });
-                match client.batch_execute(&format!("listen {}", crate::ingest::CHANNEL)).await {
+                match client.batch_execute(&format!("listen {}", CHANNEL)).await {
                     Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
                     Ok(()) => {
                         hub.listening.store(true, Ordering::SeqCst);
@@ -309,12 +337,12 @@ async fn relay_notice(pool: &Pool, hub: &Hub, n: Notice) -> Result<(), AppError>
     let followed = hub.is_followed(n.job);
     if n.to > n.from && followed {
         let db = pool.get().await?;
-        let events = jobs::events_by_seq(&db, n.job, n.from, Some(n.to), i64::MAX).await?;
+        let events = events_by_seq(&db, n.job, n.from, Some(n.to), i64::MAX).await?;
         hub.send(HubMessage::Events { job_id: n.job, from: n.from, to: n.to, events });
     }
     if followed || hub.job_watchers.load(Ordering::SeqCst) > 0 {
         let db = pool.get().await?;
-        if let Some(job) = jobs::fetch_job(&db, n.job).await? {
+        if let Some(job) = fetch_job(&db, n.job).await? {
             hub.send(HubMessage::Job(job));
         }
     }
@@ -325,7 +353,7 @@ async fn relay_notice(pool: &Pool, hub: &Hub, n: Notice) -> Result<(), AppError>
 async fn catch_up_jobs(pool: &Pool, hub: &Hub) -> Result<(), AppError> {
     let since = hub.last_change.load(Ordering::SeqCst);
     let db = pool.get().await?;
-    let changed = jobs::jobs_changed_since(&db, since, 500).await?;
+    let changed = jobs_changed_since(&db, since, 500).await?;
     for job in changed {
         hub.last_change.fetch_max(job.1, Ordering::SeqCst);
         hub.send(HubMessage::Job(job.0));
@@ -354,7 +382,7 @@ impl Follower {
     /// The next page of stored events after the cursor (empty when there is nothing more).
     pub async fn read_page(&mut self, pool: &Pool) -> Result<Vec<JobEvent>, AppError> {
         let db = pool.get().await?;
-        let events = jobs::events_by_seq(&db, self.job_id, self.cursor, None, PAGE).await?;
+        let events = events_by_seq(&db, self.job_id, self.cursor, None, PAGE).await?;
         self.advance(&events);
         Ok(events)
     }

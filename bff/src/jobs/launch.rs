@@ -5,24 +5,17 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use serde_json::Value;
 use shared::Role;
 
-use crate::auth::Caller;
-use crate::error::{AppError, AppJson};
-use crate::jobs::{fetch_job, JobId};
-use crate::AppState;
+use crate::infra::auth::Caller;
+use crate::infra::error::{AppError, AppJson};
+use crate::infra::extract::JobId;
+use crate::infra::state::AppState;
+use crate::store::actions::Hosts;
+use crate::store::jobs::fetch_job;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", post(launch))
-        .route("/jobs/{id}/cancel", post(cancel))
-        .route("/jobs/{id}/relaunch", post(relaunch))
-}
-
-async fn launch(
+pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
     AppJson(body): AppJson<Value>,
@@ -55,7 +48,11 @@ async fn job_source(app: &AppState, id: i64) -> Result<String, AppError> {
     Ok(fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?.source)
 }
 
-async fn cancel(State(app): State<AppState>, caller: Caller, JobId(id): JobId) -> Result<Response, AppError> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+) -> Result<Response, AppError> {
     caller.require(Role::Operator)?;
     match job_source(&app, id).await?.as_str() {
         "local" => crate::engine::cancel(&app, &caller, id).await,
@@ -63,7 +60,7 @@ async fn cancel(State(app): State<AppState>, caller: Caller, JobId(id): JobId) -
     }
 }
 
-async fn relaunch(
+pub async fn relaunch(
     State(app): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
@@ -88,30 +85,4 @@ async fn relaunch(
         "local" => crate::engine::relaunch(&app, &caller, id, hosts).await,
         controller => crate::aap::relaunch(&app, &caller, controller, id, hosts).await,
     }
-}
-
-/// Which hosts a relaunch runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hosts {
-    All,
-    Failed,
-}
-
-/// Records an action on a job (or on no job yet, for a launch that failed) with who asked.
-pub async fn record(
-    app: &AppState,
-    job_id: Option<i64>,
-    action: &str,
-    caller: &Caller,
-    detail: &Value,
-) -> Result<(), AppError> {
-    let target = job_id.map(|id| format!("job {id}"));
-    crate::audit::record(app, &caller.name, action, target.as_deref(), detail.clone()).await;
-    let db = app.pool.get().await?;
-    db.execute(
-        "insert into job_actions (job_id, action, by, detail) values ($1, $2, $3, $4)",
-        &[&job_id, &action, &caller.name, detail],
-    )
-    .await?;
-    Ok(())
 }

@@ -15,11 +15,12 @@ use serde::Deserialize;
 use shared::{Job, JobEvent};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::auth::Caller;
-use crate::error::AppError;
-use crate::jobs::{fetch_job, JobId, Q};
+use crate::infra::auth::Caller;
+use crate::infra::error::AppError;
+use crate::infra::extract::{JobId, Q};
+use crate::infra::state::AppState;
 use crate::live::{self, Follower, HubMessage};
-use crate::AppState;
+use crate::store::jobs::fetch_job;
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -42,7 +43,7 @@ pub async fn stream(
     };
     let (tx, rx) = mpsc::channel::<Event>(64);
     // Subscribe before the first read so nothing committed in between is lost.
-    let hub_rx = app.hub.subscribe();
+    let hub_rx = live::Hub::of(&app).subscribe();
     tokio::spawn(follow(app, job, Follower::new(id, cursor), hub_rx, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
@@ -69,9 +70,9 @@ async fn follow(
     mut hub_rx: broadcast::Receiver<std::sync::Arc<HubMessage>>,
     tx: mpsc::Sender<Event>,
 ) {
-    let _interest = app.hub.follow(job.id);
-    let _counted = app.hub.client(live::Transport::Sse);
-    let shutdown = crate::shutting_down(app.shutdown.clone());
+    let _interest = live::Hub::of(&app).follow(job.id);
+    let _counted = live::Hub::of(&app).client(live::Transport::Sse);
+    let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);
     if tx.send(job_event("job", &job)).await.is_err() {
         return;

@@ -29,12 +29,13 @@ use shared::requests::{
 use shared::{Job, Page, Role};
 use tokio_postgres::Row;
 
-use crate::auth::Caller;
-use crate::error::{AppError, AppJson};
-use crate::jobs::{fetch_job, Q};
-use crate::AppState;
+use crate::infra::auth::Caller;
+use crate::infra::error::{AppError, AppJson};
+use crate::infra::extract::page_of;
+use crate::infra::extract::Q;
+use crate::infra::state::AppState;
+use crate::store::jobs::fetch_job;
 
-pub use catalog::RequestsConfig;
 use catalog::{Catalog, PhaseDef};
 use parse::Interpretation;
 
@@ -48,10 +49,10 @@ const LAUNCH_STALE_SECS: f64 = 600.0;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/requests", get(list).post(create))
-        .route("/requests/{id}", get(show))
-        .route("/requests/{id}/reply", post(reply))
-        .route("/requests/{id}/confirm", post(confirm))
+        .route("/", get(list).post(create))
+        .route("/{id}", get(show))
+        .route("/{id}/reply", post(reply))
+        .route("/{id}/confirm", post(confirm))
 }
 
 /// Path ids: a clear 400 for `/requests/abc`.
@@ -245,7 +246,7 @@ async fn confirm(
         Ok(body) => body,
         Err(e) => {
             if matches!(e, AppError::Conflict(_)) {
-                crate::audit::record(
+                crate::infra::audit::record(
                     &app,
                     &caller.name,
                     "request confirm refused",
@@ -338,7 +339,7 @@ async fn launch_claimed(
             };
             add_message(&tx, id, "playdeck", "playdeck", &said).await?;
             tx.commit().await?;
-            crate::audit::record(
+            crate::infra::audit::record(
                 app,
                 &caller.name,
                 "request confirmed",
@@ -369,7 +370,7 @@ async fn launch_claimed(
                 ),
             };
             add_message(&db, id, "playdeck", "playdeck", &said).await?;
-            crate::audit::record(
+            crate::infra::audit::record(
                 app,
                 &caller.name,
                 "request launch failed",
@@ -385,7 +386,7 @@ async fn launch_claimed(
 /// Launches through the front door, as `POST /api/v1/jobs` would, and finds the job's id in the
 /// answer (`{"job": {"id": …}}` from either engine).
 async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Option<i64>, AppError> {
-    let resp = crate::launch::launch_as(app, caller, body).await?;
+    let resp = crate::jobs::launch::launch_as(app, caller, body).await?;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 4 * 1024 * 1024)
         .await
@@ -634,16 +635,8 @@ async fn list(
             job_status: r.get::<_, Option<&str>>("job_status").and_then(shared::JobStatus::parse),
         })
         .collect();
-    let link = |p: i64| {
-        let s = status.map(|s| format!("&status={s}")).unwrap_or_default();
-        Some(format!("/api/v1/requests?page={p}&page_size={size}{s}"))
-    };
-    Ok(Json(Page {
-        count,
-        next: if page * size < count { link(page + 1) } else { None },
-        previous: if page > 1 { link(page - 1) } else { None },
-        results,
-    }))
+    let filters = [("status", status.map(str::to_string))];
+    Ok(Json(page_of("/api/v1/requests", page, size, &filters, count, results)))
 }
 
 #[cfg(test)]

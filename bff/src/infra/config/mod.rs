@@ -1,7 +1,20 @@
-//! Settings from the environment (the contract's table in DESIGN.md), read once at start.
+//! Settings from the environment (the table in README.md), read once at start. Each section of
+//! the settings has its own file here; features receive their section from the `Config`.
+
+pub mod aap;
+pub mod deliveries;
+pub mod engine;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub use aap::{AapConfig, ControllerConfig};
+pub use deliveries::{AllowRule, DeliveryConfig};
+pub use engine::EngineConfig;
+pub use requests::RequestsConfig;
+
+use crate::infra::secrets::Secret;
 
 /// Everything `playdeck serve` can be told. Secrets are wrapped so `Debug` never prints them.
 #[derive(Debug, Clone)]
@@ -41,30 +54,16 @@ pub struct Config {
     /// How often the retention sweep runs (`PLAYDECK_RETENTION_INTERVAL_SECS`).
     pub retention_interval: std::time::Duration,
     /// The AAP/AWX controllers to sync and launch on.
-    pub aap: crate::aap::AapConfig,
+    pub aap: AapConfig,
     /// The local engine's settings.
-    pub engine: crate::engine::EngineConfig,
+    pub engine: EngineConfig,
+    /// Where webhooks and notifications may go, and how they are signed and retried.
+    pub deliveries: DeliveryConfig,
     /// Where people reach Playdeck (`PLAYDECK_PUBLIC_URL`, e.g. `https://playdeck.example.com`),
     /// for links in notifications; `None`: messages carry no link.
     pub public_url: Option<String>,
     /// The request box's catalog of actions (`PLAYDECK_CATALOG`) and where its inventories are.
-    pub requests: crate::requests::RequestsConfig,
-}
-
-/// A secret value; `Debug` shows only that it is there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+    pub requests: RequestsConfig,
 }
 
 impl Config {
@@ -116,9 +115,10 @@ impl Config {
                 "PLAYDECK_RETENTION_INTERVAL_SECS",
                 3600,
             )? as u64),
-            aap: crate::aap::AapConfig::from_env()?,
-            engine: crate::engine::EngineConfig::from_env()?,
-            requests: crate::requests::RequestsConfig::from_env(),
+            aap: AapConfig::from_env()?,
+            engine: EngineConfig::from_env()?,
+            deliveries: DeliveryConfig::from_env()?,
+            requests: RequestsConfig::from_env(),
             public_url: match var("PLAYDECK_PUBLIC_URL") {
                 None => None,
                 Some(v) => {
@@ -155,9 +155,10 @@ impl Config {
             ingest_per_second: 100_000,
             event_retention_days: None,
             retention_interval: std::time::Duration::from_secs(3600),
-            aap: crate::aap::AapConfig::for_tests(),
-            engine: crate::engine::EngineConfig::for_tests(),
-            requests: crate::requests::RequestsConfig::for_tests(),
+            aap: AapConfig::for_tests(),
+            engine: EngineConfig::for_tests(),
+            deliveries: DeliveryConfig::for_tests(),
+            requests: RequestsConfig::for_tests(),
             public_url: None,
         }
     }

@@ -28,21 +28,22 @@ use shared::notifiers::{
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
-use crate::auth::Caller;
-use crate::error::{AppError, AppJson};
-use crate::jobs::Q;
-use crate::webhooks::WebhookConfig;
-use crate::AppState;
+use crate::infra::auth::Caller;
+use crate::infra::config::DeliveryConfig;
+use crate::infra::error::{AppError, AppJson};
+use crate::infra::extract::page_of;
+use crate::infra::extract::Q;
+use crate::infra::state::AppState;
 
 pub use message::Report;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/notifiers", get(list).post(create))
-        .route("/notifiers/deliveries", get(list_deliveries))
-        .route("/notifiers/deliveries/{id}/redeliver", post(redeliver))
-        .route("/notifiers/{id}", get(show).patch(update).delete(remove))
-        .route("/notifiers/{id}/test", post(test))
+        .route("/", get(list).post(create))
+        .route("/deliveries", get(list_deliveries))
+        .route("/deliveries/{id}/redeliver", post(redeliver))
+        .route("/{id}", get(show).patch(update).delete(remove))
+        .route("/{id}/test", post(test))
 }
 
 const COLUMNS: &str = "id, name, kind, events, templates, config, active, created, created_by";
@@ -215,7 +216,7 @@ async fn check_config(
         NotifierKind::Chat => {
             let c: ChatInput =
                 serde_json::from_value(config).map_err(|e| unprocessable(format!("`config`: {e}")))?;
-            let (url, _) = crate::webhooks::check_url(&app.engine.config().webhooks, &c.url)
+            let (url, _) = crate::infra::outbound::check_url(&app.config.deliveries, &c.url)
                 .await
                 .map_err(|e| unprocessable(format!("`config.url`: {e}")))?;
             let host = url.host_str().unwrap_or_default().to_string();
@@ -272,7 +273,7 @@ async fn create(
         .await?
         .ok_or_else(|| AppError::Conflict(format!("a notifier named {name:?} exists already")))?;
     let n = notifier_from_row(&row)?;
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "notifier created",
@@ -339,7 +340,7 @@ async fn update(
     tx.commit().await?;
     let n = notifier_from_row(&row)?;
     if !changed.is_empty() {
-        crate::audit::record(
+        crate::infra::audit::record(
             &app,
             &caller.name,
             "notifier changed",
@@ -399,7 +400,7 @@ async fn remove(
     let Some(name) = name else {
         return Err(AppError::NotFound(format!("notifier {id} does not exist")));
     };
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "notifier deleted",
@@ -428,7 +429,8 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<NotifierDelivery>>, AppError> {
     caller.require(Role::Admin)?;
-    let (page, page_size) = crate::webhooks::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
+    let (page, page_size) =
+        crate::deliveries::policy::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
     let filter = "($1::bigint is null or d.notifier_id = $1) and ($2::bigint is null or d.job_id = $2)
                   and ($3::text is null or d.state = $3)";
@@ -493,14 +495,7 @@ async fn list_deliveries(
         ("job_id", q.job_id.map(|j| j.to_string())),
         ("state", q.state.clone()),
     ];
-    Ok(Json(crate::webhooks::delivery_page(
-        "/api/v1/notifiers/deliveries",
-        page,
-        page_size,
-        &filters,
-        count,
-        results,
-    )))
+    Ok(Json(page_of("/api/v1/notifiers/deliveries", page, page_size, &filters, count, results)))
 }
 
 /// `POST /api/v1/notifiers/deliveries/{id}/redeliver`: send a delivered or given-up notification
@@ -529,7 +524,7 @@ async fn redeliver(
         &[&id],
     )
     .await?;
-    crate::audit::record(
+    crate::infra::audit::record(
         &app,
         &caller.name,
         "notification redelivered",
@@ -537,7 +532,7 @@ async fn redeliver(
         json!({}),
     )
     .await;
-    app.engine.webhook_wake.notify_one();
+    crate::deliveries::wake(&app);
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "state": "pending"}))))
 }
 
@@ -594,7 +589,7 @@ impl Outcome {
 
 /// Sends one message through a notifier.
 async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
-    let cfg = &app.engine.config().webhooks;
+    let cfg = &app.config.deliveries;
     let secret = match &n.sealed {
         None => None,
         Some(sealed) => match app.sealer.open(&purpose(&n.name), sealed) {
@@ -628,12 +623,12 @@ async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
 }
 
 /// POSTs a chat payload, to the address the policy checked.
-async fn post_chat(cfg: &WebhookConfig, url: &str, payload: &Value) -> Outcome {
-    let (url, addrs) = match crate::webhooks::check_url(cfg, url).await {
+async fn post_chat(cfg: &DeliveryConfig, url: &str, payload: &Value) -> Outcome {
+    let (url, addrs) = match crate::infra::outbound::check_url(cfg, url).await {
         Ok(checked) => checked,
         Err(e) => return Outcome::failed(e, true),
     };
-    let client = match crate::webhooks::pinned_client(cfg, &url, &addrs) {
+    let client = match crate::infra::outbound::pinned_client(cfg, &url, &addrs) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e, true),
     };
@@ -654,9 +649,10 @@ async fn post_chat(cfg: &WebhookConfig, url: &str, payload: &Value) -> Outcome {
         Err(e) if e.is_timeout() => {
             Outcome::failed(format!("no answer within {} s", cfg.timeout.as_secs()), false)
         }
-        Err(e) => {
-            Outcome::failed(format!("cannot reach the chat: {}", crate::webhooks::root_cause(&e)), false)
-        }
+        Err(e) => Outcome::failed(
+            format!("cannot reach the chat: {}", crate::infra::outbound::root_cause(&e)),
+            false,
+        ),
     }
 }
 
@@ -697,7 +693,7 @@ pub(crate) async fn deliver_due(app: &AppState) -> Result<usize, AppError> {
 }
 
 async fn attempt(app: &AppState, d: Due) -> Result<(), AppError> {
-    let cfg = &app.engine.config().webhooks;
+    let cfg = &app.config.deliveries;
     let started = Instant::now();
     let n = d.attempts + 1;
     let stored = match d.notifier_id {
@@ -707,7 +703,7 @@ async fn attempt(app: &AppState, d: Due) -> Result<(), AppError> {
     let outcome = match stored {
         None => Outcome::failed("the notifier was deleted", true),
         Some(stored) => {
-            let run = crate::engine::job_run(app, d.job_id).await?;
+            let run = crate::store::jobs::job_run(app, d.job_id).await?;
             let explanations = {
                 let db = app.pool.get().await?;
                 crate::kb::explanations(&db, d.job_id).await?
@@ -717,8 +713,8 @@ async fn attempt(app: &AppState, d: Due) -> Result<(), AppError> {
         }
     };
     let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let state = crate::webhooks::next_state(cfg, outcome.error.is_none(), outcome.permanent, n);
-    let wait = crate::webhooks::retry_wait(cfg, n);
+    let state = crate::deliveries::policy::next_state(cfg, outcome.error.is_none(), outcome.permanent, n);
+    let wait = crate::deliveries::policy::retry_wait(cfg, n);
     let db = app.pool.get().await?;
     db.execute(
         "insert into notifier_attempts (delivery_id, attempt, code, error, duration_ms) values ($1, $2, $3, $4, $5)",

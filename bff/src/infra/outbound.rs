@@ -1,0 +1,168 @@
+//! The outbound-URL guard: every request Playdeck makes to a URL someone gave it (webhooks, chat
+//! notifiers, URL inventories, Galaxy servers, HashiCorp Vault) is checked here first. Loopback,
+//! link-local and private addresses are refused unless `PLAYDECK_WEBHOOK_ALLOW` lists them, and
+//! the request goes to the address that was checked, so a second DNS lookup cannot redirect it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::infra::config::DeliveryConfig;
+
+/// What kind of non-public address this is, if it is one.
+pub fn non_public(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_private() {
+                Some("private")
+            } else if v4.is_link_local() {
+                Some("link-local")
+            } else if o[0] == 0 {
+                Some("unspecified")
+            } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+                Some("shared (carrier-grade NAT)")
+            } else if v4.is_multicast() || v4.is_broadcast() || o[0] >= 240 {
+                Some("reserved")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return non_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if (first & 0xffc0) == 0xfe80 || (first & 0xffc0) == 0xfec0 {
+                Some("link-local")
+            } else if (first & 0xfe00) == 0xfc00 {
+                Some("private")
+            } else if v6.is_multicast() {
+                Some("reserved")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Checks a receiver URL against the policy and answers the addresses a delivery may connect to.
+pub async fn check_url(
+    config: &DeliveryConfig,
+    url: &str,
+) -> Result<(reqwest::Url, Vec<SocketAddr>), String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?}: only http and https URLs can receive webhooks"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("put no credentials in a webhook URL; receivers check the signature instead".into());
+    }
+    let host = parsed.host_str().ok_or_else(|| format!("{url:?} has no host"))?.to_string();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((bare.as_str(), port)))
+                .await
+                .map_err(|_| format!("{host}: the name did not resolve within 5 s"))?
+                .map_err(|e| format!("{host}: the name does not resolve ({e})"))?
+                .collect()
+        }
+    };
+    if addrs.is_empty() {
+        return Err(format!("{host}: the name has no addresses"));
+    }
+    if !config.host_allowed(&bare) {
+        for a in &addrs {
+            if let Some(kind) = non_public(a.ip()) {
+                if !config.ip_allowed(a.ip()) {
+                    return Err(format!(
+                        "{host} is {}a {kind} address ({}); webhooks to loopback, link-local and private \
+                         addresses are refused unless PLAYDECK_WEBHOOK_ALLOW lists them",
+                        if bare.parse::<IpAddr>().is_ok() { "" } else { "resolves to " },
+                        a.ip()
+                    ));
+                }
+            }
+        }
+    }
+    Ok((parsed, addrs))
+}
+
+/// An HTTP client that connects only to the addresses `check_url` answered, follows no redirect
+/// and gives up after the timeout.
+pub(crate) fn pinned_client(
+    cfg: &DeliveryConfig,
+    url: &reqwest::Url,
+    addrs: &[SocketAddr],
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .resolve_to_addrs(url.host_str().unwrap_or_default(), addrs)
+        .user_agent(concat!("Playdeck-Webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// The innermost cause of an error, which is what a person can act on ("connection refused").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// `https://user:token@host/x` → `https://host/x`: credentials are never recorded.
+pub fn strip_userinfo(repo: &str) -> String {
+    if let Some((scheme, rest)) = repo.split_once("://") {
+        let (authority, path) =
+            rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}{path}");
+        }
+    }
+    repo.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_recognised() {
+        for (ip, kind) in [
+            ("127.0.0.1", Some("loopback")),
+            ("10.1.2.3", Some("private")),
+            ("172.16.0.1", Some("private")),
+            ("192.168.1.1", Some("private")),
+            ("169.254.169.254", Some("link-local")),
+            ("100.64.0.1", Some("shared (carrier-grade NAT)")),
+            ("::1", Some("loopback")),
+            ("fe80::1", Some("link-local")),
+            ("fd00::1", Some("private")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("93.184.216.34", None),
+            ("2606:4700::1111", None),
+        ] {
+            assert_eq!(non_public(ip.parse().expect("ip")), kind, "{ip}");
+        }
+    }
+
+    #[test]
+    fn credentials_leave_repo_urls() {
+        assert_eq!(
+            strip_userinfo("https://u:tok@git.example.com/a/b.git"),
+            "https://git.example.com/a/b.git"
+        );
+        assert_eq!(strip_userinfo("git@github.com:a/b.git"), "git@github.com:a/b.git");
+    }
+}

@@ -1,0 +1,77 @@
+//! Job events: the checked event as the ingest path stores it, and reading events back in the
+//! order they were stored (`seq`).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Object;
+use serde_json::Value;
+use shared::JobEvent;
+use tokio_postgres::Row;
+
+use crate::infra::error::AppError;
+
+/// One event, checked and with the columns the tables index pulled out of it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub counter: i64,
+    pub event: String,
+    pub uuid: Option<String>,
+    pub parent_uuid: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+    pub host: Option<String>,
+    pub play: Option<String>,
+    pub task: Option<String>,
+    pub role: Option<String>,
+    pub stdout: String,
+    pub start_line: i64,
+    pub end_line: i64,
+    pub failed: bool,
+    pub changed: bool,
+    pub ignore_errors: bool,
+    pub event_data: Value,
+}
+
+pub const EVENT_COLUMNS: &str = "job_id, counter, seq, event, uuid, parent_uuid, created, host, play, task,
+    role, stdout, start_line, end_line, failed, changed, event_data";
+
+pub fn event_from_row(r: &Row) -> JobEvent {
+    JobEvent {
+        job_id: r.get("job_id"),
+        counter: r.get("counter"),
+        cursor: r.get::<_, i64>("seq").to_string(),
+        event: r.get("event"),
+        uuid: r.get("uuid"),
+        parent_uuid: r.get("parent_uuid"),
+        created: r.get("created"),
+        host: r.get("host"),
+        play: r.get("play"),
+        task: r.get("task"),
+        role: r.get("role"),
+        stdout: r.get("stdout"),
+        start_line: r.get("start_line"),
+        end_line: r.get("end_line"),
+        failed: r.get("failed"),
+        changed: r.get("changed"),
+        event_data: r.get("event_data"),
+    }
+}
+
+/// Events in arrival order with seq in `(after, upto]`.
+pub async fn events_by_seq(
+    db: &Object,
+    job_id: i64,
+    after: i64,
+    upto: Option<i64>,
+    limit: i64,
+) -> Result<Vec<JobEvent>, AppError> {
+    let rows = db
+        .query(
+            &format!(
+                "select {EVENT_COLUMNS} from job_events
+                  where job_id = $1 and seq > $2 and ($3::bigint is null or seq <= $3)
+                  order by seq limit $4"
+            ),
+            &[&job_id, &after, &upto, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(event_from_row).collect())
+}

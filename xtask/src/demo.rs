@@ -1,0 +1,51 @@
+//! `cargo xtask demo`: Playdeck with its embedded PostgreSQL, fed example jobs live.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::server::start_server;
+use crate::setup::{build_server, build_spa, setup};
+use crate::util::{http, json_number, step, target_dir};
+
+pub(crate) fn demo() -> Result<(), String> {
+    setup(false)?;
+    build_spa()?;
+    build_server(false, &["--bin", "playdeck", "--example", "demo_feed"])?;
+    step("starting Playdeck (embedded PostgreSQL in .playdeck/)");
+    let data_dir = PathBuf::from(".playdeck");
+    let listen = std::env::var("PLAYDECK_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let server = start_server(
+        &target_dir().join("debug/playdeck"),
+        &[("PLAYDECK_DATA_DIR", data_dir.display().to_string()), ("PLAYDECK_LISTEN", listen)],
+    )?;
+    let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default();
+    println!("\n  Playdeck is running:  {}", server.url);
+    println!("  Admin API key:        {}   (also in .playdeck/admin.key)", key.trim());
+    println!("  Ingest token:         .playdeck/ingest.token");
+    println!("\n  Open the URL, sign in with the key. Example jobs are fed in live; Ctrl-C stops.\n");
+    // A real playbook through the run-playbook API, on the local engine.
+    let launch = r#"{"source": {"type": "playbook", "path": "patch.yml"},
+        "inventory": {"type": "file", "path": "demo.yml"},
+        "extra_vars": {"patch_group": "Group-1"}, "options": {"limit": "web-01"}}"#;
+    match http(&server.url, "POST", "/api/v1/jobs", key.trim(), Some(launch)) {
+        Ok((202, body)) => println!(
+            "  Launched patch.yml on web-01 with patch group Group-1 (local engine): job {}\n",
+            json_number(&body, "id").map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        Ok((status, body)) => println!("  Launching patch.yml answered {status}: {body}\n"),
+        Err(e) => println!("  Launching patch.yml failed: {e}\n"),
+    }
+    let token = std::fs::read_to_string(data_dir.join("ingest.token")).unwrap_or_default();
+    let mut feeder = Command::new(target_dir().join("debug/examples/demo_feed"))
+        .env("PLAYDECK_URL", &server.url)
+        .env("PLAYDECK_INGEST_TOKEN", token.trim())
+        .spawn()
+        .map_err(|e| format!("cannot start the demo feed: {e}"))?;
+    // Ctrl-C reaches the whole process group: the server stops itself and its database.
+    let mut server = server;
+    let status = server.child.wait().map_err(|e| e.to_string())?;
+    let _ = feeder.kill();
+    let _ = feeder.wait();
+    println!("Playdeck stopped ({status}).");
+    Ok(())
+}
