@@ -14,11 +14,8 @@ use shared::{IngestBatch, IngestJob, IngestResult, JobStatus};
 
 use crate::infra::error::AppError;
 use crate::infra::extract::read_body;
-use crate::infra::state::App;
-use crate::infra::state::AppState;
+use crate::infra::state::{App, AppState};
 use crate::store::events::Event;
-
-/// The channel the ingest transaction notifies and the live relay listens on.
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", post(ingest_events))
@@ -106,10 +103,10 @@ pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
     let mut repeated = 0;
     for (i, raw) in events.into_iter().enumerate() {
         let ev = event_from_json(raw).map_err(|e| AppError::Unprocessable(format!("events[{i}]: {e}")))?;
-        if by_counter.contains_key(&ev.counter) {
-            repeated += 1;
+        if let std::collections::btree_map::Entry::Vacant(e) = by_counter.entry(ev.counter) {
+            e.insert(ev);
         } else {
-            by_counter.insert(ev.counter, ev);
+            repeated += 1;
         }
     }
     Ok(Prepared { source, job, events: by_counter.into_values().collect(), repeated_in_batch: repeated })

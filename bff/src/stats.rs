@@ -129,7 +129,7 @@ async fn stats(
                    left join jobs j on date_trunc('{bucket}', j.created) = b.start
                   group by b.start order by b.start"
             ),
-            &[&(buckets as i32)],
+            &[&{ buckets }],
         )
         .await?
         .iter()

@@ -7,7 +7,6 @@ mod common;
 mod fake_awx;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use bff::infra::config::ControllerConfig;
@@ -23,22 +22,6 @@ fn controller(name: &str, fake: &FakeAwx) -> ControllerConfig {
 
 async fn app_with(controllers: Vec<ControllerConfig>) -> TestApp {
     spawn_app_with(move |c| c.aap.controllers = controllers).await
-}
-
-/// Polls `check` until it gives a value (up to 20 s); panics with `what` otherwise.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// The Playdeck job of a controller's job, if synced.
@@ -63,10 +46,6 @@ async fn counters(app: &TestApp, job_id: i64) -> Vec<i64> {
         .iter()
         .map(|e| e["counter"].as_i64().expect("counter"))
         .collect()
-}
-
-async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
-    app.http.post(app.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("post")
 }
 
 type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

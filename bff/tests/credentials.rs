@@ -51,12 +51,6 @@ fn logs() -> String {
 
 // ---- helpers ----------------------------------------------------------------------------------
 
-fn ansible_playbook() -> PathBuf {
-    bff::engine::find_ansible_playbook(std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref())
-        .filter(|p| p.is_file())
-        .expect("ansible-playbook is not installed: run `cargo xtask test` (or `cargo xtask setup`), which creates .venv")
-}
-
 fn venv_tool(name: &str) -> PathBuf {
     ansible_playbook().with_file_name(name)
 }
@@ -90,9 +84,10 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-async fn spawn_engine(tune: impl FnOnce(&mut bff::infra::config::Config)) -> TestApp {
+/// A playbook directory with one playbook that runs on every host locally. Installs the log
+/// capture first, so every test of this file can grep the server's logs for secrets.
+fn local_playbooks() -> PathBuf {
     log_buffer();
-    let program = ansible_playbook();
     let playbooks = temp_dir("playbooks");
     write(
         &playbooks.join("local.yml"),
@@ -101,22 +96,11 @@ async fn spawn_engine(tune: impl FnOnce(&mut bff::infra::config::Config)) -> Tes
          \x20   - name: Name the host\n      ansible.builtin.debug:\n        msg: \"I am {{ inventory_hostname }}\"\n\
          \x20   - name: Name the region\n      ansible.builtin.debug:\n        msg: \"region={{ lookup('env', 'CLOUD_REGION') }}\"\n      run_once: true\n",
     );
-    let app = spawn_app_with(|c| {
-        c.engine.playbook_dir = playbooks;
-        c.engine.ansible_playbook = Some(program);
-        tune(c);
-    })
-    .await;
-    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
-    app
-}
-
-async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> reqwest::Response {
-    app.http.post(app.url(path)).bearer_auth(key).json(&body).send().await.expect("post")
+    playbooks
 }
 
 async fn create_credential(app: &TestApp, body: Value) -> Value {
-    let resp = post(app, "/api/v1/credentials", ADMIN_KEY, body).await;
+    let resp = post_as(app, "/api/v1/credentials", ADMIN_KEY, Some(body)).await;
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     assert_eq!(status, 201, "{text}");
@@ -124,7 +108,7 @@ async fn create_credential(app: &TestApp, body: Value) -> Value {
 }
 
 async fn launch_wait(app: &TestApp, body: Value) -> Value {
-    let resp = post(app, "/api/v1/jobs", ADMIN_KEY, body).await;
+    let resp = post_as(app, "/api/v1/jobs", ADMIN_KEY, Some(body)).await;
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     assert_eq!(status, 200, "launch answered {status}: {text}");
@@ -291,7 +275,7 @@ async fn fake_vault(secret_path: &'static str, data: Value) -> (String, Arc<Mute
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_sealed_shown_by_name_only_and_checked() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(local_playbooks(), |_| {}).await;
     let dir = temp_dir("creds-api");
     let (private, _) = keypair(&dir, "api_key", "");
     let created = create_credential(
@@ -318,11 +302,13 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
     assert!(db.contains("prod-ssh-key"));
 
     // Refusals: duplicate, bad kinds and inputs, malformed JSON, roles, unknown names.
-    let dup = post(
+    let dup = post_as(
         &app,
         "/api/v1/credentials",
         ADMIN_KEY,
-        json!({"name": "prod-ssh-key", "kind": "password", "inputs": {"username": "u", "password": "p"}}),
+        Some(
+            json!({"name": "prod-ssh-key", "kind": "password", "inputs": {"username": "u", "password": "p"}}),
+        ),
     )
     .await;
     assert_error(dup, 409).await;
@@ -343,13 +329,17 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
             "variables",
         ),
     ] {
-        let resp = post(&app, "/api/v1/credentials", ADMIN_KEY, body.clone()).await;
+        let resp = post_as(&app, "/api/v1/credentials", ADMIN_KEY, Some(body.clone())).await;
         let msg = assert_error(resp, 422).await;
         assert!(msg.contains(want), "{body} → {msg}");
     }
-    let resp =
-        post(&app, "/api/v1/credentials", ADMIN_KEY, json!({"name": "x", "kind": "telepathy", "inputs": {}}))
-            .await;
+    let resp = post_as(
+        &app,
+        "/api/v1/credentials",
+        ADMIN_KEY,
+        Some(json!({"name": "x", "kind": "telepathy", "inputs": {}})),
+    )
+    .await;
     assert!(matches!(resp.status().as_u16(), 400 | 422), "{}", resp.status());
     let resp = app
         .http
@@ -362,13 +352,13 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
         .expect("post");
     assert_error(resp, 400).await;
     // An operator may list (to name them in launches) but not create or delete.
-    let key = post(&app, "/api/v1/keys", ADMIN_KEY, json!({"name": "ci", "role": "operator"})).await;
+    let key = post_as(&app, "/api/v1/keys", ADMIN_KEY, Some(json!({"name": "ci", "role": "operator"}))).await;
     let operator = key.json::<Value>().await.expect("key")["secret"].as_str().expect("secret").to_string();
-    let resp = post(
+    let resp = post_as(
         &app,
         "/api/v1/credentials",
         &operator,
-        json!({"name": "y", "kind": "vault_password", "inputs": {"password": "p"}}),
+        Some(json!({"name": "y", "kind": "vault_password", "inputs": {"password": "p"}})),
     )
     .await;
     assert_error(resp, 403).await;
@@ -403,7 +393,7 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
             "sshh",
         ),
     ] {
-        let resp = post(&app, "/api/v1/jobs", ADMIN_KEY, body.clone()).await;
+        let resp = post_as(&app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await;
         let msg = assert_error(resp, 422).await;
         assert!(msg.contains(want), "{body} → {msg}");
     }
@@ -429,7 +419,7 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_from_hashicorp_vault() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(local_playbooks(), |_| {}).await;
     let dir = temp_dir("ssh");
     let (stored_key, stored_pub) = keypair(&dir, "stored_key", "correct horse battery");
     let (given_key, given_pub) = keypair(&dir, "given_key", "");
@@ -527,7 +517,7 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
     let given_id = run["job"]["id"].as_i64().expect("id");
     assert_eq!(run["job"]["status"], "successful", "{run}");
     // Such a job cannot be relaunched from its record: its secret is gone.
-    let resp = post(&app, &format!("/api/v1/jobs/{given_id}/relaunch"), ADMIN_KEY, json!({})).await;
+    let resp = post_as(&app, &format!("/api/v1/jobs/{given_id}/relaunch"), ADMIN_KEY, Some(json!({}))).await;
     assert_error(resp, 422).await;
 
     // A vault password stored as a credential decrypts the same variable.
@@ -597,7 +587,7 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printed_secret_is_redacted_from_events_and_stdout() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(local_playbooks(), |_| {}).await;
     create_credential(
         &app,
         json!({"name": "become", "kind": "become_password", "inputs": {"password": "s3cr3t-become-pw-4242"}}),
@@ -677,7 +667,7 @@ async fn host_names(app: &TestApp, id: i64) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
-    let app = spawn_engine(|c| {
+    let app = spawn_engine(local_playbooks(), |c| {
         c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.1/32").expect("rule")];
     })
     .await;
@@ -735,16 +725,11 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
             "only for cmdb.example.com; not for file:///srv/repo",
         ),
     ] {
-        let msg = assert_error(post(&app, "/api/v1/jobs", ADMIN_KEY, body.clone()).await, 422).await;
+        let msg = assert_error(post_as(&app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await, 422).await;
         assert!(msg.contains(says), "{body} → {msg}");
     }
     let msg = assert_error(
-        post(
-            &app,
-            "/api/v1/credentials",
-            ADMIN_KEY,
-            json!({"name": "x", "kind": "api_token", "inputs": {"token": "t"}, "hosts": ["https://cmdb.example.com"]}),
-        )
+        post_as(&app, "/api/v1/credentials", ADMIN_KEY, Some(json!({"name": "x", "kind": "api_token", "inputs": {"token": "t"}, "hosts": ["https://cmdb.example.com"]})))
         .await,
         422,
     )
@@ -852,7 +837,7 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
             "inventory.path",
         ),
     ] {
-        let resp = post(&app, "/api/v1/jobs", ADMIN_KEY, body.clone()).await;
+        let resp = post_as(&app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await;
         let msg = assert_error(resp, 422).await;
         assert!(msg.contains(want), "{body} → {msg}");
     }

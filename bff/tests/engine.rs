@@ -12,16 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// ansible-playbook, found the way the server finds it; the tests need it and say so.
-fn ansible_playbook() -> PathBuf {
-    bff::engine::find_ansible_playbook(std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref())
-        .filter(|p| p.is_file())
-        .expect(
-            "ansible-playbook is not installed: these tests need ansible-core in .venv/ beside the project. \
-             Run `cargo xtask test` (or `cargo xtask setup`), which creates it, or set PLAYDECK_ANSIBLE_PLAYBOOK.",
-        )
-}
-
 fn examples() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))
 }
@@ -51,20 +41,6 @@ fn playbook_dir() -> PathBuf {
     dir
 }
 
-/// The app with the engine pointed at the test playbooks, told its own address.
-async fn spawn_engine(tune: impl FnOnce(&mut bff::infra::config::Config)) -> TestApp {
-    let program = ansible_playbook();
-    let dir = playbook_dir();
-    let app = spawn_app_with(|c| {
-        c.engine.playbook_dir = dir;
-        c.engine.ansible_playbook = Some(program);
-        tune(c);
-    })
-    .await;
-    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
-    app
-}
-
 fn local_hosts(hosts: &[&str]) -> Value {
     let vars: serde_json::Map<String, Value> = hosts
         .iter()
@@ -89,18 +65,6 @@ async fn launch_ok(app: &TestApp, body: Value) -> (u16, Value) {
     let text = resp.text().await.expect("body");
     assert!(status == 200 || status == 202, "launch answered {status}: {text}");
     (status, serde_json::from_str(&text).expect("json"))
-}
-
-async fn wait_job(app: &TestApp, id: i64, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not get there in {within:?}: {job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn all_events(app: &TestApp, id: i64) -> Vec<Value> {
@@ -137,7 +101,7 @@ async fn wait_no_process(needle: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_playbook_runs_end_to_end_with_wait_and_its_stdout_matches_ansible_playbook() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let inventory = local_hosts(&["web-01", "db-01"]);
     let extra = json!({"patch_group": "Group-1", "db_password": "s3cret-in-extra-vars"});
     let (status, run) = launch_ok(
@@ -242,7 +206,7 @@ async fn a_playbook_runs_end_to_end_with_wait_and_its_stdout_matches_ansible_pla
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_launch_answers_202_with_location_and_sse_follows_it_to_the_end() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let (status, run) = launch_ok(&app, json!({"source": {"type": "playbook", "path": "hello.yml"}})).await;
     assert_eq!(status, 202);
     let id = run["job"]["id"].as_i64().expect("id");
@@ -333,7 +297,7 @@ async fn the_demo_launch_patches_web_01_with_group_1_from_the_example_inventory(
         relative.is_relative()
             && relative.canonicalize().expect("exists") == data.canonicalize().expect("exists")
     );
-    let app = spawn_engine(|c| c.data_dir = relative).await;
+    let app = spawn_engine(playbook_dir(), |c| c.data_dir = relative).await;
     let (_, run) = launch_ok(
         &app,
         json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": {"type": "file", "path": "demo.yml"},
@@ -361,7 +325,7 @@ async fn the_demo_launch_patches_web_01_with_group_1_from_the_example_inventory(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_playbook_from_a_git_repository_runs() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let repo = temp_dir("repo");
     std::fs::create_dir_all(repo.join("site")).expect("mkdir");
     std::fs::write(
@@ -408,7 +372,7 @@ async fn a_playbook_from_a_git_repository_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_task_fails_the_job_with_the_host_and_the_message() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let (_, run) = launch_ok(
         &app,
         json!({"source": {"type": "playbook", "path": "patch.yml"}, "inventory": local_hosts(&["web-01", "db-01"]),
@@ -447,7 +411,7 @@ async fn a_failing_task_fails_the_job_with_the_host_and_the_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_timeout_stop_the_whole_run_and_say_why() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     // A task that ignores SIGTERM: only the SIGKILL after the grace period ends it.
     let stubborn = "trap '' TERM; sleep 311; echo late";
     let (_, run) = launch_ok(
@@ -696,7 +660,7 @@ fn hmac_hex(secret: &str, body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_get_signed_payloads_and_a_failing_receiver_is_retried() {
     let callback_secret = "callback-secret-for-tests-0123";
-    let app = spawn_engine(|c| {
+    let app = spawn_engine(playbook_dir(), |c| {
         c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
         c.deliveries.secret = Some(bff::infra::secrets::Secret(callback_secret.into()));
     })
@@ -780,7 +744,7 @@ async fn webhooks_get_signed_payloads_and_a_failing_receiver_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_launches_are_refused_with_clear_4xx() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let pb = |path: &str| json!({"source": {"type": "playbook", "path": path}});
     for (body, needle) in [
         (pb("../../etc/passwd"), "`..` is not allowed"),
@@ -897,7 +861,7 @@ async fn bad_launches_are_refused_with_clear_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_failures_of_a_run_are_explained_by_the_knowledge_base() {
-    let app = spawn_engine(|_| {}).await;
+    let app = spawn_engine(playbook_dir(), |_| {}).await;
     let dir = app.state.config.engine.playbook_dir.clone();
     std::fs::write(
         dir.join("fail.yml"),

@@ -131,10 +131,6 @@ async fn chat_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (format!("http://{addr}/hooks/T000/B000/secret-token-xyz"), got)
 }
 
-async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
-    app.http.post(app.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("post")
-}
-
 async fn create(app: &TestApp, body: Value) -> Value {
     let resp = post(app, "/api/v1/notifiers", &body).await;
     let status = resp.status();

@@ -1,5 +1,5 @@
 //! The OpenAPI document: it describes exactly the routes the routers serve (scanned from the
-//! source), and the served document is the committed `docs/openapi.json` (regenerate it with
+//! source, following each router's nesting), and the served document is the committed `docs/openapi.json` (regenerate it with
 //! `UPDATE_OPENAPI=1 cargo test -p bff --test openapi`).
 
 mod common;
@@ -20,35 +20,116 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `.route("path", get(..).post(..))` in the server's source, as (method, path).
+/// The text of `call`'s parenthesised arguments, `rest` starting just after its `(`.
+fn args_of(rest: &str) -> &str {
+    let mut depth = 1;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            return &rest[..i];
+        }
+    }
+    rest
+}
+
+/// A router function's name as other modules call it: `kb::router`, `aap::ingest_router`.
+fn router_key(module: &str, name: &str) -> String {
+    format!("{module}::{name}")
+}
+
+/// The last two segments of a call such as `crate::deliveries::webhooks::router`.
+fn called_key(call: &str) -> String {
+    let parts: Vec<&str> = call.trim().trim_end_matches("()").split("::").collect();
+    match parts.as_slice() {
+        [.., m, f] => router_key(m, f),
+        [f] => router_key("", f),
+        [] => String::new(),
+    }
+}
+
+/// Every `.route("path", get(..).post(..))` in the server's source, as (method, path below
+/// `/api/v1`): each router's paths are relative to where it is nested (`.nest("/kb", kb::router())`,
+/// also inside other routers), so the scan follows the nesting from `lib.rs`'s `app`.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
-    let mut routes = BTreeSet::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).expect("source");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    sources(&src, &mut files);
+    // (module, fn name) -> body, for every function that builds a router.
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("source");
+        let module = match f.file_stem().and_then(|s| s.to_str()) {
+            Some("mod") => {
+                f.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or("").to_string()
+            }
+            Some(stem) => stem.to_string(),
+            None => continue,
+        };
         let mut rest = text.as_str();
-        while let Some(at) = rest.find(".route(") {
-            rest = &rest[at + ".route(".len()..];
-            // The call's arguments: up to the matching parenthesis.
-            let (mut depth, mut end) = (1, 0);
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                if depth == 0 {
-                    end = i;
-                    break;
+        while let Some(at) = rest.find("fn ") {
+            rest = &rest[at + 3..];
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let header_end = rest.find('{').unwrap_or(rest.len());
+            if !rest[..header_end].contains("-> Router") {
+                continue;
+            }
+            let body_end = rest.find("\n}\n").unwrap_or(rest.len());
+            bodies.push((router_key(&module, &name), rest[header_end..body_end].to_string()));
+        }
+    }
+    // Where each router is nested: the roots are lib.rs's `app` (below /api/v1).
+    let mut prefix: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    prefix.insert(router_key("lib", "app"), String::new());
+    for _ in 0..4 {
+        for (key, body) in &bodies {
+            let Some(base) = prefix.get(key).cloned() else { continue };
+            let mut found = Vec::new();
+            for (kw, nested) in [(".nest(", true), (".merge(", false)] {
+                let mut rest = body.as_str();
+                while let Some(at) = rest.find(kw) {
+                    rest = &rest[at + kw.len()..];
+                    let args = args_of(rest);
+                    let (path, calls) = if nested {
+                        let path = args.split('"').nth(1).unwrap_or("").to_string();
+                        (path, args.split_once(',').map(|x| x.1).unwrap_or("").to_string())
+                    } else {
+                        (String::new(), args.to_string())
+                    };
+                    // `ingest::router().merge(aap::ingest_router())`: every call in the argument.
+                    for call in calls.split(".merge(") {
+                        let call = call.trim().trim_end_matches(')').trim_end_matches('(');
+                        if call.ends_with("router") {
+                            found.push((called_key(call), format!("{base}{path}")));
+                        }
+                    }
                 }
             }
-            let call = &rest[..end];
+            for (k, p) in found {
+                prefix.entry(k).or_insert(p);
+            }
+        }
+    }
+    let mut routes = BTreeSet::new();
+    for (key, body) in &bodies {
+        let Some(base) = prefix.get(key) else { continue };
+        let mut rest = body.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            let call = args_of(rest);
             let Some(path) = call.split('"').nth(1) else { continue };
+            let full = match (base.as_str(), path) {
+                ("", p) => p.to_string(),
+                (b, "/") => b.to_string(),
+                (b, p) => format!("{b}{p}"),
+            };
             for method in ["get", "post", "put", "delete", "patch"] {
                 let bare = call.contains(&format!(" {method}(")) || call.contains(&format!(",{method}("));
                 if bare || call.contains(&format!(".{method}(")) {
-                    routes.insert((method.to_string(), path.to_string()));
+                    routes.insert((method.to_string(), full.clone()));
                 }
             }
         }

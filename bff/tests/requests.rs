@@ -59,17 +59,9 @@ async fn app_with(extra: Vec<Value>) -> (TestApp, PathBuf) {
     (app, dir)
 }
 
-async fn post(app: &TestApp, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
-    let mut req = app.http.post(app.url(path)).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.expect("post")
-}
-
 /// Posts as the admin (an operator and more) and expects `status`.
 async fn post_expect(app: &TestApp, path: &str, body: Option<Value>, status: u16) -> Value {
-    let resp = post(app, path, ADMIN_KEY, body).await;
+    let resp = post_as(app, path, ADMIN_KEY, body).await;
     let got = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     assert_eq!(got, status, "POST {path} answered {got}: {text}");
@@ -196,7 +188,8 @@ async fn unknown_hosts_are_refused_with_the_closest_matches_and_can_be_corrected
     assert_eq!(r["would_run"], Value::Null);
     let id = id_of(&r);
     let detail =
-        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+        assert_error(post_as(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409)
+            .await;
     assert!(detail.contains("not ready") && detail.contains("db-07"), "{detail}");
     assert_eq!(
         app.count(&format!("select count(*) from audit_log where action = 'request confirm refused' and target = 'request {id}'"))
@@ -232,7 +225,7 @@ async fn a_launch_the_engine_refuses_comes_back_in_words_and_the_request_stays_u
         assert_eq!(r["status"], "ready", "{r}");
         let id = id_of(&r);
         let path = format!("/api/v1/requests/{id}/confirm");
-        let detail = assert_error(post(&app, &path, ADMIN_KEY, None).await, 422).await;
+        let detail = assert_error(post_as(&app, &path, ADMIN_KEY, None).await, 422).await;
         assert!(detail.starts_with(&format!("request {id} was not launched: ")), "{detail}");
         assert!(detail.contains(engine_says), "the engine's own words come back: {detail}");
         let shown = app.get_json(&format!("/api/v1/requests/{id}")).await;
@@ -243,7 +236,7 @@ async fn a_launch_the_engine_refuses_comes_back_in_words_and_the_request_stays_u
         assert_eq!(last["author"], "playdeck");
         assert!(last["text"].as_str().unwrap_or("").starts_with("The launch failed: "), "{last}");
         // Refused again, not "already launched".
-        assert_error(post(&app, &path, ADMIN_KEY, None).await, 422).await;
+        assert_error(post_as(&app, &path, ADMIN_KEY, None).await, 422).await;
     }
     assert_eq!(
         app.count("select count(*) from audit_log where action = 'request launch failed' and actor = 'bootstrap admin'")
@@ -265,7 +258,7 @@ async fn bad_input_gets_clear_errors() {
         (json!({"text": 5}), 422, "text"),
         (json!({"text": "patch web-01", "now": true}), 422, "now"),
     ] {
-        let detail = assert_error(post(&app, url, ADMIN_KEY, Some(body.clone())).await, status).await;
+        let detail = assert_error(post_as(&app, url, ADMIN_KEY, Some(body.clone())).await, status).await;
         assert!(detail.contains(words), "{body}: {detail}");
     }
     let r = app
@@ -291,7 +284,7 @@ async fn bad_input_gets_clear_errors() {
         let r = if path.ends_with("999999") {
             app.get(path).await
         } else {
-            post(&app, path, ADMIN_KEY, Some(json!({"text": "group 1"}))).await
+            post_as(&app, path, ADMIN_KEY, Some(json!({"text": "group 1"}))).await
         };
         let detail = assert_error(r, 404).await;
         assert_eq!(detail, "request 999999 does not exist");
@@ -305,15 +298,16 @@ async fn bad_input_gets_clear_errors() {
     // Roles: a viewer reads, only an operator asks, replies and confirms.
     let viewer = key(&app, "viewer").await;
     let operator = key(&app, "operator").await;
-    let r = post(&app, url, &operator, Some(json!({"text": "patch web-01 with group 1"}))).await;
+    let r = post_as(&app, url, &operator, Some(json!({"text": "patch web-01 with group 1"}))).await;
     assert_eq!(r.status(), 201);
     let made: Value = r.json().await.expect("json");
     let id = id_of(&made);
     assert_eq!(made["created_by"], "operator key");
-    assert_error(post(&app, url, &viewer, Some(json!({"text": "patch web-01"}))).await, 403).await;
+    assert_error(post_as(&app, url, &viewer, Some(json!({"text": "patch web-01"}))).await, 403).await;
     for action in ["reply", "confirm"] {
         let r =
-            post(&app, &format!("/api/v1/requests/{id}/{action}"), &viewer, Some(json!({"text": "x"}))).await;
+            post_as(&app, &format!("/api/v1/requests/{id}/{action}"), &viewer, Some(json!({"text": "x"})))
+                .await;
         assert!(assert_error(r, 403).await.contains("operator"));
     }
     let r = app
@@ -352,8 +346,9 @@ async fn bad_input_gets_clear_errors() {
     for _ in 0..19 {
         reply(&app, id, "hmm").await;
     }
-    let r = post(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 1"})))
-        .await;
+    let r =
+        post_as(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 1"})))
+            .await;
     assert!(assert_error(r, 422).await.contains("start a new request"));
 }
 
@@ -363,7 +358,8 @@ async fn an_edit_of_the_inventory_before_confirm_is_shown_before_anything_runs()
     let id = id_of(&ask(&app, "retire vm web-02").await);
     std::fs::write(dir.join("hosts.ini"), INVENTORY.replace("web-02\n", "")).expect("rewrite inventory");
     let detail =
-        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+        assert_error(post_as(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409)
+            .await;
     assert!(detail.contains("no longer ready") && detail.contains("web-02"), "{detail}");
     let r = app.get_json(&format!("/api/v1/requests/{id}")).await;
     assert_eq!(r["status"], "refused");
@@ -374,7 +370,7 @@ async fn an_edit_of_the_inventory_before_confirm_is_shown_before_anything_runs()
 
     // A broken catalog is the server's problem: a 500 with the detail in the log, not the answer.
     std::fs::write(dir.join("catalog.json"), "{\"actions\": [").expect("break catalog");
-    let r = post(&app, "/api/v1/requests", ADMIN_KEY, Some(json!({"text": "patch web-01"}))).await;
+    let r = post_as(&app, "/api/v1/requests", ADMIN_KEY, Some(json!({"text": "patch web-01"}))).await;
     let detail = assert_error(r, 500).await;
     assert!(!detail.contains("catalog.json"), "{detail}");
 }
@@ -503,13 +499,15 @@ async fn the_progress_shows_as_phases_from_the_plays_and_ends_with_the_explained
 
     // A launched request takes no more words and cannot be confirmed again.
     let detail =
-        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+        assert_error(post_as(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409)
+            .await;
     assert_eq!(
         detail,
         format!("request {id} was already launched as job {job_id}; start a new request for more")
     );
-    let r = post(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 2"})))
-        .await;
+    let r =
+        post_as(&app, &format!("/api/v1/requests/{id}/reply"), ADMIN_KEY, Some(json!({"text": "group 2"})))
+            .await;
     assert_error(r, 409).await;
     let list = app.get_json("/api/v1/requests").await;
     assert_eq!(list["results"][0]["job_id"], job_id);
@@ -579,19 +577,6 @@ async fn a_request_for_an_aap_template_launches_on_the_controller_and_follows_it
     assert_eq!(r["progress"]["result"]["status"], "successful");
 }
 
-/// ansible-playbook, found the way the server finds it (`.venv/` beside the project, or
-/// `PLAYDECK_ANSIBLE_PLAYBOOK`); the end-to-end test needs it and says so.
-fn ansible_playbook() -> PathBuf {
-    bff::engine::find_ansible_playbook(
-        std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref(),
-    )
-    .filter(|p| p.is_file())
-    .expect(
-        "ansible-playbook is not installed: this test needs ansible-core in .venv/ beside the project, \
-             or PLAYDECK_ANSIBLE_PLAYBOOK",
-    )
-}
-
 /// Follows a request until its job has finished, keeping each distinct set of phase states seen.
 async fn follow(app: &TestApp, id: i64) -> (Value, Vec<Vec<String>>) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -649,7 +634,8 @@ async fn a_confirmed_request_runs_the_playbook_with_its_limit_and_variables_and_
 
     // Confirming again, or adding words, does not launch a second job.
     let detail =
-        assert_error(post(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409).await;
+        assert_error(post_as(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await, 409)
+            .await;
     assert!(detail.contains(&format!("already launched as job {job_id}")), "{detail}");
 
     let (done, seen) = follow(&app, id).await;

@@ -1,5 +1,6 @@
 //! Playdeck's single-page app: the sign-in form, then the live job grid (`/`), a job's page
-//! (`/jobs/{id}`) and the launch form (`/launch`).
+//! (`/jobs/{id}`), the launch form (`/launch`), the request box (`/requests`), the knowledge base
+//! (`/kb`), the dashboard (`/dashboard`) and the settings (`/settings`).
 //!
 //! Built by trunk (`trunk build` at the workspace root) and served by the bff at `/`.
 

@@ -1,8 +1,8 @@
 //! The page's routes and its URL: which page the path names, and the query string as the state of
 //! a page (filters, tab, line) so that any view can be bookmarked and shared.
 //!
-//! A few lines over the History API instead of a router crate: three routes do not need one, and
-//! the bundle stays smaller.
+//! A few lines over the History API instead of a router crate: a handful of flat routes do not
+//! need one, and the bundle stays smaller.
 
 use std::rc::Rc;
 

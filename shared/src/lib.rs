@@ -1,7 +1,7 @@
 //! Typed models of Playdeck's public API: what the bff sends and the SPA (or any client) reads.
 //!
 //! Serde only and wasm-clean: no I/O, no business logic. Field names are the wire names of the
-//! contract in `DESIGN.md`; changing one breaks clients, so extend, don't rename.
+//! contract (README.md, ARCHITECTURE.md, the OpenAPI document); changing one breaks clients, so extend, don't rename.
 
 pub mod aap;
 pub mod credentials;

@@ -243,7 +243,7 @@ async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result
     let req: TemplateLaunch = serde_json::from_value(body)
         .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
     check_launch(&req)?;
-    let ctl = Connector::of(&app).pick(req.controller.as_deref())?;
+    let ctl = Connector::of(app).pick(req.controller.as_deref())?;
     let name = ctl.config.name.as_str();
     // What the caller asked, as recorded whatever the controller answers.
     let mut detail =
@@ -371,7 +371,7 @@ async fn locate<'a>(
     controller: &str,
     id: i64,
 ) -> Result<(&'a std::sync::Arc<Controller>, shared::Job, i64), ApiError> {
-    let ctl = Connector::of(&app).get(controller).ok_or_else(|| {
+    let ctl = Connector::of(app).get(controller).ok_or_else(|| {
         AppError::Unprocessable(format!(
             "job {id} came from controller {controller:?}, which is not configured here"
         ))

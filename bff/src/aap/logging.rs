@@ -97,13 +97,13 @@ fn controller_name(app: &AppState, given: Option<String>) -> Result<String, AppE
     let name = match given.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
         // With controllers configured, a name that is none of them is a mistake in the logging
         // URL; without, logging alone feeds Playdeck and names its controllers.
-        Some(n) if !Connector::of(&app).controllers.is_empty() && Connector::of(&app).get(&n).is_none() => {
+        Some(n) if !Connector::of(app).controllers.is_empty() && Connector::of(app).get(&n).is_none() => {
             return Err(AppError::NotFound(format!(
                 "no controller called {n:?} is configured here; post to /api/v1/ingest/aap-logging/{{controller}}"
             )))
         }
         Some(n) => n,
-        None => match Connector::of(&app).controllers.as_slice() {
+        None => match Connector::of(app).controllers.as_slice() {
             [] => "aap".to_string(),
             [only] => only.config.name.clone(),
             _ => {

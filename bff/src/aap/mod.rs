@@ -240,7 +240,7 @@ impl Controller {
 
 /// Starts the sync loops; called once the app is up.
 pub fn start(app: &AppState) {
-    for ctl in &Connector::of(&app).controllers {
+    for ctl in &Connector::of(app).controllers {
         tokio::spawn(sync::run(app.clone(), ctl.clone()));
     }
 }
@@ -248,7 +248,7 @@ pub fn start(app: &AppState) {
 /// The controllers' health for `/readyz`.
 pub fn health(app: &AppState) -> Value {
     let list: Vec<shared::aap::Controller> =
-        Connector::of(&app).controllers.iter().map(|c| c.describe()).collect();
+        Connector::of(app).controllers.iter().map(|c| c.describe()).collect();
     serde_json::to_value(list).unwrap_or(Value::Null)
 }
 

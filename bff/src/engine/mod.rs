@@ -136,7 +136,7 @@ impl Engine {
 /// Writes the callback plugin, recovers jobs left by a crash and starts the queue's workers.
 pub fn start(app: &AppState) {
     if app.config.listen.port() != 0 {
-        Engine::of(&app).set_listen_addr(app.config.listen);
+        Engine::of(app).set_listen_addr(app.config.listen);
     }
     // Job directories left by a process that died (they hold secrets): no job of this data
     // directory runs yet, so every one of them is stale.
@@ -152,7 +152,7 @@ pub fn start(app: &AppState) {
         .map(|_| dir.canonicalize().unwrap_or(dir.clone()));
     match written {
         Ok(d) => {
-            let _ = Engine::of(&app).plugin_dir.set(d);
+            let _ = Engine::of(app).plugin_dir.set(d);
         }
         Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot write the callback plugin"),
     }
@@ -163,12 +163,12 @@ pub fn start(app: &AppState) {
 /// records them as ended by the shutdown; returns once they are recorded or the grace is over.
 pub async fn stop(app: &AppState) {
     let senders: Vec<mpsc::Sender<Stop>> =
-        Engine::of(&app).running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+        Engine::of(app).running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
     for s in senders {
         let _ = s.try_send(Stop::Shutdown);
     }
-    let deadline = tokio::time::Instant::now() + Engine::of(&app).config.kill_grace + Duration::from_secs(3);
-    while Engine::of(&app).running_jobs() > 0 && tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + Engine::of(app).config.kill_grace + Duration::from_secs(3);
+    while Engine::of(app).running_jobs() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -177,7 +177,7 @@ pub async fn stop(app: &AppState) {
 /// or, with `"wait": true`, when the job ends.
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     let req = plan::parse(body)?;
-    let plan = plan::plan(&Engine::of(&app).config, &req)?;
+    let plan = plan::plan(&Engine::of(app).config, &req)?;
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
         crate::infra::outbound::check_url(&app.config.deliveries, url)
@@ -187,11 +187,11 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
     let job_id = queue::enqueue(app, caller, &plan).await?;
     crate::store::actions::record(app, Some(job_id), "launch", caller, &json!({"request": plan.spec}))
         .await?;
-    Engine::of(&app).queue_wake.notify_one();
+    Engine::of(app).queue_wake.notify_one();
     tracing::info!(job = job_id, playbook = %plan.template, by = %caller.name, "queued a local job");
     if req.wait {
         let bound = Duration::from_secs(plan.timeout_secs)
-            + Engine::of(&app).config.kill_grace
+            + Engine::of(app).config.kill_grace
             + Duration::from_secs(30);
         return wait_for(app, job_id, bound).await;
     }
@@ -293,7 +293,7 @@ async fn accepted(app: &AppState, job_id: i64) -> Result<Response, AppError> {
 /// Answers once the job has ended (200), or with 202 and `Location` when `bound` passes first.
 async fn wait_for(app: &AppState, job_id: i64, bound: Duration) -> Result<Response, AppError> {
     let deadline = tokio::time::Instant::now() + bound;
-    let mut ended = Engine::of(&app).ended.subscribe();
+    let mut ended = Engine::of(app).ended.subscribe();
     loop {
         {
             let db = app.pool.get().await?;
@@ -322,7 +322,7 @@ pub async fn cancel(app: &AppState, caller: &Caller, id: i64) -> Result<Response
     let detail = match outcome {
         queue::CancelOutcome::Canceled => json!({"was": "queued"}),
         queue::CancelOutcome::Requested => {
-            let local = Engine::of(&app).running.lock().ok().and_then(|r| r.get(&id).cloned());
+            let local = Engine::of(app).running.lock().ok().and_then(|r| r.get(&id).cloned());
             if let Some(tx) = local {
                 let _ = tx.try_send(Stop::Cancel(caller.name.clone()));
             }
@@ -361,7 +361,7 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
         body["options"]["limit"] = Value::String(failed.join(","));
     }
     let req = plan::parse(body)?;
-    let plan = plan::plan(&Engine::of(&app).config, &req)?;
+    let plan = plan::plan(&Engine::of(app).config, &req)?;
     check_references(app, &req).await?;
     let new_id = queue::enqueue(app, caller, &plan).await?;
     crate::store::actions::record(
@@ -380,6 +380,6 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
         &json!({"request": plan.spec, "relaunch_of": id}),
     )
     .await?;
-    Engine::of(&app).queue_wake.notify_one();
+    Engine::of(app).queue_wake.notify_one();
     accepted(app, new_id).await
 }

@@ -53,7 +53,7 @@ pub async fn prepare(
     dir: &Path,
     within: Duration,
 ) -> Result<Prepared, Fail> {
-    let config = &Engine::of(&app).config;
+    let config = &Engine::of(app).config;
     if let Some(e) = pending.get("unreadable").and_then(Value::as_str) {
         return Err(format!("the job's queued settings cannot be read: {e}"));
     }
@@ -471,7 +471,7 @@ async fn install_collection(
     within: Duration,
     p: &mut Prepared,
 ) -> Result<String, Fail> {
-    let Some(galaxy) = super::find_ansible_playbook(Engine::of(&app).config.ansible_playbook.as_deref())
+    let Some(galaxy) = super::find_ansible_playbook(Engine::of(app).config.ansible_playbook.as_deref())
         .map(|pb| pb.with_file_name("ansible-galaxy"))
         .filter(|g| g.is_file())
     else {
@@ -591,7 +591,7 @@ async fn inventory_file(
     within: Duration,
     p: &mut Prepared,
 ) -> Result<PathBuf, Fail> {
-    let config = &Engine::of(&app).config;
+    let config = &Engine::of(app).config;
     match inv {
         Inventory::File { path } => {
             resolve_in(&config.inventory_dir, path, "inventory.path", "inventory directory")

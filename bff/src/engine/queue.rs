@@ -135,7 +135,7 @@ pub async fn claim(app: &AppState) -> Result<Option<Claimed>, AppError> {
                from picked
               where e.job_id = picked.job_id
              returning e.job_id, e.spec, picked.pending, e.timeout_secs",
-            &[&Engine::of(&app).instance, &Engine::of(&app).hostname],
+            &[&Engine::of(app).instance, &Engine::of(app).hostname],
         )
         .await?;
     let Some(r) = row else { return Ok(None) };
@@ -206,7 +206,7 @@ pub async fn heartbeat(app: &AppState, job_id: i64) -> Result<Pulse, AppError> {
             "update engine_jobs set heartbeat = now()
               where job_id = $1 and state = 'running' and worker = $2
              returning cancel_requested_by",
-            &[&job_id, &Engine::of(&app).instance],
+            &[&job_id, &Engine::of(app).instance],
         )
         .await?;
     Ok(match row {
@@ -319,7 +319,7 @@ pub async fn spec_of(app: &AppState, job_id: i64) -> Result<(Value, bool), AppEr
 /// Marks `error` every running job whose heartbeat stopped (its Playdeck process died), stopping
 /// the playbook if it still runs on this host.
 pub async fn recover(app: &AppState) -> Result<usize, AppError> {
-    let lease = Engine::of(&app).config.lease.as_secs_f64();
+    let lease = Engine::of(app).config.lease.as_secs_f64();
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let rows = tx
@@ -328,7 +328,7 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
               where state = 'running' and worker <> $1
                 and (heartbeat is null or heartbeat < now() - make_interval(secs => $2))
               for update skip locked",
-            &[&Engine::of(&app).instance, &lease],
+            &[&Engine::of(app).instance, &lease],
         )
         .await?;
     let mut n = 0;
@@ -339,10 +339,10 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
         let beat: Option<chrono::DateTime<chrono::Utc>> = r.get(3);
         let mut what = "its ansible-playbook process is gone".to_string();
         if let (Some(h), Some(pid)) = (host.as_deref(), pid) {
-            if h == Engine::of(&app).hostname && super::run::is_job_process(pid, job_id) {
+            if h == Engine::of(app).hostname && super::run::is_job_process(pid, job_id) {
                 super::run::kill_tree(pid);
                 what = format!("its ansible-playbook process ({pid}), still running, was stopped");
-            } else if h != Engine::of(&app).hostname {
+            } else if h != Engine::of(app).hostname {
                 what = format!("it ran on {h}");
             }
         }

@@ -80,7 +80,7 @@ impl Drop for RemoveOnDrop {
 }
 
 async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiver<Stop>) -> End {
-    let config = &Engine::of(&app).config;
+    let config = &Engine::of(app).config;
     if let Err(e) = make_private_dir(dir) {
         return End::error(format!("the job's directory {} cannot be made: {e}", dir.display()));
     }
@@ -144,12 +144,12 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
                 .into(),
         );
     };
-    let Some(plugin_dir) = Engine::of(&app).plugin_dir.get() else {
+    let Some(plugin_dir) = Engine::of(app).plugin_dir.get() else {
         return End::error(
             "the callback plugin could not be written to the data directory; see the server's log".into(),
         );
     };
-    let url = Engine::of(&app).ingest_url.borrow().clone().unwrap_or_default();
+    let url = Engine::of(app).ingest_url.borrow().clone().unwrap_or_default();
     let mut cmd = Command::new(&program);
     cmd.args(&args).current_dir(&project).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     child_env(&mut cmd, plugin_dir, &url, app.ingest_token.expose(), job.job_id);

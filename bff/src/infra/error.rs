@@ -1,7 +1,8 @@
 //! One error type for every handler, answered in the contract's shape `{"errors":[{"detail":…}]}`.
 //!
-//! Internal errors are logged once, by the `log_errors` middleware, with the request they belong
-//! to; the client only learns that something went wrong on the server.
+//! Internal errors are logged once, by the `error_shape` middleware, with the request they belong
+//! to; the client only learns that something went wrong on the server. The same middleware gives
+//! axum's own rejections (unknown route, wrong method) the standard shape.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};

@@ -2,10 +2,11 @@
 //! served on port 0, and small clients for HTTP, WebSocket and SSE.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bff::infra::config::Config;
 use bff::infra::embedded::{Cluster, Durability};
@@ -210,4 +211,74 @@ pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
     let detail = body["errors"][0]["detail"].as_str().expect("errors[0].detail").to_string();
     assert!(!detail.is_empty());
     detail
+}
+
+// ---- helpers the test files share ------------------------------------------------------------
+
+/// POST as the admin with a JSON body.
+pub async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.http.post(app.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("post")
+}
+
+/// POST with `key`, with a JSON body or none.
+pub async fn post_as(app: &TestApp, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = app.http.post(app.url(path)).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("post")
+}
+
+/// ansible-playbook, found the way the server finds it (`.venv/` beside the project, or
+/// `PLAYDECK_ANSIBLE_PLAYBOOK`); the tests that run playbooks need it and say so.
+pub fn ansible_playbook() -> PathBuf {
+    bff::engine::find_ansible_playbook(std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref())
+        .filter(|p| p.is_file())
+        .expect(
+            "ansible-playbook is not installed: these tests need ansible-core in .venv/ beside the project. \
+             Run `cargo xtask test` (or `cargo xtask setup`), which creates it, or set PLAYDECK_ANSIBLE_PLAYBOOK.",
+        )
+}
+
+/// The app with the local engine running the playbooks in `playbooks` with the real
+/// ansible-playbook, told its own address (so the callback plugin posts back to it).
+pub async fn spawn_engine(playbooks: PathBuf, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let program = ansible_playbook();
+    let app = spawn_app_with(|c| {
+        c.engine.playbook_dir = playbooks;
+        c.engine.ansible_playbook = Some(program);
+        tune(c);
+    })
+    .await;
+    bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
+    app
+}
+
+/// Polls `check` until it gives a value (up to 20 s); panics with `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls a job until `done` says it got there (within `within`); panics with the job otherwise.
+pub async fn wait_job(app: &TestApp, id: i64, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not get there in {within:?}: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
