@@ -65,7 +65,8 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         tracing::info!(?applied, "applied migrations");
     }
     let ingest_token = auth::ingest_token(&config)?;
-    let sealer = Sealer::load(&config)?;
+    let sealer =
+        Sealer::load(config.credential_key.as_ref(), &config.data_dir, config.database_url.is_some())?;
     let hub = live::Hub::new(config.hub_capacity);
     let mut services = Services::default();
     services.insert(aap::Connector::new(&config.aap));

@@ -14,7 +14,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::infra::config::Config;
 use crate::infra::error::AppError;
 
 /// What a masked value reads as.
@@ -161,24 +160,29 @@ impl Sealer {
         Sealer { key, id }
     }
 
-    /// The configured key, or the one generated into the data directory (made on first start).
-    pub fn load(config: &Config) -> Result<Sealer, String> {
-        if let Some(k) = &config.credential_key {
+    /// The configured key (`PLAYDECK_CREDENTIAL_KEY`), or the one generated into the data
+    /// directory (made on first start). `shared_database`: other replicas may need the same key.
+    pub fn load(
+        configured: Option<&Secret>,
+        data_dir: &Path,
+        shared_database: bool,
+    ) -> Result<Sealer, String> {
+        if let Some(k) = configured {
             return parse_key(k.expose())
                 .map(|raw| Sealer::new(&raw))
                 .map_err(|e| format!("PLAYDECK_CREDENTIAL_KEY {e}"));
         }
-        let path = config.data_dir.join("credential.key");
+        let path = data_dir.join("credential.key");
         if let Ok(text) = std::fs::read_to_string(&path) {
             return parse_key(text.trim())
                 .map(|raw| Sealer::new(&raw))
                 .map_err(|e| format!("{}: the credential key {e}", path.display()));
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
         let mut raw = [0u8; 32];
         SystemRandom::new().fill(&mut raw).map_err(|_| "no randomness for the credential key".to_string())?;
         write_private(&path, &hex::encode(raw))?;
-        if config.database_url.is_some() {
+        if shared_database {
             tracing::warn!(
                 path = %path.display(),
                 "generated a credential key in the data directory; with a shared database every replica \

@@ -68,7 +68,7 @@ impl AllowRule {
 
 impl DeliveryConfig {
     pub fn from_env() -> Result<DeliveryConfig, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        use super::env::{positive as num, var};
         let allow = match var("PLAYDECK_WEBHOOK_ALLOW") {
             None => Vec::new(),
             Some(v) => v
@@ -77,17 +77,6 @@ impl DeliveryConfig {
                 .map(AllowRule::parse)
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("PLAYDECK_WEBHOOK_ALLOW: {e}"))?,
-        };
-        let num = |name: &str, default: u64| -> Result<u64, String> {
-            match var(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name} must be a positive integer")),
-            }
         };
         Ok(DeliveryConfig {
             allow,

@@ -38,19 +38,7 @@ pub(crate) fn project_root() -> PathBuf {
 
 impl EngineConfig {
     pub fn from_env() -> Result<EngineConfig, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let num = |name: &str, default: u64| -> Result<u64, String> {
-            match var(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name} must be a positive integer, got {v:?}")),
-            }
-        };
-        let flag = |name: &str| var(name).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        use super::env::{flag, positive as num, var};
         Ok(EngineConfig {
             playbook_dir: PathBuf::from(
                 var("PLAYDECK_PLAYBOOK_DIR").unwrap_or_else(|| "examples/playbooks".into()),

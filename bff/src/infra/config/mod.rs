@@ -4,6 +4,7 @@
 pub mod aap;
 pub mod deliveries;
 pub mod engine;
+pub mod env;
 pub mod requests;
 
 use std::net::SocketAddr;
@@ -69,18 +70,8 @@ pub struct Config {
 impl Config {
     /// Reads the environment; a malformed value is an error that names the variable.
     pub fn from_env() -> Result<Config, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let parse_num = |name: &str, default: usize| -> Result<usize, String> {
-            match var(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name} must be a positive integer, got {v:?}")),
-            }
-        };
+        use env::var;
+        let parse_num = |name: &str, default: usize| env::positive(name, default as u64).map(|n| n as usize);
         let listen = var("PLAYDECK_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen =
             listen.parse().map_err(|e| format!("PLAYDECK_LISTEN must be host:port, got {listen:?}: {e}"))?;

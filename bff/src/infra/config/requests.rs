@@ -12,7 +12,7 @@ pub struct RequestsConfig {
 
 impl RequestsConfig {
     pub fn from_env() -> RequestsConfig {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        use super::env::var;
         RequestsConfig {
             catalog: PathBuf::from(var("PLAYDECK_CATALOG").unwrap_or_else(|| "examples/catalog.json".into())),
         }
