@@ -33,6 +33,7 @@ pub mod retention;
 pub mod session;
 pub mod stats;
 pub mod web;
+pub mod writer;
 
 use std::sync::Arc;
 

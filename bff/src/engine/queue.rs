@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::JobStatus;
 use tokio::sync::Semaphore;
-use tokio_postgres::Transaction;
 
 use super::plan::Plan;
 use super::Engine;
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
 use crate::infra::state::AppState;
+use crate::writer::{self, Transition};
 
 /// Creates the job (status `pending`) and its queue entry in one transaction.
 pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64, AppError> {
@@ -43,70 +43,15 @@ pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64
     // What only the run may see waits in the queue sealed under the credential key.
     let pending = app.sealer.seal_json(&pending_purpose(job_id), &plan.pending)?;
     tx.execute(
-        "insert into job_status_history (job_id, status, previous, by) values ($1, 'pending', null, $2)",
-        &[&job_id, &caller.name],
-    )
-    .await?;
-    tx.execute(
         "insert into engine_jobs (job_id, spec, pending, has_secrets, timeout_secs, callback_url)
          values ($1, $2, $3, $4, $5, $6)",
         &[&job_id, &plan.spec, &pending, &plan.has_secrets, &(plan.timeout_secs as i32), &plan.callback_url],
     )
     .await?;
-    crate::live::notify(&tx, job_id, 0, 0, change).await?;
+    let queued = Transition { status: JobStatus::Pending, previous: None, by: caller.name.clone() };
+    writer::changed(&tx, job_id, &[queued], 0, 0, change).await?;
     tx.commit().await?;
     Ok(job_id)
-}
-
-/// Moves a job to `status` (unless it already ended), with who or what did it and why. Returns
-/// whether it changed.
-pub async fn set_status(
-    tx: &Transaction<'_>,
-    job_id: i64,
-    status: JobStatus,
-    by: &str,
-    explanation: Option<&str>,
-) -> Result<bool, AppError> {
-    let Some(row) =
-        tx.query_opt("select status, last_seq from jobs where id = $1 for update", &[&job_id]).await?
-    else {
-        return Ok(false);
-    };
-    let current = JobStatus::parse(row.get(0)).unwrap_or(JobStatus::New);
-    if current.is_finished() || current == status {
-        return Ok(false);
-    }
-    let last_seq: i64 = row.get(1);
-    let change: i64 = tx
-        .query_one(
-            "update jobs set
-                 status = $2::text,
-                 status_explicit = true,
-                 explanation = coalesce($3, explanation),
-                 started = case when $2::text = 'running' then coalesce(started, now()) else started end,
-                 finished = case when $2::text in ('successful', 'failed', 'error', 'canceled')
-                                 then coalesce(finished, now()) else finished end,
-                 change_seq = nextval('job_change_seq'),
-                 modified = now()
-              where id = $1
-             returning change_seq",
-            &[&job_id, &status.as_str(), &explanation],
-        )
-        .await?
-        .get(0);
-    tx.execute(
-        "update jobs set elapsed = extract(epoch from finished - started)
-          where id = $1 and finished is not null and started is not null",
-        &[&job_id],
-    )
-    .await?;
-    tx.execute(
-        "insert into job_status_history (job_id, status, previous, by) values ($1, $2, $3, $4)",
-        &[&job_id, &status.as_str(), &current.as_str(), &by],
-    )
-    .await?;
-    crate::live::notify(tx, job_id, last_seq, last_seq, change).await?;
-    Ok(true)
 }
 
 /// A job taken from the queue by this process.
@@ -185,7 +130,7 @@ pub async fn started(app: &AppState, job_id: i64, pid: u32) -> Result<(), AppErr
         &[&job_id, &(pid as i32)],
     )
     .await?;
-    set_status(&tx, job_id, JobStatus::Running, "engine", None).await?;
+    writer::set_status(&tx, job_id, JobStatus::Running, "engine", None).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -234,7 +179,7 @@ pub async fn finish(
         &[&job_id, &exit_code],
     )
     .await?;
-    set_status(&tx, job_id, status, "engine", explanation).await?;
+    writer::set_status(&tx, job_id, status, "engine", explanation).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -270,7 +215,7 @@ pub async fn request_cancel(app: &AppState, job_id: i64, by: &str) -> Result<Can
                 &[&job_id, &by],
             )
             .await?;
-            set_status(
+            writer::set_status(
                 &tx,
                 job_id,
                 JobStatus::Canceled,
@@ -354,7 +299,7 @@ pub async fn recover(app: &AppState) -> Result<usize, AppError> {
         );
         tx.execute("update engine_jobs set state = 'done', ended_at = now() where job_id = $1", &[&job_id])
             .await?;
-        set_status(&tx, job_id, JobStatus::Error, "engine recovery", Some(&explanation)).await?;
+        writer::set_status(&tx, job_id, JobStatus::Error, "engine recovery", Some(&explanation)).await?;
         tracing::warn!(job = job_id, "marked a job left running by a stopped Playdeck as error");
         n += 1;
     }

@@ -1,0 +1,85 @@
+//! The one writer of a job's state changes: every write of a job's row (the ingest path's batch,
+//! the local engine's explicit statuses) ends here, with the job's elapsed time, its status
+//! history and the notice that tells the live relay, all in the caller's transaction.
+
+use shared::JobStatus;
+use tokio_postgres::Transaction;
+
+use crate::infra::error::AppError;
+
+/// One status change: to `status` from `previous` (none for a new job), by whom or what.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub status: JobStatus,
+    pub previous: Option<JobStatus>,
+    pub by: String,
+}
+
+/// Moves a job to `status` (unless it already ended or is there), with who or what did it and
+/// why. The source states the status itself from now on (`status_explicit`), so later events no
+/// longer move it. Returns whether it changed.
+pub async fn set_status(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    status: JobStatus,
+    by: &str,
+    explanation: Option<&str>,
+) -> Result<bool, AppError> {
+    let Some(row) =
+        tx.query_opt("select status, last_seq from jobs where id = $1 for update", &[&job_id]).await?
+    else {
+        return Ok(false);
+    };
+    let current = JobStatus::parse(row.get(0)).unwrap_or(JobStatus::New);
+    if current.is_finished() || current == status {
+        return Ok(false);
+    }
+    let last_seq: i64 = row.get(1);
+    let change: i64 = tx
+        .query_one(
+            "update jobs set
+                 status = $2::text,
+                 status_explicit = true,
+                 explanation = coalesce($3, explanation),
+                 started = case when $2::text = 'running' then coalesce(started, now()) else started end,
+                 finished = case when $2::text in ('successful', 'failed', 'error', 'canceled')
+                                 then coalesce(finished, now()) else finished end,
+                 change_seq = nextval('job_change_seq'),
+                 modified = now()
+              where id = $1
+             returning change_seq",
+            &[&job_id, &status.as_str(), &explanation],
+        )
+        .await?
+        .get(0);
+    let moved = Transition { status, previous: Some(current), by: by.to_string() };
+    changed(tx, job_id, &[moved], last_seq, last_seq, change).await?;
+    Ok(true)
+}
+
+/// What follows every write of a job's row: its elapsed time once it has started and finished,
+/// the status changes in its history, and one notice for the live relay (new events are seq
+/// `(from_seq, to_seq]`; `change` is the row's new `change_seq`).
+pub async fn changed(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    transitions: &[Transition],
+    from_seq: i64,
+    to_seq: i64,
+    change: i64,
+) -> Result<(), AppError> {
+    tx.execute(
+        "update jobs set elapsed = extract(epoch from finished - started)
+          where id = $1 and finished is not null and started is not null",
+        &[&job_id],
+    )
+    .await?;
+    for t in transitions {
+        tx.execute(
+            "insert into job_status_history (job_id, status, previous, by) values ($1, $2, $3, $4)",
+            &[&job_id, &t.status.as_str(), &t.previous.map(|p| p.as_str()), &t.by],
+        )
+        .await?;
+    }
+    crate::live::notify(tx, job_id, from_seq, to_seq, change).await
+}
