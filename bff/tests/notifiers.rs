@@ -471,11 +471,22 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
     let n = create(&app, mail_notifier("patch team", port, &["patch.yml"])).await;
     let nid = n["id"].as_i64().expect("id");
 
-    // A failure is mailed; the delivery is listed with its attempt.
-    let job = failing_job(&app, "pause-1", "patch.yml").await;
+    let (job, did) = a_failure_is_mailed_and_listed_with_its_attempt(&app, &sink, nid).await;
+    it_is_sent_again_on_request(&app, &sink, nid, did).await;
+    paused_it_queues_nothing(&app, nid).await;
+    on_again_it_follows_its_new_template_events_and_config(&app, &sink, nid, port, job).await;
+    a_mail_password_stays_with_the_username_alone_and_goes_without(&app).await;
+    bad_changes_are_refused_whole_in_the_error_shape(&app, nid).await;
+    changes_and_deliveries_are_for_admins_only(&app, nid).await;
+    a_deleted_notifiers_deliveries_stay_listed_and_cannot_be_sent_again(&app, nid, job, did).await;
+}
+
+/// A failure is mailed; the delivery is listed with its attempt.
+async fn a_failure_is_mailed_and_listed_with_its_attempt(app: &TestApp, sink: &Sink, nid: i64) -> (i64, i64) {
+    let job = failing_job(app, "pause-1", "patch.yml").await;
     assert_eq!(sink.wait_for(1, Duration::from_secs(30)).await.len(), 1);
-    settled(&app, nid).await;
-    let page = deliveries(&app, &format!("notifier_id={nid}")).await;
+    settled(app, nid).await;
+    let page = deliveries(app, &format!("notifier_id={nid}")).await;
     assert_eq!(page["count"], 1, "{page}");
     let d = &page["results"][0];
     assert_eq!(d["job_id"], job);
@@ -484,27 +495,39 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
     assert_eq!(d["state"], "delivered", "{d}");
     assert_eq!(d["attempt_log"][0]["code"], 250, "{d}");
     assert!(d["next_attempt"].is_null() && d["delivered"].is_string(), "{d}");
-    assert_eq!(deliveries(&app, &format!("job_id={job}&state=failed")).await["count"], 0);
+    assert_eq!(deliveries(app, &format!("job_id={job}&state=failed")).await["count"], 0);
+    (job, d["id"].as_i64().expect("delivery id"))
+}
 
-    // Sent again on request.
-    let did = d["id"].as_i64().expect("delivery id");
-    let r = post(&app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await;
+/// Sent again on request.
+async fn it_is_sent_again_on_request(app: &TestApp, sink: &Sink, nid: i64, did: i64) {
+    let r = post(app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await;
     assert_eq!(r.status(), 202);
     assert_eq!(sink.wait_for(2, Duration::from_secs(30)).await.len(), 2, "mailed again");
-    settled(&app, nid).await;
-    let d = &deliveries(&app, &format!("notifier_id={nid}")).await["results"][0];
+    settled(app, nid).await;
+    let d = &deliveries(app, &format!("notifier_id={nid}")).await["results"][0];
     assert_eq!(d["attempts"], 2, "{d}");
+}
 
-    // Paused: nothing is queued for it.
-    let off = patched(&app, nid, json!({"active": false})).await;
+/// Paused: nothing is queued for it.
+async fn paused_it_queues_nothing(app: &TestApp, nid: i64) {
+    let off = patched(app, nid, json!({"active": false})).await;
     assert_eq!(off["active"], false);
     assert_eq!(off["templates"], json!(["patch.yml"]), "what is left out stays");
-    failing_job(&app, "pause-2", "patch.yml").await;
-    assert_eq!(deliveries(&app, &format!("notifier_id={nid}")).await["count"], 1, "nothing queued while off");
+    failing_job(app, "pause-2", "patch.yml").await;
+    assert_eq!(deliveries(app, &format!("notifier_id={nid}")).await["count"], 1, "nothing queued while off");
+}
 
-    // On again, for another template and for successes, with new settings.
+/// On again, for another template and for successes, with new settings.
+async fn on_again_it_follows_its_new_template_events_and_config(
+    app: &TestApp,
+    sink: &Sink,
+    nid: i64,
+    port: u16,
+    job: i64,
+) {
     let changed = patched(
-        &app,
+        app,
         nid,
         json!({"active": true, "templates": ["deploy.yml"], "events": ["job.successful", "job.failed", "job.successful"],
                "config": {"host": "127.0.0.1", "port": port, "tls": "none", "from": "playdeck@example.com",
@@ -515,38 +538,40 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
     assert_eq!(changed["events"], json!(["job.successful", "job.failed"]), "{changed}");
     assert_eq!(changed["config"]["to"], json!(["deploy@example.com"]));
     assert_eq!(changed["config"]["subject_prefix"], "[prod]");
-    failing_job(&app, "pause-3", "patch.yml").await;
-    a_successful_job(&app, "deploy-ok", "deploy.yml").await;
+    failing_job(app, "pause-3", "patch.yml").await;
+    a_successful_job(app, "deploy-ok", "deploy.yml").await;
     let mails = sink.wait_for(3, Duration::from_secs(30)).await;
     assert_eq!(mails.len(), 3, "only the deploy.yml job");
     assert_eq!(mails[2].to, vec!["<deploy@example.com>"]);
     assert!(mails[2].data.contains("Subject: [prod] Job "), "{}", mails[2].data);
     assert!(mails[2].data.contains("successful"), "{}", mails[2].data);
-    settled(&app, nid).await;
-    let first = deliveries(&app, &format!("notifier_id={nid}&page_size=1")).await;
+    settled(app, nid).await;
+    let first = deliveries(app, &format!("notifier_id={nid}&page_size=1")).await;
     assert_eq!(first["count"], 2, "{first}");
     assert_eq!(first["next"], format!("/api/v1/notifiers/deliveries?page=2&page_size=1&notifier_id={nid}"));
     assert!(first["previous"].is_null());
-    let second = deliveries(&app, &format!("page=2&page_size=1&notifier_id={nid}")).await;
+    let second = deliveries(app, &format!("page=2&page_size=1&notifier_id={nid}")).await;
     assert_eq!(second["results"][0]["job_id"], job, "oldest last");
     assert_eq!(
         second["previous"],
         format!("/api/v1/notifiers/deliveries?page=1&page_size=1&notifier_id={nid}")
     );
     assert!(second["next"].is_null());
+}
 
-    // A mail notifier's password stays when only the username is given, and goes without one.
+/// A mail notifier's password stays when only the username is given, and goes without one.
+async fn a_mail_password_stays_with_the_username_alone_and_goes_without(app: &TestApp) {
     let relay = create(
-        &app,
+        app,
         json!({"name": "relay", "kind": "mail",
                "config": {"host": "mail.example.com", "username": "playdeck", "password": "relay-secret-123",
                           "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
     )
     .await;
     let rid = relay["id"].as_i64().expect("id");
-    let before = sealed(&app, rid).await;
+    let before = sealed(app, rid).await;
     let kept = patched(
-        &app,
+        app,
         rid,
         json!({"config": {"host": "relay.example.com", "port": 465, "tls": "tls", "username": "playdeck",
                           "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
@@ -554,17 +579,19 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
     .await;
     assert_eq!(kept["config"]["has_password"], true, "{kept}");
     assert_eq!(kept["config"]["host"], "relay.example.com");
-    assert_eq!(sealed(&app, rid).await, before, "the sealed password is kept");
+    assert_eq!(sealed(app, rid).await, before, "the sealed password is kept");
     let dropped = patched(
-        &app,
+        app,
         rid,
         json!({"config": {"host": "relay.example.com", "from": "playdeck@example.com", "to": ["ops@example.com"]}}),
     )
     .await;
     assert_eq!(dropped["config"]["has_password"], false);
-    assert_eq!(sealed(&app, rid).await, None);
+    assert_eq!(sealed(app, rid).await, None);
+}
 
-    // Bad changes: refused whole, with the standard error shape.
+/// Bad changes: refused whole, with the standard error shape.
+async fn bad_changes_are_refused_whole_in_the_error_shape(app: &TestApp, nid: i64) {
     for (body, status, says) in [
         (json!({"name": "renamed"}), 422, "unknown field `name`"),
         (json!({"kind": "chat"}), 422, "unknown field `kind`"),
@@ -583,7 +610,7 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
         (json!({"active": "no"}), 422, "active"),
     ] {
         let detail =
-            assert_error(patch(&app, ADMIN_KEY, &format!("/api/v1/notifiers/{nid}"), &body).await, status)
+            assert_error(patch(app, ADMIN_KEY, &format!("/api/v1/notifiers/{nid}"), &body).await, status)
                 .await;
         assert!(detail.contains(says), "{body} → {detail}");
     }
@@ -592,21 +619,23 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
         true,
         "nothing half-written"
     );
-    assert_error(patch(&app, ADMIN_KEY, "/api/v1/notifiers/999", &json!({"active": false})).await, 404).await;
-    assert_error(patch(&app, ADMIN_KEY, "/api/v1/notifiers/abc", &json!({"active": false})).await, 400).await;
+    assert_error(patch(app, ADMIN_KEY, "/api/v1/notifiers/999", &json!({"active": false})).await, 404).await;
+    assert_error(patch(app, ADMIN_KEY, "/api/v1/notifiers/abc", &json!({"active": false})).await, 400).await;
     assert_error(app.get("/api/v1/notifiers/deliveries?state=lost").await, 400).await;
     assert_error(app.get("/api/v1/notifiers/deliveries?page_size=0").await, 400).await;
-    assert_error(post(&app, "/api/v1/notifiers/deliveries/999/redeliver", &json!({})).await, 404).await;
+    assert_error(post(app, "/api/v1/notifiers/deliveries/999/redeliver", &json!({})).await, 404).await;
+}
 
-    // Admins only.
-    let key: Value = post(&app, "/api/v1/keys", &json!({"name": "op", "role": "operator"}))
+/// Admins only.
+async fn changes_and_deliveries_are_for_admins_only(app: &TestApp, nid: i64) {
+    let key: Value = post(app, "/api/v1/keys", &json!({"name": "op", "role": "operator"}))
         .await
         .json()
         .await
         .expect("key");
     let operator = key["secret"].as_str().expect("secret");
     assert_error(
-        patch(&app, operator, &format!("/api/v1/notifiers/{nid}"), &json!({"active": false})).await,
+        patch(app, operator, &format!("/api/v1/notifiers/{nid}"), &json!({"active": false})).await,
         403,
     )
     .await;
@@ -618,8 +647,15 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
         .await
         .expect("get");
     assert_error(r, 403).await;
+}
 
-    // A deleted notifier's deliveries stay listed, and cannot be sent again.
+/// A deleted notifier's deliveries stay listed, and cannot be sent again.
+async fn a_deleted_notifiers_deliveries_stay_listed_and_cannot_be_sent_again(
+    app: &TestApp,
+    nid: i64,
+    job: i64,
+    did: i64,
+) {
     let r = app
         .http
         .delete(app.url(&format!("/api/v1/notifiers/{nid}")))
@@ -628,11 +664,11 @@ async fn notifiers_are_changed_paused_and_their_deliveries_listed_and_sent_again
         .await
         .expect("del");
     assert_eq!(r.status(), 204);
-    let page = deliveries(&app, &format!("job_id={job}")).await;
+    let page = deliveries(app, &format!("job_id={job}")).await;
     assert_eq!(page["count"], 1, "{page}");
     assert!(page["results"][0]["notifier_id"].is_null() && page["results"][0]["notifier_name"].is_null());
     let detail = assert_error(
-        post(&app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await,
+        post(app, &format!("/api/v1/notifiers/deliveries/{did}/redeliver"), &json!({})).await,
         409,
     )
     .await;

@@ -1,7 +1,14 @@
 //! The outbox's rules, the same for every channel: a delivery's state after an attempt, the wait
-//! before the next one, and how lists of deliveries are paged and filtered.
+//! before the next one, and how lists of deliveries are paged, filtered and read with their
+//! attempts.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::AppError;
@@ -40,4 +47,96 @@ pub(crate) fn next_state(cfg: &DeliveryConfig, delivered: bool, permanent: bool,
 /// The wait before the attempt after the `n`th: the backoff, doubled each time, at most an hour.
 pub(crate) fn retry_wait(cfg: &DeliveryConfig, n: i32) -> Duration {
     cfg.backoff.saturating_mul(1u32 << (n - 1).clamp(0, 20) as u32).min(Duration::from_secs(3600))
+}
+
+/// The outbox's channels, each with its deliveries' and attempts' tables.
+#[derive(Debug, Clone, Copy)]
+pub enum Channel {
+    Webhooks,
+    Notifiers,
+}
+
+impl Channel {
+    fn attempts_table(self) -> &'static str {
+        match self {
+            Channel::Webhooks => "webhook_attempts",
+            Channel::Notifiers => "notifier_attempts",
+        }
+    }
+
+    /// The column with the answer's code (an HTTP status; for mail, the SMTP reply code).
+    fn code_column(self) -> &'static str {
+        match self {
+            Channel::Webhooks => "status_code",
+            Channel::Notifiers => "code",
+        }
+    }
+}
+
+/// One attempt of a delivery, as either channel records it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub at: DateTime<Utc>,
+    pub code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A page of deliveries (newest first, by `id`, the deliveries' id column): their count under
+/// `filter` and the rows. `from` is the table (with joins), `columns` what to select; `filter`
+/// uses `params`.
+#[allow(clippy::too_many_arguments)]
+pub async fn page_of_deliveries(
+    db: &Object,
+    from: &str,
+    id: &str,
+    columns: &str,
+    filter: &str,
+    params: &[&(dyn ToSql + Sync)],
+    page: i64,
+    page_size: i64,
+) -> Result<(i64, Vec<Row>), AppError> {
+    let count: i64 =
+        db.query_one(&format!("select count(*) from {from} where {filter}"), params).await?.get(0);
+    let rows = db
+        .query(
+            &format!(
+                "select {columns} from {from} where {filter} order by {id} desc limit {page_size} offset {}",
+                (page - 1) * page_size
+            ),
+            params,
+        )
+        .await?;
+    Ok((count, rows))
+}
+
+/// The attempts of these deliveries, in order, by delivery id.
+pub async fn attempts_of(
+    db: &Object,
+    channel: Channel,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<Attempt>>, AppError> {
+    let rows = db
+        .query(
+            &format!(
+                "select delivery_id, attempt, at, {}, error, duration_ms from {}
+                  where delivery_id = any($1) order by delivery_id, attempt",
+                channel.code_column(),
+                channel.attempts_table()
+            ),
+            &[&ids],
+        )
+        .await?;
+    let mut by_delivery: HashMap<i64, Vec<Attempt>> = HashMap::new();
+    for a in rows {
+        by_delivery.entry(a.get(0)).or_default().push(Attempt {
+            attempt: a.get::<_, i32>(1) as i64,
+            at: a.get(2),
+            code: a.get::<_, Option<i32>>(3).map(i64::from),
+            error: a.get(4),
+            duration_ms: a.get::<_, i32>(5) as i64,
+        });
+    }
+    Ok(by_delivery)
 }

@@ -23,7 +23,9 @@ use shared::engine::{CreatedWebhook, DeliveryAttempt, NewWebhook, Webhook, Webho
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
-use crate::deliveries::policy::{delivery_paging, next_state, retry_wait};
+use crate::deliveries::policy::{
+    attempts_of, delivery_paging, next_state, page_of_deliveries, retry_wait, Channel,
+};
 use crate::infra::auth::Caller;
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::{AppError, AppJson};
@@ -323,13 +325,7 @@ async fn deliveries_with_attempts(
     rows: &[Row],
 ) -> Result<Vec<WebhookDelivery>, AppError> {
     let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
-    let attempts = db
-        .query(
-            "select delivery_id, attempt, at, status_code, error, duration_ms from webhook_attempts
-              where delivery_id = any($1) order by delivery_id, attempt",
-            &[&ids],
-        )
-        .await?;
+    let mut attempts = attempts_of(db, Channel::Webhooks, &ids).await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -349,14 +345,15 @@ async fn deliveries_with_attempts(
                 created: r.get("created"),
                 delivered: r.get("delivered"),
                 attempt_log: attempts
-                    .iter()
-                    .filter(|a| a.get::<_, i64>(0) == id)
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
                     .map(|a| DeliveryAttempt {
-                        attempt: a.get::<_, i32>(1) as i64,
-                        at: a.get(2),
-                        status_code: a.get::<_, Option<i32>>(3).map(i64::from),
-                        error: a.get(4),
-                        duration_ms: a.get::<_, i32>(5) as i64,
+                        attempt: a.attempt,
+                        at: a.at,
+                        status_code: a.code,
+                        error: a.error,
+                        duration_ms: a.duration_ms,
                     })
                     .collect(),
             }
@@ -376,23 +373,18 @@ async fn list_deliveries(
     let db = app.pool.get().await?;
     let filter = "($1::bigint is null or job_id = $1) and ($2::bigint is null or webhook_id = $2)
                   and ($3::text is null or state = $3)";
-    let count: i64 = db
-        .query_one(
-            &format!("select count(*) from webhook_deliveries where {filter}"),
-            &[&q.job_id, &q.webhook_id, &q.state],
-        )
-        .await?
-        .get(0);
-    let rows = db
-        .query(
-            &format!(
-                "select {DELIVERY_COLUMNS} from webhook_deliveries where {filter}
-                  order by id desc limit {page_size} offset {}",
-                (page - 1) * page_size
-            ),
-            &[&q.job_id, &q.webhook_id, &q.state],
-        )
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&q.job_id, &q.webhook_id, &q.state];
+    let (count, rows) = page_of_deliveries(
+        &db,
+        "webhook_deliveries",
+        "id",
+        DELIVERY_COLUMNS,
+        filter,
+        &params,
+        page,
+        page_size,
+    )
+    .await?;
     let results = deliveries_with_attempts(&db, &rows).await?;
     let filters = [
         ("job_id", q.job_id.map(|j| j.to_string())),

@@ -28,6 +28,7 @@ use shared::notifiers::{
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
+use crate::deliveries::policy::{self, Channel};
 use crate::infra::auth::Caller;
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::{AppError, AppJson};
@@ -429,36 +430,25 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<NotifierDelivery>>, AppError> {
     caller.require(Role::Admin)?;
-    let (page, page_size) =
-        crate::deliveries::policy::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
+    let (page, page_size) = policy::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
     let filter = "($1::bigint is null or d.notifier_id = $1) and ($2::bigint is null or d.job_id = $2)
                   and ($3::text is null or d.state = $3)";
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&q.notifier_id, &q.job_id, &q.state];
-    let count: i64 = db
-        .query_one(&format!("select count(*) from notifier_deliveries d where {filter}"), &params)
-        .await?
-        .get(0);
-    let rows = db
-        .query(
-            &format!(
-                "select d.id, d.job_id, d.notifier_id, n.name, d.event, d.state, d.attempts, d.next_attempt,
-                        d.last_error, d.created, d.delivered
-                   from notifier_deliveries d left join notifiers n on n.id = d.notifier_id
-                  where {filter} order by d.id desc limit {page_size} offset {}",
-                (page - 1) * page_size
-            ),
-            &params,
-        )
-        .await?;
+    let (count, rows) = policy::page_of_deliveries(
+        &db,
+        "notifier_deliveries d left join notifiers n on n.id = d.notifier_id",
+        "d.id",
+        "d.id, d.job_id, d.notifier_id, n.name, d.event, d.state, d.attempts, d.next_attempt, d.last_error,
+         d.created, d.delivered",
+        filter,
+        &params,
+        page,
+        page_size,
+    )
+    .await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let attempts = db
-        .query(
-            "select delivery_id, attempt, at, code, error, duration_ms from notifier_attempts
-              where delivery_id = any($1) order by delivery_id, attempt",
-            &[&ids],
-        )
-        .await?;
+    let mut attempts = policy::attempts_of(&db, Channel::Notifiers, &ids).await?;
     let results = rows
         .iter()
         .map(|r| {
@@ -477,14 +467,15 @@ async fn list_deliveries(
                 created: r.get(9),
                 delivered: r.get(10),
                 attempt_log: attempts
-                    .iter()
-                    .filter(|a| a.get::<_, i64>(0) == id)
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
                     .map(|a| NotifierAttempt {
-                        attempt: a.get::<_, i32>(1) as i64,
-                        at: a.get(2),
-                        code: a.get::<_, Option<i32>>(3).map(i64::from),
-                        error: a.get(4),
-                        duration_ms: a.get::<_, i32>(5) as i64,
+                        attempt: a.attempt,
+                        at: a.at,
+                        code: a.code,
+                        error: a.error,
+                        duration_ms: a.duration_ms,
                     })
                     .collect(),
             }
