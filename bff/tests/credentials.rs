@@ -419,15 +419,42 @@ async fn credentials_are_sealed_shown_by_name_only_and_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_from_hashicorp_vault() {
+    let c = role_repo_sshd_and_vault().await;
+    let id = the_stored_key_and_the_vault_password_from_vault_run_the_role(&c).await;
+    without_the_key_ssh_refuses(&c).await;
+    let given_id = a_key_given_with_the_launch_is_used_once(&c).await;
+    a_stored_vault_password_decrypts_the_same_variable(&c).await;
+    a_wrong_vault_path_errs_in_vaults_words(&c).await;
+    no_secret_is_in_the_database_the_api_or_the_logs(&c, &[id, given_id]).await;
+    the_job_directories_are_gone(&c);
+}
+
+/// What the steps of the ssh test share: the app with its credentials, the keys, the role's
+/// repository, one host behind the test sshd, and what the fake Vault was asked.
+struct SshCase {
+    app: TestApp,
+    dir: PathBuf,
+    stored_key: String,
+    given_key: String,
+    repo: PathBuf,
+    commit: String,
+    inventory: Value,
+    vault_seen: Arc<Mutex<Vec<String>>>,
+    _sshd: Sshd,
+}
+
+const VAULT_PASS: &str = "vault-pass-from-hashicorp-31337";
+const PLAINTEXT: &str = "the decrypted deployment message";
+
+/// The role's repository (a vault-encrypted variable, written by the role on the host), an sshd
+/// that knows two keys, a fake HashiCorp Vault with the vault password, and the credentials.
+async fn role_repo_sshd_and_vault() -> SshCase {
     let app = spawn_engine(local_playbooks(), |_| {}).await;
     let dir = temp_dir("ssh");
     let (stored_key, stored_pub) = keypair(&dir, "stored_key", "correct horse battery");
     let (given_key, given_pub) = keypair(&dir, "given_key", "");
     let sshd = start_sshd(&dir, &[stored_pub, given_pub]);
 
-    // The role's repository: a vault-encrypted variable, written by the role on the host.
-    const VAULT_PASS: &str = "vault-pass-from-hashicorp-31337";
-    const PLAINTEXT: &str = "the decrypted deployment message";
     let pass_file = dir.join("vault_pass.txt");
     write(&pass_file, VAULT_PASS);
     let encrypted = run(Command::new(venv_tool("ansible-vault"))
@@ -462,15 +489,21 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
     .await;
 
     let python = venv_tool("python3");
-    let out_file = dir.join("message.txt");
     let inventory = json!({"type": "inline", "hosts": ["web-01"],
         "host_vars": {"web-01": {"ansible_host": "127.0.0.1", "ansible_port": sshd.port,
                                   "ansible_python_interpreter": python.display().to_string()}}});
+    SshCase { app, dir, stored_key, given_key, repo, commit, inventory, vault_seen, _sshd: sshd }
+}
+
+/// The stored (passphrase-protected) key reaches sshd through the agent, and the vault password
+/// read from Vault decrypts the role's variable. Answers the job's id.
+async fn the_stored_key_and_the_vault_password_from_vault_run_the_role(c: &SshCase) -> i64 {
+    let out_file = c.dir.join("message.txt");
     let run = launch_wait(
-        &app,
-        json!({"source": {"type": "role", "repo": format!("file://{}", repo.display()), "branch": "main",
+        &c.app,
+        json!({"source": {"type": "role", "repo": format!("file://{}", c.repo.display()), "branch": "main",
                           "path": "roles/deploy", "role_vars": {"out_file": out_file.display().to_string()}},
-               "inventory": inventory,
+               "inventory": c.inventory,
                "credentials": {"ssh": "prod-ssh-key",
                                "vault_password": {"type": "hashicorp_vault", "vault_path": "secret/ci/ansible",
                                                   "vault_key": "vault_pass"}},
@@ -478,25 +511,28 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
     )
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
-    let stdout = stdout_of(&app, id).await;
+    let stdout = stdout_of(&c.app, id).await;
     assert_eq!(run["job"]["status"], "successful", "{run}\n{stdout}");
-    assert_eq!(run["job"]["scm_revision"], commit.as_str(), "the job records the commit it ran");
+    assert_eq!(run["job"]["scm_revision"], c.commit.as_str(), "the job records the commit it ran");
     assert_eq!(run["job"]["template"], "role deploy");
     assert_eq!(std::fs::read_to_string(&out_file).expect("the role wrote its file"), PLAINTEXT);
     assert!(
         stdout.contains(&format!("ran as {}", me())),
         "the command ran over ssh as the key's user: {stdout}"
     );
-    assert!(vault_seen.lock().expect("lock").iter().any(|s| s == "read secret/data/ci/ansible"));
-    let last_used = app.get_json("/api/v1/credentials/prod-ssh-key").await;
+    assert!(c.vault_seen.lock().expect("lock").iter().any(|s| s == "read secret/data/ci/ansible"));
+    let last_used = c.app.get_json("/api/v1/credentials/prod-ssh-key").await;
     assert!(last_used["last_used"].is_string(), "{last_used}");
+    id
+}
 
-    // The same hosts without the key: ssh refuses, so the key is what let the run in.
+/// The same hosts without the key: ssh refuses, so the key is what let the run in.
+async fn without_the_key_ssh_refuses(c: &SshCase) {
     let run = launch_wait(
-        &app,
-        json!({"source": {"type": "role", "repo": format!("file://{}", repo.display()), "path": "roles/deploy",
-                          "role_vars": {"out_file": dir.join("nope.txt").display().to_string()}},
-               "inventory": inventory,
+        &c.app,
+        json!({"source": {"type": "role", "repo": format!("file://{}", c.repo.display()), "path": "roles/deploy",
+                          "role_vars": {"out_file": c.dir.join("nope.txt").display().to_string()}},
+               "inventory": c.inventory,
                "credentials": {"vault_password": {"type": "hashicorp_vault", "vault_path": "secret/data/ci/ansible",
                                                   "vault_key": "vault_pass", "credential": "ci-vault"}},
                "wait": true}),
@@ -504,45 +540,53 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
     .await;
     assert_eq!(run["job"]["status"], "failed", "{run}");
     assert_eq!(run["failed_tasks"][0]["event"], "unreachable", "{run}");
+}
 
-    // A key given with the launch (used once, not stored), without a passphrase: --private-key.
+/// A key given with the launch (used once, not stored), without a passphrase: --private-key.
+async fn a_key_given_with_the_launch_is_used_once(c: &SshCase) -> i64 {
     let run = launch_wait(
-        &app,
+        &c.app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
-               "inventory": inventory,
-               "credentials": {"ssh": {"type": "value", "value": given_key, "username": me()}},
+               "inventory": c.inventory,
+               "credentials": {"ssh": {"type": "value", "value": c.given_key, "username": me()}},
                "wait": true}),
     )
     .await;
     let given_id = run["job"]["id"].as_i64().expect("id");
     assert_eq!(run["job"]["status"], "successful", "{run}");
     // Such a job cannot be relaunched from its record: its secret is gone.
-    let resp = post_as(&app, &format!("/api/v1/jobs/{given_id}/relaunch"), ADMIN_KEY, Some(json!({}))).await;
+    let resp =
+        post_as(&c.app, &format!("/api/v1/jobs/{given_id}/relaunch"), ADMIN_KEY, Some(json!({}))).await;
     assert_error(resp, 422).await;
+    given_id
+}
 
-    // A vault password stored as a credential decrypts the same variable.
+/// A vault password stored as a credential decrypts the same variable.
+async fn a_stored_vault_password_decrypts_the_same_variable(c: &SshCase) {
     create_credential(
-        &app,
+        &c.app,
         json!({"name": "stored-vault", "kind": "vault_password", "inputs": {"password": VAULT_PASS}}),
     )
     .await;
-    let out_again = dir.join("message-again.txt");
+    let out_again = c.dir.join("message-again.txt");
     let run = launch_wait(
-        &app,
-        json!({"source": {"type": "role", "repo": format!("file://{}", repo.display()), "path": "roles/deploy",
+        &c.app,
+        json!({"source": {"type": "role", "repo": format!("file://{}", c.repo.display()), "path": "roles/deploy",
                           "role_vars": {"out_file": out_again.display().to_string()}},
-               "inventory": inventory,
-               "credentials": {"ssh": {"type": "value", "value": given_key, "username": me()},
+               "inventory": c.inventory,
+               "credentials": {"ssh": {"type": "value", "value": c.given_key, "username": me()},
                                "vault_password": "stored-vault"},
                "wait": true}),
     )
     .await;
     assert_eq!(run["job"]["status"], "successful", "{run}");
     assert_eq!(std::fs::read_to_string(&out_again).expect("written"), PLAINTEXT);
+}
 
-    // A wrong vault path: the job errs and says what Vault answered.
+/// A wrong vault path: the job errs and says what Vault answered.
+async fn a_wrong_vault_path_errs_in_vaults_words(c: &SshCase) {
     let run = launch_wait(
-        &app,
+        &c.app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
                "credentials": {"vault_password": {"type": "hashicorp_vault", "vault_path": "secret/ci/missing",
                                                   "vault_key": "vault_pass"}},
@@ -554,22 +598,24 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
         run["job"]["explanation"].as_str().unwrap_or("").contains("no secret at secret/data/ci/missing"),
         "{run}"
     );
+}
 
-    // No secret anywhere: database (events, stdout, recorded requests, audit), the API, logs.
-    let mut secrets: Vec<String> = key_lines(&stored_key);
-    secrets.extend(key_lines(&given_key));
+/// No secret anywhere: database (events, stdout, recorded requests, audit), the API, logs.
+async fn no_secret_is_in_the_database_the_api_or_the_logs(c: &SshCase, jobs: &[i64]) {
+    let mut secrets: Vec<String> = key_lines(&c.stored_key);
+    secrets.extend(key_lines(&c.given_key));
     secrets.extend(
         ["correct horse battery", VAULT_PASS, "ci-secret-id-0042", "hvs.CAESIJfaketokenfortests0123456789"]
             .map(String::from),
     );
-    let db = database_text(&app).await;
+    let db = database_text(&c.app).await;
     let mut api = String::new();
-    for id in [id, given_id] {
-        api.push_str(&stdout_of(&app, id).await);
-        api.push_str(&app.get_json(&format!("/api/v1/jobs/{id}/events?limit=1000")).await.to_string());
-        api.push_str(&app.get_json(&format!("/api/v1/jobs/{id}")).await.to_string());
+    for &id in jobs {
+        api.push_str(&stdout_of(&c.app, id).await);
+        api.push_str(&c.app.get_json(&format!("/api/v1/jobs/{id}/events?limit=1000")).await.to_string());
+        api.push_str(&c.app.get_json(&format!("/api/v1/jobs/{id}")).await.to_string());
     }
-    api.push_str(&app.get_json("/api/v1/audit").await.to_string());
+    api.push_str(&c.app.get_json("/api/v1/audit").await.to_string());
     let log = logs();
     assert!(log.len() > 1000, "the logs were captured");
     for s in &secrets {
@@ -577,12 +623,14 @@ async fn a_role_from_git_reaches_sshd_with_a_stored_key_and_a_vault_password_fro
         assert!(!api.contains(s.as_str()), "a secret is shown by the API: {s:.12}…");
         assert!(!log.contains(s.as_str()), "a secret is in the logs: {s:.12}…");
     }
-    // The job directory with the key files is gone.
-    let jobs_dir = app.state.config.data_dir.join("engine/jobs");
+}
+
+/// The job directory with the key files is gone.
+fn the_job_directories_are_gone(c: &SshCase) {
+    let jobs_dir = c.app.state.config.data_dir.join("engine/jobs");
     let left: Vec<_> =
         std::fs::read_dir(&jobs_dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "job directories left behind: {left:?}");
-    drop(sshd);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
