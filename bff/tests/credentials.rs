@@ -720,7 +720,18 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     })
     .await;
 
-    // A collection built by ansible-galaxy, served from a directory of tarballs.
+    let tarballs = a_collection_built_by_ansible_galaxy();
+    let (inv_url, inv_seen) = a_cmdb_serving_an_ini_inventory_behind_a_token(&app).await;
+    a_bound_credential_goes_only_to_its_hosts(&app, &inv_url).await;
+    a_collection_role_runs_on_the_cmdb_inventory(&app, &tarballs, &inv_url, &inv_seen).await;
+    an_inventory_kept_in_git(&app).await;
+    an_inventory_plugin_with_a_cloud_credential(&app).await;
+    a_plugin_that_is_not_installed_is_an_error(&app).await;
+    private_addresses_and_bad_names_are_refused(&app).await;
+}
+
+/// A collection built by ansible-galaxy, served from a directory of tarballs.
+fn a_collection_built_by_ansible_galaxy() -> PathBuf {
     let src = temp_dir("collection-src");
     write(
         &src.join("galaxy.yml"),
@@ -737,8 +748,11 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
         .arg(&tarballs)
         .arg(&src));
     assert!(tarballs.join("acme-ops-1.4.2.tar.gz").is_file());
+    tarballs
+}
 
-    // A CMDB serving an INI inventory behind a token.
+/// A CMDB serving an INI inventory behind a token. Also stores the `cmdb` credential bound to it.
+async fn a_cmdb_serving_an_ini_inventory_behind_a_token(app: &TestApp) -> (String, Arc<Mutex<Vec<String>>>) {
     let (inv_url, inv_seen) = inventory_server(
         "[web]\ncmdb-web-1 ansible_connection=local\ncmdb-web-2 ansible_connection=local\n\
          [web:vars]\nansible_python_interpreter={{ ansible_playbook_python }}\n",
@@ -746,7 +760,7 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     )
     .await;
     create_credential(
-        &app,
+        app,
         json!({"name": "cmdb", "kind": "api_token", "inputs": {"token": "cmdb-token-5551212"},
                "hosts": ["127.0.0.1", "*.cmdb.example.com"]}),
     )
@@ -755,9 +769,13 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
         app.get_json("/api/v1/credentials/cmdb").await["hosts"],
         json!(["127.0.0.1", "*.cmdb.example.com"])
     );
-    // A credential bound to other hosts is not sent to this one; nor to a file:// repository.
+    (inv_url, inv_seen)
+}
+
+/// A credential bound to other hosts is not sent to this one; nor to a file:// repository.
+async fn a_bound_credential_goes_only_to_its_hosts(app: &TestApp, inv_url: &str) {
     create_credential(
-        &app,
+        app,
         json!({"name": "cmdb-prod", "kind": "api_token", "inputs": {"token": "prod-token-0000"},
                "hosts": ["cmdb.example.com"]}),
     )
@@ -773,19 +791,28 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
             "only for cmdb.example.com; not for file:///srv/repo",
         ),
     ] {
-        let msg = assert_error(post_as(&app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await, 422).await;
+        let msg = assert_error(post_as(app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await, 422).await;
         assert!(msg.contains(says), "{body} → {msg}");
     }
     let msg = assert_error(
-        post_as(&app, "/api/v1/credentials", ADMIN_KEY, Some(json!({"name": "x", "kind": "api_token", "inputs": {"token": "t"}, "hosts": ["https://cmdb.example.com"]})))
+        post_as(app, "/api/v1/credentials", ADMIN_KEY, Some(json!({"name": "x", "kind": "api_token", "inputs": {"token": "t"}, "hosts": ["https://cmdb.example.com"]})))
         .await,
         422,
     )
     .await;
     assert!(msg.contains("`hosts`"), "{msg}");
-    assert!(!database_text(&app).await.contains("prod-token-0000"), "sealed");
+    assert!(!database_text(app).await.contains("prod-token-0000"), "sealed");
+}
+
+/// The collection's role runs on the CMDB's hosts, the inventory fetched with the bound token.
+async fn a_collection_role_runs_on_the_cmdb_inventory(
+    app: &TestApp,
+    tarballs: &Path,
+    inv_url: &str,
+    inv_seen: &Mutex<Vec<String>>,
+) {
     let run = launch_wait(
-        &app,
+        app,
         json!({"source": {"type": "collection_role", "collection": "acme.ops", "role": "hello",
                           "galaxy_server": format!("file://{}", tarballs.display()),
                           "role_vars": {"greeting": "good morning"}},
@@ -794,14 +821,16 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     )
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
-    let stdout = stdout_of(&app, id).await;
+    let stdout = stdout_of(app, id).await;
     assert_eq!(run["job"]["status"], "successful", "{run}\n{stdout}");
     assert!(stdout.contains("collection says good morning"), "{stdout}");
     assert_eq!(run["job"]["scm_revision"], "acme.ops 1.4.2");
-    assert_eq!(host_names(&app, id).await, ["cmdb-web-1", "cmdb-web-2"]);
+    assert_eq!(host_names(app, id).await, ["cmdb-web-1", "cmdb-web-2"]);
     assert_eq!(inv_seen.lock().expect("lock").as_slice(), ["Bearer cmdb-token-5551212"]);
+}
 
-    // An inventory kept in git.
+/// An inventory kept in git.
+async fn an_inventory_kept_in_git(app: &TestApp) {
     let repo = temp_dir("inventory-repo");
     write(
         &repo.join("inventories/prod/hosts.yml"),
@@ -809,7 +838,7 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     );
     let commit = git_repo(&repo);
     let run = launch_wait(
-        &app,
+        app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
                "inventory": {"type": "git", "repo": format!("file://{}", repo.display()), "path": "inventories/prod/hosts.yml"},
                "wait": true}),
@@ -817,18 +846,19 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
     assert_eq!(run["job"]["status"], "successful", "{run}");
-    assert_eq!(host_names(&app, id).await, ["git-db-1"]);
+    assert_eq!(host_names(app, id).await, ["git-db-1"]);
     assert!(run["job"]["inventory"].as_str().unwrap_or("").contains(&commit[..12]), "{run}");
+}
 
-    // An inventory plugin (ansible-core's generator) with its config written for the job, and a
-    // cloud credential whose variables reach the run's environment (and are redacted from it).
+/// An inventory plugin (ansible-core's generator) with its config written for the job, and a cloud credential whose variables reach the run's environment (and are redacted from it).
+async fn an_inventory_plugin_with_a_cloud_credential(app: &TestApp) {
     create_credential(
-        &app,
+        app,
         json!({"name": "cloud", "kind": "environment", "inputs": {"variables": {"CLOUD_REGION": "eu-north-9-test"}}}),
     )
     .await;
     let run = launch_wait(
-        &app,
+        app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
                "inventory": {"type": "dynamic", "plugin": "ansible.builtin.generator",
                              "config": {"hosts": {"name": "gen-{{ tier }}-{{ n }}"},
@@ -839,21 +869,25 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
     .await;
     let id = run["job"]["id"].as_i64().expect("id");
     assert_eq!(run["job"]["status"], "successful", "{run}");
-    assert_eq!(host_names(&app, id).await, ["gen-app-1", "gen-app-2", "gen-app-3"]);
-    let stdout = stdout_of(&app, id).await;
+    assert_eq!(host_names(app, id).await, ["gen-app-1", "gen-app-2", "gen-app-3"]);
+    let stdout = stdout_of(app, id).await;
     assert!(stdout.contains("region=********") && !stdout.contains("eu-north-9-test"), "{stdout}");
+}
 
-    // A plugin that is not installed: an error that says so, not an empty success.
+/// A plugin that is not installed: an error that says so, not an empty success.
+async fn a_plugin_that_is_not_installed_is_an_error(app: &TestApp) {
     let run = launch_wait(
-        &app,
+        app,
         json!({"source": {"type": "playbook", "path": "local.yml"},
                "inventory": {"type": "dynamic", "plugin": "nosuch.cloud.hosts", "config": {}}, "wait": true}),
     )
     .await;
     assert_eq!(run["job"]["status"], "error", "{run}");
     assert!(run["job"]["explanation"].as_str().unwrap_or("").contains("inventory"), "{run}");
+}
 
-    // Private addresses are refused unless allowed (only 127.0.0.1 is, here).
+/// Private addresses are refused unless allowed (only 127.0.0.1 is, here).
+async fn private_addresses_and_bad_names_are_refused(app: &TestApp) {
     for (body, want) in [
         (
             json!({"source": {"type": "playbook", "path": "local.yml"},
@@ -885,7 +919,7 @@ async fn collection_roles_and_inventories_from_git_a_url_and_a_plugin() {
             "inventory.path",
         ),
     ] {
-        let resp = post_as(&app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await;
+        let resp = post_as(app, "/api/v1/jobs", ADMIN_KEY, Some(body.clone())).await;
         let msg = assert_error(resp, 422).await;
         assert!(msg.contains(want), "{body} → {msg}");
     }
