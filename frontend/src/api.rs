@@ -2,19 +2,23 @@
 //! read, with the server's own `{"errors":[{"detail":…}]}` text when it sent one.
 //!
 //! Requests are same-origin, so the browser sends the HttpOnly session cookie itself: the page never
-//! sees or keeps the API key after signing in.
+//! sees or keeps the API key after signing in. A 401 on any call tells the session (`session.rs`),
+//! which signs the page out the same way wherever it happened.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use shared::aap::TemplatePage;
 use shared::credentials::{Credential, NewCredential};
 use shared::kb::{KbEntry, KbEntryInput, KbTryMatch};
 use shared::notifiers::{NewNotifier, Notifier, NotifierDelivery, NotifierPatch, NotifierTest};
 use shared::requests::{Request as UserRequest, RequestSummary, RequestText};
 use shared::stats::Stats;
-use shared::{ErrorBody, Job, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
+use shared::{ErrorBody, Job, JobAnswer, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
+use yew::Callback;
 
 /// Sent with every write: the bff refuses cookie-authenticated writes without it, since a page on
 /// another site cannot send it without a CORS preflight, which the bff never grants.
@@ -39,6 +43,28 @@ pub enum ApiError {
     Decode(String),
 }
 
+impl ApiError {
+    /// The error in the words every page uses: what the server said, and for a refusal by role,
+    /// that the role is the reason.
+    pub fn words(&self) -> String {
+        match self {
+            ApiError::Server { status: 403, detail } => format!("Your role may not do this ({detail})."),
+            e => e.to_string(),
+        }
+    }
+}
+
+thread_local! {
+    /// What a 401 tells: the session's sign-out (set by the session provider).
+    static ON_UNAUTHORIZED: RefCell<Option<Callback<()>>> = const { RefCell::new(None) };
+}
+
+/// The session provider's sign-out, called on any 401 but those of checking the session and of
+/// signing in (where "not signed in" is the answer, not a change).
+pub fn on_unauthorized(signed_out: Callback<()>) {
+    ON_UNAUTHORIZED.with(|h| *h.borrow_mut() = Some(signed_out));
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -52,23 +78,31 @@ impl fmt::Display for ApiError {
 
 /// `GET /api/v1/session`: who is signed in, `None` when nobody is.
 pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
-    match json(Request::get("/api/v1/session").build()).await {
+    match decode(send_quiet(Request::get("/api/v1/session").build()).await?).await {
         Ok(info) => Ok(Some(info)),
         Err(ApiError::Unauthorized(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
+/// Asks whether the session still holds (a WebSocket hides the status of a refused upgrade);
+/// when it does not, the session signs the page out as a 401 would.
+pub async fn recheck_session() {
+    if let Ok(None) = session().await {
+        if let Some(signed_out) = ON_UNAUTHORIZED.with(|h| h.borrow().clone()) {
+            signed_out.emit(());
+        }
+    }
+}
+
 /// `POST /api/v1/session`: trades the key for a session cookie.
 pub async fn sign_in(key: String) -> Result<SessionInfo, ApiError> {
     let body = serde_json::to_string(&SessionRequest { key }).map_err(|e| ApiError::Decode(e.to_string()))?;
-    json(
-        Request::post("/api/v1/session")
-            .header("Content-Type", "application/json")
-            .header(CSRF_HEADER, "1")
-            .body(body),
-    )
-    .await
+    let request = Request::post("/api/v1/session")
+        .header("Content-Type", "application/json")
+        .header(CSRF_HEADER, "1")
+        .body(body);
+    decode(send_quiet(request).await?).await
 }
 
 /// `DELETE /api/v1/session`.
@@ -122,50 +156,49 @@ pub async fn history(id: i64) -> Result<Page<StatusChange>, ApiError> {
     json(Request::get(&format!("/api/v1/jobs/{id}/history")).build()).await
 }
 
-/// `GET /api/v1/templates`: what an AAP launch may name, as the server lists them. Kept as JSON:
-/// the connector's types are still moving.
-pub async fn templates() -> Result<Value, ApiError> {
+/// `GET /api/v1/templates`: what an AAP launch may name, on every controller that answered.
+pub async fn templates() -> Result<TemplatePage, ApiError> {
     json(Request::get("/api/v1/templates").build()).await
 }
 
-/// `POST /api/v1/jobs`: launches a template or a local playbook; the answer is the server's JSON.
-pub async fn launch(body: &Value) -> Result<Value, ApiError> {
-    post_json("/api/v1/jobs", body).await
+/// `POST /api/v1/jobs`: launches a template or a local playbook (the body as the form built it).
+pub async fn launch(body: &Value) -> Result<JobAnswer, ApiError> {
+    write_json("/api/v1/jobs", body).await
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`.
-pub async fn cancel(id: i64) -> Result<Value, ApiError> {
-    post_json(&format!("/api/v1/jobs/{id}/cancel"), &Value::Object(Default::default())).await
+pub async fn cancel(id: i64) -> Result<JobAnswer, ApiError> {
+    write_json(&format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({})).await
 }
 
-/// `POST /api/v1/jobs/{id}/relaunch` with `{"hosts": "all"|"failed"}`.
-pub async fn relaunch(id: i64, failed_only: bool) -> Result<Value, ApiError> {
+/// `POST /api/v1/jobs/{id}/relaunch` with `{"hosts": "all"|"failed"}`; the answer is the new job.
+pub async fn relaunch(id: i64, failed_only: bool) -> Result<JobAnswer, ApiError> {
     let hosts = if failed_only { "failed" } else { "all" };
-    post_json(&format!("/api/v1/jobs/{id}/relaunch"), &serde_json::json!({ "hosts": hosts })).await
-}
-
-/// Posts JSON; an empty answer reads as `null`.
-async fn post_json(url: &str, body: &Value) -> Result<Value, ApiError> {
-    let body = serde_json::to_string(body).map_err(|e| ApiError::Decode(e.to_string()))?;
-    let response = send(
-        Request::post(url).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body(body),
-    )
-    .await?;
-    let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))
+    write_json(&format!("/api/v1/jobs/{id}/relaunch"), &serde_json::json!({ "hosts": hosts })).await
 }
 
 async fn json<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> Result<T, ApiError> {
-    let response = send(request).await?;
+    decode(send(request).await?).await
+}
+
+async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
     let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))
 }
 
-/// Sends a request and turns every non-2xx answer into an [`ApiError`].
+/// Sends a request; a 401 also tells the session (see [`on_unauthorized`]).
 async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
+    let result = send_quiet(request).await;
+    if matches!(result, Err(ApiError::Unauthorized(_))) {
+        if let Some(signed_out) = ON_UNAUTHORIZED.with(|h| h.borrow().clone()) {
+            signed_out.emit(());
+        }
+    }
+    result
+}
+
+/// Sends a request and turns every non-2xx answer into an [`ApiError`].
+async fn send_quiet(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
     let request = request.map_err(|e| ApiError::Network(e.to_string()))?;
     let response = request.send().await.map_err(|e| ApiError::Network(e.to_string()))?;
     if response.ok() {
@@ -301,5 +334,8 @@ pub async fn notifier_deliveries() -> Result<Page<NotifierDelivery>, ApiError> {
 
 /// `POST /api/v1/notifiers/deliveries/{id}/redeliver`.
 pub async fn notifier_redeliver(id: i64) -> Result<(), ApiError> {
-    post_json(&format!("/api/v1/notifiers/deliveries/{id}/redeliver"), &serde_json::json!({})).await.map(drop)
+    let path = format!("/api/v1/notifiers/deliveries/{id}/redeliver");
+    send(Request::post(&path).header("Content-Type", "application/json").header(CSRF_HEADER, "1").body("{}"))
+        .await
+        .map(drop)
 }

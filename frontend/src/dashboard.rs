@@ -7,7 +7,6 @@ use shared::JobStatus;
 use yew::prelude::*;
 
 use crate::api::{self, Load};
-use crate::kb::error_words;
 use crate::route::{use_nav, Link};
 use crate::ui::{format_seconds, status_badge, use_title};
 
@@ -58,7 +57,7 @@ pub fn dashboard_page() -> Html {
     };
     let body = match &*stats {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(s)) => figures(s),
     };
     html! {

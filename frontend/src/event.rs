@@ -61,7 +61,7 @@ pub fn event_panel(props: &EventPanelProps) -> Html {
 }
 
 pub fn error_text(what: &str, e: &ApiError) -> Html {
-    html! { <p class="notice error" role="alert">{ format!("{what}: {e}") }</p> }
+    html! { <p class="notice error" role="alert">{ format!("{what}: {}", e.words()) }</p> }
 }
 
 /// The module that ran (`resolved_action` on recent Ansible, `task_action` before).

@@ -9,7 +9,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
-use serde_json::Value;
 use shared::kb::Explanation;
 use shared::{Job, JobHost, JobStatus, Role, SessionInfo, StatusChange};
 use yew::prelude::*;
@@ -35,7 +34,6 @@ const EVENTS_PAGE: usize = 5_000;
 #[derive(Properties, PartialEq)]
 pub struct JobPageProps {
     pub id: i64,
-    pub on_signed_out: Callback<()>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -103,15 +101,10 @@ pub fn job_page(props: &JobPageProps) -> Html {
 
     let refresh_job = {
         let job = job.clone();
-        let on_signed_out = props.on_signed_out.clone();
         Callback::from(move |()| {
             let job = job.clone();
-            let on_signed_out = on_signed_out.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match api::job(id).await {
-                    Err(ApiError::Unauthorized(_)) => on_signed_out.emit(()),
-                    result => job.set(Load::Loaded(result)),
-                }
+                job.set(Load::Loaded(api::job(id).await));
             });
         })
     };
@@ -149,7 +142,6 @@ pub fn job_page(props: &JobPageProps) -> Html {
         let store = store.clone();
         let version = version.setter();
         let backfill = backfill.clone();
-        let on_signed_out = props.on_signed_out.clone();
         let refresh_hosts = refresh_hosts.clone();
         let refresh_history = refresh_history.clone();
         use_effect_with(id, move |_| {
@@ -157,10 +149,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
             let still = alive.clone();
             job.set(Load::Loading);
             wasm_bindgen_futures::spawn_local(async move {
-                let first = match api::job(id).await {
-                    Err(ApiError::Unauthorized(_)) => return on_signed_out.emit(()),
-                    r => r,
-                };
+                let first = api::job(id).await;
                 let Ok(found) = &first else {
                     job.set(Load::Loaded(first));
                     return;
@@ -211,7 +200,6 @@ pub fn job_page(props: &JobPageProps) -> Html {
         let refresh_history = refresh_history.clone();
         let hosts_due = hosts_due.clone();
         let latest = latest.clone();
-        let on_signed_out = props.on_signed_out.clone();
         Callback::from(move |feed: Feed| match feed {
             Feed::Job(fresh) => {
                 if fresh.id != id {
@@ -240,14 +228,6 @@ pub fn job_page(props: &JobPageProps) -> Html {
                 refresh_job.emit(());
                 refresh_hosts.emit(());
                 refresh_history.emit(());
-            }
-            Feed::ConnectFailed => {
-                let on_signed_out = on_signed_out.clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    if let Ok(None) = api::session().await {
-                        on_signed_out.emit(());
-                    }
-                });
             }
         })
     };
@@ -649,7 +629,7 @@ fn actions(props: &ActionsProps) -> Html {
                 busy.set(false);
                 match result {
                     Ok(answer) => {
-                        let new_id = new_job_id(&answer).filter(|n| *n != id);
+                        let new_id = Some(answer.job.id).filter(|n| *n != id);
                         let message = match (what, new_id) {
                             ("cancel", _) => "Cancel requested.".to_string(),
                             (_, Some(n)) => format!("Relaunched as job {n}."),
@@ -662,7 +642,7 @@ fn actions(props: &ActionsProps) -> Html {
                     }
                     Err(e) => {
                         let verb = if what == "cancel" { "Cancel" } else { "Relaunch" };
-                        outcome.set(Some(Err(format!("{verb} failed: {e}"))));
+                        outcome.set(Some(Err(format!("{verb} failed: {}", e.words()))));
                     }
                 }
             });
@@ -703,14 +683,6 @@ fn actions(props: &ActionsProps) -> Html {
             }
         </div>
     }
-}
-
-/// The id of the job an action created, in whichever shape the engine answers.
-pub fn new_job_id(answer: &Value) -> Option<i64> {
-    ["job_id", "id"]
-        .iter()
-        .find_map(|k| answer.get(*k).and_then(Value::as_i64))
-        .or_else(|| answer.get("job").and_then(|j| j.get("id")).and_then(Value::as_i64))
 }
 
 /// Retention deleted this job's raw events: say so rather than show an empty output.

@@ -234,14 +234,8 @@ fn merge_page(live: Vec<Job>, page: Vec<Job>) -> Vec<Job> {
     rows
 }
 
-#[derive(Properties, PartialEq)]
-pub struct JobsPageProps {
-    /// The session turned out to be gone (expired, signed out in another tab).
-    pub on_signed_out: Callback<()>,
-}
-
 #[function_component(JobsPage)]
-pub fn jobs_page(props: &JobsPageProps) -> Html {
+pub fn jobs_page() -> Html {
     let nav = use_nav();
     let filters = Rc::new(Filters::from_location(&nav.location));
     let state = use_reducer(|| JobsState {
@@ -258,20 +252,14 @@ pub fn jobs_page(props: &JobsPageProps) -> Html {
 
     let refetch = {
         let dispatcher = state.dispatcher();
-        let on_signed_out = props.on_signed_out.clone();
         let current = current.clone();
         Callback::from(move |()| {
             let dispatcher = dispatcher.clone();
-            let on_signed_out = on_signed_out.clone();
             let query = current.borrow().1.clone();
             dispatcher.dispatch(JobsAction::Fetching(query.clone()));
             wasm_bindgen_futures::spawn_local(async move {
                 let result = api::jobs(&query).await;
-                if matches!(result, Err(ApiError::Unauthorized(_))) {
-                    on_signed_out.emit(());
-                } else {
-                    dispatcher.dispatch(JobsAction::Fetched(query, result));
-                }
+                dispatcher.dispatch(JobsAction::Fetched(query, result));
             });
         })
     };
@@ -283,20 +271,11 @@ pub fn jobs_page(props: &JobsPageProps) -> Html {
     }
     let on_feed = {
         let dispatcher = state.dispatcher();
-        let on_signed_out = props.on_signed_out.clone();
         let current = current.clone();
         Callback::from(move |feed| match feed {
             Feed::Job(job) => dispatcher.dispatch(JobsAction::Changed(job, current.borrow().0.clone())),
             Feed::Resync => refetch.emit(()),
             Feed::Events(_) => {}
-            Feed::ConnectFailed => {
-                let on_signed_out = on_signed_out.clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    if let Ok(None) = api::session().await {
-                        on_signed_out.emit(());
-                    }
-                });
-            }
         })
     };
     let connection = use_live_feed(Some(Subscription { jobs: true, job: None }), on_feed);
@@ -474,7 +453,7 @@ fn fetch_notice(state: &JobsState, filtered: bool) -> Html {
             </p>
         },
         (Load::Loaded(Err(e)), _) => html! {
-            <p class="notice error" role="alert">{ format!("Could not load jobs: {e}") }</p>
+            <p class="notice error" role="alert">{ format!("Could not load jobs: {}", e.words()) }</p>
         },
         _ => html! {},
     }

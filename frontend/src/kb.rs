@@ -10,7 +10,7 @@ use shared::{Role, SessionInfo};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, Load};
+use crate::api::{self, Load};
 use crate::markdown::markdown;
 use crate::route::{use_nav, Link};
 use crate::ui::use_title;
@@ -254,7 +254,7 @@ pub fn kb_page() -> Html {
                             nav.replace("/kb");
                         }
                     }
-                    Err(e) => save_error.set(Some(vec![error_words(&e)])),
+                    Err(e) => save_error.set(Some(vec![e.words()])),
                 }
             });
         })
@@ -269,7 +269,7 @@ pub fn kb_page() -> Html {
                 confirm_delete.set(None);
                 notice.set(Some(match api::kb_delete(id).await {
                     Ok(()) => format!("Deleted “{title}”."),
-                    Err(e) => format!("Could not delete “{title}”: {}", error_words(&e)),
+                    Err(e) => format!("Could not delete “{title}”: {}", e.words()),
                 }));
                 reload.set(*reload + 1);
             });
@@ -290,7 +290,7 @@ pub fn kb_page() -> Html {
         let tried_view = match &*tried {
             None => Html::default(),
             Some(Load::Loading) => html! { <p class="notice">{ "Looking through recent failures…" }</p> },
-            Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+            Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ e.words() }</p> },
             Some(Load::Loaded(Ok(m))) if m.is_empty() => html! {
                 <p class="notice" data-testid="kb-try-none">{ "This rule matches none of the recent failures." }</p>
             },
@@ -371,7 +371,7 @@ pub fn kb_page() -> Html {
 
     let body = match &*list {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(entries)) => {
             let mut tags: Vec<String> = entries.iter().flat_map(|e| e.entry.tags.clone()).collect();
             tags.sort();
@@ -458,14 +458,5 @@ pub fn kb_page() -> Html {
             { for editor }
             { body }
         </main>
-    }
-}
-
-pub fn error_words(e: &ApiError) -> String {
-    match e {
-        ApiError::Server { status: 403, detail } => {
-            format!("Only an operator or an admin may do this ({detail}).")
-        }
-        e => e.to_string(),
     }
 }

@@ -6,12 +6,12 @@
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
+use shared::aap::TemplatePage;
 use shared::{Role, SessionInfo};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, Load};
-use crate::job::new_job_id;
+use crate::api::{self, Load};
 use crate::route::{use_nav, Link};
 use crate::vars::parse_vars;
 
@@ -34,8 +34,7 @@ struct Question {
     choices: Vec<String>,
 }
 
-/// A template as `GET /api/v1/templates` lists it, read loosely so that a field the connector
-/// adds or leaves out never breaks the form.
+/// A template as the form uses it (from `GET /api/v1/templates`).
 #[derive(Clone, PartialEq)]
 struct Template {
     controller: Option<String>,
@@ -72,65 +71,49 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn templates_from(answer: &Value) -> Vec<Template> {
-    let list = answer.get("results").unwrap_or(answer);
-    let Some(items) = list.as_array() else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|t| {
-            let name = t.as_str().or_else(|| t.get("name").and_then(Value::as_str))?.to_owned();
-            let asks = t
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| k.starts_with("ask_"))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
+fn templates_from(page: &TemplatePage) -> Vec<Template> {
+    page.results.iter().map(template_from).collect()
+}
+
+/// A controller's template as the form uses it: its prompts by name and its survey's questions
+/// (a survey that is switched off asks nothing).
+fn template_from(t: &shared::aap::Template) -> Template {
+    let asks = serde_json::to_value(&t.prompts).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let survey = t
+        .survey
+        .as_ref()
+        .filter(|_| t.survey_enabled)
+        .map(|s| {
+            s.spec
+                .iter()
+                .filter(|q| !q.variable.is_empty())
+                .map(|q| Question {
+                    label: if q.question_name.is_empty() {
+                        q.variable.clone()
+                    } else {
+                        q.question_name.clone()
+                    },
+                    help: q.question_description.clone(),
+                    kind: if q.kind.is_empty() { "text".into() } else { q.kind.clone() },
+                    required: q.required,
+                    default: text_of(&q.default),
+                    variable: q.variable.clone(),
+                    choices: match &q.choices {
+                        Value::String(s) => s.lines().map(str::to_owned).filter(|c| !c.is_empty()).collect(),
+                        Value::Array(a) => a.iter().map(text_of).collect(),
+                        _ => Vec::new(),
+                    },
                 })
-                .unwrap_or_default();
-            let survey_on = t.get("survey_enabled").and_then(Value::as_bool).unwrap_or(true);
-            let survey = t
-                .get("survey")
-                .and_then(|s| s.get("spec"))
-                .and_then(Value::as_array)
-                .filter(|_| survey_on)
-                .map(|spec| {
-                    spec.iter()
-                        .filter_map(|q| {
-                            let variable = q.get("variable").and_then(Value::as_str)?.to_owned();
-                            let choices = match q.get("choices") {
-                                Some(Value::String(s)) => {
-                                    s.lines().map(str::to_owned).filter(|c| !c.is_empty()).collect()
-                                }
-                                Some(Value::Array(a)) => a.iter().map(text_of).collect(),
-                                _ => Vec::new(),
-                            };
-                            Some(Question {
-                                label: q
-                                    .get("question_name")
-                                    .map(text_of)
-                                    .filter(|s| !s.is_empty())
-                                    .unwrap_or_else(|| variable.clone()),
-                                help: q.get("question_description").map(text_of).unwrap_or_default(),
-                                kind: q.get("type").map(text_of).unwrap_or_else(|| "text".into()),
-                                required: q.get("required").and_then(Value::as_bool).unwrap_or(false),
-                                default: q.get("default").map(text_of).unwrap_or_default(),
-                                variable,
-                                choices,
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some(Template {
-                controller: t.get("controller").and_then(Value::as_str).map(str::to_owned),
-                name,
-                description: t.get("description").and_then(Value::as_str).unwrap_or("").to_owned(),
-                asks,
-                survey,
-            })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default();
+    Template {
+        controller: Some(t.controller.clone()),
+        name: t.name.clone(),
+        description: t.description.clone(),
+        asks,
+        survey,
+    }
 }
 
 /// What is typed into the form.
@@ -311,7 +294,7 @@ pub fn launch_page() -> Html {
         let templates = templates.clone();
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
-                templates.set(Load::Loaded(api::templates().await.map(|v| templates_from(&v))));
+                templates.set(Load::Loaded(api::templates().await.map(|p| templates_from(&p))));
             });
         });
     }
@@ -408,12 +391,8 @@ pub fn launch_page() -> Html {
                 let result = api::launch(&body).await;
                 sending.set(false);
                 match result {
-                    Ok(answer) => match new_job_id(&answer) {
-                        Some(id) => nav.push(&format!("/jobs/{id}")),
-                        None => error.set(Some(format!("Launched, but the answer names no job: {answer}"))),
-                    },
-                    Err(ApiError::Unauthorized(d)) => error.set(Some(format!("Not signed in: {d}"))),
-                    Err(e) => error.set(Some(format!("The launch was refused: {e}"))),
+                    Ok(answer) => nav.push(&format!("/jobs/{}", answer.job.id)),
+                    Err(e) => error.set(Some(format!("The launch was refused: {}", e.words()))),
                 }
             });
         })

@@ -47,9 +47,6 @@ pub enum Feed {
     /// Changes may have been missed, so the list must be fetched anew: the socket has just
     /// subscribed (again), or the server said it skipped some (`resync`).
     Resync,
-    /// An attempt to connect failed before the socket opened. A WebSocket hides the HTTP status of
-    /// a refused upgrade, so this is the page's cue to check whether the session is still valid.
-    ConnectFailed,
 }
 
 /// What a page follows.
@@ -166,7 +163,9 @@ async fn run(mut subscription: Subscription, on_feed: Callback<Feed>, on_state: 
                     backoff.reset();
                 }
             }
-            None => on_feed.emit(Feed::ConnectFailed),
+            // A WebSocket hides the HTTP status of a refused upgrade: ask whether the session
+            // still holds (the page signs out if not).
+            None => crate::api::recheck_session().await,
         }
         on_state.emit(if online() { Connection::Reconnecting } else { Connection::Offline });
         TimeoutFuture::new(backoff.next_ms()).await;

@@ -18,6 +18,7 @@ mod markdown;
 mod output;
 mod requests;
 mod route;
+mod session;
 mod settings;
 mod sign_in;
 mod store;
@@ -35,46 +36,17 @@ use crate::job::JobPage;
 use crate::jobs::JobsPage;
 use crate::launch::LaunchPage;
 use crate::route::{use_nav_provider, Link, Nav, Route};
+use crate::session::{use_sign_out_on_401, SessionAction, SessionState};
 use crate::sign_in::SignIn;
 
 fn main() {
     yew::Renderer::<App>::new().render();
 }
 
-/// Who is signed in: `Loaded(Ok(None))` shows the sign-in form.
-#[derive(Debug, Clone, PartialEq)]
-struct SessionState {
-    session: Load<Option<SessionInfo>>,
-    /// A sign-out the server did not confirm: the cookie may still be valid, so say so.
-    sign_out_error: Option<String>,
-}
-
-enum SessionAction {
-    Checked(Result<Option<SessionInfo>, ApiError>),
-    SignedIn(SessionInfo),
-    SignedOut,
-    SignOutFailed(ApiError),
-    Recheck,
-}
-
-impl Reducible for SessionState {
-    type Action = SessionAction;
-
-    fn reduce(self: Rc<Self>, action: SessionAction) -> Rc<Self> {
-        let (session, sign_out_error) = match action {
-            SessionAction::Checked(result) => (Load::Loaded(result), None),
-            SessionAction::SignedIn(info) => (Load::Loaded(Ok(Some(info))), None),
-            SessionAction::SignedOut => (Load::Loaded(Ok(None)), None),
-            SessionAction::SignOutFailed(e) => (self.session.clone(), Some(e.to_string())),
-            SessionAction::Recheck => (Load::Loading, None),
-        };
-        Rc::new(SessionState { session, sign_out_error })
-    }
-}
-
 #[function_component(App)]
 fn app() -> Html {
     let state = use_reducer(|| SessionState { session: Load::Loading, sign_out_error: None });
+    use_sign_out_on_401(state.dispatcher());
     let nav = use_nav_provider();
     let embedded = nav.location.param("embed").is_some_and(|v| v == "1");
     {
@@ -92,10 +64,6 @@ fn app() -> Html {
     let on_signed_in = {
         let dispatcher = dispatcher.clone();
         Callback::from(move |info| dispatcher.dispatch(SessionAction::SignedIn(info)))
-    };
-    let on_signed_out = {
-        let dispatcher = dispatcher.clone();
-        Callback::from(move |()| dispatcher.dispatch(SessionAction::SignedOut))
     };
     let sign_out = {
         let dispatcher = dispatcher.clone();
@@ -165,8 +133,8 @@ fn app() -> Html {
         Load::Loaded(Ok(None)) => html! { <SignIn {on_signed_in} /> },
         Load::Loaded(Ok(Some(info))) => {
             let page = match route {
-                Route::Jobs => html! { <JobsPage on_signed_out={on_signed_out.clone()} /> },
-                Route::Job(id) => html! { <JobPage key={id} {id} on_signed_out={on_signed_out.clone()} /> },
+                Route::Jobs => html! { <JobsPage /> },
+                Route::Job(id) => html! { <JobPage key={id} {id} /> },
                 Route::Launch => html! { <LaunchPage /> },
                 Route::Kb => html! { <kb::KbPage /> },
                 Route::Requests => html! { <requests::RequestsPage /> },

@@ -15,7 +15,6 @@ use yew::prelude::*;
 
 use crate::api::{self, Load};
 use crate::job::explanation_list;
-use crate::kb::error_words;
 use crate::route::{use_nav, Link};
 use crate::ui::{status_badge, use_title};
 
@@ -157,7 +156,7 @@ pub fn requests_page() -> Html {
                             nav.push(&format!("/requests?id={rid}"));
                         }
                     }
-                    Err(e) => error.set(Some(error_words(&e))),
+                    Err(e) => error.set(Some(e.words())),
                 }
             });
         }
@@ -214,7 +213,7 @@ pub fn requests_page() -> Html {
     let body = match &*current {
         None => match &*recent {
             Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-            Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+            Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
             Load::Loaded(Ok(list)) if list.is_empty() => {
                 html! { <p class="muted">{ "No requests yet." }</p> }
             }
@@ -234,7 +233,7 @@ pub fn requests_page() -> Html {
             },
         },
         Some(Load::Loading) => html! { <p class="notice">{ "Loading…" }</p> },
-        Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ error_words(e) }</p> },
+        Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Some(Load::Loaded(Ok(r))) => {
             conversation(r, &reply, input(&reply), on_reply, answer_with, on_confirm, *busy, may_ask)
         }

@@ -17,17 +17,10 @@ use shared::notifiers::{
 use shared::{Role, SessionInfo};
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, Load};
+use crate::api::{self, Load};
 use crate::kb::value_of;
 use crate::route::Link;
 use crate::ui::use_title;
-
-fn words(e: &ApiError) -> String {
-    match e {
-        ApiError::Server { status: 403, detail } => format!("Your role may not do this ({detail})."),
-        e => e.to_string(),
-    }
-}
 
 /// An `oninput` handler from a handler of [`Event`]s (typed text is kept as it is typed).
 fn on_input(cb: Callback<Event>) -> Callback<InputEvent> {
@@ -240,7 +233,7 @@ fn credentials(props: &CredentialsProps) -> Html {
                         )));
                         reload.set(*reload + 1);
                     }
-                    Err(e) => problems.set(Some(vec![words(&e)])),
+                    Err(e) => problems.set(Some(vec![e.words()])),
                 }
             });
         })
@@ -345,7 +338,7 @@ fn credentials(props: &CredentialsProps) -> Html {
 
     let body = match &*list {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ words(e) }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(items)) if items.is_empty() => html! {
             <p class="muted" data-testid="cred-empty">{ "No credentials yet." }</p>
         },
@@ -363,7 +356,7 @@ fn credentials(props: &CredentialsProps) -> Html {
                                 confirm.set(None);
                                 notice.set(Some(match api::credential_delete(&n).await {
                                     Ok(()) => format!("Deleted “{n}”."),
-                                    Err(e) => format!("Could not delete “{n}”: {}", words(&e)),
+                                    Err(e) => format!("Could not delete “{n}”: {}", e.words()),
                                 }));
                                 reload.set(*reload + 1);
                             });
@@ -615,7 +608,7 @@ fn notifiers() -> Html {
                         )));
                         reload.set(*reload + 1);
                     }
-                    Err(e) => problems.set(Some(vec![words(&e)])),
+                    Err(e) => problems.set(Some(vec![e.words()])),
                 }
             });
         })
@@ -726,7 +719,7 @@ fn notifiers() -> Html {
 
     let body = match &*list {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ words(e) }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(items)) if items.is_empty() => html! {
             <p class="muted" data-testid="ntf-empty">{ "No notifiers yet: nobody is told when jobs end, besides webhooks." }</p>
         },
@@ -743,7 +736,7 @@ fn notifiers() -> Html {
                                 notice.set(Some(match api::notifier_patch(id, &patch).await {
                                     Ok(n) if n.active => format!("“{name}” is on again."),
                                     Ok(_) => format!("“{name}” is paused: nothing is sent until it is resumed."),
-                                    Err(e) => format!("Could not change “{name}”: {}", words(&e)),
+                                    Err(e) => format!("Could not change “{name}”: {}", e.words()),
                                 }));
                                 reload.set(*reload + 1);
                             });
@@ -760,7 +753,7 @@ fn notifiers() -> Html {
                                 let said = match api::notifier_test(id).await {
                                     Ok(t) if t.delivered => format!("Test message delivered in {} ms.", t.duration_ms),
                                     Ok(t) => format!("Not delivered: {}", t.error.unwrap_or_default()),
-                                    Err(e) => format!("Could not send a test: {}", words(&e)),
+                                    Err(e) => format!("Could not send a test: {}", e.words()),
                                 };
                                 pending.insert(id, said);
                                 tests.set(pending);
@@ -778,7 +771,7 @@ fn notifiers() -> Html {
                                 confirm.set(None);
                                 notice.set(Some(match api::notifier_delete(id).await {
                                     Ok(()) => format!("Deleted “{name}”."),
-                                    Err(e) => format!("Could not delete “{name}”: {}", words(&e)),
+                                    Err(e) => format!("Could not delete “{name}”: {}", e.words()),
                                 }));
                                 reload.set(*reload + 1);
                             });
@@ -822,7 +815,7 @@ fn notifiers() -> Html {
 
     let deliveries = match &*sent {
         Load::Loading => Html::default(),
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ words(e) }</p> },
+        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(d)) if d.is_empty() => html! {
             <p class="muted" data-testid="ntf-sent-empty">{ "Nothing sent yet." }</p>
         },
@@ -836,7 +829,7 @@ fn notifiers() -> Html {
                             wasm_bindgen_futures::spawn_local(async move {
                                 notice.set(Some(match api::notifier_redeliver(id).await {
                                     Ok(()) => "Sending it again.".to_owned(),
-                                    Err(e) => format!("Could not send it again: {}", words(&e)),
+                                    Err(e) => format!("Could not send it again: {}", e.words()),
                                 }));
                                 reload.set(*reload + 1);
                             });

@@ -230,6 +230,14 @@ pub struct JobFilter {
     pub page_size: Option<i64>,
 }
 
+/// What every launch, cancel and relaunch answers, whichever engine ran the job: at least the job
+/// (the local engine's answer is a `engine::JobRun`, a controller's an `aap::TemplateLaunched` or
+/// `aap::CancelRequested`; each adds its own fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAnswer {
+    pub job: Job,
+}
+
 /// The error shape of every failed request: `{"errors":[{"detail":"…"}]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
