@@ -8,6 +8,7 @@ mod ansi;
 mod api;
 mod dashboard;
 mod event;
+mod form;
 mod hosts;
 mod job;
 mod jobs;
