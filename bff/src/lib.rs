@@ -7,6 +7,7 @@
 //!   metrics; it names no feature.
 //! - `store`: the job record (reading jobs, hosts and events; actions on jobs).
 //! - `live`: the relay of what changed, over WebSockets and SSE.
+//! - `writer`: the one writer of a job's state changes (ingest and the engine call it).
 //! - features, one module per resource with its own router: `ingest`, `jobs`, `session`, `keys`,
 //!   `audit`, `kb`, `stats`, `requests`, `credentials`, `aap`, `engine`, `deliveries`,
 //!   `retention`, `ops`, `web`, `openapi`.

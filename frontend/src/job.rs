@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
 use shared::kb::Explanation;
-use shared::{Job, JobHost, JobStatus, Role, SessionInfo, StatusChange};
+use shared::{Job, JobHost, JobStatus, Role, StatusChange};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError, Load};
@@ -20,6 +20,7 @@ use crate::live::{use_live_feed, Feed, Subscription};
 use crate::markdown::markdown;
 use crate::output::{Output, Shared};
 use crate::route::{query_string, use_nav, Link};
+use crate::session::use_session;
 use crate::timeline::Timeline;
 use crate::ui::{
     connection_badge, current_step, duration_secs, format_duration, host_counts, status_badge, time_tag,
@@ -78,84 +79,127 @@ enum Backfill {
     Failed(ApiError),
 }
 
+/// The page's state: the job, its hosts and history, and how far its output has loaded (the
+/// events themselves are in the shared store, which this state's `version` follows).
+#[derive(Clone, PartialEq)]
+struct JobPageState {
+    job: Load<Job>,
+    hosts: Load<Vec<JobHost>>,
+    history: Load<Vec<StatusChange>>,
+    version: u64,
+    backfill: Backfill,
+    /// The cursor the live feed starts from: the job's, as first read.
+    start_cursor: Option<String>,
+}
+
+enum JobPageAction {
+    Loading,
+    /// The first read of the job: shown, and the live feed starts from its cursor.
+    Found(Job),
+    Job(Result<Job, ApiError>),
+    Hosts(Result<Vec<JobHost>, ApiError>),
+    History(Result<Vec<StatusChange>, ApiError>),
+    /// The store took events in: its new version.
+    Version(u64),
+    Backfill(Backfill),
+}
+
+impl Reducible for JobPageState {
+    type Action = JobPageAction;
+
+    fn reduce(self: Rc<Self>, action: JobPageAction) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            JobPageAction::Loading => s.job = Load::Loading,
+            JobPageAction::Found(job) => {
+                s.start_cursor = Some(job.cursor.clone());
+                s.job = Load::Loaded(Ok(job));
+            }
+            JobPageAction::Job(r) => s.job = Load::Loaded(r),
+            JobPageAction::Hosts(r) => s.hosts = Load::Loaded(r),
+            JobPageAction::History(r) => s.history = Load::Loaded(r),
+            JobPageAction::Version(v) => s.version = v,
+            JobPageAction::Backfill(b) => s.backfill = b,
+        }
+        Rc::new(s)
+    }
+}
+
 #[function_component(JobPage)]
 pub fn job_page(props: &JobPageProps) -> Html {
     let id = props.id;
     let nav = use_nav();
-    let session = use_context::<Rc<SessionInfo>>();
-    let job = use_state(|| Load::<Job>::Loading);
-    let hosts = use_state(|| Load::<Vec<JobHost>>::Loading);
-    let history = use_state(|| Load::<Vec<StatusChange>>::Loading);
+    let session = use_session();
+    // `_eq`: a dispatch that changes nothing (the same store version) does not render again.
+    let state = use_reducer_eq(|| JobPageState {
+        job: Load::Loading,
+        hosts: Load::Loading,
+        history: Load::Loading,
+        version: 0,
+        backfill: Backfill::Loading { events: 0 },
+        start_cursor: None,
+    });
+    let dispatcher = state.dispatcher();
     let store = use_memo(id, |_| Shared::default());
-    let version = use_state_eq(|| 0u64);
-    let backfill = use_state(|| Backfill::Loading { events: 0 });
-    // The cursor the live feed starts from: the job's, as first read.
-    let start_cursor = use_state(|| None::<String>);
     let hosts_due = use_mut_ref(|| Cell::new(false));
     // The job as last shown, for the live feed's callback, which outlives renders.
     let latest = use_mut_ref(|| None::<Job>);
-    *latest.borrow_mut() = match &*job {
+    *latest.borrow_mut() = match &state.job {
         Load::Loaded(Ok(j)) => Some(j.clone()),
         _ => None,
     };
 
     let refresh_job = {
-        let job = job.clone();
+        let d = dispatcher.clone();
         Callback::from(move |()| {
-            let job = job.clone();
+            let d = d.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                job.set(Load::Loaded(api::job(id).await));
+                d.dispatch(JobPageAction::Job(api::job(id).await));
             });
         })
     };
     // Whether hosts were shown once: a failed refresh then keeps them rather than an error.
     let hosts_shown = use_mut_ref(|| Cell::new(false));
     let refresh_hosts = {
-        let hosts = hosts.clone();
+        let d = dispatcher.clone();
         let hosts_shown = hosts_shown.clone();
         Callback::from(move |()| {
-            let hosts = hosts.clone();
+            let d = d.clone();
             let hosts_shown = hosts_shown.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let result = api::hosts(id).await.map(|p| p.results);
                 if result.is_ok() || !hosts_shown.borrow().get() {
                     hosts_shown.borrow().set(result.is_ok());
-                    hosts.set(Load::Loaded(result));
+                    d.dispatch(JobPageAction::Hosts(result));
                 }
             });
         })
     };
     let refresh_history = {
-        let history = history.clone();
+        let d = dispatcher.clone();
         Callback::from(move |()| {
-            let history = history.clone();
+            let d = d.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                history.set(Load::Loaded(api::history(id).await.map(|p| p.results)));
+                d.dispatch(JobPageAction::History(api::history(id).await.map(|p| p.results)));
             });
         })
     };
 
     // First read of the job; then the output, page by page, until the pages run out.
     {
-        let job = job.clone();
-        let start_cursor = start_cursor.clone();
+        let d = dispatcher.clone();
         let store = store.clone();
-        let version = version.setter();
-        let backfill = backfill.clone();
         let refresh_hosts = refresh_hosts.clone();
         let refresh_history = refresh_history.clone();
         use_effect_with(id, move |_| {
             let alive = Rc::new(Cell::new(true));
             let still = alive.clone();
-            job.set(Load::Loading);
+            d.dispatch(JobPageAction::Loading);
             wasm_bindgen_futures::spawn_local(async move {
-                let first = api::job(id).await;
-                let Ok(found) = &first else {
-                    job.set(Load::Loaded(first));
-                    return;
-                };
-                start_cursor.set(Some(found.cursor.clone()));
-                job.set(Load::Loaded(first.clone()));
+                match api::job(id).await {
+                    Ok(found) => d.dispatch(JobPageAction::Found(found)),
+                    failed => return d.dispatch(JobPageAction::Job(failed)),
+                }
                 refresh_hosts.emit(());
                 refresh_history.emit(());
                 // The next page is asked for before this one is taken in, so the server works
@@ -169,19 +213,15 @@ pub fn job_page(props: &JobPageProps) -> Html {
                     let results = match page {
                         Ok(p) if p.next.is_some() => p.results,
                         Ok(p) => {
-                            take_in(&store, &version, p.results);
-                            backfill.set(Backfill::Done);
-                            return;
+                            take_in(&store, &d, p.results);
+                            return d.dispatch(JobPageAction::Backfill(Backfill::Done));
                         }
-                        Err(e) => {
-                            backfill.set(Backfill::Failed(e));
-                            return;
-                        }
+                        Err(e) => return d.dispatch(JobPageAction::Backfill(Backfill::Failed(e))),
                     };
                     after = results.last().map_or(after, |e| e.counter);
                     let take = async {
-                        let events = take_in(&store, &version, results);
-                        backfill.set(Backfill::Loading { events });
+                        let events = take_in(&store, &d, results);
+                        d.dispatch(JobPageAction::Backfill(Backfill::Loading { events }));
                     };
                     page =
                         futures::future::join(api::events(id, after, EVENTS_PAGE, true, None), take).await.0;
@@ -192,9 +232,8 @@ pub fn job_page(props: &JobPageProps) -> Html {
     }
 
     let on_feed = {
-        let job = job.clone();
+        let d = dispatcher.clone();
         let store = store.clone();
-        let version = version.setter();
         let refresh_job = refresh_job.clone();
         let refresh_hosts = refresh_hosts.clone();
         let refresh_history = refresh_history.clone();
@@ -216,12 +255,12 @@ pub fn job_page(props: &JobPageProps) -> Html {
                     hosts_due.borrow().set(true);
                 }
                 *latest.borrow_mut() = Some((*fresh).clone());
-                job.set(Load::Loaded(Ok(*fresh)));
+                d.dispatch(JobPageAction::Job(Ok(*fresh)));
             }
             Feed::Events(events) => {
                 let mut s = store.0.borrow_mut();
                 if s.add(events) > 0 {
-                    version.set(s.version);
+                    d.dispatch(JobPageAction::Version(s.version));
                 }
             }
             Feed::Resync => {
@@ -232,7 +271,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
         })
     };
     let subscription =
-        (*start_cursor).clone().map(|cursor| Subscription { jobs: false, job: Some((id, Some(cursor))) });
+        state.start_cursor.clone().map(|cursor| Subscription { jobs: false, job: Some((id, Some(cursor))) });
     let connection = use_live_feed(subscription, on_feed);
 
     // Host counts move with nearly every event: read them at most every two seconds.
@@ -249,14 +288,14 @@ pub fn job_page(props: &JobPageProps) -> Html {
         });
     }
 
-    let running = matches!(&*job, Load::Loaded(Ok(j)) if !j.status.is_finished());
-    use_title(match &*job {
+    let running = matches!(&state.job, Load::Loaded(Ok(j)) if !j.status.is_finished());
+    use_title(match &state.job {
         Load::Loaded(Ok(j)) => format!("{} ({}) #{id}", j.name, j.status),
         _ => format!("Job {id}"),
     });
     use_ticking(running);
 
-    let job = match &*job {
+    let job = match &state.job {
         Load::Loading => {
             return html! { <main class="page"><p class="notice">{ "Loading the job…" }</p></main> }
         }
@@ -322,7 +361,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
         let t = *t;
         let onclick = Callback::from(move |_: MouseEvent| goto(t, Vec::new()));
         let count = match t {
-            Tab::Hosts => match &*hosts {
+            Tab::Hosts => match &state.hosts {
                 Load::Loaded(Ok(h)) => format!(" ({})", h.len()),
                 _ => String::new(),
             },
@@ -348,7 +387,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
             { host_bar(&job) }
             <Actions job={job.clone()} may_act={may_act} />
             { explanations(&job, may_act) }
-            { backfill_notice(&backfill, job.event_count) }
+            { backfill_notice(&state.backfill, job.event_count) }
             { expired_notice(&job) }
             <div class="tabs" role="tablist" aria-label="Job views">{ for tabs }</div>
             if let Some((counter, line)) = panel {
@@ -363,17 +402,17 @@ pub fn job_page(props: &JobPageProps) -> Html {
                         </p>
                     },
                     Tab::Output => html! {
-                        <Output job_id={id} store={(*store).clone()} version={*version}
+                        <Output job_id={id} store={(*store).clone()} version={state.version}
                                 live={!job.status.is_finished()} selected={selected_line}
                                 on_select={on_select_line} />
                     },
                     Tab::Hosts => html! {
-                        <Hosts job_id={id} hosts={(*hosts).clone()} selected={selected_host} on_select={on_select_host} />
+                        <Hosts job_id={id} hosts={state.hosts.clone()} selected={selected_host} on_select={on_select_host} />
                     },
                     Tab::Timeline => html! {
-                        <Timeline job={job.clone()} store={(*store).clone()} version={*version} {on_open_event} />
+                        <Timeline job={job.clone()} store={(*store).clone()} version={state.version} {on_open_event} />
                     },
-                    Tab::History => history_view(&history, now_ms),
+                    Tab::History => history_view(&state.history, now_ms),
                 } }
             </div>
         </main>
@@ -381,10 +420,10 @@ pub fn job_page(props: &JobPageProps) -> Html {
 }
 
 /// Adds a page of events to the store and says how many it holds now.
-fn take_in(store: &Shared, version: &UseStateSetter<u64>, events: Vec<shared::JobEvent>) -> usize {
+fn take_in(store: &Shared, d: &UseReducerDispatcher<JobPageState>, events: Vec<shared::JobEvent>) -> usize {
     let mut s = store.0.borrow_mut();
     s.add(events);
-    version.set(s.version);
+    d.dispatch(JobPageAction::Version(s.version));
     s.events.len()
 }
 

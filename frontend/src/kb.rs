@@ -6,13 +6,14 @@
 use std::rc::Rc;
 
 use shared::kb::{KbEntry, KbEntryInput, KbField, KbMatch, KbTryMatch};
-use shared::{Role, SessionInfo};
+use shared::Role;
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::api::{self, Load};
+use crate::api::{self, ApiError, Load};
 use crate::markdown::markdown;
 use crate::route::{use_nav, Link};
+use crate::session::use_session;
 use crate::ui::use_title;
 
 /// The editor's fields, as typed.
@@ -104,44 +105,140 @@ struct Editing {
     form: Form,
 }
 
-#[function_component(KbPage)]
-pub fn kb_page() -> Html {
-    use_title("Known errors".to_owned());
-    let nav = use_nav();
-    let session = use_context::<Rc<SessionInfo>>();
-    let may_edit = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
-    let q = use_state(String::new);
-    let tag = use_state(String::new);
-    let reload = use_state(|| 0u32);
-    let list = use_state(|| Load::<Vec<KbEntry>>::Loading);
-    let notice = use_state(|| None::<String>);
-    let editing = use_state(|| {
-        let nav_loc = nav.location.clone();
-        (nav_loc.param("new").is_some()).then(|| Editing {
+/// The page's state: the search, the list, the entry being edited and what trying or saving it
+/// answered.
+#[derive(Clone, PartialEq)]
+struct KbState {
+    q: String,
+    tag: String,
+    /// Bumped after a save or a delete: the list is read again.
+    reload: u32,
+    list: Load<Vec<KbEntry>>,
+    notice: Option<String>,
+    editing: Option<Editing>,
+    /// What is wrong with the entry, found before sending or said by the server.
+    problems: Option<Vec<String>>,
+    tried: Option<Load<Vec<KbTryMatch>>>,
+    confirm_delete: Option<i64>,
+    busy: bool,
+}
+
+enum KbAction {
+    Search(String),
+    Tag(String),
+    Listed(Result<Vec<KbEntry>, ApiError>),
+    /// Opens the editor on an entry, or on a new one.
+    Open(Option<KbEntry>),
+    Close,
+    Edit(fn(&mut Form, String), String),
+    Refused(Vec<String>),
+    Trying,
+    Tried(Result<Vec<KbTryMatch>, ApiError>),
+    Saving,
+    Saved(String),
+    AskDelete(Option<i64>),
+    Deleted(String),
+}
+
+impl KbState {
+    /// `?new=1&title=…&pattern=…` (from a job's failure) opens a new entry filled in.
+    fn new(nav: &crate::route::Location) -> KbState {
+        let editing = nav.param("new").is_some().then(|| Editing {
             id: None,
             form: Form {
-                title: nav_loc.param("title").unwrap_or_default(),
-                pattern: nav_loc.param("pattern").unwrap_or_default(),
-                module: nav_loc.param("module").unwrap_or_default(),
-                task: nav_loc.param("task").unwrap_or_default(),
+                title: nav.param("title").unwrap_or_default(),
+                pattern: nav.param("pattern").unwrap_or_default(),
+                module: nav.param("module").unwrap_or_default(),
+                task: nav.param("task").unwrap_or_default(),
                 field: "any".into(),
                 kind: "substring".into(),
                 ..Form::default()
             },
-        })
-    });
-    let save_error = use_state(|| None::<Vec<String>>);
-    let tried = use_state(|| None::<Load<Vec<KbTryMatch>>>);
-    let confirm_delete = use_state(|| None::<i64>);
-    let busy = use_state(|| false);
+        });
+        KbState {
+            q: String::new(),
+            tag: String::new(),
+            reload: 0,
+            list: Load::Loading,
+            notice: None,
+            editing,
+            problems: None,
+            tried: None,
+            confirm_delete: None,
+            busy: false,
+        }
+    }
+}
+
+impl Reducible for KbState {
+    type Action = KbAction;
+
+    fn reduce(self: Rc<Self>, action: KbAction) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            KbAction::Search(q) => s.q = q,
+            KbAction::Tag(t) => s.tag = t,
+            KbAction::Listed(r) => s.list = Load::Loaded(r),
+            KbAction::Open(e) => {
+                s.problems = None;
+                s.tried = None;
+                s.editing = Some(match e {
+                    Some(e) => Editing { id: Some(e.id), form: Form::of(&e.entry) },
+                    None => Editing {
+                        id: None,
+                        form: Form { field: "any".into(), kind: "substring".into(), ..Form::default() },
+                    },
+                });
+            }
+            KbAction::Close => s.editing = None,
+            KbAction::Edit(f, v) => {
+                if let Some(ed) = &mut s.editing {
+                    f(&mut ed.form, v);
+                }
+            }
+            KbAction::Refused(problems) => {
+                s.busy = false;
+                s.problems = Some(problems);
+            }
+            KbAction::Trying => {
+                s.problems = None;
+                s.tried = Some(Load::Loading);
+            }
+            KbAction::Tried(r) => s.tried = Some(Load::Loaded(r)),
+            KbAction::Saving => s.busy = true,
+            KbAction::Saved(title) => {
+                s.busy = false;
+                s.notice = Some(format!("Saved “{title}”. Jobs are re-checked against it."));
+                s.problems = None;
+                s.editing = None;
+                s.reload += 1;
+            }
+            KbAction::AskDelete(id) => s.confirm_delete = id,
+            KbAction::Deleted(notice) => {
+                s.confirm_delete = None;
+                s.notice = Some(notice);
+                s.reload += 1;
+            }
+        }
+        Rc::new(s)
+    }
+}
+
+#[function_component(KbPage)]
+pub fn kb_page() -> Html {
+    use_title("Known errors".to_owned());
+    let nav = use_nav();
+    let session = use_session();
+    let may_edit = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let state = use_reducer(|| KbState::new(&nav.location));
 
     // Only the newest list request may fill the list: a reload after saving that answers after
     // the search typed meanwhile must not overwrite the search's results.
     let generation = use_mut_ref(|| 0u32);
     {
-        let list = list.clone();
+        let dispatcher = state.dispatcher();
         let generation = generation.clone();
-        use_effect_with(((*q).clone(), *reload), move |(q, _)| {
+        use_effect_with((state.q.clone(), state.reload), move |(q, _)| {
             let q = q.clone();
             let mine = {
                 let mut g = generation.borrow_mut();
@@ -151,143 +248,101 @@ pub fn kb_page() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 let loaded = api::kb_list(&q, "").await.map(|p| p.results);
                 if *generation.borrow() == mine {
-                    list.set(Load::Loaded(loaded));
+                    dispatcher.dispatch(KbAction::Listed(loaded));
                 }
             });
         });
     }
 
+    let dispatcher = state.dispatcher();
     let open = {
-        let editing = editing.clone();
-        let save_error = save_error.clone();
-        let tried = tried.clone();
-        Callback::from(move |e: Option<KbEntry>| {
-            save_error.set(None);
-            tried.set(None);
-            editing.set(Some(match e {
-                Some(e) => Editing { id: Some(e.id), form: Form::of(&e.entry) },
-                None => Editing {
-                    id: None,
-                    form: Form { field: "any".into(), kind: "substring".into(), ..Form::default() },
-                },
-            }));
-        })
+        let d = dispatcher.clone();
+        Callback::from(move |e: Option<KbEntry>| d.dispatch(KbAction::Open(e)))
     };
     let close = {
-        let editing = editing.clone();
+        let d = dispatcher.clone();
         let nav = nav.clone();
         Callback::from(move |_: MouseEvent| {
-            editing.set(None);
+            d.dispatch(KbAction::Close);
             if nav.location.param("new").is_some() {
                 nav.replace("/kb");
             }
         })
     };
     let set = {
-        let editing = editing.clone();
+        let d = dispatcher.clone();
         move |f: fn(&mut Form, String)| {
-            let editing = editing.clone();
-            Callback::from(move |e: Event| {
-                if let Some(mut ed) = (*editing).clone() {
-                    f(&mut ed.form, value_of(&e));
-                    editing.set(Some(ed));
-                }
-            })
+            let d = d.clone();
+            Callback::from(move |e: Event| d.dispatch(KbAction::Edit(f, value_of(&e))))
         }
     };
     let on_try = {
-        let editing = editing.clone();
-        let tried = tried.clone();
-        let save_error = save_error.clone();
+        let d = dispatcher.clone();
+        let editing = state.editing.clone();
         Callback::from(move |_: MouseEvent| {
-            let Some(ed) = (*editing).clone() else { return };
+            let Some(ed) = editing.clone() else { return };
             let problems = ed.form.problems(true);
             if !problems.is_empty() {
-                save_error.set(Some(problems));
-                return;
+                return d.dispatch(KbAction::Refused(problems));
             }
-            save_error.set(None);
-            tried.set(Some(Load::Loading));
-            let tried = tried.clone();
+            d.dispatch(KbAction::Trying);
+            let d = d.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                tried.set(Some(Load::Loaded(api::kb_try(&ed.form.input()).await.map(|p| p.results))));
+                d.dispatch(KbAction::Tried(api::kb_try(&ed.form.input()).await.map(|p| p.results)));
             });
         })
     };
     let on_save = {
-        let editing = editing.clone();
-        let save_error = save_error.clone();
-        let notice = notice.clone();
-        let reload = reload.clone();
-        let busy = busy.clone();
+        let d = dispatcher.clone();
+        let editing = state.editing.clone();
         let nav = nav.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let Some(ed) = (*editing).clone() else { return };
+            let Some(ed) = editing.clone() else { return };
             let problems = ed.form.problems(false);
             if !problems.is_empty() {
-                save_error.set(Some(problems));
-                return;
+                return d.dispatch(KbAction::Refused(problems));
             }
-            busy.set(true);
-            let (editing, save_error, notice, reload, busy, nav) = (
-                editing.clone(),
-                save_error.clone(),
-                notice.clone(),
-                reload.clone(),
-                busy.clone(),
-                nav.clone(),
-            );
+            d.dispatch(KbAction::Saving);
+            let (d, nav) = (d.clone(), nav.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let saved = api::kb_save(ed.id, &ed.form.input()).await;
-                busy.set(false);
-                match saved {
+                match api::kb_save(ed.id, &ed.form.input()).await {
                     Ok(entry) => {
-                        notice.set(Some(format!(
-                            "Saved “{}”. Jobs are re-checked against it.",
-                            entry.entry.title
-                        )));
-                        save_error.set(None);
-                        editing.set(None);
-                        reload.set(*reload + 1);
+                        d.dispatch(KbAction::Saved(entry.entry.title));
                         if nav.location.param("new").is_some() {
                             nav.replace("/kb");
                         }
                     }
-                    Err(e) => save_error.set(Some(vec![e.words()])),
+                    Err(e) => d.dispatch(KbAction::Refused(vec![e.words()])),
                 }
             });
         })
     };
     let on_delete = {
-        let confirm_delete = confirm_delete.clone();
-        let notice = notice.clone();
-        let reload = reload.clone();
+        let d = dispatcher.clone();
         Callback::from(move |(id, title): (i64, String)| {
-            let (confirm_delete, notice, reload) = (confirm_delete.clone(), notice.clone(), reload.clone());
+            let d = d.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                confirm_delete.set(None);
-                notice.set(Some(match api::kb_delete(id).await {
+                d.dispatch(KbAction::Deleted(match api::kb_delete(id).await {
                     Ok(()) => format!("Deleted “{title}”."),
                     Err(e) => format!("Could not delete “{title}”: {}", e.words()),
                 }));
-                reload.set(*reload + 1);
             });
         })
     };
 
     let on_q = {
-        let q = q.clone();
-        Callback::from(move |e: InputEvent| q.set(value_of(&e.into())))
+        let d = dispatcher.clone();
+        Callback::from(move |e: InputEvent| d.dispatch(KbAction::Search(value_of(&e.into()))))
     };
     let on_tag = {
-        let tag = tag.clone();
-        Callback::from(move |e: Event| tag.set(value_of(&e)))
+        let d = dispatcher.clone();
+        Callback::from(move |e: Event| d.dispatch(KbAction::Tag(value_of(&e))))
     };
 
-    let editor = (*editing).clone().map(|ed| {
+    let editor = state.editing.clone().map(|ed| {
         let f = &ed.form;
-        let tried_view = match &*tried {
+        let tried_view = match &state.tried {
             None => Html::default(),
             Some(Load::Loading) => html! { <p class="notice">{ "Looking through recent failures…" }</p> },
             Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ e.words() }</p> },
@@ -351,13 +406,13 @@ pub fn kb_page() -> Html {
                     <textarea id="kb-solution" rows="6" value={f.solution.clone()} oninput={on_solution} data-testid="kb-solution" />
                 </div>
                 { text("kb-tags", "Tags (comma-separated)", &f.tags, set(|f, v| f.tags = v), "") }
-                if let Some(problems) = &*save_error {
+                if let Some(problems) = &state.problems {
                     <div class="error" role="alert" data-testid="kb-errors">
                         { for problems.iter().map(|p| html! { <p>{ p }</p> }) }
                     </div>
                 }
                 <div class="actions">
-                    <button type="submit" disabled={*busy} data-testid="kb-save">{ "Save" }</button>
+                    <button type="submit" disabled={state.busy} data-testid="kb-save">{ "Save" }</button>
                     <button type="button" class="secondary" onclick={on_try.clone()} data-testid="kb-try">{ "Try it" }</button>
                     <button type="button" class="secondary" onclick={close.clone()}>{ "Cancel" }</button>
                 </div>
@@ -369,30 +424,31 @@ pub fn kb_page() -> Html {
         }
     });
 
-    let body = match &*list {
+    let tag = &state.tag;
+    let body = match &state.list {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
         Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(entries)) => {
             let mut tags: Vec<String> = entries.iter().flat_map(|e| e.entry.tags.clone()).collect();
             tags.sort();
             tags.dedup();
-            if !tag.is_empty() && !tags.contains(&tag) {
-                tags.push((*tag).clone());
+            if !tag.is_empty() && !tags.contains(tag) {
+                tags.push(tag.clone());
             }
             let shown: Vec<&KbEntry> =
-                entries.iter().filter(|e| tag.is_empty() || e.entry.tags.contains(&tag)).collect();
+                entries.iter().filter(|e| tag.is_empty() || e.entry.tags.contains(tag)).collect();
             html! {
                 <>
                 <div class="filter-row">
                     <div class="field">
                         <label for="kb-search">{ "Search" }</label>
-                        <input id="kb-search" type="search" value={(*q).clone()} oninput={on_q} placeholder="title, pattern or solution" data-testid="kb-search" />
+                        <input id="kb-search" type="search" value={state.q.clone()} oninput={on_q} placeholder="title, pattern or solution" data-testid="kb-search" />
                     </div>
                     <div class="field">
                         <label for="kb-tag">{ "Tag" }</label>
                         <select id="kb-tag" onchange={on_tag} data-testid="kb-tag">
                             <option value="" selected={tag.is_empty()}>{ "all tags" }</option>
-                            { for tags.iter().map(|t| html! { <option value={t.clone()} selected={*t == *tag}>{ t }</option> }) }
+                            { for tags.iter().map(|t| html! { <option value={t.clone()} selected={t == tag}>{ t }</option> }) }
                         </select>
                     </div>
                 </div>
@@ -400,8 +456,8 @@ pub fn kb_page() -> Html {
                 <ul class="kb-list">
                     { for shown.into_iter().map(|e| {
                         let edit = { let open = open.clone(); let e = e.clone(); Callback::from(move |_: MouseEvent| open.emit(Some(e.clone()))) };
-                        let ask = { let c = confirm_delete.clone(); let id = e.id; Callback::from(move |_: MouseEvent| c.set(Some(id))) };
-                        let keep = { let c = confirm_delete.clone(); Callback::from(move |_: MouseEvent| c.set(None)) };
+                        let ask = { let d = dispatcher.clone(); let id = e.id; Callback::from(move |_: MouseEvent| d.dispatch(KbAction::AskDelete(Some(id)))) };
+                        let keep = { let d = dispatcher.clone(); Callback::from(move |_: MouseEvent| d.dispatch(KbAction::AskDelete(None))) };
                         let delete = { let d = on_delete.clone(); let id = e.id; let t = e.entry.title.clone(); Callback::from(move |_: MouseEvent| d.emit((id, t.clone()))) };
                         let rule = format!("{} {} “{}”{}{}",
                             field_key(e.entry.field),
@@ -422,7 +478,7 @@ pub fn kb_page() -> Html {
                                 </details>
                                 if may_edit {
                                     <div class="kb-actions">
-                                        if *confirm_delete == Some(e.id) {
+                                        if state.confirm_delete == Some(e.id) {
                                             <span role="alert">{ format!("Delete “{}”? ", e.entry.title) }</span>
                                             <button type="button" class="danger" onclick={delete} data-testid="kb-delete-confirm">{ "Delete" }</button>
                                             <button type="button" class="secondary" onclick={keep}>{ "Keep" }</button>
@@ -449,12 +505,12 @@ pub fn kb_page() -> Html {
             <div class="toolbar">
                 <h1>{ "Known errors" }</h1>
                 <span class="spacer"></span>
-                if may_edit && editing.is_none() {
+                if may_edit && state.editing.is_none() {
                     <button type="button" onclick={new_entry} data-testid="kb-new">{ "New entry" }</button>
                 }
             </div>
             <p class="muted">{ "Failed tasks are matched against these entries; the job page shows the solutions." }</p>
-            if let Some(n) = &*notice { <p class="notice ok" role="status" data-testid="kb-notice">{ n }</p> }
+            if let Some(n) = &state.notice { <p class="notice ok" role="status" data-testid="kb-notice">{ n }</p> }
             { for editor }
             { body }
         </main>

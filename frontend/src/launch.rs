@@ -7,12 +7,13 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use shared::aap::TemplatePage;
-use shared::{Role, SessionInfo};
+use shared::Role;
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::api::{self, Load};
+use crate::api::{self, ApiError, Load};
 use crate::route::{use_nav, Link};
+use crate::session::use_session;
 use crate::vars::parse_vars;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -275,26 +276,86 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
+/// The form's state: what to run, the templates to choose from, what is typed, and the answer.
+#[derive(Clone, PartialEq)]
+struct LaunchState {
+    kind: Kind,
+    templates: Load<Vec<Template>>,
+    form: Form,
+    sending: bool,
+    error: Option<String>,
+}
+
+enum LaunchAction {
+    Kind(Kind),
+    Templates(Result<Vec<Template>, ApiError>),
+    /// A field typed: written into the form (an earlier refusal is cleared).
+    Field(fn(&mut Form, String), String),
+    /// A survey answer: its variable and value.
+    Answer(String, String),
+    /// The form cannot be sent as it is: why.
+    Refused(String),
+    Sending,
+    Sent,
+    Failed(String),
+}
+
+impl Reducible for LaunchState {
+    type Action = LaunchAction;
+
+    fn reduce(self: Rc<Self>, action: LaunchAction) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            LaunchAction::Kind(k) => {
+                s.kind = k;
+                s.error = None;
+            }
+            LaunchAction::Templates(r) => s.templates = Load::Loaded(r),
+            LaunchAction::Field(write, value) => {
+                write(&mut s.form, value);
+                s.error = None;
+            }
+            LaunchAction::Answer(variable, value) => {
+                s.form.answers.insert(variable, Value::String(value));
+                s.error = None;
+            }
+            LaunchAction::Refused(e) => s.error = Some(e),
+            LaunchAction::Sending => {
+                s.sending = true;
+                s.error = None;
+            }
+            LaunchAction::Sent => s.sending = false,
+            LaunchAction::Failed(e) => {
+                s.sending = false;
+                s.error = Some(e);
+            }
+        }
+        Rc::new(s)
+    }
+}
+
 #[function_component(LaunchPage)]
 pub fn launch_page() -> Html {
-    let session = use_context::<Rc<SessionInfo>>();
+    let session = use_session();
     let nav = use_nav();
-    let kind =
-        use_state(|| if nav.location.param("source").is_some() { Kind::Playbook } else { Kind::Template });
-    let templates = use_state(|| Load::<Vec<Template>>::Loading);
-    let form = use_state(|| Form {
-        template: nav.location.param("template").unwrap_or_default(),
-        playbook: nav.location.param("source").unwrap_or_default(),
-        ..Form::default()
+    let state = use_reducer(|| LaunchState {
+        kind: if nav.location.param("source").is_some() { Kind::Playbook } else { Kind::Template },
+        templates: Load::Loading,
+        form: Form {
+            template: nav.location.param("template").unwrap_or_default(),
+            playbook: nav.location.param("source").unwrap_or_default(),
+            ..Form::default()
+        },
+        sending: false,
+        error: None,
     });
-    let sending = use_state(|| false);
-    let error = use_state(|| None::<String>);
+    let dispatcher = state.dispatcher();
     crate::ui::use_title("Launch a job".into());
     {
-        let templates = templates.clone();
+        let d = dispatcher.clone();
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
-                templates.set(Load::Loaded(api::templates().await.map(|p| templates_from(&p))));
+                d.dispatch(LaunchAction::Templates(api::templates().await.map(|p| templates_from(&p))));
             });
         });
     }
@@ -307,19 +368,19 @@ pub fn launch_page() -> Html {
             </main>
         };
     }
-    let list = match &*templates {
+    let form = &state.form;
+    let list = match &state.templates {
         Load::Loaded(Ok(list)) => list.clone(),
         _ => Vec::new(),
     };
     let chosen =
-        (*kind == Kind::Template).then(|| list.iter().find(|t| t.key() == form.template)).flatten().cloned();
-    let asks = |prompt: &str| *kind == Kind::Playbook || chosen.as_ref().is_none_or(|t| t.asks(prompt));
+        (state.kind == Kind::Template).then(|| list.iter().find(|t| t.key() == form.template)).flatten().cloned();
+    let asks = |prompt: &str| state.kind == Kind::Playbook || chosen.as_ref().is_none_or(|t| t.asks(prompt));
     let vars_check = parse_vars(&form.vars);
 
     // One callback per field: it writes the field and clears an earlier refusal.
     let field = |write: fn(&mut Form, String)| {
-        let form = form.clone();
-        let error = error.clone();
+        let d = dispatcher.clone();
         Callback::from(move |e: Event| {
             let target = e.target();
             let value = target
@@ -338,10 +399,7 @@ pub fn launch_page() -> Html {
                         .map(|s| s.value())
                 });
             if let Some(value) = value {
-                let mut f = (*form).clone();
-                write(&mut f, value);
-                form.set(f);
-                error.set(None);
+                d.dispatch(LaunchAction::Field(write, value));
             }
         })
     };
@@ -360,39 +418,32 @@ pub fn launch_page() -> Html {
         }
     };
     let set_kind = |k: Kind| {
-        let kind = kind.clone();
-        let error = error.clone();
-        Callback::from(move |_: Event| {
-            kind.set(k);
-            error.set(None);
-        })
+        let d = dispatcher.clone();
+        Callback::from(move |_: Event| d.dispatch(LaunchAction::Kind(k)))
     };
     let onsubmit = {
-        let (kind, form) = (*kind, (*form).clone());
-        let sending = sending.clone();
-        let error = error.clone();
+        let (kind, form, sending) = (state.kind, form.clone(), state.sending);
+        let d = dispatcher.clone();
         let nav = nav.clone();
         let chosen = chosen.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            if *sending {
+            if sending {
                 return;
             }
             let body = match launch_body(kind, &form, chosen.as_ref()) {
                 Ok(b) => b,
-                Err(e) => return error.set(Some(e)),
+                Err(e) => return d.dispatch(LaunchAction::Refused(e)),
             };
-            sending.set(true);
-            error.set(None);
-            let sending = sending.clone();
-            let error = error.clone();
-            let nav = nav.clone();
+            d.dispatch(LaunchAction::Sending);
+            let (d, nav) = (d.clone(), nav.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let result = api::launch(&body).await;
-                sending.set(false);
-                match result {
-                    Ok(answer) => nav.push(&format!("/jobs/{}", answer.job.id)),
-                    Err(e) => error.set(Some(format!("The launch was refused: {}", e.words()))),
+                match api::launch(&body).await {
+                    Ok(answer) => {
+                        d.dispatch(LaunchAction::Sent);
+                        nav.push(&format!("/jobs/{}", answer.job.id));
+                    }
+                    Err(e) => d.dispatch(LaunchAction::Failed(format!("The launch was refused: {}", e.words()))),
                 }
             });
         })
@@ -402,7 +453,7 @@ pub fn launch_page() -> Html {
         Callback::from(move |e: InputEvent| cb.emit(e.into()))
     };
 
-    let template_field = match &*templates {
+    let template_field = match &state.templates {
         Load::Loaded(Ok(list)) if !list.is_empty() => html! {
             <>
                 <label for="launch-template">{ "Job template" }</label>
@@ -430,14 +481,8 @@ pub fn launch_page() -> Html {
     };
     let survey = chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default();
     let on_answer = {
-        let form = form.clone();
-        let error = error.clone();
-        Callback::from(move |(variable, value): (String, String)| {
-            let mut f = (*form).clone();
-            f.answers.insert(variable, Value::String(value));
-            form.set(f);
-            error.set(None);
-        })
+        let d = dispatcher.clone();
+        Callback::from(move |(variable, value): (String, String)| d.dispatch(LaunchAction::Answer(variable, value)))
     };
 
     html! {
@@ -447,14 +492,14 @@ pub fn launch_page() -> Html {
                 <h1>{ "Launch a job" }</h1>
                 <fieldset class="kind">
                     <legend>{ "What to run" }</legend>
-                    <label><input type="radio" name="kind" checked={*kind == Kind::Template}
+                    <label><input type="radio" name="kind" checked={state.kind == Kind::Template}
                                   onchange={set_kind(Kind::Template)} data-testid="launch-kind-template" />
                         { " An AAP job template" }</label>
-                    <label><input type="radio" name="kind" checked={*kind == Kind::Playbook}
+                    <label><input type="radio" name="kind" checked={state.kind == Kind::Playbook}
                                   onchange={set_kind(Kind::Playbook)} data-testid="launch-kind-playbook" />
                         { " A local playbook" }</label>
                 </fieldset>
-                if *kind == Kind::Template {
+                if state.kind == Kind::Template {
                     { template_field }
                 } else {
                     { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
@@ -466,7 +511,7 @@ pub fn launch_page() -> Html {
                 if !survey.is_empty() {
                     <fieldset class="survey" data-testid="launch-survey">
                         <legend>{ "Survey" }</legend>
-                        { for survey.iter().map(|q| survey_field(q, &form, &on_answer)) }
+                        { for survey.iter().map(|q| survey_field(q, form, &on_answer)) }
                     </fieldset>
                 }
                 if asks("variables") {
@@ -486,7 +531,7 @@ pub fn launch_page() -> Html {
                         } }
                     </p>
                 }
-                if *kind == Kind::Playbook {
+                if state.kind == Kind::Playbook {
                     { text_input("launch-inventory", "Inventory file (optional)", &form.inventory, "demo.yml", |f, v| f.inventory = v) }
                     { text_input("launch-hosts", "Or hosts (optional)", &form.hosts, "web-01, web-02", |f, v| f.hosts = v) }
                 } else if asks("inventory") {
@@ -519,11 +564,11 @@ pub fn launch_page() -> Html {
                     <label class="check"><input type="checkbox" checked={form.diff} onchange={field(|f, v| f.diff = v == "true")} />
                         { " Show differences" }</label>
                 }
-                <button type="submit" disabled={*sending} data-testid="launch-submit">
-                    { if *sending { "Launching…" } else { "Launch" } }
+                <button type="submit" disabled={state.sending} data-testid="launch-submit">
+                    { if state.sending { "Launching…" } else { "Launch" } }
                 </button>
-                <p class="error" role="alert" data-testid="launch-error" hidden={error.is_none()}>
-                    { (*error).clone().unwrap_or_default() }
+                <p class="error" role="alert" data-testid="launch-error" hidden={state.error.is_none()}>
+                    { state.error.clone().unwrap_or_default() }
                 </p>
             </form>
         </main>

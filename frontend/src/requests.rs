@@ -9,13 +9,14 @@ use serde_json::Value;
 use std::rc::Rc;
 
 use shared::requests::{Request, RequestStatus, RequestSummary};
-use shared::{Role, SessionInfo};
+use shared::Role;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::api::{self, Load};
+use crate::api::{self, ApiError, Load};
 use crate::job::explanation_list;
 use crate::route::{use_nav, Link};
+use crate::session::use_session;
 use crate::ui::{status_badge, use_title};
 
 fn compact(v: &Value) -> String {
@@ -68,45 +69,99 @@ fn would_run(body: &Value) -> Html {
     }
 }
 
+/// The page's state: the request shown (or the recent ones), what is being typed, and the last
+/// refusal.
+#[derive(Clone, PartialEq)]
+struct AskState {
+    current: Option<Load<Request>>,
+    recent: Load<Vec<RequestSummary>>,
+    text: String,
+    reply: String,
+    error: Option<String>,
+    busy: bool,
+}
+
+enum AskAction {
+    /// The URL names request `id`: loading, unless it is the one shown.
+    Opening(i64),
+    Opened(Result<Request, ApiError>),
+    /// The URL names none: the recent requests.
+    ShowRecent,
+    Recent(Result<Vec<RequestSummary>, ApiError>),
+    Text(String),
+    Reply(String),
+    Sending,
+    Answered(Request),
+    Failed(String),
+}
+
+impl Reducible for AskState {
+    type Action = AskAction;
+
+    fn reduce(self: Rc<Self>, action: AskAction) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            AskAction::Opening(id) => {
+                if !matches!(&s.current, Some(Load::Loaded(Ok(r))) if r.id == id) {
+                    s.current = Some(Load::Loading);
+                }
+            }
+            AskAction::Opened(r) => s.current = Some(Load::Loaded(r)),
+            AskAction::ShowRecent => s.current = None,
+            AskAction::Recent(r) => s.recent = Load::Loaded(r),
+            AskAction::Text(t) => s.text = t,
+            AskAction::Reply(t) => s.reply = t,
+            AskAction::Sending => s.busy = true,
+            AskAction::Answered(r) => {
+                s.busy = false;
+                s.error = None;
+                s.current = Some(Load::Loaded(Ok(r)));
+            }
+            AskAction::Failed(e) => {
+                s.busy = false;
+                s.error = Some(e);
+            }
+        }
+        Rc::new(s)
+    }
+}
+
 #[function_component(RequestsPage)]
 pub fn requests_page() -> Html {
     use_title("Ask".to_owned());
     let nav = use_nav();
-    let session = use_context::<Rc<SessionInfo>>();
+    let session = use_session();
     let may_ask = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
     let id = nav.location.param("id").and_then(|v| v.parse::<i64>().ok());
-    let current = use_state(|| None::<Load<Request>>);
-    let recent = use_state(|| Load::<Vec<RequestSummary>>::Loading);
-    let text = use_state(String::new);
-    let reply = use_state(String::new);
-    let error = use_state(|| None::<String>);
-    let busy = use_state(|| false);
+    let state = use_reducer(|| AskState {
+        current: None,
+        recent: Load::Loading,
+        text: String::new(),
+        reply: String::new(),
+        error: None,
+        busy: false,
+    });
+    let dispatcher = state.dispatcher();
 
     // Load the request the URL names, or the recent ones.
     {
-        let current = current.clone();
-        let recent = recent.clone();
+        let d = dispatcher.clone();
         use_effect_with(id, move |id| {
             let id = *id;
+            d.dispatch(match id {
+                Some(id) => AskAction::Opening(id),
+                None => AskAction::ShowRecent,
+            });
             wasm_bindgen_futures::spawn_local(async move {
                 match id {
-                    Some(id) => {
-                        let keep = matches!(&*current, Some(Load::Loaded(Ok(r))) if r.id == id);
-                        if !keep {
-                            current.set(Some(Load::Loading));
-                        }
-                        current.set(Some(Load::Loaded(api::request_get(id).await)));
-                    }
-                    None => {
-                        current.set(None);
-                        recent.set(Load::Loaded(api::requests().await.map(|p| p.results)));
-                    }
+                    Some(id) => d.dispatch(AskAction::Opened(api::request_get(id).await)),
+                    None => d.dispatch(AskAction::Recent(api::requests().await.map(|p| p.results))),
                 }
             });
         });
     }
     // Follow a launched request until its job has a result.
-    let following = match &*current {
+    let following = match &state.current {
         Some(Load::Loaded(Ok(r))) => {
             r.status == RequestStatus::Launching
                 || (r.status == RequestStatus::Launched
@@ -115,16 +170,16 @@ pub fn requests_page() -> Html {
         _ => false,
     };
     {
-        let current = current.clone();
+        let d = dispatcher.clone();
         use_effect_with((id, following), move |(id, following)| {
             let interval = match (id, following) {
                 (Some(id), true) => {
                     let id = *id;
                     Some(Interval::new(1_000, move || {
-                        let current = current.clone();
+                        let d = d.clone();
                         wasm_bindgen_futures::spawn_local(async move {
                             if let Ok(r) = api::request_get(id).await {
-                                current.set(Some(Load::Loaded(Ok(r))));
+                                d.dispatch(AskAction::Opened(Ok(r)));
                             }
                         });
                     }))
@@ -136,48 +191,46 @@ pub fn requests_page() -> Html {
     }
 
     let send = {
-        let (current, error, busy, nav) = (current.clone(), error.clone(), busy.clone(), nav.clone());
+        let (d, nav) = (dispatcher.clone(), nav.clone());
         move |words: String, to: Option<i64>, confirm: bool| {
-            let (current, error, busy, nav) = (current.clone(), error.clone(), busy.clone(), nav.clone());
-            busy.set(true);
+            let (d, nav) = (d.clone(), nav.clone());
+            d.dispatch(AskAction::Sending);
             wasm_bindgen_futures::spawn_local(async move {
                 let result = match (to, confirm) {
                     (Some(id), true) => api::request_confirm(id).await,
                     (Some(id), false) => api::request_reply(id, &words).await,
                     (None, _) => api::request_new(&words).await,
                 };
-                busy.set(false);
                 match result {
                     Ok(r) => {
-                        error.set(None);
                         let rid = r.id;
-                        current.set(Some(Load::Loaded(Ok(r))));
+                        d.dispatch(AskAction::Answered(r));
                         if to.is_none() {
                             nav.push(&format!("/requests?id={rid}"));
                         }
                     }
-                    Err(e) => error.set(Some(e.words())),
+                    Err(e) => d.dispatch(AskAction::Failed(e.words())),
                 }
             });
         }
     };
     let on_ask = {
-        let (send, text) = (send.clone(), text.clone());
+        let (send, d, text) = (send.clone(), dispatcher.clone(), state.text.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             if !text.trim().is_empty() {
-                send((*text).clone(), None, false);
-                text.set(String::new());
+                send(text.clone(), None, false);
+                d.dispatch(AskAction::Text(String::new()));
             }
         })
     };
     let on_reply = {
-        let (send, reply) = (send.clone(), reply.clone());
+        let (send, d, reply) = (send.clone(), dispatcher.clone(), state.reply.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             if !reply.trim().is_empty() {
-                send((*reply).clone(), id, false);
-                reply.set(String::new());
+                send(reply.clone(), id, false);
+                d.dispatch(AskAction::Reply(String::new()));
             }
         })
     };
@@ -189,11 +242,11 @@ pub fn requests_page() -> Html {
         let send = send.clone();
         Callback::from(move |_: MouseEvent| send(String::new(), id, true))
     };
-    let input = |state: &UseStateHandle<String>| {
-        let state = state.clone();
+    let input = |to: fn(String) -> AskAction| {
+        let d = dispatcher.clone();
         Callback::from(move |e: InputEvent| {
             if let Some(i) = e.target_dyn_into::<HtmlInputElement>() {
-                state.set(i.value());
+                d.dispatch(to(i.value()));
             }
         })
     };
@@ -202,16 +255,16 @@ pub fn requests_page() -> Html {
         <form class="ask" onsubmit={on_ask} data-testid="ask-form">
             <label for="ask-text">{ "What should Playdeck do?" }</label>
             <div class="ask-row">
-                <input id="ask-text" type="text" value={(*text).clone()} oninput={input(&text)} autocomplete="off"
+                <input id="ask-text" type="text" value={state.text.clone()} oninput={input(AskAction::Text)} autocomplete="off"
                        placeholder="Patch server web-01 with Group-1" data-testid="ask-text" />
-                <button type="submit" disabled={*busy} data-testid="ask-send">{ "Ask" }</button>
+                <button type="submit" disabled={state.busy} data-testid="ask-send">{ "Ask" }</button>
             </div>
             <p class="hint">{ "For example: “Patch server web-01 with Group-1”, “retire vm web-02”, “run hello on webservers in check mode”. Nothing runs before you confirm." }</p>
         </form>
     };
 
-    let body = match &*current {
-        None => match &*recent {
+    let body = match &state.current {
+        None => match &state.recent {
             Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
             Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
             Load::Loaded(Ok(list)) if list.is_empty() => {
@@ -235,7 +288,7 @@ pub fn requests_page() -> Html {
         Some(Load::Loading) => html! { <p class="notice">{ "Loading…" }</p> },
         Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Some(Load::Loaded(Ok(r))) => {
-            conversation(r, &reply, input(&reply), on_reply, answer_with, on_confirm, *busy, may_ask)
+            conversation(r, &state.reply, input(AskAction::Reply), on_reply, answer_with, on_confirm, state.busy, may_ask)
         }
     };
 
@@ -250,7 +303,7 @@ pub fn requests_page() -> Html {
             if !may_ask {
                 <p class="notice" data-testid="ask-viewer">{ "Asking, answering and confirming need the operator role; you can read the requests." }</p>
             }
-            if let Some(e) = &*error { <p class="error" role="alert" data-testid="request-error">{ e }</p> }
+            if let Some(e) = &state.error { <p class="error" role="alert" data-testid="request-error">{ e }</p> }
             { body }
         </main>
     }
@@ -259,7 +312,7 @@ pub fn requests_page() -> Html {
 #[allow(clippy::too_many_arguments)]
 fn conversation(
     r: &Request,
-    reply: &UseStateHandle<String>,
+    reply: &str,
     on_input: Callback<InputEvent>,
     on_reply: Callback<SubmitEvent>,
     answer_with: Callback<String>,
@@ -356,7 +409,7 @@ fn conversation(
                 <form class="ask" onsubmit={on_reply} data-testid="reply-form">
                     <label for="reply-text">{ if r.status == RequestStatus::Ready { "Change something" } else { "Your answer" } }</label>
                     <div class="ask-row">
-                        <input id="reply-text" type="text" value={(**reply).clone()} oninput={on_input} autocomplete="off" data-testid="reply-text" />
+                        <input id="reply-text" type="text" value={reply.to_owned()} oninput={on_input} autocomplete="off" data-testid="reply-text" />
                         <button type="submit" class="secondary" disabled={busy} data-testid="reply-send">{ "Reply" }</button>
                     </div>
                 </form>
