@@ -57,6 +57,20 @@ pub enum Channel {
 }
 
 impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Webhooks => "webhook",
+            Channel::Notifiers => "notifier",
+        }
+    }
+
+    fn deliveries_table(self) -> &'static str {
+        match self {
+            Channel::Webhooks => "webhook_deliveries",
+            Channel::Notifiers => "notifier_deliveries",
+        }
+    }
+
     fn attempts_table(self) -> &'static str {
         match self {
             Channel::Webhooks => "webhook_attempts",
@@ -71,6 +85,74 @@ impl Channel {
             Channel::Notifiers => "code",
         }
     }
+}
+
+/// How one attempt ended, for [`record_attempt`].
+pub struct Attempted {
+    pub delivery: i64,
+    pub job: i64,
+    /// Which attempt this was (1 for the first).
+    pub attempt: i32,
+    /// The answer's code (HTTP status; SMTP reply code), if any.
+    pub code: Option<i32>,
+    pub error: Option<String>,
+    pub delivered: bool,
+    /// Retrying cannot help (the URL is refused, the notifier is gone).
+    pub permanent: bool,
+    pub duration_ms: i32,
+}
+
+/// Records an attempt and moves its delivery on: delivered, given up (`failed`) or pending again
+/// after the policy's wait. The same for every channel.
+pub async fn record_attempt(
+    db: &Object,
+    channel: Channel,
+    cfg: &DeliveryConfig,
+    a: &Attempted,
+) -> Result<(), AppError> {
+    let state = next_state(cfg, a.delivered, a.permanent, a.attempt);
+    let wait = retry_wait(cfg, a.attempt);
+    db.execute(
+        &format!(
+            "insert into {} (delivery_id, attempt, {}, error, duration_ms) values ($1, $2, $3, $4, $5)",
+            channel.attempts_table(),
+            channel.code_column()
+        ),
+        &[&a.delivery, &a.attempt, &a.code, &a.error, &a.duration_ms],
+    )
+    .await?;
+    let wait = wait.as_secs_f64();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&a.delivery, &a.attempt, &a.error, &state, &wait];
+    // Webhook deliveries also keep the last HTTP status on the delivery itself.
+    let last_status = match channel {
+        Channel::Webhooks => {
+            params.push(&a.code);
+            "last_status = $6,"
+        }
+        Channel::Notifiers => "",
+    };
+    db.execute(
+        &format!(
+            "update {} set attempts = $2, {last_status} last_error = $3, state = $4,
+                    next_attempt = now() + make_interval(secs => $5),
+                    delivered = case when $4 = 'delivered' then now() else delivered end
+              where id = $1",
+            channel.deliveries_table()
+        ),
+        &params,
+    )
+    .await?;
+    if state == "failed" {
+        tracing::warn!(
+            delivery = a.delivery,
+            job = a.job,
+            attempts = a.attempt,
+            error = ?a.error,
+            channel = channel.name(),
+            "gave up a delivery"
+        );
+    }
+    Ok(())
 }
 
 /// One attempt of a delivery, as either channel records it.

@@ -24,7 +24,7 @@ use shared::{Page, Role};
 use tokio_postgres::Row;
 
 use crate::deliveries::policy::{
-    attempts_of, delivery_paging, next_state, page_of_deliveries, retry_wait, Channel,
+    attempts_of, delivery_paging, page_of_deliveries, record_attempt, Attempted, Channel,
 };
 use crate::infra::auth::Caller;
 use crate::infra::config::DeliveryConfig;
@@ -129,28 +129,18 @@ async fn attempt(app: &AppState, mut d: Due, callback_secret: Option<&Secret>) -
             Some(secret) => send(cfg, url, &addrs, &d, n, &body, &secret).await,
         },
     };
-    let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let delivered = status.is_some_and(|s| (200..300).contains(&s)) && error.is_none();
-    let state = next_state(cfg, delivered, permanent, n);
-    let wait = retry_wait(cfg, n);
+    let attempted = Attempted {
+        delivery: d.id,
+        job: d.job_id,
+        attempt: n,
+        delivered: status.is_some_and(|s| (200..300).contains(&s)) && error.is_none(),
+        code: status,
+        error,
+        permanent,
+        duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+    };
     let db = app.pool.get().await?;
-    db.execute(
-        "insert into webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
-         values ($1, $2, $3, $4, $5)",
-        &[&d.id, &n, &status, &error, &ms],
-    )
-    .await?;
-    db.execute(
-        "update webhook_deliveries set attempts = $2, last_status = $3, last_error = $4, state = $5,
-                next_attempt = now() + make_interval(secs => $6),
-                delivered = case when $5 = 'delivered' then now() else delivered end
-          where id = $1",
-        &[&d.id, &n, &status, &error, &state, &wait.as_secs_f64()],
-    )
-    .await?;
-    if state == "failed" {
-        tracing::warn!(delivery = d.id, job = d.job_id, attempts = n, error = ?error, "gave up a webhook delivery");
-    }
+    record_attempt(&db, Channel::Webhooks, cfg, &attempted).await?;
     Ok(())
 }
 

@@ -703,25 +703,17 @@ async fn attempt(app: &AppState, d: Due) -> Result<(), AppError> {
             deliver(app, &stored, &report).await
         }
     };
-    let ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let state = crate::deliveries::policy::next_state(cfg, outcome.error.is_none(), outcome.permanent, n);
-    let wait = crate::deliveries::policy::retry_wait(cfg, n);
+    let attempted = policy::Attempted {
+        delivery: d.id,
+        job: d.job_id,
+        attempt: n,
+        delivered: outcome.error.is_none(),
+        code: outcome.code,
+        error: outcome.error,
+        permanent: outcome.permanent,
+        duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+    };
     let db = app.pool.get().await?;
-    db.execute(
-        "insert into notifier_attempts (delivery_id, attempt, code, error, duration_ms) values ($1, $2, $3, $4, $5)",
-        &[&d.id, &n, &outcome.code, &outcome.error, &ms],
-    )
-    .await?;
-    db.execute(
-        "update notifier_deliveries set attempts = $2, last_error = $3, state = $4,
-                next_attempt = now() + make_interval(secs => $5),
-                delivered = case when $4 = 'delivered' then now() else delivered end
-          where id = $1",
-        &[&d.id, &n, &outcome.error, &state, &wait.as_secs_f64()],
-    )
-    .await?;
-    if state == "failed" {
-        tracing::warn!(delivery = d.id, job = d.job_id, attempts = n, error = ?outcome.error, "gave up a notification");
-    }
+    policy::record_attempt(&db, Channel::Notifiers, cfg, &attempted).await?;
     Ok(())
 }
