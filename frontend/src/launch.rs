@@ -373,8 +373,10 @@ pub fn launch_page() -> Html {
         Load::Loaded(Ok(list)) => list.clone(),
         _ => Vec::new(),
     };
-    let chosen =
-        (state.kind == Kind::Template).then(|| list.iter().find(|t| t.key() == form.template)).flatten().cloned();
+    let chosen = (state.kind == Kind::Template)
+        .then(|| list.iter().find(|t| t.key() == form.template))
+        .flatten()
+        .cloned();
     let asks = |prompt: &str| state.kind == Kind::Playbook || chosen.as_ref().is_none_or(|t| t.asks(prompt));
     let vars_check = parse_vars(&form.vars);
 
@@ -443,7 +445,9 @@ pub fn launch_page() -> Html {
                         d.dispatch(LaunchAction::Sent);
                         nav.push(&format!("/jobs/{}", answer.job.id));
                     }
-                    Err(e) => d.dispatch(LaunchAction::Failed(format!("The launch was refused: {}", e.words()))),
+                    Err(e) => {
+                        d.dispatch(LaunchAction::Failed(format!("The launch was refused: {}", e.words())))
+                    }
                 }
             });
         })
@@ -482,7 +486,9 @@ pub fn launch_page() -> Html {
     let survey = chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default();
     let on_answer = {
         let d = dispatcher.clone();
-        Callback::from(move |(variable, value): (String, String)| d.dispatch(LaunchAction::Answer(variable, value)))
+        Callback::from(move |(variable, value): (String, String)| {
+            d.dispatch(LaunchAction::Answer(variable, value))
+        })
     };
 
     html! {

@@ -287,9 +287,16 @@ pub fn requests_page() -> Html {
         },
         Some(Load::Loading) => html! { <p class="notice">{ "Loading…" }</p> },
         Some(Load::Loaded(Err(e))) => html! { <p class="error" role="alert">{ e.words() }</p> },
-        Some(Load::Loaded(Ok(r))) => {
-            conversation(r, &state.reply, input(AskAction::Reply), on_reply, answer_with, on_confirm, state.busy, may_ask)
-        }
+        Some(Load::Loaded(Ok(r))) => conversation(
+            r,
+            &state.reply,
+            input(AskAction::Reply),
+            on_reply,
+            answer_with,
+            on_confirm,
+            state.busy,
+            may_ask,
+        ),
     };
 
     html! {

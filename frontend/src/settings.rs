@@ -17,14 +17,15 @@ use shared::notifiers::{
 use shared::{Role, SessionInfo};
 use yew::prelude::*;
 
-use crate::api::{self, Load};
+use crate::api::{self, ApiError, Load};
+use crate::form::{self, delete_actions, edit, item_list, Items, ItemsAction, Section};
 use crate::kb::value_of;
 use crate::route::Link;
 use crate::ui::use_title;
 
 /// An `oninput` handler from a handler of [`Event`]s (typed text is kept as it is typed).
 fn on_input(cb: Callback<Event>) -> Callback<InputEvent> {
-    Callback::from(move |e: InputEvent| cb.emit(e.into()))
+    cb.reform(Event::from)
 }
 
 fn when(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -165,118 +166,49 @@ struct CredentialsProps {
     admin: bool,
 }
 
+/// The credentials section's state: the list and the add form; a Delete asks by name.
+type CredentialsState = Items<Credential, CredForm, String>;
+
 #[function_component(Credentials)]
 fn credentials(props: &CredentialsProps) -> Html {
-    let reload = use_state(|| 0u32);
-    let list = use_state(|| Load::<Vec<Credential>>::Loading);
-    let form = use_state(|| None::<CredForm>);
-    let problems = use_state(|| None::<Vec<String>>);
-    let notice = use_state(|| None::<String>);
-    let confirm = use_state(|| None::<String>);
-    let busy = use_state(|| false);
+    let state = use_reducer(CredentialsState::default);
+    let send = state.dispatcher().to_callback();
     {
-        let list = list.clone();
-        use_effect_with(*reload, move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                list.set(Load::Loaded(api::credentials().await.map(|p| p.results)));
-            });
+        let send = send.clone();
+        use_effect_with(state.reload, move |_| {
+            form::spawn(&send, async { ItemsAction::Loaded(api::credentials().await.map(|p| p.results)) });
         });
     }
-    let set = {
-        let form = form.clone();
-        move |f: fn(&mut CredForm, String)| {
-            let form = form.clone();
-            Callback::from(move |e: Event| {
-                if let Some(mut v) = (*form).clone() {
-                    f(&mut v, value_of(&e));
-                    form.set(Some(v));
-                }
-            })
-        }
-    };
-    let set_input = {
-        let form = form.clone();
-        move |field: &'static str| {
-            let form = form.clone();
-            Callback::from(move |e: Event| {
-                if let Some(mut v) = (*form).clone() {
-                    v.inputs.insert(field.to_owned(), value_of(&e));
-                    form.set(Some(v));
-                }
-            })
-        }
-    };
-    let on_save = {
-        let (form, problems, notice, reload, busy) =
-            (form.clone(), problems.clone(), notice.clone(), reload.clone(), busy.clone());
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            let Some(f) = (*form).clone() else { return };
-            let request = match f.request() {
-                Ok(r) => r,
-                Err(p) => return problems.set(Some(p)),
-            };
-            busy.set(true);
-            let (form, problems, notice, reload, busy) =
-                (form.clone(), problems.clone(), notice.clone(), reload.clone(), busy.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let saved = api::credential_create(&request).await;
-                busy.set(false);
-                match saved {
-                    Ok(c) => {
-                        // The secret leaves the page's memory with the form.
-                        form.set(None);
-                        problems.set(None);
-                        notice.set(Some(format!(
-                            "Saved “{}”. Its secret is sealed and will not be shown again.",
-                            c.name
-                        )));
-                        reload.set(*reload + 1);
-                    }
-                    Err(e) => problems.set(Some(vec![e.words()])),
-                }
-            });
-        })
-    };
-    let open = {
-        let (form, problems) = (form.clone(), problems.clone());
-        Callback::from(move |_: MouseEvent| {
-            problems.set(None);
-            form.set(Some(CredForm::new()));
-        })
-    };
-    let close = {
-        let (form, problems) = (form.clone(), problems.clone());
-        Callback::from(move |_: MouseEvent| {
-            problems.set(None);
-            form.set(None);
-        })
-    };
     let on_kind = {
-        let (form, problems) = (form.clone(), problems.clone());
+        let send = send.clone();
         Callback::from(move |e: Event| {
-            problems.set(None);
-            if let Some(mut v) = (*form).clone() {
-                if let Some(k) = CredentialKind::parse(&value_of(&e)) {
-                    v.kind = k;
-                    v.inputs.clear();
+            send.emit(ItemsAction::Problems(None));
+            let kind = CredentialKind::parse(&value_of(&e));
+            send.emit(ItemsAction::Edit(Box::new(move |f: &mut CredForm| {
+                if let Some(k) = kind {
+                    f.kind = k;
+                    f.inputs.clear();
                 }
-                form.set(Some(v));
-            }
+            })));
         })
     };
 
-    let editor = (*form).clone().map(|f| {
+    let set = |f: fn(&mut CredForm, String)| on_input(edit(&send, f));
+    let editor = state.form.as_ref().map(|f| {
         let (required, optional) = f.kind.fields();
         let fields = required.iter().map(|x| (*x, true)).chain(optional.iter().map(|x| (*x, false)));
-        html! {
-            <form class="card wide settings-editor" onsubmit={on_save.clone()} data-testid="credential-editor"
-                  aria-labelledby="credential-editor-head" novalidate=true autocomplete="off">
-                <h3 id="credential-editor-head">{ "New credential" }</h3>
+        let onsubmit = form::save(&send, f, CredForm::request, |request| async move {
+            let saved = api::credential_create(&request).await;
+            saved.map(|c| {
+                format!("Saved “{}”. Its secret is sealed and will not be shown again.", c.name)
+            })
+        });
+        state.editor(&send, ("credential", "cred"), onsubmit).view(html! {
+            <>
                 <div class="filter-grid">
                     <div class="field">
                         <label for="cred-name">{ "Name" }</label>
-                        <input id="cred-name" type="text" value={f.name.clone()} oninput={on_input(set(|f, v| f.name = v))}
+                        <input id="cred-name" type="text" value={f.name.clone()} oninput={set(|f, v| f.name = v)}
                                data-testid="cred-name" />
                     </div>
                     <div class="field">
@@ -291,20 +223,20 @@ fn credentials(props: &CredentialsProps) -> Html {
                 <div class="field">
                     <label for="cred-description">{ "Description (optional)" }</label>
                     <input id="cred-description" type="text" value={f.description.clone()}
-                           oninput={on_input(set(|f, v| f.description = v))} data-testid="cred-description" />
+                           oninput={set(|f, v| f.description = v)} data-testid="cred-description" />
                 </div>
                 { for fields.map(|(field, needed)| {
                     let id = format!("cred-{field}");
                     let label = if needed { field_label(field).to_owned() } else { format!("{} (optional)", field_label(field)) };
                     let value = f.inputs.get(field).cloned().unwrap_or_default();
-                    let cb = set_input(field);
+                    let oninput = on_input(edit(&send, move |f: &mut CredForm, v| {
+                        f.inputs.insert(field.to_owned(), v);
+                    }));
                     let control = if multiline(field) {
-                        let oninput = Callback::from(move |e: InputEvent| cb.emit(e.into()));
                         html! { <textarea id={id.clone()} rows="5" spellcheck="false" {value} {oninput}
                                           data-testid={id.clone()} class="mono" /> }
                     } else {
                         let kind = if CredentialKind::secret_field(field) { "password" } else { "text" };
-                        let oninput = Callback::from(move |e: InputEvent| cb.emit(e.into()));
                         html! { <input id={id.clone()} type={kind} {value} {oninput} autocomplete="new-password"
                                        data-testid={id.clone()} /> }
                     };
@@ -318,99 +250,49 @@ fn credentials(props: &CredentialsProps) -> Html {
                 if bindable(f.kind) {
                     <div class="field">
                         <label for="cred-hosts">{ "Only for these hosts (optional)" }</label>
-                        <input id="cred-hosts" type="text" value={f.hosts.clone()} oninput={on_input(set(|f, v| f.hosts = v))}
+                        <input id="cred-hosts" type="text" value={f.hosts.clone()} oninput={set(|f, v| f.hosts = v)}
                                placeholder="git.example.com, *.cmdb.example.com" data-testid="cred-hosts" />
                         <p class="hint">{ "Sent only to inventory URLs, git repositories or Galaxy servers on these hosts; empty: any." }</p>
                     </div>
                 }
-                if let Some(p) = &*problems {
-                    <div class="error" role="alert" data-testid="cred-errors">
-                        { for p.iter().map(|p| html! { <p>{ p }</p> }) }
-                    </div>
-                }
-                <div class="actions">
-                    <button type="submit" disabled={*busy} data-testid="cred-save">{ "Save" }</button>
-                    <button type="button" class="secondary" onclick={close}>{ "Cancel" }</button>
-                </div>
-            </form>
-        }
+            </>
+        })
     });
 
-    let body = match &*list {
-        Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
-        Load::Loaded(Ok(items)) if items.is_empty() => html! {
-            <p class="muted" data-testid="cred-empty">{ "No credentials yet." }</p>
-        },
-        Load::Loaded(Ok(items)) => html! {
-            <ul class="item-list" data-testid="credential-list">
-                { for items.iter().map(|c| {
-                    let name = c.name.clone();
-                    let ask = { let confirm = confirm.clone(); let n = name.clone(); Callback::from(move |_: MouseEvent| confirm.set(Some(n.clone()))) };
-                    let keep = { let confirm = confirm.clone(); Callback::from(move |_: MouseEvent| confirm.set(None)) };
-                    let delete = {
-                        let (confirm, notice, reload, n) = (confirm.clone(), notice.clone(), reload.clone(), name.clone());
-                        Callback::from(move |_: MouseEvent| {
-                            let (confirm, notice, reload, n) = (confirm.clone(), notice.clone(), reload.clone(), n.clone());
-                            wasm_bindgen_futures::spawn_local(async move {
-                                confirm.set(None);
-                                notice.set(Some(match api::credential_delete(&n).await {
-                                    Ok(()) => format!("Deleted “{n}”."),
-                                    Err(e) => format!("Could not delete “{n}”: {}", e.words()),
-                                }));
-                                reload.set(*reload + 1);
-                            });
-                        })
-                    };
-                    html! {
-                        <li class="item" data-testid="credential" data-name={c.name.clone()}>
-                            <div class="item-main">
-                                <span class="item-title">{ &c.name }</span>
-                                <span class="tag">{ c.kind.label() }</span>
-                                if !c.description.is_empty() { <p class="item-line">{ &c.description }</p> }
-                                if !c.hosts.is_empty() {
-                                    <p class="item-line" data-testid="cred-bound">{ format!("Only for {}", c.hosts.join(", ")) }</p>
-                                }
-                                <p class="item-line muted">
-                                    { format!("Added by {} on {} · ", c.created_by, when(c.created)) }
-                                    { c.last_used.map(|t| format!("last used {}", when(t))).unwrap_or_else(|| "never used".to_owned()) }
-                                </p>
-                            </div>
-                            if props.admin {
-                                <div class="item-actions">
-                                    if confirm.as_deref() == Some(c.name.as_str()) {
-                                        <span role="alert">{ format!("Delete “{}”? ", c.name) }</span>
-                                        <button type="button" class="danger" onclick={delete} data-testid="cred-delete-confirm">{ "Delete" }</button>
-                                        <button type="button" class="secondary" onclick={keep}>{ "Keep" }</button>
-                                    } else {
-                                        <button type="button" class="secondary" onclick={ask} data-testid="cred-delete"
-                                                aria-label={format!("Delete {}", c.name)}>{ "Delete" }</button>
-                                    }
-                                </div>
-                            }
-                        </li>
+    let body = item_list(&state.list, "credential-list", ("cred-empty", "No credentials yet."), |c| {
+        html! {
+            <li class="item" data-testid="credential" data-name={c.name.clone()}>
+                <div class="item-main">
+                    <span class="item-title">{ &c.name }</span>
+                    <span class="tag">{ c.kind.label() }</span>
+                    if !c.description.is_empty() { <p class="item-line">{ &c.description }</p> }
+                    if !c.hosts.is_empty() {
+                        <p class="item-line" data-testid="cred-bound">{ format!("Only for {}", c.hosts.join(", ")) }</p>
                     }
-                }) }
-            </ul>
-        },
-    };
-    html! {
-        <section class="settings-section" aria-labelledby="credentials-head" data-testid="credentials">
-            <div class="toolbar">
-                <h2 id="credentials-head">{ "Credentials" }</h2>
-                <span class="spacer"></span>
-                if props.admin && form.is_none() {
-                    <button type="button" onclick={open} data-testid="cred-new">{ "New credential" }</button>
+                    <p class="item-line muted">
+                        { format!("Added by {} on {} · ", c.created_by, when(c.created)) }
+                        { c.last_used.map(|t| format!("last used {}", when(t))).unwrap_or_else(|| "never used".to_owned()) }
+                    </p>
+                </div>
+                if props.admin {
+                    { delete_actions(&send, "cred", &state.confirm, (c.name.clone(), &c.name),
+                        |name| async move { api::credential_delete(&name).await }, Html::default()) }
                 }
-            </div>
-            <p class="muted">
-                { "Launches name these for SSH, become and vault passwords, git, inventory URLs and cloud plugins. Secrets are sealed at rest and never shown again." }
-            </p>
-            if let Some(n) = &*notice { <p class="notice ok" role="status" data-testid="cred-notice">{ n }</p> }
-            { for editor }
-            { body }
-        </section>
-    }
+            </li>
+        }
+    });
+    // Section, Items::editor and delete_actions make the test ids credentials, cred-new, cred-notice,
+    // credential-editor, cred-errors, cred-save, cred-delete and cred-delete-confirm.
+    let section = Section {
+        noun: "credential",
+        short: "cred",
+        title: "Credentials",
+        intro: "Launches name these for SSH, become and vault passwords, git, inventory URLs and cloud plugins. Secrets are sealed at rest and never shown again.",
+        notice: state.notice.as_deref(),
+        on_new: (props.admin && state.form.is_none())
+            .then(|| send.reform(|_| ItemsAction::Form(Some(CredForm::new())))),
+    };
+    section.view(html! { <>{ for editor }{ body }</> })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,132 +416,105 @@ fn destination(n: &Notifier) -> String {
     }
 }
 
+/// The notifiers section's state: the list and the add form (a Delete asks by id), the latest
+/// notifications sent, and what each notifier's last test came to.
+#[derive(Clone, PartialEq)]
+struct NotifiersState {
+    items: Items<Notifier, NotifierForm, i64>,
+    sent: Load<Vec<NotifierDelivery>>,
+    tests: BTreeMap<i64, String>,
+}
+
+enum NotifiersAction {
+    Items(ItemsAction<Notifier, NotifierForm, i64>),
+    Sent(Result<Vec<NotifierDelivery>, ApiError>),
+    Testing(i64),
+    /// What a test came to; the lists are read again.
+    Tested(i64, String),
+}
+
+impl Reducible for NotifiersState {
+    type Action = NotifiersAction;
+
+    fn reduce(self: Rc<Self>, action: NotifiersAction) -> Rc<Self> {
+        let mut state = Rc::unwrap_or_clone(self);
+        match action {
+            NotifiersAction::Items(action) => state.items.apply(action),
+            NotifiersAction::Sent(sent) => state.sent = Load::Loaded(sent),
+            NotifiersAction::Testing(id) => {
+                state.tests.insert(id, "Sending a test message…".to_owned());
+            }
+            NotifiersAction::Tested(id, said) => {
+                state.tests.insert(id, said);
+                state.items.reload = state.items.reload.wrapping_add(1);
+            }
+        }
+        Rc::new(state)
+    }
+}
+
 #[function_component(Notifiers)]
 fn notifiers() -> Html {
-    let reload = use_state(|| 0u32);
-    let list = use_state(|| Load::<Vec<Notifier>>::Loading);
-    let sent = use_state(|| Load::<Vec<NotifierDelivery>>::Loading);
-    let form = use_state(|| None::<NotifierForm>);
-    let problems = use_state(|| None::<Vec<String>>);
-    let notice = use_state(|| None::<String>);
-    let confirm = use_state(|| None::<i64>);
-    let tests = use_state(BTreeMap::<i64, String>::new);
-    let busy = use_state(|| false);
+    let state = use_reducer(|| NotifiersState {
+        items: Items::default(),
+        sent: Load::Loading,
+        tests: BTreeMap::new(),
+    });
+    let dispatch = state.dispatcher().to_callback();
+    let send = dispatch.reform(NotifiersAction::Items);
+    let items = &state.items;
     {
-        let (list, sent) = (list.clone(), sent.clone());
-        use_effect_with(*reload, move |_| {
+        let dispatch = dispatch.clone();
+        use_effect_with(items.reload, move |_| {
             wasm_bindgen_futures::spawn_local(async move {
-                list.set(Load::Loaded(api::notifiers().await.map(|p| p.results)));
-                sent.set(Load::Loaded(api::notifier_deliveries().await.map(|p| p.results)));
+                let listed = api::notifiers().await.map(|p| p.results);
+                dispatch.emit(NotifiersAction::Items(ItemsAction::Loaded(listed)));
+                dispatch.emit(NotifiersAction::Sent(api::notifier_deliveries().await.map(|p| p.results)));
             });
         });
     }
-    let set = {
-        let form = form.clone();
-        move |f: fn(&mut NotifierForm, String)| {
-            let form = form.clone();
-            Callback::from(move |e: Event| {
-                if let Some(mut v) = (*form).clone() {
-                    f(&mut v, value_of(&e));
-                    form.set(Some(v));
-                }
-            })
-        }
-    };
-    let toggle_event = {
-        let form = form.clone();
-        move |event: &'static str| {
-            let form = form.clone();
-            Callback::from(move |_: Event| {
-                if let Some(mut v) = (*form).clone() {
-                    if let Some(i) = v.events.iter().position(|e| e == event) {
-                        v.events.remove(i);
-                    } else {
-                        v.events.push(event.to_owned());
-                    }
-                    form.set(Some(v));
-                }
-            })
-        }
-    };
-    let on_save = {
-        let (form, problems, notice, reload, busy) =
-            (form.clone(), problems.clone(), notice.clone(), reload.clone(), busy.clone());
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            let Some(f) = (*form).clone() else { return };
-            let request = match f.request() {
-                Ok(r) => r,
-                Err(p) => return problems.set(Some(p)),
-            };
-            busy.set(true);
-            let (form, problems, notice, reload, busy) =
-                (form.clone(), problems.clone(), notice.clone(), reload.clone(), busy.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let saved = api::notifier_create(&request).await;
-                busy.set(false);
-                match saved {
-                    Ok(n) => {
-                        form.set(None);
-                        problems.set(None);
-                        notice.set(Some(format!(
-                            "Saved “{}”. Use “Send test” to check it reaches people.",
-                            n.name
-                        )));
-                        reload.set(*reload + 1);
-                    }
-                    Err(e) => problems.set(Some(vec![e.words()])),
-                }
-            });
-        })
-    };
-    let open = {
-        let (form, problems) = (form.clone(), problems.clone());
-        Callback::from(move |_: MouseEvent| {
-            problems.set(None);
-            form.set(Some(NotifierForm::new()));
-        })
-    };
-    let close = {
-        let (form, problems) = (form.clone(), problems.clone());
-        Callback::from(move |_: MouseEvent| {
-            problems.set(None);
-            form.set(None);
-        })
-    };
-    let on_kind = {
-        let form = form.clone();
-        Callback::from(move |e: Event| {
-            if let Some(mut v) = (*form).clone() {
-                v.kind = if value_of(&e) == "chat" { NotifierKind::Chat } else { NotifierKind::Mail };
-                form.set(Some(v));
+    let toggle_event = |event: &'static str| {
+        edit(&send, move |f: &mut NotifierForm, _| {
+            if let Some(i) = f.events.iter().position(|e| e == event) {
+                f.events.remove(i);
+            } else {
+                f.events.push(event.to_owned());
             }
         })
     };
 
-    let editor = (*form).clone().map(|f| {
-        let text = |id: &'static str, label: &'static str, value: &str, cb: Callback<Event>, kind: &'static str| {
+    let editor = items.form.as_ref().map(|f| {
+        type Set = fn(&mut NotifierForm, String);
+        type Options = &'static [(&'static str, &'static str)];
+        let text = |id: &'static str, label: &'static str, value: &str, set: Set, kind: &'static str| {
             html! {
                 <div class="field">
                     <label for={id}>{ label }</label>
-                    <input {id} type={kind} value={value.to_owned()} oninput={on_input(cb)} data-testid={id}
+                    <input {id} type={kind} value={value.to_owned()} oninput={on_input(edit(&send, set))} data-testid={id}
                            autocomplete={if kind == "password" { "new-password" } else { "off" }} />
                 </div>
             }
         };
-        html! {
-            <form class="card wide settings-editor" onsubmit={on_save.clone()} data-testid="notifier-editor"
-                  aria-labelledby="notifier-editor-head" novalidate=true autocomplete="off">
-                <h3 id="notifier-editor-head">{ "New notifier" }</h3>
+        let choice = |id: &'static str, label: &'static str, value: &str, set: Set, options: Options| {
+            html! {
+                <div class="field">
+                    <label for={id}>{ label }</label>
+                    <select {id} onchange={edit(&send, set)} data-testid={id}>
+                        { for options.iter().map(|&(k, l)| html! { <option value={k} selected={value == k}>{ l }</option> }) }
+                    </select>
+                </div>
+            }
+        };
+        let onsubmit = form::save(&send, f, NotifierForm::request, |request| async move {
+            let saved = api::notifier_create(&request).await;
+            saved.map(|n| format!("Saved “{}”. Use “Send test” to check it reaches people.", n.name))
+        });
+        items.editor(&send, ("notifier", "ntf"), onsubmit).view(html! {
+            <>
                 <div class="filter-grid">
-                    { text("ntf-name", "Name", &f.name, set(|f, v| f.name = v), "text") }
-                    <div class="field">
-                        <label for="ntf-kind">{ "Kind" }</label>
-                        <select id="ntf-kind" onchange={on_kind} data-testid="ntf-kind">
-                            <option value="mail" selected={f.kind == NotifierKind::Mail}>{ "Mail (SMTP)" }</option>
-                            <option value="chat" selected={f.kind == NotifierKind::Chat}>{ "Chat (Slack, Mattermost, Teams)" }</option>
-                        </select>
-                    </div>
+                    { text("ntf-name", "Name", &f.name, |f, v| f.name = v, "text") }
+                    { choice("ntf-kind", "Kind", f.kind.as_str(), |f, v| f.kind = if v == "chat" { NotifierKind::Chat } else { NotifierKind::Mail },
+                        &[("mail", "Mail (SMTP)"), ("chat", "Chat (Slack, Mattermost, Teams)")]) }
                 </div>
                 <fieldset class="field events">
                     <legend>{ "Tell when a job" }</legend>
@@ -674,214 +529,142 @@ fn notifiers() -> Html {
                         }
                     }) }
                 </fieldset>
-                { text("ntf-templates", "Only these templates or playbooks (comma-separated; empty: every job)", &f.templates, set(|f, v| f.templates = v), "text") }
+                { text("ntf-templates", "Only these templates or playbooks (comma-separated; empty: every job)", &f.templates, |f, v| f.templates = v, "text") }
                 if f.kind == NotifierKind::Mail {
                     <div class="filter-grid">
-                        { text("ntf-host", "Mail server", &f.host, set(|f, v| f.host = v), "text") }
-                        { text("ntf-port", "Port", &f.port, set(|f, v| f.port = v), "text") }
-                        <div class="field">
-                            <label for="ntf-tls">{ "Encryption" }</label>
-                            <select id="ntf-tls" onchange={set(|f, v| f.tls = v)} data-testid="ntf-tls">
-                                { for [("starttls", "STARTTLS (587)"), ("tls", "TLS (465)"), ("none", "none (local relay)")].into_iter().map(|(k, l)| html! {
-                                    <option value={k} selected={f.tls == k}>{ l }</option>
-                                }) }
-                            </select>
-                        </div>
-                        { text("ntf-username", "User name (optional)", &f.username, set(|f, v| f.username = v), "text") }
-                        { text("ntf-password", "Password (optional)", &f.password, set(|f, v| f.password = v), "password") }
-                        { text("ntf-from", "From", &f.from, set(|f, v| f.from = v), "text") }
+                        { text("ntf-host", "Mail server", &f.host, |f, v| f.host = v, "text") }
+                        { text("ntf-port", "Port", &f.port, |f, v| f.port = v, "text") }
+                        { choice("ntf-tls", "Encryption", &f.tls, |f, v| f.tls = v,
+                            &[("starttls", "STARTTLS (587)"), ("tls", "TLS (465)"), ("none", "none (local relay)")]) }
+                        { text("ntf-username", "User name (optional)", &f.username, |f, v| f.username = v, "text") }
+                        { text("ntf-password", "Password (optional)", &f.password, |f, v| f.password = v, "password") }
+                        { text("ntf-from", "From", &f.from, |f, v| f.from = v, "text") }
                     </div>
-                    { text("ntf-to", "To (comma-separated)", &f.to, set(|f, v| f.to = v), "text") }
-                    { text("ntf-prefix", "Subject prefix (optional)", &f.subject_prefix, set(|f, v| f.subject_prefix = v), "text") }
+                    { text("ntf-to", "To (comma-separated)", &f.to, |f, v| f.to = v, "text") }
+                    { text("ntf-prefix", "Subject prefix (optional)", &f.subject_prefix, |f, v| f.subject_prefix = v, "text") }
                 } else {
-                    { text("ntf-url", "Incoming-webhook URL", &f.url, set(|f, v| f.url = v), "password") }
-                    <div class="field">
-                        <label for="ntf-style">{ "Message format" }</label>
-                        <select id="ntf-style" onchange={set(|f, v| f.style = v)} data-testid="ntf-style">
-                            { for [("slack", "Slack"), ("mattermost", "Mattermost"), ("teams", "Microsoft Teams")].into_iter().map(|(k, l)| html! {
-                                <option value={k} selected={f.style == k}>{ l }</option>
-                            }) }
-                        </select>
-                    </div>
+                    { text("ntf-url", "Incoming-webhook URL", &f.url, |f, v| f.url = v, "password") }
+                    { choice("ntf-style", "Message format", &f.style, |f, v| f.style = v,
+                        &[("slack", "Slack"), ("mattermost", "Mattermost"), ("teams", "Microsoft Teams")]) }
                 }
-                if let Some(p) = &*problems {
-                    <div class="error" role="alert" data-testid="ntf-errors">
-                        { for p.iter().map(|p| html! { <p>{ p }</p> }) }
-                    </div>
-                }
-                <div class="actions">
-                    <button type="submit" disabled={*busy} data-testid="ntf-save">{ "Save" }</button>
-                    <button type="button" class="secondary" onclick={close}>{ "Cancel" }</button>
+            </>
+        })
+    });
+
+    let empty = ("ntf-empty", "No notifiers yet: nobody is told when jobs end, besides webhooks.");
+    let body = item_list(&items.list, "notifier-list", empty, |n| {
+        let id = n.id;
+        let toggle = {
+            let (send, active, name) = (send.clone(), n.active, n.name.clone());
+            Callback::from(move |_: MouseEvent| {
+                let name = name.clone();
+                form::spawn(&send, async move {
+                    let patch = NotifierPatch { active: Some(!active), ..NotifierPatch::default() };
+                    ItemsAction::Done(match api::notifier_patch(id, &patch).await {
+                        Ok(n) if n.active => format!("“{name}” is on again."),
+                        Ok(_) => format!("“{name}” is paused: nothing is sent until it is resumed."),
+                        Err(e) => format!("Could not change “{name}”: {}", e.words()),
+                    })
+                });
+            })
+        };
+        let test = {
+            let dispatch = dispatch.clone();
+            Callback::from(move |_: MouseEvent| {
+                dispatch.emit(NotifiersAction::Testing(id));
+                form::spawn(&dispatch, async move {
+                    let said = match api::notifier_test(id).await {
+                        Ok(t) if t.delivered => format!("Test message delivered in {} ms.", t.duration_ms),
+                        Ok(t) => format!("Not delivered: {}", t.error.unwrap_or_default()),
+                        Err(e) => format!("Could not send a test: {}", e.words()),
+                    };
+                    NotifiersAction::Tested(id, said)
+                });
+            })
+        };
+        let events: Vec<&str> = n.events.iter().map(|e| e.trim_start_matches("job.")).collect();
+        html! {
+            <li class={classes!("item", (!n.active).then_some("paused"))} data-testid="notifier"
+                data-name={n.name.clone()} data-active={n.active.to_string()}>
+                <div class="item-main">
+                    <span class="item-title">{ &n.name }</span>
+                    <span class="tag">{ n.kind.as_str() }</span>
+                    if !n.active { <span class="badge status-canceled" data-testid="ntf-paused">{ "paused" }</span> }
+                    <p class="item-line">{ destination(n) }</p>
+                    <p class="item-line muted">
+                        { format!("When a job is {} · {}", events.join(", "),
+                            if n.templates.is_empty() { "every job".to_owned() } else { format!("only {}", n.templates.join(", ")) }) }
+                    </p>
+                    if let Some(t) = state.tests.get(&id) { <p class="item-line" role="status" data-testid="ntf-test-result">{ t }</p> }
                 </div>
-            </form>
+                { delete_actions(&send, "ntf", &items.confirm, (id, &n.name), api::notifier_delete, html! { <>
+                    <button type="button" class="secondary" onclick={test} data-testid="ntf-test">{ "Send test" }</button>
+                    <button type="button" class="secondary" onclick={toggle} data-testid="ntf-toggle">
+                        { if n.active { "Pause" } else { "Resume" } }
+                    </button>
+                </> }) }
+            </li>
         }
     });
 
-    let body = match &*list {
-        Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
-        Load::Loaded(Ok(items)) if items.is_empty() => html! {
-            <p class="muted" data-testid="ntf-empty">{ "No notifiers yet: nobody is told when jobs end, besides webhooks." }</p>
-        },
-        Load::Loaded(Ok(items)) => html! {
-            <ul class="item-list" data-testid="notifier-list">
-                { for items.iter().map(|n| {
-                    let id = n.id;
-                    let toggle = {
-                        let (notice, reload, active, name) = (notice.clone(), reload.clone(), n.active, n.name.clone());
-                        Callback::from(move |_: MouseEvent| {
-                            let (notice, reload, name) = (notice.clone(), reload.clone(), name.clone());
-                            wasm_bindgen_futures::spawn_local(async move {
-                                let patch = NotifierPatch { active: Some(!active), ..NotifierPatch::default() };
-                                notice.set(Some(match api::notifier_patch(id, &patch).await {
-                                    Ok(n) if n.active => format!("“{name}” is on again."),
-                                    Ok(_) => format!("“{name}” is paused: nothing is sent until it is resumed."),
-                                    Err(e) => format!("Could not change “{name}”: {}", e.words()),
-                                }));
-                                reload.set(*reload + 1);
-                            });
-                        })
-                    };
-                    let test = {
-                        let (tests, reload) = (tests.clone(), reload.clone());
-                        Callback::from(move |_: MouseEvent| {
-                            let (tests, reload) = (tests.clone(), reload.clone());
-                            let mut pending = (*tests).clone();
-                            pending.insert(id, "Sending a test message…".to_owned());
-                            tests.set(pending.clone());
-                            wasm_bindgen_futures::spawn_local(async move {
-                                let said = match api::notifier_test(id).await {
-                                    Ok(t) if t.delivered => format!("Test message delivered in {} ms.", t.duration_ms),
-                                    Ok(t) => format!("Not delivered: {}", t.error.unwrap_or_default()),
-                                    Err(e) => format!("Could not send a test: {}", e.words()),
-                                };
-                                pending.insert(id, said);
-                                tests.set(pending);
-                                reload.set(*reload + 1);
-                            });
-                        })
-                    };
-                    let ask = { let confirm = confirm.clone(); Callback::from(move |_: MouseEvent| confirm.set(Some(id))) };
-                    let keep = { let confirm = confirm.clone(); Callback::from(move |_: MouseEvent| confirm.set(None)) };
-                    let delete = {
-                        let (confirm, notice, reload, name) = (confirm.clone(), notice.clone(), reload.clone(), n.name.clone());
-                        Callback::from(move |_: MouseEvent| {
-                            let (confirm, notice, reload, name) = (confirm.clone(), notice.clone(), reload.clone(), name.clone());
-                            wasm_bindgen_futures::spawn_local(async move {
-                                confirm.set(None);
-                                notice.set(Some(match api::notifier_delete(id).await {
-                                    Ok(()) => format!("Deleted “{name}”."),
-                                    Err(e) => format!("Could not delete “{name}”: {}", e.words()),
-                                }));
-                                reload.set(*reload + 1);
-                            });
-                        })
-                    };
-                    let events: Vec<&str> = n.events.iter().map(|e| e.trim_start_matches("job.")).collect();
-                    html! {
-                        <li class={classes!("item", (!n.active).then_some("paused"))} data-testid="notifier"
-                            data-name={n.name.clone()} data-active={n.active.to_string()}>
-                            <div class="item-main">
-                                <span class="item-title">{ &n.name }</span>
-                                <span class="tag">{ n.kind.as_str() }</span>
-                                if !n.active { <span class="badge status-canceled" data-testid="ntf-paused">{ "paused" }</span> }
-                                <p class="item-line">{ destination(n) }</p>
-                                <p class="item-line muted">
-                                    { format!("When a job is {} · {}", events.join(", "),
-                                        if n.templates.is_empty() { "every job".to_owned() } else { format!("only {}", n.templates.join(", ")) }) }
-                                </p>
-                                if let Some(t) = tests.get(&id) { <p class="item-line" role="status" data-testid="ntf-test-result">{ t }</p> }
-                            </div>
-                            <div class="item-actions">
-                                if *confirm == Some(id) {
-                                    <span role="alert">{ format!("Delete “{}”? ", n.name) }</span>
-                                    <button type="button" class="danger" onclick={delete} data-testid="ntf-delete-confirm">{ "Delete" }</button>
-                                    <button type="button" class="secondary" onclick={keep}>{ "Keep" }</button>
-                                } else {
-                                    <button type="button" class="secondary" onclick={test} data-testid="ntf-test">{ "Send test" }</button>
-                                    <button type="button" class="secondary" onclick={toggle} data-testid="ntf-toggle">
-                                        { if n.active { "Pause" } else { "Resume" } }
-                                    </button>
-                                    <button type="button" class="secondary" onclick={ask} data-testid="ntf-delete"
-                                            aria-label={format!("Delete {}", n.name)}>{ "Delete" }</button>
-                                }
-                            </div>
-                        </li>
-                    }
-                }) }
-            </ul>
-        },
-    };
-
-    let deliveries = match &*sent {
+    let deliveries = match &state.sent {
         Load::Loading => Html::default(),
-        Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
-        Load::Loaded(Ok(d)) if d.is_empty() => html! {
-            <p class="muted" data-testid="ntf-sent-empty">{ "Nothing sent yet." }</p>
-        },
-        Load::Loaded(Ok(d)) => html! {
-            <ul class="item-list" data-testid="delivery-list">
-                { for d.iter().map(|d| {
-                    let again = {
-                        let (notice, reload, id) = (notice.clone(), reload.clone(), d.id);
-                        Callback::from(move |_: MouseEvent| {
-                            let (notice, reload) = (notice.clone(), reload.clone());
-                            wasm_bindgen_futures::spawn_local(async move {
-                                notice.set(Some(match api::notifier_redeliver(id).await {
-                                    Ok(()) => "Sending it again.".to_owned(),
-                                    Err(e) => format!("Could not send it again: {}", e.words()),
-                                }));
-                                reload.set(*reload + 1);
-                            });
+        sent => item_list(sent, "delivery-list", ("ntf-sent-empty", "Nothing sent yet."), |d| {
+            let again = {
+                let (send, id) = (send.clone(), d.id);
+                Callback::from(move |_: MouseEvent| {
+                    form::spawn(&send, async move {
+                        ItemsAction::Done(match api::notifier_redeliver(id).await {
+                            Ok(()) => "Sending it again.".to_owned(),
+                            Err(e) => format!("Could not send it again: {}", e.words()),
                         })
-                    };
-                    let state_class = match d.state.as_str() {
-                        "delivered" => "status-successful",
-                        "failed" => "status-failed",
-                        _ => "status-pending",
-                    };
-                    html! {
-                        <li class="item" data-testid="delivery" data-state={d.state.clone()}>
-                            <div class="item-main">
-                                <span class={classes!("badge", state_class)}>{ &d.state }</span>
-                                { " " }
-                                <Link to={format!("/jobs/{}", d.job_id)}>{ format!("Job {}", d.job_id) }</Link>
-                                { format!(" {} → {}", d.event.trim_start_matches("job."), d.notifier_name.as_deref().unwrap_or("(deleted notifier)")) }
-                                <p class="item-line muted">
-                                    { format!("{} · {} attempt{}", when(d.created), d.attempts, if d.attempts == 1 { "" } else { "s" }) }
-                                    { d.attempt_log.last().and_then(|a| a.code).map(|c| format!(" · last answer {c}")).unwrap_or_default() }
-                                </p>
-                                if let Some(e) = &d.last_error { <p class="item-line error">{ e }</p> }
-                            </div>
-                            if d.state != "pending" && d.notifier_id.is_some() {
-                                <div class="item-actions">
-                                    <button type="button" class="secondary" onclick={again} data-testid="ntf-redeliver">{ "Send again" }</button>
-                                </div>
-                            }
-                        </li>
+                    });
+                })
+            };
+            let state_class = match d.state.as_str() {
+                "delivered" => "status-successful",
+                "failed" => "status-failed",
+                _ => "status-pending",
+            };
+            html! {
+                <li class="item" data-testid="delivery" data-state={d.state.clone()}>
+                    <div class="item-main">
+                        <span class={classes!("badge", state_class)}>{ &d.state }</span>
+                        { " " }
+                        <Link to={format!("/jobs/{}", d.job_id)}>{ format!("Job {}", d.job_id) }</Link>
+                        { format!(" {} → {}", d.event.trim_start_matches("job."), d.notifier_name.as_deref().unwrap_or("(deleted notifier)")) }
+                        <p class="item-line muted">
+                            { format!("{} · {} attempt{}", when(d.created), d.attempts, if d.attempts == 1 { "" } else { "s" }) }
+                            { d.attempt_log.last().and_then(|a| a.code).map(|c| format!(" · last answer {c}")).unwrap_or_default() }
+                        </p>
+                        if let Some(e) = &d.last_error { <p class="item-line error">{ e }</p> }
+                    </div>
+                    if d.state != "pending" && d.notifier_id.is_some() {
+                        <div class="item-actions">
+                            <button type="button" class="secondary" onclick={again} data-testid="ntf-redeliver">{ "Send again" }</button>
+                        </div>
                     }
-                }) }
-            </ul>
-        },
+                </li>
+            }
+        }),
     };
 
-    html! {
-        <section class="settings-section" aria-labelledby="notifiers-head" data-testid="notifiers">
-            <div class="toolbar">
-                <h2 id="notifiers-head">{ "Notifications" }</h2>
-                <span class="spacer"></span>
-                if form.is_none() {
-                    <button type="button" onclick={open} data-testid="ntf-new">{ "New notifier" }</button>
-                }
-            </div>
-            <p class="muted">
-                { "Mail or a chat message when jobs end, with the failing hosts and what the known errors say." }
-            </p>
-            if let Some(n) = &*notice { <p class="notice ok" role="status" data-testid="ntf-notice">{ n }</p> }
+    // Section, Items::editor and delete_actions make the test ids notifiers, ntf-new, ntf-notice,
+    // notifier-editor, ntf-errors, ntf-save, ntf-delete and ntf-delete-confirm.
+    let section = Section {
+        noun: "notifier",
+        short: "ntf",
+        title: "Notifications",
+        intro: "Mail or a chat message when jobs end, with the failing hosts and what the known errors say.",
+        notice: items.notice.as_deref(),
+        on_new: items.form.is_none().then(|| send.reform(|_| ItemsAction::Form(Some(NotifierForm::new())))),
+    };
+    section.view(html! {
+        <>
             { for editor }
             { body }
             <h3>{ "Latest notifications" }</h3>
             { deliveries }
-        </section>
-    }
+        </>
+    })
 }
