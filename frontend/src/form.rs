@@ -15,7 +15,7 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use crate::api::{ApiError, Load};
-use crate::kb::value_of;
+use crate::ui::value_of;
 
 /// A section's list of items (`T`), its add form (`F`), and the key (`K`) that names an item to
 /// delete.

@@ -7,14 +7,13 @@ use std::rc::Rc;
 
 use shared::kb::{KbEntry, KbEntryInput, KbField, KbMatch, KbTryMatch};
 use shared::Role;
-use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError, Load};
 use crate::markdown::markdown;
 use crate::route::{use_nav, Link};
 use crate::session::use_session;
-use crate::ui::use_title;
+use crate::ui::{use_title, value_of};
 
 /// The editor's fields, as typed.
 #[derive(Clone, PartialEq, Default)]
@@ -85,18 +84,6 @@ fn field_key(f: KbField) -> &'static str {
         KbField::Stdout => "stdout",
         KbField::Module => "module",
     }
-}
-
-/// The value of the input, textarea or select an event came from.
-pub(crate) fn value_of(e: &Event) -> String {
-    let Some(t) = e.target() else { return String::new() };
-    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<HtmlInputElement>(&t) {
-        return i.value();
-    }
-    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<HtmlTextAreaElement>(&t) {
-        return i.value();
-    }
-    wasm_bindgen::JsCast::dyn_ref::<HtmlSelectElement>(&t).map(|s| s.value()).unwrap_or_default()
 }
 
 #[derive(Clone, PartialEq)]

@@ -647,15 +647,17 @@ mod tests {
 
     #[test]
     fn a_template_launch_takes_only_what_the_template_asks_for_plus_its_survey() {
-        let list = templates_from(&json!({"results": [{
-            "controller": "aap", "name": "patch", "ask_variables_on_launch": true, "ask_limit_on_launch": false,
+        let page: TemplatePage = serde_json::from_value(json!({"count": 1, "next": null, "previous": null, "results": [{
+            "controller": "aap", "id": 7, "name": "patch", "ask_variables_on_launch": true, "ask_limit_on_launch": false,
             "ask_tags_on_launch": true, "survey_enabled": true,
             "survey": {"spec": [
                 {"question_name": "Group", "variable": "patch_group", "type": "multiplechoice",
                  "required": true, "default": "", "choices": "Group-1\nGroup-2"},
                 {"question_name": "Retries", "variable": "retries", "type": "integer", "required": false, "default": 3}
             ]}
-        }]}));
+        }]}))
+        .expect("a template page");
+        let list = templates_from(&page);
         let t = &list[0];
         assert_eq!(t.key(), "patch (aap)");
         assert!(t.asks("variables") && !t.asks("limit") && t.asks("tags") && !t.asks("verbosity"));

@@ -19,9 +19,9 @@ use yew::prelude::*;
 
 use crate::api::{self, ApiError, Load};
 use crate::form::{self, delete_actions, edit, item_list, Items, ItemsAction, Section};
-use crate::kb::value_of;
 use crate::route::Link;
 use crate::ui::use_title;
+use crate::ui::value_of;
 
 /// An `oninput` handler from a handler of [`Event`]s (typed text is kept as it is typed).
 fn on_input(cb: Callback<Event>) -> Callback<InputEvent> {
