@@ -78,7 +78,11 @@ impl fmt::Display for ApiError {
 
 /// `GET /api/v1/session`: who is signed in, `None` when nobody is.
 pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
-    match decode(send_quiet(Request::get("/api/v1/session").build()).await?).await {
+    let answer = match send_quiet(Request::get("/api/v1/session").build()).await {
+        Ok(response) => decode(response).await,
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(info) => Ok(Some(info)),
         Err(ApiError::Unauthorized(_)) => Ok(None),
         Err(e) => Err(e),

@@ -2,11 +2,13 @@
 //! window, jobs by status, a trend chart drawn here in SVG, the templates' figures, the running
 //! jobs and the templates that fail most with their most common known error.
 
+use std::rc::Rc;
+
 use shared::stats::{Stats, TemplateStats, TrendPoint};
 use shared::JobStatus;
 use yew::prelude::*;
 
-use crate::api::{self, Load};
+use crate::api::{self, ApiError, Load};
 use crate::route::{use_nav, Link};
 use crate::ui::{format_seconds, status_badge, use_title};
 
@@ -20,6 +22,31 @@ fn secs(s: Option<f64>) -> String {
     s.map(format_seconds).unwrap_or_else(|| "—".into())
 }
 
+/// The page's state: the figures of the window shown.
+#[derive(Clone, PartialEq)]
+struct DashboardState {
+    stats: Load<Stats>,
+}
+
+enum DashboardAction {
+    /// Another window: its figures are on their way.
+    Loading,
+    Loaded(Result<Stats, ApiError>),
+}
+
+impl Reducible for DashboardState {
+    type Action = DashboardAction;
+
+    fn reduce(self: Rc<Self>, action: DashboardAction) -> Rc<Self> {
+        Rc::new(DashboardState {
+            stats: match action {
+                DashboardAction::Loading => Load::Loading,
+                DashboardAction::Loaded(r) => Load::Loaded(r),
+            },
+        })
+    }
+}
+
 #[function_component(DashboardPage)]
 pub fn dashboard_page() -> Html {
     use_title("Dashboard".to_owned());
@@ -29,14 +56,14 @@ pub fn dashboard_page() -> Html {
         .param("window")
         .filter(|w| WINDOWS.iter().any(|(k, _)| k == w))
         .unwrap_or_else(|| "24h".into());
-    let stats = use_state(|| Load::<Stats>::Loading);
+    let state = use_reducer(|| DashboardState { stats: Load::Loading });
     {
-        let stats = stats.clone();
+        let d = state.dispatcher();
         use_effect_with(window.clone(), move |w| {
             let w = w.clone();
-            stats.set(Load::Loading);
+            d.dispatch(DashboardAction::Loading);
             wasm_bindgen_futures::spawn_local(async move {
-                stats.set(Load::Loaded(api::stats(&w).await));
+                d.dispatch(DashboardAction::Loaded(api::stats(&w).await));
             });
         });
     }
@@ -55,7 +82,7 @@ pub fn dashboard_page() -> Html {
             }) }
         </div>
     };
-    let body = match &*stats {
+    let body = match &state.stats {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
         Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
         Load::Loaded(Ok(s)) => figures(s),

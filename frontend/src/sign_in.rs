@@ -1,6 +1,8 @@
 //! The sign-in form: trades an API key for an HttpOnly session cookie. The key goes to the bff once
 //! and is kept nowhere in the browser (not in state, not in storage).
 
+use std::rc::Rc;
+
 use shared::SessionInfo;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -12,6 +14,7 @@ pub struct SignInProps {
     pub on_signed_in: Callback<SessionInfo>,
 }
 
+/// The form's state: nothing sent yet, a key on its way, or why the last one was refused.
 #[derive(Clone, PartialEq)]
 enum Attempt {
     Idle,
@@ -19,10 +22,26 @@ enum Attempt {
     Failed(String),
 }
 
+enum AttemptAction {
+    Send,
+    Refused(String),
+}
+
+impl Reducible for Attempt {
+    type Action = AttemptAction;
+
+    fn reduce(self: Rc<Self>, action: AttemptAction) -> Rc<Self> {
+        Rc::new(match action {
+            AttemptAction::Send => Attempt::Sending,
+            AttemptAction::Refused(why) => Attempt::Failed(why),
+        })
+    }
+}
+
 #[function_component(SignIn)]
 pub fn sign_in(props: &SignInProps) -> Html {
     let key_input = use_node_ref();
-    let attempt = use_state(|| Attempt::Idle);
+    let attempt = use_reducer(|| Attempt::Idle);
     let onsubmit = {
         let key_input = key_input.clone();
         let attempt = attempt.clone();
@@ -34,8 +53,8 @@ pub fn sign_in(props: &SignInProps) -> Html {
             if key.is_empty() || *attempt == Attempt::Sending {
                 return;
             }
-            attempt.set(Attempt::Sending);
-            let attempt = attempt.clone();
+            attempt.dispatch(AttemptAction::Send);
+            let attempt = attempt.dispatcher();
             let on_signed_in = on_signed_in.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 match api::sign_in(key).await {
@@ -44,7 +63,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
                         on_signed_in.emit(info);
                     }
                     Err(e) => {
-                        attempt.set(Attempt::Failed(e.to_string()));
+                        attempt.dispatch(AttemptAction::Refused(e.to_string()));
                         // Ready for the corrected key without another click.
                         input.select();
                     }

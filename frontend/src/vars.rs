@@ -51,20 +51,30 @@ fn parse_yaml(text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
+/// The next line of a block at `indent`, with its text after the indentation; `None` where the
+/// block ends (no more lines, or a line indented less).
+fn next_in_block<'l, 'a>(
+    lines: &'l [Line<'a>],
+    at: usize,
+    indent: usize,
+) -> Result<Option<(&'l Line<'a>, &'a str)>, String> {
+    let Some(l) = lines.get(at) else { return Ok(None) };
+    if l.indent < indent {
+        return Ok(None);
+    }
+    if l.indent > indent {
+        return Err(format!("line {}: unexpected indentation", l.no));
+    }
+    Ok(Some((l, &l.text[l.indent..])))
+}
+
 /// A mapping or a list whose lines are indented exactly `indent`.
 fn block(src: &str, lines: &[Line], at: &mut usize, indent: usize) -> Result<Value, String> {
     let Some(first) = lines.get(*at) else { return Ok(Value::Null) };
     let indent = first.indent.max(indent);
     if first.text[first.indent..].starts_with("- ") || first.text[first.indent..] == *"-" {
         let mut items = Vec::new();
-        while let Some(l) = lines.get(*at) {
-            if l.indent < indent {
-                break;
-            }
-            if l.indent > indent {
-                return Err(format!("line {}: unexpected indentation", l.no));
-            }
-            let text = &l.text[l.indent..];
+        while let Some((l, text)) = next_in_block(lines, *at, indent)? {
             if !(text.starts_with("- ") || text == "-") {
                 // A list at its key's indentation ends at the next key.
                 break;
@@ -93,14 +103,7 @@ fn block(src: &str, lines: &[Line], at: &mut usize, indent: usize) -> Result<Val
         return Ok(Value::Array(items));
     }
     let mut map = Map::new();
-    while let Some(l) = lines.get(*at) {
-        if l.indent < indent {
-            break;
-        }
-        if l.indent > indent {
-            return Err(format!("line {}: unexpected indentation", l.no));
-        }
-        let text = &l.text[l.indent..];
+    while let Some((l, text)) = next_in_block(lines, *at, indent)? {
         if text.starts_with("- ") {
             return Err(format!("line {}: a list item where a name: value was expected", l.no));
         }

@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -30,13 +29,14 @@ use serde_json::Value;
 use shared::{IngestBatch, IngestJob, IngestResult};
 use tokio::sync::Notify;
 
-use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
 use crate::infra::state::App;
 use crate::infra::state::AppState;
-use crate::store::actions::Hosts;
 
 use crate::infra::config::{AapConfig, ControllerConfig};
+
+/// Launch, cancel and relaunch on a controller (`jobs::launch` sends them here).
+pub use actions::{cancel, launch, relaunch};
 
 /// The connector's shared state: the configured controllers.
 #[derive(Debug, Default)]
@@ -301,27 +301,4 @@ pub(crate) async fn store(
     }
     prepared.events = by_counter.into_values().collect();
     crate::ingest::store(app, prepared).await
-}
-
-pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
-    actions::launch(app, caller, body).await
-}
-
-pub async fn cancel(
-    app: &AppState,
-    caller: &Caller,
-    controller: &str,
-    id: i64,
-) -> Result<Response, AppError> {
-    actions::cancel(app, caller, controller, id).await
-}
-
-pub async fn relaunch(
-    app: &AppState,
-    caller: &Caller,
-    controller: &str,
-    id: i64,
-    hosts: Hosts,
-) -> Result<Response, AppError> {
-    actions::relaunch(app, caller, controller, id, hosts).await
 }

@@ -86,17 +86,10 @@ pub async fn prepare(
         }
         PlaybookSource::Git { repo, branch, path, git_credential } => {
             let checkout = dir.join("src");
-            let rev = git_checkout(
-                app,
-                repo,
-                branch.as_deref(),
-                git_credential.as_deref(),
-                &checkout,
-                dir,
-                clone_within,
-                &mut p.redact,
-            )
-            .await?;
+            let (branch, credential) = (branch.as_deref(), git_credential.as_deref());
+            let rev =
+                git_checkout(app, repo, branch, credential, &checkout, dir, clone_within, &mut p.redact)
+                    .await?;
             p.playbook = resolve_in(&checkout, path, "source.path", "repository")
                 .map_err(|e| format!("{e} ({})", strip_userinfo(repo)))?;
             p.project = checkout;
@@ -104,17 +97,10 @@ pub async fn prepare(
         }
         PlaybookSource::Role { repo, branch, path, role_vars, git_credential } => {
             let checkout = dir.join("src");
-            let rev = git_checkout(
-                app,
-                repo,
-                branch.as_deref(),
-                git_credential.as_deref(),
-                &checkout,
-                dir,
-                clone_within,
-                &mut p.redact,
-            )
-            .await?;
+            let (branch, credential) = (branch.as_deref(), git_credential.as_deref());
+            let rev =
+                git_checkout(app, repo, branch, credential, &checkout, dir, clone_within, &mut p.redact)
+                    .await?;
             let role_dir = if path == "." {
                 checkout.canonicalize().map_err(|e| e.to_string())?
             } else {

@@ -4,10 +4,12 @@
 //! history, the live relay's notice).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shared::{IngestJob, IngestResult, JobStatus};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
 use super::delta::{host_deltas, job_delta, JobDelta};
@@ -37,37 +39,36 @@ const INSERT_EVENTS: &str = "
       from fresh
     returning counter";
 
-const UPSERT_HOSTS: &str = "
-    insert into job_hosts (job_id, host, ok, changed, failures, dark, skipped, rescued, ignored,
-                           last_task, last_counter, final_summary)
-    select $1, * from unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[],
-                             $8::int[], $9::int[], $10::text[], $11::bigint[], $12::bool[])
-    on conflict (job_id, host) do update set
-        ok       = case when excluded.final_summary then excluded.ok
-                        when job_hosts.final_summary then job_hosts.ok
-                        else job_hosts.ok + excluded.ok end,
-        changed  = case when excluded.final_summary then excluded.changed
-                        when job_hosts.final_summary then job_hosts.changed
-                        else job_hosts.changed + excluded.changed end,
-        failures = case when excluded.final_summary then excluded.failures
-                        when job_hosts.final_summary then job_hosts.failures
-                        else job_hosts.failures + excluded.failures end,
-        dark     = case when excluded.final_summary then excluded.dark
-                        when job_hosts.final_summary then job_hosts.dark
-                        else job_hosts.dark + excluded.dark end,
-        skipped  = case when excluded.final_summary then excluded.skipped
-                        when job_hosts.final_summary then job_hosts.skipped
-                        else job_hosts.skipped + excluded.skipped end,
-        rescued  = case when excluded.final_summary then excluded.rescued
-                        when job_hosts.final_summary then job_hosts.rescued
-                        else job_hosts.rescued + excluded.rescued end,
-        ignored  = case when excluded.final_summary then excluded.ignored
-                        when job_hosts.final_summary then job_hosts.ignored
-                        else job_hosts.ignored + excluded.ignored end,
-        last_task = case when excluded.last_counter > job_hosts.last_counter
-                         then excluded.last_task else job_hosts.last_task end,
-        last_counter = greatest(job_hosts.last_counter, excluded.last_counter),
-        final_summary = job_hosts.final_summary or excluded.final_summary";
+/// A host's outcome counts, in `job_hosts` and in the upsert's parameters.
+const HOST_COUNTS: [&str; 7] = ["ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"];
+
+/// Adds a batch's counts to each host's, unless Ansible's final summary (`playbook_on_stats`)
+/// came: that replaces them and stays.
+static UPSERT_HOSTS: LazyLock<String> = LazyLock::new(|| {
+    let counts: Vec<String> = HOST_COUNTS
+        .iter()
+        .map(|c| {
+            format!(
+                "{c} = case when excluded.final_summary then excluded.{c}
+                            when job_hosts.final_summary then job_hosts.{c}
+                            else job_hosts.{c} + excluded.{c} end"
+            )
+        })
+        .collect();
+    format!(
+        "insert into job_hosts (job_id, host, {columns}, last_task, last_counter, final_summary)
+         select $1, * from unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[],
+                                  $8::int[], $9::int[], $10::text[], $11::bigint[], $12::bool[])
+         on conflict (job_id, host) do update set
+             {counts},
+             last_task = case when excluded.last_counter > job_hosts.last_counter
+                              then excluded.last_task else job_hosts.last_task end,
+             last_counter = greatest(job_hosts.last_counter, excluded.last_counter),
+             final_summary = job_hosts.final_summary or excluded.final_summary",
+        columns = HOST_COUNTS.join(", "),
+        counts = counts.join(",\n             ")
+    )
+});
 
 /// Writes a prepared batch in one transaction and sends one notification.
 pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
@@ -206,7 +207,7 @@ async fn add_host_counts(tx: &Transaction<'_>, job_id: i64, fresh: &[&Event]) ->
     }
     let [ok, changed, failures, dark, skipped, rescued, ignored] = &counts;
     tx.execute(
-        UPSERT_HOSTS,
+        UPSERT_HOSTS.as_str(),
         &[
             &job_id,
             &names,
@@ -258,7 +259,7 @@ fn next_status(
 /// What the source says about the job beyond its events (name, template, inventory, …); kept
 /// when a later batch leaves them out.
 async fn update_details(tx: &Transaction<'_>, job_id: i64, job: &IngestJob) -> Result<(), AppError> {
-    let given = [
+    let details = [
         &job.name,
         &job.template,
         &job.inventory,
@@ -267,9 +268,11 @@ async fn update_details(tx: &Transaction<'_>, job_id: i64, job: &IngestJob) -> R
         &job.limit,
         &job.scm_revision,
     ];
-    if given.iter().all(|v| v.is_none()) {
+    if details.iter().all(|v| v.is_none()) {
         return Ok(());
     }
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_id];
+    params.extend(details.iter().map(|d| *d as &(dyn ToSql + Sync)));
     tx.execute(
         "update jobs set
              name = coalesce($2, name),
@@ -280,16 +283,7 @@ async fn update_details(tx: &Transaction<'_>, job_id: i64, job: &IngestJob) -> R
              \"limit\" = coalesce($7, \"limit\"),
              scm_revision = coalesce($8, scm_revision)
           where id = $1",
-        &[
-            &job_id,
-            &job.name,
-            &job.template,
-            &job.inventory,
-            &job.project,
-            &job.launched_by,
-            &job.limit,
-            &job.scm_revision,
-        ],
+        &params,
     )
     .await?;
     Ok(())

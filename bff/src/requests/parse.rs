@@ -68,139 +68,23 @@ pub fn tokens(s: &str) -> Vec<Token> {
     out
 }
 
-/// Words that carry no meaning for the request ("please patch the server …").
+/// Words that carry no meaning for the request ("please patch the …"; the host markers too).
 const FILLER: &[&str] = &[
-    "please",
-    "pls",
-    "plz",
-    "kindly",
-    "can",
-    "could",
-    "would",
-    "will",
-    "you",
-    "i",
-    "i'd",
-    "i'm",
-    "we",
-    "me",
-    "us",
-    "my",
-    "our",
-    "want",
-    "wanna",
-    "need",
-    "needs",
-    "like",
-    "to",
-    "let",
-    "let's",
-    "lets",
-    "just",
-    "now",
-    "then",
-    "also",
-    "too",
-    "the",
-    "a",
-    "an",
-    "this",
-    "that",
-    "these",
-    "those",
-    "it",
-    "its",
-    "it's",
-    "them",
-    "they",
-    "server",
-    "servers",
-    "host",
-    "hosts",
-    "machine",
-    "machines",
-    "node",
-    "nodes",
-    "vm",
-    "vms",
-    "box",
-    "boxes",
-    "instance",
-    "instances",
-    "on",
-    "in",
-    "at",
-    "with",
-    "using",
-    "use",
-    "via",
-    "by",
-    "for",
-    "from",
-    "and",
-    "or",
-    "of",
-    "run",
-    "execute",
-    "launch",
-    "start",
-    "do",
-    "go",
-    "playbook",
-    "job",
-    "mode",
-    "thanks",
-    "thank",
-    "ok",
-    "okay",
-    "hi",
-    "hey",
-    "asap",
-    "right",
-    "away",
-    "group",
-    "groups",
-    "named",
-    "called",
-    "is",
-    "are",
-    "be",
-    "should",
-    "must",
-    "ahead",
-    "yes",
-    "e.g",
-    "i.e",
-    "etc",
-    "but",
-    "other",
-    "than",
-    "apart",
-    "as",
-    "well",
-    "both",
-    "either",
-    "each",
-    "one",
-    "only",
-    "again",
-    "instead",
-    "actually",
-    "sorry",
-    "so",
-    "if",
-    "possible",
-    "quickly",
-    "some",
-    "there",
-    "here",
-    "up",
-    "same",
-    "what",
-    "which",
-    "answer",
-    "think",
+    "please", "pls", "plz", "kindly", "can", "could", "would", "will", "you", "i", "i'd", "i'm", "we", "me",
+    "us", "my", "our", "want", "wanna", "need", "needs", "like", "to", "let", "let's", "lets", "just", "now",
+    "then", "also", "too", "the", "a", "an", "this", "that", "these", "those", "it", "its", "it's", "them",
+    "they", "in", "at", "with", "using", "use", "via", "by", "for", "from", "and", "or", "of", "run",
+    "execute", "launch", "start", "do", "go", "playbook", "job", "mode", "thanks", "thank", "ok", "okay",
+    "hi", "hey", "asap", "right", "away", "group", "groups", "is", "are", "be", "should", "must", "ahead",
+    "yes", "e.g", "i.e", "etc", "but", "other", "than", "apart", "as", "well", "both", "either", "each",
+    "one", "only", "again", "instead", "actually", "sorry", "so", "if", "possible", "quickly", "some",
+    "there", "here", "up", "same", "what", "which", "answer", "think",
 ];
+
+/// Words that say nothing of their own: the fillers, and the host markers.
+fn is_filler(w: &str) -> bool {
+    FILLER.contains(&w) || HOST_MARKERS.contains(&w)
+}
 
 /// After these, an unknown word is taken as a host name ("retire vm foo" means a host foo).
 const HOST_MARKERS: &[&str] = &[
@@ -489,7 +373,7 @@ fn read_message(action: &Action, text: &str, toks: &[Token]) -> Said {
                 after_marker = false;
                 continue;
             }
-            if FILLER.contains(&w) {
+            if is_filler(w) {
                 after_marker = HOST_MARKERS.contains(&w);
                 continue;
             }
@@ -506,7 +390,7 @@ fn read_message(action: &Action, text: &str, toks: &[Token]) -> Said {
                 after_marker = false;
                 continue;
             }
-        } else if FILLER.contains(&w) {
+        } else if is_filler(w) {
             continue;
         }
         after_marker = false;
