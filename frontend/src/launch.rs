@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use shared::aap::TemplatePage;
+use shared::aap::{LaunchPrompts, TemplatePage};
 use shared::Role;
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
@@ -41,17 +41,25 @@ struct Template {
     controller: Option<String>,
     name: String,
     description: String,
-    /// Prompt name (`variables`, `limit`, `tags`, …) → whether the template asks for it. A
-    /// template that says nothing asks for the basic ones.
-    asks: Map<String, Value>,
+    /// What the template asks for at launch.
+    prompts: LaunchPrompts,
     survey: Vec<Question>,
 }
 
 impl Template {
+    /// Whether the template asks for `prompt` (`variables`, `limit`, `tags`, …) at launch.
     fn asks(&self, prompt: &str) -> bool {
-        match self.asks.get(&format!("ask_{prompt}_on_launch")) {
-            Some(v) => v.as_bool().unwrap_or(false),
-            None => matches!(prompt, "variables" | "limit" | "tags"),
+        let p = &self.prompts;
+        match prompt {
+            "variables" => p.ask_variables_on_launch,
+            "limit" => p.ask_limit_on_launch,
+            "tags" => p.ask_tags_on_launch,
+            "skip_tags" => p.ask_skip_tags_on_launch,
+            "inventory" => p.ask_inventory_on_launch,
+            "verbosity" => p.ask_verbosity_on_launch,
+            "diff_mode" => p.ask_diff_mode_on_launch,
+            "job_type" => p.ask_job_type_on_launch,
+            _ => false,
         }
     }
 
@@ -79,7 +87,6 @@ fn templates_from(page: &TemplatePage) -> Vec<Template> {
 /// A controller's template as the form uses it: its prompts by name and its survey's questions
 /// (a survey that is switched off asks nothing).
 fn template_from(t: &shared::aap::Template) -> Template {
-    let asks = serde_json::to_value(&t.prompts).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
     let survey = t
         .survey
         .as_ref()
@@ -112,7 +119,7 @@ fn template_from(t: &shared::aap::Template) -> Template {
         controller: Some(t.controller.clone()),
         name: t.name.clone(),
         description: t.description.clone(),
-        asks,
+        prompts: t.prompts.clone(),
         survey,
     }
 }
