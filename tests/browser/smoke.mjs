@@ -143,6 +143,26 @@ async function main() {
       await shot(page, 'embed-desktop.png');
     });
 
+    await step('a session ended elsewhere signs out any page at its next call, the same way', async () => {
+      for (const [path, ready, act] of [
+        ['/kb', 'kb-search', (p) => p.getByTestId('kb-search').fill(`after-${suffix}`)],
+        ['/dashboard', 'window-switch', (p) => p.getByTestId('window-7d').click()],
+      ]) {
+        await page.goto(`${BASE}${path}`);
+        await page.getByTestId(ready).waitFor({ timeout: 15_000 });
+        // Another tab signs out: the server forgets the session and this page does not know yet.
+        const status = await page.evaluate(async () =>
+          (await fetch('/api/v1/session', { method: 'DELETE', headers: { 'X-Playdeck-Csrf': '1' } })).status);
+        assert(status === 204, `signing out elsewhere answered ${status}`);
+        await act(page);
+        await page.getByTestId('signin-key').waitFor({ timeout: 10_000 });
+        assert((await page.getByTestId('sign-out').count()) === 0, `${path} still shows the signed-in header`);
+        await page.getByTestId('signin-key').fill(ADMIN_KEY);
+        await page.getByTestId('signin-submit').click();
+        await page.getByTestId('sign-out').waitFor({ timeout: 10_000 });
+      }
+    });
+
     await step('sign out returns to the form, and a reload stays signed out', async () => {
       await page.goto(`${BASE}/`);
       await page.getByTestId('sign-out').click();
