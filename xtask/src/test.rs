@@ -41,6 +41,9 @@ pub(crate) fn test() -> Result<(), String> {
             ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
             ("PLAYDECK_INGEST_TOKEN", token.into()),
             ("PLAYDECK_LOG", "warn".into()),
+            // Every script signs in (some several times) from this one address within minutes;
+            // the limit itself is tested in bff/tests/hardening.rs.
+            ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
             // expired.mjs ingests a job that finished in 2001; nothing else is that old.
             ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
             ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),
