@@ -425,6 +425,8 @@ struct NotifiersState {
     tests: BTreeMap<i64, String>,
 }
 
+// An action lives only until the reducer takes it: its size (an open form) costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum NotifiersAction {
     Items(ItemsAction<Notifier, NotifierForm, i64>),
     Sent(Result<Vec<NotifierDelivery>, ApiError>),

@@ -136,6 +136,18 @@ pub fn current_step(job: &Job) -> Option<String> {
     }
 }
 
+/// The value of the input, textarea or select an event came from.
+pub fn value_of(e: &Event) -> String {
+    let Some(t) = e.target() else { return String::new() };
+    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlInputElement>(&t) {
+        return i.value();
+    }
+    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlTextAreaElement>(&t) {
+        return i.value();
+    }
+    wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlSelectElement>(&t).map(|s| s.value()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,16 +161,4 @@ mod tests {
         assert_eq!(format_seconds(2.25), "2.2s");
         assert_eq!(format_seconds(0.037), "37ms");
     }
-}
-
-/// The value of the input, textarea or select an event came from.
-pub fn value_of(e: &Event) -> String {
-    let Some(t) = e.target() else { return String::new() };
-    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlInputElement>(&t) {
-        return i.value();
-    }
-    if let Some(i) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlTextAreaElement>(&t) {
-        return i.value();
-    }
-    wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlSelectElement>(&t).map(|s| s.value()).unwrap_or_default()
 }
