@@ -11,7 +11,7 @@ use shared::{Page, Role};
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
 use crate::infra::extract::page_of;
-use crate::infra::extract::Q;
+use crate::infra::extract::{PageQuery, Q};
 use crate::infra::state::AppState;
 
 /// One entry of the log.
@@ -29,16 +29,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/", get(list))
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
-    page: Option<i64>,
-    page_size: Option<i64>,
-}
-
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
-    Q(q): Q<AuditQuery>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<AuditEntry>>, AppError> {
     caller.require(Role::Admin)?;
     let page = q.page.unwrap_or(1).max(1);

@@ -255,7 +255,7 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<C
     let db = app.pool.get().await?;
     let rows = db.query(&format!("select {COLUMNS} from credentials order by name"), &[]).await?;
     let results: Vec<Credential> = rows.iter().map(credential_from_row).collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 async fn show(

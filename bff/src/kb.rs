@@ -15,7 +15,7 @@ use shared::{Page, Role};
 
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
-use crate::infra::extract::Q;
+use crate::infra::extract::{path_id_type, Q};
 use crate::infra::state::App;
 use crate::infra::state::AppState;
 use crate::store::events::Event;
@@ -342,18 +342,11 @@ pub async fn explanations<C: GenericClient>(db: &C, job_id: i64) -> Result<Vec<E
         .collect())
 }
 
-/// A knowledge base entry's id from the path.
-pub struct KbId(pub i64);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KbId {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        crate::infra::extract::path_id(parts, "a knowledge base entry").await.map(KbId)
-    }
-}
+path_id_type!(
+    /// A knowledge base entry's id from the path.
+    KbId,
+    "a knowledge base entry"
+);
 
 /// The entries shipped with Playdeck, for the failures every team meets.
 struct Seed {
@@ -561,7 +554,7 @@ async fn list(
         )
         .await?;
     let results: Vec<KbEntry> = rows.iter().map(entry_from_row).collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 async fn fetch(db: &deadpool_postgres::Object, id: i64) -> Result<KbEntry, AppError> {
@@ -587,6 +580,35 @@ fn kind_str(k: KbMatch) -> &'static str {
     }
 }
 
+/// Runs an insert or update of an entry: its columns are the parameters after the `id` (when
+/// given), in `ENTRY_COLUMNS`' order, then who changed it.
+async fn write_entry(
+    db: &deadpool_postgres::Object,
+    sql: &str,
+    id: Option<&i64>,
+    input: &KbEntryInput,
+    by: &String,
+) -> Result<Option<tokio_postgres::Row>, AppError> {
+    let (field, kind) = (field_str(input.field), kind_str(input.kind));
+    let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &input.title,
+        &field,
+        &kind,
+        &input.pattern,
+        &input.module,
+        &input.task,
+        &input.solution,
+        &input.tags,
+        by,
+    ];
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(10);
+    if let Some(id) = id {
+        params.push(id);
+    }
+    params.extend(columns);
+    Ok(db.query_opt(sql, &params).await?)
+}
+
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -595,25 +617,13 @@ async fn create(
     caller.require(Role::Operator)?;
     validate(&mut input)?;
     let db = app.pool.get().await?;
-    let row = db
-        .query_one(
-            &format!(
-                "insert into kb_entries (title, field, kind, pattern, module, task, solution, tags, modified_by)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {ENTRY_COLUMNS}"
-            ),
-            &[
-                &input.title,
-                &field_str(input.field),
-                &kind_str(input.kind),
-                &input.pattern,
-                &input.module,
-                &input.task,
-                &input.solution,
-                &input.tags,
-                &caller.name,
-            ],
-        )
-        .await?;
+    let sql = format!(
+        "insert into kb_entries (title, field, kind, pattern, module, task, solution, tags, modified_by)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {ENTRY_COLUMNS}"
+    );
+    let row = write_entry(&db, &sql, None, &input, &caller.name)
+        .await?
+        .ok_or_else(|| AppError::Internal("the new entry was not returned".into()))?;
     let entry = entry_from_row(&row);
     crate::infra::audit::record(
         &app,
@@ -636,26 +646,12 @@ async fn update(
     caller.require(Role::Operator)?;
     validate(&mut input)?;
     let db = app.pool.get().await?;
-    let row = db
-        .query_opt(
-            &format!(
-                "update kb_entries set title = $2, field = $3, kind = $4, pattern = $5, module = $6, task = $7,
-                        solution = $8, tags = $9, modified_by = $10, modified = now(), edited = true
-                  where id = $1 and deleted is null returning {ENTRY_COLUMNS}"
-            ),
-            &[
-                &id,
-                &input.title,
-                &field_str(input.field),
-                &kind_str(input.kind),
-                &input.pattern,
-                &input.module,
-                &input.task,
-                &input.solution,
-                &input.tags,
-                &caller.name,
-            ],
-        )
+    let sql = format!(
+        "update kb_entries set title = $2, field = $3, kind = $4, pattern = $5, module = $6, task = $7,
+                solution = $8, tags = $9, modified_by = $10, modified = now(), edited = true
+          where id = $1 and deleted is null returning {ENTRY_COLUMNS}"
+    );
+    let row = write_entry(&db, &sql, Some(&id), &input, &caller.name)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("knowledge base entry {id} does not exist")))?;
     crate::infra::audit::record(
@@ -728,7 +724,7 @@ async fn try_rule(
         })
         .take(50)
         .collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<shared
         )
         .await?;
     let results: Vec<ApiKey> = rows.iter().map(api_key_from_row).collect();
-    Ok(Json(shared::Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 async fn create(

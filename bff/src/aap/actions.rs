@@ -96,7 +96,7 @@ pub async fn controllers(
 ) -> Json<Page<shared::aap::Controller>> {
     let results: Vec<shared::aap::Controller> =
         Connector::of(&app).controllers.iter().map(|c| c.describe()).collect();
-    Json(Page { count: results.len() as i64, next: None, previous: None, results })
+    Json(crate::infra::extract::whole(results))
 }
 
 #[derive(Deserialize)]

@@ -55,24 +55,18 @@ impl LoggingResult {
     }
 }
 
+/// `POST /api/v1/ingest/aap-logging[/{controller}]`: the controller from the path, else from
+/// `?controller=`, else the only one configured.
 pub async fn receive(
     State(app): State<AppState>,
     client: ClientAddr,
+    controller: Option<Path<String>>,
     Query(params): Query<Params>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<LoggingResult>, AppError> {
-    handle(app, client, params.controller, headers, body).await
-}
-
-pub async fn receive_for(
-    State(app): State<AppState>,
-    client: ClientAddr,
-    Path(controller): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<LoggingResult>, AppError> {
-    handle(app, client, Some(controller), headers, body).await
+    let controller = controller.map(|Path(c)| c).or(params.controller);
+    handle(app, client, controller, headers, body).await
 }
 
 /// The ingest token as a Splunk HTTP Event Collector sends it, or as the other ingest endpoints

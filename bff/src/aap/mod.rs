@@ -263,7 +263,7 @@ pub fn router() -> Router<AppState> {
 pub fn ingest_router() -> Router<AppState> {
     Router::new()
         .route("/aap-logging", post(logging::receive))
-        .route("/aap-logging/{controller}", post(logging::receive_for))
+        .route("/aap-logging/{controller}", post(logging::receive))
 }
 
 fn not_configured() -> AppError {

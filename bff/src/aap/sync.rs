@@ -278,7 +278,61 @@ async fn follow(
     listed: Option<&Job>,
 ) -> Result<bool, SyncError> {
     let id = t.external_id;
-    match follow_job(app, ctl, client, t, listed).await {
+    let followed: Result<bool, SyncError> = async {
+        let name = ctl.config.name.as_str();
+        // The list has no `event_processing_finished`: a finished job needs its detail.
+        let job = match listed {
+            Some(j) if !j.is_finished() => j.clone(),
+            _ => client.get::<Job>(client.url(&format!("/jobs/{id}/"), &[]).await?).await?,
+        };
+        let mut reader = EventReader {
+            app,
+            ctl,
+            client,
+            id,
+            fields: job.to_ingest(),
+            job_id: t.job_id,
+            last: t.last_counter,
+            stored_fields: false,
+        };
+        let fingerprint = serde_json::to_string(&reader.fields).unwrap_or_default();
+        reader.stored_fields = t.fingerprint.as_deref() == Some(fingerprint.as_str());
+        let read = reader.read_from(t.last_counter, &fingerprint).await;
+        // What the job's detail said is stored even when its events could not be read.
+        if !reader.stored_fields {
+            reader.store(Vec::new(), &fingerprint).await?;
+        }
+        read?;
+        if !(job.is_finished() && job.event_processing_finished == Some(true)) {
+            return Ok(false);
+        }
+        // Finished and processed: whatever the controller has must be here. Events it saved out of
+        // counter order behind the cursor would be missing; read the whole job once to get them.
+        let total: Page<Value> = client
+            .get(client.url(&format!("/jobs/{id}/job_events/"), &[("page_size", "1".into())]).await?)
+            .await?;
+        let stored = match reader.job_id {
+            Some(job_id) => {
+                let db = app.pool.get().await?;
+                db.query_one("select event_count from jobs where id = $1", &[&job_id]).await?.get::<_, i64>(0)
+            }
+            None => 0,
+        };
+        if stored < total.count {
+            tracing::info!(
+                controller = name,
+                job = id,
+                stored,
+                at_controller = total.count,
+                "events are missing behind the cursor; reading the whole job again"
+            );
+            reader.read_from(0, &fingerprint).await?;
+        }
+        mark_done(app, name, id).await?;
+        Ok(true)
+    }
+    .await;
+    match followed {
         Ok(done) => {
             ctl.job_fine(id);
             Ok(done)
@@ -297,67 +351,6 @@ async fn follow(
         Err(SyncError::Controller(e)) => Err(SyncError::Job(id, e)),
         Err(e) => Err(e),
     }
-}
-
-async fn follow_job(
-    app: &AppState,
-    ctl: &Controller,
-    client: &Client,
-    t: &Tracked,
-    listed: Option<&Job>,
-) -> Result<bool, SyncError> {
-    let id = t.external_id;
-    let name = ctl.config.name.as_str();
-    // The list has no `event_processing_finished`: a finished job needs its detail.
-    let job = match listed {
-        Some(j) if !j.is_finished() => j.clone(),
-        _ => client.get::<Job>(client.url(&format!("/jobs/{id}/"), &[]).await?).await?,
-    };
-    let mut reader = EventReader {
-        app,
-        ctl,
-        client,
-        id,
-        fields: job.to_ingest(),
-        job_id: t.job_id,
-        last: t.last_counter,
-        stored_fields: false,
-    };
-    let fingerprint = serde_json::to_string(&reader.fields).unwrap_or_default();
-    reader.stored_fields = t.fingerprint.as_deref() == Some(fingerprint.as_str());
-    let read = reader.read_from(t.last_counter, &fingerprint).await;
-    // What the job's detail said is stored even when its events could not be read.
-    if !reader.stored_fields {
-        reader.store(Vec::new(), &fingerprint).await?;
-    }
-    read?;
-    if !(job.is_finished() && job.event_processing_finished == Some(true)) {
-        return Ok(false);
-    }
-    // Finished and processed: whatever the controller has must be here. Events it saved out of
-    // counter order behind the cursor would be missing; read the whole job once to get them.
-    let total: Page<Value> = client
-        .get(client.url(&format!("/jobs/{id}/job_events/"), &[("page_size", "1".into())]).await?)
-        .await?;
-    let stored = match reader.job_id {
-        Some(job_id) => {
-            let db = app.pool.get().await?;
-            db.query_one("select event_count from jobs where id = $1", &[&job_id]).await?.get::<_, i64>(0)
-        }
-        None => 0,
-    };
-    if stored < total.count {
-        tracing::info!(
-            controller = name,
-            job = id,
-            stored,
-            at_controller = total.count,
-            "events are missing behind the cursor; reading the whole job again"
-        );
-        reader.read_from(0, &fingerprint).await?;
-    }
-    mark_done(app, name, id).await?;
-    Ok(true)
 }
 
 /// Reads a job's events in counter order and stores them page by page, moving the cursor after

@@ -12,10 +12,12 @@ use tokio_postgres::Row;
 
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::AppError;
+use crate::infra::extract::{page_of, path_id_type};
+use shared::Page;
 
 /// The paging and `state` filter of a list of deliveries (webhooks' and notifiers'), checked:
 /// (page, page_size).
-pub(crate) fn delivery_paging(
+fn delivery_paging(
     page: Option<i64>,
     page_size: Option<i64>,
     state: Option<&str>,
@@ -85,6 +87,29 @@ impl Channel {
             Channel::Notifiers => "code",
         }
     }
+}
+
+/// Ends the pending deliveries of a webhook or notifier being deleted (`why` says so): there is
+/// nothing left to send them with.
+pub async fn end_pending(
+    tx: &tokio_postgres::Transaction<'_>,
+    channel: Channel,
+    owner: i64,
+    why: &str,
+) -> Result<(), AppError> {
+    let owner_column = match channel {
+        Channel::Webhooks => "webhook_id",
+        Channel::Notifiers => "notifier_id",
+    };
+    tx.execute(
+        &format!(
+            "update {} set state = 'failed', last_error = $2 where {owner_column} = $1 and state = 'pending'",
+            channel.deliveries_table()
+        ),
+        &[&owner, &why],
+    )
+    .await?;
+    Ok(())
 }
 
 /// How one attempt ended, for [`record_attempt`].
@@ -165,32 +190,77 @@ pub struct Attempt {
     pub duration_ms: i64,
 }
 
-/// A page of deliveries (newest first, by `id`, the deliveries' id column): their count under
-/// `filter` and the rows. `from` is the table (with joins), `columns` what to select; `filter`
-/// uses `params`.
-#[allow(clippy::too_many_arguments)]
-pub async fn page_of_deliveries(
-    db: &Object,
-    from: &str,
-    id: &str,
-    columns: &str,
-    filter: &str,
-    params: &[&(dyn ToSql + Sync)],
+/// What a list of deliveries asks for: by job, by their webhook or notifier (`owner`), by state;
+/// which page.
+pub struct DeliveryFilter {
+    pub job_id: Option<i64>,
+    pub owner: Option<i64>,
+    pub state: Option<String>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+/// A page of a channel's deliveries as read: their count under the filter, the rows, and what
+/// the page's links repeat.
+pub struct Listed {
+    pub count: i64,
+    pub rows: Vec<Row>,
+    channel: Channel,
     page: i64,
     page_size: i64,
-) -> Result<(i64, Vec<Row>), AppError> {
+    links: Vec<(&'static str, Option<String>)>,
+}
+
+impl Listed {
+    /// The page of `results` (made from `rows`), with its next/previous links.
+    pub fn page<T>(&self, results: Vec<T>) -> Page<T> {
+        let path = match self.channel {
+            Channel::Webhooks => "/api/v1/webhooks/deliveries",
+            Channel::Notifiers => "/api/v1/notifiers/deliveries",
+        };
+        page_of(path, self.page, self.page_size, &self.links, self.count, results)
+    }
+}
+
+/// Reads a page of a channel's deliveries, newest first: `from` is the table as `d` (with
+/// joins), `columns` what to select.
+pub async fn list_deliveries(
+    db: &Object,
+    channel: Channel,
+    from: &str,
+    columns: &str,
+    f: &DeliveryFilter,
+) -> Result<Listed, AppError> {
+    let (page, page_size) = delivery_paging(f.page, f.page_size, f.state.as_deref())?;
+    let owner = match channel {
+        Channel::Webhooks => "webhook_id",
+        Channel::Notifiers => "notifier_id",
+    };
+    let filter = format!(
+        "($1::bigint is null or d.job_id = $1) and ($2::bigint is null or d.{owner} = $2)
+         and ($3::text is null or d.state = $3)"
+    );
+    let params: [&(dyn ToSql + Sync); 3] = [&f.job_id, &f.owner, &f.state];
     let count: i64 =
-        db.query_one(&format!("select count(*) from {from} where {filter}"), params).await?.get(0);
+        db.query_one(&format!("select count(*) from {from} where {filter}"), &params).await?.get(0);
     let rows = db
         .query(
             &format!(
-                "select {columns} from {from} where {filter} order by {id} desc limit {page_size} offset {}",
+                "select {columns} from {from} where {filter} order by d.id desc limit {page_size} offset {}",
                 (page - 1) * page_size
             ),
-            params,
+            &params,
         )
         .await?;
-    Ok((count, rows))
+    let (job, owner_value) =
+        (("job_id", f.job_id.map(|j| j.to_string())), (owner, f.owner.map(|o| o.to_string())));
+    // The links name the filters in the order each channel's list has always used.
+    let mut links = match channel {
+        Channel::Webhooks => vec![job, owner_value],
+        Channel::Notifiers => vec![owner_value, job],
+    };
+    links.push(("state", f.state.clone()));
+    Ok(Listed { count, rows, channel, page, page_size, links })
 }
 
 /// The attempts of these deliveries, in order, by delivery id.
@@ -222,3 +292,9 @@ pub async fn attempts_of(
     }
     Ok(by_delivery)
 }
+
+path_id_type!(
+    /// A delivery's id from the path (a webhook's or a notifier's).
+    DeliveryId,
+    "a delivery"
+);

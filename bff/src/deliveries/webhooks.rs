@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,13 +24,12 @@ use shared::{Page, Role};
 use tokio_postgres::Row;
 
 use crate::deliveries::policy::{
-    attempts_of, delivery_paging, page_of_deliveries, record_attempt, Attempted, Channel,
+    self, attempts_of, end_pending, record_attempt, Attempted, Channel, DeliveryFilter, DeliveryId,
 };
 use crate::infra::auth::Caller;
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::{AppError, AppJson};
-use crate::infra::extract::page_of;
-use crate::infra::extract::Q;
+use crate::infra::extract::{path_id_type, Q};
 use crate::infra::outbound::{check_url, pinned_client, root_cause};
 use crate::infra::secrets::Secret;
 use crate::infra::state::AppState;
@@ -195,12 +194,11 @@ pub fn router() -> Router<AppState> {
         .route("/{id}", get(show).delete(remove))
 }
 
-fn path_id(raw: &str, what: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a {what} id")))
-}
+path_id_type!(
+    /// A webhook's id from the path.
+    WebhookId,
+    "a webhook"
+);
 
 fn webhook_from_row(r: &Row) -> Webhook {
     Webhook {
@@ -258,16 +256,15 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<W
     let db = app.pool.get().await?;
     let rows = db.query(&format!("select {WEBHOOK_COLUMNS} from webhooks order by id"), &[]).await?;
     let results: Vec<Webhook> = rows.iter().map(webhook_from_row).collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    WebhookId(id): WebhookId,
 ) -> Result<Json<Webhook>, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw, "webhook")?;
     let db = app.pool.get().await?;
     let row = db.query_opt(&format!("select {WEBHOOK_COLUMNS} from webhooks where id = $1"), &[&id]).await?;
     row.map(|r| Json(webhook_from_row(&r)))
@@ -277,19 +274,13 @@ async fn show(
 async fn remove(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    WebhookId(id): WebhookId,
 ) -> Result<StatusCode, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw, "webhook")?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
-    // Its pending deliveries end here: with the webhook gone there is no secret to sign them with.
-    tx.execute(
-        "update webhook_deliveries set state = 'failed', last_error = 'the webhook was deleted'
-          where webhook_id = $1 and state = 'pending'",
-        &[&id],
-    )
-    .await?;
+    // With the webhook gone there is no secret to sign its pending deliveries with.
+    end_pending(&tx, Channel::Webhooks, id, "the webhook was deleted").await?;
     let n = tx.execute("delete from webhooks where id = $1", &[&id]).await?;
     tx.commit().await?;
     if n == 0 {
@@ -359,38 +350,25 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<WebhookDelivery>>, AppError> {
     caller.require(Role::Operator)?;
-    let (page, page_size) = delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
-    let filter = "($1::bigint is null or job_id = $1) and ($2::bigint is null or webhook_id = $2)
-                  and ($3::text is null or state = $3)";
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&q.job_id, &q.webhook_id, &q.state];
-    let (count, rows) = page_of_deliveries(
-        &db,
-        "webhook_deliveries",
-        "id",
-        DELIVERY_COLUMNS,
-        filter,
-        &params,
-        page,
-        page_size,
-    )
-    .await?;
-    let results = deliveries_with_attempts(&db, &rows).await?;
-    let filters = [
-        ("job_id", q.job_id.map(|j| j.to_string())),
-        ("webhook_id", q.webhook_id.map(|w| w.to_string())),
-        ("state", q.state.clone()),
-    ];
-    Ok(Json(page_of("/api/v1/webhooks/deliveries", page, page_size, &filters, count, results)))
+    let f = DeliveryFilter {
+        job_id: q.job_id,
+        owner: q.webhook_id,
+        state: q.state,
+        page: q.page,
+        page_size: q.page_size,
+    };
+    let listed =
+        policy::list_deliveries(&db, Channel::Webhooks, "webhook_deliveries d", DELIVERY_COLUMNS, &f).await?;
+    Ok(Json(listed.page(deliveries_with_attempts(&db, &listed.rows).await?)))
 }
 
 async fn show_delivery(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    DeliveryId(id): DeliveryId,
 ) -> Result<Json<WebhookDelivery>, AppError> {
     caller.require(Role::Operator)?;
-    let id = path_id(&raw, "delivery")?;
     let db = app.pool.get().await?;
     let rows =
         db.query(&format!("select {DELIVERY_COLUMNS} from webhook_deliveries where id = $1"), &[&id]).await?;
@@ -405,10 +383,9 @@ async fn show_delivery(
 async fn redeliver(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    DeliveryId(id): DeliveryId,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw, "delivery")?;
     let db = app.pool.get().await?;
     let n = db
         .execute(

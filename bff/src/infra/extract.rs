@@ -22,18 +22,31 @@ pub async fn path_id(parts: &mut axum::http::request::Parts, what: &str) -> Resu
         .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not {what} id")))
 }
 
-/// A job's id from the path.
-pub struct JobId(pub i64);
+/// Declares a typed id taken from the path's one `{id}`: `path_id_type!(WebhookId, "a webhook")`
+/// makes `WebhookId(pub i64)`, an extractor that answers `"abc" is not a webhook id` (400).
+macro_rules! path_id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name(pub i64);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobId {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        path_id(parts, "a job").await.map(JobId)
-    }
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = $crate::infra::error::AppError;
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self, Self::Rejection> {
+                $crate::infra::extract::path_id(parts, $what).await.map($name)
+            }
+        }
+    };
 }
+pub(crate) use path_id_type;
+
+path_id_type!(
+    /// A job's id from the path.
+    JobId,
+    "a job"
+);
 
 /// Query strings read into a type, with a 400 in the contract's shape when they don't fit.
 pub struct Q<T>(pub T);
@@ -87,6 +100,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
 }
 
+/// `?page=&page_size=` of a list that has no other filter.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PageQuery {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
 /// A page of a list with its links: `{path}?page=…&page_size=…` and the list's filters, so a
 /// client follows `next` without knowing how the list is filtered.
 pub fn page_of<T, K: AsRef<str>>(
@@ -112,6 +132,11 @@ pub fn page_of<T, K: AsRef<str>>(
         previous: (page > 1).then(|| link(page - 1)),
         results,
     }
+}
+
+/// A list that is never paged, in the list shape: all of it, no links.
+pub fn whole<T>(results: Vec<T>) -> Page<T> {
+    Page { count: results.len() as i64, next: None, previous: None, results }
 }
 
 /// The set filters of a flat query struct (its own field names and values), without its paging.

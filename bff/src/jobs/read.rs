@@ -221,7 +221,7 @@ pub async fn hosts(
     let db = app.pool.get().await?;
     job_or_404(&db, id).await?;
     let results = job_hosts(&db, id).await?;
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 #[derive(Deserialize)]
@@ -311,5 +311,5 @@ pub async fn history(
             by: r.get(3),
         })
         .collect();
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }

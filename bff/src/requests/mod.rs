@@ -32,7 +32,7 @@ use tokio_postgres::Row;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::page_of;
-use crate::infra::extract::Q;
+use crate::infra::extract::{path_id_type, Q};
 use crate::infra::state::AppState;
 use crate::store::jobs::fetch_job;
 
@@ -55,24 +55,25 @@ pub fn router() -> Router<AppState> {
         .route("/{id}/confirm", post(confirm))
 }
 
-/// Path ids: a clear 400 for `/requests/abc`.
-pub struct RequestId(pub i64);
+path_id_type!(
+    /// A request's id from the path: a clear 400 for `/requests/abc`.
+    RequestId,
+    "a request"
+);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| AppError::BadRequest(e.body_text()))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(RequestId)
-            .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a request id")))
-    }
+/// Records what happened to request `id` in the audit log.
+async fn audit(app: &AppState, caller: &Caller, id: i64, action: &str, detail: Value) {
+    crate::infra::audit::record(app, &caller.name, action, Some(&format!("request {id}")), detail).await;
+}
+
+/// The request's row, locked for the transaction; refused (409) once it was launched.
+async fn lock_open(tx: &tokio_postgres::Transaction<'_>, id: i64) -> Result<tokio_postgres::Row, AppError> {
+    let row = tx
+        .query_opt(&format!("select {REQUEST_COLUMNS} from requests where id = $1 for update"), &[&id])
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    refuse_if_launched(&row)?;
+    Ok(row)
 }
 
 fn not_found(id: i64) -> AppError {
@@ -195,11 +196,7 @@ async fn reply(
     let catalog = load_catalog(&app).await?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
-    let row = tx
-        .query_opt(&format!("select {REQUEST_COLUMNS} from requests where id = $1 for update"), &[&id])
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    refuse_if_launched(&row)?;
+    lock_open(&tx, id).await?;
     let mut messages = operator_messages(&tx, id).await?;
     if messages.len() as i64 >= MAX_MESSAGES {
         return Err(AppError::Unprocessable(format!(
@@ -246,14 +243,7 @@ async fn confirm(
         Ok(body) => body,
         Err(e) => {
             if matches!(e, AppError::Conflict(_)) {
-                crate::infra::audit::record(
-                    &app,
-                    &caller.name,
-                    "request confirm refused",
-                    Some(&format!("request {id}")),
-                    json!({"reason": e.to_string()}),
-                )
-                .await;
+                audit(&app, &caller, id, "request confirm refused", json!({"reason": e.to_string()})).await;
             }
             return Err(e);
         }
@@ -266,11 +256,7 @@ async fn confirm(
 async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<Value, AppError> {
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
-    let row = tx
-        .query_opt(&format!("select {REQUEST_COLUMNS} from requests where id = $1 for update"), &[&id])
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    refuse_if_launched(&row)?;
+    let row = lock_open(&tx, id).await?;
     let seen = interpretation_of(&row)?;
     // What is confirmed is what the operator saw; if the catalog or an inventory changed since,
     // the operator sees the new interpretation before anything runs.
@@ -339,14 +325,8 @@ async fn launch_claimed(
             };
             add_message(&tx, id, "playdeck", "playdeck", &said).await?;
             tx.commit().await?;
-            crate::infra::audit::record(
-                app,
-                &caller.name,
-                "request confirmed",
-                Some(&format!("request {id}")),
-                json!({"job_id": job_id, "would_run": would_run}),
-            )
-            .await;
+            audit(app, caller, id, "request confirmed", json!({"job_id": job_id, "would_run": would_run}))
+                .await;
             fetch(app, id).await
         }
         Err(e) => {
@@ -370,14 +350,8 @@ async fn launch_claimed(
                 ),
             };
             add_message(&db, id, "playdeck", "playdeck", &said).await?;
-            crate::infra::audit::record(
-                app,
-                &caller.name,
-                "request launch failed",
-                Some(&format!("request {id}")),
-                json!({"error": detail, "would_run": would_run}),
-            )
-            .await;
+            audit(app, caller, id, "request launch failed", json!({"error": detail, "would_run": would_run}))
+                .await;
             Err(with_context(e, &format!("request {id} was not launched")))
         }
     }

@@ -15,7 +15,7 @@ pub mod smtp;
 
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,12 +28,11 @@ use shared::notifiers::{
 use shared::{Page, Role};
 use tokio_postgres::Row;
 
-use crate::deliveries::policy::{self, Channel};
+use crate::deliveries::policy::{self, Channel, DeliveryId};
 use crate::infra::auth::Caller;
 use crate::infra::config::DeliveryConfig;
 use crate::infra::error::{AppError, AppJson};
-use crate::infra::extract::page_of;
-use crate::infra::extract::Q;
+use crate::infra::extract::{path_id_type, Q};
 use crate::infra::state::AppState;
 
 pub use message::Report;
@@ -85,12 +84,11 @@ fn notifier_from_row(r: &Row) -> Result<Notifier, AppError> {
     })
 }
 
-fn path_id(raw: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a notifier id")))
-}
+path_id_type!(
+    /// A notifier's id from the path.
+    NotifierId,
+    "a notifier"
+);
 
 fn unprocessable(msg: impl Into<String>) -> AppError {
     AppError::Unprocessable(msg.into())
@@ -289,11 +287,10 @@ async fn create(
 async fn update(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    NotifierId(id): NotifierId,
     AppJson(req): AppJson<NotifierPatch>,
 ) -> Result<Json<Notifier>, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw)?;
     let events = req.events.as_deref().map(check_events).transpose()?;
     let templates = req.templates.as_deref().map(check_templates).transpose()?;
     let mut db = app.pool.get().await?;
@@ -360,17 +357,16 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<N
     let db = app.pool.get().await?;
     let rows = db.query(&format!("select {COLUMNS} from notifiers order by id"), &[]).await?;
     let results = rows.iter().map(notifier_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(Page { count: results.len() as i64, next: None, previous: None, results }))
+    Ok(Json(crate::infra::extract::whole(results)))
 }
 
 /// `GET /api/v1/notifiers/{id}`.
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    NotifierId(id): NotifierId,
 ) -> Result<Json<Notifier>, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw)?;
     let db = app.pool.get().await?;
     let row = db.query_opt(&format!("select {COLUMNS} from notifiers where id = $1"), &[&id]).await?;
     match row {
@@ -383,18 +379,12 @@ async fn show(
 async fn remove(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    NotifierId(id): NotifierId,
 ) -> Result<StatusCode, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw)?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
-    tx.execute(
-        "update notifier_deliveries set state = 'failed', last_error = 'the notifier was deleted'
-          where notifier_id = $1 and state = 'pending'",
-        &[&id],
-    )
-    .await?;
+    policy::end_pending(&tx, Channel::Notifiers, id, "the notifier was deleted").await?;
     let name: Option<String> =
         tx.query_opt("delete from notifiers where id = $1 returning name", &[&id]).await?.map(|r| r.get(0));
     tx.commit().await?;
@@ -430,23 +420,24 @@ async fn list_deliveries(
     Q(q): Q<DeliveryQuery>,
 ) -> Result<Json<Page<NotifierDelivery>>, AppError> {
     caller.require(Role::Admin)?;
-    let (page, page_size) = policy::delivery_paging(q.page, q.page_size, q.state.as_deref())?;
     let db = app.pool.get().await?;
-    let filter = "($1::bigint is null or d.notifier_id = $1) and ($2::bigint is null or d.job_id = $2)
-                  and ($3::text is null or d.state = $3)";
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&q.notifier_id, &q.job_id, &q.state];
-    let (count, rows) = policy::page_of_deliveries(
+    let f = policy::DeliveryFilter {
+        job_id: q.job_id,
+        owner: q.notifier_id,
+        state: q.state,
+        page: q.page,
+        page_size: q.page_size,
+    };
+    let listed = policy::list_deliveries(
         &db,
+        Channel::Notifiers,
         "notifier_deliveries d left join notifiers n on n.id = d.notifier_id",
-        "d.id",
         "d.id, d.job_id, d.notifier_id, n.name, d.event, d.state, d.attempts, d.next_attempt, d.last_error,
          d.created, d.delivered",
-        filter,
-        &params,
-        page,
-        page_size,
+        &f,
     )
     .await?;
+    let rows = &listed.rows;
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     let mut attempts = policy::attempts_of(&db, Channel::Notifiers, &ids).await?;
     let results = rows
@@ -481,12 +472,7 @@ async fn list_deliveries(
             }
         })
         .collect();
-    let filters = [
-        ("notifier_id", q.notifier_id.map(|n| n.to_string())),
-        ("job_id", q.job_id.map(|j| j.to_string())),
-        ("state", q.state.clone()),
-    ];
-    Ok(Json(page_of("/api/v1/notifiers/deliveries", page, page_size, &filters, count, results)))
+    Ok(Json(listed.page(results)))
 }
 
 /// `POST /api/v1/notifiers/deliveries/{id}/redeliver`: send a delivered or given-up notification
@@ -494,14 +480,9 @@ async fn list_deliveries(
 async fn redeliver(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    DeliveryId(id): DeliveryId,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     caller.require(Role::Admin)?;
-    let id = raw
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| AppError::BadRequest(format!("{raw:?} is not a delivery id")))?;
     let db = app.pool.get().await?;
     let Some(row) = db.query_opt("select notifier_id from notifier_deliveries where id = $1", &[&id]).await?
     else {
@@ -531,10 +512,9 @@ async fn redeliver(
 async fn test(
     State(app): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    NotifierId(id): NotifierId,
 ) -> Result<Json<NotifierTest>, AppError> {
     caller.require(Role::Admin)?;
-    let id = path_id(&raw)?;
     let stored =
         load(&app, id).await?.ok_or_else(|| AppError::NotFound(format!("notifier {id} does not exist")))?;
     let started = Instant::now();
