@@ -66,6 +66,14 @@ impl Channel {
         }
     }
 
+    /// The column naming a delivery's webhook or notifier.
+    fn owner_column(self) -> &'static str {
+        match self {
+            Channel::Webhooks => "webhook_id",
+            Channel::Notifiers => "notifier_id",
+        }
+    }
+
     fn deliveries_table(self) -> &'static str {
         match self {
             Channel::Webhooks => "webhook_deliveries",
@@ -97,10 +105,7 @@ pub async fn end_pending(
     owner: i64,
     why: &str,
 ) -> Result<(), AppError> {
-    let owner_column = match channel {
-        Channel::Webhooks => "webhook_id",
-        Channel::Notifiers => "notifier_id",
-    };
+    let owner_column = channel.owner_column();
     tx.execute(
         &format!(
             "update {} set state = 'failed', last_error = $2 where {owner_column} = $1 and state = 'pending'",
@@ -232,10 +237,7 @@ pub async fn list_deliveries(
     f: &DeliveryFilter,
 ) -> Result<Listed, AppError> {
     let (page, page_size) = delivery_paging(f.page, f.page_size, f.state.as_deref())?;
-    let owner = match channel {
-        Channel::Webhooks => "webhook_id",
-        Channel::Notifiers => "notifier_id",
-    };
+    let owner = channel.owner_column();
     let filter = format!(
         "($1::bigint is null or d.job_id = $1) and ($2::bigint is null or d.{owner} = $2)
          and ($3::text is null or d.state = $3)"
