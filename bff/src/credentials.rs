@@ -312,7 +312,7 @@ async fn create(
     let c = credential_from_row(&row);
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "credential created",
         Some(&format!("credential {}", c.name)),
         serde_json::json!({"kind": c.kind.as_str(), "hosts": c.hosts}),
@@ -334,7 +334,7 @@ async fn remove(
     }
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "credential deleted",
         Some(&format!("credential {name}")),
         Value::Null,

@@ -627,7 +627,7 @@ async fn create(
     let entry = entry_from_row(&row);
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "kb entry created",
         Some(&format!("kb {}", entry.id)),
         serde_json::json!({"title": entry.entry.title}),
@@ -656,7 +656,7 @@ async fn update(
         .ok_or_else(|| AppError::NotFound(format!("knowledge base entry {id} does not exist")))?;
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "kb entry changed",
         Some(&format!("kb {id}")),
         serde_json::json!({"title": input.title}),
@@ -678,7 +678,7 @@ async fn remove(State(app): State<AppState>, caller: Caller, KbId(id): KbId) -> 
     }
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "kb entry deleted",
         Some(&format!("kb {id}")),
         serde_json::json!({}),

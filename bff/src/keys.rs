@@ -63,7 +63,7 @@ async fn create(
     let key = api_key_from_row(&row);
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "key created",
         Some(&format!("key {}", key.id)),
         serde_json::json!({"name": key.name, "role": key.role.as_str()}),
@@ -87,7 +87,7 @@ async fn remove(
     db.execute("delete from sessions where key_id = $1", &[&id]).await?;
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "key revoked",
         Some(&format!("key {id}")),
         serde_json::json!({}),

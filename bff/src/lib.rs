@@ -75,6 +75,9 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     services.insert(engine::Engine::new(&config.engine));
     services.insert(deliveries::Dispatcher::default());
     services.insert(hub.clone());
+    if let Some(oidc) = &config.auth.oidc {
+        services.insert(session::oidc::Oidc::new(oidc)?);
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
@@ -82,6 +85,10 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         signin_limit: RateLimiter::new(
             config.signin_per_minute as f64 / 60.0,
             config.signin_per_minute as f64,
+        ),
+        signin_user_limit: RateLimiter::new(
+            config.auth.signin_per_user_per_minute as f64 / 60.0,
+            config.auth.signin_per_user_per_minute as f64,
         ),
         ingest_limit: RateLimiter::new(
             config.ingest_per_second as f64,

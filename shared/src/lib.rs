@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod engine;
 pub mod kb;
 pub mod notifiers;
+pub mod people;
 pub mod requests;
 pub mod stats;
 
@@ -385,19 +386,49 @@ pub enum ServerMessage {
     },
 }
 
-/// `POST /api/v1/session` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /api/v1/session` body: an API key (`{"key"}`) or a user name and password checked
+/// against the directory (`{"username", "password"}`); one of the two, not both.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SessionRequest {
-    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// Who is signed in (answer of `POST`/`GET /api/v1/session`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionInfo {
+    /// The person's user name, or the service account's name.
     pub name: String,
-    pub role: Role,
+    /// `None`: signed in, but no group of theirs grants access (`access_groups` says which do).
+    pub role: Option<Role>,
+    /// `oidc`, `ldap`, `proxy`, `service` or `key`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    /// The groups that grant each role, shown to someone who has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_groups: Option<people::AccessGroups>,
+}
+
+impl SessionInfo {
+    /// Whether the caller has at least `role`.
+    pub fn may(&self, role: Role) -> bool {
+        self.role.is_some_and(|r| r >= role)
+    }
 }
 
 /// What an API key may do; each role includes the ones before it.

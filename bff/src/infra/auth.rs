@@ -1,4 +1,5 @@
-//! API keys, roles, browser sessions and the ingest token.
+//! Who is calling: tokens (API keys, personal and service account tokens), browser sessions, a
+//! trusted proxy's sign-in; roles from groups; the ingest token; the bootstrap admin.
 //!
 //! Keys are 256-bit random strings stored only as their SHA-256: a fast hash is enough for secrets
 //! that cannot be guessed, and it lets a request find its key with one indexed lookup.
@@ -8,6 +9,7 @@ use axum::http::{header, request::Parts, HeaderMap};
 use serde::Deserialize;
 use shared::Role;
 
+use crate::infra::config::AuthConfig;
 use crate::infra::error::AppError;
 use crate::infra::secrets::{hash_secret, random_token, same_secret, write_private};
 use crate::infra::state::App;
@@ -15,15 +17,42 @@ use crate::infra::state::AppState;
 
 pub const SESSION_COOKIE: &str = "playdeck_session";
 
-/// Who is calling: the API key (directly, or behind a browser session) and its role.
+/// Who is calling, once they have a role: a person (session, personal token, proxy), a service
+/// account's token, or an API key behind a browser session.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_id: i64,
+    /// The person or service account (none only for keys a previous release made, until adopted).
+    pub user_id: Option<i64>,
+    /// The token (API key) used, when one was.
+    pub key_id: Option<i64>,
+    pub token_name: Option<String>,
+    /// The browser session, when the request came with one.
+    pub session_id: Option<i64>,
+    /// The person's user name or the service account's name: what the audit log and the job
+    /// records say.
     pub name: String,
     pub role: Role,
-    /// Whether the key came from the session cookie (a browser), which matters for WebSockets:
-    /// those must come from our own origin.
+    /// Whether the caller came from a browser (session cookie, or a proxy's sign-in), which
+    /// matters for writes (CSRF header) and WebSockets (our own origin only).
     pub via_cookie: bool,
+}
+
+/// Who is calling, with or without a role: a person whose groups grant none is signed in, and
+/// `GET /api/v1/session` tells them which groups grant access.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub token_name: Option<String>,
+    pub session_id: Option<i64>,
+    pub name: String,
+    pub role: Option<Role>,
+    pub via_cookie: bool,
+    /// `oidc`, `ldap`, `proxy`, `service` or `key`.
+    pub kind: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
 }
 
 impl Caller {
@@ -32,12 +61,61 @@ impl Caller {
             Ok(())
         } else {
             Err(AppError::Forbidden(format!(
-                "this needs the {} role; the key {:?} has {}",
+                "this needs the {} role; {:?} has {}",
                 role.as_str(),
                 self.name,
                 self.role.as_str()
             )))
         }
+    }
+
+    /// What the audit log says did it: the person, and the token when one was used.
+    pub fn actor(&self) -> String {
+        match &self.token_name {
+            Some(t) if *t != self.name => format!("{} (token {t})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+impl Identity {
+    pub fn into_caller(self) -> Result<Caller, AppError> {
+        let Some(role) = self.role else {
+            return Err(AppError::Forbidden(format!(
+                "{:?} is signed in, but none of their groups grants access to Playdeck",
+                self.name
+            )));
+        };
+        Ok(Caller {
+            user_id: self.user_id,
+            key_id: self.key_id,
+            token_name: self.token_name,
+            session_id: self.session_id,
+            name: self.name,
+            role,
+            via_cookie: self.via_cookie,
+        })
+    }
+}
+
+/// The role a person's groups grant (the highest of them), from `PLAYDECK_*_GROUPS`. A group
+/// matches a configured name exactly or, for a DN (`cn=ops,ou=groups,…`), by its first value;
+/// case does not matter.
+pub fn role_for(auth: &AuthConfig, groups: &[String]) -> Option<Role> {
+    let has = |names: &[String]| {
+        groups.iter().any(|g| {
+            let short = g.split_once('=').filter(|_| g.contains(',')).map(|(_, rest)| rest.split(',').next().unwrap_or(rest));
+            names.iter().any(|n| n.eq_ignore_ascii_case(g) || short.is_some_and(|s| n.eq_ignore_ascii_case(s.trim())))
+        })
+    };
+    if has(&auth.admin_groups) {
+        Some(Role::Admin)
+    } else if has(&auth.operator_groups) {
+        Some(Role::Operator)
+    } else if has(&auth.viewer_groups) {
+        Some(Role::Viewer)
+    } else {
+        None
     }
 }
 
@@ -63,7 +141,7 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
-impl<S> FromRequestParts<S> for Caller
+impl<S> FromRequestParts<S> for Identity
 where
     AppState: FromRef<S>,
     S: Send + Sync,
@@ -73,10 +151,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
         if let Some(key) = bearer(&parts.headers) {
-            return key_caller(&app, key).await;
+            return key_identity(&app, key).await;
         }
-        if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
-            let caller = session_caller(&app, token).await?;
+        let browser = if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
+            Some(session_identity(&app, token).await?)
+        } else {
+            proxy_identity(&app, parts).await?
+        };
+        if let Some(identity) = browser {
             // A cookie is sent by the browser whoever made the page; a write must also carry a
             // header that only our own pages send (another site would need a CORS preflight).
             if !parts.method.is_safe() && !parts.headers.contains_key(crate::infra::security::CSRF_HEADER) {
@@ -85,58 +167,255 @@ where
                     crate::infra::security::CSRF_HEADER
                 )));
             }
-            return Ok(caller);
+            return Ok(identity);
         }
         // WebSockets from scripts cannot set headers in browsers; `?key=` is accepted there.
         if parts.uri.path().ends_with("/ws") {
             if let Ok(Query(KeyQuery { key: Some(key) })) = Query::<KeyQuery>::try_from_uri(&parts.uri) {
-                return key_caller(&app, &key).await;
+                return key_identity(&app, &key).await;
             }
         }
         Err(AppError::Unauthorized(
-            "an API key is needed: send `Authorization: Bearer <key>` or sign in".into(),
+            "sign in, or send a token: `Authorization: Bearer <token>`".into(),
         ))
     }
 }
 
-pub(crate) async fn key_caller(app: &App, key: &str) -> Result<Caller, AppError> {
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Identity::from_request_parts(parts, state).await?.into_caller()
+    }
+}
+
+/// The columns of the owner (`users`) every lookup reads, from index `at` on.
+struct Owner {
+    kind: Option<String>,
+    username: Option<String>,
+    display_name: Option<String>,
+    email: Option<String>,
+    groups: Vec<String>,
+    role: Option<Role>,
+    disabled: bool,
+}
+
+const OWNER_COLUMNS: &str =
+    "u.kind, u.username, u.display_name, u.email, coalesce(u.groups, '{}'), u.role, u.disabled is not null";
+
+impl Owner {
+    fn read(row: &tokio_postgres::Row, at: usize) -> Owner {
+        Owner {
+            kind: row.get(at),
+            username: row.get(at + 1),
+            display_name: row.get(at + 2),
+            email: row.get(at + 3),
+            groups: row.get(at + 4),
+            role: row.get::<_, Option<&str>>(at + 5).and_then(Role::parse),
+            disabled: row.get::<_, Option<bool>>(at + 6).unwrap_or(false),
+        }
+    }
+
+    /// The role of a token of this owner: at most the token's own, at most what the owner has now.
+    fn cap(&self, auth: &AuthConfig, token_role: Option<Role>) -> Option<Role> {
+        let owner_role = match self.kind.as_deref() {
+            None => token_role,
+            Some("service") => self.role.or(token_role),
+            Some(_) => role_for(auth, &self.groups),
+        };
+        match token_role {
+            Some(t) => owner_role.map(|o| o.min(t)),
+            None => owner_role,
+        }
+    }
+
+    fn identity(self, auth: &AuthConfig, fallback_name: String, token_role: Option<Role>) -> Identity {
+        let role = self.cap(auth, token_role);
+        let kind = self.kind.clone().unwrap_or_else(|| "key".into());
+        Identity {
+            user_id: None,
+            key_id: None,
+            token_name: None,
+            session_id: None,
+            name: self.username.unwrap_or(fallback_name),
+            role,
+            via_cookie: false,
+            kind,
+            display_name: self.display_name.unwrap_or_default(),
+            email: self.email,
+            groups: self.groups,
+        }
+    }
+}
+
+/// A bearer token: an API key, a personal token or a service account's token.
+pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppError> {
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
-            "update api_keys set last_used = now()
-              where key_hash = $1 and revoked is null
-             returning id, name, role",
+            &format!(
+                "with k as (
+                   update api_keys set last_used = now()
+                    where key_hash = $1 and revoked is null and (expires is null or expires > now())
+                   returning id, name, role, user_id)
+                 select k.id, k.name, k.role, k.user_id, {OWNER_COLUMNS}
+                   from k left join users u on u.id = k.user_id"
+            ),
             &[&hash_secret(key)],
         )
         .await?;
-    let row = row.ok_or_else(|| AppError::Unauthorized("this API key is not valid".into()))?;
-    Ok(Caller {
-        key_id: row.get(0),
-        name: row.get(1),
-        role: Role::parse(row.get(2)).unwrap_or(Role::Viewer),
-        via_cookie: false,
-    })
+    let row = row.ok_or_else(|| AppError::Unauthorized("this token is not valid (unknown, revoked or expired)".into()))?;
+    let owner = Owner::read(&row, 4);
+    if owner.disabled {
+        return Err(AppError::Unauthorized("the account this token belongs to is disabled".into()));
+    }
+    let name: String = row.get(1);
+    let mut identity = owner.identity(&app.config.auth, name.clone(), Role::parse(row.get(2)));
+    identity.key_id = Some(row.get(0));
+    identity.user_id = row.get(3);
+    identity.token_name = Some(name);
+    Ok(identity)
 }
 
-async fn session_caller(app: &App, token: &str) -> Result<Caller, AppError> {
+/// A browser session: a person's, or one made with the key form.
+async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> {
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
-            "select k.id, k.name, k.role
-               from sessions s join api_keys k on k.id = s.key_id
-              where s.token_hash = $1 and s.expires > now() and k.revoked is null",
-            &[&hash_secret(token)],
+            &format!(
+                "with s as (
+                   update sessions set last_seen = now()
+                    where token_hash = $1 and expires > now()
+                      and last_seen > now() - make_interval(mins => $2)
+                   returning id, user_id, key_id)
+                 select s.id, k.id, k.name, k.role, coalesce(s.user_id, k.user_id),
+                        s.key_id is not null and (k.id is null or k.revoked is not null
+                                                  or (k.expires is not null and k.expires <= now())),
+                        {OWNER_COLUMNS}
+                   from s left join api_keys k on k.id = s.key_id
+                          left join users u on u.id = coalesce(s.user_id, k.user_id)"
+            ),
+            &[&hash_secret(token), &(app.config.auth.session_idle_minutes as i32)],
         )
         .await?;
-    let row = row.ok_or_else(|| {
-        AppError::Unauthorized("the session has ended or its key was revoked; sign in again".into())
-    })?;
-    Ok(Caller {
-        key_id: row.get(0),
-        name: row.get(1),
-        role: Role::parse(row.get(2)).unwrap_or(Role::Viewer),
+    let ended = || AppError::Unauthorized("the session has ended; sign in again".into());
+    let row = row.ok_or_else(ended)?;
+    let owner = Owner::read(&row, 6);
+    if row.get::<_, bool>(5) || owner.disabled {
+        return Err(ended());
+    }
+    let key_name: Option<String> = row.get(2);
+    let mut identity = owner.identity(
+        &app.config.auth,
+        key_name.clone().unwrap_or_default(),
+        row.get::<_, Option<&str>>(3).and_then(Role::parse),
+    );
+    identity.session_id = Some(row.get(0));
+    identity.key_id = row.get(1);
+    identity.token_name = key_name;
+    identity.user_id = row.get(4);
+    identity.via_cookie = true;
+    Ok(identity)
+}
+
+/// Sign-in by a trusted reverse proxy (oauth-proxy, oauth2-proxy): the user and groups in its
+/// headers, believed only from a peer in `PLAYDECK_TRUSTED_PROXIES` with `PLAYDECK_PROXY_AUTH`.
+async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, AppError> {
+    let Some(proxy) = &app.config.auth.proxy else { return Ok(None) };
+    let Some(user) = parts.headers.get(proxy.user_header.as_str()) else { return Ok(None) };
+    let peer = crate::infra::security::peer_of(parts);
+    if !peer.is_some_and(|p| app.config.auth.trusts(p.ip())) {
+        let from = peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into());
+        crate::infra::audit::record(
+            app,
+            from.as_str(),
+            "sign-in refused",
+            None,
+            serde_json::json!({"reason": "proxy user header from a peer that is not a trusted proxy", "from": from}),
+        )
+        .await;
+        return Err(AppError::Unauthorized("the proxy's user header is only believed from a trusted proxy".into()));
+    }
+    let header_text = |v: &axum::http::HeaderValue| -> Result<String, AppError> {
+        v.to_str()
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.chars().count() <= 256 && !s.chars().any(char::is_control))
+            .ok_or_else(|| AppError::BadRequest("the proxy's user headers must be short printable text".into()))
+    };
+    let user = header_text(user)?;
+    if user.is_empty() {
+        return Err(AppError::Unauthorized("the proxy sent an empty user name".into()));
+    }
+    let groups: Vec<String> = match parts.headers.get(proxy.groups_header.as_str()) {
+        Some(v) => header_text(v)?.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+        None => Vec::new(),
+    };
+    let email = match parts.headers.get(proxy.email_header.as_str()) {
+        Some(v) => Some(header_text(v)?).filter(|e| !e.is_empty()),
+        None => None,
+    };
+    let db = app.pool.get().await?;
+    let row = db
+        .query_one(
+            "insert into users (kind, subject, username, display_name, email, groups, last_seen)
+             values ('proxy', $1, $1, $1, $2, $3, now())
+             on conflict (kind, issuer, subject) do update
+                set email = coalesce(excluded.email, users.email), groups = excluded.groups, last_seen = now()
+             returning id, disabled is not null, display_name",
+            &[&user, &email, &groups],
+        )
+        .await?;
+    if row.get::<_, bool>(1) {
+        return Err(AppError::Unauthorized(format!("the account {user:?} is disabled")));
+    }
+    Ok(Some(Identity {
+        user_id: Some(row.get(0)),
+        key_id: None,
+        token_name: None,
+        session_id: None,
+        role: role_for(&app.config.auth, &groups),
+        name: user,
         via_cookie: true,
-    })
+        kind: "proxy".into(),
+        display_name: row.get(2),
+        email,
+        groups,
+    }))
+}
+
+/// Whether an open stream's caller may still read: the session or token is still valid and its
+/// owner not disabled. WebSockets and SSE streams ask this every `auth.recheck`.
+pub async fn still_allowed(app: &App, caller: &Caller) -> bool {
+    let Ok(db) = app.pool.get().await else { return true };
+    let row = if let Some(session) = caller.session_id {
+        db.query_opt(
+            "select 1 from sessions s left join api_keys k on k.id = s.key_id
+                    left join users u on u.id = coalesce(s.user_id, k.user_id)
+              where s.id = $1 and s.expires > now() and u.disabled is null
+                and (s.key_id is null or (k.revoked is null and (k.expires is null or k.expires > now())))",
+            &[&session],
+        )
+        .await
+    } else if let Some(key) = caller.key_id {
+        db.query_opt(
+            "select 1 from api_keys k left join users u on u.id = k.user_id
+              where k.id = $1 and k.revoked is null and (k.expires is null or k.expires > now())
+                and u.disabled is null",
+            &[&key],
+        )
+        .await
+    } else if let Some(user) = caller.user_id {
+        db.query_opt("select 1 from users where id = $1 and disabled is null", &[&user]).await
+    } else {
+        return true;
+    };
+    // A database hiccup does not close streams; the next check decides.
+    row.map(|r| r.is_some()).unwrap_or(true)
 }
 
 /// Checks the ingest token of a request (bearer, or basic auth with it as the password, which is
@@ -186,10 +465,20 @@ pub async fn bootstrap_admin(app: &App) -> Result<Option<String>, String> {
     let ensure = |key: String| async move {
         db.execute(
             "insert into api_keys (name, role, key_hash, prefix) values ('bootstrap admin', 'admin', $1, $2)
-             on conflict (key_hash) do update set role = 'admin', revoked = null",
+             on conflict (key_hash) do update set role = 'admin', revoked = null, expires = null",
             &[&hash_secret(&key), &key_prefix(&key)],
         )
         .await
+        .map_err(|e| format!("bootstrap admin key: {e}"))?;
+        adopt_keys(&db).await.map_err(|e| format!("bootstrap admin key: {e}"))?;
+        // The break-glass key works even when someone disabled its account.
+        db.execute(
+            "update users set disabled = null, role = 'admin'
+              where id = (select user_id from api_keys where key_hash = $1)",
+            &[&hash_secret(&key)],
+        )
+        .await
+        .map(|_| ())
         .map_err(|e| format!("bootstrap admin key: {e}"))
     };
     if let Some(key) = &app.config.bootstrap_admin_key {
@@ -208,6 +497,23 @@ pub async fn bootstrap_admin(app: &App) -> Result<Option<String>, String> {
     write_private(&path, &key)?;
     ensure(key.clone()).await?;
     Ok(Some(key))
+}
+
+/// Keys without an owner (made before service accounts existed, or by a previous release) each
+/// become a service account of their own name.
+pub async fn adopt_keys(db: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    db.execute(
+        "with made as (
+           insert into users (kind, subject, username, display_name, role, created, created_by)
+           select 'service', 'key:' || id, name, name, role, created, 'playdeck'
+             from api_keys where user_id is null
+           on conflict (kind, issuer, subject) do nothing
+           returning id, subject)
+         update api_keys k set user_id = m.id from made m where m.subject = 'key:' || k.id",
+        &[],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The ingest token: configured, or read from / generated into `ingest.token`.

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_credentials", include_str!("../../../migrations/0008_credentials.sql")),
     ("0009_notifiers", include_str!("../../../migrations/0009_notifiers.sql")),
     ("0010_credential_hosts", include_str!("../../../migrations/0010_credential_hosts.sql")),
+    ("0011_people", include_str!("../../../migrations/0011_people.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

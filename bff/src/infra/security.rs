@@ -52,28 +52,53 @@ impl RateLimiter {
 /// The client's address as `client_key` gives it, as an extractor.
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+impl<S> axum::extract::FromRequestParts<S> for ClientAddr
+where
+    AppState: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-        Ok(ClientAddr(client_key(&parts.headers, peer)))
+        let app = <AppState as axum::extract::FromRef<S>>::from_ref(state);
+        let peer = peer_of(parts);
+        Ok(ClientAddr(client_key(&app.config.auth, &parts.headers, peer)))
     }
 }
 
-/// Who a request comes from, for rate limits: the first `X-Forwarded-For` hop (behind the
-/// cluster's router), else the peer address.
-pub fn client_key(headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .or_else(|| peer.map(|p| p.ip().to_string()))
-        .unwrap_or_else(|| "unknown".into())
+/// The connection's peer, when the server was started with connect info.
+pub fn peer_of(parts: &axum::http::request::Parts) -> Option<std::net::SocketAddr> {
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)
+}
+
+/// Who a request comes from, for rate limits and the audit log: the peer address, unless the
+/// peer is a trusted proxy (`PLAYDECK_TRUSTED_PROXIES`); then the nearest `X-Forwarded-For` hop
+/// that is not itself a trusted proxy. Anyone else's `X-Forwarded-For` is ignored.
+pub fn client_key(
+    auth: &crate::infra::config::AuthConfig,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> String {
+    let Some(peer) = peer else { return "unknown".into() };
+    if !auth.trusts(peer.ip()) {
+        return peer.ip().to_string();
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !auth.trusts(**ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer.ip())
+        .to_string()
 }
 
 /// The most header bytes a request may carry (hyper's own limits are larger: ~400 KiB, 100 headers).

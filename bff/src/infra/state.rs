@@ -24,6 +24,8 @@ pub struct App {
     pub pool: Pool,
     /// Sign-in attempts per client (a brake on guessing keys).
     pub signin_limit: RateLimiter,
+    /// Password sign-in attempts per username (a brake on guessing one person's password).
+    pub signin_user_limit: RateLimiter,
     /// Ingest requests per client.
     pub ingest_limit: RateLimiter,
     /// Counters and histograms for `/metrics`.

@@ -52,3 +52,19 @@ mod tests {
         assert_eq!(strip_ansi("\u{1b}]0;title\u{7}x"), "x");
     }
 }
+
+/// Text made safe inside HTML (elements and quoted attributes).
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -63,7 +63,7 @@ path_id_type!(
 
 /// Records what happened to request `id` in the audit log.
 async fn audit(app: &AppState, caller: &Caller, id: i64, action: &str, detail: Value) {
-    crate::infra::audit::record(app, &caller.name, action, Some(&format!("request {id}")), detail).await;
+    crate::infra::audit::record(app, caller, action, Some(&format!("request {id}")), detail).await;
 }
 
 /// The request's row, locked for the transaction; refused (409) once it was launched.

@@ -23,7 +23,7 @@ pub async fn record(
     detail: &Value,
 ) -> Result<(), AppError> {
     let target = job_id.map(|id| format!("job {id}"));
-    crate::infra::audit::record(app, &caller.name, action, target.as_deref(), detail.clone()).await;
+    crate::infra::audit::record(app, caller, action, target.as_deref(), detail.clone()).await;
     let db = app.pool.get().await?;
     db.execute(
         "insert into job_actions (job_id, action, by, detail) values ($1, $2, $3, $4)",

@@ -99,7 +99,7 @@ pub async fn spawn_app_on(pg: tokio_postgres::Config, tune: impl FnOnce(&mut Con
     let app = bff::app(started.state);
     let mut stop = started.shutdown.subscribe();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

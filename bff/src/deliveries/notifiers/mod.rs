@@ -274,7 +274,7 @@ async fn create(
     let n = notifier_from_row(&row)?;
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "notifier created",
         Some(&format!("notifier {}", n.id)),
         json!({"name": n.name, "kind": n.kind.as_str(), "events": n.events, "templates": n.templates}),
@@ -340,7 +340,7 @@ async fn update(
     if !changed.is_empty() {
         crate::infra::audit::record(
             &app,
-            &caller.name,
+            &caller,
             "notifier changed",
             Some(&format!("notifier {id}")),
             json!({"name": n.name, "changed": changed, "active": n.active, "events": n.events,
@@ -393,7 +393,7 @@ async fn remove(
     };
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "notifier deleted",
         Some(&format!("notifier {id}")),
         json!({"name": name}),
@@ -498,7 +498,7 @@ async fn redeliver(
     .await?;
     crate::infra::audit::record(
         &app,
-        &caller.name,
+        &caller,
         "notification redelivered",
         Some(&format!("notifier delivery {id}")),
         json!({}),

@@ -2,6 +2,7 @@
 //! the settings has its own file here; features receive their section from the `Config`.
 
 pub mod aap;
+pub mod auth;
 pub mod deliveries;
 pub mod engine;
 pub mod env;
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use aap::{AapConfig, ControllerConfig};
+pub use auth::AuthConfig;
 pub use deliveries::{AllowRule, DeliveryConfig};
 pub use engine::EngineConfig;
 pub use requests::RequestsConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The request box's catalog of actions (`PLAYDECK_CATALOG`) and where its inventories are.
     pub requests: RequestsConfig,
+    /// How people sign in, which groups grant which role, sessions, trusted proxies.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -110,6 +114,7 @@ impl Config {
             engine: EngineConfig::from_env()?,
             deliveries: DeliveryConfig::from_env()?,
             requests: RequestsConfig::from_env(),
+            auth: AuthConfig::from_env()?,
             public_url: match var("PLAYDECK_PUBLIC_URL") {
                 None => None,
                 Some(v) => {
@@ -150,6 +155,7 @@ impl Config {
             engine: EngineConfig::for_tests(),
             deliveries: DeliveryConfig::for_tests(),
             requests: RequestsConfig::for_tests(),
+            auth: AuthConfig::for_tests(),
             public_url: None,
         }
     }
