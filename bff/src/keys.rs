@@ -1,5 +1,7 @@
 //! `/api/v1/keys`: API keys (admins list, create and revoke them). Keys are 256-bit random
-//! strings stored only as their SHA-256; the secret is shown once, when it is created.
+//! strings stored only as their SHA-256; the secret is shown once, when it is created. Each key
+//! is a service account's token: a new key makes a service account of its name (listed under
+//! `/api/v1/users`); people's own tokens are under `/api/v1/tokens`, not here.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,8 +34,11 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<shared
     let db = app.pool.get().await?;
     let rows = db
         .query(
-            "select id, name, role, prefix, created, last_used from api_keys
-              where revoked is null order by id",
+            "select k.id, k.name, k.role, k.prefix, k.created, k.last_used
+               from api_keys k left join users u on u.id = k.user_id
+              where k.revoked is null and (k.expires is null or k.expires > now())
+                and coalesce(u.kind, 'service') = 'service'
+              order by k.id",
             &[],
         )
         .await?;
@@ -55,9 +60,20 @@ async fn create(
     let db = app.pool.get().await?;
     let row = db
         .query_one(
-            "insert into api_keys (name, role, key_hash, prefix) values ($1, $2, $3, $4)
+            "with u as (
+               insert into users (kind, subject, username, display_name, role, created_by)
+               values ('service', $5, $1, $1, $2, $6) returning id)
+             insert into api_keys (name, role, key_hash, prefix, user_id, created_by)
+             select $1, $2, $3, $4, u.id, $6 from u
              returning id, name, role, prefix, created, last_used",
-            &[&name, &req.role.as_str(), &hash_secret(&secret), &key_prefix(&secret)],
+            &[
+                &name,
+                &req.role.as_str(),
+                &hash_secret(&secret),
+                &key_prefix(&secret),
+                &random_token("sa_"),
+                &caller.actor(),
+            ],
         )
         .await?;
     let key = api_key_from_row(&row);

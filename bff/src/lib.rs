@@ -33,6 +33,8 @@ pub mod requests;
 pub mod retention;
 pub mod session;
 pub mod stats;
+pub mod tokens;
+pub mod users;
 pub mod web;
 pub mod writer;
 
@@ -119,6 +121,8 @@ pub fn app(state: AppState) -> Router {
         .nest("/jobs", jobs::router())
         .nest("/session", session::router())
         .nest("/keys", keys::router())
+        .nest("/tokens", tokens::router())
+        .nest("/users", users::router())
         .nest("/audit", audit::router())
         .nest("/kb", kb::router())
         .nest("/stats", stats::router())

@@ -29,6 +29,8 @@ struct Op {
     status: u16,
     answer: Option<&'static str>,
     query: &'static [(&'static str, &'static str)],
+    /// Another success status it may answer, without a body (e.g. 204 beside a 200).
+    also: Option<u16>,
 }
 
 const fn op(
@@ -38,7 +40,7 @@ const fn op(
     summary: &'static str,
     auth: Auth,
 ) -> Op {
-    Op { method, path, tag, summary, auth, body: None, status: 200, answer: None, query: &[] }
+    Op { method, path, tag, summary, auth, body: None, status: 200, answer: None, query: &[], also: None }
 }
 
 impl Op {
@@ -51,6 +53,10 @@ impl Op {
         self.answer = Some(schema);
         self
     }
+    const fn or(mut self, status: u16) -> Op {
+        self.also = Some(status);
+        self
+    }
     const fn status(mut self, status: u16) -> Op {
         self.status = status;
         self
@@ -60,6 +66,17 @@ impl Op {
         self
     }
 }
+
+const AUDIT_FILTERS: &[(&str, &str)] = &[
+    ("actor", "part of who did it"),
+    ("user_id", "exactly this person or service account"),
+    ("action", "exactly this action"),
+    ("target", "part of the object (job 42, key 3, user 7)"),
+    ("since", "from this time (RFC 3339)"),
+    ("until", "before this time (RFC 3339)"),
+    ("page", "page number"),
+    ("page_size", "1 to 200"),
+];
 
 const JOB_FILTERS: &[(&str, &str)] = &[
     ("status", "one status or several separated by commas"),
@@ -149,18 +166,74 @@ fn operations() -> Vec<Op> {
         )
         .answer(200, "TemplatePage"),
         op("get", "/controllers", "aap", "Configured controllers and their health", Viewer),
-        op("get", "/session", "session", "Who is signed in", Viewer).answer(200, "SessionInfo"),
-        op("post", "/session", "session", "Exchange an API key for an HttpOnly session cookie", None)
-            .body("SessionRequest")
+        op("get", "/session", "session", "Who is signed in, with their groups and role (none: which groups grant access)", Viewer)
             .answer(200, "SessionInfo"),
-        op("delete", "/session", "session", "Sign out", None).status(204),
-        op("get", "/keys", "keys", "API keys (never the keys themselves)", Admin)
+        op(
+            "post",
+            "/session",
+            "session",
+            "Sign in with an API key (`key`) or a user name and password (LDAP); sets an HttpOnly session cookie",
+            None,
+        )
+        .body("SessionRequest")
+        .answer(200, "SessionInfo"),
+        op("delete", "/session", "session", "Sign out; after single sign-on, 200 with the provider's logout page", None)
+            .answer(200, "SignedOut")
+            .or(204),
+        op("get", "/session/options", "session", "What the sign-in page offers (no sign-in needed)", None)
+            .answer(200, "SignInOptions"),
+        op("get", "/session/sessions", "session", "The caller's sessions (browsers signed in)", Viewer)
+            .answer(200, "Page_for_UserSession"),
+        op("delete", "/session/sessions/{id}", "session", "Sign one of the caller's sessions out", Viewer).status(204),
+        op(
+            "get",
+            "/session/oidc/start",
+            "session",
+            "Single sign-on: sends the browser to the OpenID provider (code flow with PKCE)",
+            None,
+        )
+        .query(&[("return_to", "a path of this site to open after signing in")])
+        .status(303),
+        op(
+            "get",
+            "/session/oidc/callback",
+            "session",
+            "Single sign-on: the provider's redirect URI ({PLAYDECK_PUBLIC_URL}/api/v1/session/oidc/callback)",
+            None,
+        )
+        .query(&[("code", "the authorization code"), ("state", "the state this browser was given")])
+        .status(303),
+        op("get", "/keys", "keys", "API keys of service accounts (never the keys themselves)", Admin)
             .answer(200, "Page_for_ApiKey"),
-        op("post", "/keys", "keys", "Create an API key; the answer is the only time it is shown", Admin)
+        op("post", "/keys", "keys", "Create an API key (and its service account); the answer is the only time it is shown", Admin)
             .body("NewApiKey")
             .answer(201, "CreatedApiKey"),
         op("delete", "/keys/{id}", "keys", "Revoke a key and end its sessions", Admin).status(204),
-        op("get", "/audit", "audit", "The audit log, newest first", Admin),
+        op("get", "/tokens", "tokens", "The caller's tokens (admins: `user_id` for anyone's)", Viewer)
+            .answer(200, "Page_for_Token")
+            .query(&[("user_id", "admins: whose tokens")]),
+        op(
+            "post",
+            "/tokens",
+            "tokens",
+            "Make a personal token (or, admins, a service account's); the answer is the only time it is shown",
+            Viewer,
+        )
+        .body("NewToken")
+        .answer(201, "CreatedToken"),
+        op("delete", "/tokens/{id}", "tokens", "Revoke a token (own; admins: any)", Viewer).status(204),
+        op("get", "/users", "users", "People who signed in and service accounts", Admin)
+            .answer(200, "Page_for_User")
+            .query(&[("kind", "oidc, ldap, proxy or service"), ("q", "part of the name or e-mail")]),
+        op("post", "/users", "users", "Make a service account (tokens only, no sign-in)", Admin)
+            .body("NewServiceAccount")
+            .answer(201, "User"),
+        op("patch", "/users/{id}", "users", "Disable or enable someone (sessions and tokens stop at once); a service account's role", Admin)
+            .body("UserPatch")
+            .answer(200, "User"),
+        op("get", "/audit", "audit", "The audit log, newest first", Admin).query(AUDIT_FILTERS),
+        op("get", "/audit/csv", "audit", "The same selection as CSV (at most 100000 rows)", Admin).query(AUDIT_FILTERS),
+        op("get", "/audit/actions", "audit", "The actions recorded, for the filter", Admin),
         op("get", "/kb", "kb", "Knowledge base entries", Viewer)
             .answer(200, "Page_for_KbEntry")
             .query(&[("q", "search title, solution, pattern"), ("tag", "only entries with this tag")]),
@@ -298,6 +371,16 @@ fn schemas() -> Map<String, Value> {
     add::<IngestResult>(&mut gen);
     add::<SessionRequest>(&mut gen);
     add::<SessionInfo>(&mut gen);
+    add::<people::SignInOptions>(&mut gen);
+    add::<people::SignedOut>(&mut gen);
+    add::<Page<people::UserSession>>(&mut gen);
+    add::<Page<people::Token>>(&mut gen);
+    add::<people::NewToken>(&mut gen);
+    add::<people::CreatedToken>(&mut gen);
+    add::<Page<people::User>>(&mut gen);
+    add::<people::User>(&mut gen);
+    add::<people::NewServiceAccount>(&mut gen);
+    add::<people::UserPatch>(&mut gen);
     add::<NewApiKey>(&mut gen);
     add::<CreatedApiKey>(&mut gen);
     add::<ErrorBody>(&mut gen);
@@ -393,6 +476,9 @@ pub fn document() -> Value {
             None => json!({"description": "OK"}),
         };
         responses.insert(o.status.to_string(), ok);
+        if let Some(also) = o.also {
+            responses.insert(also.to_string(), json!({"description": "OK"}));
+        }
         responses.insert(
             "4XX".into(),
             json!({"description": "Refused: the detail says why", "content": {"application/json": {"schema": reference("ErrorBody")}}}),

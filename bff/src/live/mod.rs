@@ -439,3 +439,16 @@ pub fn parse_cursor(cursor: Option<&str>) -> Result<i64, AppError> {
             .ok_or_else(|| AppError::BadRequest(format!("{c:?} is not a cursor this server gave out"))),
     }
 }
+
+/// Resolves when the caller of an open stream may no longer read (signed out, session ended,
+/// token revoked or expired, account disabled), checked every `auth.recheck`.
+pub async fn until_revoked(app: crate::infra::state::AppState, caller: crate::infra::auth::Caller) {
+    let mut every = tokio::time::interval(app.config.auth.recheck);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if !crate::infra::auth::still_allowed(&app, &caller).await {
+            return;
+        }
+    }
+}

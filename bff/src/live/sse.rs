@@ -30,7 +30,7 @@ pub struct StreamQuery {
 
 pub async fn stream(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
     headers: HeaderMap,
     Q(q): Q<StreamQuery>,
@@ -44,7 +44,14 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(64);
     // Subscribe before the first read so nothing committed in between is lost.
     let hub_rx = live::Hub::of(&app).subscribe();
-    tokio::spawn(follow(app, job, Follower::new(id, cursor), hub_rx, tx));
+    let watch = live::until_revoked(app.clone(), caller);
+    tokio::spawn(async move {
+        // The stream ends (its sender dropped) when the job is done or the caller may no longer read.
+        tokio::select! {
+            _ = follow(app, job, Follower::new(id, cursor), hub_rx, tx) => {}
+            _ = watch => {}
+        }
+    });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });

@@ -35,7 +35,7 @@ pub async fn upgrade(
     if caller.via_cookie && !same_origin(&headers) {
         return Err(AppError::Forbidden("WebSocket from another origin".into()));
     }
-    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| serve(app, socket)))
+    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| serve(app, socket, caller)))
 }
 
 fn same_origin(headers: &HeaderMap) -> bool {
@@ -46,7 +46,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin.split_once("://").map(|(_, rest)| rest) == Some(host)
 }
 
-async fn serve(app: AppState, socket: WebSocket) {
+async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let _counted = live::Hub::of(&app).client(live::Transport::WebSocket);
     let (sink, mut stream) = socket.split();
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(16);
@@ -72,10 +72,13 @@ async fn serve(app: AppState, socket: WebSocket) {
         }
     });
     let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
+    let revoked = live::until_revoked(app.clone(), caller);
     tokio::select! {
         _ = &mut writer => reader.abort(),
         _ = &mut reader => writer.abort(),
         _ = shutdown => { reader.abort(); writer.abort(); }
+        // Signed out, disabled or revoked elsewhere: the socket closes.
+        _ = revoked => { reader.abort(); writer.abort(); }
     }
 }
 

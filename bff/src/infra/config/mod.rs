@@ -79,7 +79,7 @@ impl Config {
         let listen = var("PLAYDECK_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen =
             listen.parse().map_err(|e| format!("PLAYDECK_LISTEN must be host:port, got {listen:?}: {e}"))?;
-        Ok(Config {
+        let config = Config {
             listen,
             database_url: var("DATABASE_URL").map(Secret),
             data_dir: PathBuf::from(var("PLAYDECK_DATA_DIR").unwrap_or_else(|| ".playdeck".into())),
@@ -129,7 +129,11 @@ impl Config {
                     Some(v)
                 }
             },
-        })
+        };
+        if config.auth.oidc.is_some() && config.public_url.is_none() {
+            return Err("PLAYDECK_OIDC_ISSUER needs PLAYDECK_PUBLIC_URL: the redirect URI is {PLAYDECK_PUBLIC_URL}/api/v1/session/oidc/callback".into());
+        }
+        Ok(config)
     }
 
     /// Settings for tests and tools: defaults, listening on port 0.
