@@ -78,7 +78,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     services.insert(deliveries::Dispatcher::default());
     services.insert(hub.clone());
     if let Some(oidc) = &config.auth.oidc {
-        services.insert(session::oidc::Oidc::new(oidc)?);
+        services.insert(session::oidc::Oidc::new(oidc, config.auth.jwks_refetch)?);
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

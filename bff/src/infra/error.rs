@@ -33,6 +33,9 @@ pub enum AppError {
     TooManyRequests(u64),
     /// 503: a dependency (the database) is not reachable right now.
     Unavailable(String),
+    /// 502: a service we ask on the caller's behalf (the directory, the OpenID provider) failed;
+    /// the detail says which and why (it names no secret).
+    BadGateway(String),
     /// 500: a bug or an unexpected failure; the detail is logged, never sent.
     Internal(String),
 }
@@ -53,6 +56,7 @@ impl AppError {
             AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -75,6 +79,7 @@ impl std::fmt::Display for AppError {
             | AppError::UnsupportedMedia(m)
             | AppError::Unprocessable(m)
             | AppError::Unavailable(m)
+            | AppError::BadGateway(m)
             | AppError::Internal(m) => f.write_str(m),
             AppError::TooManyRequests(s) => write!(f, "too many requests; try again in {s} s"),
         }

@@ -30,7 +30,7 @@ fn wrong() -> AppError {
 }
 
 fn unreachable(e: impl std::fmt::Display) -> AppError {
-    AppError::Unavailable(format!("the directory (LDAP) cannot be reached: {e}"))
+    AppError::BadGateway(format!("the directory (LDAP) cannot be reached: {e}"))
 }
 
 /// Checks a user name and password against the directory and remembers the person.
@@ -81,14 +81,14 @@ fn tls_config(config: &LdapConfig) -> Result<Option<Arc<rustls::ClientConfig>>, 
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| AppError::Unavailable(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
+        .map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
     for cert in certs {
-        let cert = cert.map_err(|e| AppError::Unavailable(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
-        roots.add(cert).map_err(|e| AppError::Unavailable(format!("PLAYDECK_LDAP_CA_FILE: {e}")))?;
+        let cert = cert.map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
+        roots.add(cert).map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE: {e}")))?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| AppError::Unavailable(format!("TLS: {e}")))?
+        .map_err(|e| AppError::BadGateway(format!("TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Some(Arc::new(tls)))

@@ -73,6 +73,7 @@ pub(crate) async fn refused(app: &App, client: &str, reason: &AppError, detail: 
         AppError::Unauthorized(m) => AppError::Unauthorized(m.clone()),
         AppError::Forbidden(m) => AppError::Forbidden(m.clone()),
         AppError::Unprocessable(m) => AppError::Unprocessable(m.clone()),
+        AppError::BadGateway(m) => AppError::BadGateway(m.clone()),
         other => AppError::Unauthorized(other.to_string()),
     }
 }

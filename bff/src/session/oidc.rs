@@ -32,12 +32,11 @@ use crate::infra::state::AppState;
 const STATE_COOKIE: &str = "playdeck_oidc";
 /// How long someone may take at the provider's login page.
 const LOGIN_MINUTES: i32 = 10;
-/// The JWKS is fetched again at most this often when tokens name unknown keys.
-const JWKS_REFETCH: Duration = Duration::from_secs(10);
 
 /// The provider, discovered once and kept (its keys fetched again on rotation).
 pub struct Oidc {
     config: OidcConfig,
+    refetch: Duration,
     http: reqwest::Client,
     metadata: Mutex<Option<(ProviderMetadataWithLogout, Instant)>>,
 }
@@ -74,14 +73,14 @@ pub(crate) async fn remember(app: &App, seen: Seen<'_>) -> Result<(i64, String),
 }
 
 impl Oidc {
-    pub fn new(config: &OidcConfig) -> Result<Oidc, String> {
+    pub fn new(config: &OidcConfig, refetch: Duration) -> Result<Oidc, String> {
         let http = reqwest::Client::builder()
             // Following redirects would let a provider's answer send us anywhere (SSRF).
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("OpenID Connect client: {e}"))?;
-        Ok(Oidc { config: config.clone(), http, metadata: Mutex::new(None) })
+        Ok(Oidc { config: config.clone(), refetch, http, metadata: Mutex::new(None) })
     }
 
     pub fn of(app: &App) -> Result<&Oidc, AppError> {
@@ -98,9 +97,9 @@ impl Oidc {
             return Ok(m.clone());
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
-            .map_err(|e| AppError::Unavailable(format!("PLAYDECK_OIDC_ISSUER: {e}")))?;
+            .map_err(|e| AppError::BadGateway(format!("PLAYDECK_OIDC_ISSUER: {e}")))?;
         let m = ProviderMetadataWithLogout::discover_async(issuer, &self.http).await.map_err(|e| {
-            AppError::Unavailable(format!("the OpenID provider {} cannot be discovered: {e}", self.config.issuer))
+            AppError::BadGateway(format!("the OpenID provider {} cannot be discovered: {e}", self.config.issuer))
         })?;
         *cached = Some((m.clone(), Instant::now()));
         Ok(m)
@@ -110,12 +109,12 @@ impl Oidc {
     async fn refetch_keys(&self) -> Result<Option<ProviderMetadataWithLogout>, AppError> {
         let mut cached = self.metadata.lock().await;
         let Some((m, fetched)) = cached.as_mut() else { return Ok(None) };
-        if fetched.elapsed() < JWKS_REFETCH {
+        if fetched.elapsed() < self.refetch {
             return Ok(None);
         }
         let keys = JsonWebKeySet::fetch_async(m.jwks_uri(), &self.http)
             .await
-            .map_err(|e| AppError::Unavailable(format!("the OpenID provider's keys cannot be fetched: {e}")))?;
+            .map_err(|e| AppError::BadGateway(format!("the OpenID provider's keys cannot be fetched: {e}")))?;
         *m = m.clone().set_jwks(keys);
         *fetched = Instant::now();
         Ok(Some(m.clone()))
@@ -124,7 +123,7 @@ impl Oidc {
     fn redirect_uri(app: &App) -> Result<RedirectUrl, AppError> {
         let base = app.config.public_url.as_deref().unwrap_or_default();
         RedirectUrl::new(format!("{base}/api/v1/session/oidc/callback"))
-            .map_err(|e| AppError::Unavailable(format!("PLAYDECK_PUBLIC_URL: {e}")))
+            .map_err(|e| AppError::BadGateway(format!("PLAYDECK_PUBLIC_URL: {e}")))
     }
 
     fn secret(&self) -> Option<ClientSecret> {
@@ -271,7 +270,7 @@ async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQ
         .set_redirect_uri(redirect.clone());
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| AppError::Unavailable(format!("the provider has no token endpoint: {e}")))?
+        .map_err(|e| AppError::BadGateway(format!("the provider has no token endpoint: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(verifier))
         .request_async(&oidc.http)
         .await

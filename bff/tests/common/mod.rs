@@ -2,6 +2,8 @@
 //! served on port 0, and small clients for HTTP, WebSocket and SSE.
 #![allow(dead_code)]
 
+pub mod people;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,13 +89,34 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Serves the app on port 0 against the given database.
 pub async fn spawn_app_on(pg: tokio_postgres::Config, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_app(listener, pg, tune).await
+}
+
+/// Serves the app with `PLAYDECK_PUBLIC_URL` set to its own address (single sign-on's redirect
+/// URI is built from it).
+pub async fn spawn_public_app(tune: impl FnOnce(&mut Config)) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let pg = fresh_database().await;
+    serve_app(listener, pg, move |c| {
+        c.public_url = Some(base);
+        tune(c)
+    })
+    .await
+}
+
+async fn serve_app(
+    listener: tokio::net::TcpListener,
+    pg: tokio_postgres::Config,
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::for_tests(temp_dir("app"));
     config.bootstrap_admin_key = Some(Secret(ADMIN_KEY.into()));
     config.ingest_token = Some(Secret(INGEST_TOKEN.into()));
     config.credential_key = Some(Secret(CREDENTIAL_KEY.into()));
     tune(&mut config);
     let started = bff::start(config, pg.clone()).await.expect("start the app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = started.state.clone();
     let app = bff::app(started.state);

@@ -24,6 +24,8 @@ pub struct AuthConfig {
     pub session_idle_minutes: i64,
     /// How often open WebSocket and SSE streams check that their caller may still read.
     pub recheck: std::time::Duration,
+    /// The OpenID provider's keys are fetched again at most this often (a token naming an unknown key).
+    pub jwks_refetch: std::time::Duration,
     /// Sign-in attempts per username per minute (`PLAYDECK_SIGNIN_PER_USER_PER_MINUTE`, default 5).
     pub signin_per_user_per_minute: usize,
 }
@@ -176,6 +178,7 @@ impl AuthConfig {
             api_key_signin: var("PLAYDECK_API_KEY_SIGNIN").is_none_or(|v| !matches!(v.trim(), "0" | "false" | "no")),
             session_idle_minutes: positive("PLAYDECK_SESSION_IDLE_MINUTES", 60)? as i64,
             recheck: std::time::Duration::from_secs(30),
+            jwks_refetch: std::time::Duration::from_secs(10),
             signin_per_user_per_minute: positive("PLAYDECK_SIGNIN_PER_USER_PER_MINUTE", 5)? as usize,
         })
     }
@@ -192,6 +195,7 @@ impl AuthConfig {
             api_key_signin: true,
             session_idle_minutes: 60,
             recheck: std::time::Duration::from_secs(1),
+            jwks_refetch: std::time::Duration::ZERO,
             signin_per_user_per_minute: 1000,
         }
     }
