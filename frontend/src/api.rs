@@ -17,6 +17,7 @@ use shared::kb::{KbEntry, KbEntryInput, KbTryMatch};
 use shared::notifiers::{NewNotifier, Notifier, NotifierDelivery, NotifierPatch, NotifierTest};
 use shared::requests::{Request as UserRequest, RequestSummary, RequestText};
 use shared::stats::Stats;
+use shared::people::{CreatedToken, NewToken, SignInOptions, SignedOut, Token, User, UserPatch, UserSession};
 use shared::{ErrorBody, Job, JobAnswer, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
 use yew::Callback;
 
@@ -99,9 +100,14 @@ pub async fn recheck_session() {
     }
 }
 
-/// `POST /api/v1/session`: trades the key for a session cookie.
-pub async fn sign_in(key: String) -> Result<SessionInfo, ApiError> {
-    let body = serde_json::to_string(&SessionRequest { key }).map_err(|e| ApiError::Decode(e.to_string()))?;
+/// `GET /api/v1/session/options`: what the sign-in page offers.
+pub async fn sign_in_options() -> Result<SignInOptions, ApiError> {
+    decode(send_quiet(Request::get("/api/v1/session/options").build()).await?).await
+}
+
+/// `POST /api/v1/session`: trades a key, or a user name and password, for a session cookie.
+pub async fn sign_in(request: &SessionRequest) -> Result<SessionInfo, ApiError> {
+    let body = serde_json::to_string(request).map_err(|e| ApiError::Decode(e.to_string()))?;
     let request = Request::post("/api/v1/session")
         .header("Content-Type", "application/json")
         .header(CSRF_HEADER, "1")
@@ -109,9 +115,78 @@ pub async fn sign_in(key: String) -> Result<SessionInfo, ApiError> {
     decode(send_quiet(request).await?).await
 }
 
-/// `DELETE /api/v1/session`.
-pub async fn sign_out() -> Result<(), ApiError> {
-    send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await.map(drop)
+/// `DELETE /api/v1/session`: after single sign-on, the provider's logout page to open.
+pub async fn sign_out() -> Result<Option<String>, ApiError> {
+    let response = send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await?;
+    if response.status() == 204 {
+        return Ok(None);
+    }
+    let out: SignedOut = decode(response).await?;
+    Ok(out.logout_url)
+}
+
+/// `GET /api/v1/session/sessions`: the caller's browsers signed in.
+pub async fn my_sessions() -> Result<Page<UserSession>, ApiError> {
+    json(Request::get("/api/v1/session/sessions").build()).await
+}
+
+/// `DELETE /api/v1/session/sessions/{id}`.
+pub async fn end_session(id: i64) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/v1/session/sessions/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens.
+pub async fn tokens() -> Result<Page<Token>, ApiError> {
+    json(Request::get("/api/v1/tokens").build()).await
+}
+
+/// `POST /api/v1/tokens`.
+pub async fn token_create(input: &NewToken) -> Result<CreatedToken, ApiError> {
+    write_json("/api/v1/tokens", input).await
+}
+
+/// `DELETE /api/v1/tokens/{id}`.
+pub async fn token_delete(id: i64) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/v1/tokens/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
+/// `GET /api/v1/users` (admins).
+pub async fn users() -> Result<Page<User>, ApiError> {
+    json(Request::get("/api/v1/users?page_size=200").build()).await
+}
+
+/// `PATCH /api/v1/users/{id}`: disable or enable.
+pub async fn user_disable(id: i64, disabled: bool) -> Result<User, ApiError> {
+    let body = serde_json::to_string(&UserPatch { disabled: Some(disabled), role: None })
+        .map_err(|e| ApiError::Decode(e.to_string()))?;
+    json(
+        Request::patch(&format!("/api/v1/users/{id}"))
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
+}
+
+/// One entry of the audit log (as `GET /api/v1/audit` lists it).
+#[derive(Clone, PartialEq, serde::Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Value,
+}
+
+/// `GET /api/v1/audit?<query>`.
+pub async fn audit(query: &str) -> Result<Page<AuditEntry>, ApiError> {
+    json(Request::get(&format!("/api/v1/audit?{query}")).build()).await
+}
+
+/// `GET /api/v1/audit/actions`.
+pub async fn audit_actions() -> Result<Vec<String>, ApiError> {
+    json(Request::get("/api/v1/audit/actions").build()).await
 }
 
 /// `GET /api/v1/jobs?<query>`: one page of the grid, with the filters as the URL has them.

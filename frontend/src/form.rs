@@ -17,6 +17,16 @@ use yew::prelude::*;
 use crate::api::{ApiError, Load};
 use crate::ui::value_of;
 
+/// An `oninput` handler from a handler of [`Event`]s (typed text is kept as it is typed).
+pub fn on_input(cb: Callback<Event>) -> Callback<InputEvent> {
+    cb.reform(Event::from)
+}
+
+/// A time as the settings lists show it.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 /// A section's list of items (`T`), its add form (`F`), and the key (`K`) that names an item to
 /// delete.
 #[derive(Clone, PartialEq)]

@@ -355,7 +355,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
     };
 
     let now_ms = js_sys::Date::now();
-    let may_act = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let may_act = session.as_ref().is_some_and(|s| s.may(Role::Operator));
     let tabs = Tab::ALL.iter().map(|t| {
         let goto = goto.clone();
         let t = *t;

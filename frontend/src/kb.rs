@@ -216,7 +216,7 @@ pub fn kb_page() -> Html {
     use_title("Known errors".to_owned());
     let nav = use_nav();
     let session = use_session();
-    let may_edit = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let may_edit = session.as_ref().is_some_and(|s| s.may(Role::Operator));
     let state = use_reducer(|| KbState::new(&nav.location));
 
     // Only the newest list request may fill the list: a reload after saving that answers after

@@ -366,7 +366,7 @@ pub fn launch_page() -> Html {
             });
         });
     }
-    if session.as_ref().is_none_or(|s| s.role < Role::Operator) {
+    if session.as_ref().is_none_or(|s| !s.may(Role::Operator)) {
         return html! {
             <main class="page narrow">
                 <h1>{ "Launch a job" }</h1>

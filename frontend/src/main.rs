@@ -1,11 +1,13 @@
 //! Playdeck's single-page app: the sign-in form, then the live job grid (`/`), a job's page
 //! (`/jobs/{id}`), the launch form (`/launch`), the request box (`/requests`), the knowledge base
-//! (`/kb`), the dashboard (`/dashboard`) and the settings (`/settings`).
+//! (`/kb`), the dashboard (`/dashboard`), the settings (`/settings`: tokens, sessions, people,
+//! credentials, notifiers) and the audit log (`/audit`).
 //!
 //! Built by trunk (`trunk build` at the workspace root) and served by the bff at `/`.
 
 mod ansi;
 mod api;
+mod audit;
 mod dashboard;
 mod event;
 mod form;
@@ -17,6 +19,7 @@ mod launch;
 mod live;
 mod markdown;
 mod output;
+mod people;
 mod requests;
 mod route;
 mod session;
@@ -72,8 +75,15 @@ fn app() -> Html {
             let dispatcher = dispatcher.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 dispatcher.dispatch(match api::sign_out().await {
+                    // After single sign-on, the provider's own sign-out page, which comes back here.
+                    Ok(Some(url)) => {
+                        if let Some(w) = web_sys::window() {
+                            let _ = w.location().assign(&url);
+                        }
+                        SessionAction::SignedOut
+                    }
                     // Already signed out elsewhere: the goal is reached.
-                    Ok(()) | Err(ApiError::Unauthorized(_)) => SessionAction::SignedOut,
+                    Ok(None) | Err(ApiError::Unauthorized(_)) => SessionAction::SignedOut,
                     Err(e) => SessionAction::SignOutFailed(e),
                 });
             });
@@ -85,13 +95,15 @@ fn app() -> Html {
         Load::Loaded(Ok(Some(info))) => Some(info),
         _ => None,
     };
-    let may_launch = signed_in.is_some_and(|s| s.role >= shared::Role::Operator);
+    let may_launch = signed_in.is_some_and(|s| s.may(shared::Role::Operator));
+    let admin = signed_in.is_some_and(|s| s.may(shared::Role::Admin));
+    let has_role = signed_in.is_some_and(|s| s.role.is_some());
     let route = nav.location.route.clone();
     let header = (!embedded).then(|| {
         html! {
             <header class="topbar">
                 <Link to="/" class="brand">{ "Playdeck" }</Link>
-                if signed_in.is_some() {
+                if has_role {
                     <nav class="mainnav" aria-label="Main">
                         <Link to="/" class={classes!((route == Route::Jobs).then_some("current"))}>{ "Jobs" }</Link>
                         <Link to="/dashboard" class={classes!((route == Route::Dashboard).then_some("current"))}
@@ -103,14 +115,20 @@ fn app() -> Html {
                         if may_launch {
                             <Link to="/launch" class={classes!((route == Route::Launch).then_some("current"))}
                                   testid="nav-launch">{ "Launch" }</Link>
-                            <Link to="/settings" class={classes!((route == Route::Settings).then_some("current"))}
-                                  testid="nav-settings">{ "Settings" }</Link>
+                        }
+                        <Link to="/settings" class={classes!((route == Route::Settings).then_some("current"))}
+                              testid="nav-settings">{ "Settings" }</Link>
+                        if admin {
+                            <Link to="/audit" class={classes!((route == Route::Audit).then_some("current"))}
+                                  testid="nav-audit">{ "Audit" }</Link>
                         }
                     </nav>
                 }
                 <span class="spacer"></span>
                 if let Some(info) = signed_in {
-                    <span class="who">{ format!("{} · {}", info.name, info.role.as_str()) }</span>
+                    <span class="who" data-testid="who">
+                        { format!("{} · {}", info.name, info.role.map_or("no access", |r| r.as_str())) }
+                    </span>
                     if let Some(e) = &state.sign_out_error {
                         <span class="error" role="alert">{ format!("Sign-out failed: {e}") }</span>
                     }
@@ -132,6 +150,7 @@ fn app() -> Html {
             </main>
         },
         Load::Loaded(Ok(None)) => html! { <SignIn {on_signed_in} /> },
+        Load::Loaded(Ok(Some(info))) if info.role.is_none() => html! { <people::NoAccess info={info.clone()} /> },
         Load::Loaded(Ok(Some(info))) => {
             let page = match route {
                 Route::Jobs => html! { <JobsPage /> },
@@ -141,6 +160,7 @@ fn app() -> Html {
                 Route::Requests => html! { <requests::RequestsPage /> },
                 Route::Dashboard => html! { <dashboard::DashboardPage /> },
                 Route::Settings => html! { <settings::SettingsPage /> },
+                Route::Audit => html! { <audit::AuditPage /> },
                 Route::NotFound => html! {
                     <main class="page">
                         <h1>{ "Not found" }</h1>

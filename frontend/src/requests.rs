@@ -131,7 +131,7 @@ pub fn requests_page() -> Html {
     use_title("Ask".to_owned());
     let nav = use_nav();
     let session = use_session();
-    let may_ask = session.as_ref().is_some_and(|s| s.role >= Role::Operator);
+    let may_ask = session.as_ref().is_some_and(|s| s.may(Role::Operator));
     let id = nav.location.param("id").and_then(|v| v.parse::<i64>().ok());
     let state = use_reducer(|| AskState {
         current: None,

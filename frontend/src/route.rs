@@ -20,6 +20,7 @@ pub enum Route {
     Requests,
     Dashboard,
     Settings,
+    Audit,
     NotFound,
 }
 
@@ -33,6 +34,7 @@ impl Route {
             ["requests"] => Route::Requests,
             ["dashboard"] => Route::Dashboard,
             ["settings"] => Route::Settings,
+            ["audit"] => Route::Audit,
             ["jobs", id] => id.parse().ok().filter(|id| *id > 0).map_or(Route::NotFound, Route::Job),
             _ => Route::NotFound,
         }

@@ -18,32 +18,34 @@ use shared::{Role, SessionInfo};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError, Load};
-use crate::form::{self, delete_actions, edit, item_list, Items, ItemsAction, Section};
+use crate::form::{self, delete_actions, edit, item_list, on_input, when, Items, ItemsAction, Section};
+use crate::people;
 use crate::route::Link;
 use crate::ui::use_title;
 use crate::ui::value_of;
 
-/// An `oninput` handler from a handler of [`Event`]s (typed text is kept as it is typed).
-fn on_input(cb: Callback<Event>) -> Callback<InputEvent> {
-    cb.reform(Event::from)
-}
-
-fn when(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
 
 #[function_component(SettingsPage)]
 pub fn settings_page() -> Html {
     use_title("Settings".to_owned());
     let session = use_context::<Rc<SessionInfo>>();
-    let admin = session.as_ref().is_some_and(|s| s.role >= Role::Admin);
+    let admin = session.as_ref().is_some_and(|s| s.may(Role::Admin));
+    let operator = session.as_ref().is_some_and(|s| s.may(Role::Operator));
+    let role = session.as_ref().and_then(|s| s.role).unwrap_or(Role::Viewer);
     html! {
         <main class="page settings-page" data-testid="settings-page">
             <div class="toolbar"><h1>{ "Settings" }</h1></div>
-            <Credentials {admin} />
+            <people::Tokens {role} />
+            <people::Sessions />
+            if admin {
+                <people::People />
+            }
+            if operator {
+                <Credentials {admin} />
+            }
             if admin {
                 <Notifiers />
-            } else {
+            } else if operator {
                 <section class="settings-section">
                     <h2>{ "Notifications" }</h2>
                     <p class="muted">{ "Only admins see and change who is told when jobs end." }</p>

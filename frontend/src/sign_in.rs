@@ -1,93 +1,182 @@
-//! The sign-in form: trades an API key for an HttpOnly session cookie. The key goes to the bff once
-//! and is kept nowhere in the browser (not in state, not in storage).
+//! The sign-in page: single sign-on ("Sign in with <provider>", the OpenID provider's own page),
+//! a user name and password checked against the directory (LDAP), and an API key; each shown when
+//! the server offers it. What is typed goes to the bff once and is kept nowhere in the browser.
 
 use std::rc::Rc;
 
-use shared::SessionInfo;
+use shared::people::SignInOptions;
+use shared::{SessionInfo, SessionRequest};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::api;
+use crate::api::{self, Load};
 
 #[derive(Properties, PartialEq)]
 pub struct SignInProps {
     pub on_signed_in: Callback<SessionInfo>,
 }
 
-/// The form's state: nothing sent yet, a key on its way, or why the last one was refused.
+/// The page's state: what the server offers, and the last attempt.
 #[derive(Clone, PartialEq)]
-enum Attempt {
-    Idle,
-    Sending,
-    Failed(String),
+struct State {
+    options: Load<SignInOptions>,
+    sending: bool,
+    /// Why the last attempt was refused, and by which form (`password` or `key`).
+    failed: Option<(&'static str, String)>,
 }
 
-enum AttemptAction {
+enum Action {
+    Options(Result<SignInOptions, api::ApiError>),
     Send,
-    Refused(String),
+    Refused(&'static str, String),
 }
 
-impl Reducible for Attempt {
-    type Action = AttemptAction;
+impl Reducible for State {
+    type Action = Action;
 
-    fn reduce(self: Rc<Self>, action: AttemptAction) -> Rc<Self> {
-        Rc::new(match action {
-            AttemptAction::Send => Attempt::Sending,
-            AttemptAction::Refused(why) => Attempt::Failed(why),
-        })
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut s = Rc::unwrap_or_clone(self);
+        match action {
+            Action::Options(o) => s.options = Load::Loaded(o),
+            Action::Send => {
+                s.sending = true;
+                s.failed = None;
+            }
+            Action::Refused(form, why) => {
+                s.sending = false;
+                s.failed = Some((form, why));
+            }
+        }
+        Rc::new(s)
     }
+}
+
+/// Where to come back to after single sign-on: this page's path and query.
+fn here() -> String {
+    let Some(location) = web_sys::window().map(|w| w.location()) else { return "/".into() };
+    let path = location.pathname().unwrap_or_else(|_| "/".into());
+    let search = location.search().unwrap_or_default();
+    format!("{path}{search}")
 }
 
 #[function_component(SignIn)]
 pub fn sign_in(props: &SignInProps) -> Html {
+    let state = use_reducer(|| State { options: Load::Loading, sending: false, failed: None });
+    {
+        let send = state.dispatcher();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move { send.dispatch(Action::Options(api::sign_in_options().await)) });
+        });
+    }
+    let user_input = use_node_ref();
+    let password_input = use_node_ref();
     let key_input = use_node_ref();
-    let attempt = use_reducer(|| Attempt::Idle);
-    let onsubmit = {
-        let key_input = key_input.clone();
-        let attempt = attempt.clone();
+    // Sends what `read` makes of the inputs; a refusal selects `focus` for the next try.
+    let submit = |form: &'static str, read: fn(&[HtmlInputElement]) -> Option<SessionRequest>, inputs: Vec<NodeRef>| {
+        let state = state.clone();
         let on_signed_in = props.on_signed_in.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let Some(input) = key_input.cast::<HtmlInputElement>() else { return };
-            let key = input.value().trim().to_owned();
-            if key.is_empty() || *attempt == Attempt::Sending {
+            let elements: Vec<HtmlInputElement> = inputs.iter().filter_map(|r| r.cast::<HtmlInputElement>()).collect();
+            let Some(request) = read(&elements) else { return };
+            if state.sending {
                 return;
             }
-            attempt.dispatch(AttemptAction::Send);
-            let attempt = attempt.dispatcher();
+            state.dispatch(Action::Send);
+            let send = state.dispatcher();
             let on_signed_in = on_signed_in.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match api::sign_in(key).await {
+                match api::sign_in(&request).await {
                     Ok(info) => {
-                        input.set_value("");
+                        for input in &elements {
+                            input.set_value("");
+                        }
                         on_signed_in.emit(info);
                     }
                     Err(e) => {
-                        attempt.dispatch(AttemptAction::Refused(e.to_string()));
-                        // Ready for the corrected key without another click.
-                        input.select();
+                        send.dispatch(Action::Refused(form, e.to_string()));
+                        // Ready for the corrected secret without another click.
+                        if let Some(last) = elements.last() {
+                            last.select();
+                        }
                     }
                 }
             });
         })
     };
-    let sending = *attempt == Attempt::Sending;
+    let on_password = submit(
+        "password",
+        |els| {
+            let username = els.first()?.value().trim().to_owned();
+            let password = els.get(1)?.value();
+            (!username.is_empty() && !password.is_empty())
+                .then_some(SessionRequest { username: Some(username), password: Some(password), key: None })
+        },
+        vec![user_input.clone(), password_input.clone()],
+    );
+    let on_key = submit(
+        "key",
+        |els| {
+            let key = els.first()?.value().trim().to_owned();
+            (!key.is_empty()).then_some(SessionRequest { key: Some(key), ..Default::default() })
+        },
+        vec![key_input.clone()],
+    );
+    let error = |form: &'static str| {
+        let message = state.failed.as_ref().filter(|(f, _)| *f == form).map(|(_, m)| m.clone());
+        html! {
+            <p id={format!("signin-{form}-error")} class="error" role="alert" data-testid={format!("signin-{form}-error")}
+               hidden={message.is_none()}>{ message.unwrap_or_default() }</p>
+        }
+    };
+    let sending = state.sending;
+    let button = |label: &str| if sending { "Signing in…".to_owned() } else { label.to_owned() };
+    let options = match &state.options {
+        Load::Loading => return html! { <p class="notice page">{ "Loading…" }</p> },
+        // The key form still works when the options cannot be read.
+        Load::Loaded(Err(_)) => SignInOptions { key: true, ..Default::default() },
+        Load::Loaded(Ok(o)) => o.clone(),
+    };
+    let others = options.oidc.is_some() || options.password;
     html! {
         <main class="sign-in">
-            <form class="card" {onsubmit} data-testid="signin-form">
+            <div class="card" data-testid="signin-form">
                 <h1>{ "Sign in to Playdeck" }</h1>
-                <label for="api-key">{ "API key" }</label>
-                <input id="api-key" ref={key_input} type="password" name="key" required=true
-                       autocomplete="current-password" spellcheck="false" autofocus=true
-                       aria-describedby="signin-error" data-testid="signin-key" />
-                <button type="submit" disabled={sending} data-testid="signin-submit">
-                    { if sending { "Signing in…" } else { "Sign in" } }
-                </button>
-                <p id="signin-error" class="error" role="alert" data-testid="signin-error"
-                   hidden={!matches!(*attempt, Attempt::Failed(_))}>
-                    if let Attempt::Failed(message) = &*attempt { { message } }
-                </p>
-            </form>
+                if let Some(provider) = &options.oidc {
+                    <a class="button sso" data-testid="signin-oidc"
+                       href={format!("/api/v1/session/oidc/start?return_to={}", js_sys::encode_uri_component(&here()))}>
+                        { format!("Sign in with {provider}") }
+                    </a>
+                }
+                if options.password {
+                    <form onsubmit={on_password} data-testid="signin-password-form" class="signin-part">
+                        <label for="signin-user">{ "User name" }</label>
+                        <input id="signin-user" ref={user_input} type="text" name="username" required=true
+                               autocomplete="username" spellcheck="false" autocapitalize="none"
+                               autofocus={options.oidc.is_none()} data-testid="signin-user" />
+                        <label for="signin-password">{ "Password" }</label>
+                        <input id="signin-password" ref={password_input} type="password" name="password" required=true
+                               autocomplete="current-password" aria-describedby="signin-password-error"
+                               data-testid="signin-password" />
+                        <button type="submit" disabled={sending} data-testid="signin-password-submit">{ button("Sign in") }</button>
+                        { error("password") }
+                    </form>
+                }
+                if options.key {
+                    <form onsubmit={on_key} class={classes!("signin-part", others.then_some("secondary-way"))}>
+                        <label for="api-key">{ if others { "Or an API key" } else { "API key" } }</label>
+                        <input id="api-key" ref={key_input} type="password" name="key" required=true
+                               autocomplete="current-password" spellcheck="false" autofocus={!others}
+                               aria-describedby="signin-key-error" data-testid="signin-key" />
+                        <button type="submit" class={classes!(others.then_some("secondary"))} disabled={sending}
+                                data-testid="signin-submit">{ button(if others { "Sign in with the key" } else { "Sign in" }) }</button>
+                        { error("key") }
+                    </form>
+                }
+                if !options.key && !others {
+                    <p class="muted">{ "No way to sign in is configured here; ask your administrator." }</p>
+                }
+            </div>
         </main>
     }
 }

@@ -57,7 +57,7 @@ async function main() {
     await step('a wrong key is refused with a visible message', async () => {
       await page.getByTestId('signin-key').fill(`wrong-${suffix}`);
       await page.getByTestId('signin-submit').click();
-      const error = page.getByTestId('signin-error');
+      const error = page.getByTestId('signin-key-error');
       await error.waitFor({ state: 'visible', timeout: 10_000 });
       const text = (await error.innerText()).trim();
       assert(text.length > 0, 'the error message is empty');
