@@ -114,7 +114,7 @@ pub fn audit_page() -> Html {
             <>
                 <p class="muted" data-testid="audit-count">{ format!("{} entr{}", page.count, if page.count == 1 { "y" } else { "ies" }) }</p>
                 <div class="table-wrap">
-                    <table class="audit-table" data-testid="audit-table">
+                    <table class="data audit-table" data-testid="audit-table">
                         <thead><tr><th>{ "When (UTC)" }</th><th>{ "Who" }</th><th>{ "Action" }</th><th>{ "Object" }</th><th>{ "Detail" }</th></tr></thead>
                         <tbody>
                             { for page.results.iter().map(|e| html! {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::people;
 use crate::server::start_server;
 use crate::setup::{build_server, build_spa, setup};
 use crate::util::{http, json_number, step, target_dir};
@@ -11,18 +12,30 @@ pub(crate) fn demo() -> Result<(), String> {
     setup(false)?;
     build_spa()?;
     build_server(false, &["--bin", "playdeck", "--example", "demo_feed"])?;
-    step("starting Playdeck (embedded PostgreSQL in .playdeck/)");
     let data_dir = PathBuf::from(".playdeck");
+    step("starting the test OpenID provider and a seeded LDAP directory (slapd) on loopback");
+    let root = std::env::current_dir().map_err(|e| e.to_string())?;
+    let identity = people::start(&root.join(".playdeck/ldap"))?;
+    step("starting Playdeck (embedded PostgreSQL in .playdeck/)");
     let listen = std::env::var("PLAYDECK_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let server = start_server(
-        &target_dir().join("debug/playdeck"),
-        &[("PLAYDECK_DATA_DIR", data_dir.display().to_string()), ("PLAYDECK_LISTEN", listen)],
-    )?;
+    let public = std::env::var("PLAYDECK_PUBLIC_URL").unwrap_or_else(|_| format!("http://{listen}"));
+    let mut env = vec![
+        ("PLAYDECK_DATA_DIR", data_dir.display().to_string()),
+        ("PLAYDECK_LISTEN", listen),
+        ("PLAYDECK_PUBLIC_URL", public),
+    ];
+    env.extend(identity.env());
+    let server = start_server(&target_dir().join("debug/playdeck"), &env)?;
     let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default();
     println!("\n  Playdeck is running:  {}", server.url);
+    println!("  Sign in as one of the example people:");
+    for (how, user, password, role) in people::PEOPLE {
+        println!("    {user:<6} password {password:<15} {role:<9} by {how}");
+    }
     println!("  Admin API key:        {}   (also in .playdeck/admin.key)", key.trim());
     println!("  Ingest token:         .playdeck/ingest.token");
-    println!("\n  Open the URL, sign in with the key. Example jobs are fed in live; Ctrl-C stops.\n");
+    println!("\n  Open the URL and sign in. Example jobs are fed in live; the Audit page shows who did what.");
+    println!("  Ctrl-C stops.\n");
     // A real playbook through the run-playbook API, on the local engine.
     let launch = r#"{"source": {"type": "playbook", "path": "patch.yml"},
         "inventory": {"type": "file", "path": "demo.yml"},
@@ -46,6 +59,7 @@ pub(crate) fn demo() -> Result<(), String> {
     let status = server.child.wait().map_err(|e| e.to_string())?;
     let _ = feeder.kill();
     let _ = feeder.wait();
+    drop(identity);
     println!("Playdeck stopped ({status}).");
     Ok(())
 }

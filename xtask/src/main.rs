@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod people;
 mod server;
 mod setup;
 mod test;

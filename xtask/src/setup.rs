@@ -86,6 +86,7 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
+    ensure_identity()?;
     ensure_venv()?;
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {
@@ -99,8 +100,38 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
         }
     }
     println!(
-        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH and .venv (ansible-core) are in place"
+        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH, slapd, the test OpenID provider and .venv (ansible-core) are in place"
     );
+    Ok(())
+}
+
+/// The demo's and the tests' identity parts: Debian's slapd (LDAP) and the test OpenID provider
+/// (`oidc-provider` from npm in tests/fixtures/oidc).
+fn ensure_identity() -> Result<(), String> {
+    if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/bin/ldapsearch").exists() {
+        // slapd's package starts a system daemon on port 389 unless policy-rc.d says no; the
+        // tests start their own, unprivileged, on loopback.
+        let policy = Path::new("/usr/sbin/policy-rc.d");
+        let wrote = is_root() && !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
+        if wrote {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
+        }
+        let installed = apt_install(&["slapd", "ldap-utils"]);
+        if wrote {
+            let _ = std::fs::remove_file(policy);
+        }
+        installed?;
+    }
+    if output(Command::new("openssl").arg("version")).is_none() {
+        apt_install(&["openssl"])?;
+    }
+    if !Path::new("tests/fixtures/oidc/node_modules/oidc-provider").exists() {
+        if output(Command::new("npm").arg("--version")).is_none() {
+            apt_install(&["nodejs", "npm"])?;
+        }
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/fixtures/oidc"))?;
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use crate::people;
 use crate::server::start_server;
 use crate::setup::{build_server, build_spa, setup};
 use crate::util::{run, step, target_dir};
@@ -19,6 +20,7 @@ const BROWSER_TESTS: &[&str] = &[
     "dashboard.mjs",
     "expired.mjs",
     "settings.mjs",
+    "people.mjs",
 ];
 
 pub(crate) fn test() -> Result<(), String> {
@@ -33,11 +35,16 @@ pub(crate) fn test() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let key = "pdk_browser_test_admin_key";
     let token = "pdi_browser_test_ingest_token";
-    let server = start_server(
-        &target_dir().join("debug/playdeck"),
-        &[
+    // People sign in through the test OpenID provider's own page and against slapd (people.mjs).
+    let identity = people::start(&dir.join("ldap"))?;
+    let port = people::free_port()?;
+    let mut env = vec![
+        ("PLAYDECK_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
+    ];
+    env.extend(identity.env());
+    env.extend([
             ("PLAYDECK_DATA_DIR", dir.display().to_string()),
-            ("PLAYDECK_LISTEN", "127.0.0.1:0".into()),
+            ("PLAYDECK_LISTEN", format!("127.0.0.1:{port}")),
             ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
             ("PLAYDECK_INGEST_TOKEN", token.into()),
             ("PLAYDECK_LOG", "warn".into()),
@@ -47,8 +54,8 @@ pub(crate) fn test() -> Result<(), String> {
             // expired.mjs ingests a job that finished in 2001; nothing else is that old.
             ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
             ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),
-        ],
-    )?;
+    ]);
+    let server = start_server(&target_dir().join("debug/playdeck"), &env)?;
     // Each script is one page's test; all of them run, and the first failure is reported.
     let mut result = Ok(());
     for script in BROWSER_TESTS {
@@ -63,6 +70,7 @@ pub(crate) fn test() -> Result<(), String> {
         }
     }
     drop(server);
+    drop(identity);
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     println!("\nAll tests passed.");
