@@ -6,6 +6,8 @@
 //!         both rates and their ratio.
 //! live:   K WebSocket clients follow one job while events are ingested at a fixed rate; prints
 //!         p50/p99/max latency from "ingest accepted" to "client received".
+//! auth:   `GET /api/v1/jobs` with a signed-in person's session cookie against the same call with
+//!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1).
 
 #[path = "support/run.rs"]
 mod run;
@@ -41,6 +43,7 @@ async fn main() {
     config.bootstrap_admin_key = Some(Secret(ADMIN.into()));
     config.ingest_token = Some(Secret(TOKEN.into()));
     config.pool_size = 16;
+    config.auth.admin_groups = vec!["playdeck-admins".into()];
     let started = bff::start(config, pg.clone()).await.expect("start playdeck");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -50,7 +53,8 @@ async fn main() {
     match which.as_str() {
         "ingest" => ingest(&args, addr, &pg).await,
         "live" => live(&args, addr).await,
-        other => eprintln!("unknown benchmark {other:?}: use ingest or live"),
+        "auth" => auth(&args, addr, &pg).await,
+        other => eprintln!("unknown benchmark {other:?}: use ingest, live or auth"),
     }
     let _ = started.shutdown.send(true);
     drop(cluster);
@@ -291,4 +295,79 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
         pct(0.99),
         pct(1.0)
     );
+}
+
+/// The same authenticated read with a person's session and with an API key.
+async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::Config) {
+    let rounds = arg(args, "--rounds", 20);
+    let per_round = arg(args, "--requests", 200);
+    let concurrency = arg(args, "--concurrency", 4);
+    let http = reqwest::Client::new();
+    // A page of jobs to read.
+    for j in 0..60 {
+        let body = json!({"source": "bench", "job": {"external_id": format!("auth-{j}"), "name": "auth", "template": "patch.yml"},
+                          "events": synthetic_events(j + 1, 3)});
+        let r = http.post(format!("http://{addr}/api/v1/ingest/events")).bearer_auth(TOKEN).json(&body).send().await.expect("ingest");
+        assert!(r.status().is_success(), "ingest {}", r.status());
+    }
+    // A person who signed in (as the LDAP and single sign-on paths record them) with a session.
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let cookie = "pds_bench_person_session_token_0123456789";
+    let hash = bff::infra::secrets::hash_secret(cookie);
+    db.batch_execute(&format!(
+        "insert into users (kind, issuer, subject, username, display_name, groups)
+         values ('oidc', 'https://idp.example.com', 'bench-person', 'bench', 'Bench Person', '{{playdeck-admins,staff}}');
+         insert into sessions (token_hash, user_id, method, expires)
+         select '{hash}', id, 'oidc', now() + interval '1 hour' from users where subject = 'bench-person';"
+    ))
+    .await
+    .expect("a person's session");
+    let url = format!("http://{addr}/api/v1/jobs?page_size=50");
+    let call = |session: bool| {
+        let req = http.get(&url);
+        let req = if session { req.header("cookie", format!("playdeck_session={cookie}")) } else { req.bearer_auth(ADMIN) };
+        async move {
+            let t = Instant::now();
+            let r = req.send().await.expect("get");
+            assert_eq!(r.status(), 200, "authenticated read");
+            let _ = r.bytes().await;
+            t.elapsed()
+        }
+    };
+    // Warm both paths.
+    for _ in 0..50 {
+        call(true).await;
+        call(false).await;
+    }
+    let mut wall = [Vec::new(), Vec::new()];
+    let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        // Interleaved, the order swapped every round: drift on a busy machine hits both alike.
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for session in order {
+            let t = Instant::now();
+            let mut done = Vec::with_capacity(per_round);
+            for chunk in (0..per_round).collect::<Vec<_>>().chunks(concurrency) {
+                let results = futures_util::future::join_all(chunk.iter().map(|_| call(session))).await;
+                done.extend(results);
+            }
+            wall[usize::from(session)].push(t.elapsed().as_secs_f64());
+            lat[usize::from(session)].extend(done);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let p = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0
+    };
+    let (key_round, session_round) = (median(&mut wall[0]), median(&mut wall[1]));
+    println!("auth: GET /api/v1/jobs?page_size=50, {rounds} rounds of {per_round} requests each way, {concurrency} at a time");
+    println!("      API key:          median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms", key_round, p(&mut lat[0], 0.5), p(&mut lat[0], 0.99));
+    println!("      person's session: median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms", session_round, p(&mut lat[1], 0.5), p(&mut lat[1], 0.99));
+    let ratio = session_round / key_round;
+    println!("      ratio session / key: {ratio:.3} (limit 1.10) -> {}", if ratio <= 1.1 { "ok" } else { "TOO SLOW" });
 }

@@ -6,7 +6,8 @@
 // test button delivers, a failed job of its template is mailed and listed among the latest
 // notifications, "Send again" mails it again, pause and resume change it on the server, and a
 // confirmed delete removes it. An operator sees the credentials but cannot add any and is told
-// notifications are for admins; a viewer gets no Settings link. Desktop and phone widths.
+// notifications are for admins; a viewer's Settings has only their tokens and sessions. Desktop and
+// phone widths.
 //
 //   PLAYDECK_URL=http://127.0.0.1:8080 PLAYDECK_ADMIN_KEY=… PLAYDECK_INGEST_TOKEN=… node settings.mjs
 
@@ -230,7 +231,7 @@ async function main() {
       await phone.close();
     });
 
-    await step('an operator sees credentials but changes nothing; a viewer has no Settings', async () => {
+    await step("an operator sees credentials but changes nothing; a viewer's Settings has only tokens and sessions", async () => {
       for (const role of ['operator', 'viewer']) {
         const created = await apiCall('POST', '/api/v1/keys', ADMIN_KEY, { name: `settings-${role}-${suffix}`, role });
         assert(created.status === 201, JSON.stringify(created));
@@ -248,7 +249,12 @@ async function main() {
           const text = await p.getByTestId('settings-page').innerText();
           assert(text.includes('Only admins see and change who is told when jobs end.'), text);
         } else {
-          assert((await p.getByTestId('nav-settings').count()) === 0, 'a viewer is offered Settings');
+          await p.getByTestId('nav-settings').click();
+          await p.getByTestId('tokens').waitFor({ timeout: 15_000 });
+          await p.getByTestId('sessions').waitFor();
+          for (const id of ['credentials', 'notifiers', 'users']) {
+            assert((await p.getByTestId(id).count()) === 0, `a viewer sees ${id}`);
+          }
         }
         noPageErrors(p);
         await ctx.close();

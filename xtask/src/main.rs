@@ -31,6 +31,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                 .venv with ansible-core, and with --browser chromium and playwright-core).
   bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
   bench live    latency from accepted to received for K WebSocket clients
+  bench auth    GET /api/v1/jobs with a person's session against the same call with an API key
   bench aap-sync  lag from an event's creation on a (fake) AWX controller to a WebSocket client
   bench callback [--rounds N]
                 wall time of one playbook (20 hosts x 50 tasks, connection local) without a callback,
