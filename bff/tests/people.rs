@@ -121,12 +121,13 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
     assert_error(sign_in(&app, json!({})).await, 422).await;
     assert_error(sign_in(&app, json!({"username": "alice"})).await, 422).await;
     assert_error(sign_in(&app, json!({"username": "alice", "password": "alice-pass", "admin": true})).await, 422).await;
-    let r = app.http.post(app.url("/api/v1/session")).json(&json!({"username": "ali\u{0}ce", "password": "x"})).send().await.expect("nul");
-    assert!(r.status().is_client_error(), "{}", r.status());
+    let detail = assert_error(sign_in(&app, json!({"username": "ali\u{0}ce", "password": "x"})).await, 400).await;
+    assert!(detail.contains("NUL"), "{detail}");
     assert_eq!(count(&app, "select count(*) from users").await, users_before, "refusals create nobody");
     let refused = audit(&app, "action=sign-in%20refused").await;
     assert!(refused.len() >= 10, "{refused:?}");
     assert!(refused.iter().any(|e| e["detail"]["username"] == "al*"), "the refusal names what was typed");
+    assert!(refused.iter().any(|e| e["detail"]["field"] == "username"), "a NUL typed is refused and recorded");
     let signed_in = audit(&app, "action=sign-in&actor=alice").await;
     assert_eq!(signed_in.len(), 1, "{signed_in:?}");
     assert!(signed_in[0]["user_id"].as_i64().is_some());
@@ -510,6 +511,12 @@ async fn the_audit_log_is_filtered_and_downloaded_as_csv() {
     assert_error(r, 400).await;
     let r = app.http.get(app.url("/api/v1/audit?user_id=x")).bearer_auth(ADMIN_KEY).send().await.expect("bad");
     assert_error(r, 400).await;
+    for q in ["actor=a%00b", "action=%00", "target=%00"] {
+        let r = app.http.get(app.url(&format!("/api/v1/audit?{q}"))).bearer_auth(ADMIN_KEY).send().await.expect("nul");
+        assert_error(r, 400).await;
+    }
+    let r = app.http.get(app.url("/api/v1/users?q=%00")).bearer_auth(ADMIN_KEY).send().await.expect("nul");
+    assert_error(r, 400).await;
     let page: Value = app.http.get(app.url("/api/v1/audit?page_size=1&action=key%20created")).bearer_auth(ADMIN_KEY).send().await.expect("page").json().await.expect("json");
     assert_eq!(page["count"], 2);
     assert!(page["next"].as_str().expect("next").contains("action=key%20created"), "{page}");
@@ -525,4 +532,35 @@ async fn the_audit_log_is_filtered_and_downloaded_as_csv() {
     assert!(text.contains("'=cmd"), "a formula is defused: {text}");
     let actions: Vec<String> = app.http.get(app.url("/api/v1/audit/actions")).bearer_auth(ADMIN_KEY).send().await.expect("actions").json().await.expect("json");
     assert!(actions.contains(&"key created".to_string()), "{actions:?}");
+}
+
+#[tokio::test]
+async fn keys_of_a_previous_release_become_service_accounts_and_the_key_form_can_be_switched_off() {
+    let app = spawn_app().await;
+    // A key as the previous release writes it: no owner.
+    let old_key = "pdk_made_by_the_previous_release_0123456789";
+    app.db()
+        .await
+        .execute(
+            "insert into api_keys (name, role, key_hash, prefix) values ('old pipeline', 'operator', encode(sha256($1::bytea), 'hex'), 'pdk_made')",
+            &[&old_key.as_bytes()],
+        )
+        .await
+        .expect("old key");
+    let me: Value = app.http.get(app.url("/api/v1/session")).bearer_auth(old_key).send().await.expect("me").json().await.expect("json");
+    assert_eq!((me["name"].as_str(), me["role"].as_str(), me["kind"].as_str()), (Some("old pipeline"), Some("operator"), Some("key")));
+    // The next start adopts it as a service account of its name.
+    let pg = app.pg.clone();
+    let again = spawn_app_on(pg, |c| c.auth.api_key_signin = false).await;
+    let users: Value = again.http.get(again.url("/api/v1/users?kind=service")).bearer_auth(ADMIN_KEY).send().await.expect("users").json().await.expect("json");
+    let names: Vec<&str> = users["results"].as_array().expect("results").iter().filter_map(|u| u["username"].as_str()).collect();
+    assert!(names.contains(&"old pipeline"), "{names:?}");
+    let me: Value = again.http.get(again.url("/api/v1/session")).bearer_auth(old_key).send().await.expect("me").json().await.expect("json");
+    assert_eq!((me["kind"].as_str(), me["role"].as_str()), (Some("service"), Some("operator")));
+    // PLAYDECK_API_KEY_SIGNIN=false: no key form, no key sign-in; keys still work as bearer tokens.
+    let options: Value = again.http.get(again.url("/api/v1/session/options")).send().await.expect("options").json().await.expect("json");
+    assert_eq!(options["key"], false);
+    let detail = assert_error(sign_in(&again, json!({"key": ADMIN_KEY})).await, 403).await;
+    assert!(detail.contains("switched off"), "{detail}");
+    assert_eq!(again.http.get(again.url("/api/v1/jobs")).bearer_auth(old_key).send().await.expect("jobs").status(), 200);
 }

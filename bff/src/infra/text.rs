@@ -41,18 +41,6 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_colours_and_keeps_text() {
-        assert_eq!(strip_ansi("\u{1b}[0;32mok: [web-01]\u{1b}[0m"), "ok: [web-01]");
-        assert_eq!(strip_ansi("plain"), "plain");
-        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}x"), "x");
-    }
-}
-
 /// Text made safe inside HTML (elements and quoted attributes).
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -67,4 +55,16 @@ pub fn escape_html(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_colours_and_keeps_text() {
+        assert_eq!(strip_ansi("\u{1b}[0;32mok: [web-01]\u{1b}[0m"), "ok: [web-01]");
+        assert_eq!(strip_ansi("plain"), "plain");
+        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}x"), "x");
+    }
 }

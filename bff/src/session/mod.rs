@@ -67,6 +67,8 @@ pub(crate) async fn refused(app: &App, client: &str, reason: &AppError, detail: 
     let mut detail = detail;
     detail["reason"] = serde_json::Value::String(reason.to_string());
     detail["from"] = serde_json::Value::String(client.to_string());
+    // What was typed may hold a NUL, which jsonb cannot: it is recorded as ␀.
+    let detail = serde_json::from_str(&detail.to_string().replace("\\u0000", "\u{2400}")).unwrap_or(detail);
     crate::infra::audit::record(app, client, "sign-in refused", None, detail).await;
     match reason {
         AppError::TooManyRequests(s) => AppError::TooManyRequests(*s),
@@ -74,6 +76,8 @@ pub(crate) async fn refused(app: &App, client: &str, reason: &AppError, detail: 
         AppError::Forbidden(m) => AppError::Forbidden(m.clone()),
         AppError::Unprocessable(m) => AppError::Unprocessable(m.clone()),
         AppError::BadGateway(m) => AppError::BadGateway(m.clone()),
+        AppError::NotFound(m) => AppError::NotFound(m.clone()),
+        AppError::BadRequest(m) => AppError::BadRequest(m.clone()),
         other => AppError::Unauthorized(other.to_string()),
     }
 }
@@ -88,6 +92,12 @@ async fn create(
 ) -> Result<Response, AppError> {
     if let Err(wait) = app.signin_limit.check(&client.0) {
         return Err(refused(&app, &client.0, &AppError::TooManyRequests(wait), serde_json::json!({})).await);
+    }
+    for (name, v) in [("key", &req.key), ("username", &req.username), ("password", &req.password)] {
+        if v.as_deref().is_some_and(|v| v.contains('\0')) {
+            let e = AppError::BadRequest(format!("`{name}` must not contain a NUL byte"));
+            return Err(refused(&app, &client.0, &e, serde_json::json!({"field": name})).await);
+        }
     }
     let identity = match (req.key, req.username, req.password) {
         (Some(key), None, None) => {
@@ -187,13 +197,15 @@ async fn remove(State(app): State<AppState>, headers: HeaderMap) -> Result<Respo
         let db = app.pool.get().await?;
         let row = db
             .query_opt(
-                "delete from sessions where token_hash = $1 returning method, id_token, user_id",
+                "delete from sessions s where token_hash = $1
+                 returning method, id_token, coalesce(user_id, (select user_id from api_keys k where k.id = s.key_id)), key_id",
                 &[&hash_secret(token)],
             )
             .await?;
         if let Some(row) = row {
             let user: Option<i64> = row.get(2);
-            let actor = Actor { text: user_name(&app, user).await.unwrap_or_else(|| "a key session".into()), user_id: user, key_id: None };
+            let text = user_name(&app, user).await.unwrap_or_else(|| "a key's session".into());
+            let actor = Actor { text, user_id: user, key_id: row.get(3) };
             crate::infra::audit::record(&app, actor, "sign-out", None, serde_json::json!({})).await;
             if row.get::<_, &str>(0) == "oidc" {
                 logout_url = oidc::logout_url(&app, row.get(1)).await;
