@@ -124,7 +124,7 @@ async fn list(
     caller.require(Role::Admin)?;
     q.check()?;
     let f = &q;
-    let page = q.page.unwrap_or(1).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let size = q.page_size.unwrap_or(50).clamp(1, 200);
     let db = app.pool.get().await?;
     let count: i64 = db

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use shared::people::{CreatedToken, NewToken, Token};
 use shared::{Page, Role};
 
-use crate::infra::auth::{key_prefix, Caller};
+use crate::infra::auth::{key_prefix, token_hash, Caller};
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::Q;
-use crate::infra::secrets::{hash_secret, random_token};
+use crate::infra::secrets::random_token;
 use crate::infra::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -110,7 +110,9 @@ async fn create(
             let Some(me) = caller.user_id else {
                 return Err(AppError::Unprocessable("this caller has no account to own tokens".into()));
             };
-            if caller.session_id.is_none() && caller.key_id.is_some() {
+            // A token (as a bearer, or behind a session opened with the key form) makes no tokens:
+            // a leaked one could otherwise outlive its own revocation.
+            if caller.key_id.is_some() {
                 return Err(AppError::Forbidden(
                     "a token cannot make tokens; sign in, or ask an admin for a service account's token".into(),
                 ));
@@ -141,7 +143,7 @@ async fn create(
                    returning *)
                  select {TOKEN_COLUMNS} from k left join users u on u.id = k.user_id"
             ),
-            &[&name, &role.as_str(), &hash_secret(&secret), &key_prefix(&secret), &owner, &caller.actor(), &(days as i32)],
+            &[&name, &role.as_str(), &token_hash(&secret), &key_prefix(&secret), &owner, &caller.actor(), &(days as i32)],
         )
         .await?;
     let token = token_from_row(&row);

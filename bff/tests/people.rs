@@ -416,6 +416,44 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let entry = audit(&app, "action=kb%20entry%20created").await;
     assert_eq!(entry.first().map(|e| e["actor"].clone()), Some(json!("dave (token ci deploy)")), "{entry:?}");
     assert_error(post_as(&app, "/api/v1/tokens", &token, Some(json!({"name": "more"}))).await, 403).await;
+    // Signed in on the key form, a token's session is the token's: its role, no minting, and it
+    // ends with the token.
+    let r = sign_in(&app, json!({"key": viewer_token})).await;
+    assert_eq!(r.status(), 200);
+    let viewer_session = session_cookie(&r).expect("a session");
+    let me: Value = get_with(&app, "/api/v1/session", &viewer_session).await.json().await.expect("json");
+    assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("dave"), Some("viewer")));
+    let r = app
+        .http
+        .post(app.url("/api/v1/tokens"))
+        .header("cookie", format!("playdeck_session={viewer_session}"))
+        .header(CSRF, "1")
+        .json(&json!({"name": "escape"}))
+        .send()
+        .await
+        .expect("mint");
+    assert_error(r, 403).await;
+    // A previous release hashes keys plainly: it can never match a token of this one.
+    let stored: String = app.db().await.query_one("select key_hash from api_keys where name = 'ci deploy'", &[]).await.expect("hash").get(0);
+    let plain = count(&app, &format!("select count(*) from api_keys where key_hash = encode(sha256('{token}'::bytea), 'hex')")).await;
+    assert_eq!(plain, 0, "{stored}");
+    // A stale cookie does not hide the proxy's sign-in; names may be UTF-8.
+    let r = proxied(&app, reqwest::Method::GET, "/api/v1/session", "dave", "playdeck-operators")
+        .header("cookie", "playdeck_session=pds_stale")
+        .send()
+        .await
+        .expect("stale");
+    assert_eq!(r.json::<Value>().await.expect("json")["name"], "dave");
+    let r = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .header("x-forwarded-user", reqwest::header::HeaderValue::from_bytes("José".as_bytes()).expect("utf-8"))
+        .send()
+        .await
+        .expect("utf-8 user");
+    assert_eq!(r.json::<Value>().await.expect("json")["name"], "José");
+    let r = app.http.get(app.url("/api/v1/users?page=9223372036854775807")).bearer_auth(ADMIN_KEY).send().await.expect("deep");
+    assert_eq!(r.status(), 200);
     let mine: Value = app.http.get(app.url("/api/v1/tokens")).bearer_auth(&token).send().await.expect("list").json().await.expect("json");
     assert_eq!(mine["count"], 2);
     assert!(!mine.to_string().contains(&token), "the secret is never listed");
@@ -464,12 +502,16 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let r = proxied(&app, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), "dave", "playdeck-viewers").header(CSRF, "1").send().await.expect("revoke");
     assert_eq!(r.status(), 204);
     assert_error(app.http.get(app.url("/api/v1/session")).bearer_auth(&token).send().await.expect("me"), 401).await;
+    let viewer_id: i64 = app.db().await.query_one("select id from api_keys where name = 'read only'", &[]).await.expect("id").get(0);
+    let r = proxied(&app, reqwest::Method::DELETE, &format!("/api/v1/tokens/{viewer_id}"), "dave", "playdeck-viewers").header(CSRF, "1").send().await.expect("revoke");
+    assert_eq!(r.status(), 204);
+    assert_error(get_with(&app, "/api/v1/session", &viewer_session).await, 401).await;
 
     // The same headers from a peer that is not a trusted proxy: ignored, refused, recorded.
     let app2 = spawn_app_with(move |c| {
         c.auth.proxy = Some(proxy);
         c.auth.trusted_proxies = vec!["10.0.0.0/8".parse().expect("cidr")];
-        c.signin_per_minute = 2;
+        c.signin_per_minute = 3;
         groups(c);
     })
     .await;

@@ -19,6 +19,8 @@ pub(crate) struct Identity {
     directory: Child,
     pub(crate) issuer: String,
     pub(crate) ldap_port: u16,
+    /// The test CA that signed the directory's certificate.
+    pub(crate) ca: std::path::PathBuf,
 }
 
 impl Drop for Identity {
@@ -90,7 +92,7 @@ pub(crate) fn start(dir: &Path) -> Result<Identity, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start slapd: {e}"))?;
-    let identity = Identity { provider, directory, issuer, ldap_port };
+    let identity = Identity { provider, directory, issuer, ldap_port, ca: dir.join("tls/ca.pem") };
     wait_for(identity.ldap_port, "slapd")?;
     Ok(identity)
 }
@@ -103,7 +105,10 @@ impl Identity {
             ("PLAYDECK_OIDC_CLIENT_ID", "playdeck".into()),
             ("PLAYDECK_OIDC_CLIENT_SECRET", "playdeck-test-secret".into()),
             ("PLAYDECK_OIDC_NAME", "the test provider".into()),
-            ("PLAYDECK_LDAP_URL", format!("ldap://127.0.0.1:{}", self.ldap_port)),
+            // StartTLS against the directory's test CA: passwords never cross in clear.
+            ("PLAYDECK_LDAP_URL", format!("ldap://localhost:{}", self.ldap_port)),
+            ("PLAYDECK_LDAP_STARTTLS", "true".into()),
+            ("PLAYDECK_LDAP_CA_FILE", self.ca.display().to_string()),
             ("PLAYDECK_LDAP_BIND_DN", "cn=playdeck,ou=services,dc=playdeck,dc=test".into()),
             ("PLAYDECK_LDAP_BIND_PASSWORD", "bind-pass".into()),
             ("PLAYDECK_LDAP_USER_BASE", "ou=people,dc=playdeck,dc=test".into()),

@@ -153,10 +153,16 @@ where
         if let Some(key) = bearer(&parts.headers) {
             return key_identity(&app, key).await;
         }
-        let browser = if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
-            Some(session_identity(&app, token).await?)
-        } else {
-            proxy_identity(&app, parts).await?
+        // A trusted proxy's sign-in, else the session cookie, else a refusal of forged headers.
+        let browser = match proxy_identity(&app, parts).await? {
+            Some(identity) => Some(identity),
+            None => match cookie(&parts.headers, SESSION_COOKIE) {
+                Some(token) => Some(session_identity(&app, token).await?),
+                None => {
+                    refuse_forged_proxy_headers(&app, parts).await?;
+                    None
+                }
+            },
         };
         if let Some(identity) = browser {
             // A cookie is sent by the browser whoever made the page; a write must also carry a
@@ -252,6 +258,18 @@ impl Owner {
     }
 }
 
+/// What is stored of a token: the tokens of `/api/v1/tokens` (`pdt_`) are hashed with a label
+/// the previous release does not know, so a replica of it (in a rolling update, or after a
+/// rollback) never accepts one, as it would ignore their expiry and their owner; API keys (`pdk_`)
+/// are hashed as they always were.
+pub fn token_hash(secret: &str) -> String {
+    if secret.starts_with("pdt_") {
+        hash_secret(&format!("playdeck token\u{0}{secret}"))
+    } else {
+        hash_secret(secret)
+    }
+}
+
 /// A bearer token: an API key, a personal token or a service account's token.
 pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppError> {
     let db = app.pool.get().await?;
@@ -265,7 +283,7 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
                  select k.id, k.name, k.role, k.user_id, {OWNER_COLUMNS}
                    from k left join users u on u.id = k.user_id"
             ),
-            &[&hash_secret(key)],
+            &[&token_hash(key)],
         )
         .await?;
     let row = row.ok_or_else(|| AppError::Unauthorized("this token is not valid (unknown, revoked or expired)".into()))?;
@@ -324,41 +342,42 @@ async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> 
 
 /// Sign-in by a trusted reverse proxy (oauth-proxy, oauth2-proxy): the user and groups in its
 /// headers, believed only from a peer in `PLAYDECK_TRUSTED_PROXIES` with `PLAYDECK_PROXY_AUTH`.
+/// `None`: not a proxy's request (no header, or not from a trusted peer).
 async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, AppError> {
     let Some(proxy) = &app.config.auth.proxy else { return Ok(None) };
     let Some(user) = parts.headers.get(proxy.user_header.as_str()) else { return Ok(None) };
     let peer = crate::infra::security::peer_of(parts);
-    if !peer.is_some_and(|p| app.config.auth.trusts(p.ip())) {
-        let from = peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let Some(peer) = peer.filter(|p| app.config.auth.trusts(p.ip())) else { return Ok(None) };
+    let from = peer.ip().to_string();
+    let refuse = |why: String| async move {
         crate::infra::audit::record(
             app,
             from.as_str(),
             "sign-in refused",
             None,
-            serde_json::json!({"reason": "proxy user header from a peer that is not a trusted proxy", "from": from}),
+            serde_json::json!({"reason": why, "method": "proxy", "from": from}),
         )
         .await;
-        return Err(AppError::Unauthorized("the proxy's user header is only believed from a trusted proxy".into()));
-    }
-    let header_text = |v: &axum::http::HeaderValue| -> Result<String, AppError> {
-        v.to_str()
+        Err(AppError::Unauthorized(why))
+    };
+    // Header values are bytes; people's names may well be UTF-8.
+    let text = |v: &axum::http::HeaderValue| {
+        std::str::from_utf8(v.as_bytes())
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| s.chars().count() <= 256 && !s.chars().any(char::is_control))
-            .ok_or_else(|| AppError::BadRequest("the proxy's user headers must be short printable text".into()))
     };
-    let user = header_text(user)?;
-    if user.is_empty() {
-        return Err(AppError::Unauthorized("the proxy sent an empty user name".into()));
-    }
+    let Some(user) = text(user).filter(|u| !u.is_empty()) else {
+        return refuse("the proxy sent an empty or unreadable user name".into()).await;
+    };
     let groups: Vec<String> = match parts.headers.get(proxy.groups_header.as_str()) {
-        Some(v) => header_text(v)?.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+        Some(v) => match text(v) {
+            Some(g) => g.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+            None => return refuse("the proxy sent an unreadable groups header".into()).await,
+        },
         None => Vec::new(),
     };
-    let email = match parts.headers.get(proxy.email_header.as_str()) {
-        Some(v) => Some(header_text(v)?).filter(|e| !e.is_empty()),
-        None => None,
-    };
+    let email = parts.headers.get(proxy.email_header.as_str()).and_then(text).filter(|e| !e.is_empty());
     let db = app.pool.get().await?;
     let row = db
         .query_one(
@@ -366,15 +385,22 @@ async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, Ap
              values ('proxy', $1, $1, $1, $2, $3, now())
              on conflict (kind, issuer, subject) do update
                 set email = coalesce(excluded.email, users.email), groups = excluded.groups, last_seen = now()
-             returning id, disabled is not null, display_name",
+             returning id, disabled is not null, display_name, xmax = 0",
             &[&user, &email, &groups],
         )
         .await?;
     if row.get::<_, bool>(1) {
-        return Err(AppError::Unauthorized(format!("the account {user:?} is disabled")));
+        return refuse(format!("the account {user:?} is disabled")).await;
+    }
+    let user_id: i64 = row.get(0);
+    if row.get::<_, bool>(3) {
+        // The first request of someone new is their first sign-in.
+        let actor = crate::infra::audit::Actor { text: user.clone(), user_id: Some(user_id), key_id: None };
+        crate::infra::audit::record(app, actor, "sign-in", None, serde_json::json!({"method": "proxy", "from": peer.ip().to_string()}))
+            .await;
     }
     Ok(Some(Identity {
-        user_id: Some(row.get(0)),
+        user_id: Some(user_id),
         key_id: None,
         token_name: None,
         session_id: None,
@@ -386,6 +412,29 @@ async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, Ap
         email,
         groups,
     }))
+}
+
+/// The proxy's user header from a peer that is not a trusted proxy, with nothing else to sign in
+/// with: refused, and recorded (at most at the sign-in rate of that peer, so forged headers
+/// cannot flood the log).
+async fn refuse_forged_proxy_headers(app: &App, parts: &Parts) -> Result<(), AppError> {
+    let Some(proxy) = &app.config.auth.proxy else { return Ok(()) };
+    if !parts.headers.contains_key(proxy.user_header.as_str()) {
+        return Ok(());
+    }
+    let from = crate::infra::security::peer_of(parts).map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    if let Err(wait) = app.signin_limit.check(&from) {
+        return Err(AppError::TooManyRequests(wait));
+    }
+    crate::infra::audit::record(
+        app,
+        from.as_str(),
+        "sign-in refused",
+        None,
+        serde_json::json!({"reason": "proxy user header from a peer that is not a trusted proxy", "method": "proxy", "from": from}),
+    )
+    .await;
+    Err(AppError::Unauthorized("the proxy's user header is only believed from a trusted proxy".into()))
 }
 
 /// Whether an open stream's caller may still read: the session or token is still valid and its

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::ErrorBody;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AppError {
     /// 400: the request cannot be read (malformed JSON, bad query parameter).
     BadRequest(String),

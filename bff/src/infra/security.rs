@@ -85,21 +85,39 @@ pub fn client_key(
     if !auth.trusts(peer.ip()) {
         return peer.ip().to_string();
     }
-    let hops: Vec<std::net::IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|v| v.trim().parse().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
         .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !auth.trusts(**ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer.ip())
-        .to_string()
+    // From the nearest hop outwards: the first that is not a trusted proxy is the client. A hop
+    // that is not an address (`unknown`, garbage) ends the walk too: what lies beyond it was
+    // written by the client and proves nothing.
+    let mut client = peer.ip().to_string();
+    for hop in hops.iter().rev() {
+        match hop_address(hop) {
+            Some(ip) if auth.trusts(ip) => client = ip.to_string(),
+            Some(ip) => return ip.to_string(),
+            None => return format!("unparsed:{}", hop.chars().take(64).collect::<String>()),
+        }
+    }
+    client
 }
+
+/// An `X-Forwarded-For` hop as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+fn hop_address(hop: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.strip_prefix('[').and_then(|h| h.strip_suffix(']')).and_then(|h| h.parse().ok())
+}
+
 
 /// The most header bytes a request may carry (hyper's own limits are larger: ~400 KiB, 100 headers).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -150,5 +168,40 @@ mod tests {
         assert!(l.check("a").is_ok() && l.check("a").is_ok() && l.check("a").is_ok());
         assert_eq!(l.check("a"), Err(2));
         assert!(l.check("b").is_ok(), "clients are counted apart");
+    }
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::client_key;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn the_client_is_the_first_hop_that_is_not_a_trusted_proxy() {
+        let mut auth = crate::infra::config::AuthConfig::for_tests();
+        auth.trusted_proxies = crate::infra::config::auth::parse_cidrs("t", "10.0.0.0/8").expect("cidrs");
+        let key = |peer: &str, xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().expect("value"));
+            }
+            client_key(&auth, &h, Some(peer.parse().expect("peer")))
+        };
+        // Not from a trusted proxy: the header is the client's own words.
+        assert_eq!(key("203.0.113.9:4000", &["1.1.1.1"]), "203.0.113.9");
+        // Through the proxy: what the proxy appended, not what the client prepended.
+        assert_eq!(key("10.0.0.2:4000", &["6.6.6.6, 198.51.100.7"]), "198.51.100.7");
+        assert_eq!(key("10.0.0.2:4000", &["6.6.6.6", "198.51.100.7"]), "198.51.100.7");
+        assert_eq!(key("10.0.0.2:4000", &["198.51.100.7, 10.0.0.5"]), "198.51.100.7");
+        // Ports and brackets as some proxies write them.
+        assert_eq!(key("10.0.0.2:4000", &["6.6.6.6, 198.51.100.7:5678"]), "198.51.100.7");
+        assert_eq!(key("10.0.0.2:4000", &["[2001:db8::1]:443"]), "2001:db8::1");
+        // A hop that is not an address stops the walk: nothing beyond it is believed.
+        assert_eq!(key("10.0.0.2:4000", &["6.6.6.6, unknown"]), "unparsed:unknown");
+        // Only proxies: the nearest of them.
+        assert_eq!(key("10.0.0.2:4000", &["10.0.0.7"]), "10.0.0.7");
+        assert_eq!(key("10.0.0.2:4000", &[]), "10.0.0.2");
+        // IPv4-mapped IPv6 peers are the IPv4 address.
+        assert_eq!(key("[::ffff:10.0.0.2]:4000", &["198.51.100.7"]), "198.51.100.7");
     }
 }

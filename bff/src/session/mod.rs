@@ -70,16 +70,7 @@ pub(crate) async fn refused(app: &App, client: &str, reason: &AppError, detail: 
     // What was typed may hold a NUL, which jsonb cannot: it is recorded as ␀.
     let detail = serde_json::from_str(&detail.to_string().replace("\\u0000", "\u{2400}")).unwrap_or(detail);
     crate::infra::audit::record(app, client, "sign-in refused", None, detail).await;
-    match reason {
-        AppError::TooManyRequests(s) => AppError::TooManyRequests(*s),
-        AppError::Unauthorized(m) => AppError::Unauthorized(m.clone()),
-        AppError::Forbidden(m) => AppError::Forbidden(m.clone()),
-        AppError::Unprocessable(m) => AppError::Unprocessable(m.clone()),
-        AppError::BadGateway(m) => AppError::BadGateway(m.clone()),
-        AppError::NotFound(m) => AppError::NotFound(m.clone()),
-        AppError::BadRequest(m) => AppError::BadRequest(m.clone()),
-        other => AppError::Unauthorized(other.to_string()),
-    }
+    reason.clone()
 }
 
 /// Signs in with an API key (`{"key"}`) or a user name and password (`{"username", "password"}`,
@@ -99,7 +90,7 @@ async fn create(
             return Err(refused(&app, &client.0, &e, serde_json::json!({"field": name})).await);
         }
     }
-    let identity = match (req.key, req.username, req.password) {
+    let (method, identity) = match (req.key, req.username, req.password) {
         (Some(key), None, None) => {
             if !app.config.auth.api_key_signin {
                 let e = AppError::Forbidden(
@@ -108,7 +99,7 @@ async fn create(
                 return Err(refused(&app, &client.0, &e, serde_json::json!({"method": "key"})).await);
             }
             match key_identity(&app, key.trim()).await {
-                Ok(id) => id,
+                Ok(id) => ("key", id),
                 Err(e) => return Err(refused(&app, &client.0, &e, serde_json::json!({"method": "key"})).await),
             }
         }
@@ -118,7 +109,7 @@ async fn create(
                 return Err(refused(&app, &client.0, &AppError::TooManyRequests(wait), detail).await);
             }
             match ldap::sign_in(&app, &username, &password).await {
-                Ok(id) => id,
+                Ok(id) => ("ldap", id),
                 Err(e) => return Err(refused(&app, &client.0, &e, detail).await),
             }
         }
@@ -128,7 +119,6 @@ async fn create(
             ))
         }
     };
-    let method = if identity.kind == "ldap" { "ldap" } else { "key" };
     let cookie = open_session(&app, &identity, method, None, &client.0, &headers).await?;
     let mut resp = Json(info(&app, identity)).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);

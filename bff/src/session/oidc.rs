@@ -139,7 +139,16 @@ pub(super) struct StartQuery {
 /// Where to go after signing in: a path of ours, never another site.
 fn safe_return(to: Option<String>) -> String {
     match to {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains(['\\', '\r', '\n']) && p.len() < 2000 => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() < 2000
+                // Printable ASCII only (a browser's own paths are percent-encoded): a tab or a
+                // control byte could turn `/\t/evil` into `//evil`, or break the Location header.
+                && p.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            p
+        }
         _ => "/".into(),
     }
 }
@@ -376,4 +385,27 @@ pub(super) async fn logout_url(app: &App, id_token: Option<String>) -> Option<St
         }
     }
     Some(request.http_get_url().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn only_our_own_paths_are_returned_to() {
+        for (given, want) in [
+            ("/jobs/5?tab=output", "/jobs/5?tab=output"),
+            ("//evil.example", "/"),
+            ("/\t/evil.example", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example", "/"),
+            ("/a\u{7f}", "/"),
+            ("/a\0b", "/"),
+            ("/caf\u{e9}", "/"),
+            ("", "/"),
+        ] {
+            assert_eq!(safe_return(Some(given.to_string())), want, "{given:?}");
+        }
+        assert_eq!(safe_return(None), "/");
+    }
 }

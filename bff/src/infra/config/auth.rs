@@ -102,7 +102,8 @@ impl AuthConfig {
         let oidc = match var("PLAYDECK_OIDC_ISSUER") {
             None => None,
             Some(issuer) => {
-                let issuer = issuer.trim().trim_end_matches('/').to_string();
+                // Kept as written: the provider's discovery document must name exactly this issuer.
+                let issuer = issuer.trim().to_string();
                 if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                     return Err(format!("PLAYDECK_OIDC_ISSUER is the provider's URL, got {issuer:?}"));
                 }
@@ -138,6 +139,13 @@ impl AuthConfig {
                 if !user_filter.contains("{username}") {
                     return Err(format!("PLAYDECK_LDAP_USER_FILTER must contain {{username}}, got {user_filter:?}"));
                 }
+                let starttls = flag("PLAYDECK_LDAP_STARTTLS");
+                if url.starts_with("ldap://") && !starttls && !flag("PLAYDECK_LDAP_ALLOW_PLAINTEXT") {
+                    return Err(format!(
+                        "PLAYDECK_LDAP_URL {url} has no TLS: passwords would cross the network in clear; use ldaps://, \
+                         PLAYDECK_LDAP_STARTTLS=true, or PLAYDECK_LDAP_ALLOW_PLAINTEXT=true on a network you trust"
+                    ));
+                }
                 Some(LdapConfig {
                     url,
                     bind_dn: var("PLAYDECK_LDAP_BIND_DN"),
@@ -147,7 +155,7 @@ impl AuthConfig {
                     group_base: var("PLAYDECK_LDAP_GROUP_BASE"),
                     group_filter: var("PLAYDECK_LDAP_GROUP_FILTER").unwrap_or_else(|| "(member={dn})".into()),
                     ca_file: var("PLAYDECK_LDAP_CA_FILE").map(Into::into),
-                    starttls: flag("PLAYDECK_LDAP_STARTTLS"),
+                    starttls,
                 })
             }
         };
