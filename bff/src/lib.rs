@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod ops;
 pub mod requests;
 pub mod retention;
+pub mod server;
 pub mod session;
 pub mod stats;
 pub mod tokens;
@@ -63,7 +64,23 @@ pub struct Started {
 /// Connects to the database, applies migrations, makes sure the admin key and the ingest token
 /// exist and starts the live relay.
 pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<Started, String> {
-    let pool = db::pool(pg_config.clone(), config.pool_size)?;
+    let connector = db::connector(&config.database_tls)?;
+    let pool = db::pool(pg_config.clone(), connector.clone(), config.pool_size)?;
+    if let Err(e) = pool.get().await {
+        let cause = match &e {
+            deadpool_postgres::PoolError::Backend(b) => {
+                let mut text = b.to_string();
+                let mut source = std::error::Error::source(b);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                text
+            }
+            other => other.to_string(),
+        };
+        return Err(db::explain_connect_error(&config.database_tls, &pg_config, &cause));
+    }
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
@@ -106,7 +123,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     }));
     let new_admin_key = auth::bootstrap_admin(&app).await?;
     kb::seed(&app).await?;
-    live::start(pool, pg_config, hub, metrics, relay_shutdown);
+    live::start(pool, pg_config, connector, hub, metrics, relay_shutdown);
     retention::start(&app);
     aap::start(&app);
     engine::start(&app);

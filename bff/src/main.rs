@@ -56,7 +56,7 @@ fn init_logging() {
 
 async fn serve() -> Result<(), String> {
     init_logging();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
 
@@ -64,8 +64,9 @@ async fn serve() -> Result<(), String> {
     // with a panic, dropping it stops PostgreSQL.
     let (cluster, pg_config) = match &config.database_url {
         Some(url) => {
-            let pg: tokio_postgres::Config =
-                url.expose().parse().map_err(|e| format!("DATABASE_URL cannot be read: {e}"))?;
+            let (pg, tls) =
+                bff::infra::config::database::parse_database_url(url.expose(), |v| std::env::var(v).ok())?;
+            config.database_tls = tls;
             (None, pg)
         }
         None => {
@@ -87,19 +88,18 @@ async fn serve() -> Result<(), String> {
             config.data_dir.join("admin.key").display()
         );
     }
-    println!("Playdeck is serving on http://{addr}");
-    bff::engine::Engine::of(&started.state).set_listen_addr(addr);
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    println!("Playdeck is serving on {scheme}://{addr}");
+    bff::engine::Engine::of(&started.state).set_listener(addr, config.tls.as_ref().map(|t| t.cert.as_path()));
     let shutdown = started.shutdown;
     let pool = started.state.pool.clone();
     let engine_state = started.state.clone();
-    let app = bff::app(started.state);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let stop = async move {
         stop_signal().await;
         tracing::info!("shutting down");
         let _ = shutdown.send(true);
-    });
-    let result = server.await.map_err(|e| format!("server: {e}"));
+    };
+    let result = bff::server::serve(started.state, listener, config.tls.clone(), stop).await;
     // Playbooks still running are stopped and recorded before the database goes.
     bff::engine::stop(&engine_state).await;
     drop(engine_state);
@@ -131,27 +131,5 @@ async fn stop_signal() {
 
 async fn healthcheck() -> Result<(), String> {
     let config = Config::from_env()?;
-    let mut addr = config.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let mut stream = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("{addr}: no answer"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer))
-        .await
-        .map_err(|_| "no answer from /healthz".to_string())?
-        .map_err(|e| e.to_string())?;
-    if answer.starts_with(b"HTTP/1.1 200") {
-        Ok(())
-    } else {
-        Err(format!("/healthz answered {}", String::from_utf8_lossy(&answer).lines().next().unwrap_or("")))
-    }
+    bff::server::healthcheck(&config).await
 }

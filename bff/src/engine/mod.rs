@@ -75,6 +75,9 @@ pub struct Engine {
     ingest_url: watch::Sender<Option<String>>,
     /// The directory the callback plugin was written to.
     plugin_dir: OnceLock<PathBuf>,
+    /// The listener's certificate when it serves HTTPS and the callback URL is our own: the
+    /// plugin checks the chain against it (not the name: it calls a loopback address).
+    callback_ca: Mutex<Option<PathBuf>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -102,6 +105,7 @@ impl Engine {
             ended: watch::channel(0).0,
             ingest_url: watch::channel(config.ingest_url.clone()).0,
             plugin_dir: OnceLock::new(),
+            callback_ca: Mutex::new(None),
         }
     }
 
@@ -112,9 +116,19 @@ impl Engine {
     /// Tells the engine the address the server listens on (when the callback URL is not set), so
     /// its playbooks' events come back here. Workers start taking jobs once this is known.
     pub fn set_listen_addr(&self, addr: SocketAddr) {
+        self.set_listener(addr, None);
+    }
+
+    /// As `set_listen_addr`, for a listener that serves HTTPS with this certificate (PEM): the
+    /// callback URL is `https://` and the plugin trusts the certificate.
+    pub fn set_listener(&self, addr: SocketAddr, tls_cert: Option<&std::path::Path>) {
         if self.ingest_url.borrow().is_some() {
             return;
         }
+        if let Ok(mut ca) = self.callback_ca.lock() {
+            *ca = tls_cert.map(std::path::Path::to_path_buf);
+        }
+        let scheme = if tls_cert.is_some() { "https" } else { "http" };
         let mut addr = addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() {
@@ -124,7 +138,12 @@ impl Engine {
             });
         }
         // send_replace: stored even before the workers subscribed.
-        self.ingest_url.send_replace(Some(format!("http://{addr}")));
+        self.ingest_url.send_replace(Some(format!("{scheme}://{addr}")));
+    }
+
+    /// The certificate the callback plugin trusts, when the engine calls our own HTTPS listener.
+    pub fn callback_ca(&self) -> Option<PathBuf> {
+        self.callback_ca.lock().ok().and_then(|c| c.clone())
     }
 
     /// Jobs running in this process now.
@@ -136,7 +155,7 @@ impl Engine {
 /// Writes the callback plugin, recovers jobs left by a crash and starts the queue's workers.
 pub fn start(app: &AppState) {
     if app.config.listen.port() != 0 {
-        Engine::of(app).set_listen_addr(app.config.listen);
+        Engine::of(app).set_listener(app.config.listen, app.config.tls.as_ref().map(|t| t.cert.as_path()));
     }
     // Job directories left by a process that died (they hold secrets): no job of this data
     // directory runs yet, so every one of them is stale.

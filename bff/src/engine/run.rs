@@ -153,6 +153,9 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
     let mut cmd = Command::new(&program);
     cmd.args(&args).current_dir(&project).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     child_env(&mut cmd, plugin_dir, &url, app.ingest_token.expose(), job.job_id);
+    if let Some(ca) = Engine::of(app).callback_ca() {
+        cmd.env("PLAYDECK_CA_FILE", ca).env("PLAYDECK_TLS_CHECK_HOSTNAME", "false");
+    }
     cmd.envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     // A process group of its own: cancel and timeout signal the whole run, not just its leader.
     cmd.process_group(0).kill_on_drop(true);

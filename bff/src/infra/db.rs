@@ -1,7 +1,46 @@
 //! The connection pool and the migrations in `migrations/`.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::infra::config::database::{DatabaseTls, RootCert, SslMode};
+use crate::infra::tls::{self, Check};
+
+/// How every connection to PostgreSQL is made (the pool's and the LISTEN connection's): TLS as
+/// `DATABASE_URL` says, checked by rustls. With `sslmode=disable` tokio-postgres never asks for TLS,
+/// so one connector type serves every mode.
+pub type Connector = MakeRustlsConnect;
+
+pub fn connector(settings: &DatabaseTls) -> Result<Connector, String> {
+    let describe = || settings.describe();
+    let roots = match &settings.root {
+        None => None,
+        Some(RootCert::System) => {
+            let mut store = tokio_rustls::rustls::RootCertStore::empty();
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            Some(store)
+        }
+        Some(RootCert::File(path)) => Some(tls::roots(path).map_err(|e| format!("DATABASE_URL sslrootcert: {e}"))?),
+    };
+    let check = match (settings.mode, roots) {
+        (SslMode::VerifyFull, Some(r)) => Check::Full(r),
+        // libpq: `require` with a root CA checks the chain as `verify-ca` does.
+        (SslMode::VerifyCa | SslMode::Require, Some(r)) => Check::Chain(r),
+        (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+            return Err(format!("DATABASE_URL ({}): sslrootcert is needed", describe()))
+        }
+        _ => Check::Nothing,
+    };
+    let client_cert = match (&settings.cert, &settings.key) {
+        (Some(c), Some(k)) => Some((
+            tls::certs(c).map_err(|e| format!("DATABASE_URL sslcert: {e}"))?,
+            tls::key(k).map_err(|e| format!("DATABASE_URL sslkey: {e}"))?,
+        )),
+        _ => None,
+    };
+    let config = tls::client_config(check, client_cert).map_err(|e| format!("DATABASE_URL ({}): {e}", describe()))?;
+    Ok(MakeRustlsConnect::new(config))
+}
 
 /// The migrations, in order. A migration is never edited once released; a change is a new file.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -21,9 +60,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.
 const MIGRATION_LOCK: i64 = 0x706c_6179_6465_636b; // "playdeck"
 
-pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, String> {
+pub fn pool(config: tokio_postgres::Config, connector: Connector, size: usize) -> Result<Pool, String> {
     let manager =
-        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        Manager::from_config(config, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(std::time::Duration::from_secs(10)))
@@ -31,6 +70,36 @@ pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, String>
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| format!("database pool: {e}"))
+}
+
+/// Says why the first connection failed in words that name the setting: a certificate refused
+/// is the server's certificate against `sslrootcert`, or its name against the host connected to.
+pub fn explain_connect_error(settings: &DatabaseTls, pg: &tokio_postgres::Config, error: &str) -> String {
+    let host = pg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_default();
+    let why = if error.contains("UnknownIssuer") || error.contains("BadSignature") {
+        "the server's certificate is not signed by sslrootcert".to_string()
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        format!("the server's certificate does not name the host {host:?} (sslmode=verify-full checks it; connect by a name the certificate has)")
+    } else if error.contains("Expired") || error.contains("NotValidYet") {
+        "the server's certificate is outside its validity dates".to_string()
+    } else if error.contains("server does not support TLS") {
+        "the server does not offer TLS (sslmode asks for it)".to_string()
+    } else if error.contains("CertificateRequired")
+        || error.contains("certificate required")
+        || error.contains("requires a valid client certificate")
+    {
+        "the server asked for a client certificate (sslcert and sslkey)".to_string()
+    } else {
+        return format!("database: {error}");
+    };
+    format!("DATABASE_URL ({}): cannot connect to {host:?} over TLS: {why} ({error})", settings.describe())
 }
 
 /// Applies the migrations not applied yet, all in one transaction under an advisory lock: a second

@@ -14,3 +14,4 @@ pub mod secrets;
 pub mod security;
 pub mod state;
 pub mod text;
+pub mod tls;

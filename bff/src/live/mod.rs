@@ -224,6 +224,7 @@ enum Signal {
 pub fn start(
     pool: Pool,
     pg_config: tokio_postgres::Config,
+    connector: crate::infra::db::Connector,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -231,7 +232,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(4096);
     // The listener ends with the server, before the database stops, so a shutdown is not
     // reported as a lost connection.
-    let listener = tokio::spawn(listen(pg_config, hub.clone(), metrics.clone(), tx));
+    let listener = tokio::spawn(listen(pg_config, connector, hub.clone(), metrics.clone(), tx));
     tokio::spawn(async move {
         crate::infra::state::shutting_down(shutdown).await;
         listener.abort();
@@ -243,6 +244,7 @@ pub fn start(
 /// nobody polls it between queries. Reconnects with capped backoff and says so after a break.
 async fn listen(
     mut config: tokio_postgres::Config,
+    connector: crate::infra::db::Connector,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     tx: mpsc::Sender<Signal>,
@@ -251,7 +253,7 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect(connector.clone()).await {
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection failed");
             }

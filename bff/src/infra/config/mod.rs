@@ -3,6 +3,7 @@
 
 pub mod aap;
 pub mod auth;
+pub mod database;
 pub mod deliveries;
 pub mod engine;
 pub mod env;
@@ -19,6 +20,15 @@ pub use requests::RequestsConfig;
 
 use crate::infra::secrets::Secret;
 
+/// The listener's certificate and key (PEM files), looked at every `reload` and taken again
+/// when they change, without a restart and without dropping open connections.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub reload: std::time::Duration,
+}
+
 /// Everything `playdeck serve` can be told. Secrets are wrapped so `Debug` never prints them.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +36,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// External PostgreSQL; `None` starts the embedded cluster in `data_dir/pg`.
     pub database_url: Option<Secret>,
+    /// TLS to PostgreSQL, as `DATABASE_URL` and `PGSSL*` say (`serve` reads them with the URL);
+    /// the embedded cluster is on loopback without TLS.
+    pub database_tls: database::DatabaseTls,
+    /// HTTPS on the listener (`PLAYDECK_TLS_CERT`, `PLAYDECK_TLS_KEY`); `None`: plain HTTP.
+    pub tls: Option<ListenerTls>,
     /// Local state: the embedded cluster, generated keys.
     pub data_dir: PathBuf,
     /// Ensure this API key exists with role admin.
@@ -82,6 +97,16 @@ impl Config {
         let config = Config {
             listen,
             database_url: var("DATABASE_URL").map(Secret),
+            database_tls: database::DatabaseTls::disabled(),
+            tls: match (var("PLAYDECK_TLS_CERT"), var("PLAYDECK_TLS_KEY")) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(ListenerTls {
+                    cert: cert.into(),
+                    key: key.into(),
+                    reload: std::time::Duration::from_secs(10),
+                }),
+                _ => return Err("PLAYDECK_TLS_CERT and PLAYDECK_TLS_KEY go together (PEM files)".into()),
+            },
             data_dir: PathBuf::from(var("PLAYDECK_DATA_DIR").unwrap_or_else(|| ".playdeck".into())),
             bootstrap_admin_key: var("PLAYDECK_BOOTSTRAP_ADMIN_KEY").map(Secret),
             ingest_token: var("PLAYDECK_INGEST_TOKEN").map(Secret),
@@ -141,6 +166,8 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: None,
+            database_tls: database::DatabaseTls::disabled(),
+            tls: None,
             data_dir,
             bootstrap_admin_key: None,
             ingest_token: None,

@@ -74,6 +74,17 @@ options:
     default: 10
     env: [{name: PLAYDECK_REQUEST_TIMEOUT}]
     ini: [{section: callback_playdeck, key: request_timeout}]
+  ca_file:
+    description: A PEM file of the CA (or the certificate itself) to trust for an https url, instead of the system's roots.
+    type: path
+    env: [{name: PLAYDECK_CA_FILE}]
+    ini: [{section: callback_playdeck, key: ca_file}]
+  check_hostname:
+    description: Whether the https url's host must be named in Playdeck's certificate (Playdeck's own engine turns it off for its loopback address, checking the chain against its own certificate).
+    type: bool
+    default: true
+    env: [{name: PLAYDECK_TLS_CHECK_HOSTNAME}]
+    ini: [{section: callback_playdeck, key: check_hostname}]
 """
 
 import atexit
@@ -83,6 +94,7 @@ import getpass
 import gzip
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -188,8 +200,16 @@ class _Sender:
     (a wake-up per event would hand the GIL back and forth thousands of times); the sender wakes
     when a batch is full or the flush interval has passed."""
 
-    def __init__(self, url, token, source, job, batch_size, flush_interval, queue_size, timeout):
+    def __init__(self, url, token, source, job, batch_size, flush_interval, queue_size, timeout, ca_file=None, check_hostname=True):
         self.endpoint = url.rstrip("/") + "/api/v1/ingest/events"
+        self.context = None
+        if url.startswith("https://") and (ca_file or not check_hostname):
+            self.context = ssl.create_default_context(cafile=ca_file or None)
+            self.context.check_hostname = bool(check_hostname)
+            if ca_file:
+                # The file may hold the server's own certificate rather than its CA: trust it as
+                # an anchor of its own.
+                self.context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         self.url = url
         self.token = token
         self.source = source
@@ -296,7 +316,7 @@ class _Sender:
         if self.deadline is not None:
             timeout = max(0.2, min(timeout, self.deadline - time.monotonic()))
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
                 resp.read()
             return "ok"
         except urllib.error.HTTPError as e:
@@ -368,6 +388,8 @@ class CallbackModule(CallbackBase):
             flush_interval=int(self.get_option("flush_interval_ms")) / 1000.0,
             queue_size=int(self.get_option("queue_size")),
             timeout=float(self.get_option("request_timeout")),
+            ca_file=self.get_option("ca_file"),
+            check_hostname=self.get_option("check_hostname"),
         )
         if not isinstance(sys.stdout, _Tee):
             self._tee = _Tee(sys.stdout)
