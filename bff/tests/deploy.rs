@@ -10,8 +10,42 @@ fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
 }
 
+/// A strategic merge as kustomize does it for what these patches use: maps merged key by key,
+/// lists of named items (containers, env, ports, volumes, volumeMounts) merged by name, other
+/// lists replaced.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Sequence(a), Value::Sequence(b)) if b.iter().all(|x| x["name"].is_string()) => {
+            for item in b {
+                match a.iter_mut().find(|x| x["name"] == item["name"]) {
+                    Some(existing) => merge(existing, item),
+                    None => a.push(item.clone()),
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display())))
+        .collect()
+}
+
 /// Renders a kustomization the way `kubectl kustomize` would for what this project uses:
-/// resources (files and directories), recursively.
+/// resources (files and directories), recursively, then strategic-merge `patches` by kind and name.
 fn render(dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml");
     let k: Value = serde_yaml::from_str(&text).expect("kustomization parses");
@@ -30,6 +64,16 @@ fn render(dir: &Path) -> Vec<Value> {
                 assert!(v["metadata"]["name"].is_string(), "{}: metadata.name", path.display());
                 docs.push(v);
             }
+        }
+    }
+    for p in k["patches"].as_sequence().into_iter().flatten() {
+        let path = dir.join(p["path"].as_str().expect("a patch names its path"));
+        for patch in documents(&path) {
+            let target = docs
+                .iter_mut()
+                .find(|d| d["kind"] == patch["kind"] && d["metadata"]["name"] == patch["metadata"]["name"])
+                .unwrap_or_else(|| panic!("{}: patches nothing ({:?})", path.display(), patch["kind"]));
+            merge(target, &patch);
         }
     }
     docs
@@ -115,10 +159,38 @@ fn manifests_render_and_refer_only_to_what_exists() {
                 assert_eq!(&labels[k], v, "{kind} selects the pods");
             }
         }
+        let env_value = |name: &str| {
+            c["env"].as_sequence().into_iter().flatten().find(|e| e["name"] == name).map(|e| e["value"].clone())
+        };
         if overlay.contains("openshift") {
+            // Re-encrypt: the router speaks TLS to the pods with OpenShift's service-serving
+            // certificate, which Playdeck serves from the Secret and reloads when it is renewed.
             let route = docs.iter().find(|d| d["kind"] == "Route").expect("a Route");
             assert_eq!(route["spec"]["to"]["name"], "playdeck");
-            assert!(route["spec"]["tls"]["termination"].is_string());
+            assert_eq!(route["spec"]["tls"]["termination"], "reencrypt");
+            let service = docs.iter().find(|d| d["kind"] == "Service").expect("a Service");
+            let secret = service["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"]
+                .as_str()
+                .expect("the Service asks for a serving certificate");
+            let volume = pod["volumes"]
+                .as_sequence()
+                .expect("volumes")
+                .iter()
+                .find(|v| v["secret"]["secretName"] == secret)
+                .expect("the serving certificate's Secret is mounted");
+            let mount = c["volumeMounts"]
+                .as_sequence()
+                .expect("mounts")
+                .iter()
+                .find(|m| m["name"] == volume["name"])
+                .expect("and mounted in the container");
+            let dir = mount["mountPath"].as_str().expect("path");
+            assert_eq!(env_value("PLAYDECK_TLS_CERT"), Some(Value::from(format!("{dir}/tls.crt"))));
+            assert_eq!(env_value("PLAYDECK_TLS_KEY"), Some(Value::from(format!("{dir}/tls.key"))));
+            assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS", "the probe follows the listener's scheme");
+        } else {
+            // Plain Kubernetes: plain HTTP behind the cluster's ingress, which terminates TLS.
+            assert!(env_value("PLAYDECK_TLS_CERT").is_none());
         }
     }
 }
