@@ -277,6 +277,10 @@ async fn the_listener_serves_https_reloads_its_certificate_and_the_engine_calls_
     let base = format!("https://localhost:{}", addr.port());
     let r = http.get(format!("{base}/healthz")).send().await.expect("https");
     assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("strict-transport-security"), "HSTS over HTTPS");
+    let r = http.post(format!("{base}/api/v1/session")).json(&json!({"key": ADMIN_KEY})).send().await.expect("sign in");
+    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/healthz", addr.port())).send().await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true), "plain HTTP is not served");
     bff::server::healthcheck(&config).await.expect("the healthcheck speaks HTTPS and trusts the certificate");

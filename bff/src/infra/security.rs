@@ -128,9 +128,9 @@ const MAX_URI_BYTES: usize = 8 * 1024;
 /// Refuses oversize headers (431) and URIs (414). Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
 /// `PLAYDECK_FRAME_ANCESTORS`, default only this origin) instead of a blanket X-Frame-Options.
 pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    // Behind a TLS-terminating route the original scheme arrives in X-Forwarded-Proto.
-    let tls =
-        req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    // Served over HTTPS here, or behind a TLS-terminating route (the scheme in X-Forwarded-Proto).
+    let tls = app.config.tls.is_some()
+        || req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     let mut resp = if header_bytes > MAX_HEADER_BYTES {
         crate::infra::error::error_response(

@@ -13,6 +13,7 @@ use crate::infra::auth::{role_for, Identity};
 use crate::infra::config::auth::LdapConfig;
 use crate::infra::error::AppError;
 use crate::infra::state::App;
+use crate::infra::tls;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,20 +79,9 @@ pub(super) async fn sign_in(app: &App, username: &str, password: &str) -> Result
 
 fn tls_config(config: &LdapConfig) -> Result<Option<Arc<rustls::ClientConfig>>, AppError> {
     let Some(path) = &config.ca_file else { return Ok(None) };
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE {}: {e}", path.display())))?;
-        roots.add(cert).map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE: {e}")))?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| AppError::BadGateway(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(Arc::new(tls)))
+    let roots = tls::roots(path).map_err(|e| AppError::BadGateway(format!("PLAYDECK_LDAP_CA_FILE {e}")))?;
+    let config = tls::client_config(tls::Check::Full(roots), None).map_err(AppError::BadGateway)?;
+    Ok(Some(Arc::new(config)))
 }
 
 async fn authenticate(config: &LdapConfig, username: &str, password: &str) -> Result<Person, AppError> {

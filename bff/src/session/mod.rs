@@ -172,10 +172,11 @@ pub(crate) async fn open_session(
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-/// Whether cookies get `Secure`: the page is served over HTTPS (by the public URL, or the
+/// Whether cookies get `Secure`: the page is served over HTTPS (here, by the public URL, or the
 /// proxy's `X-Forwarded-Proto`).
 pub(crate) fn secure(app: &App, headers: &HeaderMap) -> bool {
-    app.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    app.config.tls.is_some()
+        || app.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
         || headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 

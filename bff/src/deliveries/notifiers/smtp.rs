@@ -185,12 +185,8 @@ fn truncate(s: &str, max: usize) -> String {
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, SmtpError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| SmtpError::permanent(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = crate::infra::tls::client_config(crate::infra::tls::Check::Full(roots), None)
+        .map_err(|e| SmtpError::permanent(format!("TLS: {e}")))?;
     Ok(Arc::new(config))
 }
 
