@@ -94,13 +94,16 @@ async fn remove(
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<StatusCode, AppError> {
     caller.require(Role::Admin)?;
-    let db = app.pool.get().await?;
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    crate::infra::auth::keep_an_admin_key(&tx, id).await?;
     let n =
-        db.execute("update api_keys set revoked = now() where id = $1 and revoked is null", &[&id]).await?;
+        tx.execute("update api_keys set revoked = now() where id = $1 and revoked is null", &[&id]).await?;
     if n == 0 {
         return Err(AppError::NotFound(format!("API key {id} does not exist")));
     }
-    db.execute("delete from sessions where key_id = $1", &[&id]).await?;
+    tx.execute("delete from sessions where key_id = $1", &[&id]).await?;
+    tx.commit().await?;
     crate::infra::audit::record(
         &app,
         &caller,

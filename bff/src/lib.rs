@@ -65,7 +65,7 @@ pub struct Started {
 /// exist and starts the live relay.
 pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<Started, String> {
     let connector = db::connector(&config.database_tls)?;
-    let pool = db::pool(pg_config.clone(), connector.clone(), config.pool_size)?;
+    let pool = db::pool(pg_config.clone(), connector.clone(), config.pool_size, config.pool_wait)?;
     if let Err(e) = pool.get().await {
         let cause = match &e {
             deadpool_postgres::PoolError::Backend(b) => {

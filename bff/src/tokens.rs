@@ -160,9 +160,11 @@ async fn create(
 
 /// Revokes one of the caller's tokens (admins: anyone's); its sessions end with it.
 async fn revoke(State(app): State<AppState>, caller: Caller, TokenId(id): TokenId) -> Result<StatusCode, AppError> {
-    let db = app.pool.get().await?;
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
     let admin = caller.role >= Role::Admin;
-    let n = db
+    crate::infra::auth::keep_an_admin_key(&tx, id).await?;
+    let n = tx
         .execute(
             "update api_keys set revoked = now()
               where id = $1 and revoked is null and ($2 or user_id = $3)",
@@ -172,7 +174,8 @@ async fn revoke(State(app): State<AppState>, caller: Caller, TokenId(id): TokenI
     if n == 0 {
         return Err(AppError::NotFound(format!("you have no token {id}")));
     }
-    db.execute("delete from sessions where key_id = $1", &[&id]).await?;
+    tx.execute("delete from sessions where key_id = $1", &[&id]).await?;
+    tx.commit().await?;
     crate::infra::audit::record(&app, &caller, "token revoked", Some(&format!("token {id}")), serde_json::json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -207,4 +209,77 @@ async fn retention_deletes_old_events_and_keeps_summaries() {
     let history = app.get_json(&format!("/api/v1/jobs/{a}/history")).await;
     assert_eq!(history["count"], 3);
     assert_eq!(bff::retention::sweep(&app.state, 30).await.expect("sweep"), 0, "a second pass finds nothing");
+}
+
+#[tokio::test]
+async fn a_nul_byte_anywhere_is_a_400_at_the_edge_and_database_input_errors_are_4xx() {
+    let app = spawn_app().await;
+    let get = |path: &str| app.http.get(app.url(path)).bearer_auth(ADMIN_KEY).send();
+    for (path, names) in [
+        ("/api/v1/jobs?template=a%00b", "`template`"),
+        ("/api/v1/jobs?q=%00", "`q`"),
+        ("/api/v1/kb?q=x%00", "`q`"),
+        ("/api/v1/audit?actor=%00", "`actor`"),
+        ("/api/v1/users?q=%00", "`q`"),
+        ("/api/v1/jobs?a%00b=1", "`a\\0b`"),
+    ] {
+        let detail = assert_error(get(path).await.expect("get"), 400).await;
+        assert!(detail.contains(names) && detail.contains("NUL"), "{path}: {detail}");
+    }
+    let detail = assert_error(get("/api/v1/jobs/1%00").await.expect("get"), 400).await;
+    assert!(detail.contains("NUL") || detail.contains("job id"), "{detail}");
+    for (path, body, names) in [
+        ("/api/v1/keys", json!({"name": "a\u{0}b", "role": "viewer"}), "`name`"),
+        ("/api/v1/kb", json!({"title": "t", "pattern": "p\u{0}", "solution": "s"}), "`pattern`"),
+        ("/api/v1/credentials", json!({"name": "c", "kind": "password", "inputs": {"username": "u", "password": "p\u{0}w"}}), "`inputs.password`"),
+        ("/api/v1/users", json!({"name": "x", "role": "viewer", "tags": ["ok", "no\u{0}"]}), "`tags[1]`"),
+        ("/api/v1/session", json!({"key\u{0}": "x"}), "a key of the body"),
+    ] {
+        let detail = assert_error(post(&app, path, &body).await, 400).await;
+        assert!(detail.contains(names), "{path}: {detail}");
+    }
+    assert_eq!(app.db().await.query_one("select count(*) from api_keys where name like 'a%'", &[]).await.expect("count").get::<_, i64>(0), 0);
+    // Ingest keeps replacing it: Ansible's output can hold one.
+    let r = app.ingest(&batch("nul", vec![json!({"counter": 1, "event": "runner_on_ok", "stdout": "a\u{0}b", "event_data": {"host": "h\u{0}"}})])).await;
+    assert_eq!(r.status(), 200);
+    // A database error the caller's input causes (class 22) is theirs: 422, not 500.
+    let db = app.state.pool.get().await.expect("pool");
+    let e: bff::infra::error::AppError = db.query_one("select $1::text::int", &[&"twelve"]).await.expect_err("cast").into();
+    assert_eq!(e.status().as_u16(), 422, "{e}");
+    let e: bff::infra::error::AppError = db.query_one("select 2147483647::int + 1", &[]).await.expect_err("overflow").into();
+    assert_eq!(e.status().as_u16(), 422, "{e}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_with_retry_after_and_the_last_admin_key_stays() {
+    let app = spawn_app_with(|c| {
+        c.pool_size = 2;
+        c.pool_wait = Duration::from_millis(300);
+    })
+    .await;
+    let held = (app.state.pool.get().await.expect("one"), app.state.pool.get().await.expect("two"));
+    let started = std::time::Instant::now();
+    let r = app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs");
+    assert!(started.elapsed() < Duration::from_secs(3), "no hanging");
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let detail = assert_error(r, 503).await;
+    assert!(detail.contains("busy"), "{detail}");
+    drop(held);
+    assert_eq!(app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs").status(), 200);
+
+    // The last active admin key cannot be revoked; with another one it can.
+    let keys: Value = app.http.get(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).send().await.expect("keys").json().await.expect("json");
+    let first = keys["results"][0]["id"].as_i64().expect("id");
+    let r = app.http.delete(app.url(&format!("/api/v1/keys/{first}"))).bearer_auth(ADMIN_KEY).send().await.expect("revoke");
+    let detail = assert_error(r, 409).await;
+    assert!(detail.contains("last active admin key"), "{detail}");
+    let r = post(&app, "/api/v1/keys", &json!({"name": "second admin", "role": "admin"})).await;
+    let second: Value = r.json().await.expect("json");
+    let secret = second["secret"].as_str().expect("secret");
+    let r = app.http.delete(app.url(&format!("/api/v1/keys/{first}"))).bearer_auth(secret).send().await.expect("revoke");
+    assert_eq!(r.status(), 204);
+    let r = app.http.delete(app.url(&format!("/api/v1/keys/{}", second["id"]))).bearer_auth(secret).send().await.expect("revoke");
+    assert_error(r, 409).await;
+    let r = app.http.delete(app.url(&format!("/api/v1/tokens/{}", second["id"]))).bearer_auth(secret).send().await.expect("revoke");
+    assert_error(r, 409).await;
 }

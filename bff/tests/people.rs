@@ -127,7 +127,6 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
     let refused = audit(&app, "action=sign-in%20refused").await;
     assert!(refused.len() >= 10, "{refused:?}");
     assert!(refused.iter().any(|e| e["detail"]["username"] == "al*"), "the refusal names what was typed");
-    assert!(refused.iter().any(|e| e["detail"]["field"] == "username"), "a NUL typed is refused and recorded");
     let signed_in = audit(&app, "action=sign-in&actor=alice").await;
     assert_eq!(signed_in.len(), 1, "{signed_in:?}");
     assert!(signed_in[0]["user_id"].as_i64().is_some());

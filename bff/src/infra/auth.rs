@@ -548,6 +548,29 @@ pub async fn bootstrap_admin(app: &App) -> Result<Option<String>, String> {
     Ok(Some(key))
 }
 
+/// Refuses (409) to revoke `key` when it is the last active admin key (of an enabled service
+/// account): nobody could sign in as an admin afterwards. Admin keys are locked, so two revokes at
+/// once cannot both pass.
+pub async fn keep_an_admin_key(tx: &deadpool_postgres::Transaction<'_>, key: i64) -> Result<(), AppError> {
+    let rows = tx
+        .query(
+            "select k.id from api_keys k left join users u on u.id = k.user_id
+              where k.revoked is null and (k.expires is null or k.expires > now()) and k.role = 'admin'
+                and coalesce(u.kind, 'service') = 'service' and u.disabled is null
+                and coalesce(u.role, 'admin') = 'admin'
+              for update of k",
+            &[],
+        )
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    if ids == [key] {
+        return Err(AppError::Conflict(
+            "this is the last active admin key: make another admin key first, or nobody can administer Playdeck with a key".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Keys without an owner (made before service accounts existed, or by a previous release) each
 /// become a service account of their own name.
 pub async fn adopt_keys(db: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {

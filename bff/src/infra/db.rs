@@ -60,12 +60,19 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.
 const MIGRATION_LOCK: i64 = 0x706c_6179_6465_636b; // "playdeck"
 
-pub fn pool(config: tokio_postgres::Config, connector: Connector, size: usize) -> Result<Pool, String> {
+/// The pool: `size` connections; a request that finds none free within `wait` answers 503 with
+/// `Retry-After` instead of hanging.
+pub fn pool(
+    config: tokio_postgres::Config,
+    connector: Connector,
+    size: usize,
+    wait: std::time::Duration,
+) -> Result<Pool, String> {
     let manager =
         Manager::from_config(config, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(std::time::Duration::from_secs(10)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

@@ -100,7 +100,14 @@ impl IntoResponse for AppError {
                 resp
             }
             AppError::Unavailable(detail) => {
-                let mut resp = error_response(status, "the database is not reachable; try again");
+                let busy = detail.starts_with("database pool: ");
+                let words = if busy {
+                    "the server is busy (every database connection is in use); try again in a moment"
+                } else {
+                    "the database is not reachable; try again"
+                };
+                let mut resp = error_response(status, words);
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(if busy { 1 } else { 5 }));
                 resp.extensions_mut().insert(InternalDetail(detail));
                 resp
             }
@@ -121,6 +128,12 @@ impl From<tokio_postgres::Error> for AppError {
         }
         // Show the server's own message, not just "db error".
         match e.as_db_error() {
+            // Class 22, data exceptions: what the caller sent does not fit (too long, out of
+            // range, not valid in its type or encoding). The caller's mistake, said in the
+            // database's words, which name the type or the value but hold no secret.
+            Some(db) if db.code().code().starts_with("22") => {
+                AppError::Unprocessable(format!("a value does not fit: {}", db.message()))
+            }
             Some(db) => AppError::Internal(format!("database: {} ({})", db.message(), db.code().code())),
             None => AppError::Internal(format!("database: {e}")),
         }
@@ -138,24 +151,35 @@ pub struct AppJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = AppError;
 
+    /// The body as JSON, then as `T`; a NUL byte in any string or key is a 400 naming where (the
+    /// edge rule: PostgreSQL's text cannot hold one; ingest bodies, read apart, replace it).
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(AppJson(v)),
-            Err(rejection) => {
-                let detail = rejection.body_text();
-                Err(match rejection.status() {
-                    StatusCode::UNPROCESSABLE_ENTITY => AppError::Unprocessable(detail),
-                    StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(detail),
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMedia(detail),
-                    _ => AppError::BadRequest(detail),
-                })
-            }
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if let Some(at) = crate::infra::text::nul_in_json(&value) {
+            return Err(AppError::BadRequest(format!("`{at}` holds a NUL byte, which no text may hold")));
         }
+        match serde_json::from_value::<T>(value) {
+            Ok(v) => Ok(AppJson(v)),
+            Err(e) => Err(AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> AppError {
+    let detail = rejection.body_text();
+    match rejection.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => AppError::Unprocessable(detail),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(detail),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMedia(detail),
+        _ => AppError::BadRequest(detail),
     }
 }
 

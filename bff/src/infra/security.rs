@@ -119,6 +119,15 @@ fn hop_address(hop: &str) -> Option<std::net::IpAddr> {
 }
 
 
+/// The edge rule for query strings: the name of the first parameter that holds a NUL byte.
+fn nul_in_query(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (crate::infra::text::percent_decode(k, true), crate::infra::text::percent_decode(v, true));
+        (k.contains(&0) || v.contains(&0)).then(|| String::from_utf8_lossy(&k).replace('\0', "\\0"))
+    })
+}
+
 /// The most header bytes a request may carry (hyper's own limits are larger: ~400 KiB, 100 headers).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
@@ -142,6 +151,13 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
             StatusCode::URI_TOO_LONG,
             format!("the request's URI is longer than {} KiB", MAX_URI_BYTES / 1024),
         )
+    } else if let Some(name) = nul_in_query(req.uri().query().unwrap_or("")) {
+        crate::infra::error::error_response(
+            StatusCode::BAD_REQUEST,
+            format!("the query parameter `{name}` holds a NUL byte, which no text may hold"),
+        )
+    } else if crate::infra::text::percent_decode(req.uri().path(), false).contains(&0) {
+        crate::infra::error::error_response(StatusCode::BAD_REQUEST, "the path holds a NUL byte".to_string())
     } else {
         next.run(req).await
     };

@@ -84,12 +84,6 @@ async fn create(
     if let Err(wait) = app.signin_limit.check(&client.0) {
         return Err(refused(&app, &client.0, &AppError::TooManyRequests(wait), serde_json::json!({})).await);
     }
-    for (name, v) in [("key", &req.key), ("username", &req.username), ("password", &req.password)] {
-        if v.as_deref().is_some_and(|v| v.contains('\0')) {
-            let e = AppError::BadRequest(format!("`{name}` must not contain a NUL byte"));
-            return Err(refused(&app, &client.0, &e, serde_json::json!({"field": name})).await);
-        }
-    }
     let (method, identity) = match (req.key, req.username, req.password) {
         (Some(key), None, None) => {
             if !app.config.auth.api_key_signin {
