@@ -97,7 +97,8 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     if let Some(oidc) = &config.auth.oidc {
         services.insert(session::oidc::Oidc::new(oidc, config.auth.jwks_refetch)?);
     }
-    let metrics = Arc::new(metrics::Metrics::default());
+    let controllers: Vec<String> = config.aap.controllers.iter().map(|c| c.name.clone()).collect();
+    let metrics = Arc::new(metrics::Metrics::new(&controllers));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay_shutdown = shutdown_rx.clone();
     let app = AppState(Arc::new(App {

@@ -40,8 +40,17 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(app): State<AppState>) -> Response {
+/// `GET /metrics` (with `PLAYDECK_METRICS_TOKEN`, only for `Authorization: Bearer <token>`).
+pub async fn scrape(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &app.config.metrics_token {
+        let given = crate::infra::auth::bearer(&headers);
+        if !given.is_some_and(|g| crate::infra::secrets::same_secret(g, token.expose())) {
+            return crate::infra::error::AppError::Unauthorized(
+                "the metrics need `Authorization: Bearer <PLAYDECK_METRICS_TOKEN>`".into(),
+            )
+            .into_response();
+        }
+    }
     let mut gauges: Vec<(&'static str, Labels, f64)> = Vec::new();
     let hub = &live::Hub::of(&app);
     gauges.push(("playdeck_live_clients", labels(&[("transport", "websocket")]), hub.ws_clients() as f64));

@@ -213,6 +213,29 @@ async fn spa_and_health_endpoints() {
 }
 
 #[tokio::test]
+async fn metrics_can_require_a_token_and_made_up_methods_make_no_series() {
+    let app = spawn_app_with(|c| c.metrics_token = Some(bff::infra::secrets::Secret("pdm_metrics_token_0123456789abcdef".into()))).await;
+    assert_error(app.http.get(app.url("/metrics")).send().await.expect("metrics"), 401).await;
+    assert_error(app.http.get(app.url("/metrics")).bearer_auth("wrong").send().await.expect("metrics"), 401).await;
+    for i in 0..5 {
+        let m = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).expect("method");
+        let _ = app.http.request(m, app.url("/api/v1/jobs")).send().await.expect("made up");
+    }
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("pdm_metrics_token_0123456789abcdef")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!text.contains("MADEUP"), "made-up methods are one series, `other`");
+    assert!(text.contains("method=\"other\""), "{text}");
+}
+
+#[tokio::test]
 async fn metrics_move_with_ingest_and_live_clients() {
     let app = spawn_app().await;
     let scrape = || async {
@@ -226,6 +249,15 @@ async fn metrics_move_with_ingest_and_live_clients() {
         "families are described up front"
     );
     assert!(before.contains("playdeck_listener_connected 1"));
+    // Counters whose labels are known at start are there at 0 before anything happened.
+    for zero in [
+        "playdeck_ingest_events_total{source=\"local\"} 0",
+        "playdeck_ingest_rejected_total{status=\"401\"} 0",
+        "playdeck_live_resyncs_total{transport=\"sse\"} 0",
+        "playdeck_listener_reconnects_total 0",
+    ] {
+        assert!(before.contains(zero), "{zero} is exposed from the start");
+    }
     assert!(before.contains("playdeck_pg_notification_queue_usage 0"));
     app.ingest_ok(&batch("m1", events(1, 30))).await;
     app.ingest_ok(&batch("m1", events(1, 40))).await;

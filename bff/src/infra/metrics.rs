@@ -84,6 +84,34 @@ pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
 }
 
 impl Metrics {
+    /// The metrics with every counter series whose labels are known at start already at 0 (as
+    /// Prometheus' instrumentation guide advises: a series that appears later hides its first
+    /// increase from `rate()`): the sources and controllers configured, the transports and kinds.
+    pub fn new(controllers: &[String]) -> Metrics {
+        let m = Metrics::default();
+        let mut sources = vec!["local".to_string()];
+        sources.extend(controllers.iter().cloned());
+        for source in &sources {
+            for family in ["playdeck_ingest_batches_total", "playdeck_ingest_events_total", "playdeck_ingest_duplicates_total"] {
+                m.add(family, &[("source", source)], 0.0);
+            }
+        }
+        for status in ["400", "401", "413", "415", "422", "429", "503"] {
+            m.add("playdeck_ingest_rejected_total", &[("status", status)], 0.0);
+        }
+        for kind in ["job", "events", "resync", "error"] {
+            m.add("playdeck_live_messages_total", &[("transport", "websocket"), ("kind", kind)], 0.0);
+        }
+        for transport in ["websocket", "sse"] {
+            m.add("playdeck_live_resyncs_total", &[("transport", transport)], 0.0);
+        }
+        m.add("playdeck_listener_reconnects_total", &[], 0.0);
+        for controller in controllers {
+            m.add("playdeck_aap_sync_errors_total", &[("controller", controller)], 0.0);
+        }
+        m
+    }
+
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], by: f64) {
         if let Ok(mut s) = self.series.lock() {
             *s.counters.entry((name, labels(pairs))).or_default() += by;
@@ -161,14 +189,24 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // A fixed set: a made-up method must not make a series of its own.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let span = tracing::info_span!("request", %method, %route);
     let started = Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16().to_string();
     app.metrics
-        .inc("playdeck_http_requests_total", &[("route", &route), ("method", &method), ("status", &status)]);
+        .inc("playdeck_http_requests_total", &[("route", &route), ("method", method), ("status", &status)]);
     app.metrics.observe("playdeck_http_request_seconds", &[("route", &route)], seconds);
     span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), seconds, "request finished"));
     resp

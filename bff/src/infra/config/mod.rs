@@ -87,6 +87,8 @@ pub struct Config {
     pub requests: RequestsConfig,
     /// How people sign in, which groups grant which role, sessions, trusted proxies.
     pub auth: AuthConfig,
+    /// `/metrics` answers only with `Authorization: Bearer <token>` (`PLAYDECK_METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Config {
@@ -144,6 +146,7 @@ impl Config {
             deliveries: DeliveryConfig::from_env()?,
             requests: RequestsConfig::from_env(),
             auth: AuthConfig::from_env()?,
+            metrics_token: auth::secret_or_file("PLAYDECK_METRICS_TOKEN")?,
             public_url: match var("PLAYDECK_PUBLIC_URL") {
                 None => None,
                 Some(v) => {
@@ -192,6 +195,7 @@ impl Config {
             deliveries: DeliveryConfig::for_tests(),
             requests: RequestsConfig::for_tests(),
             auth: AuthConfig::for_tests(),
+            metrics_token: None,
             public_url: None,
         }
     }
