@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-const ADMIN: &str = "pdk_bench_admin";
-const TOKEN: &str = "pdi_bench_token";
+const ADMIN: &str = "pdk_bench_admin_key_0123456789abcdef";
+const TOKEN: &str = "pdi_bench_ingest_token_0123456789abc";
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)

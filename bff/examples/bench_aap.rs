@@ -24,7 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-const ADMIN: &str = "pdk_bench_admin";
+const ADMIN: &str = "pdk_bench_admin_key_0123456789abcdef";
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)

@@ -305,8 +305,8 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
     let envs = [
         ("PLAYDECK_LOG", "debug,tokio_postgres=info,hyper=info"),
         ("PLAYDECK_LOG_FORMAT", "json"),
-        ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "pdk_log_test_admin_key_777"),
-        ("PLAYDECK_INGEST_TOKEN", "pdi_log_test_ingest_token_888"),
+        ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "pdk_log_test_admin_key_777_0123456789"),
+        ("PLAYDECK_INGEST_TOKEN", "pdi_log_test_ingest_token_888_0123456789"),
     ];
     let Server { mut child, base, .. } =
         tokio::task::spawn_blocking(move || start_server_with(&dir, &envs, Stdio::from(log)))
@@ -316,7 +316,7 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
     let ev = json!({"source": "local", "job": {"external_id": "l1"}, "events": [{"counter": 1, "event": "runner_on_ok",
         "event_data": {"host": "h", "res": {"password": "hunter2-log-check"}}}]});
     http.post(format!("{base}/api/v1/ingest/events"))
-        .bearer_auth("pdi_log_test_ingest_token_888")
+        .bearer_auth("pdi_log_test_ingest_token_888_0123456789")
         .json(&ev)
         .send()
         .await
@@ -333,12 +333,12 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
         .await
         .expect("sign-in");
     http.post(format!("{base}/api/v1/session"))
-        .json(&json!({"key": "pdk_log_test_admin_key_777"}))
+        .json(&json!({"key": "pdk_log_test_admin_key_777_0123456789"}))
         .send()
         .await
         .expect("sign-in");
     http.get(format!("{base}/api/v1/jobs?q=hunter2-log-check"))
-        .bearer_auth("pdk_log_test_admin_key_777")
+        .bearer_auth("pdk_log_test_admin_key_777_0123456789")
         .send()
         .await
         .expect("jobs");
@@ -356,12 +356,42 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
         "requests run in a span naming their route"
     );
     for secret in [
-        "pdk_log_test_admin_key_777",
-        "pdi_log_test_ingest_token_888",
+        "pdk_log_test_admin_key_777_0123456789",
+        "pdi_log_test_ingest_token_888_0123456789",
         "pdi_wrong_token_999",
         "pdk_wrong_key_555",
         "hunter2-log-check",
     ] {
         assert!(!text.contains(secret), "{secret} appears in the log");
+    }
+}
+
+#[test]
+fn settings_that_cannot_work_stop_the_start_and_name_themselves() {
+    for (env, says) in [
+        (vec![("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "short-admin-key")], "PLAYDECK_BOOTSTRAP_ADMIN_KEY must be at least 32 characters"),
+        (vec![("PLAYDECK_INGEST_TOKEN", "short-token")], "PLAYDECK_INGEST_TOKEN must be at least 32 characters"),
+        (vec![("PLAYDECK_TLS_CERT", "/nonexistent.pem")], "PLAYDECK_TLS_CERT and PLAYDECK_TLS_KEY go together"),
+        (vec![("DATABASE_URL", "postgres://u@127.0.0.1:1/d?sslmode=verify-full")], "needs sslrootcert"),
+        (vec![("PLAYDECK_LDAP_URL", "ldap://127.0.0.1:1"), ("PLAYDECK_LDAP_USER_BASE", "dc=x")], "has no TLS"),
+        (vec![("PLAYDECK_OIDC_ISSUER", "https://idp.example.com"), ("PLAYDECK_OIDC_CLIENT_ID", "pd")], "needs PLAYDECK_PUBLIC_URL"),
+        (vec![("PLAYDECK_PROXY_AUTH", "true")], "needs PLAYDECK_TRUSTED_PROXIES"),
+        (vec![("PLAYDECK_TRUSTED_PROXIES", "10.0.0.0/33")], "list of CIDRs"),
+    ] {
+        let dir = temp_dir("bad-settings");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_playdeck"));
+        cmd.arg("serve")
+            .env("PLAYDECK_DATA_DIR", &dir)
+            .env("PLAYDECK_LISTEN", "127.0.0.1:0")
+            .env_remove("DATABASE_URL")
+            .env_remove("PLAYDECK_BOOTSTRAP_ADMIN_KEY")
+            .env_remove("PLAYDECK_INGEST_TOKEN");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run playdeck");
+        assert!(!out.status.success(), "{env:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
     }
 }

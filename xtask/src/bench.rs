@@ -89,8 +89,8 @@ fn bench_callback(args: &[String]) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     step("starting a release Playdeck for the callback to send to");
-    let key = "pdk_bench_callback_admin_key";
-    let token = "pdi_bench_callback_ingest_token";
+    let key = "pdk_bench_callback_admin_key_0123456789";
+    let token = "pdi_bench_callback_ingest_token_0123456789";
     let server = start_server(
         &target_dir().join("release/playdeck"),
         &[

@@ -33,8 +33,8 @@ pub(crate) fn test() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let key = "pdk_browser_test_admin_key";
-    let token = "pdi_browser_test_ingest_token";
+    let key = "pdk_browser_test_admin_key_0123456789";
+    let token = "pdi_browser_test_ingest_token_0123456789";
     // People sign in through the test OpenID provider's own page and against slapd (people.mjs).
     let identity = people::start(&dir.join("ldap"))?;
     let port = people::free_port()?;

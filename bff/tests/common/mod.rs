@@ -15,7 +15,7 @@ use bff::infra::embedded::{Cluster, Durability};
 use bff::infra::secrets::Secret;
 use serde_json::{json, Value};
 
-pub const ADMIN_KEY: &str = "pdk_test_admin_key_0123456789";
+pub const ADMIN_KEY: &str = "pdk_test_admin_key_0123456789abcdef";
 pub const INGEST_TOKEN: &str = "pdi_test_ingest_token_0123456789";
 /// Every test app seals with the same key, as replicas of one deployment do.
 pub const CREDENTIAL_KEY: &str = "5f1e0c3a9b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f";

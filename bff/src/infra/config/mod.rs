@@ -162,6 +162,17 @@ impl Config {
                 }
             },
         };
+        // Someone picks these by hand: short ones could be guessed (the generated ones are 256-bit).
+        for (name, secret) in [
+            ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", &config.bootstrap_admin_key),
+            ("PLAYDECK_INGEST_TOKEN", &config.ingest_token),
+        ] {
+            if secret.as_ref().is_some_and(|s| s.expose().chars().count() < 32) {
+                return Err(format!(
+                    "{name} must be at least 32 characters (e.g. `openssl rand -hex 24`); unset, one is generated"
+                ));
+            }
+        }
         if config.auth.oidc.is_some() && config.public_url.is_none() {
             return Err("PLAYDECK_OIDC_ISSUER needs PLAYDECK_PUBLIC_URL: the redirect URI is {PLAYDECK_PUBLIC_URL}/api/v1/session/oidc/callback".into());
         }
