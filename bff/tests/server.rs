@@ -194,6 +194,30 @@ async fn replicas_starting_together_apply_migrations_once() {
     let r = a.ingest_ok(&batch("shared", events(1, 3))).await;
     let job = b.get_json(&format!("/api/v1/jobs/{}", r["job_id"])).await;
     assert_eq!(job["event_count"], 3);
+    assert_eq!(a.count("select count(*) from schema_migrations where checksum is null").await, 0, "every migration has its checksum");
+}
+
+#[tokio::test]
+async fn an_applied_migration_that_was_edited_stops_the_start() {
+    let pg = fresh_database().await;
+    drop(spawn_app_on(pg.clone(), |_| {}).await);
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    // As if 0006_kb.sql had been edited after this database ran it.
+    db.execute("update schema_migrations set checksum = 'edited0123456789' where name = '0006_kb'", &[]).await.expect("edit");
+    let mut config = bff::infra::config::Config::for_tests(temp_dir("app"));
+    config.credential_key = Some(bff::infra::secrets::Secret(CREDENTIAL_KEY.into()));
+    let e = match bff::start(config.clone(), pg.clone()).await {
+        Ok(_) => panic!("started on an edited migration"),
+        Err(e) => e,
+    };
+    assert!(e.contains("migration 0006_kb was changed after it was applied"), "{e}");
+    // A row from before checksums is trusted once and gets one.
+    db.execute("update schema_migrations set checksum = null where name = '0006_kb'", &[]).await.expect("legacy");
+    let started = bff::start(config, pg.clone()).await.expect("starts");
+    let _ = started.shutdown.send(true);
+    let n: i64 = db.query_one("select count(*) from schema_migrations where checksum is null", &[]).await.expect("n").get(0);
+    assert_eq!(n, 0);
 }
 
 #[tokio::test]

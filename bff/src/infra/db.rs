@@ -125,20 +125,42 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<&'static str>, String> {
     )
     .await
     .map_err(|e| format!("schema_migrations: {e}"))?;
-    let done: Vec<String> = tx
-        .query("select name from schema_migrations", &[])
+    // Each applied migration's SHA-256: one edited after it was applied (its change would never
+    // reach the databases that ran it) stops the start. Rows from before checksums are trusted
+    // once and get theirs.
+    tx.batch_execute("alter table schema_migrations add column if not exists checksum text")
+        .await
+        .map_err(|e| format!("schema_migrations: {e}"))?;
+    let done: Vec<(String, Option<String>)> = tx
+        .query("select name, checksum from schema_migrations", &[])
         .await
         .map_err(|e| format!("schema_migrations: {e}"))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
     let mut applied = Vec::new();
     for (name, sql) in MIGRATIONS {
-        if done.iter().any(|d| d == name) {
-            continue;
+        let sum = crate::infra::secrets::hash_secret(sql);
+        match done.iter().find(|(d, _)| d == name) {
+            Some((_, Some(recorded))) if *recorded != sum => {
+                return Err(format!(
+                    "migration {name} was changed after it was applied (checksum {} now, {} when applied): \
+                     an applied migration is never edited; put the change in a new migration",
+                    &sum[..12],
+                    &recorded[..recorded.len().min(12)]
+                ));
+            }
+            Some((_, Some(_))) => continue,
+            Some((_, None)) => {
+                tx.execute("update schema_migrations set checksum = $2 where name = $1", &[name, &sum])
+                    .await
+                    .map_err(|e| format!("migration {name}: {e}"))?;
+                continue;
+            }
+            None => {}
         }
         tx.batch_execute(sql).await.map_err(|e| format!("migration {name}: {e}"))?;
-        tx.execute("insert into schema_migrations (name) values ($1)", &[name])
+        tx.execute("insert into schema_migrations (name, checksum) values ($1, $2)", &[name, &sum])
             .await
             .map_err(|e| format!("migration {name}: {e}"))?;
         applied.push(*name);
