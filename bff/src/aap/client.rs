@@ -322,7 +322,8 @@ impl Client {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.retry_base.saturating_mul(1u32 << attempt.min(16));
-        let jitter = 1.0 + rand::random::<f64>() * 0.2;
+        let [r] = crate::infra::secrets::random_bytes::<1>();
+        let jitter = 1.0 + f64::from(r) / 255.0 * 0.2;
         exp.mul_f64(jitter).min(self.max_backoff)
     }
 

@@ -8,7 +8,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
-use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
@@ -91,11 +90,17 @@ pub fn masked_copy(v: &Value, masked_any: &mut bool) -> Value {
     }
 }
 
+/// Random bytes from the operating system (ring's `SystemRandom`, the one source of randomness).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // getrandom does not fail on Linux once the pool is initialized; a failure is not survivable.
+    SystemRandom::new().fill(&mut bytes).expect("the operating system's random source");
+    bytes
+}
+
 /// A random secret: `prefix` then 64 hex digits.
 pub fn random_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(random_bytes::<32>()))
 }
 
 pub fn hash_secret(secret: &str) -> String {

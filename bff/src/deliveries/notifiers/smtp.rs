@@ -352,8 +352,7 @@ pub fn format_message(
     } else {
         ("quoted-printable", quoted_printable(&body))
     };
-    let mut id = [0u8; 12];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut id);
+    let id = crate::infra::secrets::random_bytes::<12>();
     let mut out = String::new();
     let mut header = |name: &str, value: &str| {
         out.push_str(name);
