@@ -166,7 +166,7 @@ where
         if let Some(at) = crate::infra::text::nul_in_json(&value) {
             return Err(AppError::BadRequest(format!("`{at}` holds a NUL byte, which no text may hold")));
         }
-        match serde_json::from_value::<T>(value) {
+        match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Ok(AppJson(v)),
             Err(e) => Err(AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))),
         }

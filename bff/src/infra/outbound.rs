@@ -23,6 +23,19 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 Some("unspecified")
             } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
                 Some("shared (carrier-grade NAT)")
+            } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+                // 192.0.0.0/24: IETF protocol assignments (DS-Lite, NAT64 discovery…).
+                Some("protocol assignments")
+            } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+                // 198.18.0.0/15: network benchmarking, routed inside labs.
+                Some("benchmarking")
+            } else if (o[0] == 192 && o[1] == 0 && o[2] == 2)
+                || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+                || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+            {
+                Some("documentation")
+            } else if o[0] == 192 && o[1] == 88 && o[2] == 99 {
+                Some("6to4 relay anycast")
             } else if v4.is_multicast() || v4.is_broadcast() || o[0] >= 240 {
                 Some("reserved")
             } else {
@@ -33,7 +46,21 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return non_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
+            // Addresses that carry an IPv4 address inside are judged by it: NAT64
+            // (64:ff9b::/96, and the local-use 64:ff9b:1::/48), 6to4 (2002::/16, the IPv4 in
+            // bits 16-48) and the deprecated IPv4-compatible form (::a.b.c.d).
+            let embedded = |hi: u16, lo: u16| std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) {
+                return non_public(IpAddr::V4(embedded(seg[6], seg[7])));
+            }
+            if first == 0x2002 {
+                return non_public(IpAddr::V4(embedded(seg[1], seg[2])));
+            }
+            if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return Some("IPv4-compatible (deprecated)");
+            }
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -44,6 +71,13 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 Some("private")
             } else if v6.is_multicast() {
                 Some("reserved")
+            } else if first == 0x2001 && seg[1] == 0x0db8 || first == 0x3fff && seg[1] & 0xf000 == 0 {
+                Some("documentation")
+            } else if first == 0x2001 && seg[1] & 0xfe00 == 0 {
+                // 2001::/23: IETF protocol assignments (Teredo 2001::/32 among them).
+                Some("protocol assignments")
+            } else if first == 0x0100 && seg[1..4] == [0, 0, 0] {
+                Some("discard-only")
             } else {
                 None
             }
@@ -152,6 +186,27 @@ mod tests {
             ("::ffff:127.0.0.1", Some("loopback")),
             ("93.184.216.34", None),
             ("2606:4700::1111", None),
+            // IANA's special-purpose registries.
+            ("192.0.0.8", Some("protocol assignments")),
+            ("198.18.0.1", Some("benchmarking")),
+            ("198.19.255.255", Some("benchmarking")),
+            ("198.20.0.1", None),
+            ("192.0.2.1", Some("documentation")),
+            ("203.0.113.7", Some("documentation")),
+            ("192.88.99.1", Some("6to4 relay anycast")),
+            ("2001:db8::1", Some("documentation")),
+            ("2001::1", Some("protocol assignments")),
+            ("100::1", Some("discard-only")),
+            // IPv4 inside IPv6 is judged by the IPv4 it carries.
+            ("64:ff9b::10.0.0.1", Some("private")),
+            ("64:ff9b::169.254.169.254", Some("link-local")),
+            ("64:ff9b:1::127.0.0.1", Some("loopback")),
+            ("64:ff9b::93.184.216.34", None),
+            ("2002:7f00:1::", Some("loopback")),
+            ("2002:a9fe:a9fe::1", Some("link-local")),
+            ("2002:5db8:d822::1", None),
+            ("::127.0.0.1", Some("IPv4-compatible (deprecated)")),
+            ("::10.0.0.1", Some("IPv4-compatible (deprecated)")),
         ] {
             assert_eq!(non_public(ip.parse().expect("ip")), kind, "{ip}");
         }
