@@ -283,3 +283,24 @@ async fn an_exhausted_pool_answers_503_with_retry_after_and_the_last_admin_key_s
     let r = app.http.delete(app.url(&format!("/api/v1/tokens/{}", second["id"]))).bearer_auth(secret).send().await.expect("revoke");
     assert_error(r, 409).await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_errors_name_it() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/api/v1/jobs/999999")).bearer_auth(ADMIN_KEY).header("x-request-id", "ci-run-42").send().await.expect("get");
+    assert_eq!(r.headers()["x-request-id"], "ci-run-42");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["request_id"], "ci-run-42", "{body}");
+    assert!(body["errors"][0]["detail"].is_string());
+    // Not a sane id (too long, or odd characters): one is made up instead.
+    for given in ["x".repeat(65), "a b".into(), "<script>".into()] {
+        let r = app.http.get(app.url("/api/v1/nowhere")).header("x-request-id", given.as_str()).send().await.expect("get");
+        let id = r.headers()["x-request-id"].to_str().expect("id").to_string();
+        assert!(id != given && id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["request_id"], id.as_str());
+    }
+    let a = app.http.get(app.url("/healthz")).send().await.expect("a").headers()["x-request-id"].clone();
+    let b = app.http.get(app.url("/healthz")).send().await.expect("b").headers()["x-request-id"].clone();
+    assert_ne!(a, b, "each request its own");
+}

@@ -337,8 +337,12 @@ async fn bad_input_gets_clear_errors() {
         }
         assert_eq!(r["would_run"]["options"]["limit"], "web-01");
     }
-    let r = ask(&app, "patch web-01\u{0} with\u{1b}[31m group 1").await;
+    let r = ask(&app, "patch web-01\u{7} with\u{1b}[31m group 1").await;
     assert_eq!(r["text"], "patch web-01  with [31m group 1", "control characters become spaces");
+    assert_eq!(app.count("select count(*) from requests").await, 6);
+    // A NUL is refused at the edge, as everywhere but ingest.
+    let r = post_as(&app, "/api/v1/requests", ADMIN_KEY, Some(json!({"text": "patch web-01\u{0}"}))).await;
+    assert!(assert_error(r, 400).await.contains("`text` holds a NUL byte"));
     assert_eq!(app.count("select count(*) from requests").await, 6);
 
     // A conversation has an end.

@@ -363,6 +363,7 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
         .expect("sign-in");
     http.get(format!("{base}/api/v1/jobs?q=hunter2-log-check"))
         .bearer_auth("pdk_log_test_admin_key_777_0123456789")
+        .header("x-request-id", "pipeline-run-4242")
         .send()
         .await
         .expect("jobs");
@@ -379,6 +380,7 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
         text.contains("\"route\":\"/api/v1/ingest/events\""),
         "requests run in a span naming their route"
     );
+    assert!(text.contains("\"request_id\":\"pipeline-run-4242\""), "the caller's request id is in its log lines");
     for secret in [
         "pdk_log_test_admin_key_777_0123456789",
         "pdi_log_test_ingest_token_888_0123456789",

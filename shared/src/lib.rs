@@ -244,6 +244,9 @@ pub struct JobAnswer {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub errors: Vec<ErrorDetail>,
+    /// The request's `x-request-id` (the caller's, or one made up), as the server's log has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,7 +257,7 @@ pub struct ErrorDetail {
 
 impl ErrorBody {
     pub fn new(detail: impl Into<String>) -> Self {
-        ErrorBody { errors: vec![ErrorDetail { detail: detail.into() }] }
+        ErrorBody { errors: vec![ErrorDetail { detail: detail.into() }], request_id: None }
     }
 
     /// All details in one line, for showing to a person.

@@ -87,7 +87,20 @@ impl std::fmt::Display for AppError {
 }
 
 pub fn error_response(status: StatusCode, detail: impl Into<String>) -> Response {
-    (status, axum::Json(ErrorBody::new(detail))).into_response()
+    let mut body = ErrorBody::new(detail);
+    body.request_id = request_id();
+    (status, axum::Json(body)).into_response()
+}
+
+tokio::task_local! {
+    /// The request being served (`x-request-id`), set by `security::security_headers` for the
+    /// whole of it: error bodies and log lines carry it.
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the request this task serves, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 impl IntoResponse for AppError {
@@ -196,7 +209,8 @@ pub async fn error_shape(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| req.uri().path().to_string());
     let resp = next.run(req).await;
     if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
-        tracing::error!(%method, %path, status = resp.status().as_u16(), error = %detail, "request failed");
+        let request_id = request_id().unwrap_or_default();
+        tracing::error!(%method, %path, %request_id, status = resp.status().as_u16(), error = %detail, "request failed");
         return resp;
     }
     let status = resp.status();

@@ -200,7 +200,8 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
         axum::http::Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    let span = tracing::info_span!("request", %method, %route);
+    let request_id = crate::infra::error::request_id().unwrap_or_default();
+    let span = tracing::info_span!("request", %method, %route, %request_id);
     let started = Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();

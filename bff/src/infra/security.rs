@@ -137,6 +137,22 @@ const MAX_URI_BYTES: usize = 8 * 1024;
 /// Refuses oversize headers (431) and URIs (414). Headers for every response: no sniffing, and who may frame the pages (`frame-ancestors` from
 /// `PLAYDECK_FRAME_ANCESTORS`, default only this origin) instead of a blanket X-Frame-Options.
 pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // The caller's request id when it is a sane one (a proxy's or a pipeline's), else a new one.
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(crate::infra::secrets::random_bytes::<8>()));
+    let mut resp = crate::infra::error::REQUEST_ID.scope(id.clone(), guarded(app, req, next)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn guarded(app: AppState, req: Request, next: Next) -> Response {
     // Served over HTTPS here, or behind a TLS-terminating route (the scheme in X-Forwarded-Proto).
     let tls = app.config.tls.is_some()
         || req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));

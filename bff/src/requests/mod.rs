@@ -80,7 +80,7 @@ fn not_found(id: i64) -> AppError {
     AppError::NotFound(format!("request {id} does not exist"))
 }
 
-/// The text as stored: control characters (NUL, escapes) become spaces; empty and overlong texts
+/// The text as stored: control characters (escapes; a NUL is refused at the edge) become spaces; empty and overlong texts
 /// are refused.
 pub fn check_text(text: &str) -> Result<String, AppError> {
     let cleaned: String =
