@@ -394,3 +394,19 @@ async fn live_delivery_survives_a_killed_listen_connection() {
     let ready = app.http.get(app.url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn websockets_are_pinged_so_proxies_keep_them() {
+    let app = spawn_app_with(|c| c.ws_ping = Duration::from_millis(200)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws connect");
+    let ping = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_ping() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ping, Ok(true), "a ping arrived");
+}

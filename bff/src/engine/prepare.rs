@@ -538,35 +538,57 @@ async fn install_collection(
 }
 
 /// A collection tarball: the file itself, or in a directory `namespace-name-version.tar.gz` (the
-/// version asked for, else the newest).
+/// version asked for, else the newest release by semantic versioning, as ansible-galaxy picks it:
+/// a pre-release only when there is nothing else).
 fn local_tarball(path: &Path, collection: &str, version: Option<&str>) -> Result<PathBuf, Fail> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
     let prefix = format!("{}-", collection.replace('.', "-"));
-    let mut found: Vec<(Vec<u64>, String, PathBuf)> = std::fs::read_dir(path)
+    let found: Vec<(String, PathBuf)> = std::fs::read_dir(path)
         .map_err(|e| format!("`source.galaxy_server` {}: {e}", path.display()))?
         .flatten()
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             let v = n.strip_prefix(&prefix)?.strip_suffix(".tar.gz")?.to_string();
-            let key = v.split(['.', '-', '+']).map(|x| x.parse::<u64>().unwrap_or(0)).collect();
-            Some((key, v, e.path()))
+            Some((v, e.path()))
         })
         .collect();
-    found.sort();
-    let exact = version.filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)));
-    let pick = match exact {
-        Some(v) => found.into_iter().find(|(_, fv, _)| fv == v),
-        None => found.pop(),
+    let pick = match version {
+        Some(v) => found.into_iter().find(|(fv, _)| fv == v).map(|(_, p)| p),
+        None => newest(found),
     };
-    pick.map(|(_, _, p)| p).ok_or_else(|| {
+    pick.ok_or_else(|| {
         format!(
             "there is no {collection}{} tarball in {}",
             version.map(|v| format!(" {v}")).unwrap_or_default(),
             path.display()
         )
     })
+}
+
+/// The newest of these versions (releases before pre-releases; names that are not semantic
+/// versions are never "newest").
+fn newest<T>(found: Vec<(String, T)>) -> Option<T> {
+    found
+        .into_iter()
+        .filter_map(|(v, t)| semver::Version::parse(&v).ok().map(|v| (v.pre.is_empty(), v, t)))
+        .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+        .map(|(_, _, t)| t)
+}
+
+#[cfg(test)]
+mod newest_tests {
+    #[test]
+    fn the_newest_release_wins_over_pre_releases_and_odd_names() {
+        let pick = |vs: &[&str]| super::newest(vs.iter().map(|v| (v.to_string(), v.to_string())).collect());
+        assert_eq!(pick(&["1.2.0", "1.10.0", "1.9.9"]).as_deref(), Some("1.10.0"));
+        assert_eq!(pick(&["1.2.0", "2.0.0-rc.1"]).as_deref(), Some("1.2.0"), "a pre-release is not newest");
+        assert_eq!(pick(&["2.0.0-rc.1", "2.0.0-rc.2"]).as_deref(), Some("2.0.0-rc.2"));
+        assert_eq!(pick(&["1.0.0", "1.0.0+build.5"]).as_deref(), Some("1.0.0+build.5"));
+        assert_eq!(pick(&["latest", "1.0.0"]).as_deref(), Some("1.0.0"));
+        assert_eq!(pick(&["latest"]), None);
+    }
 }
 
 /// Writes (or fetches) the inventory and returns what `-i` gets.

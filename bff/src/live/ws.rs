@@ -22,6 +22,10 @@ use crate::infra::error::AppError;
 use crate::infra::state::AppState;
 use crate::live::{self, Follower, HubMessage, Interest};
 
+fn conn_ping_every(app: &AppState) -> std::time::Duration {
+    app.config.ws_ping
+}
+
 /// Jobs one connection may follow at once.
 const MAX_FOLLOWED: usize = 100;
 
@@ -222,9 +226,14 @@ async fn write_loop(
     mut commands: mpsc::Receiver<ClientMessage>,
     mut errors: mpsc::Receiver<String>,
 ) {
+    // A ping every `PING_EVERY`: proxies and load balancers drop connections they think idle,
+    // and a peer that vanished is noticed when the write fails.
+    let mut ping = tokio::time::interval(conn_ping_every(&app));
+    ping.tick().await;
     let mut conn = Connection { app, sink, followers: HashMap::new(), jobs: None };
     loop {
         let step = tokio::select! {
+            _ = ping.tick() => conn.sink.send(Message::Ping(Default::default())).await.map_err(|_| ()),
             cmd = commands.recv() => match cmd {
                 Some(cmd) => conn.command(cmd).await,
                 None => Err(()),

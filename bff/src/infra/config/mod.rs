@@ -54,6 +54,8 @@ pub struct Config {
     pub ingest_max_bytes: usize,
     /// Messages the live hub keeps for slow clients before they get `resync`.
     pub hub_capacity: usize,
+    /// How often a WebSocket is pinged (30 s).
+    pub ws_ping: std::time::Duration,
     /// Where the built SPA is (trunk's `dist/`).
     pub web_dir: Option<PathBuf>,
     /// Connections in the pool.
@@ -118,6 +120,7 @@ impl Config {
             credential_key: var("PLAYDECK_CREDENTIAL_KEY").map(Secret),
             ingest_max_bytes: parse_num("PLAYDECK_INGEST_MAX_BYTES", 8 * 1024 * 1024)?,
             hub_capacity: parse_num("PLAYDECK_HUB_CAPACITY", 256)?,
+            ws_ping: std::time::Duration::from_secs(30),
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
             pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
             pool_wait: std::time::Duration::from_millis(parse_num("PLAYDECK_DB_POOL_WAIT_MS", 5000)? as u64),
@@ -192,6 +195,7 @@ impl Config {
             credential_key: None,
             ingest_max_bytes: 8 * 1024 * 1024,
             hub_capacity: 1024,
+            ws_ping: std::time::Duration::from_secs(30),
             web_dir: None,
             pool_size: 8,
             pool_wait: std::time::Duration::from_secs(5),
