@@ -650,6 +650,24 @@ async fn receiver(fail_first: usize) -> (String, Receiver) {
     (format!("http://{addr}/hook"), r)
 }
 
+/// Checks a delivery's Standard Webhooks headers against the secret (raw bytes, or `whsec_`).
+fn standard_signed(h: &reqwest::header::HeaderMap, secret: &str, body: &str) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let id = h["webhook-id"].to_str().expect("webhook-id").to_string();
+    let ts: i64 = h["webhook-timestamp"].to_str().expect("ts").parse().expect("a unix time");
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 120, "a fresh timestamp");
+    let key = secret
+        .strip_prefix("whsec_")
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).expect("base64"))
+        .unwrap_or_else(|| secret.as_bytes().to_vec());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let want = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(h["webhook-signature"].to_str().expect("sig"), want, "the Standard Webhooks signature");
+    id
+}
+
 fn hmac_hex(secret: &str, body: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
@@ -698,6 +716,7 @@ async fn webhooks_get_signed_payloads_and_a_failing_receiver_is_retried() {
     }
     let (headers, body, _) = callback.got.lock().expect("lock")[0].clone();
     assert_eq!(headers["x-playdeck-signature"].to_str().expect("sig"), hmac_hex(callback_secret, &body));
+    standard_signed(&headers, callback_secret, &body);
     assert_eq!(headers["x-playdeck-event"], "job.successful");
     let payload: Value = serde_json::from_str(&body).expect("payload");
     assert_eq!(payload["event"], "job.successful");
@@ -708,10 +727,13 @@ async fn webhooks_get_signed_payloads_and_a_failing_receiver_is_retried() {
     // The registered webhook: 500, 500, then 200, each attempt with the same signed body.
     let got = flaky.got.lock().expect("lock").clone();
     assert_eq!(got.iter().map(|g| g.2).collect::<Vec<_>>(), [500, 500, 200]);
+    let mut ids = std::collections::BTreeSet::new();
     for (h, b, _) in &got {
         assert_eq!(b, &got[0].1, "retries send the same body");
         assert_eq!(h["x-playdeck-signature"].to_str().expect("sig"), hmac_hex(secret, b));
+        ids.insert(standard_signed(h, secret, b));
     }
+    assert_eq!(ids.len(), 1, "retries keep their webhook-id");
     assert_ne!(hmac_hex("wrong secret", &got[0].1), hmac_hex(secret, &got[0].1));
     let deliveries = app.get_json(&format!("/api/v1/webhooks/deliveries?webhook_id={hook_id}")).await;
     let d = &deliveries["results"][0];

@@ -35,7 +35,35 @@ use crate::infra::secrets::Secret;
 use crate::infra::state::AppState;
 use crate::store::jobs::job_run;
 
-/// `sha256=<hex>`: HMAC-SHA256 of the body with the receiver's secret.
+/// The key bytes of a secret: a Standard Webhooks secret (`whsec_` + base64) is its decoded
+/// bytes; any other (made before, or given by hand) is used as its raw bytes.
+pub fn secret_key(secret: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// A new secret in the Standard Webhooks form: `whsec_` + base64 of 32 random bytes.
+pub fn new_secret() -> String {
+    use base64::Engine as _;
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(crate::infra::secrets::random_bytes::<32>()))
+}
+
+/// Standard Webhooks' `webhook-signature`: `v1,` + base64 of HMAC-SHA256 over
+/// `{webhook-id}.{webhook-timestamp}.{body}`. The id and the time are signed with the body, so a
+/// captured delivery cannot be replayed later (receivers refuse old timestamps) or as another.
+pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(&secret_key(secret)) else { return String::new() };
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// `sha256=<hex>`: HMAC-SHA256 of the body with the receiver's secret (`x-playdeck-signature`,
+/// deprecated: kept for one release beside the Standard Webhooks headers).
 pub fn sign(secret: &str, body: &[u8]) -> String {
     // HMAC takes keys of any length; this cannot fail.
     let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
@@ -157,9 +185,15 @@ async fn send(
         Ok(c) => c,
         Err(e) => return (None, Some(e), true),
     };
+    // The message id stays the same across retries (receivers deduplicate on it).
+    let message = format!("msg_{}", d.id);
+    let timestamp = chrono::Utc::now().timestamp();
     let resp = client
         .post(url)
         .header("content-type", "application/json")
+        .header("webhook-id", &message)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", standard_signature(secret, &message, timestamp, body.as_bytes()))
         .header("x-playdeck-event", &d.event)
         .header("x-playdeck-delivery", d.id.to_string())
         .header("x-playdeck-attempt", n.to_string())
@@ -236,7 +270,7 @@ async fn create(
             return Err(AppError::Unprocessable("`secret` must be at least 16 characters".into()))
         }
         Some(s) => s,
-        None => crate::infra::secrets::random_token("pdw_"),
+        None => new_secret(),
     };
     let db = app.pool.get().await?;
     let row = db
@@ -407,6 +441,24 @@ async fn redeliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_follow_standard_webhooks() {
+        // The specification's own example (standard-webhooks, spec/standard-webhooks.md).
+        assert_eq!(
+            standard_signature(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // A secret made before (not whsec_) is used as its raw bytes.
+        assert_eq!(secret_key("pdw_old"), b"pdw_old");
+        assert!(new_secret().starts_with("whsec_"));
+        assert_eq!(secret_key(&new_secret()).len(), 32);
+    }
 
     #[test]
     fn signatures_are_hmac_sha256() {
