@@ -80,7 +80,7 @@ pub fn client_config(
                 .map_err(|e| format!("TLS roots: {e}"))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
         }
-        Check::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked(provider()))),
+        Check::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked)),
         Check::Own(certs) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in &certs {
@@ -90,13 +90,45 @@ pub fn client_config(
                 .build()
                 .ok()
                 .map(ChainOnly);
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(Own { certs, chain, unchecked: Unchecked(provider()) }))
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(Own { certs, chain }))
         }
     };
     match client_cert {
         Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| format!("client certificate: {e}")),
         None => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// The handshake's signatures checked with ring's algorithms, the same for every verifier here
+/// (what differs between them is which certificates they accept).
+macro_rules! handshake_signatures_by_ring {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            algorithms().supported_schemes()
+        }
+    };
+}
+
+fn algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
 /// Checks the chain (and expiry) but not the name: libpq's `verify-ca`.
@@ -121,27 +153,7 @@ impl ServerCertVerifier for ChainOnly {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
+    handshake_signatures_by_ring!();
 }
 
 /// Accepts the server's own certificate (byte for byte), or a chain to one in its file.
@@ -149,7 +161,6 @@ impl ServerCertVerifier for ChainOnly {
 struct Own {
     certs: Vec<CertificateDer<'static>>,
     chain: Option<ChainOnly>,
-    unchecked: Unchecked,
 }
 
 impl ServerCertVerifier for Own {
@@ -170,33 +181,13 @@ impl ServerCertVerifier for Own {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.unchecked.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.unchecked.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.unchecked.supported_verify_schemes()
-    }
+    handshake_signatures_by_ring!();
 }
 
 /// Checks nothing of the certificate, only that the handshake is signed by its key: libpq's
 /// `require` (encryption against eavesdroppers, not against someone in the middle).
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
+struct Unchecked;
 
 impl ServerCertVerifier for Unchecked {
     fn verify_server_cert(
@@ -210,25 +201,5 @@ impl ServerCertVerifier for Unchecked {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures_by_ring!();
 }
