@@ -107,10 +107,15 @@ async fn create(
         return Err(AppError::Unprocessable("`name`: 1 to 100 printable characters".into()));
     }
     let db = app.pool.get().await?;
-    let taken = db
-        .query_opt("select 1 from users where kind = 'service' and lower(username) = lower($1) and disabled is null", &[&name])
-        .await?;
-    if taken.is_some() {
+    // Keys made at /api/v1/keys may share a name; exists() is true for one or many.
+    let taken: bool = db
+        .query_one(
+            "select exists (select 1 from users where kind = 'service' and lower(username) = lower($1) and disabled is null)",
+            &[&name],
+        )
+        .await?
+        .get(0);
+    if taken {
         return Err(AppError::Conflict(format!("a service account named {name:?} exists")));
     }
     let row = db

@@ -8,6 +8,9 @@ use crate::util::{is_root, output, run, step};
 /// The ansible-core the local engine and its tests run (Python >= 3.11).
 const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
+/// The API fuzzer `cargo xtask test` runs against the served OpenAPI document.
+pub(crate) const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
 const TRUNK_VERSION: &str = "0.21.14";
 
 /// Installs Debian packages (as root directly, else through sudo), mending an interrupted dpkg
@@ -88,6 +91,10 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     }
     ensure_identity()?;
     ensure_venv()?;
+    if browser && !Path::new(".venv/bin/schemathesis").is_file() {
+        step(&format!("installing {SCHEMATHESIS} into .venv (the API fuzzer)"));
+        run(Command::new(".venv/bin/pip").args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]))?;
+    }
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {
             apt_install(&["chromium"])?;
