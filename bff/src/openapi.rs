@@ -343,6 +343,19 @@ fn operations() -> Vec<Op> {
     ]
 }
 
+/// Operations whose answer depends on a service asked on the caller's behalf: the AAP
+/// controllers (launch, cancel, relaunch, templates, the request box's confirm) and sign-in
+/// (LDAP, the OpenID provider).
+fn upstream(method: &str, path: &str) -> bool {
+    (path == "/jobs" && method == "post")
+        || path.ends_with("/cancel")
+        || path.ends_with("/relaunch")
+        || path.starts_with("/templates")
+        || path.starts_with("/controllers")
+        || path.ends_with("/confirm")
+        || path.starts_with("/session")
+}
+
 /// Every route of `/api/v1` as (method, path), for the drift test.
 pub fn documented_routes() -> Vec<(String, String)> {
     operations().iter().map(|o| (o.method.to_string(), o.path.to_string())).collect()
@@ -483,6 +496,20 @@ pub fn document() -> Value {
             "4XX".into(),
             json!({"description": "Refused: the detail says why", "content": {"application/json": {"schema": reference("ErrorBody")}}}),
         );
+        // The 5xx an operation can answer without a bug (a 500 is always one): 503 when the
+        // database is away or every connection is busy (with Retry-After), and 502/504 where
+        // the answer depends on a service asked on the caller's behalf.
+        let error = |what: &str| {
+            json!({"description": what, "content": {"application/json": {"schema": reference("ErrorBody")}},
+                   "headers": {"Retry-After": {"description": "seconds to wait (503)", "schema": {"type": "integer"}}}})
+        };
+        if !matches!(o.auth, Auth::None) || o.path.starts_with("/session") {
+            responses.insert("503".into(), error("The database is not reachable, or every connection is in use: try again"));
+        }
+        if upstream(o.method, o.path) {
+            responses.insert("502".into(), error("A service asked on the caller's behalf (controller, directory, OpenID provider) failed"));
+            responses.insert("504".into(), error("That service did not answer in time"));
+        }
         operation.insert("responses".into(), Value::Object(responses));
         let path = paths.entry(format!("/api/v1{}", o.path)).or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(p) = path {

@@ -151,8 +151,8 @@ async fn change(
     if req.disabled.is_none() && req.role.is_none() {
         return Err(AppError::Unprocessable("send `disabled` or `role`".into()));
     }
-    if req.disabled == Some(true) && caller.user_id == Some(id) {
-        return Err(AppError::Conflict("you cannot disable yourself; another admin can".into()));
+    if caller.user_id == Some(id) && (req.disabled == Some(true) || req.role.is_some()) {
+        return Err(AppError::Conflict("you cannot disable yourself or change your own role; another admin can".into()));
     }
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;

@@ -491,6 +491,9 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let me: Value = app.http.get(app.url("/api/v1/session")).bearer_auth(ADMIN_KEY).send().await.expect("me").json().await.expect("json");
     let r = app.http.patch(app.url(&format!("/api/v1/users/{}", me["user_id"]))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("self");
     assert_error(r, 409).await;
+    // Nor demote themselves (the API fuzzer did, and every admin call after was a 403).
+    let r = app.http.patch(app.url(&format!("/api/v1/users/{}", me["user_id"]))).bearer_auth(ADMIN_KEY).json(&json!({"role": "viewer"})).send().await.expect("self");
+    assert_error(r, 409).await;
     let r = app.http.patch(app.url(&format!("/api/v1/users/{}", sa["id"]))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": "yes"})).send().await.expect("bad");
     assert_error(r, 422).await;
     let r = app.http.patch(app.url("/api/v1/users/999999")).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("missing");
