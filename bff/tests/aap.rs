@@ -400,9 +400,15 @@ async fn a_controller_that_goes_down_is_unhealthy_while_others_keep_syncing_and_
         "/api/controller/v2"
     );
 
+    // East synced its job; wait for its first round to be recorded before stopping it, so
+    // "not healthy" below means "down", not "still starting".
+    eventually("east healthy", || async {
+        Some(controller_state(&app, "east").await).filter(|c| c["healthy"] == true)
+    })
+    .await;
     east.stop().await;
     let down = eventually("east unhealthy", || async {
-        Some(controller_state(&app, "east").await).filter(|c| c["healthy"] == false)
+        Some(controller_state(&app, "east").await).filter(|c| c["healthy"] == false && c["status"] != "starting")
     })
     .await;
     assert_eq!(down["status"], "unreachable", "{down}");

@@ -86,6 +86,10 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     if browser && !Path::new("/usr/sbin/sshd").exists() {
         missing.push("openssh-server");
     }
+    // The API fuzzer runs in a network namespace of its own (ip netns).
+    if browser && !Path::new("/usr/sbin/ip").exists() && !Path::new("/usr/bin/ip").exists() && !Path::new("/sbin/ip").exists() {
+        missing.push("iproute2");
+    }
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
