@@ -110,6 +110,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
             config.auth.signin_per_user_per_minute as f64 / 60.0,
             config.auth.signin_per_user_per_minute as f64,
         ),
+        api_limit: RateLimiter::new(config.api_per_second as f64, 2.0 * config.api_per_second as f64),
         ingest_limit: RateLimiter::new(
             config.ingest_per_second as f64,
             2.0 * config.ingest_per_second as f64,

@@ -304,3 +304,22 @@ async fn every_answer_carries_a_request_id_and_errors_name_it() {
     let b = app.http.get(app.url("/healthz")).send().await.expect("b").headers()["x-request-id"].clone();
     assert_ne!(a, b, "each request its own");
 }
+
+#[tokio::test]
+async fn each_token_has_its_own_budget_on_the_whole_api() {
+    let app = spawn_app_with(|c| c.api_per_second = 2).await;
+    let other = post(&app, "/api/v1/keys", &json!({"name": "second", "role": "viewer"})).await;
+    let other = other.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs").status().as_u16());
+    }
+    assert!(statuses[..3].iter().all(|s| *s == 200), "a burst of twice the rate passes: {statuses:?}");
+    assert!(statuses[3..].contains(&429), "then the limit holds: {statuses:?}");
+    let r = app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs");
+    assert!(r.headers().get("retry-after").is_some());
+    assert_error(r, 429).await;
+    // Another token is not held back, nor is ingest (its own limit, per client).
+    assert_eq!(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&other).send().await.expect("jobs").status(), 200);
+    assert_eq!(app.ingest(&batch("budget", events(1, 2))).await.status(), 200);
+}

@@ -51,6 +51,8 @@ pub(crate) fn test() -> Result<(), String> {
             // Every script signs in (some several times) from this one address within minutes;
             // the limit itself is tested in bff/tests/hardening.rs.
             ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
+            // The scripts poll and page quickly with one key; the limit is tested in hardening.rs.
+            ("PLAYDECK_API_PER_SECOND", "100000".into()),
             // expired.mjs ingests a job that finished in 2001; nothing else is that old.
             ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
             ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),
@@ -108,6 +110,7 @@ fn fuzz() -> Result<(), String> {
             .env("PLAYDECK_LOG", "error")
             .env("PLAYDECK_SIGNIN_PER_MINUTE", "100000")
             .env("PLAYDECK_INGEST_PER_SECOND", "100000")
+            .env("PLAYDECK_API_PER_SECOND", "100000")
             .stdout(std::process::Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the server in {ns}: {e}"))?;

@@ -150,16 +150,35 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
+        let identity = resolve(&app, parts).await?;
+        // Each token, session or proxied person has its own budget on the whole API.
+        let budget = match (identity.key_id, identity.session_id, identity.user_id) {
+            (Some(k), _, _) => format!("key:{k}"),
+            (None, Some(s), _) => format!("session:{s}"),
+            (None, None, Some(u)) => format!("user:{u}"),
+            _ => format!("name:{}", identity.name),
+        };
+        if let Err(wait) = app.api_limit.check(&budget) {
+            return Err(AppError::TooManyRequests(wait));
+        }
+        Ok(identity)
+    }
+}
+
+/// Who the request says it comes from, checked: a token, a trusted proxy's person, a session.
+async fn resolve(app: &App, parts: &Parts) -> Result<Identity, AppError> {
+    {
+        let app = app;
         if let Some(key) = bearer(&parts.headers) {
-            return key_identity(&app, key).await;
+            return key_identity(app, key).await;
         }
         // A trusted proxy's sign-in, else the session cookie, else a refusal of forged headers.
-        let browser = match proxy_identity(&app, parts).await? {
+        let browser = match proxy_identity(app, parts).await? {
             Some(identity) => Some(identity),
             None => match cookie(&parts.headers, SESSION_COOKIE) {
-                Some(token) => Some(session_identity(&app, token).await?),
+                Some(token) => Some(session_identity(app, token).await?),
                 None => {
-                    refuse_forged_proxy_headers(&app, parts).await?;
+                    refuse_forged_proxy_headers(app, parts).await?;
                     None
                 }
             },
@@ -178,7 +197,7 @@ where
         // WebSockets from scripts cannot set headers in browsers; `?key=` is accepted there.
         if parts.uri.path().ends_with("/ws") {
             if let Ok(Query(KeyQuery { key: Some(key) })) = Query::<KeyQuery>::try_from_uri(&parts.uri) {
-                return key_identity(&app, &key).await;
+                return key_identity(app, &key).await;
             }
         }
         Err(AppError::Unauthorized(

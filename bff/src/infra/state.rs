@@ -28,6 +28,8 @@ pub struct App {
     pub signin_user_limit: RateLimiter,
     /// Ingest requests per client.
     pub ingest_limit: RateLimiter,
+    /// API requests per token, session or proxied person (`PLAYDECK_API_PER_SECOND`).
+    pub api_limit: RateLimiter,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The token the ingest endpoints accept.

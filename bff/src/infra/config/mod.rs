@@ -72,6 +72,9 @@ pub struct Config {
     pub signin_per_minute: usize,
     /// Ingest requests a client may make per second (twice that in a burst).
     pub ingest_per_second: usize,
+    /// API requests one token, session or proxied person may make per second (twice that in a
+    /// burst), `PLAYDECK_API_PER_SECOND`.
+    pub api_per_second: usize,
     /// Raw events of jobs finished longer ago than this many days are deleted; `None` keeps them.
     pub event_retention_days: Option<usize>,
     /// How often the retention sweep runs (`PLAYDECK_RETENTION_INTERVAL_SECS`).
@@ -136,6 +139,7 @@ impl Config {
             },
             signin_per_minute: parse_num("PLAYDECK_SIGNIN_PER_MINUTE", 10)?,
             ingest_per_second: parse_num("PLAYDECK_INGEST_PER_SECOND", 500)?,
+            api_per_second: parse_num("PLAYDECK_API_PER_SECOND", 100)?,
             event_retention_days: match var("PLAYDECK_EVENT_RETENTION_DAYS") {
                 None => None,
                 Some(_) => Some(parse_num("PLAYDECK_EVENT_RETENTION_DAYS", 30)?),
@@ -203,6 +207,7 @@ impl Config {
             frame_ancestors: "'self'".into(),
             signin_per_minute: 1000,
             ingest_per_second: 100_000,
+            api_per_second: 100_000,
             event_retention_days: None,
             retention_interval: std::time::Duration::from_secs(3600),
             aap: AapConfig::for_tests(),
