@@ -323,3 +323,28 @@ async fn each_token_has_its_own_budget_on_the_whole_api() {
     assert_eq!(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&other).send().await.expect("jobs").status(), 200);
     assert_eq!(app.ingest(&batch("budget", events(1, 2))).await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_ordinary_request_that_takes_too_long_is_stopped_but_streams_are_not() {
+    let app = spawn_app_with(|c| {
+        c.pool_size = 1;
+        c.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // The one connection held: a read waits for it (5 s) and is stopped at 0.3 s instead.
+    let held = app.state.pool.get().await.expect("held");
+    let started = std::time::Instant::now();
+    let r = app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs");
+    assert!(started.elapsed() < Duration::from_secs(2), "stopped in time: {:?}", started.elapsed());
+    assert!(r.headers().get("retry-after").is_some());
+    let detail = assert_error(r, 503).await;
+    assert!(detail.contains("PLAYDECK_REQUEST_TIMEOUT_SECS"), "{detail}");
+    drop(held);
+    // A WebSocket outlives the timeout.
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"type": "subscribe", "jobs": true}).to_string().into()))
+        .await
+        .expect("the socket is still open after the timeout");
+}

@@ -203,7 +203,30 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
     let request_id = crate::infra::error::request_id().unwrap_or_default();
     let span = tracing::info_span!("request", %method, %route, %request_id);
     let started = Instant::now();
-    let resp = next.run(req).instrument(span.clone()).await;
+    // Ordinary requests end in time; the live streams, a launch that waits for its job and the
+    // request box's confirm (which may launch and wait) take as long as they need.
+    let long = route.ends_with("/ws")
+        || route.ends_with("/stream")
+        || (method == "POST" && (route == "/api/v1/jobs" || route.ends_with("/confirm")));
+    let run = next.run(req).instrument(span.clone());
+    let resp = if long {
+        run.await
+    } else {
+        match tokio::time::timeout(app.config.request_timeout, run).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                let mut resp = crate::infra::error::error_response(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the request took longer than {} s (PLAYDECK_REQUEST_TIMEOUT_SECS) and was stopped; try again",
+                        app.config.request_timeout.as_secs_f64()
+                    ),
+                );
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1));
+                resp
+            }
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16().to_string();
     app.metrics

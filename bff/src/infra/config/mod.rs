@@ -63,6 +63,9 @@ pub struct Config {
     /// How long a request waits for a free connection before it answers 503
     /// (`PLAYDECK_DB_POOL_WAIT_MS`, default 5000).
     pub pool_wait: std::time::Duration,
+    /// How long an ordinary API request may take before it answers 503
+    /// (`PLAYDECK_REQUEST_TIMEOUT_SECS`, default 60); streams and `"wait": true` are exempt.
+    pub request_timeout: std::time::Duration,
     /// How long a browser session lasts.
     pub session_hours: i64,
     /// Who may show Playdeck in a frame: the CSP `frame-ancestors` sources (`'self'` by default;
@@ -127,6 +130,7 @@ impl Config {
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
             pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
             pool_wait: std::time::Duration::from_millis(parse_num("PLAYDECK_DB_POOL_WAIT_MS", 5000)? as u64),
+            request_timeout: std::time::Duration::from_secs(parse_num("PLAYDECK_REQUEST_TIMEOUT_SECS", 60)? as u64),
             session_hours: parse_num("PLAYDECK_SESSION_HOURS", 12)? as i64,
             frame_ancestors: match var("PLAYDECK_FRAME_ANCESTORS") {
                 None => "'self'".into(),
@@ -203,6 +207,7 @@ impl Config {
             web_dir: None,
             pool_size: 8,
             pool_wait: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(60),
             session_hours: 12,
             frame_ancestors: "'self'".into(),
             signin_per_minute: 1000,
