@@ -307,7 +307,13 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     for j in 0..60 {
         let body = json!({"source": "bench", "job": {"external_id": format!("auth-{j}"), "name": "auth", "template": "patch.yml"},
                           "events": synthetic_events(j + 1, 3)});
-        let r = http.post(format!("http://{addr}/api/v1/ingest/events")).bearer_auth(TOKEN).json(&body).send().await.expect("ingest");
+        let r = http
+            .post(format!("http://{addr}/api/v1/ingest/events"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("ingest");
         assert!(r.status().is_success(), "ingest {}", r.status());
     }
     // A person who signed in (as the LDAP and single sign-on paths record them) with a session.
@@ -326,7 +332,11 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     let url = format!("http://{addr}/api/v1/jobs?page_size=50");
     let call = |session: bool| {
         let req = http.get(&url);
-        let req = if session { req.header("cookie", format!("playdeck_session={cookie}")) } else { req.bearer_auth(ADMIN) };
+        let req = if session {
+            req.header("cookie", format!("playdeck_session={cookie}"))
+        } else {
+            req.bearer_auth(ADMIN)
+        };
         async move {
             let t = Instant::now();
             let r = req.send().await.expect("get");
@@ -366,8 +376,21 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     };
     let (key_round, session_round) = (median(&mut wall[0]), median(&mut wall[1]));
     println!("auth: GET /api/v1/jobs?page_size=50, {rounds} rounds of {per_round} requests each way, {concurrency} at a time");
-    println!("      API key:          median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms", key_round, p(&mut lat[0], 0.5), p(&mut lat[0], 0.99));
-    println!("      person's session: median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms", session_round, p(&mut lat[1], 0.5), p(&mut lat[1], 0.99));
+    println!(
+        "      API key:          median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms",
+        key_round,
+        p(&mut lat[0], 0.5),
+        p(&mut lat[0], 0.99)
+    );
+    println!(
+        "      person's session: median round {:.3} s, p50 {:.2} ms, p99 {:.2} ms",
+        session_round,
+        p(&mut lat[1], 0.5),
+        p(&mut lat[1], 0.99)
+    );
     let ratio = session_round / key_round;
-    println!("      ratio session / key: {ratio:.3} (limit 1.10) -> {}", if ratio <= 1.1 { "ok" } else { "TOO SLOW" });
+    println!(
+        "      ratio session / key: {ratio:.3} (limit 1.10) -> {}",
+        if ratio <= 1.1 { "ok" } else { "TOO SLOW" }
+    );
 }

@@ -98,7 +98,16 @@ async fn select(
                 "select id, at, actor, action, target, detail, user_id, key_id from audit_log
                   where {WHERE} order by id desc limit $7 offset $8"
             ),
-            &[&contains(&f.actor), &f.user_id, &f.action, &contains(&f.target), &f.since, &f.until, &limit, &offset],
+            &[
+                &contains(&f.actor),
+                &f.user_id,
+                &f.action,
+                &contains(&f.target),
+                &f.since,
+                &f.until,
+                &limit,
+                &offset,
+            ],
         )
         .await?;
     Ok(rows.iter().map(entry).collect())
@@ -145,7 +154,11 @@ fn cell(s: &str) -> String {
     }
 }
 
-async fn csv(State(app): State<AppState>, caller: Caller, Q(f): Q<AuditFilter>) -> Result<Response, AppError> {
+async fn csv(
+    State(app): State<AppState>,
+    caller: Caller,
+    Q(f): Q<AuditFilter>,
+) -> Result<Response, AppError> {
     caller.require(Role::Admin)?;
     let db = app.pool.get().await?;
     let entries = select(&db, &f, CSV_ROWS, 0).await?;

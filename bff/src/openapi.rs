@@ -504,10 +504,18 @@ pub fn document() -> Value {
                    "headers": {"Retry-After": {"description": "seconds to wait (503)", "schema": {"type": "integer"}}}})
         };
         if !matches!(o.auth, Auth::None) || o.path.starts_with("/session") {
-            responses.insert("503".into(), error("The database is not reachable, or every connection is in use: try again"));
+            responses.insert(
+                "503".into(),
+                error("The database is not reachable, or every connection is in use: try again"),
+            );
         }
         if upstream(o.method, o.path) {
-            responses.insert("502".into(), error("A service asked on the caller's behalf (controller, directory, OpenID provider) failed"));
+            responses.insert(
+                "502".into(),
+                error(
+                    "A service asked on the caller's behalf (controller, directory, OpenID provider) failed",
+                ),
+            );
             responses.insert("504".into(), error("That service did not answer in time"));
         }
         operation.insert("responses".into(), Value::Object(responses));

@@ -26,12 +26,19 @@ pub async fn serve(
 ) -> Result<(), String> {
     let router = crate::app(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let Some(files) = tls_files else {
-        return axum::serve(listener, router).with_graceful_shutdown(stop).await.map_err(|e| format!("server: {e}"));
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(|e| format!("server: {e}"));
     };
     tls::install_default_provider();
-    let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
-        .await
-        .map_err(|e| format!("PLAYDECK_TLS_CERT / PLAYDECK_TLS_KEY ({} , {}): {e}", files.cert.display(), files.key.display()))?;
+    let config = RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|e| {
+        format!(
+            "PLAYDECK_TLS_CERT / PLAYDECK_TLS_KEY ({} , {}): {e}",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
     let handle = axum_server::Handle::new();
     let reloader = tokio::spawn(reload(config.clone(), files.clone()));
     {
@@ -74,7 +81,9 @@ async fn reload(config: RustlsConfig, files: ListenerTls) {
                 tracing::info!(cert = %files.cert.display(), "the listener's certificate changed on disk and was taken");
                 seen = now;
             }
-            Err(e) => tracing::warn!(error = %e, "the listener's new certificate cannot be used yet; keeping the old one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the listener's new certificate cannot be used yet; keeping the old one")
+            }
         }
     }
 }

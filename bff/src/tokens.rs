@@ -27,7 +27,8 @@ crate::infra::extract::path_id_type!(
     "a token"
 );
 
-const TOKEN_COLUMNS: &str = "k.id, k.name, k.role, k.prefix, k.user_id, coalesce(u.username, k.name), k.created,
+const TOKEN_COLUMNS: &str =
+    "k.id, k.name, k.role, k.prefix, k.user_id, coalesce(u.username, k.name), k.created,
      k.created_by, k.last_used, k.expires";
 
 pub(crate) fn token_from_row(r: &tokio_postgres::Row) -> Token {
@@ -61,7 +62,9 @@ async fn list(
             caller.require(Role::Admin)?;
             id
         }
-        _ => caller.user_id.ok_or_else(|| AppError::NotFound("this caller has no account to own tokens".into()))?,
+        _ => caller
+            .user_id
+            .ok_or_else(|| AppError::NotFound("this caller has no account to own tokens".into()))?,
     };
     let db = app.pool.get().await?;
     let rows = db
@@ -85,7 +88,9 @@ async fn create(
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::Unprocessable("`name`: a token needs a name of 1 to 100 printable characters".into()));
+        return Err(AppError::Unprocessable(
+            "`name`: a token needs a name of 1 to 100 printable characters".into(),
+        ));
     }
     let db = app.pool.get().await?;
     // Whose token, and the most it may grant.
@@ -114,7 +119,8 @@ async fn create(
             // a leaked one could otherwise outlive its own revocation.
             if caller.key_id.is_some() {
                 return Err(AppError::Forbidden(
-                    "a token cannot make tokens; sign in, or ask an admin for a service account's token".into(),
+                    "a token cannot make tokens; sign in, or ask an admin for a service account's token"
+                        .into(),
                 ));
             }
             (me, caller.role, false)
@@ -143,7 +149,15 @@ async fn create(
                    returning *)
                  select {TOKEN_COLUMNS} from k left join users u on u.id = k.user_id"
             ),
-            &[&name, &role.as_str(), &token_hash(&secret), &key_prefix(&secret), &owner, &caller.actor(), &(days as i32)],
+            &[
+                &name,
+                &role.as_str(),
+                &token_hash(&secret),
+                &key_prefix(&secret),
+                &owner,
+                &caller.actor(),
+                &(days as i32),
+            ],
         )
         .await?;
     let token = token_from_row(&row);
@@ -159,7 +173,11 @@ async fn create(
 }
 
 /// Revokes one of the caller's tokens (admins: anyone's); its sessions end with it.
-async fn revoke(State(app): State<AppState>, caller: Caller, TokenId(id): TokenId) -> Result<StatusCode, AppError> {
+async fn revoke(
+    State(app): State<AppState>,
+    caller: Caller,
+    TokenId(id): TokenId,
+) -> Result<StatusCode, AppError> {
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let admin = caller.role >= Role::Admin;
@@ -176,6 +194,13 @@ async fn revoke(State(app): State<AppState>, caller: Caller, TokenId(id): TokenI
     }
     tx.execute("delete from sessions where key_id = $1", &[&id]).await?;
     tx.commit().await?;
-    crate::infra::audit::record(&app, &caller, "token revoked", Some(&format!("token {id}")), serde_json::json!({})).await;
+    crate::infra::audit::record(
+        &app,
+        &caller,
+        "token revoked",
+        Some(&format!("token {id}")),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,7 +26,8 @@ crate::infra::extract::path_id_type!(
     "a user"
 );
 
-const USER_COLUMNS: &str = "u.id, u.kind, u.username, u.display_name, u.email, u.issuer, u.subject, u.groups, u.role,
+const USER_COLUMNS: &str =
+    "u.id, u.kind, u.username, u.display_name, u.email, u.issuer, u.subject, u.groups, u.role,
      u.created, greatest(u.last_seen, (select max(last_seen) from sessions s where s.user_id = u.id),
                          (select max(last_used) from api_keys k where k.user_id = u.id)),
      u.disabled,
@@ -67,7 +68,11 @@ struct ListQuery {
     page_size: Option<i64>,
 }
 
-async fn list(State(app): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -> Result<Json<Page<User>>, AppError> {
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Page<User>>, AppError> {
     caller.require(Role::Admin)?;
     if let Some(k) = &q.kind {
         if !matches!(k.as_str(), "oidc" | "ldap" | "proxy" | "service") {
@@ -76,7 +81,9 @@ async fn list(State(app): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -
     }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let size = q.page_size.unwrap_or(50).clamp(1, 200);
-    let pattern = q.q.as_ref().map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern =
+        q.q.as_ref()
+            .map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
     let filter = "($1::text is null or u.kind = $1)
         and ($2::text is null or u.username ilike $2 or u.display_name ilike $2 or coalesce(u.email, '') ilike $2)";
     let db = app.pool.get().await?;
@@ -152,7 +159,9 @@ async fn change(
         return Err(AppError::Unprocessable("send `disabled` or `role`".into()));
     }
     if caller.user_id == Some(id) && (req.disabled == Some(true) || req.role.is_some()) {
-        return Err(AppError::Conflict("you cannot disable yourself or change your own role; another admin can".into()));
+        return Err(AppError::Conflict(
+            "you cannot disable yourself or change your own role; another admin can".into(),
+        ));
     }
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;

@@ -408,7 +408,8 @@ async fn a_controller_that_goes_down_is_unhealthy_while_others_keep_syncing_and_
     .await;
     east.stop().await;
     let down = eventually("east unhealthy", || async {
-        Some(controller_state(&app, "east").await).filter(|c| c["healthy"] == false && c["status"] != "starting")
+        Some(controller_state(&app, "east").await)
+            .filter(|c| c["healthy"] == false && c["status"] != "starting")
     })
     .await;
     assert_eq!(down["status"], "unreachable", "{down}");

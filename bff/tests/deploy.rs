@@ -40,7 +40,9 @@ fn merge(into: &mut Value, patch: &Value) {
 fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display())))
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+        })
         .collect()
 }
 
@@ -160,7 +162,12 @@ fn manifests_render_and_refer_only_to_what_exists() {
             }
         }
         let env_value = |name: &str| {
-            c["env"].as_sequence().into_iter().flatten().find(|e| e["name"] == name).map(|e| e["value"].clone())
+            c["env"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
         };
         if overlay.contains("openshift") {
             // Re-encrypt: the router speaks TLS to the pods with OpenShift's service-serving
@@ -169,7 +176,8 @@ fn manifests_render_and_refer_only_to_what_exists() {
             assert_eq!(route["spec"]["to"]["name"], "playdeck");
             assert_eq!(route["spec"]["tls"]["termination"], "reencrypt");
             let service = docs.iter().find(|d| d["kind"] == "Service").expect("a Service");
-            let secret = service["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"]
+            let secret = service["metadata"]["annotations"]
+                ["service.beta.openshift.io/serving-cert-secret-name"]
                 .as_str()
                 .expect("the Service asks for a serving certificate");
             let volume = pod["volumes"]
@@ -187,7 +195,10 @@ fn manifests_render_and_refer_only_to_what_exists() {
             let dir = mount["mountPath"].as_str().expect("path");
             assert_eq!(env_value("PLAYDECK_TLS_CERT"), Some(Value::from(format!("{dir}/tls.crt"))));
             assert_eq!(env_value("PLAYDECK_TLS_KEY"), Some(Value::from(format!("{dir}/tls.key"))));
-            assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS", "the probe follows the listener's scheme");
+            assert_eq!(
+                c["readinessProbe"]["httpGet"]["scheme"], "HTTPS",
+                "the probe follows the listener's scheme"
+            );
         } else {
             // Plain Kubernetes: plain HTTP behind the cluster's ingress, which terminates TLS.
             assert!(env_value("PLAYDECK_TLS_CERT").is_none());

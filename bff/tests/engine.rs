@@ -663,7 +663,8 @@ fn standard_signed(h: &reqwest::header::HeaderMap, secret: &str, body: &str) -> 
         .unwrap_or_else(|| secret.as_bytes().to_vec());
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
     mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let want = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let want =
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
     assert_eq!(h["webhook-signature"].to_str().expect("sig"), want, "the Standard Webhooks signature");
     id
 }

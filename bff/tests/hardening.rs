@@ -231,22 +231,36 @@ async fn a_nul_byte_anywhere_is_a_400_at_the_edge_and_database_input_errors_are_
     for (path, body, names) in [
         ("/api/v1/keys", json!({"name": "a\u{0}b", "role": "viewer"}), "`name`"),
         ("/api/v1/kb", json!({"title": "t", "pattern": "p\u{0}", "solution": "s"}), "`pattern`"),
-        ("/api/v1/credentials", json!({"name": "c", "kind": "password", "inputs": {"username": "u", "password": "p\u{0}w"}}), "`inputs.password`"),
+        (
+            "/api/v1/credentials",
+            json!({"name": "c", "kind": "password", "inputs": {"username": "u", "password": "p\u{0}w"}}),
+            "`inputs.password`",
+        ),
         ("/api/v1/users", json!({"name": "x", "role": "viewer", "tags": ["ok", "no\u{0}"]}), "`tags[1]`"),
         ("/api/v1/session", json!({"key\u{0}": "x"}), "a key of the body"),
     ] {
         let detail = assert_error(post(&app, path, &body).await, 400).await;
         assert!(detail.contains(names), "{path}: {detail}");
     }
-    assert_eq!(app.db().await.query_one("select count(*) from api_keys where name like 'a%'", &[]).await.expect("count").get::<_, i64>(0), 0);
+    assert_eq!(
+        app.db()
+            .await
+            .query_one("select count(*) from api_keys where name like 'a%'", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0),
+        0
+    );
     // Ingest keeps replacing it: Ansible's output can hold one.
     let r = app.ingest(&batch("nul", vec![json!({"counter": 1, "event": "runner_on_ok", "stdout": "a\u{0}b", "event_data": {"host": "h\u{0}"}})])).await;
     assert_eq!(r.status(), 200);
     // A database error the caller's input causes (class 22) is theirs: 422, not 500.
     let db = app.state.pool.get().await.expect("pool");
-    let e: bff::infra::error::AppError = db.query_one("select $1::text::int", &[&"twelve"]).await.expect_err("cast").into();
+    let e: bff::infra::error::AppError =
+        db.query_one("select $1::text::int", &[&"twelve"]).await.expect_err("cast").into();
     assert_eq!(e.status().as_u16(), 422, "{e}");
-    let e: bff::infra::error::AppError = db.query_one("select 2147483647::int + 1", &[]).await.expect_err("overflow").into();
+    let e: bff::infra::error::AppError =
+        db.query_one("select 2147483647::int + 1", &[]).await.expect_err("overflow").into();
     assert_eq!(e.status().as_u16(), 422, "{e}");
 }
 
@@ -265,36 +279,85 @@ async fn an_exhausted_pool_answers_503_with_retry_after_and_the_last_admin_key_s
     let detail = assert_error(r, 503).await;
     assert!(detail.contains("busy"), "{detail}");
     drop(held);
-    assert_eq!(app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs").status(), 200);
+    assert_eq!(
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs").status(),
+        200
+    );
 
     // The last active admin key cannot be revoked; with another one it can.
-    let keys: Value = app.http.get(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).send().await.expect("keys").json().await.expect("json");
+    let keys: Value = app
+        .http
+        .get(app.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("json");
     let first = keys["results"][0]["id"].as_i64().expect("id");
-    let r = app.http.delete(app.url(&format!("/api/v1/keys/{first}"))).bearer_auth(ADMIN_KEY).send().await.expect("revoke");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/keys/{first}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("revoke");
     let detail = assert_error(r, 409).await;
     assert!(detail.contains("last active admin key"), "{detail}");
     let r = post(&app, "/api/v1/keys", &json!({"name": "second admin", "role": "admin"})).await;
     let second: Value = r.json().await.expect("json");
     let secret = second["secret"].as_str().expect("secret");
-    let r = app.http.delete(app.url(&format!("/api/v1/keys/{first}"))).bearer_auth(secret).send().await.expect("revoke");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/keys/{first}")))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("revoke");
     assert_eq!(r.status(), 204);
-    let r = app.http.delete(app.url(&format!("/api/v1/keys/{}", second["id"]))).bearer_auth(secret).send().await.expect("revoke");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/keys/{}", second["id"])))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("revoke");
     assert_error(r, 409).await;
-    let r = app.http.delete(app.url(&format!("/api/v1/tokens/{}", second["id"]))).bearer_auth(secret).send().await.expect("revoke");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/tokens/{}", second["id"])))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("revoke");
     assert_error(r, 409).await;
 }
 
 #[tokio::test]
 async fn every_answer_carries_a_request_id_and_errors_name_it() {
     let app = spawn_app().await;
-    let r = app.http.get(app.url("/api/v1/jobs/999999")).bearer_auth(ADMIN_KEY).header("x-request-id", "ci-run-42").send().await.expect("get");
+    let r = app
+        .http
+        .get(app.url("/api/v1/jobs/999999"))
+        .bearer_auth(ADMIN_KEY)
+        .header("x-request-id", "ci-run-42")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.headers()["x-request-id"], "ci-run-42");
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["request_id"], "ci-run-42", "{body}");
     assert!(body["errors"][0]["detail"].is_string());
     // Not a sane id (too long, or odd characters): one is made up instead.
     for given in ["x".repeat(65), "a b".into(), "<script>".into()] {
-        let r = app.http.get(app.url("/api/v1/nowhere")).header("x-request-id", given.as_str()).send().await.expect("get");
+        let r = app
+            .http
+            .get(app.url("/api/v1/nowhere"))
+            .header("x-request-id", given.as_str())
+            .send()
+            .await
+            .expect("get");
         let id = r.headers()["x-request-id"].to_str().expect("id").to_string();
         assert!(id != given && id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         let body: Value = r.json().await.expect("json");
@@ -312,7 +375,16 @@ async fn each_token_has_its_own_budget_on_the_whole_api() {
     let other = other.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(app.http.get(app.url("/api/v1/jobs")).bearer_auth(ADMIN_KEY).send().await.expect("jobs").status().as_u16());
+        statuses.push(
+            app.http
+                .get(app.url("/api/v1/jobs"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .expect("jobs")
+                .status()
+                .as_u16(),
+        );
     }
     assert!(statuses[..3].iter().all(|s| *s == 200), "a burst of twice the rate passes: {statuses:?}");
     assert!(statuses[3..].contains(&429), "then the limit holds: {statuses:?}");
@@ -320,7 +392,10 @@ async fn each_token_has_its_own_budget_on_the_whole_api() {
     assert!(r.headers().get("retry-after").is_some());
     assert_error(r, 429).await;
     // Another token is not held back, nor is ingest (its own limit, per client).
-    assert_eq!(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&other).send().await.expect("jobs").status(), 200);
+    assert_eq!(
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(&other).send().await.expect("jobs").status(),
+        200
+    );
     assert_eq!(app.ingest(&batch("budget", events(1, 2))).await.status(), 200);
 }
 
@@ -344,7 +419,9 @@ async fn an_ordinary_request_that_takes_too_long_is_stopped_but_streams_are_not(
     let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws");
     tokio::time::sleep(Duration::from_millis(800)).await;
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"type": "subscribe", "jobs": true}).to_string().into()))
-        .await
-        .expect("the socket is still open after the timeout");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"type": "subscribe", "jobs": true}).to_string().into(),
+    ))
+    .await
+    .expect("the socket is still open after the timeout");
 }

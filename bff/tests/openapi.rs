@@ -187,14 +187,20 @@ async fn the_served_document_is_the_committed_one() {
 #[tokio::test]
 async fn the_document_declares_the_5xx_that_are_not_bugs() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app.http.get(app.url("/api/v1/openapi.json")).send().await.expect("doc").json().await.expect("json");
+    let doc: serde_json::Value =
+        app.http.get(app.url("/api/v1/openapi.json")).send().await.expect("doc").json().await.expect("json");
     let responses = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
     let jobs = responses("/api/v1/jobs", "get");
     assert!(jobs["503"]["headers"]["Retry-After"].is_object(), "an exhausted pool: {jobs}");
     assert!(jobs["502"].is_null(), "reading jobs asks no other service");
-    for (path, method) in [("/api/v1/jobs", "post"), ("/api/v1/templates", "get"), ("/api/v1/session", "post")] {
+    for (path, method) in
+        [("/api/v1/jobs", "post"), ("/api/v1/templates", "get"), ("/api/v1/session", "post")]
+    {
         let r = responses(path, method);
         assert!(r["502"].is_object() && r["504"].is_object() && r["503"].is_object(), "{method} {path}: {r}");
     }
-    assert!(doc["paths"]["/api/v1/jobs"]["get"]["responses"]["500"].is_null(), "a 500 is never declared: it is a bug");
+    assert!(
+        doc["paths"]["/api/v1/jobs"]["get"]["responses"]["500"].is_null(),
+        "a 500 is never declared: it is a bug"
+    );
 }

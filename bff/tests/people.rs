@@ -72,7 +72,15 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
     })
     .await;
 
-    let options: Value = app.http.get(app.url("/api/v1/session/options")).send().await.expect("options").json().await.expect("json");
+    let options: Value = app
+        .http
+        .get(app.url("/api/v1/session/options"))
+        .send()
+        .await
+        .expect("options")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(options, json!({"key": true, "password": true, "oidc": null}));
 
     // alice: admins; bob: operators and viewers (the higher wins); carol: no group at all.
@@ -110,18 +118,28 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
         let r = sign_in(&app, json!({"username": name, "password": "alice-pass"})).await;
         assert_error(r, 401).await;
     }
-    let detail = assert_error(sign_in(&app, json!({"username": "alice", "password": "wrong"})).await, 401).await;
+    let detail =
+        assert_error(sign_in(&app, json!({"username": "alice", "password": "wrong"})).await, 401).await;
     assert_eq!(detail, "wrong user name or password");
     // An empty password is an anonymous bind to many servers: refused before any bind.
     let detail = assert_error(sign_in(&app, json!({"username": "alice", "password": ""})).await, 401).await;
     assert!(detail.contains("password is needed"), "{detail}");
     assert_error(sign_in(&app, json!({"username": "nobody", "password": "x"})).await, 401).await;
     // Both ways at once, neither, or something else: 422.
-    assert_error(sign_in(&app, json!({"key": ADMIN_KEY, "username": "alice", "password": "alice-pass"})).await, 422).await;
+    assert_error(
+        sign_in(&app, json!({"key": ADMIN_KEY, "username": "alice", "password": "alice-pass"})).await,
+        422,
+    )
+    .await;
     assert_error(sign_in(&app, json!({})).await, 422).await;
     assert_error(sign_in(&app, json!({"username": "alice"})).await, 422).await;
-    assert_error(sign_in(&app, json!({"username": "alice", "password": "alice-pass", "admin": true})).await, 422).await;
-    let detail = assert_error(sign_in(&app, json!({"username": "ali\u{0}ce", "password": "x"})).await, 400).await;
+    assert_error(
+        sign_in(&app, json!({"username": "alice", "password": "alice-pass", "admin": true})).await,
+        422,
+    )
+    .await;
+    let detail =
+        assert_error(sign_in(&app, json!({"username": "ali\u{0}ce", "password": "x"})).await, 400).await;
     assert!(detail.contains("NUL"), "{detail}");
     assert_eq!(count(&app, "select count(*) from users").await, users_before, "refusals create nobody");
     let refused = audit(&app, "action=sign-in%20refused").await;
@@ -151,7 +169,16 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
     assert_error(get_with(&app, "/api/v1/session", &alice).await, 401).await;
     assert_eq!(get_with(&app, "/api/v1/session", &alice2).await.status(), 200);
     // Someone else's session is not yours to end.
-    let bob_session: i64 = app.db().await.query_one("select s.id from sessions s join users u on u.id = s.user_id where u.username = 'bob'", &[]).await.expect("bob").get(0);
+    let bob_session: i64 = app
+        .db()
+        .await
+        .query_one(
+            "select s.id from sessions s join users u on u.id = s.user_id where u.username = 'bob'",
+            &[],
+        )
+        .await
+        .expect("bob")
+        .get(0);
     let r = app
         .http
         .delete(app.url(&format!("/api/v1/session/sessions/{bob_session}")))
@@ -163,7 +190,12 @@ async fn people_sign_in_with_ldap_and_get_the_role_of_their_groups() {
     assert_error(r, 404).await;
     // Idle and absolute timeouts.
     let db = app.db().await;
-    db.execute("update sessions set last_seen = now() - interval '61 minutes' where id = $1", &[&bob_session]).await.expect("idle");
+    db.execute(
+        "update sessions set last_seen = now() - interval '61 minutes' where id = $1",
+        &[&bob_session],
+    )
+    .await
+    .expect("idle");
     let bob_cookie_gone = count(&app, "select count(*) from sessions s join users u on u.id = s.user_id where u.username = 'bob' and s.last_seen > now() - interval '60 minutes'").await;
     assert_eq!(bob_cookie_gone, 0);
     let r = sign_in(&app, json!({"username": "bob", "password": "bob-pass"})).await;
@@ -237,7 +269,15 @@ async fn single_sign_on_with_an_openid_provider_and_every_bad_token_refused() {
         groups(c);
     })
     .await;
-    let options: Value = app.http.get(app.url("/api/v1/session/options")).send().await.expect("options").json().await.expect("json");
+    let options: Value = app
+        .http
+        .get(app.url("/api/v1/session/options"))
+        .send()
+        .await
+        .expect("options")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(options["oidc"], "Test provider");
 
     // The provider's own login form checks the password.
@@ -273,7 +313,9 @@ async fn single_sign_on_with_an_openid_provider_and_every_bad_token_refused() {
     // A replayed code with a fresh, valid state: the provider refuses the code.
     let third = Browser::new();
     let _form = third.to_login_form(&app.base).await;
-    let state_cookie = third.cookie(&format!("{}/api/v1/session/oidc/callback", app.base), "playdeck_oidc").expect("state cookie");
+    let state_cookie = third
+        .cookie(&format!("{}/api/v1/session/oidc/callback", app.base), "playdeck_oidc")
+        .expect("state cookie");
     let replay = regex_replace_state(&callback, &state_cookie);
     let detail = assert_error(third.callback(&replay).await, 401).await;
     assert!(detail.contains("did not accept the code"), "{detail}");
@@ -336,8 +378,21 @@ async fn single_sign_on_with_an_openid_provider_and_every_bad_token_refused() {
     assert_error(get_with(&app, "/api/v1/session", &alice).await, 401).await;
 
     // Disabled: sessions stop at once, and signing in again is refused.
-    let bob_id: i64 = app.db().await.query_one("select id from users where username = 'bob'", &[]).await.expect("bob").get(0);
-    let r = app.http.patch(app.url(&format!("/api/v1/users/{bob_id}"))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("disable");
+    let bob_id: i64 = app
+        .db()
+        .await
+        .query_one("select id from users where username = 'bob'", &[])
+        .await
+        .expect("bob")
+        .get(0);
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/users/{bob_id}")))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("disable");
     assert_eq!(r.status(), 200);
     assert_error(get_with(&app, "/api/v1/session", &bob).await, 401).await;
     let detail = assert_error(oidc_sign_in(&app, &Browser::new(), "bob", "bob-password").await, 401).await;
@@ -355,8 +410,17 @@ fn regex_replace_state(url: &str, state: &str) -> String {
     u.to_string()
 }
 
-fn proxied(app: &TestApp, method: reqwest::Method, path: &str, user: &str, groups: &str) -> reqwest::RequestBuilder {
-    app.http.request(method, app.url(path)).header("x-forwarded-user", user).header("x-forwarded-groups", groups)
+fn proxied(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    user: &str,
+    groups: &str,
+) -> reqwest::RequestBuilder {
+    app.http
+        .request(method, app.url(path))
+        .header("x-forwarded-user", user)
+        .header("x-forwarded-groups", groups)
 }
 
 #[tokio::test]
@@ -380,15 +444,28 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
         .expect("session");
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.expect("json");
-    assert_eq!((me["name"].as_str(), me["role"].as_str(), me["kind"].as_str()), (Some("dave"), Some("operator"), Some("proxy")));
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str(), me["kind"].as_str()),
+        (Some("dave"), Some("operator"), Some("proxy"))
+    );
     assert_eq!(me["groups"], json!(["staff", "playdeck-operators"]));
     // A browser's write behind the proxy needs the CSRF header like a cookie's.
-    let r = proxied(&app, reqwest::Method::POST, "/api/v1/tokens", "dave", "playdeck-operators").json(&json!({"name": "ci"})).send().await.expect("token");
+    let r = proxied(&app, reqwest::Method::POST, "/api/v1/tokens", "dave", "playdeck-operators")
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .expect("token");
     assert_error(r, 403).await;
 
     // Personal tokens: at most the owner's role, an expiry, shown once.
-    let make = |body: Value| proxied(&app, reqwest::Method::POST, "/api/v1/tokens", "dave", "playdeck-operators").header(CSRF, "1").json(&body).send();
-    let detail = assert_error(make(json!({"name": "too much", "role": "admin"})).await.expect("send"), 422).await;
+    let make = |body: Value| {
+        proxied(&app, reqwest::Method::POST, "/api/v1/tokens", "dave", "playdeck-operators")
+            .header(CSRF, "1")
+            .json(&body)
+            .send()
+    };
+    let detail =
+        assert_error(make(json!({"name": "too much", "role": "admin"})).await.expect("send"), 422).await;
     assert!(detail.contains("at most its owner's role"), "{detail}");
     assert_error(make(json!({"name": "ci", "expires_days": 0})).await.expect("send"), 422).await;
     assert_error(make(json!({"name": "ci", "expires_days": 400})).await.expect("send"), 422).await;
@@ -400,12 +477,23 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let token = made["secret"].as_str().expect("secret").to_string();
     assert_eq!(made["role"], "operator");
     assert_eq!(made["owner"], "dave");
-    let expires: chrono::DateTime<chrono::Utc> = serde_json::from_value(made["expires"].clone()).expect("expires");
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(made["expires"].clone()).expect("expires");
     assert!((expires - chrono::Utc::now() - chrono::Duration::days(30)).num_minutes().abs() < 5);
     let viewer = make(json!({"name": "read only", "role": "viewer"})).await.expect("send");
-    let viewer_token = viewer.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
+    let viewer_token =
+        viewer.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
 
-    let me: Value = app.http.get(app.url("/api/v1/session")).bearer_auth(&token).send().await.expect("me").json().await.expect("json");
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
     assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("dave"), Some("operator")));
     // The token's own role caps it; a token cannot make tokens.
     let kb = json!({"title": "t", "pattern": "x", "solution": "s"});
@@ -433,8 +521,18 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
         .expect("mint");
     assert_error(r, 403).await;
     // A previous release hashes keys plainly: it can never match a token of this one.
-    let stored: String = app.db().await.query_one("select key_hash from api_keys where name = 'ci deploy'", &[]).await.expect("hash").get(0);
-    let plain = count(&app, &format!("select count(*) from api_keys where key_hash = encode(sha256('{token}'::bytea), 'hex')")).await;
+    let stored: String = app
+        .db()
+        .await
+        .query_one("select key_hash from api_keys where name = 'ci deploy'", &[])
+        .await
+        .expect("hash")
+        .get(0);
+    let plain = count(
+        &app,
+        &format!("select count(*) from api_keys where key_hash = encode(sha256('{token}'::bytea), 'hex')"),
+    )
+    .await;
     assert_eq!(plain, 0, "{stored}");
     // A stale cookie does not hide the proxy's sign-in; names may be UTF-8.
     let r = proxied(&app, reqwest::Method::GET, "/api/v1/session", "dave", "playdeck-operators")
@@ -446,19 +544,40 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let r = app
         .http
         .get(app.url("/api/v1/session"))
-        .header("x-forwarded-user", reqwest::header::HeaderValue::from_bytes("José".as_bytes()).expect("utf-8"))
+        .header(
+            "x-forwarded-user",
+            reqwest::header::HeaderValue::from_bytes("José".as_bytes()).expect("utf-8"),
+        )
         .send()
         .await
         .expect("utf-8 user");
     assert_eq!(r.json::<Value>().await.expect("json")["name"], "José");
-    let r = app.http.get(app.url("/api/v1/users?page=9223372036854775807")).bearer_auth(ADMIN_KEY).send().await.expect("deep");
+    let r = app
+        .http
+        .get(app.url("/api/v1/users?page=9223372036854775807"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("deep");
     assert_eq!(r.status(), 200);
-    let mine: Value = app.http.get(app.url("/api/v1/tokens")).bearer_auth(&token).send().await.expect("list").json().await.expect("json");
+    let mine: Value = app
+        .http
+        .get(app.url("/api/v1/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(mine["count"], 2);
     assert!(!mine.to_string().contains(&token), "the secret is never listed");
 
     // The owner's role shrinks (the proxy now sends only the viewers' group): so does the token's.
-    let r = proxied(&app, reqwest::Method::GET, "/api/v1/session", "dave", "playdeck-viewers").send().await.expect("me");
+    let r = proxied(&app, reqwest::Method::GET, "/api/v1/session", "dave", "playdeck-viewers")
+        .send()
+        .await
+        .expect("me");
     assert_eq!(r.json::<Value>().await.expect("json")["role"], "viewer");
     assert_error(post_as(&app, "/api/v1/kb", &token, Some(kb.clone())).await, 403).await;
 
@@ -466,46 +585,147 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     let r = post(&app, "/api/v1/users", &json!({"name": "deployer", "role": "operator"})).await;
     assert_eq!(r.status(), 201);
     let sa: Value = r.json().await.expect("json");
-    let r = post(&app, "/api/v1/tokens", &json!({"name": "gitlab", "user_id": sa["id"], "role": "operator", "expires_days": 700})).await;
+    let r = post(
+        &app,
+        "/api/v1/tokens",
+        &json!({"name": "gitlab", "user_id": sa["id"], "role": "operator", "expires_days": 700}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let sa_token = r.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
-    let dave_id: i64 = app.db().await.query_one("select id from users where username = 'dave'", &[]).await.expect("dave").get(0);
-    let detail = assert_error(post(&app, "/api/v1/tokens", &json!({"name": "x", "user_id": dave_id})).await, 422).await;
+    let dave_id: i64 = app
+        .db()
+        .await
+        .query_one("select id from users where username = 'dave'", &[])
+        .await
+        .expect("dave")
+        .get(0);
+    let detail =
+        assert_error(post(&app, "/api/v1/tokens", &json!({"name": "x", "user_id": dave_id})).await, 422)
+            .await;
     assert!(detail.contains("people make their own"), "{detail}");
-    let users: Value = app.http.get(app.url("/api/v1/users?kind=service")).bearer_auth(ADMIN_KEY).send().await.expect("users").json().await.expect("json");
-    let names: Vec<&str> = users["results"].as_array().expect("results").iter().filter_map(|u| u["username"].as_str()).collect();
+    let users: Value = app
+        .http
+        .get(app.url("/api/v1/users?kind=service"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> =
+        users["results"].as_array().expect("results").iter().filter_map(|u| u["username"].as_str()).collect();
     assert!(names.contains(&"bootstrap admin") && names.contains(&"deployer"), "{names:?}");
-    assert_error(proxied(&app, reqwest::Method::GET, "/api/v1/users", "dave", "playdeck-operators").send().await.expect("users"), 403).await;
+    assert_error(
+        proxied(&app, reqwest::Method::GET, "/api/v1/users", "dave", "playdeck-operators")
+            .send()
+            .await
+            .expect("users"),
+        403,
+    )
+    .await;
 
     // Disabling someone stops their tokens at once and their open streams within the recheck.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?key={sa_token}", app.addr)).await.expect("ws");
-    let r = app.http.patch(app.url(&format!("/api/v1/users/{}", sa["id"]))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("disable");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?key={sa_token}", app.addr))
+        .await
+        .expect("ws");
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/users/{}", sa["id"])))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("disable");
     assert_eq!(r.status(), 200);
-    assert_error(app.http.get(app.url("/api/v1/jobs")).bearer_auth(&sa_token).send().await.expect("jobs"), 401).await;
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
+    assert_error(
+        app.http.get(app.url("/api/v1/jobs")).bearer_auth(&sa_token).send().await.expect("jobs"),
+        401,
+    )
     .await;
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = ws.next().await {} })
+            .await;
     assert!(closed.is_ok(), "the socket of a disabled account closes");
     // Admins cannot disable themselves (the bootstrap key's own account).
-    let me: Value = app.http.get(app.url("/api/v1/session")).bearer_auth(ADMIN_KEY).send().await.expect("me").json().await.expect("json");
-    let r = app.http.patch(app.url(&format!("/api/v1/users/{}", me["user_id"]))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("self");
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/users/{}", me["user_id"])))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("self");
     assert_error(r, 409).await;
     // Nor demote themselves (the API fuzzer did, and every admin call after was a 403).
-    let r = app.http.patch(app.url(&format!("/api/v1/users/{}", me["user_id"]))).bearer_auth(ADMIN_KEY).json(&json!({"role": "viewer"})).send().await.expect("self");
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/users/{}", me["user_id"])))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .expect("self");
     assert_error(r, 409).await;
-    let r = app.http.patch(app.url(&format!("/api/v1/users/{}", sa["id"]))).bearer_auth(ADMIN_KEY).json(&json!({"disabled": "yes"})).send().await.expect("bad");
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/v1/users/{}", sa["id"])))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"disabled": "yes"}))
+        .send()
+        .await
+        .expect("bad");
     assert_error(r, 422).await;
-    let r = app.http.patch(app.url("/api/v1/users/999999")).bearer_auth(ADMIN_KEY).json(&json!({"disabled": true})).send().await.expect("missing");
+    let r = app
+        .http
+        .patch(app.url("/api/v1/users/999999"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("missing");
     assert_error(r, 404).await;
 
     // Revoking a token.
     let id = made["id"].as_i64().expect("id");
-    let r = proxied(&app, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), "dave", "playdeck-viewers").header(CSRF, "1").send().await.expect("revoke");
+    let r =
+        proxied(&app, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), "dave", "playdeck-viewers")
+            .header(CSRF, "1")
+            .send()
+            .await
+            .expect("revoke");
     assert_eq!(r.status(), 204);
-    assert_error(app.http.get(app.url("/api/v1/session")).bearer_auth(&token).send().await.expect("me"), 401).await;
-    let viewer_id: i64 = app.db().await.query_one("select id from api_keys where name = 'read only'", &[]).await.expect("id").get(0);
-    let r = proxied(&app, reqwest::Method::DELETE, &format!("/api/v1/tokens/{viewer_id}"), "dave", "playdeck-viewers").header(CSRF, "1").send().await.expect("revoke");
+    assert_error(app.http.get(app.url("/api/v1/session")).bearer_auth(&token).send().await.expect("me"), 401)
+        .await;
+    let viewer_id: i64 = app
+        .db()
+        .await
+        .query_one("select id from api_keys where name = 'read only'", &[])
+        .await
+        .expect("id")
+        .get(0);
+    let r = proxied(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/tokens/{viewer_id}"),
+        "dave",
+        "playdeck-viewers",
+    )
+    .header(CSRF, "1")
+    .send()
+    .await
+    .expect("revoke");
     assert_eq!(r.status(), 204);
     assert_error(get_with(&app, "/api/v1/session", &viewer_session).await, 401).await;
 
@@ -517,15 +737,30 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
         groups(c);
     })
     .await;
-    let r = proxied(&app2, reqwest::Method::GET, "/api/v1/jobs", "mallory", "playdeck-admins").send().await.expect("forged");
+    let r = proxied(&app2, reqwest::Method::GET, "/api/v1/jobs", "mallory", "playdeck-admins")
+        .send()
+        .await
+        .expect("forged");
     assert_error(r, 401).await;
     assert_eq!(count(&app2, "select count(*) from users where kind = 'proxy'").await, 0);
     let refused = audit(&app2, "action=sign-in%20refused").await;
-    assert!(refused.iter().any(|e| e["detail"]["reason"].as_str().is_some_and(|r| r.contains("not a trusted proxy"))), "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"]["reason"].as_str().is_some_and(|r| r.contains("not a trusted proxy"))),
+        "{refused:?}"
+    );
     // Nor is its X-Forwarded-For believed: a new address per try does not escape the limit.
     let mut statuses = Vec::new();
     for i in 0..3 {
-        let r = app2.http.post(app2.url("/api/v1/session")).header("x-forwarded-for", format!("10.0.0.{i}")).json(&json!({"key": "guess"})).send().await.expect("guess");
+        let r = app2
+            .http
+            .post(app2.url("/api/v1/session"))
+            .header("x-forwarded-for", format!("10.0.0.{i}"))
+            .json(&json!({"key": "guess"}))
+            .send()
+            .await
+            .expect("guess");
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 429]);
@@ -537,7 +772,8 @@ async fn the_audit_log_is_filtered_and_downloaded_as_csv() {
     let r = post(&app, "/api/v1/keys", &json!({"name": "=cmd|' /C calc'!A0", "role": "admin"})).await;
     assert_eq!(r.status(), 201);
     let hostile = r.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_string();
-    let r = post_as(&app, "/api/v1/keys", &hostile, Some(json!({"name": "plain key", "role": "viewer"}))).await;
+    let r =
+        post_as(&app, "/api/v1/keys", &hostile, Some(json!({"name": "plain key", "role": "viewer"}))).await;
     assert_eq!(r.status(), 201);
     let _ = sign_in(&app, json!({"key": "wrong"})).await;
     let created = audit(&app, "action=key%20created").await;
@@ -551,21 +787,49 @@ async fn the_audit_log_is_filtered_and_downloaded_as_csv() {
     assert_eq!(audit(&app, "actor=%25").await.len(), 0, "the caller's % is a literal");
     assert_eq!(audit(&app, "since=2999-01-01T00:00:00Z").await.len(), 0);
     assert_eq!(audit(&app, "until=2999-01-01T00:00:00Z&action=sign-in%20refused").await.len(), 1);
-    let r = app.http.get(app.url("/api/v1/audit?since=yesterday")).bearer_auth(ADMIN_KEY).send().await.expect("bad");
+    let r = app
+        .http
+        .get(app.url("/api/v1/audit?since=yesterday"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("bad");
     assert_error(r, 400).await;
-    let r = app.http.get(app.url("/api/v1/audit?user_id=x")).bearer_auth(ADMIN_KEY).send().await.expect("bad");
+    let r =
+        app.http.get(app.url("/api/v1/audit?user_id=x")).bearer_auth(ADMIN_KEY).send().await.expect("bad");
     assert_error(r, 400).await;
     for q in ["actor=a%00b", "action=%00", "target=%00"] {
-        let r = app.http.get(app.url(&format!("/api/v1/audit?{q}"))).bearer_auth(ADMIN_KEY).send().await.expect("nul");
+        let r = app
+            .http
+            .get(app.url(&format!("/api/v1/audit?{q}")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .expect("nul");
         assert_error(r, 400).await;
     }
     let r = app.http.get(app.url("/api/v1/users?q=%00")).bearer_auth(ADMIN_KEY).send().await.expect("nul");
     assert_error(r, 400).await;
-    let page: Value = app.http.get(app.url("/api/v1/audit?page_size=1&action=key%20created")).bearer_auth(ADMIN_KEY).send().await.expect("page").json().await.expect("json");
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/audit?page_size=1&action=key%20created"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("page")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page["count"], 2);
     assert!(page["next"].as_str().expect("next").contains("action=key%20created"), "{page}");
 
-    let r = app.http.get(app.url("/api/v1/audit/csv?action=key%20created")).bearer_auth(ADMIN_KEY).send().await.expect("csv");
+    let r = app
+        .http
+        .get(app.url("/api/v1/audit/csv?action=key%20created"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("csv");
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().expect("ct").starts_with("text/csv"));
     assert!(r.headers()["content-disposition"].to_str().expect("cd").contains("attachment"));
@@ -574,7 +838,16 @@ async fn the_audit_log_is_filtered_and_downloaded_as_csv() {
     assert_eq!(lines[0], "id,at,actor,user_id,action,target,detail");
     assert_eq!(lines.len(), 3, "{text:?}");
     assert!(text.contains("'=cmd"), "a formula is defused: {text}");
-    let actions: Vec<String> = app.http.get(app.url("/api/v1/audit/actions")).bearer_auth(ADMIN_KEY).send().await.expect("actions").json().await.expect("json");
+    let actions: Vec<String> = app
+        .http
+        .get(app.url("/api/v1/audit/actions"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("actions")
+        .json()
+        .await
+        .expect("json");
     assert!(actions.contains(&"key created".to_string()), "{actions:?}");
 }
 
@@ -591,20 +864,62 @@ async fn keys_of_a_previous_release_become_service_accounts_and_the_key_form_can
         )
         .await
         .expect("old key");
-    let me: Value = app.http.get(app.url("/api/v1/session")).bearer_auth(old_key).send().await.expect("me").json().await.expect("json");
-    assert_eq!((me["name"].as_str(), me["role"].as_str(), me["kind"].as_str()), (Some("old pipeline"), Some("operator"), Some("key")));
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .bearer_auth(old_key)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str(), me["kind"].as_str()),
+        (Some("old pipeline"), Some("operator"), Some("key"))
+    );
     // The next start adopts it as a service account of its name.
     let pg = app.pg.clone();
     let again = spawn_app_on(pg, |c| c.auth.api_key_signin = false).await;
-    let users: Value = again.http.get(again.url("/api/v1/users?kind=service")).bearer_auth(ADMIN_KEY).send().await.expect("users").json().await.expect("json");
-    let names: Vec<&str> = users["results"].as_array().expect("results").iter().filter_map(|u| u["username"].as_str()).collect();
+    let users: Value = again
+        .http
+        .get(again.url("/api/v1/users?kind=service"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> =
+        users["results"].as_array().expect("results").iter().filter_map(|u| u["username"].as_str()).collect();
     assert!(names.contains(&"old pipeline"), "{names:?}");
-    let me: Value = again.http.get(again.url("/api/v1/session")).bearer_auth(old_key).send().await.expect("me").json().await.expect("json");
+    let me: Value = again
+        .http
+        .get(again.url("/api/v1/session"))
+        .bearer_auth(old_key)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
     assert_eq!((me["kind"].as_str(), me["role"].as_str()), (Some("service"), Some("operator")));
     // PLAYDECK_API_KEY_SIGNIN=false: no key form, no key sign-in; keys still work as bearer tokens.
-    let options: Value = again.http.get(again.url("/api/v1/session/options")).send().await.expect("options").json().await.expect("json");
+    let options: Value = again
+        .http
+        .get(again.url("/api/v1/session/options"))
+        .send()
+        .await
+        .expect("options")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(options["key"], false);
     let detail = assert_error(sign_in(&again, json!({"key": ADMIN_KEY})).await, 403).await;
     assert!(detail.contains("switched off"), "{detail}");
-    assert_eq!(again.http.get(again.url("/api/v1/jobs")).bearer_auth(old_key).send().await.expect("jobs").status(), 200);
+    assert_eq!(
+        again.http.get(again.url("/api/v1/jobs")).bearer_auth(old_key).send().await.expect("jobs").status(),
+        200
+    );
 }

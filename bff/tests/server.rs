@@ -194,7 +194,11 @@ async fn replicas_starting_together_apply_migrations_once() {
     let r = a.ingest_ok(&batch("shared", events(1, 3))).await;
     let job = b.get_json(&format!("/api/v1/jobs/{}", r["job_id"])).await;
     assert_eq!(job["event_count"], 3);
-    assert_eq!(a.count("select count(*) from schema_migrations where checksum is null").await, 0, "every migration has its checksum");
+    assert_eq!(
+        a.count("select count(*) from schema_migrations where checksum is null").await,
+        0,
+        "every migration has its checksum"
+    );
 }
 
 #[tokio::test]
@@ -204,7 +208,9 @@ async fn an_applied_migration_that_was_edited_stops_the_start() {
     let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(conn);
     // As if 0006_kb.sql had been edited after this database ran it.
-    db.execute("update schema_migrations set checksum = 'edited0123456789' where name = '0006_kb'", &[]).await.expect("edit");
+    db.execute("update schema_migrations set checksum = 'edited0123456789' where name = '0006_kb'", &[])
+        .await
+        .expect("edit");
     let mut config = bff::infra::config::Config::for_tests(temp_dir("app"));
     config.credential_key = Some(bff::infra::secrets::Secret(CREDENTIAL_KEY.into()));
     let e = match bff::start(config.clone(), pg.clone()).await {
@@ -213,10 +219,16 @@ async fn an_applied_migration_that_was_edited_stops_the_start() {
     };
     assert!(e.contains("migration 0006_kb was changed after it was applied"), "{e}");
     // A row from before checksums is trusted once and gets one.
-    db.execute("update schema_migrations set checksum = null where name = '0006_kb'", &[]).await.expect("legacy");
+    db.execute("update schema_migrations set checksum = null where name = '0006_kb'", &[])
+        .await
+        .expect("legacy");
     let started = bff::start(config, pg.clone()).await.expect("starts");
     let _ = started.shutdown.send(true);
-    let n: i64 = db.query_one("select count(*) from schema_migrations where checksum is null", &[]).await.expect("n").get(0);
+    let n: i64 = db
+        .query_one("select count(*) from schema_migrations where checksum is null", &[])
+        .await
+        .expect("n")
+        .get(0);
     assert_eq!(n, 0);
 }
 
@@ -238,9 +250,13 @@ async fn spa_and_health_endpoints() {
 
 #[tokio::test]
 async fn metrics_can_require_a_token_and_made_up_methods_make_no_series() {
-    let app = spawn_app_with(|c| c.metrics_token = Some(bff::infra::secrets::Secret("pdm_metrics_token_0123456789abcdef".into()))).await;
+    let app = spawn_app_with(|c| {
+        c.metrics_token = Some(bff::infra::secrets::Secret("pdm_metrics_token_0123456789abcdef".into()))
+    })
+    .await;
     assert_error(app.http.get(app.url("/metrics")).send().await.expect("metrics"), 401).await;
-    assert_error(app.http.get(app.url("/metrics")).bearer_auth("wrong").send().await.expect("metrics"), 401).await;
+    assert_error(app.http.get(app.url("/metrics")).bearer_auth("wrong").send().await.expect("metrics"), 401)
+        .await;
     for i in 0..5 {
         let m = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).expect("method");
         let _ = app.http.request(m, app.url("/api/v1/jobs")).send().await.expect("made up");
@@ -380,7 +396,10 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
         text.contains("\"route\":\"/api/v1/ingest/events\""),
         "requests run in a span naming their route"
     );
-    assert!(text.contains("\"request_id\":\"pipeline-run-4242\""), "the caller's request id is in its log lines");
+    assert!(
+        text.contains("\"request_id\":\"pipeline-run-4242\""),
+        "the caller's request id is in its log lines"
+    );
     for secret in [
         "pdk_log_test_admin_key_777_0123456789",
         "pdi_log_test_ingest_token_888_0123456789",
@@ -395,12 +414,27 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
 #[test]
 fn settings_that_cannot_work_stop_the_start_and_name_themselves() {
     for (env, says) in [
-        (vec![("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "short-admin-key")], "PLAYDECK_BOOTSTRAP_ADMIN_KEY must be at least 32 characters"),
-        (vec![("PLAYDECK_INGEST_TOKEN", "short-token")], "PLAYDECK_INGEST_TOKEN must be at least 32 characters"),
-        (vec![("PLAYDECK_TLS_CERT", "/nonexistent.pem")], "PLAYDECK_TLS_CERT and PLAYDECK_TLS_KEY go together"),
+        (
+            vec![("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "short-admin-key")],
+            "PLAYDECK_BOOTSTRAP_ADMIN_KEY must be at least 32 characters",
+        ),
+        (
+            vec![("PLAYDECK_INGEST_TOKEN", "short-token")],
+            "PLAYDECK_INGEST_TOKEN must be at least 32 characters",
+        ),
+        (
+            vec![("PLAYDECK_TLS_CERT", "/nonexistent.pem")],
+            "PLAYDECK_TLS_CERT and PLAYDECK_TLS_KEY go together",
+        ),
         (vec![("DATABASE_URL", "postgres://u@127.0.0.1:1/d?sslmode=verify-full")], "needs sslrootcert"),
-        (vec![("PLAYDECK_LDAP_URL", "ldap://127.0.0.1:1"), ("PLAYDECK_LDAP_USER_BASE", "dc=x")], "has no TLS"),
-        (vec![("PLAYDECK_OIDC_ISSUER", "https://idp.example.com"), ("PLAYDECK_OIDC_CLIENT_ID", "pd")], "needs PLAYDECK_PUBLIC_URL"),
+        (
+            vec![("PLAYDECK_LDAP_URL", "ldap://127.0.0.1:1"), ("PLAYDECK_LDAP_USER_BASE", "dc=x")],
+            "has no TLS",
+        ),
+        (
+            vec![("PLAYDECK_OIDC_ISSUER", "https://idp.example.com"), ("PLAYDECK_OIDC_CLIENT_ID", "pd")],
+            "needs PLAYDECK_PUBLIC_URL",
+        ),
         (vec![("PLAYDECK_PROXY_AUTH", "true")], "needs PLAYDECK_TRUSTED_PROXIES"),
         (vec![("PLAYDECK_TRUSTED_PROXIES", "10.0.0.0/33")], "list of CIDRs"),
     ] {

@@ -38,18 +38,43 @@ impl Pki {
 
     fn ca(&self, name: &str) {
         self.openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.pem"), "-days", "2",
-            "-subj", &format!("/CN=Playdeck test {name}"),
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=Playdeck test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
     }
 
     /// A certificate `name.pem` / `name.key` signed by the CA, with these names and this use.
     fn leaf(&self, name: &str, cn: &str, san: Option<&str>, usage: &str) -> (PathBuf, PathBuf) {
         self.openssl(&[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}"),
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
         ]);
         let mut ext = format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n");
         if let Some(san) = san {
@@ -57,8 +82,21 @@ impl Pki {
         }
         std::fs::write(self.dir.join(format!("{name}.ext")), ext).expect("ext");
         self.openssl(&[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", &format!("{name}.pem"), "-days", "2", "-extfile", &format!("{name}.ext"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
         ]);
         (self.dir.join(format!("{name}.pem")), self.dir.join(format!("{name}.key")))
     }
@@ -84,7 +122,8 @@ impl TlsPostgres {
     async fn start(pki: &Pki) -> TlsPostgres {
         let dir = temp_dir("tlspg");
         let cluster = Cluster::start(&dir, Durability::Throwaway).await.expect("cluster");
-        let (admin, conn) = cluster.pg_config("postgres").connect(tokio_postgres::NoTls).await.expect("connect");
+        let (admin, conn) =
+            cluster.pg_config("postgres").connect(tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(conn);
         let pg_dir = dir.canonicalize().expect("dir").join("pg");
         let (cert, key) = pki.leaf("pg", "localhost", Some("DNS:localhost"), "serverAuth");
@@ -191,9 +230,12 @@ async fn playdeck_talks_tls_to_postgresql_as_sslmode_says() {
     drop(app);
 
     // A wrong CA, a wrong host name: refused at start, in words naming the setting.
-    let e = refused(&pg.url("localhost", "pdapp", "pdapp", &format!("sslmode=verify-full&sslrootcert={other}"))).await;
+    let e =
+        refused(&pg.url("localhost", "pdapp", "pdapp", &format!("sslmode=verify-full&sslrootcert={other}")))
+            .await;
     assert!(e.contains("sslrootcert") && e.contains("not signed by sslrootcert"), "{e}");
-    let e = refused(&pg.url("127.0.0.1", "pdapp", "pdapp", &format!("sslmode=verify-full&sslrootcert={ca}"))).await;
+    let e = refused(&pg.url("127.0.0.1", "pdapp", "pdapp", &format!("sslmode=verify-full&sslrootcert={ca}")))
+        .await;
     assert!(e.contains("does not name the host \"127.0.0.1\""), "{e}");
     // verify-ca checks the chain only: the same address is fine.
     let app = start(&pg.url("127.0.0.1", "pdapp", "pdapp", &format!("sslmode=verify-ca&sslrootcert={ca}")))
@@ -202,12 +244,15 @@ async fn playdeck_talks_tls_to_postgresql_as_sslmode_says() {
     let _ = app.shutdown.send(true);
     drop(app);
     // require with a root CA checks the chain, as libpq does.
-    let e = refused(&pg.url("localhost", "pdapp", "pdapp", &format!("sslmode=require&sslrootcert={other}"))).await;
+    let e = refused(&pg.url("localhost", "pdapp", "pdapp", &format!("sslmode=require&sslrootcert={other}")))
+        .await;
     assert!(e.contains("not signed"), "{e}");
 
     // A client certificate, when given, is what signs in (`cert` in pg_hba.conf).
     let (cert, key) = pki.leaf("client", "certuser", None, "clientAuth");
-    let e = refused(&pg.url("localhost", "certuser", "certdb", &format!("sslmode=verify-full&sslrootcert={ca}"))).await;
+    let e =
+        refused(&pg.url("localhost", "certuser", "certdb", &format!("sslmode=verify-full&sslrootcert={ca}")))
+            .await;
     assert!(e.contains("certificate"), "{e}");
     let app = start(&pg.url(
         "localhost",
@@ -232,8 +277,11 @@ async fn playdeck_talks_tls_to_postgresql_as_sslmode_says() {
 
 /// The certificate the listener presents to a new connection.
 async fn presented(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
-    let config = bff::infra::tls::client_config(bff::infra::tls::Check::Chain(bff::infra::tls::roots(ca).expect("roots")), None)
-        .expect("client");
+    let config = bff::infra::tls::client_config(
+        bff::infra::tls::Check::Chain(bff::infra::tls::roots(ca).expect("roots")),
+        None,
+    )
+    .expect("client");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("handshake");
@@ -252,8 +300,11 @@ async fn the_listener_serves_https_reloads_its_certificate_and_the_engine_calls_
     let files = ListenerTls { cert: cert.clone(), key: key.clone(), reload: Duration::from_millis(100) };
 
     let playbooks = temp_dir("playbooks");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playbooks/hello.yml"), playbooks.join("hello.yml"))
-        .expect("playbook");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playbooks/hello.yml"),
+        playbooks.join("hello.yml"),
+    )
+    .expect("playbook");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = Config::for_tests(temp_dir("app"));
@@ -278,7 +329,12 @@ async fn the_listener_serves_https_reloads_its_certificate_and_the_engine_calls_
     let r = http.get(format!("{base}/healthz")).send().await.expect("https");
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("strict-transport-security"), "HSTS over HTTPS");
-    let r = http.post(format!("{base}/api/v1/session")).json(&json!({"key": ADMIN_KEY})).send().await.expect("sign in");
+    let r = http
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"key": ADMIN_KEY}))
+        .send()
+        .await
+        .expect("sign in");
     let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert!(cookie.contains("; Secure"), "{cookie}");
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/healthz", addr.port())).send().await;
@@ -291,7 +347,8 @@ async fn the_listener_serves_https_reloads_its_certificate_and_the_engine_calls_
     let client = bff::infra::tls::client_config(bff::infra::tls::Check::Chain(roots), None).expect("client");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut open = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.expect("handshake");
+    let mut open =
+        tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.expect("handshake");
     let ask = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     open.write_all(ask).await.expect("write");
     let mut buf = vec![0u8; 4096];

@@ -15,9 +15,9 @@ use shared::aap::TemplatePage;
 use shared::credentials::{Credential, NewCredential};
 use shared::kb::{KbEntry, KbEntryInput, KbTryMatch};
 use shared::notifiers::{NewNotifier, Notifier, NotifierDelivery, NotifierPatch, NotifierTest};
+use shared::people::{CreatedToken, NewToken, SignInOptions, SignedOut, Token, User, UserPatch, UserSession};
 use shared::requests::{Request as UserRequest, RequestSummary, RequestText};
 use shared::stats::Stats;
-use shared::people::{CreatedToken, NewToken, SignInOptions, SignedOut, Token, User, UserPatch, UserSession};
 use shared::{ErrorBody, Job, JobAnswer, JobEvent, JobHost, Page, SessionInfo, SessionRequest, StatusChange};
 use yew::Callback;
 
@@ -132,7 +132,9 @@ pub async fn my_sessions() -> Result<Page<UserSession>, ApiError> {
 
 /// `DELETE /api/v1/session/sessions/{id}`.
 pub async fn end_session(id: i64) -> Result<(), ApiError> {
-    send(Request::delete(&format!("/api/v1/session/sessions/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+    send(Request::delete(&format!("/api/v1/session/sessions/{id}")).header(CSRF_HEADER, "1").build())
+        .await
+        .map(drop)
 }
 
 /// `GET /api/v1/tokens`: the caller's tokens.

@@ -71,7 +71,9 @@ pub fn audit_page() -> Html {
         let send = state.dispatcher();
         use_effect_with(query.clone(), move |q| {
             let q = q.clone();
-            wasm_bindgen_futures::spawn_local(async move { send.dispatch(Action::Page(api::audit(&q).await)) });
+            wasm_bindgen_futures::spawn_local(
+                async move { send.dispatch(Action::Page(api::audit(&q).await)) },
+            );
         });
     }
     let param = |name: &str| nav.location.param(name).unwrap_or_default();
@@ -96,13 +98,14 @@ pub fn audit_page() -> Html {
     };
     let go_page = |to: Option<&String>| {
         let nav = nav.clone();
-        to.and_then(|link| link.split_once('?').map(|(_, q)| q.to_owned())).map(move |q| {
-            Callback::from(move |_: MouseEvent| nav.replace(&format!("/audit?{q}")))
-        })
+        to.and_then(|link| link.split_once('?').map(|(_, q)| q.to_owned()))
+            .map(move |q| Callback::from(move |_: MouseEvent| nav.replace(&format!("/audit?{q}"))))
     };
     let csv_query: Vec<String> = FILTERS
         .iter()
-        .filter_map(|f| nav.location.param(f).map(|v| format!("{f}={}", String::from(js_sys::encode_uri_component(&v)))))
+        .filter_map(|f| {
+            nav.location.param(f).map(|v| format!("{f}={}", String::from(js_sys::encode_uri_component(&v))))
+        })
         .collect();
     let list = match &state.page {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },

@@ -150,7 +150,9 @@ fn app() -> Html {
             </main>
         },
         Load::Loaded(Ok(None)) => html! { <SignIn {on_signed_in} /> },
-        Load::Loaded(Ok(Some(info))) if info.role.is_none() => html! { <people::NoAccess info={info.clone()} /> },
+        Load::Loaded(Ok(Some(info))) if info.role.is_none() => {
+            html! { <people::NoAccess info={info.clone()} /> }
+        }
         Load::Loaded(Ok(Some(info))) => {
             let page = match route {
                 Route::Jobs => html! { <JobsPage /> },

@@ -72,7 +72,12 @@ impl TokenForm {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(NewToken { name: name.to_owned(), expires_days: days, role: Role::parse(&self.role), user_id: None })
+        Ok(NewToken {
+            name: name.to_owned(),
+            expires_days: days,
+            role: Role::parse(&self.role),
+            user_id: None,
+        })
     }
 }
 
@@ -116,7 +121,8 @@ pub struct TokensProps {
 #[function_component(Tokens)]
 pub fn tokens(props: &TokensProps) -> Html {
     let state = use_reducer(TokensState::default);
-    let send: form::Dispatch<Token, TokenForm, i64> = state.dispatcher().to_callback().reform(TokensAction::Items);
+    let send: form::Dispatch<Token, TokenForm, i64> =
+        state.dispatcher().to_callback().reform(TokensAction::Items);
     {
         let send = send.clone();
         use_effect_with(state.items.reload, move |_| {

@@ -24,7 +24,6 @@ use crate::route::Link;
 use crate::ui::use_title;
 use crate::ui::value_of;
 
-
 #[function_component(SettingsPage)]
 pub fn settings_page() -> Html {
     use_title("Settings".to_owned());

@@ -65,19 +65,24 @@ pub fn sign_in(props: &SignInProps) -> Html {
     {
         let send = state.dispatcher();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move { send.dispatch(Action::Options(api::sign_in_options().await)) });
+            wasm_bindgen_futures::spawn_local(async move {
+                send.dispatch(Action::Options(api::sign_in_options().await))
+            });
         });
     }
     let user_input = use_node_ref();
     let password_input = use_node_ref();
     let key_input = use_node_ref();
     // Sends what `read` makes of the inputs; a refusal selects `focus` for the next try.
-    let submit = |form: &'static str, read: fn(&[HtmlInputElement]) -> Option<SessionRequest>, inputs: Vec<NodeRef>| {
+    let submit = |form: &'static str,
+                  read: fn(&[HtmlInputElement]) -> Option<SessionRequest>,
+                  inputs: Vec<NodeRef>| {
         let state = state.clone();
         let on_signed_in = props.on_signed_in.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let elements: Vec<HtmlInputElement> = inputs.iter().filter_map(|r| r.cast::<HtmlInputElement>()).collect();
+            let elements: Vec<HtmlInputElement> =
+                inputs.iter().filter_map(|r| r.cast::<HtmlInputElement>()).collect();
             let Some(request) = read(&elements) else { return };
             if state.sending {
                 return;
@@ -109,8 +114,11 @@ pub fn sign_in(props: &SignInProps) -> Html {
         |els| {
             let username = els.first()?.value().trim().to_owned();
             let password = els.get(1)?.value();
-            (!username.is_empty() && !password.is_empty())
-                .then_some(SessionRequest { username: Some(username), password: Some(password), key: None })
+            (!username.is_empty() && !password.is_empty()).then_some(SessionRequest {
+                username: Some(username),
+                password: Some(password),
+                key: None,
+            })
         },
         vec![user_input.clone(), password_input.clone()],
     );

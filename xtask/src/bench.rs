@@ -19,7 +19,9 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         return bench_callback(&args[1..]);
     }
     if !matches!(which, "ingest" | "live" | "auth" | "aap-sync") {
-        return Err(format!("no benchmark {which:?}; there are `ingest`, `live`, `auth`, `aap-sync` and `callback`"));
+        return Err(format!(
+            "no benchmark {which:?}; there are `ingest`, `live`, `auth`, `aap-sync` and `callback`"
+        ));
     }
     if !postgres_installed() {
         setup(false)?;

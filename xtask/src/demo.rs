@@ -34,7 +34,9 @@ pub(crate) fn demo() -> Result<(), String> {
     }
     println!("  Admin API key:        {}   (also in .playdeck/admin.key)", key.trim());
     println!("  Ingest token:         .playdeck/ingest.token");
-    println!("\n  Open the URL and sign in. Example jobs are fed in live; the Audit page shows who did what.");
+    println!(
+        "\n  Open the URL and sign in. Example jobs are fed in live; the Audit page shows who did what."
+    );
     println!("  Ctrl-C stops.\n");
     // A real playbook through the run-playbook API, on the local engine.
     let launch = r#"{"source": {"type": "playbook", "path": "patch.yml"},

@@ -63,7 +63,8 @@ pub(crate) fn start(dir: &Path) -> Result<Identity, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the test OpenID provider (node): {e}"))?;
-    let first = provider.stdout.take().and_then(|out| BufReader::new(out).lines().next()).and_then(Result::ok);
+    let first =
+        provider.stdout.take().and_then(|out| BufReader::new(out).lines().next()).and_then(Result::ok);
     let issuer = first
         .as_deref()
         .and_then(|l| l.split("\"issuer\":\"").nth(1))

@@ -87,7 +87,11 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
         missing.push("openssh-server");
     }
     // The API fuzzer runs in a network namespace of its own (ip netns).
-    if browser && !Path::new("/usr/sbin/ip").exists() && !Path::new("/usr/bin/ip").exists() && !Path::new("/sbin/ip").exists() {
+    if browser
+        && !Path::new("/usr/sbin/ip").exists()
+        && !Path::new("/usr/bin/ip").exists()
+        && !Path::new("/sbin/ip").exists()
+    {
         missing.push("iproute2");
     }
     if !missing.is_empty() {
@@ -97,7 +101,12 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     ensure_venv()?;
     if browser && !Path::new(".venv/bin/schemathesis").is_file() {
         step(&format!("installing {SCHEMATHESIS} into .venv (the API fuzzer)"));
-        run(Command::new(".venv/bin/pip").args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]))?;
+        run(Command::new(".venv/bin/pip").args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SCHEMATHESIS,
+        ]))?;
     }
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {

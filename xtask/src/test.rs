@@ -38,24 +38,22 @@ pub(crate) fn test() -> Result<(), String> {
     // People sign in through the test OpenID provider's own page and against slapd (people.mjs).
     let identity = people::start(&dir.join("ldap"))?;
     let port = people::free_port()?;
-    let mut env = vec![
-        ("PLAYDECK_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
-    ];
+    let mut env = vec![("PLAYDECK_PUBLIC_URL", format!("http://127.0.0.1:{port}"))];
     env.extend(identity.env());
     env.extend([
-            ("PLAYDECK_DATA_DIR", dir.display().to_string()),
-            ("PLAYDECK_LISTEN", format!("127.0.0.1:{port}")),
-            ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
-            ("PLAYDECK_INGEST_TOKEN", token.into()),
-            ("PLAYDECK_LOG", "warn".into()),
-            // Every script signs in (some several times) from this one address within minutes;
-            // the limit itself is tested in bff/tests/hardening.rs.
-            ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
-            // The scripts poll and page quickly with one key; the limit is tested in hardening.rs.
-            ("PLAYDECK_API_PER_SECOND", "100000".into()),
-            // expired.mjs ingests a job that finished in 2001; nothing else is that old.
-            ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
-            ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),
+        ("PLAYDECK_DATA_DIR", dir.display().to_string()),
+        ("PLAYDECK_LISTEN", format!("127.0.0.1:{port}")),
+        ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
+        ("PLAYDECK_INGEST_TOKEN", token.into()),
+        ("PLAYDECK_LOG", "warn".into()),
+        // Every script signs in (some several times) from this one address within minutes;
+        // the limit itself is tested in bff/tests/hardening.rs.
+        ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
+        // The scripts poll and page quickly with one key; the limit is tested in hardening.rs.
+        ("PLAYDECK_API_PER_SECOND", "100000".into()),
+        // expired.mjs ingests a job that finished in 2001; nothing else is that old.
+        ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
+        ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),
     ]);
     let server = start_server(&target_dir().join("debug/playdeck"), &env)?;
     // Each script is one page's test; all of them run, and the first failure is reported.

@@ -48,7 +48,10 @@ pub fn secret_key(secret: &str) -> Vec<u8> {
 /// A new secret in the Standard Webhooks form: `whsec_` + base64 of 32 random bytes.
 pub fn new_secret() -> String {
     use base64::Engine as _;
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(crate::infra::secrets::random_bytes::<32>()))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(crate::infra::secrets::random_bytes::<32>())
+    )
 }
 
 /// Standard Webhooks' `webhook-signature`: `v1,` + base64 of HMAC-SHA256 over

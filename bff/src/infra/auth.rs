@@ -104,8 +104,13 @@ impl Identity {
 pub fn role_for(auth: &AuthConfig, groups: &[String]) -> Option<Role> {
     let has = |names: &[String]| {
         groups.iter().any(|g| {
-            let short = g.split_once('=').filter(|_| g.contains(',')).map(|(_, rest)| rest.split(',').next().unwrap_or(rest));
-            names.iter().any(|n| n.eq_ignore_ascii_case(g) || short.is_some_and(|s| n.eq_ignore_ascii_case(s.trim())))
+            let short = g
+                .split_once('=')
+                .filter(|_| g.contains(','))
+                .map(|(_, rest)| rest.split(',').next().unwrap_or(rest));
+            names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(g) || short.is_some_and(|s| n.eq_ignore_ascii_case(s.trim())))
         })
     };
     if has(&auth.admin_groups) {
@@ -200,9 +205,7 @@ async fn resolve(app: &App, parts: &Parts) -> Result<Identity, AppError> {
                 return key_identity(app, &key).await;
             }
         }
-        Err(AppError::Unauthorized(
-            "sign in, or send a token: `Authorization: Bearer <token>`".into(),
-        ))
+        Err(AppError::Unauthorized("sign in, or send a token: `Authorization: Bearer <token>`".into()))
     }
 }
 
@@ -305,7 +308,9 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
             &[&token_hash(key)],
         )
         .await?;
-    let row = row.ok_or_else(|| AppError::Unauthorized("this token is not valid (unknown, revoked or expired)".into()))?;
+    let row = row.ok_or_else(|| {
+        AppError::Unauthorized("this token is not valid (unknown, revoked or expired)".into())
+    })?;
     let owner = Owner::read(&row, 4);
     if owner.disabled {
         return Err(AppError::Unauthorized("the account this token belongs to is disabled".into()));
@@ -415,8 +420,14 @@ async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, Ap
     if row.get::<_, bool>(3) {
         // The first request of someone new is their first sign-in.
         let actor = crate::infra::audit::Actor { text: user.clone(), user_id: Some(user_id), key_id: None };
-        crate::infra::audit::record(app, actor, "sign-in", None, serde_json::json!({"method": "proxy", "from": peer.ip().to_string()}))
-            .await;
+        crate::infra::audit::record(
+            app,
+            actor,
+            "sign-in",
+            None,
+            serde_json::json!({"method": "proxy", "from": peer.ip().to_string()}),
+        )
+        .await;
     }
     Ok(Some(Identity {
         user_id: Some(user_id),
@@ -441,7 +452,9 @@ async fn refuse_forged_proxy_headers(app: &App, parts: &Parts) -> Result<(), App
     if !parts.headers.contains_key(proxy.user_header.as_str()) {
         return Ok(());
     }
-    let from = crate::infra::security::peer_of(parts).map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let from = crate::infra::security::peer_of(parts)
+        .map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
     if let Err(wait) = app.signin_limit.check(&from) {
         return Err(AppError::TooManyRequests(wait));
     }

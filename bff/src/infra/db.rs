@@ -20,7 +20,9 @@ pub fn connector(settings: &DatabaseTls) -> Result<Connector, String> {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             Some(store)
         }
-        Some(RootCert::File(path)) => Some(tls::roots(path).map_err(|e| format!("DATABASE_URL sslrootcert: {e}"))?),
+        Some(RootCert::File(path)) => {
+            Some(tls::roots(path).map_err(|e| format!("DATABASE_URL sslrootcert: {e}"))?)
+        }
     };
     let check = match (settings.mode, roots) {
         (SslMode::VerifyFull, Some(r)) => Check::Full(r),
@@ -38,7 +40,8 @@ pub fn connector(settings: &DatabaseTls) -> Result<Connector, String> {
         )),
         _ => None,
     };
-    let config = tls::client_config(check, client_cert).map_err(|e| format!("DATABASE_URL ({}): {e}", describe()))?;
+    let config =
+        tls::client_config(check, client_cert).map_err(|e| format!("DATABASE_URL ({}): {e}", describe()))?;
     Ok(MakeRustlsConnect::new(config))
 }
 

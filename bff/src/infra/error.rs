@@ -181,7 +181,9 @@ where
         }
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Ok(AppJson(v)),
-            Err(e) => Err(AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))),
+            Err(e) => Err(AppError::Unprocessable(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))),
         }
     }
 }

@@ -92,7 +92,11 @@ impl Metrics {
         let mut sources = vec!["local".to_string()];
         sources.extend(controllers.iter().cloned());
         for source in &sources {
-            for family in ["playdeck_ingest_batches_total", "playdeck_ingest_events_total", "playdeck_ingest_duplicates_total"] {
+            for family in [
+                "playdeck_ingest_batches_total",
+                "playdeck_ingest_events_total",
+                "playdeck_ingest_duplicates_total",
+            ] {
                 m.add(family, &[("source", source)], 0.0);
             }
         }

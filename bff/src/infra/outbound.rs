@@ -51,7 +51,9 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
             // Addresses that carry an IPv4 address inside are judged by it: NAT64
             // (64:ff9b::/96, and the local-use 64:ff9b:1::/48), 6to4 (2002::/16, the IPv4 in
             // bits 16-48) and the deprecated IPv4-compatible form (::a.b.c.d).
-            let embedded = |hi: u16, lo: u16| std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+            let embedded = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
             if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) {
                 return non_public(IpAddr::V4(embedded(seg[6], seg[7])));
             }

@@ -118,12 +118,12 @@ fn hop_address(hop: &str) -> Option<std::net::IpAddr> {
     hop.strip_prefix('[').and_then(|h| h.strip_suffix(']')).and_then(|h| h.parse().ok())
 }
 
-
 /// The edge rule for query strings: the name of the first parameter that holds a NUL byte.
 fn nul_in_query(query: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (crate::infra::text::percent_decode(k, true), crate::infra::text::percent_decode(v, true));
+        let (k, v) =
+            (crate::infra::text::percent_decode(k, true), crate::infra::text::percent_decode(v, true));
         (k.contains(&0) || v.contains(&0)).then(|| String::from_utf8_lossy(&k).replace('\0', "\\0"))
     })
 }
@@ -142,7 +142,11 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| hex::encode(crate::infra::secrets::random_bytes::<8>()));
     let mut resp = crate::infra::error::REQUEST_ID.scope(id.clone(), guarded(app, req, next)).await;
@@ -155,7 +159,10 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
 async fn guarded(app: AppState, req: Request, next: Next) -> Response {
     // Served over HTTPS here, or behind a TLS-terminating route (the scheme in X-Forwarded-Proto).
     let tls = app.config.tls.is_some()
-        || req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        || req
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     let mut resp = if header_bytes > MAX_HEADER_BYTES {
         crate::infra::error::error_response(

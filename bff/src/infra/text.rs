@@ -65,7 +65,10 @@ pub fn percent_decode(s: &str, plus: bool) -> Vec<u8> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 3;
@@ -88,8 +91,12 @@ pub fn nul_in_json(v: &serde_json::Value) -> Option<String> {
     fn walk(v: &serde_json::Value, at: &str) -> Option<String> {
         let here = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
         match v {
-            serde_json::Value::String(s) if s.contains('\0') => Some(if at.is_empty() { "the body".into() } else { at.to_string() }),
-            serde_json::Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{at}[{i}]"))),
+            serde_json::Value::String(s) if s.contains('\0') => {
+                Some(if at.is_empty() { "the body".into() } else { at.to_string() })
+            }
+            serde_json::Value::Array(a) => {
+                a.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{at}[{i}]")))
+            }
             serde_json::Value::Object(m) => m.iter().find_map(|(k, x)| {
                 if k.contains('\0') {
                     Some(format!("a key of {}", if at.is_empty() { "the body" } else { at }))

@@ -75,9 +75,10 @@ pub fn client_config(
     let builder = match check {
         Check::Full(roots) => builder.with_root_certificates(roots),
         Check::Chain(roots) => {
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| format!("TLS roots: {e}"))?;
+            let inner =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .build()
+                    .map_err(|e| format!("TLS roots: {e}"))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
         }
         Check::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked)),
@@ -86,15 +87,18 @@ pub fn client_config(
             for c in &certs {
                 let _ = roots.add(c.clone());
             }
-            let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .ok()
-                .map(ChainOnly);
+            let chain =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .build()
+                    .ok()
+                    .map(ChainOnly);
             builder.dangerous().with_custom_certificate_verifier(Arc::new(Own { certs, chain }))
         }
     };
     match client_cert {
-        Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| format!("client certificate: {e}")),
+        Some((certs, key)) => {
+            builder.with_client_auth_cert(certs, key).map_err(|e| format!("client certificate: {e}"))
+        }
         None => Ok(builder.with_no_client_auth()),
     }
 }

@@ -105,7 +105,9 @@ async fn authenticate(config: &LdapConfig, username: &str, password: &str) -> Re
                 .map_err(unreachable)?
                 .success()
                 .map(|_| ())
-                .map_err(|e| unreachable(format!("the service account (PLAYDECK_LDAP_BIND_DN) cannot bind: {e}")))
+                .map_err(|e| {
+                    unreachable(format!("the service account (PLAYDECK_LDAP_BIND_DN) cannot bind: {e}"))
+                })
         }
     };
     bind_as_service(&mut ldap).await?;
@@ -149,7 +151,8 @@ async fn authenticate(config: &LdapConfig, username: &str, password: &str) -> Re
         }
     }
     let _ = ldap.unbind().await;
-    let username_attr = first("uid").or_else(|| first("sAMAccountName")).unwrap_or_else(|| username.to_string());
+    let username_attr =
+        first("uid").or_else(|| first("sAMAccountName")).unwrap_or_else(|| username.to_string());
     Ok(Person {
         display_name: first("displayName").or_else(|| first("cn")).unwrap_or_else(|| username_attr.clone()),
         username: username_attr,

@@ -63,7 +63,12 @@ async fn options(State(app): State<AppState>) -> Json<SignInOptions> {
 }
 
 /// Records a refused sign-in and answers with the refusal.
-pub(crate) async fn refused(app: &App, client: &str, reason: &AppError, detail: serde_json::Value) -> AppError {
+pub(crate) async fn refused(
+    app: &App,
+    client: &str,
+    reason: &AppError,
+    detail: serde_json::Value,
+) -> AppError {
     let mut detail = detail;
     detail["reason"] = serde_json::Value::String(reason.to_string());
     detail["from"] = serde_json::Value::String(client.to_string());
@@ -94,7 +99,9 @@ async fn create(
             }
             match key_identity(&app, key.trim()).await {
                 Ok(id) => ("key", id),
-                Err(e) => return Err(refused(&app, &client.0, &e, serde_json::json!({"method": "key"})).await),
+                Err(e) => {
+                    return Err(refused(&app, &client.0, &e, serde_json::json!({"method": "key"})).await)
+                }
             }
         }
         (None, Some(username), Some(password)) => {
@@ -156,8 +163,14 @@ pub(crate) async fn open_session(
         db.execute("update users set last_seen = now() where id = $1", &[&user]).await?;
     }
     let actor = Actor { text: identity.name.clone(), user_id: identity.user_id, key_id: identity.key_id };
-    crate::infra::audit::record(app, actor, "sign-in", None, serde_json::json!({"from": client, "method": method}))
-        .await;
+    crate::infra::audit::record(
+        app,
+        actor,
+        "sign-in",
+        None,
+        serde_json::json!({"from": client, "method": method}),
+    )
+    .await;
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         app.config.session_hours * 3600,
@@ -214,7 +227,10 @@ async fn user_name(app: &App, user: Option<i64>) -> Option<String> {
 }
 
 /// The sessions of the caller's person (or of the key they signed in with), newest first.
-async fn list_sessions(State(app): State<AppState>, id: Identity) -> Result<Json<Page<UserSession>>, AppError> {
+async fn list_sessions(
+    State(app): State<AppState>,
+    id: Identity,
+) -> Result<Json<Page<UserSession>>, AppError> {
     let db = app.pool.get().await?;
     let (owner_sql, owner) = owner_of(&id)?;
     let rows = db
@@ -269,7 +285,11 @@ crate::infra::extract::path_id_type!(
 );
 
 /// Ends one of the caller's sessions (signs that browser out).
-async fn end_session(State(app): State<AppState>, id: Identity, SessionId(session): SessionId) -> Result<StatusCode, AppError> {
+async fn end_session(
+    State(app): State<AppState>,
+    id: Identity,
+    SessionId(session): SessionId,
+) -> Result<StatusCode, AppError> {
     let (owner_sql, owner) = owner_of(&id)?;
     let db = app.pool.get().await?;
     let n = db
@@ -279,7 +299,13 @@ async fn end_session(State(app): State<AppState>, id: Identity, SessionId(sessio
         return Err(AppError::NotFound(format!("you have no session {session}")));
     }
     let actor = Actor { text: id.name.clone(), user_id: id.user_id, key_id: id.key_id };
-    crate::infra::audit::record(&app, actor, "session ended", Some(&format!("session {session}")), serde_json::json!({}))
-        .await;
+    crate::infra::audit::record(
+        &app,
+        actor,
+        "session ended",
+        Some(&format!("session {session}")),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JsonWebKeySet,
-    LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -63,7 +63,15 @@ pub(crate) async fn remember(app: &App, seen: Seen<'_>) -> Result<(i64, String),
                 set username = excluded.username, display_name = excluded.display_name,
                     email = excluded.email, groups = excluded.groups, last_seen = now()
              returning id, disabled is not null, display_name",
-            &[&seen.kind, &seen.issuer, &seen.subject, &seen.username, &seen.display_name, &seen.email, &seen.groups],
+            &[
+                &seen.kind,
+                &seen.issuer,
+                &seen.subject,
+                &seen.username,
+                &seen.display_name,
+                &seen.email,
+                &seen.groups,
+            ],
         )
         .await?;
     if row.get::<_, bool>(1) {
@@ -99,7 +107,10 @@ impl Oidc {
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|e| AppError::BadGateway(format!("PLAYDECK_OIDC_ISSUER: {e}")))?;
         let m = ProviderMetadataWithLogout::discover_async(issuer, &self.http).await.map_err(|e| {
-            AppError::BadGateway(format!("the OpenID provider {} cannot be discovered: {e}", self.config.issuer))
+            AppError::BadGateway(format!(
+                "the OpenID provider {} cannot be discovered: {e}",
+                self.config.issuer
+            ))
         })?;
         *cached = Some((m.clone(), Instant::now()));
         Ok(m)
@@ -112,9 +123,9 @@ impl Oidc {
         if fetched.elapsed() < self.refetch {
             return Ok(None);
         }
-        let keys = JsonWebKeySet::fetch_async(m.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| AppError::BadGateway(format!("the OpenID provider's keys cannot be fetched: {e}")))?;
+        let keys = JsonWebKeySet::fetch_async(m.jwks_uri(), &self.http).await.map_err(|e| {
+            AppError::BadGateway(format!("the OpenID provider's keys cannot be fetched: {e}"))
+        })?;
         *m = m.clone().set_jwks(keys);
         *fetched = Instant::now();
         Ok(Some(m.clone()))
@@ -161,11 +172,18 @@ pub(super) async fn start(
 ) -> Result<Response, AppError> {
     let oidc = Oidc::of(&app)?;
     let metadata = oidc.metadata().await?;
-    let client = CoreClient::from_provider_metadata(metadata, ClientId::new(oidc.config.client_id.clone()), oidc.secret())
-        .set_redirect_uri(Oidc::redirect_uri(&app)?);
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(oidc.config.client_id.clone()),
+        oidc.secret(),
+    )
+    .set_redirect_uri(Oidc::redirect_uri(&app)?);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request =
-        client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+    let mut request = client.authorize_url(
+        CoreAuthenticationFlow::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
     for scope in oidc.config.scopes.iter().filter(|s| *s != "openid") {
         request = request.add_scope(Scope::new(scope.clone()));
     }
@@ -188,7 +206,10 @@ pub(super) async fn start(
         if super::secure(&app, &headers) { "; Secure" } else { "" }
     );
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string())]).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?);
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?,
+    );
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -204,10 +225,8 @@ pub(super) struct CallbackQuery {
 /// A refused sign-in as the browser sees it: still a 401, in words a person can read (the
 /// standard error shape for anything that is not a browser).
 fn refused_page(headers: &HeaderMap, e: AppError) -> Response {
-    let html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+    let html =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if !html {
         return e.into_response();
     }
@@ -234,13 +253,21 @@ pub(super) async fn callback(
         Err(e) => {
             let e = super::refused(&app, &client_addr.0, &e, serde_json::json!({"method": "oidc"})).await;
             let mut resp = refused_page(&headers, e);
-            resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("playdeck_oidc=; Path=/api/v1/session/oidc; Max-Age=0"));
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static("playdeck_oidc=; Path=/api/v1/session/oidc; Max-Age=0"),
+            );
             resp
         }
     }
 }
 
-async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQuery) -> Result<Response, AppError> {
+async fn sign_in(
+    app: &App,
+    client_addr: &str,
+    headers: &HeaderMap,
+    q: CallbackQuery,
+) -> Result<Response, AppError> {
     if let Err(wait) = app.signin_limit.check(client_addr) {
         return Err(AppError::TooManyRequests(wait));
     }
@@ -269,7 +296,9 @@ async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQ
             &[&hash_secret(&state), &LOGIN_MINUTES],
         )
         .await?
-        .ok_or_else(|| AppError::Unauthorized("this sign-in is unknown, used or too old (state); start again".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthorized("this sign-in is unknown, used or too old (state); start again".into())
+        })?;
     let (nonce, verifier, return_to): (String, String, String) = (row.get(0), row.get(1), row.get(2));
     let nonce = Nonce::new(nonce);
     let mut metadata = oidc.metadata().await?;
@@ -298,13 +327,17 @@ async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQ
         let checked = id_token.claims(&verifier, &nonce).cloned();
         match checked {
             Ok(c) => break c,
-            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey))
-                if attempt == 0 =>
-            {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) if attempt == 0 => {
                 attempt += 1;
                 match oidc.refetch_keys().await? {
                     Some(m) => metadata = m,
-                    None => return Err(AppError::Unauthorized("the ID token is signed by a key the provider does not publish".into())),
+                    None => {
+                        return Err(AppError::Unauthorized(
+                            "the ID token is signed by a key the provider does not publish".into(),
+                        ))
+                    }
                 }
             }
             Err(e) => return Err(AppError::Unauthorized(format!("the ID token is not valid: {e}"))),
@@ -320,7 +353,9 @@ async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQ
         .unwrap_or_default();
     let groups: Vec<String> = match &payload[oidc.config.groups_claim.as_str()] {
         serde_json::Value::Array(a) => a.iter().filter_map(|g| g.as_str().map(String::from)).collect(),
-        serde_json::Value::String(s) => s.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+        serde_json::Value::String(s) => {
+            s.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()
+        }
         _ => Vec::new(),
     };
     let subject = claims.subject().as_str().to_string();
@@ -365,7 +400,10 @@ async fn sign_in(app: &App, client_addr: &str, headers: &HeaderMap, q: CallbackQ
     let session = super::open_session(app, &identity, "oidc", Some(&raw), client_addr, headers).await?;
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, return_to)]).into_response();
     resp.headers_mut().append(header::SET_COOKIE, session);
-    resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_static("playdeck_oidc=; Path=/api/v1/session/oidc; Max-Age=0"));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("playdeck_oidc=; Path=/api/v1/session/oidc; Max-Age=0"),
+    );
     Ok(resp)
 }
 
@@ -375,7 +413,8 @@ pub(super) async fn logout_url(app: &App, id_token: Option<String>) -> Option<St
     let oidc = Oidc::of(app).ok()?;
     let metadata = oidc.metadata().await.ok()?;
     let endpoint = metadata.additional_metadata().end_session_endpoint.clone()?;
-    let mut request = LogoutRequest::from(endpoint).set_client_id(ClientId::new(oidc.config.client_id.clone()));
+    let mut request =
+        LogoutRequest::from(endpoint).set_client_id(ClientId::new(oidc.config.client_id.clone()));
     if let Some(hint) = id_token.and_then(|t| t.parse::<CoreIdToken>().ok()) {
         request = request.set_id_token_hint(&hint);
     }

@@ -61,7 +61,13 @@ impl Directory {
             .expect("start slapd");
         wait_for_port(port, "slapd").await;
         wait_for_port(tls_port, "slapd (ldaps)").await;
-        Directory { port, tls_port, ca: dir.join("tls/ca.pem"), other_ca: dir.join("tls/other-ca.pem"), _child: child }
+        Directory {
+            port,
+            tls_port,
+            ca: dir.join("tls/ca.pem"),
+            other_ca: dir.join("tls/other-ca.pem"),
+            _child: child,
+        }
     }
 
     /// The LDAP settings for this directory (plain ldap://, groups by search).
@@ -121,7 +127,8 @@ impl Provider {
             .expect("a line");
         let v: serde_json::Value = serde_json::from_str(&line).expect("the provider's first line is JSON");
         let issuer = v["issuer"].as_str().expect("issuer").to_string();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Provider { issuer, http, _child: child }
     }
 
@@ -149,14 +156,28 @@ impl Provider {
     }
 
     pub async fn rotate(&self) -> String {
-        let v: serde_json::Value =
-            self.http.post(format!("{}/__test/rotate", self.issuer)).send().await.expect("rotate").json().await.expect("json");
+        let v: serde_json::Value = self
+            .http
+            .post(format!("{}/__test/rotate", self.issuer))
+            .send()
+            .await
+            .expect("rotate")
+            .json()
+            .await
+            .expect("json");
         v["kid"].as_str().expect("kid").to_string()
     }
 
     pub async fn jwks_requests(&self) -> i64 {
-        let v: serde_json::Value =
-            self.http.get(format!("{}/__test/stats", self.issuer)).send().await.expect("stats").json().await.expect("json");
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/__test/stats", self.issuer))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
         v["jwks_requests"].as_i64().expect("jwks_requests")
     }
 }
@@ -199,7 +220,8 @@ impl Browser {
     }
 
     fn location(resp: &reqwest::Response, base: &str) -> String {
-        let loc = resp.headers().get("location").and_then(|v| v.to_str().ok()).expect("a Location").to_string();
+        let loc =
+            resp.headers().get("location").and_then(|v| v.to_str().ok()).expect("a Location").to_string();
         if loc.starts_with("http") {
             loc
         } else {
@@ -215,7 +237,10 @@ impl Browser {
         assert_eq!(r.status(), 303, "start redirects to the provider");
         let mut url = Self::location(&r, &start);
         for _ in 0..5 {
-            assert!(!url.contains("/oidc/callback"), "the provider signed in without its form (a session there already)");
+            assert!(
+                !url.contains("/oidc/callback"),
+                "the provider signed in without its form (a session there already)"
+            );
             let r = self.http.get(&url).send().await.expect("provider");
             if r.status() == 200 {
                 return url;

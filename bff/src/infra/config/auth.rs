@@ -110,12 +110,18 @@ impl AuthConfig {
                 let client_id = var("PLAYDECK_OIDC_CLIENT_ID")
                     .ok_or("PLAYDECK_OIDC_ISSUER is set: PLAYDECK_OIDC_CLIENT_ID is needed too")?;
                 let scopes = var("PLAYDECK_OIDC_SCOPES").unwrap_or_else(|| "openid profile email".into());
-                let mut scopes: Vec<String> = scopes.split([' ', ',']).filter(|s| !s.is_empty()).map(String::from).collect();
+                let mut scopes: Vec<String> =
+                    scopes.split([' ', ',']).filter(|s| !s.is_empty()).map(String::from).collect();
                 if !scopes.iter().any(|s| s == "openid") {
                     scopes.insert(0, "openid".into());
                 }
                 let name = var("PLAYDECK_OIDC_NAME").unwrap_or_else(|| {
-                    issuer.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(&issuer).to_string()
+                    issuer
+                        .split("://")
+                        .nth(1)
+                        .and_then(|r| r.split('/').next())
+                        .unwrap_or(&issuer)
+                        .to_string()
                 });
                 Some(OidcConfig {
                     issuer,
@@ -131,13 +137,18 @@ impl AuthConfig {
             None => None,
             Some(url) => {
                 if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
-                    return Err(format!("PLAYDECK_LDAP_URL is ldap://host:port or ldaps://host:port, got {url:?}"));
+                    return Err(format!(
+                        "PLAYDECK_LDAP_URL is ldap://host:port or ldaps://host:port, got {url:?}"
+                    ));
                 }
                 let user_base = var("PLAYDECK_LDAP_USER_BASE")
                     .ok_or("PLAYDECK_LDAP_URL is set: PLAYDECK_LDAP_USER_BASE is needed too")?;
-                let user_filter = var("PLAYDECK_LDAP_USER_FILTER").unwrap_or_else(|| "(uid={username})".into());
+                let user_filter =
+                    var("PLAYDECK_LDAP_USER_FILTER").unwrap_or_else(|| "(uid={username})".into());
                 if !user_filter.contains("{username}") {
-                    return Err(format!("PLAYDECK_LDAP_USER_FILTER must contain {{username}}, got {user_filter:?}"));
+                    return Err(format!(
+                        "PLAYDECK_LDAP_USER_FILTER must contain {{username}}, got {user_filter:?}"
+                    ));
                 }
                 let starttls = flag("PLAYDECK_LDAP_STARTTLS");
                 if url.starts_with("ldap://") && !starttls && !flag("PLAYDECK_LDAP_ALLOW_PLAINTEXT") {
@@ -160,7 +171,9 @@ impl AuthConfig {
             }
         };
         let proxy = flag("PLAYDECK_PROXY_AUTH").then(|| ProxyConfig {
-            user_header: var("PLAYDECK_PROXY_USER_HEADER").unwrap_or_else(|| "X-Forwarded-User".into()).to_ascii_lowercase(),
+            user_header: var("PLAYDECK_PROXY_USER_HEADER")
+                .unwrap_or_else(|| "X-Forwarded-User".into())
+                .to_ascii_lowercase(),
             groups_header: var("PLAYDECK_PROXY_GROUPS_HEADER")
                 .unwrap_or_else(|| "X-Forwarded-Groups".into())
                 .to_ascii_lowercase(),
@@ -183,7 +196,8 @@ impl AuthConfig {
             admin_groups: list("PLAYDECK_ADMIN_GROUPS"),
             operator_groups: list("PLAYDECK_OPERATOR_GROUPS"),
             viewer_groups: list("PLAYDECK_VIEWER_GROUPS"),
-            api_key_signin: var("PLAYDECK_API_KEY_SIGNIN").is_none_or(|v| !matches!(v.trim(), "0" | "false" | "no")),
+            api_key_signin: var("PLAYDECK_API_KEY_SIGNIN")
+                .is_none_or(|v| !matches!(v.trim(), "0" | "false" | "no")),
             session_idle_minutes: positive("PLAYDECK_SESSION_IDLE_MINUTES", 60)? as i64,
             recheck: std::time::Duration::from_secs(30),
             jwks_refetch: std::time::Duration::from_secs(10),

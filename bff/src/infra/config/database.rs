@@ -202,7 +202,13 @@ pub fn parse_database_url(
         kept.join(" ")
     };
     let setting = |name: &str, var: &str| {
-        found.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| env(var)).filter(|v| !v.is_empty())
+        found
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env(var))
+            .filter(|v| !v.is_empty())
     };
     let mode = match setting("sslmode", "PGSSLMODE") {
         None => SslMode::Prefer,
@@ -237,7 +243,8 @@ pub fn parse_database_url(
             mode.as_str()
         ));
     }
-    let mut pg: tokio_postgres::Config = rest.parse().map_err(|e| format!("DATABASE_URL cannot be read: {e}"))?;
+    let mut pg: tokio_postgres::Config =
+        rest.parse().map_err(|e| format!("DATABASE_URL cannot be read: {e}"))?;
     pg.ssl_mode(match mode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -271,8 +278,11 @@ mod tests {
         assert_eq!(pg.get_application_name(), Some("pd"));
         assert_eq!(pg.get_dbname(), Some("app"));
 
-        let (pg, tls) = parse_database_url(&format!("host=db port=5432 user=u sslmode=verify-ca sslrootcert='{ca_s}' password='a b'"), no_env)
-            .expect("keywords");
+        let (pg, tls) = parse_database_url(
+            &format!("host=db port=5432 user=u sslmode=verify-ca sslrootcert='{ca_s}' password='a b'"),
+            no_env,
+        )
+        .expect("keywords");
         assert_eq!(tls.mode, SslMode::VerifyCa);
         assert_eq!(pg.get_password(), Some(&b"a b"[..]));
 
@@ -282,20 +292,28 @@ mod tests {
             _ => None,
         };
         assert_eq!(parse_database_url("postgres://u@h/d", env).expect("env").1.mode, SslMode::Require);
-        assert_eq!(parse_database_url("postgres://u@h/d?sslmode=disable", env).expect("url").1.mode, SslMode::Disable);
+        assert_eq!(
+            parse_database_url("postgres://u@h/d?sslmode=disable", env).expect("url").1.mode,
+            SslMode::Disable
+        );
         assert_eq!(parse_database_url("postgres://u@h/d", no_env).expect("default").1.mode, SslMode::Prefer);
-        let (_, tls) = parse_database_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=system", no_env).expect("system");
+        let (_, tls) = parse_database_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=system", no_env)
+            .expect("system");
         assert_eq!(tls.root, Some(RootCert::System));
 
         for (url, says) in [
             ("postgres://u@h/d?sslmode=verify-full", "needs sslrootcert"),
             ("postgres://u@h/d?sslmode=sometimes", "not one of"),
-            ("postgres://u@h/d?sslmode=require&sslrootcert=/nonexistent/ca.pem", "sslrootcert=/nonexistent/ca.pem: no such file"),
+            (
+                "postgres://u@h/d?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+                "sslrootcert=/nonexistent/ca.pem: no such file",
+            ),
         ] {
             let e = parse_database_url(url, no_env).expect_err(url);
             assert!(e.contains(says), "{url}: {e}");
         }
-        let e = parse_database_url(&format!("postgres://u@h/d?sslcert={ca_s}"), no_env).expect_err("half a client cert");
+        let e = parse_database_url(&format!("postgres://u@h/d?sslcert={ca_s}"), no_env)
+            .expect_err("half a client cert");
         assert!(e.contains("both sslcert and sslkey"), "{e}");
         let _ = std::fs::remove_file(&ca);
     }

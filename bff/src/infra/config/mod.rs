@@ -130,7 +130,9 @@ impl Config {
             web_dir: var("PLAYDECK_WEB_DIR").map(PathBuf::from),
             pool_size: parse_num("PLAYDECK_DB_POOL_SIZE", 16)?,
             pool_wait: std::time::Duration::from_millis(parse_num("PLAYDECK_DB_POOL_WAIT_MS", 5000)? as u64),
-            request_timeout: std::time::Duration::from_secs(parse_num("PLAYDECK_REQUEST_TIMEOUT_SECS", 60)? as u64),
+            request_timeout: std::time::Duration::from_secs(
+                parse_num("PLAYDECK_REQUEST_TIMEOUT_SECS", 60)? as u64
+            ),
             session_hours: parse_num("PLAYDECK_SESSION_HOURS", 12)? as i64,
             frame_ancestors: match var("PLAYDECK_FRAME_ANCESTORS") {
                 None => "'self'".into(),
