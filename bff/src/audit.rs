@@ -66,7 +66,7 @@ pub fn router() -> Router<AppState> {
 
 /// A substring pattern for ILIKE, with the caller's `%`, `_` and `\` taken literally.
 fn contains(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+    s.as_ref().map(|s| crate::infra::text::like_contains(s))
 }
 
 const WHERE: &str = "($1::text is null or actor ilike $1) and ($2::bigint is null or user_id = $2)

@@ -537,10 +537,7 @@ async fn list(
 ) -> Result<Json<Page<KbEntry>>, AppError> {
     let db = app.pool.get().await?;
     let pattern =
-        q.q.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(crate::infra::text::like_contains);
     let rows = db
         .query(
             &format!(

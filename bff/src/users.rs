@@ -81,9 +81,7 @@ async fn list(
     }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let size = q.page_size.unwrap_or(50).clamp(1, 200);
-    let pattern =
-        q.q.as_ref()
-            .map(|s| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = q.q.as_ref().map(|s| crate::infra::text::like_contains(s));
     let filter = "($1::text is null or u.kind = $1)
         and ($2::text is null or u.username ilike $2 or u.display_name ilike $2 or coalesce(u.email, '') ilike $2)";
     let db = app.pool.get().await?;

@@ -173,7 +173,6 @@ where
 /// Who the request says it comes from, checked: a token, a trusted proxy's person, a session.
 async fn resolve(app: &App, parts: &Parts) -> Result<Identity, AppError> {
     {
-        let app = app;
         if let Some(key) = bearer(&parts.headers) {
             return key_identity(app, key).await;
         }

@@ -57,6 +57,11 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// An ILIKE pattern matching `s` anywhere, the caller's `\`, `%` and `_` taken literally.
+pub fn like_contains(s: &str) -> String {
+    format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 /// `%XX` escapes (and `+` for a space when `plus` says so) decoded to bytes.
 pub fn percent_decode(s: &str, plus: bool) -> Vec<u8> {
     let bytes = s.as_bytes();

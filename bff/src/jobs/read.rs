@@ -84,7 +84,7 @@ pub async fn list(
         push("started < ?", Box::new(t), &mut conds);
     }
     if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = crate::infra::text::like_contains(q);
         push(
             "(name ilike ? or template ilike $# or inventory ilike $# or launched_by ilike $#
               or \"limit\" ilike $# or external_id ilike $# or id::text = $+)",

@@ -49,9 +49,9 @@ pub(super) async fn sign_in(app: &App, username: &str, password: &str) -> Result
         return Err(AppError::Unauthorized("a password is needed".into()));
     }
     let person = authenticate(config, username, password).await?;
-    super::oidc::remember(
+    super::remember(
         app,
-        super::oidc::Seen {
+        super::Seen {
             kind: "ldap",
             issuer: "",
             subject: &person.dn,

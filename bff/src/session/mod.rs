@@ -30,6 +30,45 @@ pub fn router() -> Router<AppState> {
         .route("/oidc/callback", get(oidc::callback))
 }
 
+/// A person as a sign-in (OpenID Connect or LDAP) describes them.
+pub(crate) struct Seen<'a> {
+    pub kind: &'a str,
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub email: Option<&'a str>,
+    pub groups: &'a [String],
+}
+
+/// Records (or updates) a person who just signed in; a disabled person is refused.
+pub(crate) async fn remember(app: &App, seen: Seen<'_>) -> Result<(i64, String), AppError> {
+    let db = app.pool.get().await?;
+    let row = db
+        .query_one(
+            "insert into users (kind, issuer, subject, username, display_name, email, groups, last_seen)
+             values ($1, $2, $3, $4, $5, $6, $7, now())
+             on conflict (kind, issuer, subject) do update
+                set username = excluded.username, display_name = excluded.display_name,
+                    email = excluded.email, groups = excluded.groups, last_seen = now()
+             returning id, disabled is not null, display_name",
+            &[
+                &seen.kind,
+                &seen.issuer,
+                &seen.subject,
+                &seen.username,
+                &seen.display_name,
+                &seen.email,
+                &seen.groups,
+            ],
+        )
+        .await?;
+    if row.get::<_, bool>(1) {
+        return Err(AppError::Unauthorized(format!("the account {:?} is disabled", seen.username)));
+    }
+    Ok((row.get(0), row.get(2)))
+}
+
 /// What `GET /api/v1/session` says of an identity.
 pub(crate) fn info(app: &App, id: Identity) -> SessionInfo {
     let access_groups = id.role.is_none().then(|| AccessGroups {
@@ -72,8 +111,6 @@ pub(crate) async fn refused(
     let mut detail = detail;
     detail["reason"] = serde_json::Value::String(reason.to_string());
     detail["from"] = serde_json::Value::String(client.to_string());
-    // What was typed may hold a NUL, which jsonb cannot: it is recorded as ␀.
-    let detail = serde_json::from_str(&detail.to_string().replace("\\u0000", "\u{2400}")).unwrap_or(detail);
     crate::infra::audit::record(app, client, "sign-in refused", None, detail).await;
     reason.clone()
 }

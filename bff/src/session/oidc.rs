@@ -41,45 +41,6 @@ pub struct Oidc {
     metadata: Mutex<Option<(ProviderMetadataWithLogout, Instant)>>,
 }
 
-/// A person as a sign-in (OpenID Connect or LDAP) describes them.
-pub(crate) struct Seen<'a> {
-    pub kind: &'a str,
-    pub issuer: &'a str,
-    pub subject: &'a str,
-    pub username: &'a str,
-    pub display_name: &'a str,
-    pub email: Option<&'a str>,
-    pub groups: &'a [String],
-}
-
-/// Records (or updates) a person who just signed in; a disabled person is refused.
-pub(crate) async fn remember(app: &App, seen: Seen<'_>) -> Result<(i64, String), AppError> {
-    let db = app.pool.get().await?;
-    let row = db
-        .query_one(
-            "insert into users (kind, issuer, subject, username, display_name, email, groups, last_seen)
-             values ($1, $2, $3, $4, $5, $6, $7, now())
-             on conflict (kind, issuer, subject) do update
-                set username = excluded.username, display_name = excluded.display_name,
-                    email = excluded.email, groups = excluded.groups, last_seen = now()
-             returning id, disabled is not null, display_name",
-            &[
-                &seen.kind,
-                &seen.issuer,
-                &seen.subject,
-                &seen.username,
-                &seen.display_name,
-                &seen.email,
-                &seen.groups,
-            ],
-        )
-        .await?;
-    if row.get::<_, bool>(1) {
-        return Err(AppError::Unauthorized(format!("the account {:?} is disabled", seen.username)));
-    }
-    Ok((row.get(0), row.get(2)))
-}
-
 impl Oidc {
     pub fn new(config: &OidcConfig, refetch: Duration) -> Result<Oidc, String> {
         let http = reqwest::Client::builder()
@@ -371,9 +332,9 @@ async fn sign_in(
         .map(|n| n.as_str().to_string())
         .unwrap_or_else(|| username.clone());
     let issuer = claims.issuer().as_str().to_string();
-    let (user_id, display_name) = remember(
+    let (user_id, display_name) = super::remember(
         app,
-        Seen {
+        super::Seen {
             kind: "oidc",
             issuer: &issuer,
             subject: &subject,

@@ -85,24 +85,6 @@ impl DatabaseTls {
 
 const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The `key=value` words of a libpq keyword/value string, quotes (`'…'`, `\'`) understood.
 fn words(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -178,7 +160,11 @@ pub fn parse_database_url(
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if TLS_KEYS.contains(&k) {
-                        found.push((k.to_string(), percent_decode(v)));
+                        found.push((
+                            k.to_string(),
+                            String::from_utf8_lossy(&crate::infra::text::percent_decode(v, false))
+                                .into_owned(),
+                        ));
                     } else {
                         kept.push(pair);
                     }
