@@ -93,6 +93,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     services.insert(aap::Connector::new(&config.aap));
     services.insert(engine::Engine::new(&config.engine));
     services.insert(deliveries::Dispatcher::default());
+    services.insert(deliveries::notifiers::smtp::Mailers::default());
     services.insert(hub.clone());
     if let Some(oidc) = &config.auth.oidc {
         services.insert(session::oidc::Oidc::new(oidc, config.auth.jwks_refetch)?);

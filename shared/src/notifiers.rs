@@ -38,6 +38,47 @@ pub enum MailTls {
     None,
 }
 
+/// How Playdeck signs in to the mail server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MailAuth {
+    /// AUTH PLAIN or LOGIN with `username` and `password`.
+    #[default]
+    Password,
+    /// XOAUTH2 (Microsoft 365, Gmail): `username` is the mailbox, the access token comes from
+    /// `oauth.token_url`, with the client secret in `password`.
+    Xoauth2,
+}
+
+/// Where XOAUTH2's access tokens come from (RFC 6749's token endpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailOAuthInput {
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`, `https://oauth2.googleapis.com/token`.
+    pub token_url: String,
+    pub client_id: String,
+    /// `https://outlook.office365.com/.default` (Microsoft 365), `https://mail.google.com/` (Gmail).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// With one, tokens are got by the refresh-token grant (Gmail); without, by client
+    /// credentials (Microsoft 365 with an app registration). A secret: sealed, never shown.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// XOAUTH2's settings as the API shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MailOAuth {
+    pub token_url: String,
+    pub client_id: String,
+    pub scope: Option<String>,
+    /// `refresh_token` or `client_credentials`.
+    pub grant: String,
+}
+
 /// Which chat's incoming-webhook format to send.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -70,8 +111,14 @@ pub struct MailInput {
     /// With `password`: AUTH PLAIN (or LOGIN). Sent only over TLS, unless `tls` is `none`.
     #[serde(default)]
     pub username: Option<String>,
+    /// The password, or with `auth: xoauth2` the OAuth client's secret.
     #[serde(default)]
     pub password: Option<String>,
+    #[serde(default)]
+    pub auth: MailAuth,
+    /// With `auth: xoauth2`: where access tokens come from.
+    #[serde(default)]
+    pub oauth: Option<MailOAuthInput>,
     /// The sender address (`alerts@example.com`).
     pub from: String,
     /// The recipients' addresses.
@@ -131,8 +178,12 @@ pub struct MailConfig {
     pub port: u16,
     pub tls: MailTls,
     pub username: Option<String>,
-    /// Whether a password is stored (it is never shown).
+    /// Whether a password (or client secret) is stored (it is never shown).
     pub has_password: bool,
+    #[serde(default)]
+    pub auth: MailAuth,
+    #[serde(default)]
+    pub oauth: Option<MailOAuth>,
     pub from: String,
     pub to: Vec<String>,
     pub subject_prefix: Option<String>,

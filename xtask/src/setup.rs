@@ -10,6 +10,8 @@ const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
 /// The API fuzzer `cargo xtask test` runs against the served OpenAPI document.
 pub(crate) const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// The real SMTP server the mail notifier is tested against (bff/tests/mail.rs).
+pub(crate) const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 
 const TRUNK_VERSION: &str = "0.21.14";
 
@@ -108,6 +110,19 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
             SCHEMATHESIS,
         ]))?;
     }
+    if browser && !Path::new(".venv/bin/aiosmtpd").is_file() {
+        step(&format!("installing {AIOSMTPD} into .venv (the SMTP server the mail tests use)"));
+        run(Command::new(".venv/bin/pip").args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            AIOSMTPD,
+        ]))?;
+    }
+    // The deploy test checks the shipped alert rules with promtool.
+    if browser && !Path::new("/usr/bin/promtool").exists() {
+        apt_install_without_starting(&["prometheus"])?;
+    }
     if browser {
         if !Path::new("/usr/bin/chromium").exists() {
             apt_install(&["chromium"])?;
@@ -120,7 +135,7 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
         }
     }
     println!(
-        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH, slapd, the test OpenID provider and .venv (ansible-core) are in place"
+        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH, slapd, promtool, the test OpenID provider and .venv (ansible-core, schemathesis, aiosmtpd) are in place"
     );
     Ok(())
 }
@@ -129,19 +144,8 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
 /// (`oidc-provider` from npm in tests/fixtures/oidc).
 fn ensure_identity() -> Result<(), String> {
     if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/bin/ldapsearch").exists() {
-        // slapd's package starts a system daemon on port 389 unless policy-rc.d says no; the
-        // tests start their own, unprivileged, on loopback.
-        let policy = Path::new("/usr/sbin/policy-rc.d");
-        let wrote = is_root() && !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
-        if wrote {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
-        }
-        let installed = apt_install(&["slapd", "ldap-utils"]);
-        if wrote {
-            let _ = std::fs::remove_file(policy);
-        }
-        installed?;
+        // The tests start their own slapd, unprivileged, on loopback.
+        apt_install_without_starting(&["slapd", "ldap-utils"])?;
     }
     if output(Command::new("openssl").arg("version")).is_none() {
         apt_install(&["openssl"])?;
@@ -153,6 +157,22 @@ fn ensure_identity() -> Result<(), String> {
         run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/fixtures/oidc"))?;
     }
     Ok(())
+}
+
+/// Installs packages whose daemons (slapd on port 389, prometheus on 9090) must not start: the
+/// tests start their own; policy-rc.d says no while apt runs.
+fn apt_install_without_starting(packages: &[&str]) -> Result<(), String> {
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let wrote = is_root() && !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
+    if wrote {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
+    }
+    let installed = apt_install(packages);
+    if wrote {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed
 }
 
 /// `.venv/` in the project root with ansible-core from PyPI: the local engine finds

@@ -51,6 +51,8 @@ pub(crate) fn test() -> Result<(), String> {
         ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
         // The scripts poll and page quickly with one key; the limit is tested in hardening.rs.
         ("PLAYDECK_API_PER_SECOND", "100000".into()),
+        // settings.mjs mails through an SMTP sink it runs on loopback.
+        ("PLAYDECK_WEBHOOK_ALLOW", "127.0.0.1".into()),
         // expired.mjs ingests a job that finished in 2001; nothing else is that old.
         ("PLAYDECK_EVENT_RETENTION_DAYS", "3650".into()),
         ("PLAYDECK_RETENTION_INTERVAL_SECS", "1".into()),

@@ -87,6 +87,67 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Cloud providers' instance-metadata services beyond link-local 169.254.0.0/16: AWS's IPv6
+/// endpoint, Alibaba's, Azure's wire server.
+const METADATA: [&str; 3] = ["fd00:ec2::254", "100.100.100.200", "168.63.129.16"];
+
+async fn resolved(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((bare, port)))
+                .await
+                .map_err(|_| format!("{host}: the name did not resolve within 5 s"))?
+                .map_err(|e| format!("{host}: the name does not resolve ({e})"))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(format!("{host}: the name has no addresses"));
+        }
+        Ok(addrs)
+    }
+}
+
+/// Checks a mail server and answers the addresses to connect to. Mail relays usually live on
+/// private networks, so those are allowed; loopback, link-local (169.254.169.254 among them),
+/// unspecified and cloud metadata addresses are not, unless `PLAYDECK_WEBHOOK_ALLOW` lists them
+/// (a relay on the same host: `127.0.0.1`). A name that does not resolve is an error only when
+/// `must_resolve` (a delivery; a notifier being saved may name a relay that resolves later).
+pub async fn check_mail_server(
+    config: &DeliveryConfig,
+    host: &str,
+    port: u16,
+    must_resolve: bool,
+) -> Result<Vec<SocketAddr>, String> {
+    let addrs = match resolved(host, port).await {
+        Ok(addrs) => addrs,
+        Err(_) if !must_resolve => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if config.host_allowed(bare) {
+        return Ok(addrs);
+    }
+    for a in &addrs {
+        let ip = a.ip();
+        let metadata = METADATA.iter().any(|m| m.parse::<IpAddr>().ok() == Some(ip));
+        let kind = match non_public(ip) {
+            _ if metadata => Some("cloud metadata"),
+            Some(k @ ("loopback" | "link-local" | "unspecified")) => Some(k),
+            _ => None,
+        };
+        if let Some(kind) = kind.filter(|_| !config.ip_allowed(ip)) {
+            return Err(format!(
+                "{host} is {}a {kind} address ({ip}); mail servers there are refused unless \
+                 PLAYDECK_WEBHOOK_ALLOW lists them",
+                if bare.parse::<IpAddr>().is_ok() { "" } else { "resolves to " },
+            ));
+        }
+    }
+    Ok(addrs)
+}
+
 /// Checks a receiver URL against the policy and answers the addresses a delivery may connect to.
 pub async fn check_url(
     config: &DeliveryConfig,
@@ -102,19 +163,7 @@ pub async fn check_url(
     let host = parsed.host_str().ok_or_else(|| format!("{url:?} has no host"))?.to_string();
     let port = parsed.port_or_known_default().unwrap_or(80);
     let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
-            tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((bare.as_str(), port)))
-                .await
-                .map_err(|_| format!("{host}: the name did not resolve within 5 s"))?
-                .map_err(|e| format!("{host}: the name does not resolve ({e})"))?
-                .collect()
-        }
-    };
-    if addrs.is_empty() {
-        return Err(format!("{host}: the name has no addresses"));
-    }
+    let addrs = resolved(&host, port).await?;
     if !config.host_allowed(&bare) {
         for a in &addrs {
             if let Some(kind) = non_public(a.ip()) {

@@ -6,9 +6,10 @@
 //! They share the webhooks' machinery: a trigger writes one delivery per matching notifier in the
 //! transaction that finished the job (migration 0009), and the webhook dispatcher takes due ones
 //! with `FOR UPDATE SKIP LOCKED`, retries with the same backoff and records each attempt. Their
-//! secrets (the SMTP password, the chat URL with its token) are sealed with the credential key and
-//! never returned. Chat URLs go through the webhooks' address policy; mail servers do not (they
-//! are usually internal, which is the point of a relay).
+//! secrets (the SMTP password or OAuth client secret, the chat URL with its token) are sealed with
+//! the credential key and never returned. Chat URLs and OAuth token endpoints go through the
+//! webhooks' address policy; mail servers through a looser one (private networks allowed, as a
+//! relay usually is internal; loopback, link-local and metadata addresses not).
 
 mod message;
 pub mod smtp;
@@ -22,8 +23,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::notifiers::{
-    ChatConfig, ChatInput, MailConfig, MailInput, NewNotifier, Notifier, NotifierAttempt, NotifierConfig,
-    NotifierDelivery, NotifierKind, NotifierPatch, NotifierTest,
+    ChatConfig, ChatInput, MailAuth, MailConfig, MailInput, MailOAuth, NewNotifier, Notifier,
+    NotifierAttempt, NotifierConfig, NotifierDelivery, NotifierKind, NotifierPatch, NotifierTest,
 };
 use shared::{Page, Role};
 use tokio_postgres::Row;
@@ -147,7 +148,52 @@ fn check_mail(m: &MailInput, keep_password: bool) -> Result<(), AppError> {
         (None, None) => {}
         _ => return Err(unprocessable("`config.username` and `config.password` go together")),
     }
+    match (m.auth, &m.oauth) {
+        (MailAuth::Password, None) => {}
+        (MailAuth::Password, Some(_)) => {
+            return Err(unprocessable("`config.oauth` goes with `config.auth: xoauth2`"));
+        }
+        (MailAuth::Xoauth2, None) => {
+            return Err(unprocessable("`config.auth: xoauth2` needs `config.oauth` (token_url, client_id)"));
+        }
+        (MailAuth::Xoauth2, Some(o)) => {
+            if m.username.is_none() {
+                return Err(unprocessable(
+                    "`config.auth: xoauth2` needs `config.username` (the mailbox) and `config.password` \
+                     (the OAuth client's secret)",
+                ));
+            }
+            let line = |v: &str| !v.trim().is_empty() && v.len() <= 2000 && !v.contains(['\0', '\r', '\n']);
+            if !line(&o.client_id) {
+                return Err(unprocessable("`config.oauth.client_id` must be a non-empty single line"));
+            }
+            if o.scope.as_deref().is_some_and(|s| !line(s))
+                || o.refresh_token.as_deref().is_some_and(|r| !line(r))
+            {
+                return Err(unprocessable(
+                    "`config.oauth.scope` and `config.oauth.refresh_token` must be non-empty single lines",
+                ));
+            }
+            if o.refresh_token.is_some() && m.password.is_none() {
+                return Err(unprocessable(
+                    "`config.oauth.refresh_token` is given again with `config.password`",
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// What is sealed for a mail notifier: the password, or with XOAUTH2 the client secret and the
+/// refresh token as JSON.
+fn mail_secret(m: &MailInput) -> Option<String> {
+    let password = m.password.clone()?;
+    Some(match (m.auth, &m.oauth) {
+        (MailAuth::Xoauth2, Some(o)) => {
+            json!({"client_secret": password, "refresh_token": o.refresh_token}).to_string()
+        }
+        _ => password,
+    })
 }
 
 fn check_events(given: &[String]) -> Result<Vec<String>, AppError> {
@@ -200,17 +246,37 @@ async fn check_config(
             m.host = m.host.trim().to_string();
             let keep = stored_password && m.username.is_some() && m.password.is_none();
             check_mail(&m, keep)?;
+            crate::infra::outbound::check_mail_server(&app.config.deliveries, &m.host, m.port, false)
+                .await
+                .map_err(|e| unprocessable(format!("`config.host`: {e}")))?;
+            let oauth = match &m.oauth {
+                None => None,
+                Some(o) => {
+                    crate::infra::outbound::check_url(&app.config.deliveries, &o.token_url)
+                        .await
+                        .map_err(|e| unprocessable(format!("`config.oauth.token_url`: {e}")))?;
+                    Some(MailOAuth {
+                        token_url: o.token_url.trim().to_string(),
+                        client_id: o.client_id.trim().to_string(),
+                        scope: o.scope.clone(),
+                        grant: if o.refresh_token.is_some() { "refresh_token" } else { "client_credentials" }
+                            .to_string(),
+                    })
+                }
+            };
             let public = MailConfig {
                 host: m.host.clone(),
                 port: m.port,
                 tls: m.tls,
                 username: m.username.clone(),
                 has_password: m.password.is_some() || keep,
+                auth: m.auth,
+                oauth,
                 from: m.from.clone(),
                 to: m.to.clone(),
                 subject_prefix: m.subject_prefix.clone().filter(|p| !p.is_empty()),
             };
-            (NotifierConfig::Mail(public), if keep { Secret::Keep } else { Secret::New(m.password) })
+            (NotifierConfig::Mail(public), if keep { Secret::Keep } else { Secret::New(mail_secret(&m)) })
         }
         NotifierKind::Chat => {
             let c: ChatInput =
@@ -570,16 +636,38 @@ async fn deliver(app: &AppState, n: &Stored, report: &Report) -> Outcome {
     };
     match &n.config {
         NotifierConfig::Mail(m) => {
-            let credentials = match (m.username.as_deref(), secret.as_deref()) {
-                (Some(u), Some(p)) => Some((u, p)),
+            #[derive(Deserialize)]
+            struct OAuthSecret {
+                client_secret: String,
+                refresh_token: Option<String>,
+            }
+            let oauth_secret = match (m.auth, secret.as_deref()) {
+                (MailAuth::Xoauth2, Some(s)) => match serde_json::from_str::<OAuthSecret>(s) {
+                    Ok(o) => Some(o),
+                    Err(_) => {
+                        return Outcome::failed(
+                            "the stored OAuth client secret is unreadable; set it again",
+                            true,
+                        )
+                    }
+                },
                 _ => None,
             };
-            let server =
-                smtp::Server { host: &m.host, port: m.port, tls: m.tls, credentials, timeout: cfg.timeout };
+            let login = match (m.username.as_deref(), secret.as_deref(), &m.oauth, &oauth_secret) {
+                (Some(user), _, Some(oauth), Some(o)) => smtp::Login::Xoauth2 {
+                    user,
+                    oauth,
+                    client_secret: &o.client_secret,
+                    refresh_token: o.refresh_token.as_deref(),
+                },
+                (Some(user), Some(password), None, _) => smtp::Login::Password { user, password },
+                _ => smtp::Login::None,
+            };
+            let server = smtp::Server { host: &m.host, port: m.port, tls: m.tls, login };
             let subject = report.subject(m.subject_prefix.as_deref());
             let body = report.plain();
             let mail = smtp::Mail { from: &m.from, to: &m.to, subject: &subject, body: &body };
-            match smtp::send(&server, &mail).await {
+            match app.service::<smtp::Mailers>().send(cfg, &n.name, &server, &mail).await {
                 Ok(()) => Outcome { code: Some(250), error: None, permanent: false },
                 Err(e) => {
                     Outcome { code: e.code.map(i32::from), error: Some(e.message), permanent: e.permanent }

@@ -22,6 +22,9 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// How often the dispatcher looks for due deliveries.
     pub poll: Duration,
+    /// Extra CAs (PEM) mail servers' certificates may chain to, beside the public ones
+    /// (`PLAYDECK_MAIL_CA_FILE`: an internal relay's CA).
+    pub mail_ca: Option<Vec<u8>>,
 }
 
 /// One entry of the allow-list.
@@ -85,6 +88,17 @@ impl DeliveryConfig {
             max_attempts: num("PLAYDECK_WEBHOOK_MAX_ATTEMPTS", 8)?.min(100) as i32,
             timeout: Duration::from_secs(num("PLAYDECK_WEBHOOK_TIMEOUT_SECS", 10)?),
             poll: Duration::from_secs(1),
+            mail_ca: match var("PLAYDECK_MAIL_CA_FILE") {
+                None => None,
+                Some(path) => {
+                    let pem =
+                        std::fs::read(&path).map_err(|e| format!("PLAYDECK_MAIL_CA_FILE {path}: {e}"))?;
+                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(format!("PLAYDECK_MAIL_CA_FILE {path} holds no PEM certificate"));
+                    }
+                    Some(pem)
+                }
+            },
         })
     }
 
@@ -97,6 +111,7 @@ impl DeliveryConfig {
             max_attempts: 5,
             timeout: Duration::from_secs(5),
             poll: Duration::from_millis(200),
+            mail_ca: None,
         }
     }
 
