@@ -151,6 +151,8 @@ pub fn app(state: AppState) -> Router {
         .merge(aap::router())
         .merge(deliveries::router())
         .route("/ws", get(live::ws::upgrade))
+        .route("/live", get(live::ws::feed))
+        .route("/live/poll", get(live::ws::poll))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(|| async { AppError::NotFound("no such API endpoint".into()) })

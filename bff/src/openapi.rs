@@ -159,6 +159,21 @@ fn operations() -> Vec<Op> {
         .status(101),
         op(
             "get",
+            "/live",
+            "live",
+            "The WebSocket's messages over Server-Sent Events (one ServerMessage per `data:`), for the subscription in the query; for browsers behind proxies that refuse upgrades",
+            Viewer,
+        )
+        .query(&[
+            ("jobs", "`true`: every job's changes"),
+            ("job", "one job's events and changes"),
+            ("cursor", "where that job's events resume"),
+        ]),
+        op("get", "/live/poll", "live", "One job's state and next page of events past a cursor, as the feed's messages (the last resort when neither a WebSocket nor SSE gets through)", Viewer)
+            .answer(200, "LivePoll")
+            .query(&[("job", "the job (required)"), ("cursor", "resume after this cursor")]),
+        op(
+            "get",
             "/templates",
             "aap",
             "The controllers' job templates with their launch prompts and surveys",
@@ -399,6 +414,7 @@ fn schemas() -> Map<String, Value> {
     add::<ErrorBody>(&mut gen);
     add::<ClientMessage>(&mut gen);
     add::<ServerMessage>(&mut gen);
+    add::<LivePoll>(&mut gen);
     add::<kb::KbEntryInput>(&mut gen);
     add::<kb::KbEntry>(&mut gen);
     add::<stats::Stats>(&mut gen);

@@ -192,6 +192,10 @@ impl Sse {
         if let Some(id) = last_id {
             req = req.header("last-event-id", id);
         }
+        Sse::of(req).await
+    }
+
+    async fn of(req: reqwest::RequestBuilder) -> Sse {
         let resp = req.send().await.expect("sse");
         assert_eq!(resp.status(), 200);
         assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
@@ -299,6 +303,76 @@ async fn sse_resumes_from_last_event_id_and_ends_when_the_job_is_done() {
         }
     }
     assert_eq!(n, 200);
+}
+
+/// The next live-feed message over SSE that is not a job change.
+async fn next_message(sse: &mut Sse, skip_jobs: bool) -> Value {
+    loop {
+        let (_, _, data) = sse.next().await.expect("a message");
+        let v: Value = serde_json::from_str(&data).expect("a ServerMessage");
+        if !(skip_jobs && v["type"] == "job") {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn where_upgrades_are_refused_the_feed_comes_over_sse_or_by_polling_with_the_same_cursors() {
+    let app = spawn_app().await;
+    app.ingest_ok(&batch("feed", events(1, 30))).await;
+    let job_id = app.count("select id from jobs where external_id = 'feed'").await;
+
+    // SSE: the grid's job changes and one job's events from its first, as the WebSocket sends them.
+    let feed = |query: &str| app.http.get(app.url(&format!("/api/v1/live?{query}"))).bearer_auth(ADMIN_KEY);
+    let mut grid = Sse::of(feed("jobs=true")).await;
+    let mut follow = Sse::of(feed(&format!("job={job_id}"))).await;
+    let mut counters = Vec::new();
+    let mut cursor = String::new();
+    while counters.len() < 30 {
+        let m = next_message(&mut follow, true).await;
+        assert_eq!(m["type"], "events", "{m}");
+        assert_eq!(m["job_id"], job_id);
+        counters.extend(
+            m["events"].as_array().expect("events").iter().map(|e| e["counter"].as_i64().expect("n")),
+        );
+        cursor = m["cursor"].as_str().expect("cursor").to_string();
+    }
+    assert_eq!(counters, (1..=30).collect::<Vec<_>>());
+    app.ingest_ok(&batch("other", events(1, 2))).await;
+    let m = next_message(&mut grid, false).await;
+    assert_eq!(m["type"], "job", "{m}");
+    assert_eq!(m["job"]["external_id"], "other", "{m}");
+    drop(follow);
+
+    // Resuming with the last cursor gets only what came after it.
+    app.ingest_ok(&batch("feed", events(31, 5))).await;
+    let mut follow = Sse::of(feed(&format!("job={job_id}&cursor={cursor}"))).await;
+    let m = next_message(&mut follow, true).await;
+    let got: Vec<i64> =
+        m["events"].as_array().expect("events").iter().map(|e| e["counter"].as_i64().expect("n")).collect();
+    assert_eq!(got, (31..=35).collect::<Vec<_>>());
+
+    // Polling: the job's state, then its events past the cursor, in the same messages.
+    let poll: Value = app.get_json(&format!("/api/v1/live/poll?job={job_id}&cursor={cursor}")).await;
+    assert_eq!(poll["more"], false);
+    assert_eq!(poll["messages"][0]["type"], "job");
+    assert_eq!(poll["messages"][0]["job"]["id"], job_id);
+    let events = poll["messages"][1]["events"].as_array().expect("events");
+    assert_eq!(
+        events.iter().map(|e| e["counter"].as_i64().expect("n")).collect::<Vec<_>>(),
+        (31..=35).collect::<Vec<_>>()
+    );
+    let last = poll["messages"][1]["cursor"].as_str().expect("cursor");
+    let after: Value = app.get_json(&format!("/api/v1/live/poll?job={job_id}&cursor={last}")).await;
+    assert_eq!(after["messages"].as_array().map(Vec::len), Some(1), "nothing new: only the job: {after}");
+
+    // Bad input: the error shape, never a stream.
+    assert_error(app.get("/api/v1/live?job=999999").await, 404).await;
+    assert_error(app.get(&format!("/api/v1/live?job={job_id}&cursor=nonsense")).await, 400).await;
+    assert_error(app.get("/api/v1/live/poll").await, 400).await;
+    assert_error(app.get("/api/v1/live/poll?job=999999").await, 404).await;
+    let anonymous = reqwest::Client::new().get(app.url("/api/v1/live?jobs=true")).send().await.expect("get");
+    assert_error(anonymous, 401).await;
 }
 
 #[tokio::test]

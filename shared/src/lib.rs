@@ -389,6 +389,16 @@ pub enum ServerMessage {
     },
 }
 
+/// `GET /api/v1/live/poll`: the feed's messages for one job, for browsers that get neither a
+/// WebSocket nor SSE through: its current state, then its next page of events past the cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LivePoll {
+    pub messages: Vec<ServerMessage>,
+    /// More events are stored past this page: poll again at once.
+    pub more: bool,
+}
+
 /// `POST /api/v1/session` body: an API key (`{"key"}`) or a user name and password checked
 /// against the directory (`{"username", "password"}`); one of the two, not both.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

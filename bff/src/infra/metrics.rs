@@ -103,8 +103,10 @@ impl Metrics {
         for status in ["400", "401", "413", "415", "422", "429", "503"] {
             m.add("playdeck_ingest_rejected_total", &[("status", status)], 0.0);
         }
-        for kind in ["job", "events", "resync", "error"] {
-            m.add("playdeck_live_messages_total", &[("transport", "websocket"), ("kind", kind)], 0.0);
+        for transport in ["websocket", "sse"] {
+            for kind in ["job", "events", "resync", "error"] {
+                m.add("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)], 0.0);
+            }
         }
         for transport in ["websocket", "sse"] {
             m.add("playdeck_live_resyncs_total", &[("transport", transport)], 0.0);
@@ -211,6 +213,7 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
     // request box's confirm (which may launch and wait) take as long as they need.
     let long = route.ends_with("/ws")
         || route.ends_with("/stream")
+        || route == "/api/v1/live"
         || (method == "POST" && (route == "/api/v1/jobs" || route.ends_with("/confirm")));
     let run = next.run(req).instrument(span.clone());
     let resp = if long {

@@ -1,5 +1,8 @@
 //! `GET /api/v1/ws`: job changes and followed jobs' events over a WebSocket, with the
-//! subscribe/cursor protocol of the contract.
+//! subscribe/cursor protocol of the contract. For browsers behind a proxy that refuses WebSocket
+//! upgrades the same messages come over Server-Sent Events (`GET /api/v1/live`, the subscription
+//! in the query), and as a last resort by polling (`GET /api/v1/live/poll`: one job's state and its
+//! events past a cursor).
 //!
 //! One task reads the client's messages, one writes; the writer takes broadcasts from the hub and
 //! hands each follower only what is past its cursor. A writer that cannot keep up (the client reads
@@ -9,16 +12,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::convert::Infallible;
+
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures_util::{SinkExt, StreamExt};
-use shared::{ClientMessage, JobEvent, ServerMessage};
+use serde::Deserialize;
+use shared::{ClientMessage, JobCursor, JobEvent, LivePoll, ServerMessage};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
+use crate::infra::extract::Q;
 use crate::infra::state::AppState;
 use crate::live::{self, Follower, HubMessage, Interest};
 
@@ -56,7 +65,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(16);
     let (errors, error_rx) = mpsc::channel::<String>(16);
     let hub_rx = live::Hub::of(&app).subscribe();
-    let mut writer = tokio::spawn(write_loop(app.clone(), sink, hub_rx, command_rx, error_rx));
+    let mut writer = tokio::spawn(write_loop(app.clone(), Out::Ws(sink), hub_rx, command_rx, error_rx));
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
@@ -88,9 +97,51 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
+/// Where a connection's messages go: the socket, or an SSE response's stream.
+enum Out {
+    Ws(Sink),
+    Sse(mpsc::Sender<String>),
+}
+
+impl Out {
+    fn transport(&self) -> &'static str {
+        match self {
+            Out::Ws(_) => "websocket",
+            Out::Sse(_) => "sse",
+        }
+    }
+
+    async fn text(&mut self, text: String) -> Result<(), ()> {
+        match self {
+            Out::Ws(sink) => sink.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| ()),
+            Out::Sse(tx) => tx.send(text).await.map_err(|_| ()),
+        }
+    }
+
+    /// A WebSocket ping; SSE has its keep-alive comments.
+    async fn ping(&mut self) -> Result<(), ()> {
+        match self {
+            Out::Ws(sink) => sink.send(Message::Ping(Default::default())).await.map_err(|_| ()),
+            Out::Sse(tx) => {
+                if tx.is_closed() {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Out::Ws(sink) = self {
+            let _ = sink.close().await;
+        }
+    }
+}
+
 struct Connection {
     app: AppState,
-    sink: Sink,
+    sink: Out,
     followers: HashMap<i64, (Follower, Interest)>,
     jobs: Option<Interest>,
 }
@@ -103,9 +154,10 @@ impl Connection {
             ServerMessage::Resync => "resync",
             ServerMessage::Error { .. } => "error",
         };
-        self.app.metrics.inc("playdeck_live_messages_total", &[("transport", "websocket"), ("kind", kind)]);
+        let transport = self.sink.transport();
+        self.app.metrics.inc("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)]);
         let text = serde_json::to_string(msg).map_err(|_| ())?;
-        self.sink.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| ())
+        self.sink.text(text).await
     }
 
     async fn send_events(&mut self, job_id: i64, events: Vec<JobEvent>) -> Result<(), ()> {
@@ -221,7 +273,7 @@ impl Connection {
 
 async fn write_loop(
     app: AppState,
-    sink: Sink,
+    sink: Out,
     mut hub_rx: broadcast::Receiver<Arc<HubMessage>>,
     mut commands: mpsc::Receiver<ClientMessage>,
     mut errors: mpsc::Receiver<String>,
@@ -233,7 +285,7 @@ async fn write_loop(
     let mut conn = Connection { app, sink, followers: HashMap::new(), jobs: None };
     loop {
         let step = tokio::select! {
-            _ = ping.tick() => conn.sink.send(Message::Ping(Default::default())).await.map_err(|_| ()),
+            _ = ping.tick() => conn.sink.ping().await,
             cmd = commands.recv() => match cmd {
                 Some(cmd) => conn.command(cmd).await,
                 None => Err(()),
@@ -245,8 +297,9 @@ async fn write_loop(
             msg = hub_rx.recv() => match msg {
                 Ok(msg) => conn.broadcast(&msg).await,
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::debug!(skipped, "WebSocket client fell behind; resync");
-                    conn.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", "websocket")]);
+                    tracing::debug!(skipped, "live client fell behind; resync");
+                    let transport = conn.sink.transport();
+                    conn.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", transport)]);
                     match conn.send(&ServerMessage::Resync).await {
                         Ok(()) => conn.catch_up_all().await,
                         Err(()) => Err(()),
@@ -256,8 +309,93 @@ async fn write_loop(
             },
         };
         if step.is_err() {
-            let _ = conn.sink.close().await;
+            conn.sink.close().await;
             return;
         }
     }
+}
+
+/// The subscription of an SSE feed or a poll, in the query.
+#[derive(Deserialize)]
+pub struct FeedQuery {
+    /// Every job's changes (the grid).
+    #[serde(default)]
+    jobs: bool,
+    /// One job's events and changes.
+    job: Option<i64>,
+    /// Where that job's events resume (the last `cursor` received).
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/live`: the WebSocket's messages (`ServerMessage`, one JSON per `data:`) as
+/// Server-Sent Events, for the subscription in the query. A client resumes by opening it again
+/// with the last cursor it received.
+pub async fn feed(
+    State(app): State<AppState>,
+    caller: Caller,
+    Q(q): Q<FeedQuery>,
+) -> Result<Response, AppError> {
+    if let Some(id) = q.job {
+        live::parse_cursor(q.cursor.as_deref())?;
+        let db = app.pool.get().await?;
+        if db.query_opt("select 1 from jobs where id = $1", &[&id]).await?.is_none() {
+            return Err(AppError::not_found_job(id));
+        }
+    }
+    let (tx, mut rx) = mpsc::channel::<String>(64);
+    let (commands, command_rx) = mpsc::channel::<ClientMessage>(1);
+    let (_errors, error_rx) = mpsc::channel::<String>(1);
+    let job_events = q.job.map(|job_id| JobCursor { job_id, cursor: q.cursor.clone() }).into_iter().collect();
+    let _ = commands.send(ClientMessage::Subscribe { jobs: q.jobs, job_events }).await;
+    let hub_rx = live::Hub::of(&app).subscribe();
+    let counted = live::Hub::of(&app).client(live::Transport::Sse);
+    let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
+    let revoked = live::until_revoked(app.clone(), caller);
+    tokio::spawn(async move {
+        let _counted = counted;
+        // Kept open until the writer ends: a closed command channel would end it at once.
+        let _commands = commands;
+        let _errors = _errors;
+        tokio::select! {
+            _ = write_loop(app, Out::Sse(tx), hub_rx, command_rx, error_rx) => {}
+            _ = shutdown => {}
+            _ = revoked => {}
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|m| m.map(|text| Ok::<_, Infallible>(Event::default().data(text))))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(conn_ping_every_sse())).into_response())
+}
+
+fn conn_ping_every_sse() -> std::time::Duration {
+    std::time::Duration::from_secs(15)
+}
+
+/// `GET /api/v1/live/poll?job=&cursor=`: the last resort when neither a WebSocket nor SSE gets
+/// through: the followed job's state and its next page of events, in the feed's messages.
+pub async fn poll(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Q(q): Q<FeedQuery>,
+) -> Result<Json<LivePoll>, AppError> {
+    let Some(id) = q.job else {
+        return Err(AppError::BadRequest(
+            "`job`: which job to poll (the grid reloads its list instead)".into(),
+        ));
+    };
+    let cursor = live::parse_cursor(q.cursor.as_deref())?;
+    let job = {
+        let db = app.pool.get().await?;
+        crate::store::jobs::fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?
+    };
+    let mut follower = Follower::new(id, cursor);
+    let events = follower.read_page(&app.pool).await?;
+    let more = events.len() as i64 >= live::PAGE;
+    let mut messages = vec![ServerMessage::Job { job }];
+    if let Some(last) = events.last() {
+        let cursor = last.cursor.clone();
+        messages.push(ServerMessage::Events { job_id: id, cursor, events });
+    }
+    Ok(Json(LivePoll { messages, more }))
 }
