@@ -118,6 +118,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         ),
         sealer,
         services,
+        csp: security::content_security_policy(&config.frame_ancestors, &web::inline_script_hashes(&config)),
         config,
         pool: pool.clone(),
         metrics: metrics.clone(),

@@ -21,6 +21,31 @@ pub fn web_dir(config: &Config) -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|d| d.join("index.html").is_file())
 }
 
+/// The CSP hash sources (`sha256-…`) of the inline scripts in the built `index.html`: trunk's
+/// loader. Read from the file that is served, so the policy always matches the page.
+pub fn inline_script_hashes(config: &Config) -> Vec<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(html) = web_dir(config).and_then(|d| std::fs::read_to_string(d.join("index.html")).ok()) else {
+        return Vec::new();
+    };
+    let mut hashes = Vec::new();
+    let mut rest = html.as_str();
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(open_end) = after.find('>') else { break };
+        let tag = &after[..open_end];
+        let body = &after[open_end + 1..];
+        let Some(close) = body.find("</script>") else { break };
+        if !tag.contains(" src=") {
+            let digest = sha2::Sha256::digest(body[..close].as_bytes());
+            hashes.push(format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(digest)));
+        }
+        rest = &body[close..];
+    }
+    hashes
+}
+
 /// Serves the SPA's files; any other path gets `index.html`, so `/jobs/7` loads the app, which
 /// routes it.
 pub fn spa(config: &Config) -> Router<AppState> {

@@ -249,6 +249,38 @@ async fn spa_and_health_endpoints() {
 }
 
 #[tokio::test]
+async fn the_csp_allows_this_origin_wasm_and_the_served_pages_inline_loader_only() {
+    let web = temp_dir("web");
+    let loader = "\nimport init from '/app.js';\nawait init();\n";
+    std::fs::write(
+        web.join("index.html"),
+        format!("<!doctype html><head><script type=\"module\">{loader}</script><script src=\"/x.js\"></script></head>"),
+    )
+    .expect("write");
+    let app = spawn_app_with(|c| c.web_dir = Some(web.clone())).await;
+    let r = app.http.get(app.url("/jobs/7")).send().await.expect("page");
+    let csp = r.headers()["content-security-policy"].to_str().expect("csp").to_string();
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(loader.as_bytes()));
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for d in [
+        "default-src 'self'".to_string(),
+        format!("script-src 'self' 'wasm-unsafe-eval' 'sha256-{hash}'"),
+        "style-src 'self'".to_string(),
+        "style-src-attr 'unsafe-inline'".to_string(),
+        "object-src 'none'".to_string(),
+        "frame-ancestors 'self'".to_string(),
+    ] {
+        assert!(directives.contains(&d.as_str()), "{d:?} in {csp}");
+    }
+    assert!(!csp.contains("'unsafe-inline'; style-src 'self'") && !csp.contains(" 'unsafe-eval'"), "{csp}");
+    // API answers carry the same policy.
+    let r = app.get("/api/v1/jobs").await;
+    assert_eq!(r.headers()["content-security-policy"].to_str().expect("csp"), csp);
+}
+
+#[tokio::test]
 async fn metrics_can_require_a_token_and_made_up_methods_make_no_series() {
     let app = spawn_app_with(|c| {
         c.metrics_token = Some(bff::infra::secrets::Secret("pdm_metrics_token_0123456789abcdef".into()))

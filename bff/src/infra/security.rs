@@ -190,11 +190,23 @@ async fn guarded(app: AppState, req: Request, next: Next) -> Response {
     if tls {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
-    let csp = format!("frame-ancestors {}; object-src 'none'; base-uri 'self'", app.config.frame_ancestors);
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    if let Ok(v) = HeaderValue::from_str(&app.csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     resp
+}
+
+/// The Content-Security-Policy of every response. Scripts: this origin's files, WebAssembly
+/// compilation, and the inline loaders whose hashes are given (trunk's `<script type="module">`
+/// in `index.html`); styles: this origin's files, and `style` attributes (the timeline's bars,
+/// the output's virtual scrolling and ANSI colours are set that way), never `<style>` elements.
+pub fn content_security_policy(frame_ancestors: &str, script_hashes: &[String]) -> String {
+    let hashes: String = script_hashes.iter().map(|h| format!(" '{h}'")).collect();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; \
+         style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors {frame_ancestors}"
+    )
 }
 
 #[cfg(test)]
