@@ -221,6 +221,17 @@ pub async fn events(
     json(Request::get(&format!("/api/v1/jobs/{id}/events?{query}")).build()).await
 }
 
+/// `GET /api/v1/live/poll`: one job's state and next events past `cursor`, as the live feed's
+/// messages (polling, when neither a WebSocket nor SSE gets through).
+pub async fn live_poll(id: i64, cursor: Option<&str>) -> Result<shared::LivePoll, ApiError> {
+    let mut query = vec![("job", id.to_string())];
+    if let Some(c) = cursor {
+        query.push(("cursor", c.to_owned()));
+    }
+    let query = crate::route::query_string(query);
+    json(Request::get(&format!("/api/v1/live/poll?{query}")).build()).await
+}
+
 /// One event with all its data, by counter.
 pub async fn event(id: i64, counter: i64) -> Result<Option<JobEvent>, ApiError> {
     let page = events(id, counter - 1, 1, false, None).await?;

@@ -1,9 +1,14 @@
 //! The live feed: one WebSocket to the bff that follows every job change and/or one job's events,
-//! reopened with capped backoff whenever it drops, for as long as the component using it is mounted.
+//! reopened with capped, jittered backoff whenever it drops, for as long as the component using it
+//! is mounted. Where the WebSocket cannot open twice in a row while the network is up (a proxy
+//! that refuses upgrades), the same messages come over Server-Sent Events (`/api/v1/live`), and
+//! where those do not get through either, by polling (`/api/v1/live/poll` for a job's events, the
+//! list reloaded for the grid); the connection badge says which.
 //!
 //! A followed job's events resume from the last cursor received, so after any drop the page gets
 //! every event it has not seen, exactly once (the server's cursor protocol), without reloading.
 
+use futures::channel::mpsc;
 use futures::future::abortable;
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
@@ -18,7 +23,12 @@ use yew::prelude::*;
 pub enum Connection {
     /// The first attempt, before anything is known.
     Connecting,
+    /// Over the WebSocket.
     Live,
+    /// Over Server-Sent Events: the WebSocket cannot connect (a proxy refuses upgrades).
+    LiveSse,
+    /// Neither gets through: the page asks every few seconds.
+    Polling,
     /// The socket dropped; another attempt follows after a pause.
     Reconnecting,
     /// The socket dropped and the browser says it has no network; attempts go on regardless,
@@ -31,6 +41,8 @@ impl Connection {
         match self {
             Connection::Connecting => "connecting",
             Connection::Live => "live",
+            Connection::LiveSse => "sse",
+            Connection::Polling => "polling",
             Connection::Reconnecting => "reconnecting",
             Connection::Offline => "offline",
         }
@@ -111,8 +123,10 @@ pub fn use_live_feed(subscription: Option<Subscription>, on_feed: Callback<Feed>
     }
 }
 
-/// Pauses between attempts: 1 s, 2 s, 4 s, 8 s, then 15 s, so a restarting bff is not hammered by
-/// every open browser, yet comes back within 15 s of being up.
+/// Pauses between attempts: about 1 s, 2 s, 4 s, 8 s, then 15 s, so a restarting bff is not
+/// hammered by every open browser, yet comes back within 15 s of being up. Each pause is drawn
+/// between half and all of that (jitter), so browsers that lost the server together do not
+/// come back in step.
 #[derive(Debug, Default)]
 struct Backoff {
     failures: u32,
@@ -121,10 +135,15 @@ struct Backoff {
 impl Backoff {
     const MAX_MS: u32 = 15_000;
 
-    fn next_ms(&mut self) -> u32 {
+    /// The pause for `random` in [0, 1).
+    fn next_ms_with(&mut self, random: f64) -> u32 {
         let ms = 1_000u32.saturating_mul(1 << self.failures.min(4)).min(Self::MAX_MS);
         self.failures = self.failures.saturating_add(1);
-        ms
+        (f64::from(ms) * (0.5 + 0.5 * random.clamp(0.0, 1.0))) as u32
+    }
+
+    fn next_ms(&mut self) -> u32 {
+        self.next_ms_with(js_sys::Math::random())
     }
 
     fn reset(&mut self) {
@@ -139,54 +158,203 @@ const STABLE_MS: f64 = 10_000.0;
 /// How long an attempt to open the socket may take.
 const CONNECT_MS: u32 = 10_000;
 
+/// Failed opens in a row (with the network up) before the next way is tried.
+const FALLBACK_AFTER: u32 = 2;
+
+/// How often the page asks when polling.
+const POLL_MS: u32 = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    WebSocket,
+    Sse,
+    Poll,
+}
+
 async fn run(mut subscription: Subscription, on_feed: Callback<Feed>, on_state: Callback<Connection>) {
     let mut backoff = Backoff::default();
+    let mut way = Way::WebSocket;
+    let mut failed = 0;
     loop {
-        // An attempt that neither opens nor fails (a network that swallows packets) is given up.
-        let attempt =
-            futures::future::select(Box::pin(connect(&subscription)), TimeoutFuture::new(CONNECT_MS));
-        let opened = match attempt.await {
-            futures::future::Either::Left((socket, _)) => socket,
-            futures::future::Either::Right(_) => None,
-        };
-        match opened {
-            Some(mut socket) => {
-                let opened_at = js_sys::Date::now();
-                on_state.emit(Connection::Live);
-                on_feed.emit(Feed::Resync);
-                while let Some(Ok(message)) = socket.next().await {
-                    if let Message::Text(text) = message {
-                        handle(&text, &mut subscription, &on_feed);
-                    }
-                }
-                if js_sys::Date::now() - opened_at >= STABLE_MS {
-                    backoff.reset();
-                }
+        let opened_at = js_sys::Date::now();
+        let opened = match way {
+            Way::WebSocket => websocket(&mut subscription, &on_feed, &on_state).await,
+            Way::Sse => sse(&mut subscription, &on_feed, &on_state).await,
+            Way::Poll => {
+                poll(&mut subscription, &on_feed, &on_state).await;
+                continue;
             }
-            // A WebSocket hides the HTTP status of a refused upgrade: ask whether the session
-            // still holds (the page signs out if not).
-            None => crate::api::recheck_session().await,
+        };
+        if opened {
+            failed = 0;
+            if js_sys::Date::now() - opened_at >= STABLE_MS {
+                backoff.reset();
+            }
+        } else {
+            // A refused upgrade or stream hides its HTTP status: ask whether the session still
+            // holds (the page signs out if not).
+            crate::api::recheck_session().await;
+            if online() {
+                failed += 1;
+            }
+            if failed >= FALLBACK_AFTER {
+                failed = 0;
+                way = if way == Way::WebSocket { Way::Sse } else { Way::Poll };
+                warn(&format!(
+                    "live feed: falling back to {}",
+                    if way == Way::Sse { "SSE" } else { "polling" }
+                ));
+                continue;
+            }
         }
         on_state.emit(if online() { Connection::Reconnecting } else { Connection::Offline });
         TimeoutFuture::new(backoff.next_ms()).await;
     }
 }
 
+/// One WebSocket, until it drops; whether it opened.
+async fn websocket(
+    subscription: &mut Subscription,
+    on_feed: &Callback<Feed>,
+    on_state: &Callback<Connection>,
+) -> bool {
+    // An attempt that neither opens nor fails (a network that swallows packets) is given up.
+    let attempt = futures::future::select(Box::pin(connect(subscription)), TimeoutFuture::new(CONNECT_MS));
+    let Some(mut socket) = (match attempt.await {
+        futures::future::Either::Left((socket, _)) => socket,
+        futures::future::Either::Right(_) => None,
+    }) else {
+        return false;
+    };
+    on_state.emit(Connection::Live);
+    on_feed.emit(Feed::Resync);
+    while let Some(Ok(message)) = socket.next().await {
+        if let Message::Text(text) = message {
+            handle(&text, subscription, on_feed);
+        }
+    }
+    true
+}
+
+enum SseEvent {
+    Open,
+    Message(String),
+    Error,
+}
+
+/// An EventSource that is closed when dropped (the browser would otherwise reconnect it by
+/// itself, from the cursor it was opened with).
+struct EventStream {
+    source: web_sys::EventSource,
+    _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+fn open_event_stream(url: &str) -> Option<(EventStream, mpsc::UnboundedReceiver<SseEvent>)> {
+    let source = web_sys::EventSource::new(url).ok()?;
+    let (tx, rx) = mpsc::unbounded();
+    let handler = |make: fn(JsValue) -> SseEvent| {
+        let tx = tx.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let _ = tx.unbounded_send(make(e));
+        })
+    };
+    let on_open = handler(|_| SseEvent::Open);
+    let on_message = handler(|e| {
+        let data = js_sys::Reflect::get(&e, &JsValue::from_str("data")).ok().and_then(|d| d.as_string());
+        SseEvent::Message(data.unwrap_or_default())
+    });
+    let on_error = handler(|_| SseEvent::Error);
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    Some((EventStream { source, _handlers: vec![on_open, on_message, on_error] }, rx))
+}
+
+/// One SSE stream, until it fails; whether it opened.
+async fn sse(
+    subscription: &mut Subscription,
+    on_feed: &Callback<Feed>,
+    on_state: &Callback<Connection>,
+) -> bool {
+    let mut query = Vec::new();
+    if subscription.jobs {
+        query.push(("jobs", "true".to_string()));
+    }
+    if let Some((id, cursor)) = &subscription.job {
+        query.push(("job", id.to_string()));
+        if let Some(c) = cursor {
+            query.push(("cursor", c.clone()));
+        }
+    }
+    let Some((_stream, mut events)) =
+        open_event_stream(&format!("/api/v1/live?{}", crate::route::query_string(query)))
+    else {
+        return false;
+    };
+    let first = futures::future::select(events.next(), TimeoutFuture::new(CONNECT_MS)).await;
+    if !matches!(first, futures::future::Either::Left((Some(SseEvent::Open), _))) {
+        return false;
+    }
+    on_state.emit(Connection::LiveSse);
+    on_feed.emit(Feed::Resync);
+    while let Some(event) = events.next().await {
+        match event {
+            SseEvent::Message(text) => handle(&text, subscription, on_feed),
+            SseEvent::Open => {}
+            SseEvent::Error => break,
+        }
+    }
+    true
+}
+
+/// One round of polling: the grid reloads its list, a followed job gets its state and new events.
+async fn poll(subscription: &mut Subscription, on_feed: &Callback<Feed>, on_state: &Callback<Connection>) {
+    on_state.emit(if online() { Connection::Polling } else { Connection::Offline });
+    if subscription.jobs {
+        on_feed.emit(Feed::Resync);
+    }
+    if let Some(id) = subscription.job.as_ref().map(|(id, _)| *id) {
+        loop {
+            let cursor = subscription.job.as_ref().and_then(|(_, c)| c.clone());
+            let Ok(answer) = crate::api::live_poll(id, cursor.as_deref()).await else { break };
+            for message in answer.messages {
+                dispatch(message, subscription, on_feed);
+            }
+            if !answer.more {
+                break;
+            }
+        }
+    }
+    TimeoutFuture::new(POLL_MS).await;
+}
+
 fn handle(text: &str, subscription: &mut Subscription, on_feed: &Callback<Feed>) {
     match serde_json::from_str::<ServerMessage>(text) {
-        Ok(ServerMessage::Job { job }) => on_feed.emit(Feed::Job(Box::new(job))),
-        Ok(ServerMessage::Resync) => on_feed.emit(Feed::Resync),
-        Ok(ServerMessage::Error { detail }) => warn(&format!("live feed: {detail}")),
-        Ok(ServerMessage::Events { job_id, cursor, events }) => {
+        Ok(message) => dispatch(message, subscription, on_feed),
+        Err(e) => warn(&format!("live feed: unreadable message: {e}")),
+    }
+}
+
+fn dispatch(message: ServerMessage, subscription: &mut Subscription, on_feed: &Callback<Feed>) {
+    match message {
+        ServerMessage::Job { job } => on_feed.emit(Feed::Job(Box::new(job))),
+        ServerMessage::Resync => on_feed.emit(Feed::Resync),
+        ServerMessage::Error { detail } => warn(&format!("live feed: {detail}")),
+        ServerMessage::Events { job_id, cursor, events } => {
             if let Some((followed, at)) = &mut subscription.job {
                 if *followed == job_id {
-                    // The next socket resumes after what this message brought.
+                    // The next connection resumes after what this message brought.
                     *at = Some(cursor);
                     on_feed.emit(Feed::Events(events));
                 }
             }
         }
-        Err(e) => warn(&format!("live feed: unreadable message: {e}")),
     }
 }
 
@@ -225,11 +393,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_fifteen_seconds_and_resets() {
+    fn backoff_doubles_up_to_fifteen_seconds_with_jitter_and_resets() {
         let mut b = Backoff::default();
-        let pauses: Vec<u32> = (0..7).map(|_| b.next_ms()).collect();
-        assert_eq!(pauses, [1_000, 2_000, 4_000, 8_000, 15_000, 15_000, 15_000]);
+        let longest: Vec<u32> = (0..7).map(|_| b.next_ms_with(0.999_999)).collect();
+        assert_eq!(longest, [999, 1_999, 3_999, 7_999, 14_999, 14_999, 14_999]);
         b.reset();
-        assert_eq!(b.next_ms(), 1_000);
+        let shortest: Vec<u32> = (0..5).map(|_| b.next_ms_with(0.0)).collect();
+        assert_eq!(shortest, [500, 1_000, 2_000, 4_000, 7_500], "half of each at the least");
+        b.reset();
+        assert_eq!(b.next_ms_with(0.5), 750);
     }
 }

@@ -19,11 +19,19 @@ pub fn connection_badge(connection: Connection) -> Html {
     let label = match connection {
         Connection::Connecting => "connecting…",
         Connection::Live => "live",
+        Connection::LiveSse => "live (SSE)",
+        Connection::Polling => "polling",
         Connection::Reconnecting => "reconnecting…",
         Connection::Offline => "offline",
     };
     let title = match connection {
         Connection::Live => "Updates arrive as they happen",
+        Connection::LiveSse => {
+            "Updates arrive as they happen, over Server-Sent Events: something between here and Playdeck refuses WebSockets"
+        }
+        Connection::Polling => {
+            "Neither WebSockets nor Server-Sent Events get through to Playdeck: the page asks for changes every 5 seconds"
+        }
         Connection::Connecting => "Connecting to the live feed",
         Connection::Reconnecting => "The live feed dropped; reconnecting by itself. Nothing will be missed.",
         Connection::Offline => "This browser is offline; the page reconnects when the network is back",

@@ -85,7 +85,8 @@ export async function newPage(context) {
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
   page.on('console', (m) => {
-    if (m.type() === 'error' && /panicked|RuntimeError|unreachable/i.test(m.text())) {
+    // A Content-Security-Policy violation is a page error too: the page must run under the policy.
+    if (m.type() === 'error' && /panicked|RuntimeError|unreachable|Content Security Policy/i.test(m.text())) {
       page.errors.push(m.text());
     }
   });

@@ -21,6 +21,7 @@ const BROWSER_TESTS: &[&str] = &[
     "expired.mjs",
     "settings.mjs",
     "people.mjs",
+    "edge.mjs",
 ];
 
 pub(crate) fn test() -> Result<(), String> {

@@ -362,9 +362,13 @@ pub async fn feed(
             _ = revoked => {}
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| {
+    let messages = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|m| m.map(|text| Ok::<_, Infallible>(Event::default().data(text))))
     });
+    // A first line at once: proxies (and browsers' `open`) see the stream start before any
+    // message is due.
+    let opened = futures_util::stream::once(async { Ok::<_, Infallible>(Event::default().comment("live")) });
+    let stream = opened.chain(messages);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(conn_ping_every_sse())).into_response())
 }
 
