@@ -24,6 +24,9 @@ requireEnv('edge.mjs');
 function refusingProxy() {
   const target = new URL(BASE);
   const proxy = { blockSse: false, upgrades: 0, sseRefused: 0, polls: 0 };
+  // Upstream requests still open (SSE streams): ended with their client, and all at the close, so
+  // nothing keeps this script alive.
+  const open = new Set();
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/api/v1/live?') || req.url === '/api/v1/live') {
       if (proxy.blockSse) {
@@ -41,7 +44,10 @@ function refusingProxy() {
         up.pipe(res);
       },
     );
+    open.add(upstream);
+    upstream.on('close', () => open.delete(upstream));
     upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   });
   server.on('upgrade', (req, socket) => {
@@ -51,7 +57,11 @@ function refusingProxy() {
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       proxy.url = `http://127.0.0.1:${server.address().port}`;
-      proxy.close = () => new Promise((r) => { server.closeAllConnections(); server.close(r); });
+      proxy.close = () => new Promise((r) => {
+        for (const u of open) u.destroy();
+        server.closeAllConnections();
+        server.close(r);
+      });
       resolve(proxy);
     });
   });
