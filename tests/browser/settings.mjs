@@ -23,7 +23,11 @@ requireEnv('settings.mjs');
 /// A loopback SMTP server that accepts every message and keeps its DATA.
 function smtpSink() {
   const mails = [];
+  // Playdeck keeps its connection open for the next message; closing the sink ends them too.
+  const sockets = new Set();
   const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
     socket.setEncoding('utf8');
     let buffer = '';
     let inData = false;
@@ -59,7 +63,10 @@ function smtpSink() {
     socket.on('error', () => {});
   });
   return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve({ port: server.address().port, mails, close: () => server.close() }));
+    server.listen(0, '127.0.0.1', () => resolve({ port: server.address().port, mails, close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    } }));
   });
 }
 
