@@ -119,6 +119,13 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
         sealer,
         services,
         csp: security::content_security_policy(&config.frame_ancestors, &web::inline_script_hashes(&config)),
+        bindings: infra::access::Bindings::new({
+            let a = &config.auth;
+            let mut fixed =
+                infra::access::from_group_settings(&a.admin_groups, &a.operator_groups, &a.viewer_groups);
+            fixed.extend(a.access.iter().cloned());
+            fixed
+        }),
         config,
         pool: pool.clone(),
         metrics: metrics.clone(),

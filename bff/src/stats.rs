@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shared::stats::{Durations, Stats, TemplateStats, TopFailure, TrendPoint};
-use shared::JobStatus;
+use shared::{JobStatus, Role};
 
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
@@ -30,7 +30,7 @@ const GROUP: &str = "coalesce(nullif(template, ''), nullif(name, ''), '(unnamed)
 
 async fn stats(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Q(q): Q<StatsQuery>,
 ) -> Result<Json<Stats>, AppError> {
     let window = q.window.unwrap_or_else(|| "24h".into());
@@ -41,7 +41,10 @@ async fn stats(
         other => return Err(AppError::BadRequest(format!("window {other:?}: use 24h, 7d or 30d"))),
     };
     let db = app.pool.get().await?;
-    let since = format!("created >= now() - interval '{interval}'");
+    // Only the jobs the caller may see count.
+    let since =
+        format!("created >= now() - interval '{interval}'{}", caller.access.and_sql(Role::Viewer, ""));
+    let scoped = caller.access.and_sql(Role::Viewer, "j.");
 
     let mut by_status: BTreeMap<String, i64> =
         JobStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
@@ -84,7 +87,7 @@ async fn stats(
                       from jobs j
                       join job_failures f on f.job_id = j.id
                       join kb_entries k on k.id = any(f.kb_ids) and k.deleted is null
-                     where j.{since}
+                     where j.created >= now() - interval '{interval}'{scoped}
                      group by 1, k.id, k.title) ranked
                   where rank = 1"
             ),
@@ -126,7 +129,7 @@ async fn stats(
                         count(j.id) filter (where j.status = 'failed'),
                         count(j.id) filter (where j.status not in ('successful', 'failed'))
                    from buckets b
-                   left join jobs j on date_trunc('{bucket}', j.created) = b.start
+                   left join jobs j on date_trunc('{bucket}', j.created) = b.start{scoped}
                   group by b.start order by b.start"
             ),
             &[&{ buckets }],
@@ -137,7 +140,13 @@ async fn stats(
         .collect();
 
     let running_ids: Vec<i64> = db
-        .query("select id from jobs where status = 'running' order by id desc limit 50", &[])
+        .query(
+            &format!(
+                "select id from jobs where status = 'running'{} order by id desc limit 50",
+                caller.access.and_sql(Role::Viewer, "")
+            ),
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use shared::people::{NewServiceAccount, User, UserPatch};
 use shared::{Page, Role};
 
-use crate::infra::auth::{role_for, Caller};
+use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::{page_of, Q};
 use crate::infra::secrets::random_token;
-use crate::infra::state::{App, AppState};
+use crate::infra::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/", get(list).post(create)).route("/{id}", patch(change))
@@ -34,14 +34,13 @@ const USER_COLUMNS: &str =
      (select count(*) from api_keys k where k.user_id = u.id and k.revoked is null
          and (k.expires is null or k.expires > now()))";
 
-fn user_from_row(app: &App, r: &tokio_postgres::Row) -> User {
+/// A person or service account as listed; `role` is the highest their bindings give anywhere.
+fn user_from_row(bindings: &[crate::infra::access::Binding], r: &tokio_postgres::Row) -> User {
     let kind: String = r.get(1);
     let groups: Vec<String> = r.get(7);
-    let role = if kind == "service" {
-        r.get::<_, Option<&str>>(8).and_then(Role::parse)
-    } else {
-        role_for(&app.config.auth, &groups)
-    };
+    let username: String = r.get(2);
+    let own = if kind == "service" { r.get::<_, Option<&str>>(8).and_then(Role::parse) } else { None };
+    let role = crate::infra::access::Access::of(bindings, &username, &groups, own, None).max_role();
     User {
         id: r.get(0),
         kind,
@@ -95,7 +94,10 @@ async fn list(
             &[&q.kind, &pattern, &size, &((page - 1) * size)],
         )
         .await?;
-    let results = rows.iter().map(|r| user_from_row(&app, r)).collect();
+    let results = {
+        let bindings = app.bindings.all(&app.pool).await?;
+        rows.iter().map(|r| user_from_row(&bindings, r)).collect()
+    };
     let filters = [("kind", q.kind.clone()), ("q", q.q.clone())];
     Ok(Json(page_of("/api/v1/users", page, size, &filters, count, results)))
 }
@@ -133,7 +135,7 @@ async fn create(
             &[&random_token("sa_"), &name, &req.role.as_str(), &caller.actor()],
         )
         .await?;
-    let user = user_from_row(&app, &row);
+    let user = user_from_row(&app.bindings.all(&app.pool).await?, &row);
     crate::infra::audit::record(
         &app,
         &caller,
@@ -189,7 +191,7 @@ async fn change(
     }
     let row = tx.query_one(&format!("select {USER_COLUMNS} from users u where u.id = $1"), &[&id]).await?;
     tx.commit().await?;
-    let user = user_from_row(&app, &row);
+    let user = user_from_row(&app.bindings.all(&app.pool).await?, &row);
     let action = match req.disabled {
         Some(true) => "user disabled",
         Some(false) => "user enabled",

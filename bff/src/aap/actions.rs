@@ -24,6 +24,7 @@ use super::awx::{self, JobTemplate};
 use super::client::{Client, ClientError};
 use super::Connector;
 use super::Controller;
+use crate::infra::access::Target;
 use crate::infra::auth::Caller;
 use crate::infra::error::{error_response, AppError};
 use crate::infra::state::AppState;
@@ -248,7 +249,7 @@ async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result
     // What the caller asked, as recorded whatever the controller answers.
     let mut detail =
         json!({"controller": name, "asked": masked(&serde_json::to_value(&req).unwrap_or_default())});
-    let (template, answer) = match send_launch(ctl, &req).await {
+    let (template, answer) = match send_launch(ctl, &req, caller).await {
         Ok(sent) => sent,
         Err(e) => {
             detail["error"] = json!(e.detail());
@@ -265,14 +266,77 @@ async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Whether a caller whose scope is not everything may launch this template (with the inventory
+/// asked, or the template's own): its name and inventory are read from the controller.
+async fn check_scope(
+    client: &Client,
+    controller: &str,
+    template: i64,
+    inventory: Option<&IdOrName>,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    #[derive(Deserialize, Default)]
+    struct Named {
+        #[serde(default)]
+        name: String,
+    }
+    #[derive(Deserialize, Default)]
+    struct Summary {
+        #[serde(default)]
+        inventory: Option<Named>,
+    }
+    #[derive(Deserialize)]
+    struct Template {
+        name: String,
+        #[serde(default)]
+        summary_fields: Summary,
+    }
+    let what = format!("read job template {template}");
+    let url = client
+        .url(&format!("/job_templates/{template}/"), &[])
+        .await
+        .map_err(|e| controller_error(controller, &what, &e))?;
+    let t: Template = client.get(url).await.map_err(|e| controller_error(controller, &what, &e))?;
+    let inventory = match inventory {
+        Some(IdOrName::Name(n)) => Some(n.trim().to_string()),
+        Some(IdOrName::Id(id)) => {
+            let what = format!("read inventory {id}");
+            let url = client
+                .url(&format!("/inventories/{id}/"), &[])
+                .await
+                .map_err(|e| controller_error(controller, &what, &e))?;
+            let i: Named = client.get(url).await.map_err(|e| controller_error(controller, &what, &e))?;
+            Some(i.name)
+        }
+        None => t.summary_fields.inventory.map(|i| i.name),
+    };
+    let target = Target { source: controller, template: Some(&t.name), inventory: inventory.as_deref() };
+    if caller.access.allows(Role::Operator, &target) {
+        return Ok(());
+    }
+    Err(ApiError::App(AppError::Forbidden(format!(
+        "{:?} may not launch {:?}{} on {controller}: no operator role over it",
+        caller.name,
+        t.name,
+        inventory.map(|i| format!(" with inventory {i:?}")).unwrap_or_default()
+    ))))
+}
+
 /// Resolves names to ids and launches; answers the template's id and the controller's answer.
-async fn send_launch(ctl: &Controller, req: &TemplateLaunch) -> Result<(i64, Value), ApiError> {
+async fn send_launch(
+    ctl: &Controller,
+    req: &TemplateLaunch,
+    caller: &Caller,
+) -> Result<(i64, Value), ApiError> {
     let name = ctl.config.name.as_str();
     let client = ctl.client().map_err(|e| controller_error(name, "launch", &e))?;
     let template = match &req.template {
         IdOrName::Id(id) => *id,
         IdOrName::Name(n) => id_by_name(client, name, "job_templates", "job template", n.trim()).await?,
     };
+    if !caller.access.everywhere_as(Role::Operator) {
+        check_scope(client, name, template, req.inventory.as_ref(), caller).await?;
+    }
     let mut sent = Map::new();
     if let Some(v) = &req.extra_vars {
         sent.insert("extra_vars".into(), v.clone());

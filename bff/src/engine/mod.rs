@@ -197,6 +197,19 @@ pub async fn stop(app: &AppState) {
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     let req = plan::parse(body)?;
     let plan = plan::plan(&Engine::of(app).config, &req)?;
+    let target = crate::infra::access::Target {
+        source: "local",
+        template: Some(&plan.template),
+        inventory: plan.inventory_label.as_deref(),
+    };
+    if !caller.access.allows(shared::Role::Operator, &target) {
+        return Err(AppError::Forbidden(format!(
+            "{:?} may not launch {:?}{}: no operator role over it",
+            caller.name,
+            plan.template,
+            plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
+        )));
+    }
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
         crate::infra::outbound::check_url(&app.config.deliveries, url)
@@ -381,6 +394,19 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
     }
     let req = plan::parse(body)?;
     let plan = plan::plan(&Engine::of(app).config, &req)?;
+    let target = crate::infra::access::Target {
+        source: "local",
+        template: Some(&plan.template),
+        inventory: plan.inventory_label.as_deref(),
+    };
+    if !caller.access.allows(shared::Role::Operator, &target) {
+        return Err(AppError::Forbidden(format!(
+            "{:?} may not launch {:?}{}: no operator role over it",
+            caller.name,
+            plan.template,
+            plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
+        )));
+    }
     check_references(app, &req).await?;
     let new_id = queue::enqueue(app, caller, &plan).await?;
     crate::store::actions::record(

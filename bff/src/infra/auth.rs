@@ -9,7 +9,7 @@ use axum::http::{header, request::Parts, HeaderMap};
 use serde::Deserialize;
 use shared::Role;
 
-use crate::infra::config::AuthConfig;
+use crate::infra::access::{Access, Binding};
 use crate::infra::error::AppError;
 use crate::infra::secrets::{hash_secret, random_token, same_secret, write_private};
 use crate::infra::state::App;
@@ -31,7 +31,11 @@ pub struct Caller {
     /// The person's user name or the service account's name: what the audit log and the job
     /// records say.
     pub name: String,
+    /// The highest role the caller holds anywhere; what they may do to a given job is
+    /// `access.allows(role, job)`.
     pub role: Role,
+    /// Their role bindings' grants (capped by the token used).
+    pub access: Access,
     /// Whether the caller came from a browser (session cookie, or a proxy's sign-in), which
     /// matters for writes (CSRF header) and WebSockets (our own origin only).
     pub via_cookie: bool,
@@ -47,6 +51,7 @@ pub struct Identity {
     pub session_id: Option<i64>,
     pub name: String,
     pub role: Option<Role>,
+    pub access: Access,
     pub via_cookie: bool,
     /// `oidc`, `ldap`, `proxy`, `service` or `key`.
     pub kind: String,
@@ -56,7 +61,16 @@ pub struct Identity {
 }
 
 impl Caller {
+    /// The role somewhere (viewer, operator): what the job at hand allows is checked with
+    /// `access`. Admin pages (keys, people, the audit log, bindings, credentials, notifiers,
+    /// webhooks) are not about some jobs: they need admin over everything.
     pub fn require(&self, role: Role) -> Result<(), AppError> {
+        if role == Role::Admin && self.role == Role::Admin && !self.access.everywhere_as(Role::Admin) {
+            return Err(AppError::Forbidden(format!(
+                "this needs the admin role over everything; {:?} is admin over some jobs only",
+                self.name
+            )));
+        }
         if self.role >= role {
             Ok(())
         } else {
@@ -67,6 +81,27 @@ impl Caller {
                 self.role.as_str()
             )))
         }
+    }
+
+    /// Whether the caller may act on `target` with `role`; a job they may not even see is a
+    /// 404 (it is not theirs to know about), one they may see but not act on a 403.
+    pub fn may(
+        &self,
+        role: Role,
+        target: &crate::infra::access::Target<'_>,
+        what: &str,
+    ) -> Result<(), AppError> {
+        if self.access.allows(role, target) {
+            return Ok(());
+        }
+        if role > Role::Viewer && self.access.allows(Role::Viewer, target) {
+            return Err(AppError::Forbidden(format!(
+                "{:?} may see {what} but has no {} role over it",
+                self.name,
+                role.as_str()
+            )));
+        }
+        Err(AppError::NotFound(format!("{what} does not exist")))
     }
 
     /// What the audit log says did it: the person, and the token when one was used.
@@ -93,35 +128,16 @@ impl Identity {
             session_id: self.session_id,
             name: self.name,
             role,
+            access: self.access,
             via_cookie: self.via_cookie,
         })
     }
 }
 
-/// The role a person's groups grant (the highest of them), from `PLAYDECK_*_GROUPS`. A group
-/// matches a configured name exactly or, for a DN (`cn=ops,ou=groups,…`), by its first value;
-/// case does not matter.
-pub fn role_for(auth: &AuthConfig, groups: &[String]) -> Option<Role> {
-    let has = |names: &[String]| {
-        groups.iter().any(|g| {
-            let short = g
-                .split_once('=')
-                .filter(|_| g.contains(','))
-                .map(|(_, rest)| rest.split(',').next().unwrap_or(rest));
-            names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(g) || short.is_some_and(|s| n.eq_ignore_ascii_case(s.trim())))
-        })
-    };
-    if has(&auth.admin_groups) {
-        Some(Role::Admin)
-    } else if has(&auth.operator_groups) {
-        Some(Role::Operator)
-    } else if has(&auth.viewer_groups) {
-        Some(Role::Viewer)
-    } else {
-        None
-    }
+/// A person's access from the bindings that name them or their groups (at sign-in).
+pub async fn person_access(app: &App, username: &str, groups: &[String]) -> Result<Access, AppError> {
+    let bindings = app.bindings.all(&app.pool).await?;
+    Ok(Access::of(&bindings, username, groups, None, None))
 }
 
 #[derive(Deserialize)]
@@ -247,29 +263,28 @@ impl Owner {
         }
     }
 
-    /// The role of a token of this owner: at most the token's own, at most what the owner has now.
-    fn cap(&self, auth: &AuthConfig, token_role: Option<Role>) -> Option<Role> {
-        let owner_role = match self.kind.as_deref() {
-            None => token_role,
-            Some("service") => self.role.or(token_role),
-            Some(_) => role_for(auth, &self.groups),
-        };
-        match token_role {
-            Some(t) => owner_role.map(|o| o.min(t)),
-            None => owner_role,
+    /// What a token of this owner may do: the owner's bindings now (a service account's own
+    /// role over everything among them), each at most the token's own role.
+    fn access(&self, bindings: &[Binding], name: &str, token_role: Option<Role>) -> Access {
+        match self.kind.as_deref() {
+            None => token_role.map(Access::everywhere).unwrap_or_default(),
+            Some("service") => Access::of(bindings, name, &[], self.role.or(token_role), token_role),
+            Some(_) => Access::of(bindings, name, &self.groups, None, token_role),
         }
     }
 
-    fn identity(self, auth: &AuthConfig, fallback_name: String, token_role: Option<Role>) -> Identity {
-        let role = self.cap(auth, token_role);
+    fn identity(self, bindings: &[Binding], fallback_name: String, token_role: Option<Role>) -> Identity {
+        let name = self.username.clone().unwrap_or(fallback_name);
+        let access = self.access(bindings, &name, token_role);
         let kind = self.kind.clone().unwrap_or_else(|| "key".into());
         Identity {
             user_id: None,
             key_id: None,
             token_name: None,
             session_id: None,
-            name: self.username.unwrap_or(fallback_name),
-            role,
+            name,
+            role: access.max_role(),
+            access,
             via_cookie: false,
             kind,
             display_name: self.display_name.unwrap_or_default(),
@@ -293,6 +308,8 @@ pub fn token_hash(secret: &str) -> String {
 
 /// A bearer token: an API key, a personal token or a service account's token.
 pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppError> {
+    // Before the connection is taken: reading them may need one of its own.
+    let bindings = app.bindings.all(&app.pool).await?;
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
@@ -315,7 +332,7 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
         return Err(AppError::Unauthorized("the account this token belongs to is disabled".into()));
     }
     let name: String = row.get(1);
-    let mut identity = owner.identity(&app.config.auth, name.clone(), Role::parse(row.get(2)));
+    let mut identity = owner.identity(&bindings, name.clone(), Role::parse(row.get(2)));
     identity.key_id = Some(row.get(0));
     identity.user_id = row.get(3);
     identity.token_name = Some(name);
@@ -324,6 +341,7 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
 
 /// A browser session: a person's, or one made with the key form.
 async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> {
+    let bindings = app.bindings.all(&app.pool).await?;
     let db = app.pool.get().await?;
     let row = db
         .query_opt(
@@ -351,7 +369,7 @@ async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> 
     }
     let key_name: Option<String> = row.get(2);
     let mut identity = owner.identity(
-        &app.config.auth,
+        &bindings,
         key_name.clone().unwrap_or_default(),
         row.get::<_, Option<&str>>(3).and_then(Role::parse),
     );
@@ -412,6 +430,7 @@ async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, Ap
             &[&user, &email, &groups],
         )
         .await?;
+    drop(db);
     if row.get::<_, bool>(1) {
         return refuse(format!("the account {user:?} is disabled")).await;
     }
@@ -428,12 +447,14 @@ async fn proxy_identity(app: &App, parts: &Parts) -> Result<Option<Identity>, Ap
         )
         .await;
     }
+    let access = person_access(app, &user, &groups).await?;
     Ok(Some(Identity {
         user_id: Some(user_id),
         key_id: None,
         token_name: None,
         session_id: None,
-        role: role_for(&app.config.auth, &groups),
+        role: access.max_role(),
+        access,
         name: user,
         via_cookie: true,
         kind: "proxy".into(),
@@ -474,28 +495,49 @@ pub async fn still_allowed(app: &App, caller: &Caller) -> bool {
     let Ok(db) = app.pool.get().await else { return true };
     let row = if let Some(session) = caller.session_id {
         db.query_opt(
-            "select 1 from sessions s left join api_keys k on k.id = s.key_id
-                    left join users u on u.id = coalesce(s.user_id, k.user_id)
-              where s.id = $1 and s.expires > now() and u.disabled is null
-                and (s.key_id is null or (k.revoked is null and (k.expires is null or k.expires > now())))",
+            &format!(
+                "select k.role, {OWNER_COLUMNS} from sessions s left join api_keys k on k.id = s.key_id
+                        left join users u on u.id = coalesce(s.user_id, k.user_id)
+                  where s.id = $1 and s.expires > now() and u.disabled is null
+                    and (s.key_id is null or (k.revoked is null and (k.expires is null or k.expires > now())))"
+            ),
             &[&session],
         )
         .await
     } else if let Some(key) = caller.key_id {
         db.query_opt(
-            "select 1 from api_keys k left join users u on u.id = k.user_id
-              where k.id = $1 and k.revoked is null and (k.expires is null or k.expires > now())
-                and u.disabled is null",
+            &format!(
+                "select k.role, {OWNER_COLUMNS} from api_keys k left join users u on u.id = k.user_id
+                  where k.id = $1 and k.revoked is null and (k.expires is null or k.expires > now())
+                    and u.disabled is null"
+            ),
             &[&key],
         )
         .await
     } else if let Some(user) = caller.user_id {
-        db.query_opt("select 1 from users where id = $1 and disabled is null", &[&user]).await
+        db.query_opt(
+            &format!(
+                "select null::text, {OWNER_COLUMNS} from users u where u.id = $1 and u.disabled is null"
+            ),
+            &[&user],
+        )
+        .await
     } else {
         return true;
     };
     // A database hiccup does not close streams; the next check decides.
-    row.map(|r| r.is_some()).unwrap_or(true)
+    let row = match row {
+        Err(_) => return true,
+        Ok(None) => return false,
+        Ok(Some(row)) => row,
+    };
+    drop(db);
+    // Bindings changed (a team left, a role lowered): the stream ends, and the client's next one
+    // gets what the caller may see now.
+    let Ok(bindings) = app.bindings.all(&app.pool).await else { return true };
+    let token_role = row.get::<_, Option<&str>>(0).and_then(Role::parse);
+    let owner = Owner::read(&row, 1);
+    owner.access(&bindings, &caller.name, token_role) == caller.access
 }
 
 /// Checks the ingest token of a request (bearer, or basic auth with it as the password, which is

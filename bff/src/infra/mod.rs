@@ -1,6 +1,7 @@
 //! Infrastructure: what every feature uses and which names no feature. Nothing here imports a
 //! module outside `infra` (but `live::Hub`, the relay's broadcast type the state holds).
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod config;

@@ -39,6 +39,8 @@ pub struct App {
     /// The features' own long-lived parts (the AAP connector, the local engine, the outbox
     /// dispatcher, the live relay's hub), each registered once by `start` and found by its type.
     pub services: Services,
+    /// Who may see and do what where (role bindings: settings, file, Settings page).
+    pub bindings: crate::infra::access::Bindings,
     /// The Content-Security-Policy sent with every response (`security::content_security_policy`).
     pub csp: String,
     /// Turns true when the server shuts down, so long-lived streams end and shutdown completes.

@@ -8,12 +8,13 @@ use axum::response::Response;
 use serde_json::Value;
 use shared::Role;
 
+use crate::infra::access::Target;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::JobId;
 use crate::infra::state::AppState;
 use crate::store::actions::Hosts;
-use crate::store::jobs::fetch_job;
+use crate::store::jobs::visible_job;
 
 pub async fn create(
     State(app): State<AppState>,
@@ -42,10 +43,13 @@ pub async fn launch_as(app: &AppState, caller: &Caller, body: Value) -> Result<R
     }
 }
 
-/// The job and which engine owns it.
-async fn job_source(app: &AppState, id: i64) -> Result<String, AppError> {
+/// Which engine owns the job, if the caller may act on it as an operator (a job they may not
+/// see is a 404, one they may only see a 403).
+async fn job_source(app: &AppState, caller: &Caller, id: i64) -> Result<String, AppError> {
     let db = app.pool.get().await?;
-    Ok(fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?.source)
+    let job = visible_job(&db, caller, id).await?;
+    caller.may(Role::Operator, &Target::of(&job), &format!("job {id}"))?;
+    Ok(job.source)
 }
 
 pub async fn cancel(
@@ -54,7 +58,7 @@ pub async fn cancel(
     JobId(id): JobId,
 ) -> Result<Response, AppError> {
     caller.require(Role::Operator)?;
-    match job_source(&app, id).await?.as_str() {
+    match job_source(&app, &caller, id).await?.as_str() {
         "local" => crate::engine::cancel(&app, &caller, id).await,
         controller => crate::aap::cancel(&app, &caller, controller, id).await,
     }
@@ -81,7 +85,7 @@ pub async fn relaunch(
             return Err(AppError::Unprocessable(format!("`hosts` is \"all\" or \"failed\", not {other:?}")))
         }
     };
-    match job_source(&app, id).await?.as_str() {
+    match job_source(&app, &caller, id).await?.as_str() {
         "local" => crate::engine::relaunch(&app, &caller, id, hosts).await,
         controller => crate::aap::relaunch(&app, &caller, controller, id, hosts).await,
     }

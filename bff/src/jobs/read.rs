@@ -6,10 +6,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use deadpool_postgres::Object;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use shared::{Job, JobEvent, JobFilter, JobHost, JobStatus, Page, StatusChange};
+use shared::{Job, JobEvent, JobFilter, JobHost, JobStatus, Page, Role, StatusChange};
 use tokio_postgres::types::ToSql;
 
 use crate::infra::auth::Caller;
@@ -18,18 +17,14 @@ use crate::infra::extract::{filters_of, page_of, percent_encode, JobId, Q};
 use crate::infra::state::AppState;
 use crate::infra::text::strip_ansi;
 use crate::store::events::{event_from_row, EVENT_COLUMNS};
-use crate::store::jobs::{fetch_job, job_from_row, job_hosts, JOB_COLUMNS};
-
-async fn job_or_404(db: &Object, id: i64) -> Result<Job, AppError> {
-    fetch_job(db, id).await?.ok_or_else(|| AppError::not_found_job(id))
-}
+use crate::store::jobs::{job_from_row, job_hosts, visible_job, JOB_COLUMNS};
 
 const ORDERABLE: &[&str] =
     &["id", "started", "finished", "name", "status", "elapsed", "template", "modified"];
 
 pub async fn list(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Q(f): Q<JobFilter>,
 ) -> Result<Json<Page<Job>>, AppError> {
     let page = f.page.unwrap_or(1);
@@ -98,6 +93,9 @@ pub async fn list(
             *last = last.replace("$#", &format!("${n}")).replace("$+", &format!("${}", n + 1));
         }
     }
+    if let Some(scope) = caller.access.sql(Role::Viewer, "") {
+        conds.push(scope);
+    }
     let filter = if conds.is_empty() { String::new() } else { format!("where {}", conds.join(" and ")) };
     let dir = if desc { "desc" } else { "asc" };
     let nulls = if desc { "nulls last" } else { "nulls first" };
@@ -124,11 +122,11 @@ pub async fn list(
 
 pub async fn show(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
 ) -> Result<Json<Job>, AppError> {
     let db = app.pool.get().await?;
-    let mut job = job_or_404(&db, id).await?;
+    let mut job = visible_job(&db, &caller, id).await?;
     job.explanations = crate::kb::explanations(&db, id).await?;
     Ok(Json(job))
 }
@@ -153,7 +151,7 @@ const BRIEF_EVENTS_MAX: i64 = 10_000;
 /// Events in counter order (Ansible's own order), after `after_counter`.
 pub async fn events(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
     Q(q): Q<EventQuery>,
 ) -> Result<Json<Page<JobEvent>>, AppError> {
@@ -166,7 +164,7 @@ pub async fn events(
     let after = q.after_counter.unwrap_or(-1);
     let host = q.host.as_deref().filter(|h| !h.is_empty());
     let db = app.pool.get().await?;
-    let job = job_or_404(&db, id).await?;
+    let job = visible_job(&db, &caller, id).await?;
     let columns = if q.brief {
         EVENT_COLUMNS.replace(
             "event_data",
@@ -215,11 +213,11 @@ pub async fn events(
 
 pub async fn hosts(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
 ) -> Result<Json<Page<JobHost>>, AppError> {
     let db = app.pool.get().await?;
-    job_or_404(&db, id).await?;
+    visible_job(&db, &caller, id).await?;
     let results = job_hosts(&db, id).await?;
     Ok(Json(crate::infra::extract::whole(results)))
 }
@@ -233,7 +231,7 @@ pub struct StdoutQuery {
 /// job with 100k lines never sits in memory whole.
 pub async fn stdout(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
     Q(q): Q<StdoutQuery>,
 ) -> Result<Response, AppError> {
@@ -244,7 +242,7 @@ pub async fn stdout(
     };
     {
         let db = app.pool.get().await?;
-        job_or_404(&db, id).await?;
+        visible_job(&db, &caller, id).await?;
     }
     let pool = app.pool.clone();
     let pages = futures_util::stream::unfold(Some(-1i64), move |after| {
@@ -291,11 +289,11 @@ pub async fn stdout(
 
 pub async fn history(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     JobId(id): JobId,
 ) -> Result<Json<Page<StatusChange>>, AppError> {
     let db = app.pool.get().await?;
-    job_or_404(&db, id).await?;
+    visible_job(&db, &caller, id).await?;
     let rows = db
         .query(
             "select status, previous, at, by from job_status_history where job_id = $1 order by id",

@@ -39,7 +39,7 @@ pub async fn stream(
     let cursor = live::parse_cursor(given.as_deref())?;
     let job = {
         let db = app.pool.get().await?;
-        fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?
+        crate::store::jobs::visible_job(&db, &caller, id).await?
     };
     let (tx, rx) = mpsc::channel::<Event>(64);
     // Subscribe before the first read so nothing committed in between is lost.

@@ -22,9 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use shared::{ClientMessage, JobCursor, JobEvent, LivePoll, ServerMessage};
+use shared::{ClientMessage, JobCursor, JobEvent, LivePoll, Role, ServerMessage};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::infra::access::{Access, Target};
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
 use crate::infra::extract::Q;
@@ -65,7 +66,9 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(16);
     let (errors, error_rx) = mpsc::channel::<String>(16);
     let hub_rx = live::Hub::of(&app).subscribe();
-    let mut writer = tokio::spawn(write_loop(app.clone(), Out::Ws(sink), hub_rx, command_rx, error_rx));
+    let access = caller.access.clone();
+    let mut writer =
+        tokio::spawn(write_loop(app.clone(), access, Out::Ws(sink), hub_rx, command_rx, error_rx));
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
@@ -141,6 +144,8 @@ impl Out {
 
 struct Connection {
     app: AppState,
+    /// What the caller may see: jobs outside it are never sent, not even as a list change.
+    access: Access,
     sink: Out,
     followers: HashMap<i64, (Follower, Interest)>,
     jobs: Option<Interest>,
@@ -210,7 +215,7 @@ impl Connection {
                         self.send(&ServerMessage::Error { detail }).await?;
                         continue;
                     }
-                    match self.job_exists(jc.job_id).await {
+                    match self.may_see(jc.job_id).await {
                         Ok(true) => {}
                         Ok(false) => {
                             let detail = format!("job {} does not exist", jc.job_id);
@@ -241,9 +246,12 @@ impl Connection {
         Ok(())
     }
 
-    async fn job_exists(&self, id: i64) -> Result<bool, AppError> {
+    /// Whether the job exists and the caller may see it (one they may not is "does not exist").
+    async fn may_see(&self, id: i64) -> Result<bool, AppError> {
         let db = self.app.pool.get().await?;
-        Ok(db.query_opt("select 1 from jobs where id = $1", &[&id]).await?.is_some())
+        Ok(crate::store::jobs::fetch_job(&db, id)
+            .await?
+            .is_some_and(|job| self.access.allows(Role::Viewer, &Target::of(&job))))
     }
 
     async fn broadcast(&mut self, msg: &HubMessage) -> Result<(), ()> {
@@ -256,7 +264,8 @@ impl Connection {
                 }
             }
             HubMessage::Job(job) => {
-                if self.jobs.is_some() || self.followers.contains_key(&job.id) {
+                let watched = self.jobs.is_some() || self.followers.contains_key(&job.id);
+                if watched && self.access.allows(Role::Viewer, &Target::of(job)) {
                     self.send(&ServerMessage::Job { job: job.clone() }).await?;
                 }
                 Ok(())
@@ -273,6 +282,7 @@ impl Connection {
 
 async fn write_loop(
     app: AppState,
+    access: Access,
     sink: Out,
     mut hub_rx: broadcast::Receiver<Arc<HubMessage>>,
     mut commands: mpsc::Receiver<ClientMessage>,
@@ -282,7 +292,7 @@ async fn write_loop(
     // and a peer that vanished is noticed when the write fails.
     let mut ping = tokio::time::interval(conn_ping_every(&app));
     ping.tick().await;
-    let mut conn = Connection { app, sink, followers: HashMap::new(), jobs: None };
+    let mut conn = Connection { app, access, sink, followers: HashMap::new(), jobs: None };
     loop {
         let step = tokio::select! {
             _ = ping.tick() => conn.sink.ping().await,
@@ -338,9 +348,7 @@ pub async fn feed(
     if let Some(id) = q.job {
         live::parse_cursor(q.cursor.as_deref())?;
         let db = app.pool.get().await?;
-        if db.query_opt("select 1 from jobs where id = $1", &[&id]).await?.is_none() {
-            return Err(AppError::not_found_job(id));
-        }
+        crate::store::jobs::visible_job(&db, &caller, id).await?;
     }
     let (tx, mut rx) = mpsc::channel::<String>(64);
     let (commands, command_rx) = mpsc::channel::<ClientMessage>(1);
@@ -350,6 +358,7 @@ pub async fn feed(
     let hub_rx = live::Hub::of(&app).subscribe();
     let counted = live::Hub::of(&app).client(live::Transport::Sse);
     let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
+    let access = caller.access.clone();
     let revoked = live::until_revoked(app.clone(), caller);
     tokio::spawn(async move {
         let _counted = counted;
@@ -357,7 +366,7 @@ pub async fn feed(
         let _commands = commands;
         let _errors = _errors;
         tokio::select! {
-            _ = write_loop(app, Out::Sse(tx), hub_rx, command_rx, error_rx) => {}
+            _ = write_loop(app, access, Out::Sse(tx), hub_rx, command_rx, error_rx) => {}
             _ = shutdown => {}
             _ = revoked => {}
         }
@@ -380,7 +389,7 @@ fn conn_ping_every_sse() -> std::time::Duration {
 /// through: the followed job's state and its next page of events, in the feed's messages.
 pub async fn poll(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Q(q): Q<FeedQuery>,
 ) -> Result<Json<LivePoll>, AppError> {
     let Some(id) = q.job else {
@@ -391,7 +400,7 @@ pub async fn poll(
     let cursor = live::parse_cursor(q.cursor.as_deref())?;
     let job = {
         let db = app.pool.get().await?;
-        crate::store::jobs::fetch_job(&db, id).await?.ok_or_else(|| AppError::not_found_job(id))?
+        crate::store::jobs::visible_job(&db, &caller, id).await?
     };
     let mut follower = Follower::new(id, cursor);
     let events = follower.read_page(&app.pool).await?;

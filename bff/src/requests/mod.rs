@@ -29,6 +29,7 @@ use shared::requests::{
 use shared::{Job, Page, Role};
 use tokio_postgres::Row;
 
+use crate::infra::access::Target;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::page_of;
@@ -101,14 +102,37 @@ pub fn check_text(text: &str) -> Result<String, AppError> {
 }
 
 /// Reads the catalog and its inventories (small files, read for each request so edits apply at
-/// once).
-async fn load_catalog(app: &AppState) -> Result<Catalog, AppError> {
+/// once), keeping only the actions the caller may run: a request can only become what its
+/// author could launch.
+async fn load_catalog(app: &AppState, caller: &Caller) -> Result<Catalog, AppError> {
     let config = app.config.requests.clone();
     let inventory_dir = app.config.engine.inventory_dir.clone();
-    tokio::task::spawn_blocking(move || Catalog::load(&config, &inventory_dir))
+    let mut catalog = tokio::task::spawn_blocking(move || Catalog::load(&config, &inventory_dir))
         .await
         .map_err(|e| AppError::Internal(format!("catalog task: {e}")))?
-        .map_err(AppError::Internal)
+        .map_err(AppError::Internal)?;
+    if !caller.access.everywhere_as(Role::Operator) {
+        catalog.actions.retain(|a| {
+            let inventory = a.inventory.as_ref().map(|i| i.name.as_str());
+            let (source, template) = match &a.run {
+                catalog::Run::Playbook { path, .. } => ("local".to_string(), path.as_str()),
+                catalog::Run::Template { name, controller } => {
+                    let source = match controller {
+                        Some(c) => c.clone(),
+                        None => crate::aap::Connector::of(app)
+                            .pick(None)
+                            .map(|c| c.config.name.clone())
+                            .unwrap_or_default(),
+                    };
+                    (source, name.as_str())
+                }
+            };
+            caller
+                .access
+                .allows(Role::Operator, &Target { source: &source, template: Some(template), inventory })
+        });
+    }
+    Ok(catalog)
 }
 
 const REQUEST_COLUMNS: &str = "id, text, status, created, created_by, modified, interpretation, phases,
@@ -166,7 +190,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Request>), AppError> {
     caller.require(Role::Operator)?;
     let text = check_text(&body.text)?;
-    let catalog = load_catalog(&app).await?;
+    let catalog = load_catalog(&app, &caller).await?;
     let i = parse::interpret(&catalog, &[&text]);
     let stored = serde_json::to_value(&i).map_err(|e| AppError::Internal(format!("interpretation: {e}")))?;
     let mut db = app.pool.get().await?;
@@ -193,7 +217,7 @@ async fn reply(
 ) -> Result<Json<Request>, AppError> {
     caller.require(Role::Operator)?;
     let text = check_text(&body.text)?;
-    let catalog = load_catalog(&app).await?;
+    let catalog = load_catalog(&app, &caller).await?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     lock_open(&tx, id).await?;
@@ -238,7 +262,7 @@ async fn confirm(
     RequestId(id): RequestId,
 ) -> Result<Json<Request>, AppError> {
     caller.require(Role::Operator)?;
-    let catalog = load_catalog(&app).await?;
+    let catalog = load_catalog(&app, &caller).await?;
     let would_run = match claim(&app, &catalog, id).await {
         Ok(body) => body,
         Err(e) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use tokio_rustls::rustls;
 
-use crate::infra::auth::{role_for, Identity};
+use crate::infra::auth::Identity;
 use crate::infra::config::auth::LdapConfig;
 use crate::infra::error::AppError;
 use crate::infra::state::App;
@@ -49,7 +49,7 @@ pub(super) async fn sign_in(app: &App, username: &str, password: &str) -> Result
         return Err(AppError::Unauthorized("a password is needed".into()));
     }
     let person = authenticate(config, username, password).await?;
-    super::remember(
+    let (user_id, display_name) = super::remember(
         app,
         super::Seen {
             kind: "ldap",
@@ -61,13 +61,15 @@ pub(super) async fn sign_in(app: &App, username: &str, password: &str) -> Result
             groups: &person.groups,
         },
     )
-    .await
-    .map(|(user_id, display_name)| Identity {
+    .await?;
+    let access = crate::infra::auth::person_access(app, &person.username, &person.groups).await?;
+    Ok(Identity {
         user_id: Some(user_id),
         key_id: None,
         token_name: None,
         session_id: None,
-        role: role_for(&app.config.auth, &person.groups),
+        role: access.max_role(),
+        access,
         name: person.username.clone(),
         via_cookie: true,
         kind: "ldap".into(),

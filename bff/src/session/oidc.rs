@@ -19,7 +19,7 @@ use openidconnect::{
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::infra::auth::{cookie, role_for, Identity};
+use crate::infra::auth::{cookie, Identity};
 use crate::infra::config::auth::OidcConfig;
 use crate::infra::error::AppError;
 use crate::infra::extract::Q;
@@ -345,12 +345,14 @@ async fn sign_in(
         },
     )
     .await?;
+    let access = crate::infra::auth::person_access(app, &username, &groups).await?;
     let identity = Identity {
         user_id: Some(user_id),
         key_id: None,
         token_name: None,
         session_id: None,
-        role: role_for(&app.config.auth, &groups),
+        role: access.max_role(),
+        access,
         name: username,
         via_cookie: true,
         kind: "oidc".into(),

@@ -61,6 +61,16 @@ pub async fn fetch_job(db: &Object, id: i64) -> Result<Option<Job>, AppError> {
 }
 
 /// Jobs changed after `change_seq`, with their change_seq, oldest change first.
+/// The job, if the caller may see it; one outside their scope does not exist for them (404).
+/// Every handler that reads or acts on one job by its id starts here.
+pub async fn visible_job(db: &Object, caller: &crate::infra::auth::Caller, id: i64) -> Result<Job, AppError> {
+    let job = fetch_job(db, id).await?.ok_or_else(|| AppError::not_found_job(id))?;
+    if !caller.access.allows(shared::Role::Viewer, &crate::infra::access::Target::of(&job)) {
+        return Err(AppError::not_found_job(id));
+    }
+    Ok(job)
+}
+
 pub async fn jobs_changed_since(db: &Object, since: i64, limit: i64) -> Result<Vec<(Job, i64)>, AppError> {
     let rows = db
         .query(

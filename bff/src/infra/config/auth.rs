@@ -18,6 +18,8 @@ pub struct AuthConfig {
     pub admin_groups: Vec<String>,
     pub operator_groups: Vec<String>,
     pub viewer_groups: Vec<String>,
+    /// The role bindings of `PLAYDECK_ACCESS_CONFIG` (TOML; `examples/access.toml`).
+    pub access: Vec<crate::infra::access::Binding>,
     /// Whether the sign-in page offers the API key form (`PLAYDECK_API_KEY_SIGNIN`, default true).
     pub api_key_signin: bool,
     /// A session unused this long ends (`PLAYDECK_SESSION_IDLE_MINUTES`, default 60).
@@ -196,6 +198,14 @@ impl AuthConfig {
             admin_groups: list("PLAYDECK_ADMIN_GROUPS"),
             operator_groups: list("PLAYDECK_OPERATOR_GROUPS"),
             viewer_groups: list("PLAYDECK_VIEWER_GROUPS"),
+            access: match var("PLAYDECK_ACCESS_CONFIG") {
+                None => Vec::new(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("PLAYDECK_ACCESS_CONFIG {path}: {e}"))?;
+                    crate::infra::access::parse_file(&path, &text)?
+                }
+            },
             api_key_signin: var("PLAYDECK_API_KEY_SIGNIN")
                 .is_none_or(|v| !matches!(v.trim(), "0" | "false" | "no")),
             session_idle_minutes: positive("PLAYDECK_SESSION_IDLE_MINUTES", 60)? as i64,
@@ -212,6 +222,7 @@ impl AuthConfig {
             proxy: None,
             trusted_proxies: Vec::new(),
             admin_groups: Vec::new(),
+            access: Vec::new(),
             operator_groups: Vec::new(),
             viewer_groups: Vec::new(),
             api_key_signin: true,

@@ -1,0 +1,15 @@
+-- Role bindings made on the Settings page (issue "Teams, part 2"): a user or group, a role, and
+-- the scope it holds over (empty arrays: every source / template / inventory). Bindings from
+-- PLAYDECK_ACCESS_CONFIG and PLAYDECK_*_GROUPS are not stored; they are read at each start.
+-- Expand-only: nothing existing changes.
+create table role_bindings (
+    id           bigserial primary key,
+    subject_kind text not null check (subject_kind in ('user', 'group')),
+    subject      text not null check (subject <> ''),
+    role         text not null check (role in ('viewer', 'operator', 'admin')),
+    sources      text[] not null default '{}',
+    templates    text[] not null default '{}',
+    inventories  text[] not null default '{}',
+    created      timestamptz not null default now(),
+    created_by   text not null
+);
