@@ -20,6 +20,7 @@ pub mod store;
 
 pub mod aap;
 pub mod audit;
+pub mod bindings;
 pub mod credentials;
 pub mod deliveries;
 pub mod engine;
@@ -152,6 +153,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/tokens", tokens::router())
         .nest("/users", users::router())
         .nest("/audit", audit::router())
+        .nest("/bindings", bindings::router())
         .nest("/kb", kb::router())
         .nest("/stats", stats::router())
         .nest("/requests", requests::router())

@@ -247,6 +247,12 @@ fn operations() -> Vec<Op> {
             .body("UserPatch")
             .answer(200, "User"),
         op("get", "/audit", "audit", "The audit log, newest first", Admin).query(AUDIT_FILTERS),
+        op("get", "/bindings", "people", "Every role binding in force: from the group settings, PLAYDECK_ACCESS_CONFIG and the Settings page", Admin)
+            .answer(200, "Page_for_RoleBinding"),
+        op("post", "/bindings", "people", "Add a role binding: a user or group, a role, and the sources, templates and inventories it holds over", Admin)
+            .body("NewRoleBinding")
+            .answer(201, "RoleBinding"),
+        op("delete", "/bindings/{id}", "people", "Delete a binding made on the Settings page", Admin).status(204),
         op("get", "/audit/csv", "audit", "The same selection as CSV (at most 100000 rows)", Admin).query(AUDIT_FILTERS),
         op("get", "/audit/actions", "audit", "The actions recorded, for the filter", Admin),
         op("get", "/kb", "kb", "Knowledge base entries", Viewer)
@@ -409,6 +415,9 @@ fn schemas() -> Map<String, Value> {
     add::<people::User>(&mut gen);
     add::<people::NewServiceAccount>(&mut gen);
     add::<people::UserPatch>(&mut gen);
+    add::<Page<people::RoleBinding>>(&mut gen);
+    add::<people::RoleBinding>(&mut gen);
+    add::<people::NewRoleBinding>(&mut gen);
     add::<NewApiKey>(&mut gen);
     add::<CreatedApiKey>(&mut gen);
     add::<ErrorBody>(&mut gen);

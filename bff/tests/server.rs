@@ -445,7 +445,15 @@ async fn logs_are_json_lines_without_keys_tokens_or_secrets() {
 
 #[test]
 fn settings_that_cannot_work_stop_the_start_and_name_themselves() {
+    let access = temp_dir("bad-access").join("access.toml");
+    std::fs::write(&access, "[[binding]]\ngroup = \"ops\"\nrole = \"superuser\"\n").expect("write");
+    let access = access.display().to_string();
     for (env, says) in [
+        (vec![("PLAYDECK_ACCESS_CONFIG", access.as_str())], "access.toml line 3: unknown role \"superuser\""),
+        (
+            vec![("PLAYDECK_ACCESS_CONFIG", "/nonexistent/access.toml")],
+            "PLAYDECK_ACCESS_CONFIG /nonexistent/access.toml",
+        ),
         (
             vec![("PLAYDECK_BOOTSTRAP_ADMIN_KEY", "short-admin-key")],
             "PLAYDECK_BOOTSTRAP_ADMIN_KEY must be at least 32 characters",

@@ -137,3 +137,44 @@ pub struct CreatedToken {
 pub struct SignedOut {
     pub logout_url: Option<String>,
 }
+
+/// A role binding: a user or a group holds a role over a scope (the jobs of some sources,
+/// templates and inventories; every list left empty: everything).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RoleBinding {
+    /// Set for bindings made on the Settings page (they can be deleted there).
+    pub id: Option<i64>,
+    /// `settings`, `<file> line N` (PLAYDECK_ACCESS_CONFIG), or the group setting it comes from.
+    pub origin: String,
+    /// One of `user` and `group`.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub role: Role,
+    /// `local`, or controllers' names.
+    pub sources: Vec<String>,
+    /// Template names or playbook paths; `*` and `?` are wildcards.
+    pub templates: Vec<String>,
+    /// Inventory names; `*` and `?` are wildcards.
+    pub inventories: Vec<String>,
+}
+
+/// `POST /api/v1/bindings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewRoleBinding {
+    /// A user name, or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// a group (as the directory or provider names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventories: Vec<String>,
+}

@@ -496,6 +496,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_reads() {
+        let text = include_str!("../../../examples/access.toml");
+        let b = parse_file("examples/access.toml", text).expect("the example parses");
+        assert_eq!(b.len(), 5);
+        let web = Access::of(&b, "wes", &["web-team".to_string()], None, None);
+        assert!(web.allows(Role::Operator, &job("local", "deploy-shop.yml", "web-prod")));
+        assert!(!web.allows(Role::Operator, &job("local", "deploy-shop.yml", "db-prod")));
+    }
+
+    #[test]
     fn globs_become_safe_like_patterns() {
         let g = Glob::parse("it's_50%*").expect("glob");
         assert_eq!(g.like(), "it's\\_50\\%%");
