@@ -425,3 +425,26 @@ async fn an_ordinary_request_that_takes_too_long_is_stopped_but_streams_are_not(
     .await
     .expect("the socket is still open after the timeout");
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_same_site_none_when_a_portal_may_frame_the_page() {
+    let set_cookie = |app: &TestApp| {
+        let r = app.http.post(app.url("/api/v1/session")).json(&json!({"key": ADMIN_KEY})).send();
+        async move { r.await.expect("send").headers()["set-cookie"].to_str().expect("cookie").to_string() }
+    };
+    let alone = spawn_app().await;
+    let cookie = set_cookie(&alone).await;
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let framed = spawn_app_with(|c| c.frame_ancestors = "'self' https://portal.example.com".into()).await;
+    let cookie = set_cookie(&framed).await;
+    assert!(
+        cookie.contains("SameSite=None") && cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let r = framed.http.get(framed.url("/")).send().await.expect("page");
+    let csp = r.headers()["content-security-policy"].to_str().expect("csp").to_string();
+    assert!(csp.contains("frame-ancestors 'self' https://portal.example.com"), "{csp}");
+}

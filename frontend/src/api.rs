@@ -152,6 +152,23 @@ pub async fn token_delete(id: i64) -> Result<(), ApiError> {
     send(Request::delete(&format!("/api/v1/tokens/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
 }
 
+/// `GET /api/v1/bindings` (admins): every role binding in force.
+pub async fn bindings() -> Result<Page<shared::people::RoleBinding>, ApiError> {
+    json(Request::get("/api/v1/bindings").build()).await
+}
+
+/// `POST /api/v1/bindings`.
+pub async fn binding_create(
+    input: &shared::people::NewRoleBinding,
+) -> Result<shared::people::RoleBinding, ApiError> {
+    write_json("/api/v1/bindings", input).await
+}
+
+/// `DELETE /api/v1/bindings/{id}`.
+pub async fn binding_delete(id: i64) -> Result<(), ApiError> {
+    send(Request::delete(&format!("/api/v1/bindings/{id}")).header(CSRF_HEADER, "1").build()).await.map(drop)
+}
+
 /// `GET /api/v1/users` (admins).
 pub async fn users() -> Result<Page<User>, ApiError> {
     json(Request::get("/api/v1/users?page_size=200").build()).await

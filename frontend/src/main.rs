@@ -44,6 +44,7 @@ use crate::session::{use_sign_out_on_401, SessionAction, SessionState};
 use crate::sign_in::SignIn;
 
 fn main() {
+    sign_in::close_if_sign_in_popup();
     yew::Renderer::<App>::new().render();
 }
 

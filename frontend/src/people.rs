@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use shared::people::{NewToken, Token, User, UserSession};
+use shared::people::{NewRoleBinding, NewToken, RoleBinding, Token, User, UserSession};
 use shared::{Role, SessionInfo};
 use yew::prelude::*;
 
@@ -344,4 +344,190 @@ pub fn people() -> Html {
         on_new: None,
     }
     .view(body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Team access (admins): role bindings
+
+#[derive(Clone, PartialEq)]
+struct BindingForm {
+    /// `group` or `user`.
+    kind: String,
+    name: String,
+    role: String,
+    templates: String,
+    inventories: String,
+    sources: String,
+}
+
+/// A comma-separated list, trimmed, empty parts dropped.
+fn list_of(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl BindingForm {
+    fn request(&self) -> Result<NewRoleBinding, Vec<String>> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(vec![format!("Name the {} this binding is for.", self.kind)]);
+        }
+        let role = Role::parse(&self.role).ok_or_else(|| vec!["Choose a role.".to_owned()])?;
+        let (user, group) =
+            if self.kind == "user" { (Some(name.to_owned()), None) } else { (None, Some(name.to_owned())) };
+        Ok(NewRoleBinding {
+            user,
+            group,
+            role,
+            sources: list_of(&self.sources),
+            templates: list_of(&self.templates),
+            inventories: list_of(&self.inventories),
+        })
+    }
+}
+
+fn scope_words(b: &RoleBinding) -> String {
+    let mut parts = Vec::new();
+    for (what, list) in
+        [("templates", &b.templates), ("inventories", &b.inventories), ("sources", &b.sources)]
+    {
+        if !list.is_empty() {
+            parts.push(format!("{what} {}", list.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        "every job".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+type BindingsState = Items<RoleBinding, BindingForm, i64>;
+
+#[function_component(Bindings)]
+pub fn bindings() -> Html {
+    let state = use_reducer(BindingsState::default);
+    let send = state.dispatcher().to_callback();
+    {
+        let send = send.clone();
+        use_effect_with(state.reload, move |_| {
+            form::spawn(&send, async { ItemsAction::Loaded(api::bindings().await.map(|p| p.results)) });
+        });
+    }
+    let editor = state.form.as_ref().map(|f| {
+        let form_value = f.clone();
+        let send_items = send.clone();
+        let onsubmit = Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            match form_value.request() {
+                Err(problems) => send_items.emit(ItemsAction::Problems(Some(problems))),
+                Ok(request) => {
+                    send_items.emit(ItemsAction::Saving);
+                    form::spawn(&send_items, async move {
+                        ItemsAction::Saved(api::binding_create(&request).await.map(|b| {
+                            format!("{} {} is now {} over {}.", if b.user.is_some() { "User" } else { "Group" },
+                                b.user.or(b.group).unwrap_or_default(), b.role.as_str(), scope_words_of(&request))
+                        }))
+                    });
+                }
+            }
+        });
+        let set = |f: fn(&mut BindingForm, String)| on_input(edit(&send, f));
+        let text = |id: &'static str, label: &'static str, value: &str, hint: &'static str, f: fn(&mut BindingForm, String)| {
+            html! {
+                <div class="field">
+                    <label for={id}>{ label }</label>
+                    <input id={id} type="text" value={value.to_owned()} oninput={set(f)} placeholder={hint} data-testid={id} />
+                </div>
+            }
+        };
+        state.editor(&send, ("binding", "binding"), onsubmit).view(html! {
+            <div class="filter-grid">
+                <div class="field">
+                    <label for="binding-kind">{ "For a" }</label>
+                    <select id="binding-kind" onchange={edit(&send, |f: &mut BindingForm, v| f.kind = v)} data-testid="binding-kind">
+                        <option value="group" selected={f.kind == "group"}>{ "group" }</option>
+                        <option value="user" selected={f.kind == "user"}>{ "user" }</option>
+                    </select>
+                </div>
+                { text("binding-name", "Name", &f.name, "patch-team", |f, v| f.name = v) }
+                <div class="field">
+                    <label for="binding-role">{ "Role" }</label>
+                    <select id="binding-role" onchange={edit(&send, |f: &mut BindingForm, v| f.role = v)} data-testid="binding-role">
+                        { for [Role::Viewer, Role::Operator, Role::Admin].into_iter().map(|r| html! {
+                            <option value={r.as_str()} selected={r.as_str() == f.role}>{ r.as_str() }</option>
+                        }) }
+                    </select>
+                </div>
+                { text("binding-templates", "Templates (commas, * and ?)", &f.templates, "patch-*.yml", |f, v| f.templates = v) }
+                { text("binding-inventories", "Inventories", &f.inventories, "web-*", |f, v| f.inventories = v) }
+                { text("binding-sources", "Sources", &f.sources, "local, aap-prod", |f, v| f.sources = v) }
+            </div>
+        })
+    });
+    let body = item_list(
+        &state.list,
+        "binding-list",
+        ("binding-empty", "No bindings: nobody but the bootstrap key has a role."),
+        |b| {
+            let who = b
+                .user
+                .as_ref()
+                .map(|u| format!("user {u}"))
+                .or_else(|| b.group.as_ref().map(|g| format!("group {g}")))
+                .unwrap_or_default();
+            let actions = match b.id {
+                Some(id) => delete_actions(
+                    &send,
+                    "binding",
+                    &state.confirm,
+                    (id, &who),
+                    |id| async move { api::binding_delete(id).await },
+                    Html::default(),
+                ),
+                None => Html::default(),
+            };
+            html! {
+                <li class="item" data-testid="binding" data-origin={b.origin.clone()}>
+                    <div class="item-main">
+                        <span class="item-title">{ who.clone() }</span>
+                        <span class="tag">{ b.role.as_str() }</span>
+                        <p class="item-line">{ format!("over {}", scope_words(b)) }</p>
+                        <p class="item-line muted">{ format!("from {}", b.origin) }</p>
+                    </div>
+                    { actions }
+                </li>
+            }
+        },
+    );
+    Section {
+        noun: "binding",
+        short: "binding",
+        title: "Team access",
+        intro: "Who sees and runs what: a user or group, a role, and the templates, inventories and sources it holds over (empty: every job). Bindings from the access file and the group settings are changed there.",
+        notice: state.notice.as_deref(),
+        on_new: state.form.is_none().then(|| {
+            send.reform(|_| ItemsAction::Form(Some(BindingForm {
+                kind: "group".into(),
+                name: String::new(),
+                role: "viewer".into(),
+                templates: String::new(),
+                inventories: String::new(),
+                sources: String::new(),
+            })))
+        }),
+    }
+    .view(html! { <>{ for editor }{ body }</> })
+}
+
+fn scope_words_of(r: &NewRoleBinding) -> String {
+    scope_words(&RoleBinding {
+        id: None,
+        origin: String::new(),
+        user: None,
+        group: None,
+        role: r.role,
+        sources: r.sources.clone(),
+        templates: r.templates.clone(),
+        inventories: r.inventories.clone(),
+    })
 }

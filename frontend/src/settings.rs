@@ -38,6 +38,7 @@ pub fn settings_page() -> Html {
             <people::Sessions />
             if admin {
                 <people::People />
+                <people::Bindings />
             }
             if operator {
                 <Credentials {admin} />

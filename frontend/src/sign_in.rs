@@ -59,6 +59,67 @@ fn here() -> String {
     format!("{path}{search}")
 }
 
+/// Whether this page is shown in another page's frame (a portal).
+fn framed() -> bool {
+    web_sys::window().is_some_and(|w| match (w.top(), w.self_()) {
+        (Ok(Some(top)), me) => !js_sys::Object::is(&top, &me),
+        _ => true,
+    })
+}
+
+/// In a frame, single sign-on runs in a popup (providers refuse to be framed, and a portal's page
+/// must stay where it is): the popup comes back to `/?signed_in=popup`, which closes it, while
+/// this page asks every second whether the session now exists.
+fn sso_in_popup(on_signed_in: Callback<SessionInfo>) -> Callback<MouseEvent> {
+    Callback::from(move |e: MouseEvent| {
+        if !framed() {
+            return;
+        }
+        e.prevent_default();
+        let Some(window) = web_sys::window() else { return };
+        let url = format!(
+            "/api/v1/session/oidc/start?return_to={}",
+            js_sys::encode_uri_component("/?signed_in=popup")
+        );
+        let Ok(Some(popup)) = window.open_with_url_and_target_and_features(
+            &url,
+            "playdeck-sign-in",
+            "popup,width=520,height=700",
+        ) else {
+            // A blocked popup: the frame itself goes (the provider may still refuse to be framed).
+            let _ = window.location().set_href(&url);
+            return;
+        };
+        let on_signed_in = on_signed_in.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            // Ten minutes: as long as the sign-in itself may take.
+            for _ in 0..600 {
+                gloo_timers::future::TimeoutFuture::new(1_000).await;
+                if let Ok(Some(info)) = api::session().await {
+                    on_signed_in.emit(info);
+                    return;
+                }
+                if popup.closed().unwrap_or(true) {
+                    // One last look: it may have closed right after signing in.
+                    if let Ok(Some(info)) = api::session().await {
+                        on_signed_in.emit(info);
+                    }
+                    return;
+                }
+            }
+        });
+    })
+}
+
+/// The popup of a framed sign-in closes itself once it is back (signed in).
+pub fn close_if_sign_in_popup() {
+    let Some(window) = web_sys::window() else { return };
+    let back = window.location().search().unwrap_or_default().contains("signed_in=popup");
+    if back && window.opener().is_ok_and(|o| !o.is_null()) {
+        let _ = window.close();
+    }
+}
+
 #[function_component(SignIn)]
 pub fn sign_in(props: &SignInProps) -> Html {
     let state = use_reducer(|| State { options: Load::Loading, sending: false, failed: None });
@@ -151,7 +212,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
             <div class="card" data-testid="signin-form">
                 <h1>{ "Sign in to Playdeck" }</h1>
                 if let Some(provider) = &options.oidc {
-                    <a class="button sso" data-testid="signin-oidc"
+                    <a class="button sso" data-testid="signin-oidc" onclick={sso_in_popup(props.on_signed_in.clone())}
                        href={format!("/api/v1/session/oidc/start?return_to={}", js_sys::encode_uri_component(&here()))}>
                         { format!("Sign in with {provider}") }
                     </a>

@@ -209,11 +209,24 @@ pub(crate) async fn open_session(
     )
     .await;
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Max-Age={}{}",
         app.config.session_hours * 3600,
-        if secure(app, headers) { "; Secure" } else { "" }
+        same_site(app, headers)
     );
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// The session cookie's `SameSite` (and `Secure`): `None; Secure` when other sites may frame
+/// Playdeck (a portal's iframe is a third-party context, where `Lax` cookies are not sent),
+/// `Lax` otherwise.
+pub(crate) fn same_site(app: &App, headers: &HeaderMap) -> &'static str {
+    if app.config.framed_by_others() {
+        "; SameSite=None; Secure"
+    } else if secure(app, headers) {
+        "; SameSite=Lax; Secure"
+    } else {
+        "; SameSite=Lax"
+    }
 }
 
 /// Whether cookies get `Secure`: the page is served over HTTPS (here, by the public URL, or the
@@ -251,9 +264,10 @@ async fn remove(State(app): State<AppState>, headers: HeaderMap) -> Result<Respo
         Some(url) => Json(SignedOut { logout_url: Some(url) }).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     };
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Max-Age=0{}", same_site(&app, &headers));
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("playdeck_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_str(&clear).map_err(|e| AppError::Internal(e.to_string()))?,
     );
     Ok(resp)
 }

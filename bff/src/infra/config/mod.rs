@@ -100,6 +100,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether `PLAYDECK_FRAME_ANCESTORS` lets other sites frame Playdeck (a portal): then the
+    /// session cookie must be `SameSite=None; Secure`, or a framed page could not sign in.
+    pub fn framed_by_others(&self) -> bool {
+        self.frame_ancestors.split_whitespace().any(|s| !matches!(s, "'self'" | "'none'"))
+    }
+}
+
+impl Config {
     /// Reads the environment; a malformed value is an error that names the variable.
     pub fn from_env() -> Result<Config, String> {
         use env::var;
