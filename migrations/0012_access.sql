@@ -13,3 +13,12 @@ create table role_bindings (
     created      timestamptz not null default now(),
     created_by   text not null
 );
+
+-- A framed page's single sign-on runs in a popup, whose session lives in the popup's (first-party)
+-- cookie partition; the framed page gets a session of its own for the same sign-in by a one-time
+-- code (60 s) the popup hands it.
+create table session_handoffs (
+    code_hash  text primary key,
+    token_hash text not null,
+    created    timestamptz not null default now()
+);

@@ -247,6 +247,8 @@ fn operations() -> Vec<Op> {
             .body("UserPatch")
             .answer(200, "User"),
         op("get", "/audit", "audit", "The audit log, newest first", Admin).query(AUDIT_FILTERS),
+        op("post", "/session/handoff", "session", "A one-time code (60 s) with which a framed page of this browser signs in with this session's sign-in (`POST /session` with `handoff`)", Viewer)
+            .answer(200, "SessionHandoff"),
         op("get", "/bindings", "people", "Every role binding in force: from the group settings, PLAYDECK_ACCESS_CONFIG and the Settings page", Admin)
             .answer(200, "Page_for_RoleBinding"),
         op("post", "/bindings", "people", "Add a role binding: a user or group, a role, and the sources, templates and inventories it holds over", Admin)
@@ -405,6 +407,7 @@ fn schemas() -> Map<String, Value> {
     add::<IngestResult>(&mut gen);
     add::<SessionRequest>(&mut gen);
     add::<SessionInfo>(&mut gen);
+    add::<SessionHandoff>(&mut gen);
     add::<people::SignInOptions>(&mut gen);
     add::<people::SignedOut>(&mut gen);
     add::<Page<people::UserSession>>(&mut gen);

@@ -448,3 +448,70 @@ async fn the_session_cookie_is_same_site_none_when_a_portal_may_frame_the_page()
     let csp = r.headers()["content-security-policy"].to_str().expect("csp").to_string();
     assert!(csp.contains("frame-ancestors 'self' https://portal.example.com"), "{csp}");
 }
+
+#[tokio::test]
+async fn a_framed_page_signs_in_with_a_one_time_code_from_its_popups_session() {
+    let app = spawn_app_with(|c| c.frame_ancestors = "'self' https://portal.example.com".into()).await;
+    let popup = session_cookie(&app).await;
+    let code: Value = app
+        .http
+        .post(app.url("/api/v1/session/handoff"))
+        .header("cookie", &popup)
+        .header("x-playdeck-csrf", "1")
+        .send()
+        .await
+        .expect("handoff")
+        .json()
+        .await
+        .expect("json");
+    let code = code["code"].as_str().expect("code").to_string();
+    // The framed page, without the popup's cookie, signs in with it once.
+    let r = app
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"handoff": code}))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(cookie.contains("Partitioned") && cookie.contains("SameSite=None"), "{cookie}");
+    let framed = cookie.split(';').next().expect("pair").to_string();
+    assert_ne!(framed, popup, "a session of its own");
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/session"))
+        .header("cookie", &framed)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["role"], "admin");
+    let again = app
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"handoff": code}))
+        .send()
+        .await
+        .expect("again");
+    assert_error(again, 401).await;
+    // Not with a token, and not mixed with a key.
+    let r = app
+        .http
+        .post(app.url("/api/v1/session/handoff"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("bearer");
+    assert_error(r, 403).await;
+    let r = app
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"handoff": "x", "key": ADMIN_KEY}))
+        .send()
+        .await
+        .expect("mixed");
+    assert_error(r, 422).await;
+}

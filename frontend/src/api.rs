@@ -115,6 +115,11 @@ pub async fn sign_in(request: &SessionRequest) -> Result<SessionInfo, ApiError> 
     decode(send_quiet(request).await?).await
 }
 
+/// `POST /api/v1/session/handoff`: a one-time code for a framed page of this browser.
+pub async fn session_handoff() -> Result<shared::SessionHandoff, ApiError> {
+    json(Request::post("/api/v1/session/handoff").header(CSRF_HEADER, "1").build()).await
+}
+
 /// `DELETE /api/v1/session`: after single sign-on, the provider's logout page to open.
 pub async fn sign_out() -> Result<Option<String>, ApiError> {
     let response = send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await?;

@@ -6,6 +6,8 @@ use std::rc::Rc;
 
 use shared::people::SignInOptions;
 use shared::{SessionInfo, SessionRequest};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -68,8 +70,10 @@ fn framed() -> bool {
 }
 
 /// In a frame, single sign-on runs in a popup (providers refuse to be framed, and a portal's page
-/// must stay where it is): the popup comes back to `/?signed_in=popup`, which closes it, while
-/// this page asks every second whether the session now exists.
+/// must stay where it is). The popup comes back to `/?signed_in=popup`, asks for a one-time code
+/// of its session and posts it here (browsers keep a framed page's cookies apart from the same
+/// site's own), and this page signs in with it. Where the cookies are shared, the session is
+/// simply seen: this page also asks every second.
 fn sso_in_popup(on_signed_in: Callback<SessionInfo>) -> Callback<MouseEvent> {
     Callback::from(move |e: MouseEvent| {
         if !framed() {
@@ -90,34 +94,78 @@ fn sso_in_popup(on_signed_in: Callback<SessionInfo>) -> Callback<MouseEvent> {
             let _ = window.location().set_href(&url);
             return;
         };
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let origin = window.location().origin().unwrap_or_default();
+        let listener = {
+            let (on_signed_in, done) = (on_signed_in.clone(), done.clone());
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
+                if m.origin() != origin || done.get() {
+                    return;
+                }
+                let Some(code) = js_sys::Reflect::get(&m.data(), &"playdeck_handoff".into())
+                    .ok()
+                    .and_then(|c| c.as_string())
+                else {
+                    return;
+                };
+                let (on_signed_in, done) = (on_signed_in.clone(), done.clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let request = SessionRequest { handoff: Some(code), ..Default::default() };
+                    if let Ok(info) = api::sign_in(&request).await {
+                        done.set(true);
+                        on_signed_in.emit(info);
+                    }
+                });
+            })
+        };
+        let _ = window.add_event_listener_with_callback("message", listener.as_ref().unchecked_ref());
         let on_signed_in = on_signed_in.clone();
         wasm_bindgen_futures::spawn_local(async move {
             // Ten minutes: as long as the sign-in itself may take.
             for _ in 0..600 {
                 gloo_timers::future::TimeoutFuture::new(1_000).await;
+                if done.get() {
+                    break;
+                }
                 if let Ok(Some(info)) = api::session().await {
+                    done.set(true);
                     on_signed_in.emit(info);
-                    return;
+                    break;
                 }
                 if popup.closed().unwrap_or(true) {
-                    // One last look: it may have closed right after signing in.
-                    if let Ok(Some(info)) = api::session().await {
-                        on_signed_in.emit(info);
-                    }
-                    return;
+                    // The code may still be on its way.
+                    gloo_timers::future::TimeoutFuture::new(2_000).await;
+                    break;
                 }
             }
+            if let Some(w) = web_sys::window() {
+                let _ = w.remove_event_listener_with_callback("message", listener.as_ref().unchecked_ref());
+            }
+            drop(listener);
         });
     })
 }
 
-/// The popup of a framed sign-in closes itself once it is back (signed in).
+/// The popup of a framed sign-in, once back: hands its session to the page that opened it and
+/// closes itself.
 pub fn close_if_sign_in_popup() {
     let Some(window) = web_sys::window() else { return };
     let back = window.location().search().unwrap_or_default().contains("signed_in=popup");
-    if back && window.opener().is_ok_and(|o| !o.is_null()) {
-        let _ = window.close();
+    let Some(opener) = window.opener().ok().filter(|o| !o.is_null()) else { return };
+    if !back {
+        return;
     }
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Ok(handoff) = api::session_handoff().await {
+            let message = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&message, &"playdeck_handoff".into(), &handoff.code.into());
+            let origin = window.location().origin().unwrap_or_default();
+            if let Ok(opener) = opener.dyn_into::<web_sys::Window>() {
+                let _ = opener.post_message(&message, &origin);
+            }
+        }
+        let _ = window.close();
+    });
 }
 
 #[function_component(SignIn)]
@@ -178,7 +226,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
             (!username.is_empty() && !password.is_empty()).then_some(SessionRequest {
                 username: Some(username),
                 password: Some(password),
-                key: None,
+                ..Default::default()
             })
         },
         vec![user_input.clone(), password_input.clone()],

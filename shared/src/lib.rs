@@ -411,6 +411,17 @@ pub struct SessionRequest {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A one-time code from `POST /api/v1/session/handoff` (a framed page signing in with the
+    /// session its single sign-on popup opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
+}
+
+/// `POST /api/v1/session/handoff`: the one-time code (60 s) another page of this browser signs in with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SessionHandoff {
+    pub code: String,
 }
 
 /// Who is signed in (answer of `POST`/`GET /api/v1/session`).

@@ -22,6 +22,7 @@ const BROWSER_TESTS: &[&str] = &[
     "settings.mjs",
     "people.mjs",
     "edge.mjs",
+    "frame.mjs",
 ];
 
 pub(crate) fn test() -> Result<(), String> {
@@ -52,6 +53,8 @@ pub(crate) fn test() -> Result<(), String> {
         ("PLAYDECK_SIGNIN_PER_MINUTE", "120".into()),
         // The scripts poll and page quickly with one key; the limit is tested in hardening.rs.
         ("PLAYDECK_API_PER_SECOND", "100000".into()),
+        // frame.mjs frames the page from a portal on localhost (another site to the browser).
+        ("PLAYDECK_FRAME_ANCESTORS", "'self' http://localhost:*".into()),
         // settings.mjs mails through an SMTP sink it runs on loopback.
         ("PLAYDECK_WEBHOOK_ALLOW", "127.0.0.1".into()),
         // expired.mjs ingests a job that finished in 2001; nothing else is that old.

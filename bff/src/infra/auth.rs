@@ -341,6 +341,11 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
 
 /// A browser session: a person's, or one made with the key form.
 async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> {
+    session_identity_by_hash(app, &hash_secret(token)).await
+}
+
+/// A browser session by its token's hash (a handoff names the popup's session so).
+pub(crate) async fn session_identity_by_hash(app: &App, token_hash: &str) -> Result<Identity, AppError> {
     let bindings = app.bindings.all(&app.pool).await?;
     let db = app.pool.get().await?;
     let row = db
@@ -358,7 +363,7 @@ async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> 
                    from s left join api_keys k on k.id = s.key_id
                           left join users u on u.id = coalesce(s.user_id, k.user_id)"
             ),
-            &[&hash_secret(token), &(app.config.auth.session_idle_minutes as i32)],
+            &[&token_hash, &(app.config.auth.session_idle_minutes as i32)],
         )
         .await?;
     let ended = || AppError::Unauthorized("the session has ended; sign in again".into());

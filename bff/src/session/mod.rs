@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(show).post(create).delete(remove))
         .route("/options", get(options))
+        .route("/handoff", axum::routing::post(handoff))
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", delete(end_session))
         .route("/oidc/start", get(oidc::start))
@@ -126,6 +127,12 @@ async fn create(
     if let Err(wait) = app.signin_limit.check(&client.0) {
         return Err(refused(&app, &client.0, &AppError::TooManyRequests(wait), serde_json::json!({})).await);
     }
+    if let Some(code) = req.handoff {
+        if req.key.is_some() || req.username.is_some() || req.password.is_some() {
+            return Err(AppError::Unprocessable("a `handoff` comes alone".into()));
+        }
+        return take_handoff(&app, &client.0, &headers, &code).await;
+    }
     let (method, identity) = match (req.key, req.username, req.password) {
         (Some(key), None, None) => {
             if !app.config.auth.api_key_signin {
@@ -159,6 +166,63 @@ async fn create(
     };
     let cookie = open_session(&app, &identity, method, None, &client.0, &headers).await?;
     let mut resp = Json(info(&app, identity)).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// `POST /api/v1/session/handoff`: a one-time code (60 s) for this browser session, with which a
+/// framed Playdeck page (another cookie partition) opens a session of its own for the same
+/// sign-in. Only from the browser session itself, never with a token.
+async fn handoff(
+    State(app): State<AppState>,
+    identity: Identity,
+    headers: HeaderMap,
+) -> Result<Json<shared::SessionHandoff>, AppError> {
+    let Some(token) =
+        cookie(&headers, SESSION_COOKIE).filter(|_| identity.session_id.is_some() && identity.via_cookie)
+    else {
+        return Err(AppError::Forbidden("a handoff is made from a browser session".into()));
+    };
+    let code = crate::infra::secrets::random_token("pdh_");
+    let db = app.pool.get().await?;
+    db.execute("delete from session_handoffs where created < now() - interval '60 seconds'", &[]).await?;
+    db.execute(
+        "insert into session_handoffs (code_hash, token_hash) values ($1, $2)",
+        &[&hash_secret(&code), &hash_secret(token)],
+    )
+    .await?;
+    Ok(Json(shared::SessionHandoff { code }))
+}
+
+/// Signs in with a handoff code: a new session for the sign-in it was made from (once, within 60 s).
+async fn take_handoff(
+    app: &App,
+    client: &str,
+    headers: &HeaderMap,
+    code: &str,
+) -> Result<Response, AppError> {
+    let db = app.pool.get().await?;
+    let row = db
+        .query_opt(
+            "with h as (delete from session_handoffs where code_hash = $1 returning token_hash, created)
+             select h.token_hash, s.method, s.id_token from h join sessions s on s.token_hash = h.token_hash
+              where h.created > now() - interval '60 seconds'",
+            &[&hash_secret(code.trim())],
+        )
+        .await?;
+    drop(db);
+    let Some(row) = row else {
+        let e = AppError::Unauthorized(
+            "this sign-in code is not valid (unknown, used or older than a minute)".into(),
+        );
+        return Err(refused(app, client, &e, serde_json::json!({"method": "handoff"})).await);
+    };
+    let token_hash: String = row.get(0);
+    let method: String = row.get(1);
+    let id_token: Option<String> = row.get(2);
+    let identity = crate::infra::auth::session_identity_by_hash(app, &token_hash).await?;
+    let cookie = open_session(app, &identity, &method, id_token.as_deref(), client, headers).await?;
+    let mut resp = Json(info(app, identity)).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)
 }
@@ -216,12 +280,13 @@ pub(crate) async fn open_session(
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-/// The session cookie's `SameSite` (and `Secure`): `None; Secure` when other sites may frame
-/// Playdeck (a portal's iframe is a third-party context, where `Lax` cookies are not sent),
-/// `Lax` otherwise.
+/// The session cookie's `SameSite` (and `Secure`): `None; Secure; Partitioned` when other sites
+/// may frame Playdeck (a portal's iframe is a third-party context, where `Lax` cookies are not
+/// sent, and browsers that block third-party cookies still keep a partitioned one: CHIPS, kept
+/// for that portal only), `Lax` otherwise.
 pub(crate) fn same_site(app: &App, headers: &HeaderMap) -> &'static str {
     if app.config.framed_by_others() {
-        "; SameSite=None; Secure"
+        "; SameSite=None; Secure; Partitioned"
     } else if secure(app, headers) {
         "; SameSite=Lax; Secure"
     } else {
