@@ -8,7 +8,7 @@ pub mod oidc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use shared::people::{AccessGroups, SignInOptions, SignedOut, UserSession};
 use shared::{Page, SessionInfo, SessionRequest};
@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(show).post(create).delete(remove))
         .route("/options", get(options))
-        .route("/handoff", axum::routing::post(handoff))
+        .route("/handoff", post(handoff))
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", delete(end_session))
         .route("/oidc/start", get(oidc::start))
