@@ -7,7 +7,10 @@
 //! live:   K WebSocket clients follow one job while events are ingested at a fixed rate; prints
 //!         p50/p99/max latency from "ingest accepted" to "client received".
 //! auth:   `GET /api/v1/jobs` with a signed-in person's session cookie against the same call with
-//!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1).
+//!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1). Then a
+//!         person whose bindings cover 5 templates of 50 against an admin, side by side on 20 000
+//!         jobs: the grid, the dashboard's stats and the WebSocket fan-out of job changes (limit
+//!         1.2 each).
 
 #[path = "support/run.rs"]
 mod run;
@@ -44,6 +47,13 @@ async fn main() {
     config.ingest_token = Some(Secret(TOKEN.into()));
     config.pool_size = 16;
     config.auth.admin_groups = vec!["playdeck-admins".into()];
+    // The scoped person's team: 5 templates of the 50 the auth benchmark's jobs use.
+    let team: String = (1..=5).map(|t| format!("\"tpl-{t:02}.yml\"")).collect::<Vec<_>>().join(", ");
+    config.auth.access = bff::infra::access::parse_file(
+        "bench",
+        &format!("[[binding]]\ngroup = \"team-a\"\nrole = \"operator\"\ntemplates = [{team}]\n"),
+    )
+    .expect("bindings");
     let started = bff::start(config, pg.clone()).await.expect("start playdeck");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -392,5 +402,176 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     println!(
         "      ratio session / key: {ratio:.3} (limit 1.10) -> {}",
         if ratio <= 1.1 { "ok" } else { "TOO SLOW" }
+    );
+    scoped(args, addr, &db).await;
+}
+
+/// A person bound to 5 templates of 50 against an admin: the same reads side by side, and the
+/// WebSocket fan-out of job changes to both at once.
+async fn scoped(args: &[String], addr: std::net::SocketAddr, db: &tokio_postgres::Client) {
+    let rounds = arg(args, "--rounds", 20);
+    let per_round = arg(args, "--requests", 200) / 4;
+    let concurrency = arg(args, "--concurrency", 4);
+    // 20 000 finished jobs over 50 templates in the last hours, and two people's sessions.
+    db.batch_execute(
+        "insert into jobs (source, external_id, name, template, inventory, status, created, modified, started, finished, elapsed)
+         select 'local', 'scope-' || g, 'job ' || g, 'tpl-' || lpad(((g % 50) + 1)::text, 2, '0') || '.yml', 'prod',
+                case when g % 7 = 0 then 'failed' else 'successful' end,
+                now() - make_interval(secs => g), now() - make_interval(secs => g),
+                now() - make_interval(secs => g), now() - make_interval(secs => g - 30), 30
+           from generate_series(1, 20000) g;
+         analyze jobs;",
+    )
+    .await
+    .expect("jobs");
+    let mut cookies = Vec::new();
+    for (who, groups) in [("admin", "playdeck-admins"), ("scoped", "team-a")] {
+        let cookie = format!("pds_bench_{who}_session_token_0123456789");
+        let hash = bff::infra::secrets::hash_secret(&cookie);
+        db.batch_execute(&format!(
+            "insert into users (kind, issuer, subject, username, display_name, groups)
+             values ('oidc', 'https://idp.example.com', 'bench-{who}', 'bench-{who}', 'Bench', '{{{groups}}}');
+             insert into sessions (token_hash, user_id, method, expires)
+             select '{hash}', id, 'oidc', now() + interval '1 hour' from users where subject = 'bench-{who}';"
+        ))
+        .await
+        .expect("session");
+        cookies.push(cookie);
+    }
+    let http = reqwest::Client::new();
+    let call = |path: &str, who: usize| {
+        let req = http
+            .get(format!("http://{addr}{path}"))
+            .header("cookie", format!("playdeck_session={}", cookies[who]));
+        async move {
+            let r = req.send().await.expect("get");
+            assert_eq!(r.status(), 200, "read");
+            let _ = r.bytes().await;
+        }
+    };
+    let scoped_jobs: Value = serde_json::from_slice(
+        &http
+            .get(format!("http://{addr}/api/v1/jobs?page_size=1"))
+            .header("cookie", format!("playdeck_session={}", cookies[1]))
+            .send()
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    println!(
+        "scope: a person bound to 5 of 50 templates ({} of the jobs) against an admin, {rounds} rounds of {per_round} requests each, {concurrency} at a time",
+        scoped_jobs["count"]
+    );
+    for path in ["/api/v1/jobs?page_size=50", "/api/v1/stats"] {
+        for _ in 0..10 {
+            call(path, 0).await;
+            call(path, 1).await;
+        }
+        let mut wall = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for who in order {
+                let t = Instant::now();
+                for chunk in (0..per_round).collect::<Vec<_>>().chunks(concurrency) {
+                    futures_util::future::join_all(chunk.iter().map(|_| call(path, who))).await;
+                }
+                wall[who].push(t.elapsed().as_secs_f64());
+            }
+        }
+        for w in &mut wall {
+            w.sort_by(|a, b| a.total_cmp(b));
+        }
+        let (admin, scoped) = (wall[0][wall[0].len() / 2], wall[1][wall[1].len() / 2]);
+        let ratio = scoped / admin;
+        println!(
+            "      {path:<28} admin {:.2} ms/request, scoped {:.2} ms/request, ratio {ratio:.3} (limit 1.20) -> {}",
+            admin * 1000.0 / per_round as f64,
+            scoped * 1000.0 / per_round as f64,
+            if ratio <= 1.2 { "ok" } else { "TOO SLOW" }
+        );
+    }
+
+    // The fan-out: clients of both kinds follow every job's changes while jobs of all 50
+    // templates start; the latency of the changes both receive (the scoped person's templates).
+    let clients = arg(args, "--clients", 20);
+    let changes = arg(args, "--changes", 200);
+    let received: Arc<std::sync::Mutex<[Vec<(String, Instant)>; 2]>> = Arc::default();
+    let mut readers = Vec::new();
+    for who in [0usize, 1] {
+        for _ in 0..clients {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://{addr}/api/v1/ws").into_client_request().expect("request");
+            req.headers_mut()
+                .insert("cookie", format!("playdeck_session={}", cookies[who]).parse().expect("header"));
+            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+            let sub = json!({"type": "subscribe", "jobs": true});
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into()))
+                .await
+                .expect("subscribe");
+            let received = received.clone();
+            readers.push(tokio::spawn(async move {
+                while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                    let now = Instant::now();
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let m: Value = serde_json::from_str(&t).unwrap_or_default();
+                        if let Some(id) = m["job"]["external_id"].as_str().filter(|i| i.starts_with("fan-")) {
+                            received.lock().expect("lock")[who].push((id.to_string(), now));
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sent = HashMap::new();
+    for n in 0..changes {
+        let template = format!("tpl-{:02}.yml", n % 50 + 1);
+        let body = json!({"source": "bench", "job": {"external_id": format!("fan-{n}"), "name": "fan", "template": template},
+                          "events": synthetic_events(100_000 + n as u64, 1)});
+        let r = http
+            .post(format!("http://{addr}/api/v1/ingest/events"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("ingest");
+        assert!(r.status().is_success());
+        if n % 50 < 5 {
+            sent.insert(format!("fan-{n}"), Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for r in readers {
+        let _ = r.await;
+    }
+    let got = received.lock().expect("lock").clone();
+    let latencies = |who: usize| {
+        let mut first: HashMap<(usize, String), Instant> = HashMap::new();
+        let mut v: Vec<f64> = Vec::new();
+        for (i, (id, at)) in got[who].iter().enumerate() {
+            let _ = i;
+            if let Some(sent) = sent.get(id) {
+                first.entry((v.len(), id.clone())).or_insert(*at);
+                v.push(at.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+            }
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let (admin, scoped) = (latencies(0), latencies(1));
+    let p50 = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    let leaked = got[1].iter().filter(|(id, _)| !sent.contains_key(id)).count();
+    let ratio = p50(&scoped) / p50(&admin);
+    println!(
+        "      WebSocket fan-out ({clients}+{clients} clients, {changes} job changes, {} in scope): admin p50 {:.2} ms ({} received), scoped p50 {:.2} ms ({} received, {leaked} outside the scope), ratio {ratio:.3} (limit 1.20) -> {}",
+        sent.len(),
+        p50(&admin),
+        admin.len(),
+        p50(&scoped),
+        scoped.len(),
+        if ratio <= 1.2 && leaked == 0 { "ok" } else { "TOO SLOW" }
     );
 }

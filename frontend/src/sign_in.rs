@@ -160,9 +160,8 @@ pub fn close_if_sign_in_popup() {
             let message = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&message, &"playdeck_handoff".into(), &handoff.code.into());
             let origin = window.location().origin().unwrap_or_default();
-            if let Ok(opener) = opener.dyn_into::<web_sys::Window>() {
-                let _ = opener.post_message(&message, &origin);
-            }
+            // Another window's object: not an instance of this window's `Window`, so unchecked.
+            let _ = opener.unchecked_into::<web_sys::Window>().post_message(&message, &origin);
         }
         let _ = window.close();
     });

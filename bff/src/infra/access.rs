@@ -123,10 +123,22 @@ impl Scope {
             conds.push(format!("{prefix}source in ({})", list.join(", ")));
         }
         for (col, globs) in [("template", &self.templates), ("inventory", &self.inventories)] {
-            if !globs.is_empty() {
-                let list: Vec<String> = globs.iter().map(|g| lit(&g.like())).collect();
-                conds.push(format!("{prefix}{col} like any (array[{}])", list.join(", ")));
+            if globs.is_empty() {
+                continue;
             }
+            // Plain names compare as names (cheaper, and an index can serve them); globs as `like`.
+            let (plain, wild): (Vec<&Glob>, Vec<&Glob>) =
+                globs.iter().partition(|g| !g.text.contains(['*', '?']));
+            let mut any = Vec::new();
+            if !plain.is_empty() {
+                let list: Vec<String> = plain.iter().map(|g| lit(&g.text)).collect();
+                any.push(format!("{prefix}{col} in ({})", list.join(", ")));
+            }
+            if !wild.is_empty() {
+                let list: Vec<String> = wild.iter().map(|g| lit(&g.like())).collect();
+                any.push(format!("{prefix}{col} like any (array[{}])", list.join(", ")));
+            }
+            conds.push(if any.len() == 1 { any.remove(0) } else { format!("({})", any.join(" or ")) });
         }
         if conds.is_empty() {
             "true".into()
@@ -509,8 +521,15 @@ mod tests {
     fn globs_become_safe_like_patterns() {
         let g = Glob::parse("it's_50%*").expect("glob");
         assert_eq!(g.like(), "it's\\_50\\%%");
-        let s = Scope { sources: vec!["o'brien".into()], templates: vec![g], inventories: vec![] };
-        assert_eq!(s.sql(""), "(source in ('o''brien') and template like any (array['it''s\\_50\\%%']))");
+        let s = Scope {
+            sources: vec!["o'brien".into()],
+            templates: vec![g, Glob::parse("deploy.yml").expect("glob")],
+            inventories: vec![],
+        };
+        assert_eq!(
+            s.sql(""),
+            "(source in ('o''brien') and (template in ('deploy.yml') or template like any (array['it''s\\_50\\%%'])))"
+        );
         assert!(Glob::parse("").is_err());
     }
 }
