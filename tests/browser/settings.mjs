@@ -225,6 +225,35 @@ async function main() {
       noPageErrors(page);
     });
 
+    await step('an admin gives a team a role over its templates, in words, and takes it back', async () => {
+      await page.getByTestId('bindings').waitFor();
+      await page.getByTestId('binding-new').click();
+      await page.getByTestId('binding-save').click();
+      const problems = await page.getByTestId('binding-errors').innerText();
+      assert(problems.includes('Name the group'), `no word about the missing name: ${problems}`);
+      await page.getByTestId('binding-name').fill(`team-${suffix}`);
+      await page.getByTestId('binding-role').selectOption('operator');
+      await page.getByTestId('binding-templates').fill('deploy-[0-9].yml');
+      await page.getByTestId('binding-save').click();
+      await waitFor('the server refuses a bad glob in words', async () =>
+        (await page.getByTestId('binding-errors').innerText()).includes('is not supported') || await page.getByTestId('binding-errors').innerText());
+      await page.getByTestId('binding-templates').fill(`patch-*.yml, ${template}`);
+      await page.getByTestId('binding-inventories').fill('prod-*');
+      await page.getByTestId('binding-save').click();
+      const item = page.locator('[data-testid="binding"][data-origin="settings"]', { hasText: `team-${suffix}` });
+      await item.waitFor({ timeout: 10_000 });
+      const text = await item.innerText();
+      assert(text.includes('operator') && text.includes(`templates patch-*.yml, ${template}`) && text.includes('inventories prod-*'), text);
+      const stored = (await api('/api/v1/bindings')).results.find((b) => b.group === `team-${suffix}`);
+      assert(stored && stored.role === 'operator' && stored.templates.length === 2, JSON.stringify(stored));
+      await item.scrollIntoViewIfNeeded();
+      await shot(page, 'settings-team-access.png');
+      await item.getByTestId('binding-delete').click();
+      await item.getByTestId('binding-delete-confirm').click();
+      await waitFor('the binding is gone', async () =>
+        !(await api('/api/v1/bindings')).results.some((b) => b.group === `team-${suffix}`));
+    });
+
     await step('the page fits a phone', async () => {
       const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
       await signIn(phone);
@@ -232,8 +261,11 @@ async function main() {
       await p.goto(`${BASE}/settings`);
       await p.getByTestId('notifier').first().waitFor({ timeout: 15_000 });
       await p.getByTestId('delivery').first().waitFor();
+      await p.getByTestId('bindings').waitFor();
       await noSidewaysScroll(p, PHONE.width);
       await shot(p, 'settings-phone.png');
+      await p.getByTestId('bindings').scrollIntoViewIfNeeded();
+      await shot(p, 'settings-team-access-phone.png');
       noPageErrors(p);
       await phone.close();
     });
