@@ -548,16 +548,14 @@ async fn scoped(args: &[String], addr: std::net::SocketAddr, db: &tokio_postgres
         let _ = r.await;
     }
     let got = received.lock().expect("lock").clone();
+    // From the ingest answer to each client's receipt, for the changes both kinds receive.
     let latencies = |who: usize| {
-        let mut first: HashMap<(usize, String), Instant> = HashMap::new();
-        let mut v: Vec<f64> = Vec::new();
-        for (i, (id, at)) in got[who].iter().enumerate() {
-            let _ = i;
-            if let Some(sent) = sent.get(id) {
-                first.entry((v.len(), id.clone())).or_insert(*at);
-                v.push(at.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
-            }
-        }
+        let mut v: Vec<f64> = got[who]
+            .iter()
+            .filter_map(|(id, at)| {
+                sent.get(id).map(|s| at.saturating_duration_since(*s).as_secs_f64() * 1000.0)
+            })
+            .collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v
     };
