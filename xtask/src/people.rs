@@ -9,9 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The people the demo prints: (how, user, password, role).
+/// The demo's people: how they sign in, who, their password, and what they may do there
+/// (examples/demo-access.toml).
 pub(crate) const PEOPLE: &[(&str, &str, &str, &str)] = &[
-    ("single sign-on (test OpenID provider)", "alice", "alice-password", "admin"),
-    ("LDAP (user name and password)", "bob", "bob-pass", "operator"),
+    (
+        "single sign-on (test OpenID provider)",
+        "alice",
+        "alice-password",
+        "patch team: patch-linux, patch.yml",
+    ),
+    ("LDAP (user name and password)", "bob", "bob-pass", "lifecycle team: retire-server, retire-vm.yml"),
 ];
 
 pub(crate) struct Identity {

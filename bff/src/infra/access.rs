@@ -518,6 +518,16 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_teams_read() {
+        let text = include_str!("../../../examples/demo-access.toml");
+        let b = parse_file("examples/demo-access.toml", text).expect("the demo's file parses");
+        let alice = Access::of(&b, "alice", &["playdeck-admins".to_string()], None, None);
+        assert!(alice.allows(Role::Operator, &job("local", "patch.yml", "demo.yml")));
+        assert!(!alice.allows(Role::Viewer, &job("local", "retire-vm.yml", "demo.yml")));
+        assert_eq!(alice.max_role(), Some(Role::Operator), "groups grant nothing in the demo");
+    }
+
+    #[test]
     fn globs_become_safe_like_patterns() {
         let g = Glob::parse("it's_50%*").expect("glob");
         assert_eq!(g.like(), "it's\\_50\\%%");
