@@ -188,6 +188,59 @@ async fn each_team_sees_and_acts_on_its_own_jobs_only_on_every_surface() {
     let admin: Value = app.get_json("/api/v1/stats").await;
     assert_eq!(admin["jobs"], 4);
 
+    // Callback deliveries and requests: only those of her jobs (and requests she wrote).
+    let db = app.db().await;
+    let mut deliveries = Vec::new();
+    for j in [patch, deploy] {
+        let row = db
+            .query_one(
+                "insert into webhook_deliveries (job_id, url, event, state) values ($1, 'https://ci.example.com/hook', 'job.finished', 'failed') returning id",
+                &[&j],
+            )
+            .await
+            .expect("delivery");
+        deliveries.push(row.get::<_, i64>(0));
+    }
+    let listed = json_as(&app, "/api/v1/webhooks/deliveries", "alice", "patch-team").await;
+    let jobs: Vec<i64> = listed["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|d| d["job_id"].as_i64().expect("job"))
+        .collect();
+    assert_eq!(jobs, vec![patch], "{listed}");
+    assert_error(
+        get_as(&app, &format!("/api/v1/webhooks/deliveries/{}", deliveries[1]), "alice", "patch-team").await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        get_as(&app, &format!("/api/v1/webhooks/deliveries/{}", deliveries[0]), "alice", "patch-team")
+            .await
+            .status(),
+        200
+    );
+    let interpretation = json!({"status": "refused", "understood": {}, "missing": [], "refused": null, "would_run": null, "answer": ""});
+    let mut requests = Vec::new();
+    for (by, job) in [("bob", Some(deploy)), ("alice", None), ("carol", Some(patch2))] {
+        let row = db
+            .query_one(
+                "insert into requests (created_by, text, status, interpretation, job_id) values ($1, 'patch it', 'refused', $2, $3) returning id",
+                &[&by, &interpretation, &job],
+            )
+            .await
+            .expect("request");
+        requests.push(row.get::<_, i64>(0));
+    }
+    let listed = json_as(&app, "/api/v1/requests", "alice", "patch-team").await;
+    assert_eq!(listed["count"], 2, "hers and the one that became her team's job: {listed}");
+    assert_error(
+        get_as(&app, &format!("/api/v1/requests/{}", requests[0]), "alice", "patch-team").await,
+        404,
+    )
+    .await;
+    assert_eq!(json_as(&app, "/api/v1/requests", "carol", "staff").await["count"], 3);
+
     // Admin pages need admin over everything.
     assert_error(get_as(&app, "/api/v1/bindings", "alice", "patch-team").await, 403).await;
 }

@@ -198,6 +198,8 @@ pub struct Attempt {
 /// What a list of deliveries asks for: by job, by their webhook or notifier (`owner`), by state;
 /// which page.
 pub struct DeliveryFilter {
+    /// Only deliveries of jobs the caller may see (`Access::sql` on `jobs`); `None`: all.
+    pub scope: Option<String>,
     pub job_id: Option<i64>,
     pub owner: Option<i64>,
     pub state: Option<String>,
@@ -238,9 +240,14 @@ pub async fn list_deliveries(
 ) -> Result<Listed, AppError> {
     let (page, page_size) = delivery_paging(f.page, f.page_size, f.state.as_deref())?;
     let owner = channel.owner_column();
+    let scope = f
+        .scope
+        .as_ref()
+        .map(|c| format!(" and d.job_id in (select id from jobs where {c})"))
+        .unwrap_or_default();
     let filter = format!(
         "($1::bigint is null or d.job_id = $1) and ($2::bigint is null or d.{owner} = $2)
-         and ($3::text is null or d.state = $3)"
+         and ($3::text is null or d.state = $3){scope}"
     );
     let params: [&(dyn ToSql + Sync); 3] = [&f.job_id, &f.owner, &f.state];
     let count: i64 =

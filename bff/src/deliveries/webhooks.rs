@@ -389,6 +389,8 @@ async fn list_deliveries(
     caller.require(Role::Operator)?;
     let db = app.pool.get().await?;
     let f = DeliveryFilter {
+        // Operators see their own jobs' callbacks only.
+        scope: caller.access.sql(Role::Viewer, ""),
         job_id: q.job_id,
         owner: q.webhook_id,
         state: q.state,
@@ -407,8 +409,14 @@ async fn show_delivery(
 ) -> Result<Json<WebhookDelivery>, AppError> {
     caller.require(Role::Operator)?;
     let db = app.pool.get().await?;
-    let rows =
-        db.query(&format!("select {DELIVERY_COLUMNS} from webhook_deliveries where id = $1"), &[&id]).await?;
+    let scope = caller
+        .access
+        .sql(Role::Viewer, "")
+        .map(|c| format!(" and job_id in (select id from jobs where {c})"))
+        .unwrap_or_default();
+    let rows = db
+        .query(&format!("select {DELIVERY_COLUMNS} from webhook_deliveries where id = $1{scope}"), &[&id])
+        .await?;
     if rows.is_empty() {
         return Err(AppError::NotFound(format!("webhook delivery {id} does not exist")));
     }

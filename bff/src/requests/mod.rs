@@ -413,11 +413,28 @@ fn with_context(e: AppError, context: &str) -> AppError {
     }
 }
 
+/// Whom a request is shown to: everyone whose scope is everything; otherwise its author, and
+/// those who may see the job it became (a condition on `requests r`, `$n` the caller's name).
+fn shown_to(caller: &Caller, n: usize) -> String {
+    match caller.access.sql(Role::Viewer, "") {
+        // The parameter is named either way, so its type is known.
+        None => format!("(${n}::text is null or true)"),
+        Some(scope) => format!("(r.created_by = ${n} or r.job_id in (select id from jobs where {scope}))"),
+    }
+}
+
 async fn show(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RequestId(id): RequestId,
 ) -> Result<Json<Request>, AppError> {
+    if caller.access.sql(Role::Viewer, "").is_some() {
+        let db = app.pool.get().await?;
+        let sql = format!("select 1 from requests r where r.id = $1 and {}", shown_to(&caller, 2));
+        if db.query_opt(&sql, &[&id, &caller.name]).await?.is_none() {
+            return Err(not_found(id));
+        }
+    }
     Ok(Json(fetch(&app, id).await?))
 }
 
@@ -581,7 +598,7 @@ struct ListQuery {
 /// Recent requests, newest first.
 async fn list(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Page<RequestSummary>>, AppError> {
     let page = q.page.unwrap_or(1);
@@ -606,17 +623,26 @@ async fn list(
     };
     let db = app.pool.get().await?;
     let count: i64 = db
-        .query_one("select count(*) from requests where ($1::text is null or status = $1)", &[&status])
+        .query_one(
+            &format!(
+                "select count(*) from requests r where ($1::text is null or r.status = $1) and {}",
+                shown_to(&caller, 2)
+            ),
+            &[&status, &caller.name],
+        )
         .await?
         .get(0);
     let rows = db
         .query(
-            "select r.id, r.text, r.status, r.action, r.created, r.created_by, r.modified, r.job_id,
-                    j.status as job_status
-               from requests r left join jobs j on j.id = r.job_id
-              where ($1::text is null or r.status = $1)
-              order by r.id desc limit $2 offset $3",
-            &[&status, &size, &((page - 1) * size)],
+            &format!(
+                "select r.id, r.text, r.status, r.action, r.created, r.created_by, r.modified, r.job_id,
+                        j.status as job_status
+                   from requests r left join jobs j on j.id = r.job_id
+                  where ($1::text is null or r.status = $1) and {}
+                  order by r.id desc limit $2 offset $3",
+                shown_to(&caller, 4)
+            ),
+            &[&status, &size, &((page - 1) * size), &caller.name],
         )
         .await?;
     let results = rows

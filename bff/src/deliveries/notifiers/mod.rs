@@ -488,6 +488,8 @@ async fn list_deliveries(
     caller.require(Role::Admin)?;
     let db = app.pool.get().await?;
     let f = policy::DeliveryFilter {
+        // Admins over everything only: every delivery.
+        scope: None,
         job_id: q.job_id,
         owner: q.notifier_id,
         state: q.state,
