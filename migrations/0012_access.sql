@@ -10,6 +10,8 @@ create table role_bindings (
     sources      text[] not null default '{}',
     templates    text[] not null default '{}',
     inventories  text[] not null default '{}',
+    -- The stored credentials its launches may use (empty: every one).
+    credentials  text[] not null default '{}',
     created      timestamptz not null default now(),
     created_by   text not null
 );

@@ -38,6 +38,7 @@ fn shown(b: &Binding) -> RoleBinding {
         sources: b.scope.sources.clone(),
         templates: b.scope.templates.iter().map(|g| g.text.clone()).collect(),
         inventories: b.scope.inventories.iter().map(|g| g.text.clone()).collect(),
+        credentials: b.scope.credentials.iter().map(|g| g.text.clone()).collect(),
     }
 }
 
@@ -59,7 +60,9 @@ fn check(req: &NewRoleBinding) -> Result<(String, String), AppError> {
         (Some(_), Some(_)) => return Err(bad("a binding names a `user` or a `group`, not both".into())),
         _ => return Err(bad("a binding needs a `user` or a `group` (1 to 256 printable characters)".into())),
     };
-    for (what, list) in [("templates", &req.templates), ("inventories", &req.inventories)] {
+    for (what, list) in
+        [("templates", &req.templates), ("inventories", &req.inventories), ("credentials", &req.credentials)]
+    {
         if list.len() > 100 {
             return Err(bad(format!("`{what}`: at most 100")));
         }
@@ -83,12 +86,13 @@ async fn create(
     let trim = |v: &[String]| v.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>();
     let (sources, templates, inventories) =
         (trim(&req.sources), trim(&req.templates), trim(&req.inventories));
+    let credentials = trim(&req.credentials);
     let db = app.pool.get().await?;
     let id: i64 = db
         .query_one(
-            "insert into role_bindings (subject_kind, subject, role, sources, templates, inventories, created_by)
-             values ($1, $2, $3, $4, $5, $6, $7) returning id",
-            &[&kind, &subject, &req.role.as_str(), &sources, &templates, &inventories, &caller.actor()],
+            "insert into role_bindings (subject_kind, subject, role, sources, templates, inventories, credentials, created_by)
+             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+            &[&kind, &subject, &req.role.as_str(), &sources, &templates, &inventories, &credentials, &caller.actor()],
         )
         .await?
         .get(0);
@@ -103,6 +107,7 @@ async fn create(
         sources,
         templates,
         inventories,
+        credentials,
     };
     crate::infra::audit::record(
         &app,

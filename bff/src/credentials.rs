@@ -254,7 +254,14 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<C
     caller.require(Role::Operator)?;
     let db = app.pool.get().await?;
     let rows = db.query(&format!("select {COLUMNS} from credentials order by name"), &[]).await?;
-    let results: Vec<Credential> = rows.iter().map(credential_from_row).collect();
+    // Only those the caller's bindings let them use (admins: all).
+    let results: Vec<Credential> = rows
+        .iter()
+        .map(credential_from_row)
+        .filter(|c| {
+            caller.access.everywhere_as(Role::Admin) || caller.access.may_use_credential_somewhere(&c.name)
+        })
+        .collect();
     Ok(Json(crate::infra::extract::whole(results)))
 }
 
@@ -269,7 +276,11 @@ async fn show(
         .query_opt(&format!("select {COLUMNS} from credentials where name = $1 or id::text = $1"), &[&name])
         .await?
         .ok_or_else(|| AppError::NotFound(format!("there is no credential {name:?}")))?;
-    Ok(Json(credential_from_row(&row)))
+    let c = credential_from_row(&row);
+    if !caller.access.everywhere_as(Role::Admin) && !caller.access.may_use_credential_somewhere(&c.name) {
+        return Err(AppError::NotFound(format!("there is no credential {name:?}")));
+    }
+    Ok(Json(c))
 }
 
 async fn create(

@@ -40,7 +40,7 @@ role = "viewer"
 
 async fn teams() -> TestApp {
     let playbooks = temp_dir("playbooks");
-    for p in ["patch-web.yml", "deploy-app.yml"] {
+    for p in ["patch-web.yml", "deploy-app.yml", "etl-nightly.yml"] {
         std::fs::write(playbooks.join(p), "- hosts: all\n  gather_facts: false\n  tasks: []\n")
             .expect("write");
     }
@@ -306,7 +306,8 @@ async fn tokens_carry_their_owners_scope_and_lose_it_with_the_binding() {
     let made: Value = post(
         &app,
         "/api/v1/bindings",
-        &json!({"group": "data-team", "role": "operator", "templates": ["etl-*.yml"], "sources": ["local"]}),
+        &json!({"group": "data-team", "role": "operator", "templates": ["etl-*.yml"], "sources": ["local"],
+                "credentials": ["etl-*"]}),
     )
     .await
     .json()
@@ -325,6 +326,38 @@ async fn tokens_carry_their_owners_scope_and_lose_it_with_the_binding() {
     let page = json_as(&app, "/api/v1/jobs", "erin", "data-team").await;
     assert_eq!(ids(&page), vec![mine]);
 
+    // The credentials her launches may use: the team's, not the others'.
+    for name in ["etl-db", "web-deploy"] {
+        let body = json!({"name": name, "kind": "password", "inputs": {"username": "u", "password": "p"}});
+        let r = post(&app, "/api/v1/credentials", &body).await;
+        assert_eq!(r.status(), 201);
+    }
+    let creds = json_as(&app, "/api/v1/credentials", "erin", "data-team").await;
+    let names: Vec<&str> = creds["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, vec!["etl-db"]);
+    assert_error(get_as(&app, "/api/v1/credentials/web-deploy", "erin", "data-team").await, 404).await;
+    let launch = |credential: &str| {
+        who(&app, reqwest::Method::POST, "/api/v1/jobs", "erin", "data-team")
+            .json(&json!({"source": {"type": "playbook", "path": "etl-nightly.yml"},
+                          "inventory": {"type": "inline", "hosts": ["h1"]},
+                          "credentials": {"password": credential}}))
+            .send()
+    };
+    let detail = assert_error(launch("web-deploy").await.expect("launch"), 403).await;
+    assert!(detail.contains("may not use the credential \"web-deploy\""), "{detail}");
+    let r = launch("etl-db").await.expect("launch");
+    assert_eq!(
+        r.status(),
+        202,
+        "her own playbook with her team's credential: {}",
+        r.text().await.unwrap_or_default()
+    );
+
     // Her token sees what she sees.
     let token: Value = who(&app, reqwest::Method::POST, "/api/v1/tokens", "erin", "data-team")
         .json(&json!({"name": "ci"}))
@@ -337,7 +370,9 @@ async fn tokens_carry_their_owners_scope_and_lose_it_with_the_binding() {
     let secret = token["secret"].as_str().expect("secret").to_string();
     let with_token = |path: &str| app.http.get(app.url(path)).bearer_auth(&secret).send();
     let page: Value = with_token("/api/v1/jobs").await.expect("get").json().await.expect("json");
-    assert_eq!(ids(&page), vec![mine], "the token is scoped like its owner");
+    let hers = json_as(&app, "/api/v1/jobs", "erin", "data-team").await;
+    assert_eq!(ids(&page), ids(&hers), "the token is scoped like its owner");
+    assert!(ids(&page).contains(&mine) && ids(&page).len() == 2, "her job and her launch: {page}");
     // A stream she opened is closed when the binding goes, and the token sees nothing after.
     let stream = app
         .http

@@ -358,6 +358,7 @@ struct BindingForm {
     templates: String,
     inventories: String,
     sources: String,
+    credentials: String,
 }
 
 /// A comma-separated list, trimmed, empty parts dropped.
@@ -381,6 +382,7 @@ impl BindingForm {
             sources: list_of(&self.sources),
             templates: list_of(&self.templates),
             inventories: list_of(&self.inventories),
+            credentials: list_of(&self.credentials),
         })
     }
 }
@@ -461,6 +463,7 @@ pub fn bindings() -> Html {
                 { text("binding-templates", "Templates (commas, * and ?)", &f.templates, "patch-*.yml", |f, v| f.templates = v) }
                 { text("binding-inventories", "Inventories", &f.inventories, "web-*", |f, v| f.inventories = v) }
                 { text("binding-sources", "Sources", &f.sources, "local, aap-prod", |f, v| f.sources = v) }
+                { text("binding-credentials", "Credentials its launches may use", &f.credentials, "all", |f, v| f.credentials = v) }
             </div>
         })
     });
@@ -513,6 +516,7 @@ pub fn bindings() -> Html {
                 templates: String::new(),
                 inventories: String::new(),
                 sources: String::new(),
+                credentials: String::new(),
             })))
         }),
     }
@@ -529,5 +533,6 @@ fn scope_words_of(r: &NewRoleBinding) -> String {
         sources: r.sources.clone(),
         templates: r.templates.clone(),
         inventories: r.inventories.clone(),
+        credentials: r.credentials.clone(),
     })
 }

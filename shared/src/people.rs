@@ -157,6 +157,9 @@ pub struct RoleBinding {
     pub templates: Vec<String>,
     /// Inventory names; `*` and `?` are wildcards.
     pub inventories: Vec<String>,
+    /// The stored credentials its launches may use (empty: every one).
+    #[serde(default)]
+    pub credentials: Vec<String>,
 }
 
 /// `POST /api/v1/bindings`.
@@ -177,4 +180,6 @@ pub struct NewRoleBinding {
     pub templates: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventories: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }

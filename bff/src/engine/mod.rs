@@ -210,6 +210,14 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
             plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
         )));
     }
+    for name in stored_credentials(&req) {
+        if !caller.access.may_use_credential(&target, name) {
+            return Err(AppError::Forbidden(format!(
+                "{:?} may not use the credential {name:?} in launches of {:?}",
+                caller.name, plan.template
+            )));
+        }
+    }
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
         crate::infra::outbound::check_url(&app.config.deliveries, url)
@@ -228,6 +236,37 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
         return wait_for(app, job_id, bound).await;
     }
     accepted(app, job_id).await
+}
+
+/// The stored credentials a launch names (by name, or as the Vault credential of a lookup).
+fn stored_credentials(req: &LaunchRequest) -> Vec<&str> {
+    use shared::credentials::{CredentialRef, SecretLookup};
+    use shared::engine::{Inventory, PlaybookSource};
+    let mut names = Vec::new();
+    if let Some(c) = &req.credentials {
+        for r in [&c.ssh, &c.password, &c.become_password, &c.vault_password].into_iter().flatten() {
+            match r {
+                CredentialRef::Name(n) => names.push(n.as_str()),
+                CredentialRef::Lookup(SecretLookup::HashicorpVault { credential: Some(n), .. }) => {
+                    names.push(n.as_str())
+                }
+                CredentialRef::Lookup(_) => {}
+            }
+        }
+    }
+    match &req.source {
+        PlaybookSource::Git { git_credential: Some(n), .. }
+        | PlaybookSource::Role { git_credential: Some(n), .. } => names.push(n),
+        PlaybookSource::CollectionRole { galaxy_credential: Some(n), .. } => names.push(n),
+        _ => {}
+    }
+    match &req.inventory {
+        Some(Inventory::Git { git_credential: Some(n), .. })
+        | Some(Inventory::Url { credential: Some(n), .. })
+        | Some(Inventory::Dynamic { cloud_credential: Some(n), .. }) => names.push(n),
+        _ => {}
+    }
+    names
 }
 
 /// Checks what a launch names outside itself before it is queued: its credentials exist and are

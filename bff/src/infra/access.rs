@@ -1,7 +1,8 @@
 //! Who may see and do what, where: role bindings. A binding gives a user or a group a role
 //! (viewer, operator, admin) within a scope: everything, or the jobs of some sources (`local`, a
 //! controller's name), templates (an AAP template's name, a local job's playbook path) and
-//! inventories, each a list of names or globs (`*`, `?`). A person's permissions are the union of
+//! inventories, each a list of names or globs (`*`, `?`); an operator binding may also name the
+//! stored credentials its launches may use (all, when it names none). A person's permissions are the union of
 //! the bindings that name them or one of their groups; a token's are its owner's, each capped at
 //! the token's own role.
 //!
@@ -84,6 +85,9 @@ pub struct Scope {
     pub sources: Vec<String>,
     pub templates: Vec<Glob>,
     pub inventories: Vec<Glob>,
+    /// The stored credentials launches under this binding may use (empty: every one). Not part of
+    /// which jobs it covers.
+    pub credentials: Vec<Glob>,
 }
 
 /// What a scope is checked against: a job, or a launch about to make one.
@@ -101,8 +105,13 @@ impl<'a> Target<'a> {
 }
 
 impl Scope {
+    /// Whether it covers every job (whatever credentials it allows).
     pub fn everything(&self) -> bool {
         self.sources.is_empty() && self.templates.is_empty() && self.inventories.is_empty()
+    }
+
+    fn allows_credential(&self, name: &str) -> bool {
+        self.credentials.is_empty() || self.credentials.iter().any(|g| g.matches(name))
     }
 
     pub fn covers(&self, t: &Target<'_>) -> bool {
@@ -226,9 +235,13 @@ impl Access {
         // A grant another covers adds nothing (same or wider scope with at least its role).
         let mut kept: Vec<(Role, Arc<Scope>)> = Vec::new();
         for g in grants {
-            let covered = kept.iter().any(|k| k.0 >= g.0 && (k.1.everything() || k.1 == g.1));
+            // (Only when it allows at least the same credentials: none named means all.)
+            let wider = |a: &Scope, b: &Scope| {
+                (a.everything() || a == b) && (a.credentials.is_empty() || a.credentials == b.credentials)
+            };
+            let covered = kept.iter().any(|k| k.0 >= g.0 && wider(&k.1, &g.1));
             if !covered {
-                kept.retain(|k| !(g.0 >= k.0 && (g.1.everything() || g.1 == k.1)));
+                kept.retain(|k| !(g.0 >= k.0 && wider(&g.1, &k.1)));
                 kept.push(g);
             }
         }
@@ -249,6 +262,18 @@ impl Access {
     /// Whether the caller may act on this job (or launch this) with `role`.
     pub fn allows(&self, role: Role, target: &Target<'_>) -> bool {
         self.grants.iter().any(|(r, s)| *r >= role && s.covers(target))
+    }
+
+    /// Whether a launch of `target` may use the stored credential `name`: an operator grant
+    /// covers the launch and allows that credential.
+    pub fn may_use_credential(&self, target: &Target<'_>, name: &str) -> bool {
+        self.grants.iter().any(|(r, s)| *r >= Role::Operator && s.covers(target) && s.allows_credential(name))
+    }
+
+    /// Whether the stored credential `name` may be used in some launch (the credential list an
+    /// operator sees).
+    pub fn may_use_credential_somewhere(&self, name: &str) -> bool {
+        self.grants.iter().any(|(r, s)| *r >= Role::Operator && s.allows_credential(name))
     }
 
     /// The jobs the caller may see with `role`, as a SQL condition on a jobs table aliased
@@ -326,7 +351,8 @@ async fn read_stored(pool: &deadpool_postgres::Pool) -> Result<Vec<Binding>, cra
     let db = pool.get().await?;
     let rows = db
         .query(
-            "select id, subject_kind, subject, role, sources, templates, inventories from role_bindings order by id",
+            "select id, subject_kind, subject, role, sources, templates, inventories, credentials
+               from role_bindings order by id",
             &[],
         )
         .await?;
@@ -342,7 +368,12 @@ async fn read_stored(pool: &deadpool_postgres::Pool) -> Result<Vec<Binding>, cra
             origin: "settings".into(),
             subject,
             role,
-            scope: Scope { sources: r.get(4), templates: globs(r.get(5)), inventories: globs(r.get(6)) },
+            scope: Scope {
+                sources: r.get(4),
+                templates: globs(r.get(5)),
+                inventories: globs(r.get(6)),
+                credentials: globs(r.get(7)),
+            },
         });
     }
     Ok(out)
@@ -382,6 +413,8 @@ struct FileBinding {
     templates: Vec<toml::Spanned<String>>,
     #[serde(default)]
     inventories: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    credentials: Vec<toml::Spanned<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -441,6 +474,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Binding>, String> {
             sources,
             templates: globs(b.templates, "templates")?,
             inventories: globs(b.inventories, "inventories")?,
+            credentials: globs(b.credentials, "credentials")?,
         };
         out.push(Binding { id: None, origin: format!("{here}"), subject, role, scope });
     }
@@ -535,6 +569,7 @@ mod tests {
             sources: vec!["o'brien".into()],
             templates: vec![g, Glob::parse("deploy.yml").expect("glob")],
             inventories: vec![],
+            credentials: vec![],
         };
         assert_eq!(
             s.sql(""),
