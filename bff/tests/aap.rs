@@ -799,3 +799,60 @@ async fn external_logging_plain_and_splunk_plus_the_sync_store_each_event_once()
     let r: Value = resp.json().await.expect("json");
     assert_eq!(r["rejected"], 1, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_operator_sees_and_launches_only_the_templates_of_their_bindings() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let ctl = controller("aap-prod", &fake);
+    let app = spawn_app_with(move |c| {
+        c.aap.controllers = vec![ctl];
+        c.auth.proxy = Some(bff::infra::config::auth::ProxyConfig {
+            user_header: "x-forwarded-user".into(),
+            groups_header: "x-forwarded-groups".into(),
+            email_header: "x-forwarded-email".into(),
+        });
+        c.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        c.auth.access = bff::infra::access::parse_file(
+            "access.toml",
+            "[[binding]]\ngroup = \"patchers\"\nrole = \"operator\"\nsources = [\"aap-prod\"]\ntemplates = [\"Patch *\"]\n",
+        )
+        .expect("access");
+    })
+    .await;
+    let as_patcher = |method: reqwest::Method, path: &str| {
+        app.http
+            .request(method, app.url(path))
+            .header("x-forwarded-user", "pat")
+            .header("x-forwarded-groups", "patchers")
+            .header("x-playdeck-csrf", "1")
+    };
+    let page: Value = as_patcher(reqwest::Method::GET, "/api/v1/templates")
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, vec!["Patch servers"], "{page}");
+    let all = app.get_json("/api/v1/templates").await;
+    assert!(all["count"].as_i64().unwrap_or(0) >= 3, "the admin sees every template: {all}");
+    // Launching another template by id is refused before the controller launches anything.
+    let r = as_patcher(reqwest::Method::POST, "/api/v1/jobs")
+        .json(&json!({"template": 7}))
+        .send()
+        .await
+        .expect("launch");
+    let detail = assert_error(r, 403).await;
+    assert!(detail.contains("may not launch \"JT with Default Cred\""), "{detail}");
+    assert!(
+        !fake.requests().iter().any(|r| r.starts_with("POST") && r.contains("/launch/")),
+        "nothing was launched: {:?}",
+        fake.requests()
+    );
+}

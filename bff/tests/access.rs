@@ -36,6 +36,11 @@ role = "viewer"
 [[binding]]
 group = "auditors"
 role = "viewer"
+
+[[binding]]
+group = "patchers"
+role = "operator"
+templates = ["patch.yml"]
 "#;
 
 async fn teams() -> TestApp {
@@ -44,8 +49,11 @@ async fn teams() -> TestApp {
         std::fs::write(playbooks.join(p), "- hosts: all\n  gather_facts: false\n  tasks: []\n")
             .expect("write");
     }
+    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     spawn_app_with(move |c| {
         c.engine.playbook_dir = playbooks;
+        c.requests.catalog = examples.join("catalog.json");
+        c.engine.inventory_dir = examples.join("inventories");
         c.auth.proxy = Some(bff::infra::config::auth::ProxyConfig {
             user_header: "x-forwarded-user".into(),
             groups_header: "x-forwarded-groups".into(),
@@ -243,6 +251,23 @@ async fn each_team_sees_and_acts_on_its_own_jobs_only_on_every_surface() {
 
     // Admin pages need admin over everything.
     assert_error(get_as(&app, "/api/v1/bindings", "alice", "patch-team").await, 403).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_box_understands_only_what_the_person_may_run() {
+    let app = teams().await;
+    let ask = |user: &'static str, group: &'static str| {
+        who(&app, reqwest::Method::POST, "/api/v1/requests", user, group)
+            .json(&json!({"text": "Patch server web-01 with Group-1"}))
+            .send()
+    };
+    // The catalog's patch action runs patch.yml: the patchers may, the deploy team may not.
+    let r: Value = ask("pat", "patchers").await.expect("ask").json().await.expect("json");
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(r["understood"]["action"], "patch");
+    let r: Value = ask("bob", "deploy-team").await.expect("ask").json().await.expect("json");
+    assert_ne!(r["status"], "ready", "{r}");
+    assert!(r["understood"]["action"].is_null(), "no action of theirs matches: {r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

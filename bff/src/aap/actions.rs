@@ -131,6 +131,13 @@ pub async fn templates(
             }
         }
     }
+    // Only what the caller may launch (a template that prompts for its inventory is judged by
+    // its own; the launch checks the one asked).
+    results.retain(|t: &shared::aap::Template| {
+        let target =
+            Target { source: &t.controller, template: Some(&t.name), inventory: t.inventory.as_deref() };
+        caller.access.allows(Role::Operator, &target)
+    });
     Ok(Json(TemplatePage { count: results.len() as i64, next: None, previous: None, results, errors }))
 }
 
