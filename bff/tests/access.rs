@@ -124,6 +124,11 @@ async fn each_team_sees_and_acts_on_its_own_jobs_only_on_every_surface() {
     // Filters narrow within the scope, never beyond it.
     let filtered = json_as(&app, "/api/v1/jobs?template=deploy-app.yml", "alice", "patch-team").await;
     assert_eq!(filtered["count"], 0);
+    // The session says the role holds over some jobs only; carol's over everything.
+    let me = json_as(&app, "/api/v1/session", "alice", "patch-team").await;
+    assert_eq!((me["role"].as_str(), me["scoped"].as_bool()), (Some("operator"), Some(true)), "{me}");
+    let me = json_as(&app, "/api/v1/session", "carol", "staff").await;
+    assert_eq!((me["role"].as_str(), me["scoped"].as_bool()), (Some("viewer"), Some(false)), "{me}");
     // Someone no binding names is signed in but has no role.
     assert_error(get_as(&app, "/api/v1/jobs", "dave", "nobody").await, 403).await;
 

@@ -446,12 +446,16 @@ pub struct SessionInfo {
     /// The groups that grant each role, shown to someone who has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_groups: Option<people::AccessGroups>,
+    /// True when `role` holds over some jobs only (role bindings with a scope): admin pages,
+    /// which are about everything, are then not theirs.
+    #[serde(default)]
+    pub scoped: bool,
 }
 
 impl SessionInfo {
-    /// Whether the caller has at least `role`.
+    /// Whether the caller has at least `role` (admin: over everything).
     pub fn may(&self, role: Role) -> bool {
-        self.role.is_some_and(|r| r >= role)
+        self.role.is_some_and(|r| r >= role) && !(role == Role::Admin && self.scoped)
     }
 }
 

@@ -77,7 +77,9 @@ pub(crate) fn info(app: &App, id: Identity) -> SessionInfo {
         operator: app.config.auth.operator_groups.clone(),
         viewer: app.config.auth.viewer_groups.clone(),
     });
+    let scoped = id.role.is_some_and(|r| !id.access.everywhere_as(r));
     SessionInfo {
+        scoped,
         name: id.name,
         role: id.role,
         kind: id.kind,
