@@ -396,10 +396,11 @@ fn scope_words(b: &RoleBinding) -> String {
             parts.push(format!("{what} {}", list.join(", ")));
         }
     }
-    if parts.is_empty() {
-        "every job".to_owned()
+    let scope = if parts.is_empty() { "every job".to_owned() } else { parts.join(" · ") };
+    if b.credentials.is_empty() {
+        scope
     } else {
-        parts.join(" · ")
+        format!("{scope}, with the credentials {}", b.credentials.join(", "))
     }
 }
 

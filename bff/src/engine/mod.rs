@@ -197,27 +197,7 @@ pub async fn stop(app: &AppState) {
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     let req = plan::parse(body)?;
     let plan = plan::plan(&Engine::of(app).config, &req)?;
-    let target = crate::infra::access::Target {
-        source: "local",
-        template: Some(&plan.template),
-        inventory: plan.inventory_label.as_deref(),
-    };
-    if !caller.access.allows(shared::Role::Operator, &target) {
-        return Err(AppError::Forbidden(format!(
-            "{:?} may not launch {:?}{}: no operator role over it",
-            caller.name,
-            plan.template,
-            plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
-        )));
-    }
-    for name in stored_credentials(&req) {
-        if !caller.access.may_use_credential(&target, name) {
-            return Err(AppError::Forbidden(format!(
-                "{:?} may not use the credential {name:?} in launches of {:?}",
-                caller.name, plan.template
-            )));
-        }
-    }
+    may_launch(caller, &plan, &req)?;
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
         crate::infra::outbound::check_url(&app.config.deliveries, url)
@@ -236,6 +216,33 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
         return wait_for(app, job_id, bound).await;
     }
     accepted(app, job_id).await
+}
+
+/// Whether the caller may launch this: an operator binding covers its playbook and inventory and
+/// allows each stored credential it names.
+fn may_launch(caller: &Caller, plan: &plan::Plan, req: &LaunchRequest) -> Result<(), AppError> {
+    let target = crate::infra::access::Target {
+        source: "local",
+        template: Some(&plan.template),
+        inventory: plan.inventory_label.as_deref(),
+    };
+    if !caller.access.allows(shared::Role::Operator, &target) {
+        return Err(AppError::Forbidden(format!(
+            "{:?} may not launch {:?}{}: no operator role over it",
+            caller.name,
+            plan.template,
+            plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
+        )));
+    }
+    for name in stored_credentials(req) {
+        if !caller.access.may_use_credential(&target, name) {
+            return Err(AppError::Forbidden(format!(
+                "{:?} may not use the credential {name:?} in launches of {:?}",
+                caller.name, plan.template
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The stored credentials a launch names (by name, or as the Vault credential of a lookup).
@@ -433,19 +440,7 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
     }
     let req = plan::parse(body)?;
     let plan = plan::plan(&Engine::of(app).config, &req)?;
-    let target = crate::infra::access::Target {
-        source: "local",
-        template: Some(&plan.template),
-        inventory: plan.inventory_label.as_deref(),
-    };
-    if !caller.access.allows(shared::Role::Operator, &target) {
-        return Err(AppError::Forbidden(format!(
-            "{:?} may not launch {:?}{}: no operator role over it",
-            caller.name,
-            plan.template,
-            plan.inventory_label.as_deref().map(|i| format!(" on inventory {i:?}")).unwrap_or_default()
-        )));
-    }
+    may_launch(caller, &plan, &req)?;
     check_references(app, &req).await?;
     let new_id = queue::enqueue(app, caller, &plan).await?;
     crate::store::actions::record(
