@@ -311,6 +311,12 @@ struct NotifierForm {
     tls: String,
     username: String,
     password: String,
+    /// `password` or `xoauth2`.
+    auth: String,
+    token_url: String,
+    client_id: String,
+    scope: String,
+    refresh_token: String,
     from: String,
     to: String,
     subject_prefix: String,
@@ -330,6 +336,11 @@ impl NotifierForm {
             tls: "starttls".into(),
             username: String::new(),
             password: String::new(),
+            auth: "password".into(),
+            token_url: String::new(),
+            client_id: String::new(),
+            scope: String::new(),
+            refresh_token: String::new(),
             from: String::new(),
             to: String::new(),
             subject_prefix: String::new(),
@@ -363,7 +374,27 @@ impl NotifierForm {
                 }
                 let mut c = json!({"host": self.host.trim(), "port": port.unwrap_or(587), "tls": self.tls,
                                    "from": self.from.trim(), "to": list(&self.to)});
-                if !self.username.trim().is_empty() {
+                if self.auth == "xoauth2" {
+                    if self.username.trim().is_empty() || self.password.is_empty() {
+                        problems
+                            .push("OAuth 2 needs the mailbox (user name) and the client secret.".to_owned());
+                    }
+                    if self.token_url.trim().is_empty() || self.client_id.trim().is_empty() {
+                        problems.push("OAuth 2 needs the token URL and the client ID.".to_owned());
+                    }
+                    c["auth"] = json!("xoauth2");
+                    let mut oauth =
+                        json!({"token_url": self.token_url.trim(), "client_id": self.client_id.trim()});
+                    if !self.scope.trim().is_empty() {
+                        oauth["scope"] = json!(self.scope.trim());
+                    }
+                    if !self.refresh_token.trim().is_empty() {
+                        oauth["refresh_token"] = json!(self.refresh_token.trim());
+                    }
+                    c["oauth"] = oauth;
+                    c["username"] = json!(self.username.trim());
+                    c["password"] = json!(self.password);
+                } else if !self.username.trim().is_empty() {
                     c["username"] = json!(self.username.trim());
                     c["password"] = json!(self.password);
                 }
@@ -396,7 +427,7 @@ impl NotifierForm {
 fn destination(n: &Notifier) -> String {
     match &n.config {
         NotifierConfig::Mail(m) => format!(
-            "Mail to {} through {}:{} ({})",
+            "Mail to {} through {}:{} ({}{})",
             m.to.join(", "),
             m.host,
             m.port,
@@ -404,7 +435,8 @@ fn destination(n: &Notifier) -> String {
                 shared::notifiers::MailTls::Starttls => "STARTTLS",
                 shared::notifiers::MailTls::Tls => "TLS",
                 shared::notifiers::MailTls::None => "no encryption",
-            }
+            },
+            if m.auth == shared::notifiers::MailAuth::Xoauth2 { ", OAuth 2" } else { "" }
         ),
         NotifierConfig::Chat(c) => format!(
             "{} channel at {}",
@@ -540,10 +572,20 @@ fn notifiers() -> Html {
                         { text("ntf-port", "Port", &f.port, |f, v| f.port = v, "text") }
                         { choice("ntf-tls", "Encryption", &f.tls, |f, v| f.tls = v,
                             &[("starttls", "STARTTLS (587)"), ("tls", "TLS (465)"), ("none", "none (local relay)")]) }
-                        { text("ntf-username", "User name (optional)", &f.username, |f, v| f.username = v, "text") }
-                        { text("ntf-password", "Password (optional)", &f.password, |f, v| f.password = v, "password") }
+                        { choice("ntf-auth", "Sign in with", &f.auth, |f, v| f.auth = v,
+                            &[("password", "a password"), ("xoauth2", "OAuth 2 (Microsoft 365, Gmail)")]) }
+                        { text("ntf-username", if f.auth == "xoauth2" { "Mailbox" } else { "User name (optional)" }, &f.username, |f, v| f.username = v, "text") }
+                        { text("ntf-password", if f.auth == "xoauth2" { "Client secret" } else { "Password (optional)" }, &f.password, |f, v| f.password = v, "password") }
                         { text("ntf-from", "From", &f.from, |f, v| f.from = v, "text") }
                     </div>
+                    if f.auth == "xoauth2" {
+                        <div class="filter-grid">
+                            { text("ntf-token-url", "Token URL", &f.token_url, |f, v| f.token_url = v, "text") }
+                            { text("ntf-client-id", "Client ID", &f.client_id, |f, v| f.client_id = v, "text") }
+                            { text("ntf-scope", "Scope", &f.scope, |f, v| f.scope = v, "text") }
+                            { text("ntf-refresh-token", "Refresh token (Gmail; empty: client credentials)", &f.refresh_token, |f, v| f.refresh_token = v, "password") }
+                        </div>
+                    }
                     { text("ntf-to", "To (comma-separated)", &f.to, |f, v| f.to = v, "text") }
                     { text("ntf-prefix", "Subject prefix (optional)", &f.subject_prefix, |f, v| f.subject_prefix = v, "text") }
                 } else {

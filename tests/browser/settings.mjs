@@ -171,6 +171,14 @@ async function main() {
       await page.getByTestId('ntf-from').fill('playdeck@example.com');
       await page.getByTestId('ntf-to').fill('ops@example.com, oncall@example.com');
       await page.getByTestId('ntf-templates').fill(template);
+      // OAuth 2 (XOAUTH2) asks for its token endpoint and client; switched back, a password again.
+      await page.getByTestId('ntf-auth').selectOption('xoauth2');
+      await page.getByTestId('ntf-token-url').waitFor();
+      await page.getByTestId('ntf-save').click();
+      const oauthProblems = await page.getByTestId('ntf-errors').innerText();
+      assert(oauthProblems.includes('token URL and the client ID') && oauthProblems.includes('mailbox'), oauthProblems);
+      await page.getByTestId('ntf-auth').selectOption('password');
+      assert(await page.getByTestId('ntf-token-url').count() === 0, 'the OAuth fields go with OAuth');
       await page.getByTestId('ntf-save').click();
       const item = page.locator(`[data-testid="notifier"][data-name="mail-${suffix}"]`);
       await item.waitFor({ timeout: 10_000 });
