@@ -46,13 +46,47 @@ pub fn inline_script_hashes(config: &Config) -> Vec<String> {
     hashes
 }
 
-/// Serves the SPA's files; any other path gets `index.html`, so `/jobs/7` loads the app, which
-/// routes it.
+/// Whether a file name carries trunk's content hash (`frontend-0123456789abcdef_bg.wasm`): such a
+/// file never changes under its name.
+fn hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let stem = name.split('.').next().unwrap_or("");
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    // Trunk writes a 64-bit hash in hex without leading zeros.
+    stem.rsplit_once('-')
+        .is_some_and(|(_, h)| (12..=16).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Hashed files are cached for a year; `index.html` (and every route the app serves it for) is
+/// checked each time, so a new release is picked up at once.
+async fn cache_control(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let immutable = hashed(req.uri().path());
+    let mut resp = next.run(req).await;
+    // A hashed name that is gone gets the page (the fallback): that must not stick.
+    let page = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    let value = if immutable && resp.status().is_success() && !page {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static(value));
+    resp
+}
+
+/// Serves the SPA's files, precompressed (brotli, gzip) when the browser accepts it; any other
+/// path gets `index.html`, so `/jobs/7` loads the app, which routes it.
 pub fn spa(config: &Config) -> Router<AppState> {
     match web_dir(config) {
         Some(dir) => {
-            let index = dir.join("index.html");
-            Router::new().fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)))
+            let index = ServeFile::new(dir.join("index.html")).precompressed_br().precompressed_gzip();
+            let files = ServeDir::new(dir).precompressed_br().precompressed_gzip().fallback(index);
+            Router::new().fallback_service(files).layer(axum::middleware::from_fn(cache_control))
         }
         None => Router::new().fallback(|| async {
             (
@@ -65,5 +99,21 @@ pub fn spa(config: &Config) -> Router<AppState> {
                 ),
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hashed;
+
+    #[test]
+    fn trunks_hashed_names_are_told_apart() {
+        assert!(hashed("/frontend-d03dbda4ea7af918_bg.wasm"));
+        assert!(hashed("/frontend-d03dbda4ea7af918.js"));
+        assert!(hashed("/style-f1f5aa24ec95c28b.css"));
+        assert!(hashed("/style-28d5fed5d81fabb.css"), "15 digits: no leading zero");
+        assert!(!hashed("/index.html"));
+        assert!(!hashed("/jobs/7"));
+        assert!(!hashed("/retire-vm.yml"));
     }
 }

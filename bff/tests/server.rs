@@ -281,6 +281,40 @@ async fn the_csp_allows_this_origin_wasm_and_the_served_pages_inline_loader_only
 }
 
 #[tokio::test]
+async fn the_web_app_is_sent_precompressed_and_cached_by_its_hashed_names() {
+    let web = temp_dir("web");
+    let js = "export default function init() { return 42; }\n".repeat(50);
+    std::fs::write(web.join("index.html"), "<!doctype html><title>Playdeck</title>").expect("write");
+    std::fs::write(web.join("frontend-0123456789abcdef.js"), &js).expect("write");
+    // What trunk's post-build hook writes beside each file (Trunk.toml).
+    std::fs::write(web.join("frontend-0123456789abcdef.js.br"), b"BROTLI-BYTES").expect("write");
+    std::fs::write(web.join("index.html.br"), b"BROTLI-INDEX").expect("write");
+    let app = spawn_app_with(|c| c.web_dir = Some(web.clone())).await;
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut req = reqwest::Client::builder().no_gzip().build().expect("client").get(app.url(path));
+        if let Some(e) = encoding {
+            req = req.header("accept-encoding", e);
+        }
+        req.send()
+    };
+    let r = get("/frontend-0123456789abcdef.js", Some("br, gzip")).await.expect("js");
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(r.bytes().await.expect("body").as_ref(), b"BROTLI-BYTES");
+    let r = get("/frontend-0123456789abcdef.js", None).await.expect("js");
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.text().await.expect("body"), js, "the file itself to a browser that accepts no encoding");
+    for path in ["/", "/jobs/7", "/index.html"] {
+        let r = get(path, Some("br")).await.expect("page");
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-cache", "{path}: checked at each visit");
+        assert_eq!(r.headers()["content-encoding"], "br", "{path}");
+    }
+    let r = get("/frontend-ffffffffffffffff.js", Some("br")).await.expect("missing");
+    assert_eq!(r.headers()["cache-control"], "no-cache", "a missing file falls back to the page, uncached");
+}
+
+#[tokio::test]
 async fn metrics_can_require_a_token_and_made_up_methods_make_no_series() {
     let app = spawn_app_with(|c| {
         c.metrics_token = Some(bff::infra::secrets::Secret("pdm_metrics_token_0123456789abcdef".into()))

@@ -76,6 +76,10 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     if !postgres_installed() {
         apt_install(&["postgresql"])?;
     }
+    // trunk's post-build hook stores the web app brotli- and gzip-compressed (Trunk.toml).
+    if !Path::new("/usr/bin/brotli").exists() {
+        apt_install(&["brotli"])?;
+    }
     // The engine clones git sources and reaches hosts over ssh (keys through ssh-agent).
     let mut missing: Vec<&str> = Vec::new();
     if !Path::new("/usr/bin/ssh").exists() || !Path::new("/usr/bin/ssh-agent").exists() {
