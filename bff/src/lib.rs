@@ -65,6 +65,20 @@ pub struct Started {
 /// Connects to the database, applies migrations, makes sure the admin key and the ingest token
 /// exist and starts the live relay.
 pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<Started, String> {
+    let https =
+        config.tls.is_some() || config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let local = config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.contains("://127.0.0.1") || u.contains("://localhost"));
+    if config.framed_by_others() && !https && !local {
+        // Browsers keep a `Secure` cookie only from HTTPS (or this machine): a framed page could not sign in.
+        tracing::warn!(
+            frame_ancestors = %config.frame_ancestors,
+            "PLAYDECK_FRAME_ANCESTORS names other sites but Playdeck is not served over HTTPS (PLAYDECK_PUBLIC_URL): \
+             the session cookie must be Secure in a frame, so signing in inside the portal will not work"
+        );
+    }
     let connector = db::connector(&config.database_tls)?;
     let pool = db::pool(pg_config.clone(), connector.clone(), config.pool_size, config.pool_wait)?;
     if let Err(e) = pool.get().await {
