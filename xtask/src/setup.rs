@@ -12,6 +12,8 @@ const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 pub(crate) const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// The real SMTP server the mail notifier is tested against (bff/tests/mail.rs).
 pub(crate) const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+/// How AWX and AAP run playbooks: the callback plugin is tested inside it (bff/tests/runner.rs).
+pub(crate) const ANSIBLE_RUNNER: &str = "ansible-runner==2.4.3";
 
 const TRUNK_VERSION: &str = "0.21.14";
 
@@ -121,6 +123,17 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
             "--quiet",
             "--disable-pip-version-check",
             AIOSMTPD,
+        ]))?;
+    }
+    if browser && !Path::new(".venv/bin/ansible-runner").is_file() {
+        step(&format!(
+            "installing {ANSIBLE_RUNNER} into .venv (how AWX runs playbooks, for the plugin's tests)"
+        ));
+        run(Command::new(".venv/bin/pip").args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            ANSIBLE_RUNNER,
         ]))?;
     }
     // The deploy test checks the shipped alert rules with promtool.

@@ -94,6 +94,7 @@ import getpass
 import gzip
 import json
 import os
+import re
 import ssl
 import sys
 import threading
@@ -173,20 +174,35 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
 
 
+# ansible-runner's display callback (the one AWX and AAP run playbooks with) wraps each event's
+# output in markers that carry the event as base64: ESC[K, then chunks each followed by ESC[<n>D,
+# then ESC[K. Runner's own stdout file drops them; so does what is sent to Playdeck.
+_RUNNER_MARKER = re.compile(r"\x1b\[K(?:[A-Za-z0-9+/=]+\x1b\[\d+D)+\x1b\[K")
+# A marker not yet finished at the end of what was written: kept for the next event's output.
+_OPEN_MARKER = re.compile(r"\x1b\[K(?:[A-Za-z0-9+/=]+(?:\x1b(?:\[(?:\d+D?)?)?)?)*\Z")
+
+
 class _Tee:
     """sys.stdout that also keeps what was written, so each event carries the output it caused."""
 
     def __init__(self, stream):
         self._stream = stream
         self.captured = []
+        self._pending = ""
 
     def write(self, text):
         self.captured.append(text)
         return self._stream.write(text)
 
     def take(self):
-        text = "".join(self.captured)
+        text = self._pending + "".join(self.captured)
         self.captured.clear()
+        self._pending = ""
+        text = _RUNNER_MARKER.sub("", text)
+        unfinished = _OPEN_MARKER.search(text)
+        if unfinished:
+            self._pending = text[unfinished.start():]
+            text = text[:unfinished.start()]
         return text
 
     def __getattr__(self, name):
