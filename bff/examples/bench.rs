@@ -307,6 +307,22 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     );
 }
 
+/// A person who signed in by single sign-on (as the sign-in paths record them) in these groups
+/// (commas), with a session: its cookie's value.
+async fn person_session(db: &tokio_postgres::Client, who: &str, groups: &str) -> String {
+    let cookie = format!("pds_bench_{who}_session_token_0123456789");
+    let hash = bff::infra::secrets::hash_secret(&cookie);
+    db.batch_execute(&format!(
+        "insert into users (kind, issuer, subject, username, display_name, groups)
+         values ('oidc', 'https://idp.example.com', 'bench-{who}', 'bench-{who}', 'Bench', '{{{groups}}}');
+         insert into sessions (token_hash, user_id, method, expires)
+         select '{hash}', id, 'oidc', now() + interval '1 hour' from users where subject = 'bench-{who}';"
+    ))
+    .await
+    .expect("a person's session");
+    cookie
+}
+
 /// The same authenticated read with a person's session and with an API key.
 async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::Config) {
     let rounds = arg(args, "--rounds", 20);
@@ -329,16 +345,7 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     // A person who signed in (as the LDAP and single sign-on paths record them) with a session.
     let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(conn);
-    let cookie = "pds_bench_person_session_token_0123456789";
-    let hash = bff::infra::secrets::hash_secret(cookie);
-    db.batch_execute(&format!(
-        "insert into users (kind, issuer, subject, username, display_name, groups)
-         values ('oidc', 'https://idp.example.com', 'bench-person', 'bench', 'Bench Person', '{{playdeck-admins,staff}}');
-         insert into sessions (token_hash, user_id, method, expires)
-         select '{hash}', id, 'oidc', now() + interval '1 hour' from users where subject = 'bench-person';"
-    ))
-    .await
-    .expect("a person's session");
+    let cookie = person_session(&db, "person", "playdeck-admins,staff").await;
     let url = format!("http://{addr}/api/v1/jobs?page_size=50");
     let call = |session: bool| {
         let req = http.get(&url);
@@ -424,20 +431,8 @@ async fn scoped(args: &[String], addr: std::net::SocketAddr, db: &tokio_postgres
     )
     .await
     .expect("jobs");
-    let mut cookies = Vec::new();
-    for (who, groups) in [("admin", "playdeck-admins"), ("scoped", "team-a")] {
-        let cookie = format!("pds_bench_{who}_session_token_0123456789");
-        let hash = bff::infra::secrets::hash_secret(&cookie);
-        db.batch_execute(&format!(
-            "insert into users (kind, issuer, subject, username, display_name, groups)
-             values ('oidc', 'https://idp.example.com', 'bench-{who}', 'bench-{who}', 'Bench', '{{{groups}}}');
-             insert into sessions (token_hash, user_id, method, expires)
-             select '{hash}', id, 'oidc', now() + interval '1 hour' from users where subject = 'bench-{who}';"
-        ))
-        .await
-        .expect("session");
-        cookies.push(cookie);
-    }
+    let cookies =
+        [person_session(db, "admin", "playdeck-admins").await, person_session(db, "scoped", "team-a").await];
     let http = reqwest::Client::new();
     let call = |path: &str, who: usize| {
         let req = http

@@ -806,12 +806,7 @@ async fn a_scoped_operator_sees_and_launches_only_the_templates_of_their_binding
     let ctl = controller("aap-prod", &fake);
     let app = spawn_app_with(move |c| {
         c.aap.controllers = vec![ctl];
-        c.auth.proxy = Some(bff::infra::config::auth::ProxyConfig {
-            user_header: "x-forwarded-user".into(),
-            groups_header: "x-forwarded-groups".into(),
-            email_header: "x-forwarded-email".into(),
-        });
-        c.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        common::people::trust_loopback_proxy(c);
         c.auth.access = bff::infra::access::parse_file(
             "access.toml",
             "[[binding]]\ngroup = \"patchers\"\nrole = \"operator\"\nsources = [\"aap-prod\"]\ntemplates = [\"Patch *\"]\n",

@@ -54,12 +54,7 @@ async fn teams() -> TestApp {
         c.engine.playbook_dir = playbooks;
         c.requests.catalog = examples.join("catalog.json");
         c.engine.inventory_dir = examples.join("inventories");
-        c.auth.proxy = Some(bff::infra::config::auth::ProxyConfig {
-            user_header: "x-forwarded-user".into(),
-            groups_header: "x-forwarded-groups".into(),
-            email_header: "x-forwarded-email".into(),
-        });
-        c.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        common::people::trust_loopback_proxy(c);
         c.auth.access = bff::infra::access::parse_file("access.toml", ACCESS).expect("access file");
         c.auth.recheck = Duration::from_millis(300);
     })

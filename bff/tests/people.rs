@@ -425,15 +425,8 @@ fn proxied(
 
 #[tokio::test]
 async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers() {
-    let proxy = bff::infra::config::auth::ProxyConfig {
-        user_header: "x-forwarded-user".into(),
-        groups_header: "x-forwarded-groups".into(),
-        email_header: "x-forwarded-email".into(),
-    };
-    let p = proxy.clone();
-    let app = spawn_app_with(move |c| {
-        c.auth.proxy = Some(p);
-        c.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    let app = spawn_app_with(|c| {
+        common::people::trust_loopback_proxy(c);
         groups(c);
     })
     .await;
@@ -730,8 +723,8 @@ async fn a_trusted_proxy_signs_people_in_and_nobody_else_can_forge_its_headers()
     assert_error(get_with(&app, "/api/v1/session", &viewer_session).await, 401).await;
 
     // The same headers from a peer that is not a trusted proxy: ignored, refused, recorded.
-    let app2 = spawn_app_with(move |c| {
-        c.auth.proxy = Some(proxy);
+    let app2 = spawn_app_with(|c| {
+        common::people::trust_loopback_proxy(c);
         c.auth.trusted_proxies = vec!["10.0.0.0/8".parse().expect("cidr")];
         c.signin_per_minute = 3;
         groups(c);

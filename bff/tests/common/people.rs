@@ -281,3 +281,14 @@ impl Browser {
         self.http.get(url).send().await.expect("callback")
     }
 }
+
+/// Sign-in by a trusted reverse proxy on loopback: `X-Forwarded-User`, `-Groups`, `-Email`
+/// believed from 127.0.0.1 (the tests' own requests).
+pub fn trust_loopback_proxy(c: &mut bff::infra::config::Config) {
+    c.auth.proxy = Some(bff::infra::config::auth::ProxyConfig {
+        user_header: "x-forwarded-user".into(),
+        groups_header: "x-forwarded-groups".into(),
+        email_header: "x-forwarded-email".into(),
+    });
+    c.auth.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+}
