@@ -32,10 +32,6 @@ use crate::infra::extract::Q;
 use crate::infra::state::AppState;
 use crate::live::{self, Follower, HubMessage, Interest};
 
-fn conn_ping_every(app: &AppState) -> std::time::Duration {
-    app.config.ws_ping
-}
-
 /// Jobs one connection may follow at once.
 const MAX_FOLLOWED: usize = 100;
 
@@ -290,7 +286,7 @@ async fn write_loop(
 ) {
     // A ping every `PING_EVERY`: proxies and load balancers drop connections they think idle,
     // and a peer that vanished is noticed when the write fails.
-    let mut ping = tokio::time::interval(conn_ping_every(&app));
+    let mut ping = tokio::time::interval(app.config.ws_ping);
     ping.tick().await;
     let mut conn = Connection { app, access, sink, followers: HashMap::new(), jobs: None };
     loop {
@@ -378,12 +374,11 @@ pub async fn feed(
     // message is due.
     let opened = futures_util::stream::once(async { Ok::<_, Infallible>(Event::default().comment("live")) });
     let stream = opened.chain(messages);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(conn_ping_every_sse())).into_response())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response())
 }
 
-fn conn_ping_every_sse() -> std::time::Duration {
-    std::time::Duration::from_secs(15)
-}
+/// How often an SSE feed sends a comment, so proxies keep it open (as WebSocket pings do).
+const SSE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `GET /api/v1/live/poll?job=&cursor=`: the last resort when neither a WebSocket nor SSE gets
 /// through: the followed job's state and its next page of events, in the feed's messages.

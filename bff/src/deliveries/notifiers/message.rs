@@ -33,7 +33,8 @@ pub struct Report {
     link: Option<String>,
 }
 
-fn clip(s: &str, max: usize) -> String {
+/// At most `max` characters (trimmed), with an ellipsis when cut.
+pub(super) fn clip(s: &str, max: usize) -> String {
     let s = s.trim();
     if s.chars().count() <= max {
         return s.to_string();

@@ -308,7 +308,7 @@ fn smtp_error(e: &lettre::transport::smtp::Error, server: &Server<'_>) -> SmtpEr
     }
     // A 5xx, a refused configuration (no STARTTLS, no mechanism): trying again cannot help.
     let permanent = e.is_permanent() || e.is_client();
-    SmtpError { message: truncate(&message, 400), code, permanent }
+    SmtpError { message: super::message::clip(&message, 400), code, permanent }
 }
 
 fn message(mail: &Mail<'_>) -> Result<Message, SmtpError> {
@@ -332,15 +332,6 @@ fn message(mail: &Mail<'_>) -> Result<Message, SmtpError> {
     }
     let body = mail.body.replace("\r\n", "\n");
     b.body(body).map_err(|e| SmtpError::permanent(format!("the message: {e}")))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(max).collect();
-    t.push('…');
-    t
 }
 
 /// The name this host greets with: its host name, if it is a plausible one.
