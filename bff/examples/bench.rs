@@ -6,12 +6,15 @@
 //!         both rates and their ratio.
 //! live:   K WebSocket clients follow one job while events are ingested at a fixed rate; prints
 //!         p50/p99/max latency from "ingest accepted" to "client received".
+//! grid:   the job grid's queries and the dashboard's figures at 10k and 1M jobs (support/grid.rs).
 //! auth:   `GET /api/v1/jobs` with a signed-in person's session cookie against the same call with
 //!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1). Then a
 //!         person whose bindings cover 5 templates of 50 against an admin, side by side on 20 000
 //!         jobs: the grid, the dashboard's stats and the WebSocket fan-out of job changes (limit
 //!         1.2 each).
 
+#[path = "support/grid.rs"]
+mod grid;
 #[path = "support/run.rs"]
 mod run;
 
@@ -64,7 +67,12 @@ async fn main() {
         "ingest" => ingest(&args, addr, &pg).await,
         "live" => live(&args, addr).await,
         "auth" => auth(&args, addr, &pg).await,
-        other => eprintln!("unknown benchmark {other:?}: use ingest, live or auth"),
+        "grid" => {
+            let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            grid::grid(&args, addr, &db, ADMIN).await
+        }
+        other => eprintln!("unknown benchmark {other:?}: use ingest, live, auth or grid"),
     }
     let _ = started.shutdown.send(true);
     drop(cluster);
@@ -108,6 +116,13 @@ async fn ingest(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres
         .collect();
     let bytes: usize = bodies.iter().flatten().map(String::len).sum();
     println!("        average event size {} bytes (JSON as sent)", bytes / (per_job * jobs));
+
+    // What the server does to a body before the database, alone on one core.
+    let t = Instant::now();
+    for b in bodies.iter().flatten() {
+        bff::ingest::parse_and_prepare(b.as_bytes()).expect("parse");
+    }
+    let parse_secs = t.elapsed().as_secs_f64();
 
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/api/v1/ingest/events");
@@ -197,6 +212,7 @@ async fn ingest(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres
     println!("HTTP ingest : {http_rate:>10.0} events/s  ({total} events in {http_secs:.2} s)");
     println!("raw COPY    : {copy_rate:>10.0} events/s  ({total} events in {copy_secs:.2} s)");
     println!("ratio       : {:>10.2}  (HTTP ingest / raw COPY)", http_rate / copy_rate);
+    println!("(reading the bodies alone, on one core: {:.0} events/s)", total / parse_secs);
 }
 
 async fn live(args: &[String], addr: std::net::SocketAddr) {
@@ -205,6 +221,7 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     let seconds = arg(args, "--seconds", 10);
     let batch = arg(args, "--batch", 10).max(1);
     println!("live: {clients} WebSocket clients, {rate} events/s in batches of {batch} for {seconds} s");
+
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/api/v1/ingest/events");
     let total = rate * seconds;

@@ -91,6 +91,8 @@ const JOB_FILTERS: &[(&str, &str)] = &[
     ("order_by", "id, started, finished, name, status, elapsed, template, modified; `-` for descending"),
     ("page", "from 1"),
     ("page_size", "1 to 200, default 25"),
+    ("page_after", "keyset paging: the page after this job id in the chosen order (what `next` links use)"),
+    ("page_before", "keyset paging: the page before this job id in the chosen order"),
 ];
 
 /// Every operation of `/api/v1`. Keep in step with the routers (a test checks both ways).

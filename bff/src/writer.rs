@@ -2,8 +2,9 @@
 //! the local engine's explicit statuses) ends here, with the job's elapsed time, its status
 //! history and the notice that tells the live relay, all in the caller's transaction.
 
+use deadpool_postgres::Transaction;
 use shared::JobStatus;
-use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 use crate::infra::error::AppError;
 
@@ -68,18 +69,31 @@ pub async fn changed(
     to_seq: i64,
     change: i64,
 ) -> Result<(), AppError> {
-    tx.execute(
-        "update jobs set elapsed = extract(epoch from finished - started)
-          where id = $1 and finished is not null and started is not null",
-        &[&job_id],
-    )
-    .await?;
-    for t in transitions {
-        tx.execute(
-            "insert into job_status_history (job_id, status, previous, by) values ($1, $2, $3, $4)",
-            &[&job_id, &t.status.as_str(), &t.previous.map(|p| p.as_str()), &t.by],
+    // Prepared once per connection (this runs for every batch of every job), then sent together:
+    // the three are independent, so one round trip serves them all.
+    let elapsed = tx
+        .prepare_cached(
+            "update jobs set elapsed = extract(epoch from finished - started)
+              where id = $1 and finished is not null and started is not null",
         )
         .await?;
-    }
-    crate::live::notify(tx, job_id, from_seq, to_seq, change).await
+    let history = tx
+        .prepare_cached(
+            "insert into job_status_history (job_id, status, previous, by) values ($1, $2, $3, $4)",
+        )
+        .await?;
+    let statuses: Vec<(&str, Option<&str>)> =
+        transitions.iter().map(|t| (t.status.as_str(), t.previous.map(|p| p.as_str()))).collect();
+    let params: Vec<[&(dyn ToSql + Sync); 4]> = transitions
+        .iter()
+        .zip(&statuses)
+        .map(|(t, (status, previous))| [&job_id as &(dyn ToSql + Sync), status, previous, &t.by])
+        .collect();
+    let inserts = params.iter().map(|p| tx.execute(&history, p));
+    let (_, _, ()) = tokio::try_join!(
+        async { Ok::<_, AppError>(tx.execute(&elapsed, &[&job_id]).await?) },
+        async { Ok::<_, AppError>(futures_util::future::try_join_all(inserts).await?) },
+        crate::live::notify(tx, job_id, from_seq, to_seq, change)
+    )?;
+    Ok(())
 }

@@ -144,6 +144,8 @@ fn day_start(day: &str, plus_days: u32) -> Option<String> {
 pub struct JobsState {
     rows: Vec<Job>,
     count: Option<i64>,
+    /// False when the server estimated the count (a filter matching very many jobs).
+    count_exact: bool,
     /// Rows stay shown while the next page loads and when a later fetch fails, so the fetch's
     /// outcome is kept beside them rather than wrapping them.
     fetch: Load<()>,
@@ -180,6 +182,7 @@ impl Reducible for JobsState {
                 };
                 state.rows_query = query;
                 state.count = Some(page.count);
+                state.count_exact = page.count_exact;
                 state.fetch = Load::Loaded(Ok(()));
             }
             JobsAction::Fetched(_, Err(e)) => state.fetch = Load::Loaded(Err(e)),
@@ -241,6 +244,7 @@ pub fn jobs_page() -> Html {
     let state = use_reducer(|| JobsState {
         rows: Vec::new(),
         count: None,
+        count_exact: true,
         fetch: Load::Loading,
         query: String::new(),
         rows_query: String::new(),
@@ -299,7 +303,7 @@ pub fn jobs_page() -> Html {
                 { connection_badge(connection) }
                 <span class="spacer"></span>
                 if let Some(count) = state.count {
-                    <span class="muted" data-testid="jobs-count">{ format!("{count} jobs") }</span>
+                    <span class="muted" data-testid="jobs-count">{ format!("{}{count} jobs", about(state.count_exact)) }</span>
                 }
             </div>
             <FilterBar filters={(*filters).clone()} on_change={set_filters.clone()} />
@@ -307,7 +311,7 @@ pub fn jobs_page() -> Html {
             if !state.rows.is_empty() {
                 { jobs_table(&state.rows, now_ms) }
             }
-            { pager(&filters, state.count, &set_filters) }
+            { pager(&filters, state.count, state.count_exact, &set_filters) }
         </main>
     }
 }
@@ -459,7 +463,16 @@ fn fetch_notice(state: &JobsState, filtered: bool) -> Html {
     }
 }
 
-fn pager(filters: &Filters, count: Option<i64>, set: &Callback<Filters>) -> Html {
+/// "about " before an estimated count.
+fn about(exact: bool) -> &'static str {
+    if exact {
+        ""
+    } else {
+        "about "
+    }
+}
+
+fn pager(filters: &Filters, count: Option<i64>, exact: bool, set: &Callback<Filters>) -> Html {
     let Some(count) = count else { return html! {} };
     let pages = ((count + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     if pages <= 1 && filters.page <= 1 {
@@ -477,7 +490,7 @@ fn pager(filters: &Filters, count: Option<i64>, set: &Callback<Filters>) -> Html
         <nav class="pager" aria-label="Pages">
             <button type="button" class="secondary" disabled={filters.page <= 1} onclick={go(filters.page - 1)}
                     data-testid="page-prev">{ "← Newer" }</button>
-            <span data-testid="page-info">{ format!("{first}–{last} of {count} · page {} of {pages}", filters.page) }</span>
+            <span data-testid="page-info">{ format!("{first}–{last} of {a}{count} · page {} of {a}{pages}", filters.page, a = about(exact)) }</span>
             <button type="button" class="secondary" disabled={filters.page >= pages} onclick={go(filters.page + 1)}
                     data-testid="page-next">{ "Older →" }</button>
         </nav>

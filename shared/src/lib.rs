@@ -192,9 +192,17 @@ pub struct StatusChange {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Page<T> {
     pub count: i64,
+    /// False when `count` is the database's estimate: the jobs list counts exactly when the
+    /// planner expects up to 20 000 matching jobs that are cheap to count, and estimates otherwise.
+    #[serde(default = "exact")]
+    pub count_exact: bool,
     pub next: Option<String>,
     pub previous: Option<String>,
     pub results: Vec<T>,
+}
+
+fn exact() -> bool {
+    true
 }
 
 /// Filters, ordering and paging of `GET /api/v1/jobs`, as query parameters.
@@ -229,6 +237,13 @@ pub struct JobFilter {
     pub page: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_size: Option<i64>,
+    /// Keyset paging: the page that follows this job (an id) in the chosen order. The `next`
+    /// link uses it, so following `next` stays as fast on the thousandth page as on the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_after: Option<i64>,
+    /// Keyset paging: the page that comes before this job in the chosen order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_before: Option<i64>,
 }
 
 /// What every launch, cancel and relaunch answers, whichever engine ran the job: at least the job

@@ -14,13 +14,13 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let which = args
         .first()
         .map(String::as_str)
-        .ok_or("bench what? `cargo xtask bench ingest`, `live`, `auth`, `aap-sync` or `callback`")?;
+        .ok_or("bench what? `cargo xtask bench ingest`, `grid`, `live`, `auth`, `aap-sync` or `callback`")?;
     if which == "callback" {
         return bench_callback(&args[1..]);
     }
-    if !matches!(which, "ingest" | "live" | "auth" | "aap-sync") {
+    if !matches!(which, "ingest" | "grid" | "live" | "auth" | "aap-sync") {
         return Err(format!(
-            "no benchmark {which:?}; there are `ingest`, `live`, `auth`, `aap-sync` and `callback`"
+            "no benchmark {which:?}; there are `ingest`, `grid`, `live`, `auth`, `aap-sync` and `callback`"
         ));
     }
     if !postgres_installed() {

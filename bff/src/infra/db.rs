@@ -59,6 +59,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_credential_hosts", include_str!("../../../migrations/0010_credential_hosts.sql")),
     ("0011_people", include_str!("../../../migrations/0011_people.sql")),
     ("0012_access", include_str!("../../../migrations/0012_access.sql")),
+    ("0013_grid", include_str!("../../../migrations/0013_grid.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

@@ -128,6 +128,7 @@ pub fn page_of<T, K: AsRef<str>>(
     };
     Page {
         count,
+        count_exact: true,
         next: (page * page_size < count).then(|| link(page + 1)),
         previous: (page > 1).then(|| link(page - 1)),
         results,
@@ -136,14 +137,15 @@ pub fn page_of<T, K: AsRef<str>>(
 
 /// A list that is never paged, in the list shape: all of it, no links.
 pub fn whole<T>(results: Vec<T>) -> Page<T> {
-    Page { count: results.len() as i64, next: None, previous: None, results }
+    Page { count: results.len() as i64, count_exact: true, next: None, previous: None, results }
 }
 
-/// The set filters of a flat query struct (its own field names and values), without its paging.
+/// The set filters of a flat query struct (its own field names and values), without its paging
+/// (`page`, `page_size`, and the keyset's `page_after` and `page_before`).
 pub fn filters_of<T: serde::Serialize>(v: &T) -> Vec<(String, Option<String>)> {
     let Ok(serde_json::Value::Object(obj)) = serde_json::to_value(v) else { return Vec::new() };
     obj.into_iter()
-        .filter(|(k, _)| k != "page" && k != "page_size")
+        .filter(|(k, _)| !matches!(k.as_str(), "page" | "page_size" | "page_after" | "page_before"))
         .filter_map(|(k, v)| match v {
             serde_json::Value::String(s) => Some((k, Some(s))),
             serde_json::Value::Number(n) => Some((k, Some(n.to_string()))),

@@ -22,7 +22,14 @@ pub const MASK: &str = "********";
 /// private and API keys, and any name with a word `key`, `pass`, `pwd` or `auth` in it. One rule
 /// for event payloads, launch records and job files alike: masking more is the safe direction.
 pub fn is_secret_key(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
+    // Lowercased only when needed: this runs for every key of every event ingested.
+    let lower;
+    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = name.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        name
+    };
     const PARTS: &[&str] = &[
         "password",
         "passwd",

@@ -2,6 +2,7 @@
 //! transaction, idempotent on (job, counter), followed by one notification for the live relay.
 
 mod delta;
+mod wire;
 mod write;
 
 use std::collections::BTreeMap;
@@ -47,15 +48,50 @@ async fn ingest_events(
 }
 
 /// Reads and checks a request body: what the endpoint does before it touches the database.
+/// Events are read as `wire` reads them (their data kept as sent when it can be).
 pub fn parse_and_prepare(raw: &[u8]) -> Result<Prepared, AppError> {
-    prepare(parse_batch(raw)?)
+    let wire::WireBatch { source, job, events } =
+        serde_json::from_slice(raw).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => AppError::Unprocessable(format!("invalid batch: {e}")),
+            _ => AppError::BadRequest(format!("the body is not valid JSON: {e}")),
+        })?;
+    prepare_events(source, job, events.into_iter().map(event_from_wire))
 }
 
-fn parse_batch(raw: &[u8]) -> Result<IngestBatch, AppError> {
-    serde_json::from_slice::<IngestBatch>(raw).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => AppError::Unprocessable(format!("invalid batch: {e}")),
-        _ => AppError::BadRequest(format!("the body is not valid JSON: {e}")),
-    })
+/// Events that the knowledge base or the hosts' final counts read the data of: always read as a
+/// tree.
+const READ_WHOLE: &[&str] = &[
+    "playbook_on_stats",
+    "runner_on_failed",
+    "runner_on_unreachable",
+    "runner_item_on_failed",
+    "runner_on_async_failed",
+];
+
+fn event_from_wire(ev: wire::WireEvent) -> Result<Event, String> {
+    let wire::WireEvent::Object(mut fields, data) = ev else {
+        return Err("an event must be a JSON object".into());
+    };
+    let Some(raw) = data.filter(|d| d.get() != "null") else {
+        return event_from_json(Value::Object(fields));
+    };
+    let kind = fields.get("event").and_then(Value::as_str).unwrap_or("");
+    let found = (!READ_WHOLE.contains(&kind)).then(|| wire::data_fields(raw.get())).flatten();
+    match found {
+        Some(small) => {
+            // Checked and turned into columns from what the columns read; stored as sent.
+            fields.insert("event_data".into(), Value::Object(small));
+            let mut ev = event_from_json(Value::Object(fields))?;
+            ev.event_data = Value::Null;
+            ev.raw_data = Some(raw);
+            Ok(ev)
+        }
+        None => {
+            let data: Value = serde_json::from_str(raw.get()).map_err(|e| format!("`event_data`: {e}"))?;
+            fields.insert("event_data".into(), data);
+            event_from_json(Value::Object(fields))
+        }
+    }
 }
 
 /// A checked batch, ready to store.
@@ -74,7 +110,16 @@ const MAX_NAME: usize = 1024;
 /// Validates a batch and pulls out the indexed columns. Nothing is stored if any event is wrong,
 /// and the error names the event and the field.
 pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
-    let IngestBatch { source, mut job, events } = batch;
+    let IngestBatch { source, job, events } = batch;
+    prepare_events(source, job, events.into_iter().map(event_from_json))
+}
+
+/// `prepare` for events read either way.
+fn prepare_events(
+    source: String,
+    mut job: IngestJob,
+    events: impl Iterator<Item = Result<Event, String>>,
+) -> Result<Prepared, AppError> {
     let source = clean(source);
     if source.trim().is_empty() || source.chars().count() > 100 {
         return Err(AppError::Unprocessable("`source` must be 1 to 100 characters".into()));
@@ -104,8 +149,8 @@ pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
     job.explanation = job.explanation.map(clean);
     let mut by_counter: BTreeMap<i64, Event> = BTreeMap::new();
     let mut repeated = 0;
-    for (i, raw) in events.into_iter().enumerate() {
-        let ev = event_from_json(raw).map_err(|e| AppError::Unprocessable(format!("events[{i}]: {e}")))?;
+    for (i, ev) in events.enumerate() {
+        let ev = ev.map_err(|e| AppError::Unprocessable(format!("events[{i}]: {e}")))?;
         if let std::collections::btree_map::Entry::Vacant(e) = by_counter.entry(ev.counter) {
             e.insert(ev);
         } else {
@@ -125,17 +170,24 @@ fn clean(s: String) -> String {
     }
 }
 
-fn clean_value(v: Value) -> Value {
+/// `clean` at every depth, in place: only the strings (and keys) that hold a NUL are rewritten.
+fn clean_value(v: &mut Value) {
     match v {
-        Value::String(s) => Value::String(clean(s)),
-        Value::Array(a) => Value::Array(a.into_iter().map(clean_value).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (clean(k), clean_value(v))).collect()),
-        other => other,
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(a) => a.iter_mut().for_each(clean_value),
+        Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                *o = std::mem::take(o).into_iter().map(|(k, v)| (clean(k), v)).collect();
+            }
+            o.values_mut().for_each(clean_value);
+        }
+        _ => {}
     }
 }
 
-fn event_from_json(raw: Value) -> Result<Event, String> {
-    let Value::Object(mut obj) = clean_value(raw) else {
+fn event_from_json(mut raw: Value) -> Result<Event, String> {
+    clean_value(&mut raw);
+    let Value::Object(mut obj) = raw else {
         return Err("an event must be a JSON object".into());
     };
     let counter = match obj.get("counter") {
@@ -146,6 +198,12 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
     let event = match obj.get("event") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => s.clone(),
         _ => return Err("`event` must be a non-empty string (e.g. runner_on_ok)".into()),
+    };
+    // Moved out, not copied: the output is most of an event.
+    let stdout = match obj.remove("stdout") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err("`stdout` must be a string".into()),
     };
     let mut event_data = match obj.remove("event_data") {
         None | Some(Value::Null) => Value::Object(Map::new()),
@@ -212,7 +270,7 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         play: named("play"),
         task: named("task"),
         role: named("role"),
-        stdout: text("stdout")?.unwrap_or_default(),
+        stdout,
         start_line: line("start_line")?,
         end_line: line("end_line")?,
         failed,
@@ -220,6 +278,7 @@ fn event_from_json(raw: Value) -> Result<Event, String> {
         ignore_errors,
         event,
         event_data,
+        raw_data: None,
     })
 }
 

@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use chrono::Utc;
+use deadpool_postgres::Transaction;
 use shared::{IngestJob, IngestResult, JobStatus};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::Statement;
 
 use super::delta::{host_deltas, job_delta, JobDelta};
 use super::Prepared;
@@ -19,25 +20,32 @@ use crate::infra::state::App;
 use crate::store::events::Event;
 use crate::writer::{self, Transition};
 
-const INSERT_EVENTS: &str = "
-    with input as (
-        select * from unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                             $12::bigint[], $13::bigint[], $14::bool[], $15::bool[], $16::jsonb[])
-            as t(counter, event, uuid, parent_uuid, created, host, play, task, role, stdout,
-                 start_line, end_line, failed, changed, event_data)
-    ), fresh as (
-        -- The job row is locked by this transaction, so no other batch of this job can insert
-        -- between this check and the insert.
-        select i.* from input i
-         where not exists (select 1 from job_events e where e.job_id = $1 and e.counter = i.counter)
-    )
-    insert into job_events (job_id, seq, counter, event, uuid, parent_uuid, created, host, play, task,
-                            role, stdout, start_line, end_line, failed, changed, event_data)
-    select $1, $17 + row_number() over (order by counter), counter, event, uuid, parent_uuid, created,
-           host, play, task, role, stdout, start_line, end_line, failed, changed, event_data
-      from fresh
-    returning counter";
+/// The new events go in by binary COPY, straight into `job_events`, as fast as PostgreSQL takes
+/// rows: the job's row is locked, so which counters are stored and the next `seq` cannot change
+/// until this transaction ends.
+const COPY_EVENTS: &str =
+    "copy job_events (job_id, seq, counter, event, uuid, parent_uuid, created, host, play,
+                           task, role, stdout, start_line, end_line, failed, changed, event_data)
+                      from stdin (format binary)";
+const COPY_TYPES: [Type; 17] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
+    Type::BOOL,
+    Type::JSONB,
+];
 
 /// A host's outcome counts, in `job_hosts` and in the upsert's parameters.
 const HOST_COUNTS: [&str; 7] = ["ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"];
@@ -86,13 +94,19 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
     let accepted = fresh.len() as i64;
     let duplicates = events.len() as i64 - accepted + repeated_in_batch;
 
-    add_host_counts(&tx, locked.id, &fresh).await?;
     crate::kb::record_failures(&tx, locked.id, &fresh).await?;
 
     let delta = job_delta(&fresh, locked.status, locked.explicit || job.status.is_some());
     let status = next_status(&locked, &job, &delta, &source, &mut history);
-    update_details(&tx, locked.id, &job).await?;
-    let (new_seq, change) = update_job(&tx, locked.id, &job, status, &delta, accepted).await?;
+    // The hosts' counts and the job's row are sent together (one round trip) and run in this
+    // order, as the row's counts read the hosts': both statements are prepared first, so
+    // neither waits for its own preparation while the other goes ahead.
+    let upsert = tx.prepare_cached(UPSERT_HOSTS.as_str()).await?;
+    let update = tx.prepare_cached(UPDATE_JOB).await?;
+    let ((), (new_seq, change)) = tokio::try_join!(
+        add_host_counts(&tx, &upsert, locked.id, &fresh),
+        update_job(&tx, &update, locked.id, &job, status, &delta, accepted)
+    )?;
     writer::changed(&tx, locked.id, &history, locked.last_seq, new_seq, change).await?;
     tx.commit().await?;
     Ok(IngestResult { job_id: locked.id, accepted, duplicates })
@@ -115,21 +129,28 @@ struct Locked {
 async fn lock_job(tx: &Transaction<'_>, source: &str, external_id: &str) -> Result<Locked, AppError> {
     const LOCK_JOB: &str = "select id, status, status_explicit, last_seq from jobs
                              where source = $1 and external_id = $2 for update";
-    let (row, inserted) = match tx.query_opt(LOCK_JOB, &[&source, &external_id]).await? {
-        Some(row) => (row, false),
-        None => match tx
-            .query_opt(
-                "insert into jobs (source, external_id) values ($1, $2) on conflict do nothing
-                 returning id, status, status_explicit, last_seq",
-                &[&source, &external_id],
-            )
-            .await?
-        {
-            Some(row) => (row, true),
-            // Another batch of the same new job got there first; its insert is committed now.
-            None => (tx.query_one(LOCK_JOB, &[&source, &external_id]).await?, false),
-        },
-    };
+    let (row, inserted) =
+        match tx.query_opt(&tx.prepare_cached(LOCK_JOB).await?, &[&source, &external_id]).await? {
+            Some(row) => (row, false),
+            None => match tx
+                .query_opt(
+                    &tx.prepare_cached(
+                        "insert into jobs (source, external_id) values ($1, $2) on conflict do nothing
+                     returning id, status, status_explicit, last_seq",
+                    )
+                    .await?,
+                    &[&source, &external_id],
+                )
+                .await?
+            {
+                Some(row) => (row, true),
+                // Another batch of the same new job got there first; its insert is committed now.
+                None => (
+                    tx.query_one(&tx.prepare_cached(LOCK_JOB).await?, &[&source, &external_id]).await?,
+                    false,
+                ),
+            },
+        };
     Ok(Locked {
         id: row.get(0),
         status: JobStatus::parse(row.get(1)).unwrap_or(JobStatus::New),
@@ -139,7 +160,8 @@ async fn lock_job(tx: &Transaction<'_>, source: &str, external_id: &str) -> Resu
     })
 }
 
-/// Inserts the events not stored yet, numbered on from the job's last `seq`; answers their counters.
+/// Inserts the events not stored yet, numbered on from the job's last `seq` in counter order;
+/// answers their counters.
 async fn insert_events(
     tx: &Transaction<'_>,
     job: &Locked,
@@ -148,45 +170,65 @@ async fn insert_events(
     if events.is_empty() {
         return Ok(HashSet::new());
     }
-    let col = |f: fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
     let counters: Vec<i64> = events.iter().map(|e| e.counter).collect();
-    let names: Vec<String> = events.iter().map(|e| e.event.clone()).collect();
-    let created: Vec<Option<DateTime<Utc>>> = events.iter().map(|e| e.created).collect();
-    let stdout: Vec<String> = events.iter().map(|e| e.stdout.clone()).collect();
-    let start: Vec<i64> = events.iter().map(|e| e.start_line).collect();
-    let end: Vec<i64> = events.iter().map(|e| e.end_line).collect();
-    let failed: Vec<bool> = events.iter().map(|e| e.failed).collect();
-    let changed: Vec<bool> = events.iter().map(|e| e.changed).collect();
-    let data: Vec<Value> = events.iter().map(|e| e.event_data.clone()).collect();
-    let rows = tx
+    let stored: HashSet<i64> = tx
         .query(
-            INSERT_EVENTS,
-            &[
-                &job.id,
-                &counters,
-                &names,
-                &col(|e| e.uuid.clone()),
-                &col(|e| e.parent_uuid.clone()),
-                &created,
-                &col(|e| e.host.clone()),
-                &col(|e| e.play.clone()),
-                &col(|e| e.task.clone()),
-                &col(|e| e.role.clone()),
-                &stdout,
-                &start,
-                &end,
-                &failed,
-                &changed,
-                &data,
-                &job.last_seq,
-            ],
+            &tx.prepare_cached("select counter from job_events where job_id = $1 and counter = any($2)")
+                .await?,
+            &[&job.id, &counters],
         )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let fresh: Vec<&Event> = events.iter().filter(|e| !stored.contains(&e.counter)).collect();
+    if fresh.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sink = tx.copy_in(COPY_EVENTS).await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    tokio::pin!(writer);
+    // `events` are in counter order, so `seq` follows it, as when they come one batch at a time.
+    for (seq, e) in (job.last_seq + 1..).zip(&fresh) {
+        let raw = e.raw_data.as_deref().map(Json);
+        let data: &(dyn ToSql + Sync) = match &raw {
+            Some(raw) => raw,
+            None => &e.event_data,
+        };
+        writer
+            .as_mut()
+            .write(&[
+                &job.id,
+                &seq,
+                &e.counter,
+                &e.event,
+                &e.uuid,
+                &e.parent_uuid,
+                &e.created,
+                &e.host,
+                &e.play,
+                &e.task,
+                &e.role,
+                &e.stdout,
+                &e.start_line,
+                &e.end_line,
+                &e.failed,
+                &e.changed,
+                data,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(fresh.iter().map(|e| e.counter).collect())
 }
 
 /// Adds what the new events say to each host's counts (or sets Ansible's final summary).
-async fn add_host_counts(tx: &Transaction<'_>, job_id: i64, fresh: &[&Event]) -> Result<(), AppError> {
+async fn add_host_counts(
+    tx: &Transaction<'_>,
+    upsert: &Statement,
+    job_id: i64,
+    fresh: &[&Event],
+) -> Result<(), AppError> {
     let hosts = host_deltas(fresh);
     if hosts.is_empty() {
         return Ok(());
@@ -207,7 +249,7 @@ async fn add_host_counts(tx: &Transaction<'_>, job_id: i64, fresh: &[&Event]) ->
     }
     let [ok, changed, failures, dark, skipped, rescued, ignored] = &counts;
     tx.execute(
-        UPSERT_HOSTS.as_str(),
+        upsert,
         &[
             &job_id,
             &names,
@@ -256,57 +298,8 @@ fn next_status(
     status
 }
 
-/// What the source says about the job beyond its events (name, template, inventory, …); kept
-/// when a later batch leaves them out.
-async fn update_details(tx: &Transaction<'_>, job_id: i64, job: &IngestJob) -> Result<(), AppError> {
-    let details = [
-        &job.name,
-        &job.template,
-        &job.inventory,
-        &job.project,
-        &job.launched_by,
-        &job.limit,
-        &job.scm_revision,
-    ];
-    if details.iter().all(|v| v.is_none()) {
-        return Ok(());
-    }
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_id];
-    params.extend(details.iter().map(|d| *d as &(dyn ToSql + Sync)));
-    tx.execute(
-        "update jobs set
-             name = coalesce($2, name),
-             template = coalesce($3, template),
-             inventory = coalesce($4, inventory),
-             project = coalesce($5, project),
-             launched_by = coalesce($6, launched_by),
-             \"limit\" = coalesce($7, \"limit\"),
-             scm_revision = coalesce($8, scm_revision)
-          where id = $1",
-        &params,
-    )
-    .await?;
-    Ok(())
-}
-
-/// The row's progress: status, times, current play and task, counts, `last_seq`, the hosts'
-/// outcome counts, and a new `change_seq`. Answers (last_seq, change_seq).
-async fn update_job(
-    tx: &Transaction<'_>,
-    job_id: i64,
-    job: &IngestJob,
-    status: JobStatus,
-    delta: &JobDelta,
-    accepted: i64,
-) -> Result<(i64, i64), AppError> {
-    let finished_now = status.is_finished().then(|| delta.finished.unwrap_or_else(Utc::now));
-    let (cur_counter, cur_play, cur_task) = match &delta.current {
-        Some((c, p, t)) => (*c, p.clone(), t.clone()),
-        None => (0, None, None),
-    };
-    let row = tx
-        .query_one(
-            "with counts as (
+/// See `update_job`.
+const UPDATE_JOB: &str = "with counts as (
                  select count(*) filter (where failures > 0) as failed,
                         count(*) filter (where failures = 0 and dark > 0) as unreachable,
                         count(*) filter (where failures = 0 and dark = 0 and changed > 0) as changed,
@@ -334,10 +327,39 @@ async fn update_job(
                  hosts_ok = counts.ok, hosts_changed = counts.changed, hosts_failed = counts.failed,
                  hosts_skipped = counts.skipped, hosts_unreachable = counts.unreachable,
                  change_seq = nextval('job_change_seq'),
-                 modified = now()
+                 modified = now(),
+                 name = coalesce($15, name),
+                 template = coalesce($16, template),
+                 inventory = coalesce($17, inventory),
+                 project = coalesce($18, project),
+                 launched_by = coalesce($19, launched_by),
+                 \"limit\" = coalesce($20, \"limit\"),
+                 scm_revision = coalesce($21, scm_revision)
                from counts
               where id = $1
-             returning last_seq, change_seq",
+             returning last_seq, change_seq";
+
+/// The row's progress: status, times, current play and task, counts, `last_seq`, the hosts'
+/// outcome counts, a new `change_seq`, and what the source says about the job beyond its events
+/// (name, template, inventory, …; kept when a batch leaves them out): one update of the row per
+/// batch. Answers (last_seq, change_seq).
+async fn update_job(
+    tx: &Transaction<'_>,
+    update: &Statement,
+    job_id: i64,
+    job: &IngestJob,
+    status: JobStatus,
+    delta: &JobDelta,
+    accepted: i64,
+) -> Result<(i64, i64), AppError> {
+    let finished_now = status.is_finished().then(|| delta.finished.unwrap_or_else(Utc::now));
+    let (cur_counter, cur_play, cur_task) = match &delta.current {
+        Some((c, p, t)) => (*c, p.clone(), t.clone()),
+        None => (0, None, None),
+    };
+    let row = tx
+        .query_one(
+            update,
             &[
                 &job_id,
                 &status.as_str(),
@@ -353,6 +375,13 @@ async fn update_job(
                 &job.started,
                 &job.finished,
                 &job.explanation,
+                &job.name,
+                &job.template,
+                &job.inventory,
+                &job.project,
+                &job.launched_by,
+                &job.limit,
+                &job.scm_revision,
             ],
         )
         .await?;

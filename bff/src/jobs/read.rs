@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
-use crate::infra::extract::{filters_of, page_of, percent_encode, JobId, Q};
+use crate::infra::extract::{filters_of, percent_encode, JobId, Q};
 use crate::infra::state::AppState;
 use crate::infra::text::strip_ansi;
 use crate::store::events::{event_from_row, EVENT_COLUMNS};
@@ -21,6 +21,25 @@ use crate::store::jobs::{job_from_row, job_hosts, visible_job, JOB_COLUMNS};
 
 const ORDERABLE: &[&str] =
     &["id", "started", "finished", "name", "status", "elapsed", "template", "modified"];
+
+/// Orderable columns that may be null (sorted last when descending, first when ascending).
+const NULLABLE: &[&str] = &["started", "finished", "elapsed", "template"];
+
+/// What `q` searches: the same expression as the trigram index `jobs_search` and its statistics
+/// (migration 0013), so the index answers `ilike '%…%'` and the planner knows how common a word is.
+pub const SEARCH_TEXT: &str =
+    "(name || E'\\n' || coalesce(template, '') || E'\\n' || coalesce(inventory, '') || E'\\n' \
+    || coalesce(launched_by, '') || E'\\n' || coalesce(\"limit\", '') || E'\\n' || external_id)";
+
+/// A page counts the matching jobs exactly when the planner expects up to this many and expects
+/// counting them to cost up to `EXACT_COUNT_COST` (its units: about reading that many pages);
+/// otherwise it gives the planner's estimate with `count_exact: false`. Counting a million rows,
+/// or twenty thousand scattered ones, costs more than the page.
+const EXACT_COUNT_UP_TO: f64 = 20_000.0;
+const EXACT_COUNT_COST: f64 = 10_000.0;
+
+/// Up to this many jobs in a date range, the newest of the range are found by reading the range.
+const RANGE_FIRST_UP_TO: i64 = 100_000;
 
 pub async fn list(
     State(app): State<AppState>,
@@ -34,6 +53,19 @@ pub async fn list(
     }
     if !(1..=200).contains(&page_size) {
         return Err(AppError::BadRequest("`page_size` must be between 1 and 200".into()));
+    }
+    let keyset = match (f.page_after, f.page_before) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::BadRequest("give `page_after` or `page_before`, not both".into()))
+        }
+        (Some(id), None) => Some(Keyset { anchor: id, after: true }),
+        (None, Some(id)) => Some(Keyset { anchor: id, after: false }),
+        (None, None) => None,
+    };
+    if keyset.is_some() && f.page.is_some_and(|p| p != 1) {
+        return Err(AppError::BadRequest(
+            "`page` cannot be combined with `page_after` or `page_before`".into(),
+        ));
     }
     let order_by = f.order_by.clone().unwrap_or_else(|| "-id".into());
     let (field, desc) = match order_by.strip_prefix('-') {
@@ -80,44 +112,202 @@ pub async fn list(
     }
     if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let pattern = crate::infra::text::like_contains(q);
-        push(
-            "(name ilike ? or template ilike $# or inventory ilike $# or launched_by ilike $#
-              or \"limit\" ilike $# or external_id ilike $# or id::text = $+)",
-            Box::new(pattern),
-            &mut conds,
-        );
-        // The same pattern for each column, and the bare text for an id match.
-        let n = params.len();
-        params.push(Box::new(q.to_string()));
-        if let Some(last) = conds.last_mut() {
-            *last = last.replace("$#", &format!("${n}")).replace("$+", &format!("${}", n + 1));
+        // A number is also a job's id.
+        match q.parse::<i64>() {
+            Ok(id) => {
+                push(&format!("({SEARCH_TEXT} ilike ? or id = $+)"), Box::new(pattern), &mut conds);
+                params.push(Box::new(id));
+                let n = params.len();
+                if let Some(last) = conds.last_mut() {
+                    *last = last.replace("$+", &format!("${n}"));
+                }
+            }
+            Err(_) => push(&format!("{SEARCH_TEXT} ilike ?"), Box::new(pattern), &mut conds),
         }
     }
     if let Some(scope) = caller.access.sql(Role::Viewer, "") {
         conds.push(scope);
     }
     let filter = if conds.is_empty() { String::new() } else { format!("where {}", conds.join(" and ")) };
-    let dir = if desc { "desc" } else { "asc" };
-    let nulls = if desc { "nulls last" } else { "nulls first" };
-    let order = if field == "id" {
-        format!("id {dir}")
-    } else {
-        format!("{} {dir} {nulls}, id {dir}", if field == "limit" { "\"limit\"" } else { field })
+    // The table's column (the listed `elapsed` of a running job is computed, and not indexed).
+    let column = match field {
+        "elapsed" => "jobs.elapsed",
+        other => other,
     };
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let db = app.pool.get().await?;
-    let count: i64 = db.query_one(&format!("select count(*) from jobs {filter}"), &refs).await?.get(0);
-    let rows = db
-        .query(
-            &format!(
-                "select {JOB_COLUMNS} from jobs {filter} order by {order} limit {page_size} offset {}",
-                (page - 1) * page_size
-            ),
-            &refs,
-        )
-        .await?;
-    let results = rows.iter().map(job_from_row).collect();
-    Ok(Json(page_of("/api/v1/jobs", page, page_size, &filters_of(&f), count, results)))
+    let (count, count_exact) = {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        count_jobs(&db, &filter, &refs).await?
+    };
+    // Newest first within a date range: the planner walks ids from the newest back to the range
+    // (it cannot know ids grow with time); reading the range from its index and taking the
+    // newest of it is faster while the range holds up to about a tenth of a million jobs.
+    let range_first = field == "id"
+        && (f.started_after.is_some() || f.started_before.is_some())
+        && count <= RANGE_FIRST_UP_TO;
+    let limit = page_size + 1;
+    let mut rows = match &keyset {
+        None => {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let order = order_clause(field, column, desc);
+            let offset = (page - 1) * page_size;
+            let sql = if range_first {
+                format!(
+                    "select {JOB_COLUMNS} from jobs where id in (
+                         select id from (select id from jobs {filter} offset 0) r order by {order} limit {limit} offset {offset})
+                      order by {order}"
+                )
+            } else {
+                format!(
+                    "select {JOB_COLUMNS} from jobs {filter} order by {order} limit {limit} offset {offset}"
+                )
+            };
+            db.query(&sql, &refs).await?
+        }
+        Some(k) => {
+            let anchor_null: bool = db
+                .query_opt(&format!("select {column} is null from jobs where id = $1"), &[&k.anchor])
+                .await?
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!(
+                        "`{}`: there is no job {} (any more); start again from the first page",
+                        if k.after { "page_after" } else { "page_before" },
+                        k.anchor
+                    ))
+                })?
+                .get(0);
+            params.push(Box::new(k.anchor));
+            let anchor = format!("${}", params.len());
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            // Before the anchor in the chosen order is after it in the reverse order.
+            let down = desc == k.after;
+            let parts = keyset_parts(field, column, down, anchor_null, &anchor);
+            let selects: Vec<String> = parts
+                .iter()
+                .map(|(cond, order)| {
+                    let wh = if conds.is_empty() {
+                        cond.clone()
+                    } else {
+                        format!("{} and {cond}", conds.join(" and "))
+                    };
+                    if range_first {
+                        format!(
+                            "(select {JOB_COLUMNS} from jobs where id in (
+                                  select id from (select id from jobs where {wh} offset 0) r order by {order} limit {limit})
+                              order by {order})"
+                        )
+                    } else {
+                        format!("(select {JOB_COLUMNS} from jobs where {wh} order by {order} limit {limit})")
+                    }
+                })
+                .collect();
+            db.query(&format!("select * from ({}) t limit {limit}", selects.join(" union all ")), &refs)
+                .await?
+        }
+    };
+    let more = rows.len() as i64 > page_size;
+    rows.truncate(page_size as usize);
+    if keyset.as_ref().is_some_and(|k| !k.after) {
+        rows.reverse();
+    }
+    let results: Vec<Job> = rows.iter().map(job_from_row).collect();
+    let filters = filters_of(&f);
+    let link = |paging: String| {
+        let mut parts = vec![paging, format!("page_size={page_size}")];
+        parts.extend(
+            filters.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v)))),
+        );
+        format!("/api/v1/jobs?{}", parts.join("&"))
+    };
+    let (first, last) = (results.first().map(|j| j.id), results.last().map(|j| j.id));
+    let (next, previous) = match &keyset {
+        None => (
+            more.then(|| last.map(|id| link(format!("page_after={id}")))).flatten(),
+            (page > 1).then(|| link(format!("page={}", page - 1))),
+        ),
+        Some(k) if k.after => (
+            more.then(|| last.map(|id| link(format!("page_after={id}")))).flatten(),
+            Some(link(format!("page_before={}", first.unwrap_or(k.anchor)))),
+        ),
+        Some(k) => (
+            Some(link(format!("page_after={}", last.unwrap_or(k.anchor)))),
+            more.then(|| first.map(|id| link(format!("page_before={id}")))).flatten(),
+        ),
+    };
+    Ok(Json(Page { count, count_exact, next, previous, results }))
+}
+
+/// A keyset page: the jobs after (or before) the `anchor` job in the list's order.
+struct Keyset {
+    anchor: i64,
+    after: bool,
+}
+
+/// `field dir nulls …, id dir`: what the list is sorted by, with the id to break ties.
+fn order_clause(field: &str, column: &str, desc: bool) -> String {
+    let dir = if desc { "desc" } else { "asc" };
+    if field == "id" {
+        return format!("id {dir}");
+    }
+    let nulls = if desc { "nulls last" } else { "nulls first" };
+    format!("{column} {dir} {nulls}, id {dir}")
+}
+
+/// The rows that follow the anchor when reading `down` (descending, nulls last) or up
+/// (ascending, nulls first), as parts read one after the other, each `(condition, order)`:
+/// row comparisons an index answers, with the nulls (which compare to nothing) as a part of
+/// their own.
+fn keyset_parts(
+    field: &str,
+    column: &str,
+    down: bool,
+    anchor_null: bool,
+    anchor: &str,
+) -> Vec<(String, String)> {
+    // The nulls as the index has them, though a part has none, so the index gives the order.
+    let (op, dir, nulls) = if down { ("<", "desc", "nulls last") } else { (">", "asc", "nulls first") };
+    if field == "id" {
+        return vec![(format!("id {op} {anchor}"), format!("id {dir}"))];
+    }
+    let value = format!("(select {column} from jobs where id = {anchor})");
+    let sorted =
+        (format!("({column}, id) {op} ({value}, {anchor})"), format!("{column} {dir} {nulls}, id {dir}"));
+    if !NULLABLE.contains(&field) {
+        return vec![sorted];
+    }
+    let nulls_from = |cond: String| (cond, format!("id {dir}"));
+    match (down, anchor_null) {
+        // Descending: the values, then the nulls.
+        (true, false) => vec![sorted, nulls_from(format!("{column} is null"))],
+        (true, true) => vec![nulls_from(format!("{column} is null and id < {anchor}"))],
+        // Ascending: the nulls, then the values.
+        (false, true) => vec![
+            nulls_from(format!("{column} is null and id > {anchor}")),
+            (format!("{column} is not null"), format!("{column} asc nulls first, id asc")),
+        ],
+        (false, false) => vec![sorted],
+    }
+}
+
+/// How many jobs match: exact when the planner expects it to be small and cheap to count (see
+/// `EXACT_COUNT_UP_TO`), else the estimate, flagged.
+async fn count_jobs(
+    db: &deadpool_postgres::Object,
+    filter: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(i64, bool), AppError> {
+    let plan: serde_json::Value =
+        db.query_one(&format!("explain (format json) select 1 from jobs {filter}"), params).await?.get(0);
+    let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
+    let cost = plan[0]["Plan"]["Total Cost"].as_f64().unwrap_or(f64::MAX);
+    if estimate <= EXACT_COUNT_UP_TO && cost <= EXACT_COUNT_COST {
+        let n: i64 = db.query_one(&format!("select count(*) from jobs {filter}"), params).await?.get(0);
+        return Ok((n, true));
+    }
+    Ok((estimate.round() as i64, false))
 }
 
 pub async fn show(
@@ -208,7 +398,7 @@ pub async fn events(
             .await?
             .get(0),
     };
-    Ok(Json(Page { count, next, previous: None, results }))
+    Ok(Json(Page { count, count_exact: true, next, previous: None, results }))
 }
 
 pub async fn hosts(

@@ -35,14 +35,14 @@ pub const CHANNEL: &str = "playdeck";
 /// `(from, to]` (none when equal) and `change` is its new place in the change history. The ingest
 /// path and the engine's queue both call this; nothing else sends notices.
 pub async fn notify(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     job: i64,
     from: i64,
     to: i64,
     change: i64,
 ) -> Result<(), AppError> {
     let note = Notice { job, from, to, change, at: chrono::Utc::now().timestamp_millis() };
-    tx.execute("select pg_notify($1, $2)", &[&CHANNEL, &note.encode()]).await?;
+    tx.execute(&tx.prepare_cached("select pg_notify($1, $2)").await?, &[&CHANNEL, &note.encode()]).await?;
     Ok(())
 }
 

@@ -27,7 +27,11 @@ pub struct Event {
     pub failed: bool,
     pub changed: bool,
     pub ignore_errors: bool,
+    /// Null when `raw_data` holds the data.
     pub event_data: Value,
+    /// The data exactly as sent, when storing it so is what masking and cleaning would do anyway
+    /// (the ingest path's fast way; see `ingest::wire`).
+    pub raw_data: Option<Box<serde_json::value::RawValue>>,
 }
 
 pub const EVENT_COLUMNS: &str = "job_id, counter, seq, event, uuid, parent_uuid, created, host, play, task,
