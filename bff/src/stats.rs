@@ -43,9 +43,10 @@ async fn stats(
         "30d" => ("30 days", "day", 30),
         other => return Err(AppError::BadRequest(format!("window {other:?}: use 24h, 7d or 30d"))),
     };
-    // Only the jobs the caller may see count. Two passes over the window, side by side on two
-    // connections, each read from the index `jobs_created_stats` alone: the counts by template,
-    // status and trend bucket, and the durations by template with the overall ones.
+    // Only the jobs the caller may see count. Three passes over the window, each read from an
+    // index alone (`jobs_created_stats`, `jobs_finished_stats`), on two connections side by
+    // side: the counts by template, status and trend bucket, then the overall durations; and
+    // the durations by template.
     let since =
         format!("created >= now() - interval '{interval}'{}", caller.access.and_sql(Role::Viewer, ""));
     let scoped = caller.access.and_sql(Role::Viewer, "j.");
@@ -61,14 +62,22 @@ async fn stats(
            from jobs where {since} group by 1, 2, 3"
     );
     // Durations of jobs that finished on their own (successful or failed).
+    let finished_on_their_own = "status in ('successful', 'failed') and elapsed is not null";
     let durations_sql = format!(
-        "select {GROUP} collate \"C\" as t, grouping({GROUP} collate \"C\") = 1,
-                percentile_cont(array[0.5, 0.95]) within group (order by elapsed)
-           from jobs where {since} and status in ('successful', 'failed') and elapsed is not null
-          group by grouping sets ((1), ())"
+        "select {GROUP} collate \"C\" as t, percentile_cont(array[0.5, 0.95]) within group (order by elapsed)
+           from jobs where {since} and {finished_on_their_own} group by 1"
     );
-    let (count_rows, duration_rows) =
-        tokio::try_join!(tx.query(&counts_sql, &[]), other_tx.query(&durations_sql, &[]))?;
+    let overall_sql = format!(
+        "select percentile_cont(array[0.5, 0.95]) within group (order by elapsed)
+           from jobs where {since} and {finished_on_their_own}"
+    );
+    let ((count_rows, overall), duration_rows) = tokio::try_join!(
+        async {
+            let counts = tx.query(&counts_sql, &[]).await?;
+            Ok::<_, tokio_postgres::Error>((counts, tx.query_one(&overall_sql, &[]).await?))
+        },
+        other_tx.query(&durations_sql, &[])
+    )?;
     drop((tx, other_tx));
 
     let mut by_status: BTreeMap<String, i64> =
@@ -104,18 +113,14 @@ async fn stats(
     let success_rate = rate(by_status["successful"], finished);
 
     let none = || Durations { median: None, p95: None };
-    let mut durations = none();
-    let mut per_template_durations: BTreeMap<String, Durations> = BTreeMap::new();
-    for r in &duration_rows {
-        // Null (not an array) when no job of the window finished.
-        let p: Vec<Option<f64>> = r.get::<_, Option<Vec<Option<f64>>>>(2).unwrap_or_default();
-        let d = Durations { median: p.first().copied().flatten(), p95: p.get(1).copied().flatten() };
-        if r.get::<_, bool>(1) {
-            durations = d;
-        } else {
-            per_template_durations.insert(r.get(0), d);
-        }
-    }
+    // Null (not an array) when no job of the window finished.
+    let durations_of = |p: Option<Vec<Option<f64>>>| {
+        let p = p.unwrap_or_default();
+        Durations { median: p.first().copied().flatten(), p95: p.get(1).copied().flatten() }
+    };
+    let durations = durations_of(overall.get(0));
+    let mut per_template_durations: BTreeMap<String, Durations> =
+        duration_rows.iter().map(|r| (r.get(0), durations_of(r.get(1)))).collect();
 
     // The most frequent explaining entry per template.
     let top_rows = db

@@ -38,8 +38,10 @@ pub const SEARCH_TEXT: &str =
 const EXACT_COUNT_UP_TO: f64 = 20_000.0;
 const EXACT_COUNT_COST: f64 = 10_000.0;
 
-/// Up to this many jobs in a date range, the newest of the range are found by reading the range.
+/// Up to this many jobs in a date range, the newest of the range are found by reading the range;
+/// up to `FEW_FIRST_UP_TO` counted matches of any filter, by reading the matches.
 const RANGE_FIRST_UP_TO: i64 = 100_000;
+const FEW_FIRST_UP_TO: i64 = 10_000;
 
 pub async fn list(
     State(app): State<AppState>,
@@ -140,12 +142,16 @@ pub async fn list(
             params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         count_jobs(&db, &filter, &refs).await?
     };
-    // Newest first within a date range: the planner walks ids from the newest back to the range
-    // (it cannot know ids grow with time); reading the range from its index and taking the
-    // newest of it is faster while the range holds up to about a tenth of a million jobs.
+    // Newest first, from a filter's matches rather than from the newest job back: the planner
+    // walks ids from the newest back until it has a page, which is slow when the matches lie
+    // far back (a date range: it cannot know ids grow with time) or are few (a template and a
+    // status with no job: it walks the whole table). Reading the matches first and taking the
+    // newest of them is fast while they are up to about a tenth of a million (a range, read
+    // from its index) or counted few.
+    let range = f.started_after.is_some() || f.started_before.is_some();
     let range_first = field == "id"
-        && (f.started_after.is_some() || f.started_before.is_some())
-        && count <= RANGE_FIRST_UP_TO;
+        && ((range && count <= RANGE_FIRST_UP_TO)
+            || (count_exact && count <= FEW_FIRST_UP_TO && !conds.is_empty()));
     let limit = page_size + 1;
     let mut rows = match &keyset {
         None => {
