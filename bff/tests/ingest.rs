@@ -450,18 +450,16 @@ async fn keyset_pages_walk_every_order_both_ways_through_nulls_and_ties() {
             assert_eq!(whole.len(), 23);
             let mut walked = Vec::new();
             let mut page = app.get_json(&format!("/api/v1/jobs?page_size=4&order_by={order}")).await;
-            let mut last = page.clone();
-            loop {
+            let last = loop {
                 assert_eq!(page["count"], 23, "{order}");
                 assert_eq!(page["count_exact"], true);
                 walked.extend(ids(&page));
-                last = page.clone();
                 match page["next"].as_str() {
                     Some(next) => page = app.get_json(next).await,
-                    None => break,
+                    None => break page,
                 }
                 assert!(walked.len() <= 23, "{order}: next never ends");
-            }
+            };
             assert_eq!(walked, whole, "{order}: forward by next links");
             let mut back: Vec<i64> = ids(&last).into_iter().rev().collect();
             let mut page = last;

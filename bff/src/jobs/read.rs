@@ -313,7 +313,14 @@ async fn count_jobs(
         let n: i64 = db.query_one(&format!("select count(*) from jobs {filter}"), params).await?.get(0);
         return Ok((n, true));
     }
-    Ok((estimate.round() as i64, false))
+    Ok((round_estimate(estimate), false))
+}
+
+/// An estimate to three significant digits (1 000 002 → 1 000 000): no more precise than it is.
+fn round_estimate(estimate: f64) -> i64 {
+    let digits = estimate.max(1.0).log10().floor() as i32;
+    let unit = 10f64.powi((digits - 2).max(0));
+    ((estimate / unit).round() * unit) as i64
 }
 
 pub async fn show(
@@ -506,4 +513,15 @@ pub async fn history(
         })
         .collect();
     Ok(Json(crate::infra::extract::whole(results)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn estimates_keep_three_significant_digits() {
+        assert_eq!(super::round_estimate(1_000_002.0), 1_000_000);
+        assert_eq!(super::round_estimate(34_567.0), 34_600);
+        assert_eq!(super::round_estimate(20_001.4), 20_000);
+        assert_eq!(super::round_estimate(999.0), 999);
+    }
 }
