@@ -643,3 +643,60 @@ async fn events_filter_by_host_and_brief_events_drop_event_data_but_keep_timing(
     assert!(detail.contains("1000"), "{detail}");
     assert_error(app.get(&format!("/api/v1/jobs/{id}/events?brief=true&limit=10001")).await, 400).await;
 }
+
+/// Overlapping batches of new jobs, all posted at once: each job gets one row, each event is
+/// stored once under a gap-free `seq`, the hosts' counts hold each event once, and what the
+/// answers say (accepted + duplicates) adds up to what was sent.
+#[tokio::test]
+async fn overlapping_batches_of_new_jobs_posted_at_once_store_each_event_once() {
+    let app = spawn_app().await;
+    let jobs = ["par-a", "par-b", "par-c"];
+    let mut bodies = Vec::new();
+    let mut sent = 0i64;
+    for job in jobs {
+        // 12 windows of 100 counters over 1..=595, each overlapping the next by 55, shuffled,
+        // and every fifth window repeating an event inside itself.
+        for w in 0..12i64 {
+            let mut evs = events(w * 45 + 1, 100);
+            evs.reverse();
+            evs.rotate_left((w * 7) as usize % 100);
+            if w % 5 == 0 {
+                evs.push(evs[3].clone());
+            }
+            sent += evs.len() as i64;
+            bodies.push(batch(job, evs));
+        }
+    }
+    let answers = futures_util::future::join_all(bodies.iter().map(|b| app.ingest_ok(b))).await;
+    let accepted: i64 = answers.iter().map(|a| a["accepted"].as_i64().expect("accepted")).sum();
+    let duplicates: i64 = answers.iter().map(|a| a["duplicates"].as_i64().expect("duplicates")).sum();
+    assert_eq!(accepted, 3 * 595, "each event accepted once");
+    assert_eq!(accepted + duplicates, sent, "accepted + duplicates = sent");
+    let db = app.db().await;
+    for job in jobs {
+        let rows = db
+            .query("select id, event_count, last_seq from jobs where external_id = $1", &[&job])
+            .await
+            .expect("job");
+        assert_eq!(rows.len(), 1, "one row for {job}");
+        let (id, count, last_seq): (i64, i64, i64) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+        assert_eq!((count, last_seq), (595, 595));
+        let r = db
+            .query_one(
+                "select count(*), count(distinct counter), min(seq), max(seq), count(distinct seq)
+                   from job_events where job_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("events");
+        let got: [i64; 5] = [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)];
+        assert_eq!(got, [595, 595, 1, 595, 595], "{job}: count, distinct counters, seq 1..=595 without gaps");
+        // runner_on_ok per host, each once: host-N gets the counters ≡ N (mod 7).
+        let ok: i64 = db
+            .query_one("select sum(ok)::bigint from job_hosts where job_id = $1", &[&id])
+            .await
+            .expect("hosts")
+            .get(0);
+        assert_eq!(ok, 595, "{job}: the hosts' counts hold each event once");
+    }
+}
