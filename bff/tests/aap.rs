@@ -714,7 +714,12 @@ fn logging_record(event: &Value) -> Value {
 #[tokio::test]
 async fn external_logging_plain_and_splunk_plus_the_sync_store_each_event_once() {
     let fake = FakeAwx::start("/api/v2").await;
-    let app = app_with(vec![controller("aap", &fake)]).await;
+    let ctl = controller("aap", &fake);
+    let app = spawn_app_with(move |c| {
+        c.aap.controllers = vec![ctl];
+        c.ingest_max_bytes = 64 * 1024;
+    })
+    .await;
     let fixture: Value = serde_json::from_str(include_str!("fixtures/awx/jobEvents.json")).expect("fixture");
     let mut events = fixture["results"].as_array().expect("events").clone();
     events.sort_by_key(|e| e["counter"].as_i64());
@@ -787,6 +792,26 @@ async fn external_logging_plain_and_splunk_plus_the_sync_store_each_event_once()
     let resp =
         app.http.post(&url).bearer_auth(INGEST_TOKEN).body("this is not json").send().await.expect("post");
     assert_error(resp, 400).await;
+    // Over the ingest size limit, plain or unpacked from gzip: 413, and nothing of it stored.
+    let mut big = logging_record(&events[0]);
+    big["counter"] = json!(50);
+    big["stdout"] = json!("y".repeat(100 * 1024));
+    let big = format!("{big}\n");
+    let resp = app.http.post(&url).bearer_auth(INGEST_TOKEN).body(big.clone()).send().await.expect("post");
+    assert_error(resp, 413).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, big.as_bytes()).expect("gzip");
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("post");
+    assert_error(resp, 413).await;
+    assert_eq!(job_of(&app, "aap", FIXTURE_JOB).await.expect("job")["event_count"], 9, "nothing stored");
     // A job event record without a job id is counted, not a reason to refuse the batch.
     let resp = app
         .http

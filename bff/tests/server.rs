@@ -529,3 +529,43 @@ fn settings_that_cannot_work_stop_the_start_and_name_themselves() {
         assert!(stderr.contains(says), "{env:?}: {stderr}");
     }
 }
+
+/// `playdeck healthcheck` (the container's liveness probe) exits 0 when the server on
+/// PLAYDECK_LISTEN answers /healthz with 200, and fails, saying why, when nothing listens there
+/// or /healthz answers anything else.
+#[tokio::test]
+async fn the_healthcheck_command_passes_only_for_a_healthy_server() {
+    let app = spawn_app().await;
+    let check = |listen: String| {
+        let out = Command::new(env!("CARGO_BIN_EXE_playdeck"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("PLAYDECK_LISTEN", listen)
+            .output()
+            .expect("run playdeck healthcheck");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, why) = tokio::task::spawn_blocking(move || check(app.addr.to_string())).await.expect("join");
+    assert!(ok, "a healthy server: {why}");
+
+    // Nothing listening: a port just freed.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let (ok, why) = tokio::task::spawn_blocking(move || check(free.to_string())).await.expect("join");
+    assert!(!ok && why.contains(&free.to_string()), "nothing listening: {why}");
+
+    // Something that answers 503.
+    let sick = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let sick_addr = sick.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = sick.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let (ok, why) = tokio::task::spawn_blocking(move || check(sick_addr.to_string())).await.expect("join");
+    assert!(!ok && why.contains("503"), "a sick server: {why}");
+}
