@@ -484,3 +484,38 @@ async fn websockets_are_pinged_so_proxies_keep_them() {
     .await;
     assert_eq!(ping, Ok(true), "a ping arrived");
 }
+
+/// A page on another site could open a WebSocket with the signed-in person's cookie: the
+/// handshake is refused (403) when the cookie comes with another origin, and taken with this
+/// server's own origin, or from a client that sends none; an API key is not a cookie a browser
+/// sends by itself, so it is taken from any origin.
+#[tokio::test]
+async fn the_websocket_refuses_a_session_cookie_from_another_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app().await;
+    let resp = app.http.post(app.url("/api/v1/session")).json(&json!({"key": ADMIN_KEY})).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let open = |origin: Option<String>, auth: (&'static str, String)| {
+        let mut req = app.ws_url().into_client_request().expect("request");
+        req.headers_mut().insert(auth.0, auth.1.parse().expect("header"));
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().expect("origin"));
+        }
+        async move {
+            match tokio_tungstenite::connect_async(req).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+                Err(e) => panic!("handshake: {e}"),
+            }
+        }
+    };
+    let own = format!("http://{}", app.addr);
+    let by_cookie = ("cookie", cookie.clone());
+    let by_key = ("authorization", format!("Bearer {ADMIN_KEY}"));
+    assert_eq!(open(Some("https://evil.example".into()), by_cookie.clone()).await, 403);
+    assert_eq!(open(Some(format!("http://{}.evil.example", app.addr.ip())), by_cookie.clone()).await, 403);
+    assert_eq!(open(Some(own.clone()), by_cookie.clone()).await, 101);
+    assert_eq!(open(None, by_cookie).await, 101);
+    assert_eq!(open(Some("https://evil.example".into()), by_key).await, 101);
+}
