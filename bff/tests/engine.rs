@@ -925,3 +925,43 @@ async fn real_failures_of_a_run_are_explained_by_the_knowledge_base() {
     assert!(db["error"].as_str().unwrap_or("").to_lowercase().contains("connection refused"), "{db}");
     assert_eq!(titles(db), vec!["Host unreachable (network, DNS or SSH down)"], "{db}");
 }
+
+/// A receiver that always fails is tried `max_attempts` times, then the delivery is given up:
+/// `failed`, nothing scheduled, each attempt on record, and no further request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_always_fails_is_given_up_after_the_maximum_attempts() {
+    let app = spawn_app_with(|c| {
+        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
+        c.deliveries.max_attempts = 3;
+        c.deliveries.backoff = Duration::from_millis(50);
+        c.deliveries.poll = Duration::from_millis(50);
+    })
+    .await;
+    let (url, sink) = receiver(usize::MAX).await;
+    let resp = app
+        .http
+        .post(app.url("/api/v1/webhooks"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"url": url, "events": ["job.finished"]}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let hook_id = resp.json::<Value>().await.expect("json")["id"].as_i64().expect("id");
+    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "9", "status": "failed"}, "events": []})).await;
+    let d = eventually("the delivery is given up", || async {
+        let page = app.get_json(&format!("/api/v1/webhooks/deliveries?webhook_id={hook_id}")).await;
+        let d = page["results"][0].clone();
+        (d["state"] == "failed").then_some(d)
+    })
+    .await;
+    let d = app.get_json(&format!("/api/v1/webhooks/deliveries/{}", d["id"])).await;
+    assert_eq!(d["attempts"], 3, "{d}");
+    assert!(d["next_attempt"].is_null(), "nothing more is scheduled: {d}");
+    let codes: Vec<i64> =
+        d["attempt_log"].as_array().expect("log").iter().filter_map(|a| a["status_code"].as_i64()).collect();
+    assert_eq!(codes, [500, 500, 500]);
+    assert_eq!(sink.got.lock().expect("lock").len(), 3, "the receiver was asked three times");
+    let pending = app.count(&format!("select count(*) from webhook_deliveries where webhook_id = {hook_id} and state = 'pending'")).await;
+    assert_eq!(pending, 0);
+}
