@@ -948,7 +948,8 @@ async fn a_webhook_that_always_fails_is_given_up_after_the_maximum_attempts() {
         .expect("register");
     assert_eq!(resp.status(), 201);
     let hook_id = resp.json::<Value>().await.expect("json")["id"].as_i64().expect("id");
-    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "9", "status": "failed"}, "events": []})).await;
+    app.ingest_ok(&json!({"source": "aap", "job": {"external_id": "9", "status": "failed"}, "events": []}))
+        .await;
     let d = eventually("the delivery is given up", || async {
         let page = app.get_json(&format!("/api/v1/webhooks/deliveries?webhook_id={hook_id}")).await;
         let d = page["results"][0].clone();
@@ -962,6 +963,10 @@ async fn a_webhook_that_always_fails_is_given_up_after_the_maximum_attempts() {
         d["attempt_log"].as_array().expect("log").iter().filter_map(|a| a["status_code"].as_i64()).collect();
     assert_eq!(codes, [500, 500, 500]);
     assert_eq!(sink.got.lock().expect("lock").len(), 3, "the receiver was asked three times");
-    let pending = app.count(&format!("select count(*) from webhook_deliveries where webhook_id = {hook_id} and state = 'pending'")).await;
+    let pending = app
+        .count(&format!(
+            "select count(*) from webhook_deliveries where webhook_id = {hook_id} and state = 'pending'"
+        ))
+        .await;
     assert_eq!(pending, 0);
 }

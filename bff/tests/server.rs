@@ -562,7 +562,9 @@ async fn the_healthcheck_command_passes_only_for_a_healthy_server() {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             let _ = s
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
                 .await;
         }
     });

@@ -105,7 +105,7 @@ impl ControllerConfig {
 
 impl AapConfig {
     pub fn from_env() -> Result<AapConfig, String> {
-        AapConfig::from_lookup(|name| std::env::var(name).ok())
+        AapConfig::from_lookup(super::env::var)
     }
 
     pub fn for_tests() -> AapConfig {
