@@ -526,3 +526,43 @@ async fn the_websocket_refuses_a_session_cookie_from_another_origin() {
     assert_eq!(open(None, by_cookie).await, 101);
     assert_eq!(open(Some("https://evil.example".into()), by_key).await, 101);
 }
+
+/// A counter's value at `/metrics`: the line of `name` holding every label pair given.
+async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} {labels:?} at /metrics"))
+}
+
+/// A broadcast batch is serialized once and the same bytes go to every caught-up follower.
+#[tokio::test]
+async fn a_broadcast_is_serialized_once_for_all_its_followers() {
+    let app = spawn_app().await;
+    let job = app.ingest_ok(&batch("fan", events(1, 2))).await["job_id"].as_i64().expect("id");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut ws = Ws::connect(&app).await;
+        ws.send(json!({"type": "subscribe", "job_events": [{"job_id": job, "cursor": null}]})).await;
+        let first = ws.recv_not_job().await;
+        assert_eq!(first["events"].as_array().map(Vec::len), Some(2), "caught up from the tables: {first}");
+        clients.push(ws);
+    }
+    let sent =
+        || metric(&app, "playdeck_live_messages_total", &[("transport", "websocket"), ("kind", "events")]);
+    let encoded = || metric(&app, "playdeck_live_encoded_total", &[("kind", "events")]);
+    let (sent_before, encoded_before) = (sent().await, encoded().await);
+    app.ingest_ok(&batch("fan", events(3, 3))).await;
+    let mut texts = Vec::new();
+    for ws in &mut clients {
+        let m = ws.recv_not_job().await;
+        assert_eq!(m["events"].as_array().map(Vec::len), Some(3), "{m}");
+        texts.push(m.to_string());
+    }
+    assert!(texts.windows(2).all(|w| w[0] == w[1]), "every follower got the same message");
+    assert_eq!(sent().await - sent_before, 3.0, "sent to each of the three");
+    assert_eq!(encoded().await - encoded_before, 1.0, "serialized once");
+}

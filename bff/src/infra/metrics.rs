@@ -36,6 +36,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "From an ingest commit to its notification at the live relay.",
     ),
     ("playdeck_live_messages_total", "counter", "Live messages sent to clients, by transport and kind."),
+    (
+        "playdeck_live_encoded_total",
+        "counter",
+        "Live messages serialized, by kind: once per broadcast, however many clients it goes to.",
+    ),
     ("playdeck_live_resyncs_total", "counter", "Clients that fell behind and were resynced, by transport."),
     ("playdeck_live_clients", "gauge", "Connected live clients, by transport."),
     ("playdeck_listener_reconnects_total", "counter", "Times the LISTEN connection was re-established."),
@@ -107,6 +112,9 @@ impl Metrics {
             for kind in ["job", "events", "resync", "error"] {
                 m.add("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)], 0.0);
             }
+        }
+        for kind in ["job", "events"] {
+            m.add("playdeck_live_encoded_total", &[("kind", kind)], 0.0);
         }
         for transport in ["websocket", "sse"] {
             m.add("playdeck_live_resyncs_total", &[("transport", transport)], 0.0);

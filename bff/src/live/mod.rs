@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -69,12 +70,34 @@ impl Notice {
 #[derive(Debug)]
 pub enum HubMessage {
     /// A batch of one job's events, seq `(from, to]`, in seq order.
-    Events { job_id: i64, from: i64, to: i64, events: Vec<JobEvent> },
+    Events { job_id: i64, from: i64, to: i64, events: Vec<JobEvent>, frame: Frame },
     /// A job's current state after a change.
-    Job(Job),
+    Job { job: Job, frame: Frame },
     /// The LISTEN connection broke and is back: whatever happened in between is in the tables only,
     /// so followers read from their cursors and job lists are reloaded.
     Reconnected,
+}
+
+impl HubMessage {
+    pub fn events(job_id: i64, from: i64, to: i64, events: Vec<JobEvent>) -> HubMessage {
+        HubMessage::Events { job_id, from, to, events, frame: Frame::default() }
+    }
+
+    pub fn job(job: Job) -> HubMessage {
+        HubMessage::Job { job, frame: Frame::default() }
+    }
+}
+
+/// A broadcast message as its clients get it, serialized by the first client that sends it and
+/// handed as the same bytes to every other: one serialization per broadcast, not per client.
+#[derive(Debug, Default)]
+pub struct Frame(std::sync::OnceLock<Utf8Bytes>);
+
+impl Frame {
+    /// The encoded message, made by `encode` if this is its first use.
+    pub fn get_or_encode(&self, encode: impl FnOnce() -> String) -> Utf8Bytes {
+        self.0.get_or_init(|| Utf8Bytes::from(encode())).clone()
+    }
 }
 
 /// The broadcast hub and what it needs to know about its audience.
@@ -340,12 +363,12 @@ async fn relay_notice(pool: &Pool, hub: &Hub, n: Notice) -> Result<(), AppError>
     if n.to > n.from && followed {
         let db = pool.get().await?;
         let events = events_by_seq(&db, n.job, n.from, Some(n.to), i64::MAX).await?;
-        hub.send(HubMessage::Events { job_id: n.job, from: n.from, to: n.to, events });
+        hub.send(HubMessage::events(n.job, n.from, n.to, events));
     }
     if followed || hub.job_watchers.load(Ordering::SeqCst) > 0 {
         let db = pool.get().await?;
         if let Some(job) = fetch_job(&db, n.job).await? {
-            hub.send(HubMessage::Job(job));
+            hub.send(HubMessage::job(job));
         }
     }
     Ok(())
@@ -358,7 +381,7 @@ async fn catch_up_jobs(pool: &Pool, hub: &Hub) -> Result<(), AppError> {
     let changed = jobs_changed_since(&db, since, 500).await?;
     for job in changed {
         hub.last_change.fetch_max(job.1, Ordering::SeqCst);
-        hub.send(HubMessage::Job(job.0));
+        hub.send(HubMessage::job(job.0));
     }
     hub.send(HubMessage::Reconnected);
     Ok(())
@@ -417,6 +440,20 @@ impl Follower {
             out.extend(page);
         }
         Ok(out)
+    }
+
+    /// Whether this client is exactly at the start of a broadcast batch that holds all of it,
+    /// so the whole batch is what it has not had (and the shared frame is its message); moves
+    /// the cursor past it when so.
+    pub fn takes_whole(&mut self, from: i64, to: i64, events: &[JobEvent]) -> bool {
+        let whole = self.cursor == from
+            && to > from
+            && events.last().map(seq_of) == Some(to)
+            && events.first().map(seq_of) == Some(from + 1);
+        if whole {
+            self.cursor = to;
+        }
+        whole
     }
 
     fn advance(&mut self, events: &[JobEvent]) {

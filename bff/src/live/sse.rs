@@ -100,7 +100,7 @@ async fn follow(
         tokio::select! {
             msg = hub_rx.recv() => match msg {
                 Ok(msg) => match &*msg {
-                    HubMessage::Events { job_id, from, to, events } if *job_id == follower.job_id => {
+                    HubMessage::Events { job_id, from, to, events, .. } if *job_id == follower.job_id => {
                         let Ok(fresh) = follower.take(&app.pool, *from, *to, events).await else { return };
                         for e in &fresh {
                             if tx.send(event_event(e)).await.is_err() {
@@ -108,7 +108,7 @@ async fn follow(
                             }
                         }
                     }
-                    HubMessage::Job(j) if j.id == follower.job_id => {
+                    HubMessage::Job { job: j, .. } if j.id == follower.job_id => {
                         if tx.send(job_event("job", j)).await.is_err() {
                             return;
                         }

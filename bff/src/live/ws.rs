@@ -110,10 +110,10 @@ impl Out {
         }
     }
 
-    async fn text(&mut self, text: String) -> Result<(), ()> {
+    async fn text(&mut self, text: Utf8Bytes) -> Result<(), ()> {
         match self {
-            Out::Ws(sink) => sink.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| ()),
-            Out::Sse(tx) => tx.send(text).await.map_err(|_| ()),
+            Out::Ws(sink) => sink.send(Message::Text(text)).await.map_err(|_| ()),
+            Out::Sse(tx) => tx.send(text.as_str().to_string()).await.map_err(|_| ()),
         }
     }
 
@@ -155,10 +155,29 @@ impl Connection {
             ServerMessage::Resync => "resync",
             ServerMessage::Error { .. } => "error",
         };
+        let text = serde_json::to_string(msg).map_err(|_| ())?;
+        self.send_text(kind, Utf8Bytes::from(text)).await
+    }
+
+    async fn send_text(&mut self, kind: &'static str, text: Utf8Bytes) -> Result<(), ()> {
         let transport = self.sink.transport();
         self.app.metrics.inc("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)]);
-        let text = serde_json::to_string(msg).map_err(|_| ())?;
         self.sink.text(text).await
+    }
+
+    /// A broadcast's shared frame (serialized here if no client did yet).
+    async fn send_frame(
+        &mut self,
+        kind: &'static str,
+        frame: &live::Frame,
+        msg: impl FnOnce() -> ServerMessage,
+    ) -> Result<(), ()> {
+        let metrics = &self.app.metrics;
+        let text = frame.get_or_encode(|| {
+            metrics.inc("playdeck_live_encoded_total", &[("kind", kind)]);
+            serde_json::to_string(&msg()).unwrap_or_default()
+        });
+        self.send_text(kind, text).await
     }
 
     async fn send_events(&mut self, job_id: i64, events: Vec<JobEvent>) -> Result<(), ()> {
@@ -252,17 +271,29 @@ impl Connection {
 
     async fn broadcast(&mut self, msg: &HubMessage) -> Result<(), ()> {
         match msg {
-            HubMessage::Events { job_id, from, to, events } => {
+            HubMessage::Events { job_id, from, to, events, frame } => {
                 let Some((follower, _)) = self.followers.get_mut(job_id) else { return Ok(()) };
+                // Caught up, as nearly every follower is: the batch as every such client gets it.
+                if follower.takes_whole(*from, *to, events) {
+                    let cursor = events.last().map(|e| e.cursor.clone()).unwrap_or_default();
+                    let job_id = *job_id;
+                    return self
+                        .send_frame("events", frame, || ServerMessage::Events {
+                            job_id,
+                            cursor,
+                            events: events.clone(),
+                        })
+                        .await;
+                }
                 match follower.take(&self.app.pool, *from, *to, events).await {
                     Ok(fresh) => self.send_events(*job_id, fresh).await,
                     Err(e) => self.send(&ServerMessage::Error { detail: e.to_string() }).await,
                 }
             }
-            HubMessage::Job(job) => {
+            HubMessage::Job { job, frame } => {
                 let watched = self.jobs.is_some() || self.followers.contains_key(&job.id);
                 if watched && self.access.allows(Role::Viewer, &Target::of(job)) {
-                    self.send(&ServerMessage::Job { job: job.clone() }).await?;
+                    self.send_frame("job", frame, || ServerMessage::Job { job: job.clone() }).await?;
                 }
                 Ok(())
             }
