@@ -6,6 +6,8 @@
 //!         both rates and their ratio.
 //! live:   K WebSocket clients follow one job while events are ingested at a fixed rate; prints
 //!         p50/p99/max latency from "ingest accepted" to "client received".
+//! idle:   10 000 idle WebSocket clients (each following the job list) on a `playdeck` process
+//!         of its own; prints its memory per connection (RSS difference / clients), limit 20 KB.
 //! grid:   the job grid's queries and the dashboard's figures at 10k and 1M jobs (support/grid.rs).
 //! auth:   `GET /api/v1/jobs` with a signed-in person's session cookie against the same call with
 //!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1). Then a
@@ -41,6 +43,10 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().cloned().unwrap_or_default();
+    if which == "idle" {
+        // Against a server of its own process (started by `cargo xtask bench idle`).
+        return idle(&args).await;
+    }
     let dir = std::env::temp_dir().join(format!("playdeck-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cluster = Cluster::start(&dir, Durability::Durable).await.expect("start PostgreSQL");
@@ -601,4 +607,58 @@ async fn scoped(args: &[String], addr: std::net::SocketAddr, db: &tokio_postgres
         scoped.len(),
         if ratio <= 1.2 && leaked == 0 { "ok" } else { "TOO SLOW" }
     );
+}
+
+/// A process's resident memory in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn idle(args: &[String]) {
+    let clients = arg(args, "--clients", 10_000);
+    let pid = arg(args, "--pid", 0) as u32;
+    let url = args.windows(2).find(|w| w[0] == "--url").map(|w| w[1].clone()).expect("--url");
+    let key = args.windows(2).find(|w| w[0] == "--key").map(|w| w[1].clone()).expect("--key");
+    let ws_url = format!("{}/api/v1/ws?key={key}", url.replacen("http", "ws", 1));
+    println!("idle: {clients} WebSocket clients following the job list, on playdeck pid {pid}");
+    let connect = || {
+        let ws_url = ws_url.clone();
+        async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
+            let sub = json!({"type": "subscribe", "jobs": true});
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into()))
+                .await
+                .expect("subscribe");
+            ws
+        }
+    };
+    // A few first, so what the server sets up once (buffers, the hub, TLS-free tables) is not
+    // counted against each connection.
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(connect().await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
+        open.extend(futures_util::future::join_all(chunk.iter().map(|_| connect())).await);
+    }
+    println!("      connected {} in {:.1} s", open.len() - 20, started.elapsed().as_secs_f64());
+    // Idle, as they are: the server has read their subscriptions and holds them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before)) as f64 / clients as f64;
+    println!(
+        "memory      : {before} KiB before, {after} KiB with {clients} more clients: {per:.1} KiB per connection (limit 20 KiB, ratio {:.2})",
+        per / 20.0
+    );
+    drop(open);
 }

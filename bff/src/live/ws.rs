@@ -45,7 +45,13 @@ pub async fn upgrade(
     if caller.via_cookie && !same_origin(&headers) {
         return Err(AppError::Forbidden("WebSocket from another origin".into()));
     }
-    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| serve(app, socket, caller)))
+    // Small buffers: most sockets are idle pages (the defaults, 128 KiB each way, made every
+    // connection cost ~140 KiB; a client's messages are small, and ours are written whole).
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| serve(app, socket, caller)))
 }
 
 fn same_origin(headers: &HeaderMap) -> bool {
