@@ -30,15 +30,22 @@ impl RateLimiter {
 
     /// Takes one token for `client`; `Err(seconds)` says when the next one is available.
     pub fn check(&self, client: &str) -> Result<(), u64> {
+        self.check_at(client, Instant::now())
+    }
+
+    /// `check` at a given moment (the clock a test sets; `check` reads the real one).
+    pub fn check_at(&self, client: &str, now: Instant) -> Result<(), u64> {
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
-        let now = Instant::now();
         if buckets.len() > 10_000 {
             // Forget clients whose bucket has refilled: they lose nothing.
             let (rate, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
         }
         let (tokens, at) = buckets.entry(client.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -213,12 +220,38 @@ pub fn content_security_policy(frame_ancestors: &str, script_hashes: &[String]) 
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    /// On a clock the test moves: the burst, then one token per 1/rate seconds, the wait it
+    /// announces, clients apart, and a full bucket forgotten (no wall clock anywhere).
     #[test]
-    fn the_bucket_refuses_beyond_the_burst() {
+    fn the_bucket_refuses_beyond_the_burst_and_refills_at_its_rate() {
         let l = RateLimiter::new(0.5, 3.0);
-        assert!(l.check("a").is_ok() && l.check("a").is_ok() && l.check("a").is_ok());
-        assert_eq!(l.check("a"), Err(2));
-        assert!(l.check("b").is_ok(), "clients are counted apart");
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
+        assert!((0..3).all(|_| l.check_at("a", at(0.0)).is_ok()), "the burst");
+        assert_eq!(l.check_at("a", at(0.0)), Err(2), "one more token in 2 s");
+        assert_eq!(l.check_at("a", at(1.0)), Err(1), "half a token after 1 s: 1 s to go");
+        assert!(l.check_at("a", at(2.0)).is_ok(), "a whole token after 2 s");
+        assert_eq!(l.check_at("a", at(2.0)), Err(2));
+        assert!(l.check_at("b", at(2.0)).is_ok(), "clients are counted apart");
+        // After long enough the bucket is full again, never fuller than the burst.
+        assert!((0..3).all(|_| l.check_at("a", at(100.0)).is_ok()));
+        assert!(l.check_at("a", at(100.0)).is_err());
+        // A clock read out of order (another thread's earlier instant) takes nothing back.
+        assert!(l.check_at("a", at(99.0)).is_err());
+    }
+
+    #[test]
+    fn past_ten_thousand_clients_the_full_buckets_are_forgotten() {
+        let l = RateLimiter::new(1.0, 2.0);
+        let t0 = Instant::now();
+        for i in 0..10_001 {
+            l.check_at(&format!("c{i}"), t0).expect("first request");
+        }
+        l.check_at("late", t0 + Duration::from_secs(5)).expect("a new client");
+        let kept = l.buckets.lock().expect("lock").len();
+        assert_eq!(kept, 1, "refilled buckets are dropped, the newest kept");
     }
 }
 
