@@ -811,6 +811,11 @@ async fn bad_launches_are_refused_with_clear_4xx() {
             json!({"source": {"type": "playbook", "path": "hello.yml"}, "options": {"timeout": 0}}),
             "`options.timeout`",
         ),
+        // Beyond the engine's maximum (PLAYDECK_ENGINE_MAX_TIMEOUT), which the answer names.
+        (
+            json!({"source": {"type": "playbook", "path": "hello.yml"}, "options": {"timeout": 3601}}),
+            "must be between 1 and 3600 seconds, got 3601",
+        ),
         (
             json!({"source": {"type": "playbook", "path": "hello.yml"}, "options": {"verbosity": 9}}),
             "verbosity",

@@ -41,22 +41,10 @@ async fn oversize_headers_and_uris_are_refused_with_the_error_shape() {
     assert_eq!(r.await.expect("get").status(), 200);
 }
 
-async fn session_cookie(app: &TestApp) -> String {
-    let r = app
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"key": ADMIN_KEY}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string()
-}
-
 #[tokio::test]
 async fn cookie_writes_need_the_csrf_header() {
     let app = spawn_app().await;
-    let cookie = session_cookie(&app).await;
+    let cookie = admin_session_cookie(&app).await;
     let key = json!({"name": "from the browser", "role": "viewer"});
     let r = app
         .http
@@ -157,7 +145,7 @@ async fn secrets_in_events_are_masked_before_they_are_stored() {
 async fn admins_read_the_audit_log() {
     let app = spawn_app().await;
     let _ = app.http.post(app.url("/api/v1/session")).json(&json!({"key": "wrong"})).send().await;
-    let _ = session_cookie(&app).await;
+    let _ = admin_session_cookie(&app).await;
     let r = app
         .http
         .post(app.url("/api/v1/keys"))
@@ -452,7 +440,7 @@ async fn the_session_cookie_is_same_site_none_when_a_portal_may_frame_the_page()
 #[tokio::test]
 async fn a_framed_page_signs_in_with_a_one_time_code_from_its_popups_session() {
     let app = spawn_app_with(|c| c.frame_ancestors = "'self' https://portal.example.com".into()).await;
-    let popup = session_cookie(&app).await;
+    let popup = admin_session_cookie(&app).await;
     let code: Value = app
         .http
         .post(app.url("/api/v1/session/handoff"))

@@ -493,16 +493,7 @@ async fn websockets_are_pinged_so_proxies_keep_them() {
 async fn the_websocket_refuses_a_session_cookie_from_another_origin() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let app = spawn_app().await;
-    let resp = app
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"key": ADMIN_KEY}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200);
-    let cookie =
-        resp.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let cookie = admin_session_cookie(&app).await;
     let open = |origin: Option<String>, auth: (&'static str, String)| {
         let mut req = app.ws_url().into_client_request().expect("request");
         req.headers_mut().insert(auth.0, auth.1.parse().expect("header"));

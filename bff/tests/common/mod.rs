@@ -228,6 +228,19 @@ pub fn events(from: i64, n: i64) -> Vec<Value> {
     (from..from + n).map(|c| event(c, "runner_on_ok", &format!("host-{}", c % 7), "ping")).collect()
 }
 
+/// A browser session opened with the admin key: the cookie pair to send back.
+pub async fn admin_session_cookie(app: &TestApp) -> String {
+    let r = app
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"key": ADMIN_KEY}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string()
+}
+
 /// Every error answer has the contract's shape and a non-empty detail.
 pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status().as_u16(), status, "status");
