@@ -102,9 +102,20 @@ fn mutate(v: &mut Value, rng: &mut Rng) {
 fn check(raw: &[u8]) -> bool {
     match parse_and_prepare(raw) {
         Ok(p) => {
-            let mut counters: Vec<i64> = p.events.iter().map(|e| e.counter).collect();
-            counters.dedup();
-            assert_eq!(counters.len(), p.events.len(), "one event per counter");
+            // What comes out is exactly the set of counters that went in, each once, in order.
+            let out: Vec<i64> = p.events.iter().map(|e| e.counter).collect();
+            let sent: Value = serde_json::from_slice(raw).expect("an accepted body is JSON");
+            let given: Vec<i64> = sent["events"]
+                .as_array()
+                .map(|evs| evs.iter().filter_map(|e| e["counter"].as_i64()).collect())
+                .unwrap_or_default();
+            let set: std::collections::BTreeSet<i64> = given.iter().copied().collect();
+            assert_eq!(out, set.iter().copied().collect::<Vec<_>>(), "the counters in are the counters out");
+            assert_eq!(
+                p.repeated_in_batch as usize,
+                given.len() - set.len(),
+                "repeats are counted, not kept"
+            );
             true
         }
         Err(e) => {
