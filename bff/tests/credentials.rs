@@ -924,3 +924,99 @@ async fn private_addresses_and_bad_names_are_refused(app: &TestApp) {
         assert!(msg.contains(want), "{body} → {msg}");
     }
 }
+
+/// Every process's command line and environment, by pid (those that can be read).
+fn processes() -> Vec<(u32, String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let read = |f: &str| {
+            std::fs::read(entry.path().join(f))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default()
+        };
+        out.push((pid, read("cmdline"), read("environ")));
+    }
+    out
+}
+
+/// While a job with a key behind a passphrase, a vault password and a become password runs, no
+/// process on the machine holds any of them in its command line or environment (ansible-playbook,
+/// its workers, ssh-agent, or anything else), and every file of the job's directory is the
+/// owner's alone (files 0600, directories 0700).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_shows_its_secrets_to_no_process_and_keeps_its_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let playbooks = local_playbooks();
+    write(
+        &playbooks.join("slow.yml"),
+        "- name: Slowly\n  hosts: all\n  gather_facts: false\n  connection: local\n\
+         \x20 vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n\
+         \x20   - name: Wait\n      ansible.builtin.command: sleep 6\n",
+    );
+    let app = spawn_engine(playbooks, |_| {}).await;
+    let dir = temp_dir("proc-keys");
+    let passphrase = "proc-passphrase-5151-xyzzy";
+    let (key, _) = keypair(&dir, "proc", passphrase);
+    let (vault, become_pw) = ("proc-vault-pw-7171-xyzzy", "proc-become-pw-6161-xyzzy");
+    for body in [
+        json!({"name": "proc-key", "kind": "ssh_key", "inputs": {"private_key": key, "passphrase": passphrase, "username": me()}}),
+        json!({"name": "proc-vault", "kind": "vault_password", "inputs": {"password": vault}}),
+        json!({"name": "proc-become", "kind": "become_password", "inputs": {"password": become_pw}}),
+    ] {
+        create_credential(&app, body).await;
+    }
+    let resp = app
+        .http
+        .post(app.url("/api/v1/jobs"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"source": {"type": "playbook", "path": "slow.yml"},
+                      "inventory": {"type": "inline", "hosts": ["h1"]},
+                      "credentials": {"ssh": "proc-key", "vault_password": "proc-vault", "become_password": "proc-become"}}))
+        .send()
+        .await
+        .expect("launch");
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
+    let id = resp.json::<Value>().await.expect("json")["job"]["id"].as_i64().expect("id");
+    // The run is going: its ansible-playbook is a process, and the sleep task started.
+    eventually("the playbook runs its task", || async {
+        processes()
+            .iter()
+            .any(|(_, cmd, _)| cmd.contains("sleep 6") && !cmd.contains("ansible"))
+            .then_some(())
+    })
+    .await;
+    let secrets = [passphrase, vault, become_pw];
+    let key_body = key_lines(&key);
+    let mut seen_playbook = false;
+    for (pid, cmd, env) in processes() {
+        seen_playbook |= cmd.contains("ansible-playbook") && cmd.contains("slow.yml");
+        for s in secrets.iter().map(|s| s.to_string()).chain(key_body.iter().cloned()) {
+            assert!(!cmd.contains(&s), "process {pid}'s command line holds a secret: {cmd}");
+            assert!(!env.contains(&s), "process {pid}'s environment holds a secret ({cmd})");
+        }
+    }
+    assert!(seen_playbook, "ansible-playbook was among the processes read");
+    let jobs_dir = app.state.config.data_dir.join("engine/jobs");
+    let mut files = 0;
+    let mut stack = vec![jobs_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let meta = e.path().symlink_metadata().expect("metadata");
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{} is {mode:o}", e.path().display());
+                stack.push(e.path());
+            } else if meta.is_file() {
+                assert_eq!(mode & 0o077, 0, "{} is {mode:o}: others may read it", e.path().display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0, "the running job's directory holds its files");
+    let job = wait_job(&app, id, std::time::Duration::from_secs(60), |j| {
+        j["status"] != "running" && j["status"] != "pending"
+    })
+    .await;
+    assert_eq!(job["status"], "successful", "{job}");
+}
