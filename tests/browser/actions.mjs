@@ -2,7 +2,8 @@
 //
 // What a person would notice: an operator gets the launch form, which checks extra vars (YAML or
 // JSON) before sending and shows the server's own words when it refuses a launch; cancel and
-// relaunch answer in words too; the output downloads; a viewer sees no action buttons at all.
+// relaunch answer in words too; cancel really stops a running local job, and relaunching the
+// failed hosts really runs on them alone; the output downloads; a viewer sees no action buttons.
 //
 //   PLAYDECK_URL=http://127.0.0.1:8080 PLAYDECK_ADMIN_KEY=… PLAYDECK_INGEST_TOKEN=… node actions.mjs
 
@@ -149,6 +150,45 @@ async function main() {
         const server = await post(`/api/v1/jobs/${failedJob}/relaunch`, { hosts: 'failed' });
         assert(!server.ok && shown.text.includes(server.detail), `the page says ${JSON.stringify(shown.text)}, the server ${JSON.stringify(server.detail)}`);
       }
+    });
+
+    await step('cancel stops a job the local engine is running, and the page shows it canceled', async () => {
+      const launched = await post('/api/v1/jobs', { source: { type: 'playbook', path: 'wait.yml' }, extra_vars: { seconds: 120 } });
+      assert(launched.ok, `launching wait.yml: ${launched.detail}`);
+      const id = launched.json.job.id;
+      await page.goto(`${BASE}/jobs/${id}`);
+      const status = async () => page.getByTestId('job-page').getAttribute('data-status');
+      await waitFor('the job runs', async () => (await status()) === 'running' || await status(), 30_000);
+      await page.getByTestId('action-cancel').click();
+      const shown = await shownOutcome(page, 'action-error', 'action-result');
+      assert(shown.ok, `the cancel was refused: ${shown.text}`);
+      await waitFor('the page shows the job canceled', async () => (await status()) === 'canceled' || await status(), 30_000);
+      const job = await (await fetch(`${BASE}/api/v1/jobs/${id}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } })).json();
+      assert(job.status === 'canceled' && job.finished, `the server says ${job.status}`);
+      await shot(page, 'action-canceled.png');
+    });
+
+    await step('relaunching the failed hosts runs a new job on those hosts only', async () => {
+      const launched = await post('/api/v1/jobs', {
+        source: { type: 'playbook', path: 'patch.yml' },
+        inventory: { type: 'file', path: 'demo.yml' },
+        extra_vars: { patch_group: 'Group-1', simulate_failure_on: 'web-01' },
+        wait: true,
+      });
+      assert(launched.ok && launched.json.job.status === 'failed', `the patch run: ${launched.detail || launched.json.job?.status}`);
+      const id = launched.json.job.id;
+      await page.goto(`${BASE}/jobs/${id}`);
+      await page.getByTestId('action-failed').click();
+      await waitFor('the new job opens', async () => new URL(page.url()).pathname !== `/jobs/${id}` || 'still on the failed job', 15_000);
+      const newId = Number(new URL(page.url()).pathname.split('/').pop());
+      const status = async () => page.getByTestId('job-page').getAttribute('data-status');
+      await waitFor('the new job ends', async () => ['successful', 'failed'].includes(await status()) || await status(), 60_000);
+      const job = await (await fetch(`${BASE}/api/v1/jobs/${newId}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } })).json();
+      assert(job.limit === 'web-01', `the relaunch is limited to ${JSON.stringify(job.limit)}, not the failed host web-01`);
+      const hosts = await (await fetch(`${BASE}/api/v1/jobs/${newId}/hosts`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } })).json();
+      const names = (hosts.results ?? hosts).map((h) => h.host).sort();
+      assert(JSON.stringify(names) === '["web-01"]', `the relaunch ran on ${JSON.stringify(names)}`);
+      await shot(page, 'action-relaunched-failed.png');
     });
 
     await step('the output downloads as text', async () => {
