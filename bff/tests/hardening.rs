@@ -454,15 +454,7 @@ async fn a_framed_page_signs_in_with_a_one_time_code_from_its_popups_session() {
         .expect("json");
     let code = code["code"].as_str().expect("code").to_string();
     // The framed page, without the popup's cookie, signs in with it once.
-    let r = app
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"handoff": code}))
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(r.status(), 200);
-    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    let cookie = open_session(&app, json!({"handoff": code})).await;
     assert!(cookie.contains("Partitioned") && cookie.contains("SameSite=None"), "{cookie}");
     let framed = cookie.split(';').next().expect("pair").to_string();
     assert_ne!(framed, popup, "a session of its own");

@@ -228,17 +228,18 @@ pub fn events(from: i64, n: i64) -> Vec<Value> {
     (from..from + n).map(|c| event(c, "runner_on_ok", &format!("host-{}", c % 7), "ping")).collect()
 }
 
+/// Opens a browser session with `body` (`{"key"}`, `{"handoff"}`, …); expects a 200 and answers
+/// the whole `Set-Cookie` header.
+pub async fn open_session(app: &TestApp, body: Value) -> String {
+    let r = app.http.post(app.url("/api/v1/session")).json(&body).send().await.expect("sign in");
+    assert_eq!(r.status(), 200);
+    r.headers()["set-cookie"].to_str().expect("cookie").to_string()
+}
+
 /// A browser session opened with the admin key: the cookie pair to send back.
 pub async fn admin_session_cookie(app: &TestApp) -> String {
-    let r = app
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"key": ADMIN_KEY}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string()
+    let cookie = open_session(app, json!({"key": ADMIN_KEY})).await;
+    cookie.split(';').next().expect("pair").to_string()
 }
 
 /// Every error answer has the contract's shape and a non-empty detail.
