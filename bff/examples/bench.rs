@@ -85,6 +85,19 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Posts one ingest batch, expects it accepted, and answers what the server said.
+async fn ingest_batch(http: &reqwest::Client, addr: std::net::SocketAddr, body: &Value) -> Value {
+    let r = http
+        .post(format!("http://{addr}/api/v1/ingest/events"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .expect("ingest");
+    assert!(r.status().is_success(), "ingest {}", r.status());
+    r.json().await.expect("json")
+}
+
 /// `n` events of one long patch run over many hosts, renumbered 1..=n.
 fn synthetic_events(job: u64, n: usize) -> Vec<Value> {
     let hosts: Vec<(String, run::Fate)> =
@@ -246,16 +259,12 @@ async fn live(args: &[String], addr: std::net::SocketAddr) {
     let url = format!("http://{addr}/api/v1/ingest/events");
     let total = rate * seconds;
     let events = synthetic_events(1, total + 1);
-    let r: Value = http
-        .post(&url)
-        .bearer_auth(TOKEN)
-        .json(&json!({"source": "bench", "job": {"external_id": "live"}, "events": [events[0]]}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let r = ingest_batch(
+        &http,
+        addr,
+        &json!({"source": "bench", "job": {"external_id": "live"}, "events": [events[0]]}),
+    )
+    .await;
     let job_id = r["job_id"].as_i64().expect("job id");
 
     // Each client records when it received each counter.
@@ -373,14 +382,7 @@ async fn auth(args: &[String], addr: std::net::SocketAddr, pg: &tokio_postgres::
     for j in 0..60 {
         let body = json!({"source": "bench", "job": {"external_id": format!("auth-{j}"), "name": "auth", "template": "patch.yml"},
                           "events": synthetic_events(j + 1, 3)});
-        let r = http
-            .post(format!("http://{addr}/api/v1/ingest/events"))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("ingest");
-        assert!(r.status().is_success(), "ingest {}", r.status());
+        ingest_batch(&http, addr, &body).await;
     }
     // A person who signed in (as the LDAP and single sign-on paths record them) with a session.
     let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
@@ -566,14 +568,7 @@ async fn scoped(args: &[String], addr: std::net::SocketAddr, db: &tokio_postgres
         let template = format!("tpl-{:02}.yml", n % 50 + 1);
         let body = json!({"source": "bench", "job": {"external_id": format!("fan-{n}"), "name": "fan", "template": template},
                           "events": synthetic_events(100_000 + n as u64, 1)});
-        let r = http
-            .post(format!("http://{addr}/api/v1/ingest/events"))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("ingest");
-        assert!(r.status().is_success());
+        ingest_batch(&http, addr, &body).await;
         if n % 50 < 5 {
             sent.insert(format!("fan-{n}"), Instant::now());
         }
