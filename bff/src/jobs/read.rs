@@ -137,11 +137,7 @@ pub async fn list(
         other => other,
     };
     let db = app.pool.get().await?;
-    let (count, count_exact) = {
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        count_jobs(&db, &filter, &refs).await?
-    };
+    let (count, count_exact) = count_jobs(&db, &filter, &refs(&params)).await?;
     // Newest first, from a filter's matches rather than from the newest job back: the planner
     // walks ids from the newest back until it has a page, which is slow when the matches lie
     // far back (a date range: it cannot know ids grow with time) or are few (a template and a
@@ -155,8 +151,6 @@ pub async fn list(
     let limit = page_size + 1;
     let mut rows = match &keyset {
         None => {
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
             let order = order_clause(field, column, desc);
             let offset = (page - 1) * page_size;
             let sql = if range_first {
@@ -170,7 +164,7 @@ pub async fn list(
                     "select {JOB_COLUMNS} from jobs {filter} order by {order} limit {limit} offset {offset}"
                 )
             };
-            db.query(&sql, &refs).await?
+            db.query(&sql, &refs(&params)).await?
         }
         Some(k) => {
             let anchor_null: bool = db
@@ -186,8 +180,6 @@ pub async fn list(
                 .get(0);
             params.push(Box::new(k.anchor));
             let anchor = format!("${}", params.len());
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
             // Before the anchor in the chosen order is after it in the reverse order.
             let down = desc == k.after;
             let parts = keyset_parts(field, column, down, anchor_null, &anchor);
@@ -210,8 +202,11 @@ pub async fn list(
                     }
                 })
                 .collect();
-            db.query(&format!("select * from ({}) t limit {limit}", selects.join(" union all ")), &refs)
-                .await?
+            db.query(
+                &format!("select * from ({}) t limit {limit}", selects.join(" union all ")),
+                &refs(&params),
+            )
+            .await?
         }
     };
     let more = rows.len() as i64 > page_size;
@@ -244,6 +239,11 @@ pub async fn list(
         ),
     };
     Ok(Json(Page { count, count_exact, next, previous, results }))
+}
+
+/// The query's parameters as the driver takes them.
+fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
 /// A keyset page: the jobs after (or before) the `anchor` job in the list's order.
