@@ -289,6 +289,13 @@ pub struct IngestBatch {
     pub job: IngestJob,
     #[serde(default)]
     pub events: Vec<Value>,
+    /// These events stand in for the controller's own copy of the same job, which the sync or
+    /// AAP's external logging brings later (the callback plugin inside an AAP execution
+    /// environment sends `true`). Each event is stored once: the controller's copy replaces the
+    /// plugin's, and a plugin event whose controller copy is already stored is a duplicate. Until
+    /// replaced, such an event's `counter` is 1000000000 + the plugin's counter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 /// The job's own fields as its source knows them; absent fields are left as they are.

@@ -279,13 +279,19 @@ pub(crate) async fn store(
     job: IngestJob,
     events: Vec<Value>,
 ) -> Result<IngestResult, AppError> {
-    let mut prepared =
-        crate::ingest::prepare(IngestBatch { source: source.to_string(), job, events: Vec::new() })?;
+    let mut prepared = crate::ingest::prepare(IngestBatch {
+        source: source.to_string(),
+        job,
+        events: Vec::new(),
+        provisional: false,
+    })?;
+    // The controller's own copy: it replaces the callback plugin's, if the plugin sent one.
+    prepared.origin = crate::ingest::Origin::Controller;
     let mut by_counter = BTreeMap::new();
     for raw in events {
         let counter = awx::counter(&raw);
         let job = IngestJob { external_id: prepared.job.external_id.clone(), ..IngestJob::default() };
-        let single = IngestBatch { source: source.to_string(), job, events: vec![raw] };
+        let single = IngestBatch { source: source.to_string(), job, events: vec![raw], provisional: false };
         match crate::ingest::prepare(single) {
             Ok(p) => {
                 for ev in p.events {

@@ -60,6 +60,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_people", include_str!("../../../migrations/0011_people.sql")),
     ("0012_access", include_str!("../../../migrations/0012_access.sql")),
     ("0013_grid", include_str!("../../../migrations/0013_grid.sql")),
+    ("0014_copies", include_str!("../../../migrations/0014_copies.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.

@@ -1,6 +1,7 @@
 //! The one ingest path every source goes through: a batch of one job's events, written in one
 //! transaction, idempotent on (job, counter), followed by one notification for the live relay.
 
+mod copies;
 mod delta;
 mod wire;
 mod write;
@@ -50,12 +51,13 @@ async fn ingest_events(
 /// Reads and checks a request body: what the endpoint does before it touches the database.
 /// Events are read as `wire` reads them (their data kept as sent when it can be).
 pub fn parse_and_prepare(raw: &[u8]) -> Result<Prepared, AppError> {
-    let wire::WireBatch { source, job, events } =
+    let wire::WireBatch { source, job, events, provisional } =
         serde_json::from_slice(raw).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => AppError::Unprocessable(format!("invalid batch: {e}")),
             _ => AppError::BadRequest(format!("the body is not valid JSON: {e}")),
         })?;
-    prepare_events(source, job, events.into_iter().map(event_from_wire))
+    let origin = if provisional { Origin::StandIn } else { Origin::Sole };
+    prepare_events(source, job, origin, events.into_iter().map(event_from_wire))
 }
 
 /// Events that the knowledge base or the hosts' final counts read the data of: always read as a
@@ -94,11 +96,24 @@ fn event_from_wire(ev: wire::WireEvent) -> Result<Event, String> {
     }
 }
 
+/// Which copy of a job's events a batch belongs to (see `copies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The job's only copy: events are told apart by their counter alone.
+    Sole,
+    /// The controller's own (the sync, AAP's external logging): its counters are the job's.
+    Controller,
+    /// The callback plugin's, inside the controller's execution environment: stored until the
+    /// controller's copy of the same event replaces it.
+    StandIn,
+}
+
 /// A checked batch, ready to store.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub source: String,
     pub job: IngestJob,
+    pub origin: Origin,
     /// Unique counters, ascending.
     pub events: Vec<Event>,
     /// Events whose counter appeared earlier in the same batch.
@@ -110,14 +125,16 @@ const MAX_NAME: usize = 1024;
 /// Validates a batch and pulls out the indexed columns. Nothing is stored if any event is wrong,
 /// and the error names the event and the field.
 pub fn prepare(batch: IngestBatch) -> Result<Prepared, AppError> {
-    let IngestBatch { source, job, events } = batch;
-    prepare_events(source, job, events.into_iter().map(event_from_json))
+    let IngestBatch { source, job, events, provisional } = batch;
+    let origin = if provisional { Origin::StandIn } else { Origin::Sole };
+    prepare_events(source, job, origin, events.into_iter().map(event_from_json))
 }
 
 /// `prepare` for events read either way.
 fn prepare_events(
     source: String,
     mut job: IngestJob,
+    origin: Origin,
     events: impl Iterator<Item = Result<Event, String>>,
 ) -> Result<Prepared, AppError> {
     let source = clean(source);
@@ -151,13 +168,25 @@ fn prepare_events(
     let mut repeated = 0;
     for (i, ev) in events.enumerate() {
         let ev = ev.map_err(|e| AppError::Unprocessable(format!("events[{i}]: {e}")))?;
+        if origin == Origin::StandIn && ev.counter >= copies::PROVISIONAL {
+            return Err(AppError::Unprocessable(format!(
+                "events[{i}]: `counter` of a provisional event must be below {}",
+                copies::PROVISIONAL
+            )));
+        }
         if let std::collections::btree_map::Entry::Vacant(e) = by_counter.entry(ev.counter) {
             e.insert(ev);
         } else {
             repeated += 1;
         }
     }
-    Ok(Prepared { source, job, events: by_counter.into_values().collect(), repeated_in_batch: repeated })
+    Ok(Prepared {
+        source,
+        job,
+        origin,
+        events: by_counter.into_values().collect(),
+        repeated_in_batch: repeated,
+    })
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL; an event carrying one is kept with U+FFFD instead
@@ -270,6 +299,8 @@ fn event_from_json(mut raw: Value) -> Result<Event, String> {
         play: named("play"),
         task: named("task"),
         role: named("role"),
+        play_uuid: named("play_uuid"),
+        task_uuid: named("task_uuid"),
         stdout,
         start_line: line("start_line")?,
         end_line: line("end_line")?,

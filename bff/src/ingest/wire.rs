@@ -23,6 +23,8 @@ pub(super) struct WireBatch {
     pub(super) job: IngestJob,
     #[serde(default)]
     pub(super) events: Vec<WireEvent>,
+    #[serde(default)]
+    pub(super) provisional: bool,
 }
 
 /// One event as sent.
@@ -146,7 +148,8 @@ pub(super) fn data_fields(raw: &str) -> Option<Map<String, Value>> {
 struct Fields(Map<String, Value>);
 
 /// Top-level keys of `event_data` whose values the columns read.
-const DATA_FIELDS: &[&str] = &["host", "play", "task", "role", "host_name", "remote_addr", "ignore_errors"];
+const DATA_FIELDS: &[&str] =
+    &["host", "play", "task", "role", "host_name", "remote_addr", "ignore_errors", "play_uuid", "task_uuid"];
 
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -14,7 +14,7 @@ use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Statement;
 
 use super::delta::{host_deltas, job_delta, JobDelta};
-use super::Prepared;
+use super::{copies, Origin, Prepared};
 use crate::infra::error::AppError;
 use crate::infra::state::App;
 use crate::store::events::Event;
@@ -25,9 +25,10 @@ use crate::writer::{self, Transition};
 /// until this transaction ends.
 const COPY_EVENTS: &str =
     "copy job_events (job_id, seq, counter, event, uuid, parent_uuid, created, host, play,
-                           task, role, stdout, start_line, end_line, failed, changed, event_data)
+                           task, role, stdout, start_line, end_line, failed, changed, event_data,
+                           match_key, match_n, plugin_counter, provisional)
                       from stdin (format binary)";
-const COPY_TYPES: [Type; 17] = [
+const COPY_TYPES: [Type; 21] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -45,6 +46,10 @@ const COPY_TYPES: [Type; 17] = [
     Type::BOOL,
     Type::BOOL,
     Type::JSONB,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+    Type::BOOL,
 ];
 
 /// A host's outcome counts, in `job_hosts` and in the upsert's parameters.
@@ -80,7 +85,7 @@ static UPSERT_HOSTS: LazyLock<String> = LazyLock::new(|| {
 
 /// Writes a prepared batch in one transaction and sends one notification.
 pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, AppError> {
-    let Prepared { source, job, events, repeated_in_batch } = batch;
+    let Prepared { source, job, origin, mut events, repeated_in_batch } = batch;
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
 
@@ -89,10 +94,10 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
     if locked.inserted {
         history.push(Transition { status: JobStatus::New, previous: None, by: format!("source {source}") });
     }
-    let fresh_counters = insert_events(&tx, &locked, &events).await?;
-    let fresh: Vec<&Event> = events.iter().filter(|e| fresh_counters.contains(&e.counter)).collect();
+    let written = insert_events(&tx, &locked, origin, &mut events).await?;
+    let fresh: Vec<&Event> = written.inserted.iter().map(|i| &events[*i]).collect();
     let accepted = fresh.len() as i64;
-    let duplicates = events.len() as i64 - accepted + repeated_in_batch;
+    let duplicates = events.len() as i64 - accepted - written.replaced + repeated_in_batch;
 
     crate::kb::record_failures(&tx, locked.id, &fresh).await?;
 
@@ -109,7 +114,7 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
     )?;
     writer::changed(&tx, locked.id, &history, locked.last_seq, new_seq, change).await?;
     tx.commit().await?;
-    Ok(IngestResult { job_id: locked.id, accepted, duplicates })
+    Ok(IngestResult { job_id: locked.id, accepted: accepted + written.replaced, duplicates })
 }
 
 /// The job's row, locked for the rest of the transaction.
@@ -160,36 +165,96 @@ async fn lock_job(tx: &Transaction<'_>, source: &str, external_id: &str) -> Resu
     })
 }
 
-/// Inserts the events not stored yet, numbered on from the job's last `seq` in counter order;
-/// answers their counters.
+/// What `insert_events` did with a batch.
+struct Written {
+    /// The events stored as new rows (indices into the batch).
+    inserted: Vec<usize>,
+    /// Provisional events the controller's copy replaced (see `copies`).
+    replaced: i64,
+}
+
+/// Inserts the events not stored yet, numbered on from the job's last `seq` in counter order.
+/// A copy of a controller job's events is matched against the other copy first (`copies`): the
+/// controller's replaces the plugin's provisional events, the plugin's is a duplicate of the
+/// controller's; the plugin's events stored are given their provisional counters.
 async fn insert_events(
     tx: &Transaction<'_>,
     job: &Locked,
-    events: &[Event],
-) -> Result<HashSet<i64>, AppError> {
+    origin: Origin,
+    events: &mut [Event],
+) -> Result<Written, AppError> {
+    let mut written = Written { inserted: Vec::new(), replaced: 0 };
     if events.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(written);
     }
+    let stand_in = origin == Origin::StandIn;
     let counters: Vec<i64> = events.iter().map(|e| e.counter).collect();
+    // The plugin's copy is told apart by the plugin's own counters.
+    let sql = if stand_in {
+        "select plugin_counter from job_events where job_id = $1 and plugin_counter = any($2)"
+    } else {
+        "select counter from job_events where job_id = $1 and counter = any($2)"
+    };
     let stored: HashSet<i64> = tx
-        .query(
-            &tx.prepare_cached("select counter from job_events where job_id = $1 and counter = any($2)")
-                .await?,
-            &[&job.id, &counters],
-        )
+        .query(&tx.prepare_cached(sql).await?, &[&job.id, &counters])
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let fresh: Vec<&Event> = events.iter().filter(|e| !stored.contains(&e.counter)).collect();
+    let fresh: Vec<usize> = (0..events.len()).filter(|i| !stored.contains(&events[*i].counter)).collect();
     if fresh.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(written);
+    }
+    // Keys and numbers, and the other copy's events they match.
+    let mut keys: Vec<Option<(String, i32)>> = vec![None; fresh.len()];
+    let mut matched: Vec<Option<(i64, i64)>> = vec![None; fresh.len()];
+    if origin != Origin::Sole {
+        let batch: Vec<&Event> = fresh.iter().map(|i| &events[*i]).collect();
+        keys = copies::number(tx, job.id, stand_in, &batch).await?;
+        let numbered: Vec<&(String, i32)> = keys.iter().flatten().collect();
+        let found = copies::partners(tx, job.id, stand_in, &numbered).await?;
+        matched = keys.iter().map(|k| k.as_ref().and_then(|k| found.get(k).copied())).collect();
+        if stand_in {
+            let pairs: Vec<(i64, i64)> = fresh
+                .iter()
+                .zip(&matched)
+                .filter_map(|(i, m)| m.map(|(seq, _)| (seq, events[*i].counter)))
+                .collect();
+            copies::note_plugin_copies(tx, job.id, &pairs).await?;
+        } else {
+            let pairs: Vec<(i64, i64, &Event)> = fresh
+                .iter()
+                .zip(&matched)
+                .filter_map(|(i, m)| m.map(|(seq, old)| (seq, old, &events[*i])))
+                .collect();
+            copies::replace(tx, job.id, &pairs).await?;
+            written.replaced = pairs.len() as i64;
+        }
+    }
+    let new: Vec<(usize, Option<(String, i32)>)> = fresh
+        .iter()
+        .zip(keys)
+        .zip(&matched)
+        .filter(|(_, m)| m.is_none())
+        .map(|((i, k), _)| (*i, k))
+        .collect();
+    if new.is_empty() {
+        return Ok(written);
     }
     let sink = tx.copy_in(COPY_EVENTS).await?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     tokio::pin!(writer);
     // `events` are in counter order, so `seq` follows it, as when they come one batch at a time.
-    for (seq, e) in (job.last_seq + 1..).zip(&fresh) {
+    for (seq, (i, key)) in (job.last_seq + 1..).zip(&new) {
+        let e = &mut events[*i];
+        let plugin_counter = stand_in.then_some(e.counter);
+        if stand_in {
+            e.counter += copies::PROVISIONAL;
+        }
+        let (match_key, match_n) = match key {
+            Some((k, n)) => (Some(k.as_str()), Some(*n)),
+            None => (None, None),
+        };
         let raw = e.raw_data.as_deref().map(Json);
         let data: &(dyn ToSql + Sync) = match &raw {
             Some(raw) => raw,
@@ -215,11 +280,16 @@ async fn insert_events(
                 &e.failed,
                 &e.changed,
                 data,
+                &match_key,
+                &match_n,
+                &plugin_counter,
+                &stand_in,
             ])
             .await?;
     }
     writer.finish().await?;
-    Ok(fresh.iter().map(|e| e.counter).collect())
+    written.inserted = new.into_iter().map(|(i, _)| i).collect();
+    Ok(written)
 }
 
 /// Adds what the new events say to each host's counts (or sets Ansible's final summary).

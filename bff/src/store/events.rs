@@ -21,6 +21,10 @@ pub struct Event {
     pub play: Option<String>,
     pub task: Option<String>,
     pub role: Option<String>,
+    /// Ansible's uuids of the play and the task (`event_data.play_uuid`, `task_uuid`), which both
+    /// copies of a controller job's events carry (see `ingest::copies`).
+    pub play_uuid: Option<String>,
+    pub task_uuid: Option<String>,
     pub stdout: String,
     pub start_line: i64,
     pub end_line: i64,

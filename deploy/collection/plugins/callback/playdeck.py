@@ -17,7 +17,9 @@ description:
     time for the queue to drain; when Playdeck cannot be reached the playbook still runs to the end and
     the plugin says once what was not delivered.
   - Inside an AAP/AWX execution environment the controller's job id (C(JOB_ID)) names the job, so the
-    events join the job that Playdeck's sync loop sees.
+    events join the job that Playdeck's sync loop sees. They are sent as provisional, each standing in
+    for the controller's own copy of the same event (from the sync or AAP's external logging), which
+    replaces it when it comes, so every event is stored once.
   - Results of tasks with C(no_log) arrive censored (Ansible censors them before any callback sees them);
     the plugin also leaves out the arguments of such tasks.
 requirements:
@@ -182,6 +184,21 @@ _RUNNER_MARKER = re.compile(r"\x1b\[K(?:[A-Za-z0-9+/=]+\x1b\[\d+D)+\x1b\[K")
 _OPEN_MARKER = re.compile(r"\x1b\[K(?:[A-Za-z0-9+/=]+(?:\x1b(?:\[(?:\d+D?)?)?)?)*\Z")
 
 
+def _onlcr(stream):
+    """Whether the stream is a terminal that writes each newline as CR LF (ansible-runner runs
+    ansible-playbook on a pseudo-terminal, so what it records ends lines so)."""
+    try:
+        import termios
+
+        fd = stream.fileno()
+        if not os.isatty(fd):
+            return False
+        oflag = termios.tcgetattr(fd)[1]
+        return bool(oflag & termios.OPOST) and bool(oflag & termios.ONLCR)
+    except Exception:
+        return False
+
+
 class _Tee:
     """sys.stdout that also keeps what was written, so each event carries the output it caused."""
 
@@ -189,6 +206,7 @@ class _Tee:
         self._stream = stream
         self.captured = []
         self._pending = ""
+        self.onlcr = _onlcr(stream)
 
     def write(self, text):
         self.captured.append(text)
@@ -216,8 +234,9 @@ class _Sender:
     (a wake-up per event would hand the GIL back and forth thousands of times); the sender wakes
     when a batch is full or the flush interval has passed."""
 
-    def __init__(self, url, token, source, job, batch_size, flush_interval, queue_size, timeout, ca_file=None, check_hostname=True):
+    def __init__(self, url, token, source, job, batch_size, flush_interval, queue_size, timeout, ca_file=None, check_hostname=True, provisional=False):
         self.endpoint = url.rstrip("/") + "/api/v1/ingest/events"
+        self.provisional = provisional
         self.context = None
         if url.startswith("https://") and (ca_file or not check_hostname):
             self.context = ssl.create_default_context(cafile=ca_file or None)
@@ -300,7 +319,7 @@ class _Sender:
     def _send_with_retries(self, batch):
         """Sends until it is delivered or refused; False once the final wait has run out."""
         body = gzip.compress(
-            ('{"source":%s,"job":%s,"events":[%s]}' % (json.dumps(self.source), json.dumps(self.job), ",".join(batch))).encode("utf-8"),
+            ('{"source":%s,"job":%s,%s"events":[%s]}' % (json.dumps(self.source), json.dumps(self.job), '"provisional":true,' if self.provisional else "", ",".join(batch))).encode("utf-8"),
             compresslevel=1,
         )
         backoff = 0.2
@@ -406,6 +425,7 @@ class CallbackModule(CallbackBase):
             timeout=float(self.get_option("request_timeout")),
             ca_file=self.get_option("ca_file"),
             check_hostname=self.get_option("check_hostname"),
+            provisional=in_controller,
         )
         if not isinstance(sys.stdout, _Tee):
             self._tee = _Tee(sys.stdout)
@@ -418,9 +438,13 @@ class CallbackModule(CallbackBase):
         if self._sender is None:
             return
         stdout = self._tee.take() if self._tee is not None else ""
-        if stdout.endswith("\n"):
-            stdout = stdout[:-1]
-        lines = stdout.count("\n") + 1 if stdout else 0
+        if self._tee is not None and self._tee.onlcr:
+            # The bytes the terminal passed on, as the controller's copy of the event has them.
+            stdout = stdout.replace("\n", "\r\n")
+        # As ansible-runner (and so AWX) cuts an event's output: its lines counted as written, its
+        # trailing line ends left out.
+        lines = stdout.count("\n")
+        stdout = stdout.rstrip("\r\n")
         self._counter += 1
         event_data = {"playbook": self._playbook, "playbook_uuid": self._playbook_uuid, "pid": os.getpid()}
         if self._play is not None:
