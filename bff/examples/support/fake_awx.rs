@@ -275,6 +275,68 @@ impl FakeAwx {
         id
     }
 
+    /// A pending job whose run is a real `ansible-runner` run: runner's events (its
+    /// `artifacts/<ident>/job_events/*.json`, in counter order) as AWX stores and serves them, for
+    /// the caller to release. Answers its id.
+    pub fn add_runner_job(&self, name: &str, runner_events: &[Value]) -> i64 {
+        let mut s = self.lock();
+        let id = s.next_job;
+        s.next_job += 1;
+        let job = new_job(&mut s, id, name, None);
+        let summary_job = json!({"id": id, "name": name, "description": "", "status": "running", "failed": false,
+                                 "elapsed": 0.0, "type": "job", "job_template_id": 7, "job_template_name": name});
+        let mut hosts: Vec<String> = Vec::new();
+        let script = runner_events
+            .iter()
+            .map(|e| {
+                let data = &e["event_data"];
+                let text = |k: &str| data[k].as_str().unwrap_or("").to_string();
+                let host_name = text("host");
+                let host = (!host_name.is_empty()).then(|| {
+                    let at = hosts.iter().position(|h| *h == host_name).unwrap_or_else(|| {
+                        hosts.push(host_name.clone());
+                        hosts.len() - 1
+                    });
+                    at as i64 + 1
+                });
+                let kind = e["event"].as_str().unwrap_or("");
+                let failed = matches!(
+                    kind,
+                    "runner_on_failed" | "runner_item_on_failed" | "runner_on_async_failed" | "runner_on_unreachable"
+                ) && data["ignore_errors"] != json!(true);
+                let counter = e["counter"].clone();
+                json!({
+                    "id": null, "type": "job_event", "url": null,
+                    "related": {"job": format!("/api/v2/jobs/{id}/"), "children": format!("/api/v2/job_events/{counter}/children/")},
+                    "summary_fields": {"job": summary_job, "role": {}},
+                    "created": null, "modified": null,
+                    "job": id, "event": kind, "counter": counter, "event_display": kind,
+                    "event_data": data, "event_level": 0, "failed": failed,
+                    "changed": data["res"]["changed"] == json!(true),
+                    "uuid": e["uuid"], "parent_uuid": e["parent_uuid"].as_str().unwrap_or(""),
+                    "host": host, "host_name": host_name,
+                    "playbook": text("playbook"), "play": text("play"), "task": text("task"), "role": text("role"),
+                    "stdout": e["stdout"], "start_line": e["start_line"], "end_line": e["end_line"],
+                    "verbosity": 0
+                })
+            })
+            .collect();
+        s.jobs.insert(
+            id,
+            FakeJob {
+                job,
+                script,
+                released: 0,
+                hidden: BTreeSet::new(),
+                processing_finished: false,
+                hosts,
+                tasks: Vec::new(),
+                failing: None,
+            },
+        );
+        id
+    }
+
     /// How many events the job's run has in all.
     pub fn script_len(&self, id: i64) -> usize {
         self.lock().jobs.get(&id).map(|j| j.script.len()).unwrap_or(0)
