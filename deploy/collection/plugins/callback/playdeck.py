@@ -380,6 +380,7 @@ class CallbackModule(CallbackBase):
         super().__init__(display=display)
         self._sender = None
         self._tee = None
+        self._under_runner = False
         self._counter = 0
         self._line = 0
         self._playbook_uuid = str(uuid.uuid4())
@@ -402,6 +403,9 @@ class CallbackModule(CallbackBase):
             self.disabled = True
             return
         in_controller = bool(os.environ.get("JOB_ID"))
+        # ansible-runner (which AWX and AAP run playbooks with) makes its display callback the
+        # stdout callback.
+        self._under_runner = os.environ.get("ANSIBLE_STDOUT_CALLBACK") == "awx_display"
         source = self.get_option("source") or ("aap" if in_controller else "local")
         job_id = self.get_option("job_id") or os.environ.get("JOB_ID") or str(uuid.uuid4())
         job = {"external_id": str(job_id)}
@@ -438,13 +442,19 @@ class CallbackModule(CallbackBase):
         if self._sender is None:
             return
         stdout = self._tee.take() if self._tee is not None else ""
-        if self._tee is not None and self._tee.onlcr:
-            # The bytes the terminal passed on, as the controller's copy of the event has them.
-            stdout = stdout.replace("\n", "\r\n")
-        # As ansible-runner (and so AWX) cuts an event's output: its lines counted as written, its
-        # trailing line ends left out.
-        lines = stdout.count("\n")
-        stdout = stdout.rstrip("\r\n")
+        if self._under_runner:
+            # As ansible-runner (and so AWX) records an event's output: the bytes its terminal
+            # passed on (CR LF), the lines counted as written, the trailing line ends left out.
+            if self._tee is not None and self._tee.onlcr:
+                stdout = stdout.replace("\n", "\r\n")
+            lines = stdout.count("\n")
+            stdout = stdout.rstrip("\r\n")
+        else:
+            # As ansible-playbook printed it: each event's output ends with the line end the
+            # stdout endpoint puts back.
+            if stdout.endswith("\n"):
+                stdout = stdout[:-1]
+            lines = stdout.count("\n") + 1 if stdout else 0
         self._counter += 1
         event_data = {"playbook": self._playbook, "playbook_uuid": self._playbook_uuid, "pid": os.getpid()}
         if self._play is not None:
