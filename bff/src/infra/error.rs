@@ -154,8 +154,13 @@ impl From<tokio_postgres::Error> for AppError {
 }
 
 impl From<deadpool_postgres::PoolError> for AppError {
+    /// No connection free in time is a busy server; a connection that cannot be made is a
+    /// database out of reach (the answer says which).
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        AppError::Unavailable(format!("database pool: {e}"))
+        match e {
+            deadpool_postgres::PoolError::Timeout(_) => AppError::Unavailable(format!("database pool: {e}")),
+            other => AppError::Unavailable(format!("database: {other}")),
+        }
     }
 }
 

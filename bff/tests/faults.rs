@@ -1,0 +1,242 @@
+//! Faults injected on purpose, each asserting that nothing is lost and nothing doubled: PostgreSQL
+//! restarted while a real playbook streams its events through the callback plugin, and the
+//! `playdeck` process SIGKILLed in the middle of ingest and started again.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bff::infra::embedded::{Cluster, Durability};
+use common::*;
+
+/// Rows, distinct counters and the highest `seq` of a job's events: all equal when nothing was
+/// stored twice and arrival order has no hole.
+async fn copies(db: &tokio_postgres::Client, job_id: i64) -> (i64, i64, i64) {
+    let row = db
+        .query_one(
+            "select count(*), count(distinct counter), coalesce(max(seq), 0) from job_events where job_id = $1",
+            &[&job_id],
+        )
+        .await
+        .expect("count");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// A playbook that takes a few seconds: 30 items of a command on one local host.
+const SLOW_PLAYBOOK: &str = "- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Step
+      ansible.builtin.command: sleep 0.1
+      loop: \"{{ range(0, 30) | list }}\"
+    - name: Done
+      ansible.builtin.debug:
+        msg: all steps ran
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_while_a_playbook_streams_loses_and_doubles_nothing() {
+    let dir = temp_dir("pg-restart");
+    let cluster = Cluster::start(&dir.join("db"), Durability::Throwaway).await.expect("cluster");
+    let port = cluster.port();
+    let pg = cluster.pg_config("postgres");
+    let app = spawn_app_on(pg.clone(), |_| {}).await;
+    std::fs::write(dir.join("site.yml"), SLOW_PLAYBOOK).expect("playbook");
+    std::fs::write(
+        dir.join("hosts"),
+        "web-01 ansible_connection=local ansible_python_interpreter=\"{{ ansible_playbook_python }}\"\n",
+    )
+    .expect("inventory");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let playbook = tokio::process::Command::new(ansible_playbook())
+        .arg(dir.join("site.yml"))
+        .arg("-i")
+        .arg(dir.join("hosts"))
+        .env("ANSIBLE_CALLBACK_PLUGINS", root.join("deploy/collection/plugins/callback"))
+        .env("ANSIBLE_CALLBACKS_ENABLED", "playdeck")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+        .env("PLAYDECK_URL", app.url(""))
+        .env("PLAYDECK_INGEST_TOKEN", INGEST_TOKEN)
+        .env("PLAYDECK_JOB_EXTERNAL_ID", "pg-restart")
+        .env("PLAYDECK_FLUSH_INTERVAL_MS", "50")
+        .env("PLAYDECK_FINAL_WAIT", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ansible-playbook");
+
+    // Once the first events are in, PostgreSQL goes away for two seconds, mid-run.
+    let stored = |pg: tokio_postgres::Config| async move {
+        let (db, conn) = pg.connect(tokio_postgres::NoTls).await.ok()?;
+        tokio::spawn(conn);
+        let n: i64 = db
+            .query_one(
+                "select count(*) from job_events e join jobs j on j.id = e.job_id where j.external_id = 'pg-restart'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        Some(n)
+    };
+    eventually("the first events are stored", || async { stored(pg.clone()).await.filter(|n| *n >= 5) })
+        .await;
+    tokio::task::spawn_blocking(move || drop(cluster)).await.expect("stop PostgreSQL");
+    let down_at = stored(pg.clone()).await;
+    assert_eq!(down_at, None, "PostgreSQL is down");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _cluster =
+        Cluster::start_on(&dir.join("db"), Durability::Throwaway, Some(port)).await.expect("restart");
+
+    let out = playbook.wait_with_output().await.expect("ansible-playbook");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "ansible-playbook: {stderr}\n{printed}");
+    assert!(!stderr.contains("not delivered"), "the plugin delivered every event after retrying: {stderr}");
+    assert!(printed.contains("all steps ran"), "{printed}");
+
+    let db = app.db().await;
+    let job_id: i64 =
+        db.query_one("select id from jobs where external_id = 'pg-restart'", &[]).await.expect("job").get(0);
+    let (rows, distinct, last_seq) = copies(&db, job_id).await;
+    // Every callback event: playbook, play, two task starts, 30 items and the loop's result, the
+    // debug's start and result, the stats.
+    let max_counter: i64 = db
+        .query_one("select max(counter) from job_events where job_id = $1", &[&job_id])
+        .await
+        .expect("max")
+        .get(0);
+    assert_eq!(
+        (rows, distinct, last_seq),
+        (max_counter, max_counter, max_counter),
+        "each event once, no hole"
+    );
+    let text =
+        app.get(&format!("/api/v1/jobs/{job_id}/stdout?format=txt")).await.text().await.expect("stdout");
+    assert_eq!(text, printed, "the stored output is what ansible-playbook printed, byte for byte");
+    let job = app.get_json(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(job["status"], "successful", "{job}");
+}
+
+/// The `playdeck` binary on a fixed port, its URL once it serves.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(pg: &tokio_postgres::Config, data: &std::path::Path, port: u16) -> Server {
+    let host = match &pg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[allow(unreachable_patterns)]
+        _ => "127.0.0.1".into(),
+    };
+    let url = format!(
+        "postgres://{}:{}@{host}:{}/{}",
+        pg.get_user().expect("user"),
+        String::from_utf8_lossy(pg.get_password().expect("password")),
+        pg.get_ports()[0],
+        pg.get_dbname().expect("dbname")
+    );
+    Server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_playdeck"))
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("PLAYDECK_DATA_DIR", data)
+            .env("PLAYDECK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PLAYDECK_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+            .env("PLAYDECK_INGEST_TOKEN", INGEST_TOKEN)
+            .env("PLAYDECK_API_PER_SECOND", "100000")
+            .env("PLAYDECK_INGEST_PER_SECOND", "100000")
+            .env("PLAYDECK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run playdeck"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playdeck_killed_mid_ingest_and_restarted_loses_and_doubles_nothing() {
+    let pg = fresh_database().await;
+    let data = temp_dir("killed-ingest");
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let mut server = Some(start_server(&pg, &data, port));
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Four senders, each a job of 60 batches of 20 events, each batch sent until it is
+    // acknowledged, as the callback plugin does (a connection refused or cut is tried again).
+    let (jobs, batches, per) = (4usize, 60i64, 20i64);
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..jobs)
+        .map(|j| {
+            let url = format!("{base}/api/v1/ingest/events");
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                let http =
+                    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+                let mut retries = 0;
+                for b in 0..batches {
+                    let body = batch(&format!("killed-{j}"), events(1 + b * per, per));
+                    loop {
+                        match http.post(&url).bearer_auth(INGEST_TOKEN).json(&body).send().await {
+                            Ok(r) if r.status().is_success() => break,
+                            Ok(r) if r.status().is_client_error() => panic!("refused: {}", r.status()),
+                            _ => {
+                                retries += 1;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                retries
+            })
+        })
+        .collect();
+
+    // SIGKILL once a third of the batches are acknowledged, then start again on the same port.
+    let third = jobs * batches as usize / 3;
+    eventually("a third of the batches acknowledged", || async {
+        (acked.load(std::sync::atomic::Ordering::SeqCst) >= third).then_some(())
+    })
+    .await;
+    let mut killed = server.take().expect("server");
+    killed.0.kill().expect("kill -9");
+    killed.0.wait().expect("reaped");
+    let at_kill = acked.load(std::sync::atomic::Ordering::SeqCst);
+    server = Some(start_server(&pg, &data, port));
+    let mut retried = 0;
+    for s in senders {
+        retried += s.await.expect("sender");
+    }
+    assert!(at_kill < jobs * batches as usize, "the kill came mid-ingest");
+    assert!(retried > 0, "some batch had to be sent again after the kill");
+
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    for j in 0..jobs {
+        let row = db
+            .query_one("select id, event_count from jobs where external_id = $1", &[&format!("killed-{j}")])
+            .await
+            .expect("one job row");
+        let (id, count): (i64, i64) = (row.get(0), row.get(1));
+        let want = batches * per;
+        assert_eq!(copies(&db, id).await, (want, want, want), "job killed-{j}: each event once, no hole");
+        assert_eq!(count, want, "job killed-{j}: the row counts each event once");
+    }
+    let jobs_rows: i64 = db
+        .query_one("select count(*) from jobs where external_id like 'killed-%'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(jobs_rows, jobs as i64, "one row per job");
+    drop(server);
+}
