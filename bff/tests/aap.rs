@@ -444,6 +444,63 @@ async fn a_controller_that_goes_down_is_unhealthy_while_others_keep_syncing_and_
     assert!(back["detail"].is_null() && back["failing_since"].is_null(), "{back}");
 }
 
+/// In the middle of a job the controller answers 500 for half a minute, then hangs past the
+/// request timeout for another half, while the job goes on there: the controller is shown failing
+/// with the reason, and once it answers again the sync catches up: every event once, in order, to
+/// a follower as well, and the job ends as the controller says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_failing_for_a_minute_mid_job_is_caught_up_with_nothing_lost_or_doubled() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let hosts: Vec<String> = (1..=10).map(|h| format!("web-{h:02}")).collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let awx_id =
+        fake.add_job("Long run", &hosts, &["Gathering Facts", "Deploy", "Restart", "Check"], Some("web-03"));
+    let total = fake.script_len(awx_id) as i64;
+    let mut ctl = controller("aap", &fake);
+    ctl.request_timeout = Duration::from_millis(500);
+    let app = app_with(vec![ctl]).await;
+    let id = eventually("the pending job", || job_of(&app, "aap", awx_id)).await["id"].as_i64().expect("id");
+    let mut ws = Follower::start(&app, id).await;
+    fake.release(awx_id, 20);
+    ws.until(20).await;
+
+    // The job goes on at the controller (2 events every 300 ms) while it answers 500s, then
+    // hangs.
+    fake.set_mode(Mode::Fail(500));
+    let run = fake.run(awx_id, 2, Duration::from_millis(300));
+    let failing = eventually("the controller is shown failing", || async {
+        Some(controller_state(&app, "aap").await)
+            .filter(|c| c["healthy"] == false && c["status"] != "starting")
+    })
+    .await;
+    assert!(failing["detail"].as_str().unwrap_or("").contains("500"), "{failing}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    fake.set_mode(Mode::Stall(Duration::from_secs(5)));
+    eventually("the controller is shown timing out", || async {
+        Some(controller_state(&app, "aap").await)
+            .filter(|c| c["detail"].as_str().is_some_and(|d| d.contains("timed out")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    run.await.expect("the job ran to its end at the controller");
+    let stored_during_outage = copies(&app, id).await.0;
+    assert!(stored_during_outage < total, "the outage held events back ({stored_during_outage} of {total})");
+
+    fake.set_mode(Mode::Normal);
+    ws.until(total as usize).await;
+    ws.assert_exactly(total);
+    let job = eventually("the job's end, from the controller", || async {
+        job_of(&app, "aap", awx_id).await.filter(|j| j["status"] == "failed")
+    })
+    .await;
+    assert_eq!(job["event_count"], total);
+    assert_eq!(copies(&app, id).await, (total, total, total), "each event once, no hole");
+    eventually("the controller is healthy again", || async {
+        Some(controller_state(&app, "aap").await).filter(|c| c["healthy"] == true && c["detail"].is_null())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_rejected_token_is_reported_clearly_and_not_hammered() {
     let fake = FakeAwx::start("/api/v2").await;
