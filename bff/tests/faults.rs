@@ -131,12 +131,22 @@ impl Drop for Server {
     }
 }
 
+/// A file of its own in the tests' log directory, for a `playdeck` process's log lines.
+fn log_file() -> std::fs::File {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    capture_logs();
+    std::fs::File::create(log_dir().join(format!("playdeck-server-{}-{n}.jsonl", std::process::id())))
+        .expect("log file")
+}
+
 fn start_server(pg: &tokio_postgres::Config, data: &std::path::Path, port: u16) -> Server {
     let host = match &pg.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
         #[allow(unreachable_patterns)]
         _ => "127.0.0.1".into(),
     };
+    remember_secret(&String::from_utf8_lossy(pg.get_password().expect("password")));
     let url = format!(
         "postgres://{}:{}@{host}:{}/{}",
         pg.get_user().expect("user"),
@@ -154,9 +164,11 @@ fn start_server(pg: &tokio_postgres::Config, data: &std::path::Path, port: u16) 
             .env("PLAYDECK_INGEST_TOKEN", INGEST_TOKEN)
             .env("PLAYDECK_API_PER_SECOND", "100000")
             .env("PLAYDECK_INGEST_PER_SECOND", "100000")
-            .env("PLAYDECK_LOG", "warn")
+            // Its log lines go where the tests' own go, for the secrets check.
+            .env("PLAYDECK_LOG", "info,bff=debug")
+            .env("PLAYDECK_LOG_FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file())
             .spawn()
             .expect("run playdeck"),
     )

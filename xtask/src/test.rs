@@ -29,7 +29,11 @@ pub(crate) fn test() -> Result<(), String> {
     setup(true)?;
     build_spa()?;
     step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
+    let logs = target_dir().join("tmp/logs");
+    let _ = std::fs::remove_dir_all(&logs);
     run(Command::new("cargo").args(["test", "--workspace"]))?;
+    step("no secret in any log line of the tests");
+    check_logs(&logs)?;
     build_server(false, &["--bin", "playdeck"])?;
     step("browser tests (chromium, playwright-core; screenshots in tests/browser/screenshots)");
     let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
@@ -82,6 +86,46 @@ pub(crate) fn test() -> Result<(), String> {
     fuzz()?;
     println!("\nAll tests passed.");
     Ok(())
+}
+
+/// The tests write their apps' log lines (`*.jsonl`) and the secrets they used (`secrets-*.txt`)
+/// to `logs` (bff/tests/common: `capture_logs`, `remember_secret`): fails, naming the line, if any
+/// secret is in any line.
+fn check_logs(logs: &std::path::Path) -> Result<(), String> {
+    let entries: Vec<_> = std::fs::read_dir(logs)
+        .map_err(|e| format!("no test logs in {}: {e}", logs.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let name =
+        |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut secrets: Vec<String> = Vec::new();
+    for p in entries.iter().filter(|p| name(p).starts_with("secrets-")) {
+        let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+        secrets.extend(text.lines().map(str::to_string));
+    }
+    secrets.sort();
+    secrets.dedup();
+    let (mut lines, mut found) = (0usize, Vec::new());
+    for p in entries.iter().filter(|p| name(p).ends_with(".jsonl")) {
+        let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+        for (n, line) in text.lines().enumerate() {
+            lines += 1;
+            if let Some(s) = secrets.iter().find(|s| line.contains(s.as_str())) {
+                found.push(format!("{}:{}: {s:?} in {line}", name(p), n + 1));
+            }
+        }
+    }
+    if secrets.is_empty() || lines == 0 {
+        return Err(format!("the tests left no logs or no secrets in {}", logs.display()));
+    }
+    println!("{lines} log lines, {} secrets: none in any line", secrets.len());
+    if found.is_empty() {
+        Ok(())
+    } else {
+        found.truncate(10);
+        Err(format!("secrets in the tests' logs:\n{}", found.join("\n")))
+    }
 }
 
 /// The API fuzzer: schemathesis against the served OpenAPI document for about two minutes with a

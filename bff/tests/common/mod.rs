@@ -23,6 +23,77 @@ pub const CREDENTIAL_KEY: &str = "5f1e0c3a9b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+static LOGS: OnceLock<()> = OnceLock::new();
+
+/// Where test processes write their log lines (JSON, as `PLAYDECK_LOG_FORMAT=json` writes them,
+/// Playdeck's own at debug level, everything else at info) and the secrets they used, one file of
+/// each per process: `cargo xtask test` then fails if any secret is in any log line.
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("logs")
+}
+
+/// Sends this process's log lines to its file in `log_dir()` (once), and notes the secrets every
+/// test app uses.
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let dir = log_dir();
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "test".into());
+        let file = std::fs::File::create(dir.join(format!("{name}-{}.jsonl", std::process::id())))
+            .expect("log file");
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,bff=debug"))
+            .with_writer(std::sync::Mutex::new(file))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        for s in [ADMIN_KEY, INGEST_TOKEN, CREDENTIAL_KEY, people::BIND_PASSWORD, people::CLIENT_SECRET] {
+            remember_secret(s);
+        }
+        // The secrets the test files give the apps: the fake AWX's token (fake_awx.rs), SMTP
+        // (mail.rs), Vault, credentials and extra vars (credentials.rs, engine.rs), webhooks.
+        for s in [
+            "awx-token-0123456789",
+            "smtp-pass-0123",
+            "ya29.access-token-for-xoauth2",
+            "hvs.CAESIJfaketokenfortests0123456789",
+            "vault-pass-from-hashicorp-31337",
+            "correct horse battery",
+            "proc-passphrase-5151-xyzzy",
+            "proc-vault-pw-7171-xyzzy",
+            "proc-become-pw-6161-xyzzy",
+            "s3cr3t-become-pw-4242",
+            "arr-secret-7777",
+            "first-secret-1",
+            "nolog-secret-value",
+            "callback-secret-for-tests-0123",
+            "registered-webhook-secret-0123456789",
+        ] {
+            remember_secret(s);
+        }
+    });
+}
+
+/// Notes a secret a test used (a password, token, key or cookie), for the log check.
+pub fn remember_secret(secret: &str) {
+    use std::io::Write;
+    let secret = secret.trim();
+    if secret.len() < 6 || secret.contains('\n') {
+        return;
+    }
+    let dir = log_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("secrets-{}.txt", std::process::id())))
+    {
+        let _ = writeln!(f, "{secret}");
+    }
+}
 
 /// A fresh directory under /tmp/playdeck-tests/<pid>; directories of test processes that are gone
 /// are removed first.
@@ -112,6 +183,7 @@ async fn serve_app(
     pg: tokio_postgres::Config,
     tune: impl FnOnce(&mut Config),
 ) -> TestApp {
+    capture_logs();
     let mut config = Config::for_tests(temp_dir("app"));
     config.bootstrap_admin_key = Some(Secret(ADMIN_KEY.into()));
     config.ingest_token = Some(Secret(INGEST_TOKEN.into()));
@@ -233,7 +305,11 @@ pub fn events(from: i64, n: i64) -> Vec<Value> {
 pub async fn open_session(app: &TestApp, body: Value) -> String {
     let r = app.http.post(app.url("/api/v1/session")).json(&body).send().await.expect("sign in");
     assert_eq!(r.status(), 200);
-    r.headers()["set-cookie"].to_str().expect("cookie").to_string()
+    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    if let Some(value) = cookie.split(';').next().and_then(|pair| pair.split_once('=')).map(|(_, v)| v) {
+        remember_secret(value);
+    }
+    cookie
 }
 
 /// A browser session opened with the admin key: the cookie pair to send back.
