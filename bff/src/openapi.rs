@@ -527,17 +527,26 @@ pub fn document() -> Value {
             json!({"description": "Refused: the detail says why", "content": {"application/json": {"schema": reference("ErrorBody")}}}),
         );
         // The 5xx an operation can answer without a bug (a 500 is always one): 503 when the
-        // database is away or every connection is busy (with Retry-After), and 502/504 where
+        // database is away or every connection is busy (with Retry-After), 507 when a write
+        // finds the database's disk full (with Retry-After), and 502/504 where
         // the answer depends on a service asked on the caller's behalf.
         let error = |what: &str| {
             json!({"description": what, "content": {"application/json": {"schema": reference("ErrorBody")}},
-                   "headers": {"Retry-After": {"description": "seconds to wait (503)", "schema": {"type": "integer"}}}})
+                   "headers": {"Retry-After": {"description": "seconds to wait (503, 507)", "schema": {"type": "integer"}}}})
         };
         if !matches!(o.auth, Auth::None) || o.path.starts_with("/session") {
             responses.insert(
                 "503".into(),
                 error("The database is not reachable, or every connection is in use: try again"),
             );
+            if o.method != "get" {
+                responses.insert(
+                    "507".into(),
+                    error(
+                        "The database's disk is full: nothing was stored; send it again once space is freed",
+                    ),
+                );
+            }
         }
         if upstream(o.method, o.path) {
             responses.insert(

@@ -252,3 +252,81 @@ async fn playdeck_killed_mid_ingest_and_restarted_loses_and_doubles_nothing() {
     assert_eq!(jobs_rows, jobs as i64, "one row per job");
     drop(server);
 }
+
+/// A small tmpfs file system, unmounted when dropped (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount a tmpfs (the tests run as root, as CI does)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// PostgreSQL's disk fills up: an ingest batch is refused with 507 and `Retry-After`, nothing of
+/// it is stored; once space is freed, the same batch sent again is stored once, and the job reads
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_ingest_with_507_stores_nothing_half_and_recovers() {
+    let dir = temp_dir("full-disk");
+    let disk = Tmpfs::mount(&dir.join("disk"), "160m");
+    let cluster = Cluster::start(&disk.0.join("db"), Durability::Throwaway).await.expect("cluster");
+    let app = spawn_app_on(cluster.pg_config("postgres"), |_| {}).await;
+    // Events with a large output: a batch needs new pages of the table and its TOAST.
+    let big = |from: i64| -> serde_json::Value {
+        let events: Vec<serde_json::Value> = (from..from + 200)
+            .map(|c| {
+                let mut e = event(c, "runner_on_ok", "web-01", "ping");
+                // Random-looking text, so compression does not make it small.
+                e["stdout"] = serde_json::Value::String(
+                    (0..4000).map(|i| char::from(b'a' + ((c * 7919 + i * 104_729) % 26) as u8)).collect(),
+                );
+                e
+            })
+            .collect();
+        batch("full-disk", events)
+    };
+    app.ingest_ok(&big(1)).await;
+
+    // Fill what is left of the disk.
+    let filler = disk.0.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status()
+        .expect("dd");
+    let refused = app.ingest(&big(201)).await;
+    assert_eq!(refused.status(), 507, "a full disk is said as such");
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let detail = assert_error(refused, 507).await;
+    assert!(detail.contains("disk is full"), "{detail}");
+    let stored = || async {
+        app.count("select count(*) from job_events e join jobs j on j.id = e.job_id where j.external_id = 'full-disk'")
+            .await
+    };
+    assert_eq!(stored().await, 200, "nothing of the refused batch was stored");
+
+    // Space comes back: the same batch is taken, once.
+    std::fs::remove_file(&filler).expect("free the space");
+    let again = app.ingest_ok(&big(201)).await;
+    assert_eq!((again["accepted"].as_i64(), again["duplicates"].as_i64()), (Some(200), Some(0)), "{again}");
+    assert_eq!(stored().await, 400);
+    let job_id = again["job_id"].as_i64().expect("job");
+    let db = app.db().await;
+    assert_eq!(copies(&db, job_id).await, (400, 400, 400), "each event once, no hole");
+    drop(app);
+    tokio::task::spawn_blocking(move || drop(cluster)).await.expect("stop PostgreSQL");
+    drop(disk);
+}

@@ -33,6 +33,8 @@ pub enum AppError {
     TooManyRequests(u64),
     /// 503: a dependency (the database) is not reachable right now.
     Unavailable(String),
+    /// 507: the database's disk is full; nothing of the request was stored.
+    InsufficientStorage(String),
     /// 502: a service we ask on the caller's behalf (the directory, the OpenID provider) failed;
     /// the detail says which and why (it names no secret).
     BadGateway(String),
@@ -56,6 +58,7 @@ impl AppError {
             AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -79,6 +82,7 @@ impl std::fmt::Display for AppError {
             | AppError::UnsupportedMedia(m)
             | AppError::Unprocessable(m)
             | AppError::Unavailable(m)
+            | AppError::InsufficientStorage(m)
             | AppError::BadGateway(m)
             | AppError::Internal(m) => f.write_str(m),
             AppError::TooManyRequests(s) => write!(f, "too many requests; try again in {s} s"),
@@ -124,6 +128,15 @@ impl IntoResponse for AppError {
                 resp.extensions_mut().insert(InternalDetail(detail));
                 resp
             }
+            AppError::InsufficientStorage(detail) => {
+                let mut resp = error_response(
+                    status,
+                    "the database's disk is full: nothing was stored; send it again once space is freed",
+                );
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(30));
+                resp.extensions_mut().insert(InternalDetail(detail));
+                resp
+            }
             AppError::TooManyRequests(s) => {
                 let mut resp = error_response(status, format!("too many requests; try again in {s} s"));
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -146,6 +159,14 @@ impl From<tokio_postgres::Error> for AppError {
             // database's words, which name the type or the value but hold no secret.
             Some(db) if db.code().code().starts_with("22") => {
                 AppError::Unprocessable(format!("a value does not fit: {}", db.message()))
+            }
+            // Class 53, insufficient resources: a full disk (53100) is said as such; out of
+            // memory or connections is the database being unavailable for now.
+            Some(db) if db.code().code() == "53100" => {
+                AppError::InsufficientStorage(format!("database: {} ({})", db.message(), db.code().code()))
+            }
+            Some(db) if db.code().code().starts_with("53") => {
+                AppError::Unavailable(format!("database: {} ({})", db.message(), db.code().code()))
             }
             Some(db) => AppError::Internal(format!("database: {} ({})", db.message(), db.code().code())),
             None => AppError::Internal(format!("database: {e}")),
