@@ -1,5 +1,7 @@
 // The size of the page a browser downloads: the release bundle in dist/ (wasm, js, css), raw and
-// brotli-compressed (quality 11, as a server or CDN would send it). The target is 300 KB brotli.
+// brotli-compressed (quality 11, as a server or CDN would send it). `cargo xtask test` runs it: it
+// fails when the bundle is over its budget (what it weighs now, and a little room), so no change
+// makes phones download more unnoticed. The goal is 260 KB brotli (issue "Live and on the wire").
 //
 //   trunk build --release --offline && node tests/browser/bundle-size.mjs
 
@@ -9,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
 
 const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist');
-const TARGET = 300 * 1024;
+const BUDGET = 400 * 1024;
+const GOAL = 260 * 1024;
 let raw = 0;
 let brotli = 0;
 for (const file of readdirSync(dist).filter((f) => /\.(wasm|js|css)$/.test(f)).sort()) {
@@ -19,5 +22,16 @@ for (const file of readdirSync(dist).filter((f) => /\.(wasm|js|css)$/.test(f)).s
   brotli += br;
   console.log(`# ${file}: ${(bytes.length / 1024).toFixed(1)} KB raw, ${(br / 1024).toFixed(1)} KB brotli`);
 }
-console.log(`# bundle: ${(raw / 1024).toFixed(1)} KB raw, ${(brotli / 1024).toFixed(1)} KB brotli (target ${TARGET / 1024} KB brotli)`);
-if (brotli > TARGET) console.log('# WARNING: the bundle is over its size target');
+console.log(
+  `# bundle: ${(raw / 1024).toFixed(1)} KB raw, ${(brotli / 1024).toFixed(1)} KB brotli ` +
+    `(budget ${BUDGET / 1024} KB, ratio ${(brotli / BUDGET).toFixed(2)}; goal ${GOAL / 1024} KB, ratio ${(brotli / GOAL).toFixed(2)})`,
+);
+if (raw === 0) {
+  console.log('not ok - no bundle in dist/: build it first (trunk build --release --offline)');
+  process.exit(1);
+}
+if (brotli > BUDGET) {
+  console.log(`not ok - the bundle is over its budget of ${BUDGET / 1024} KB brotli`);
+  process.exit(1);
+}
+console.log('ok - the bundle is within its budget');

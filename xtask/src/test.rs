@@ -28,6 +28,8 @@ const BROWSER_TESTS: &[&str] = &[
 pub(crate) fn test() -> Result<(), String> {
     setup(true)?;
     build_spa()?;
+    step("the SPA's bundle size (fails over its budget)");
+    run(Command::new("node").arg("tests/browser/bundle-size.mjs"))?;
     step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
     let logs = target_dir().join("tmp/logs");
     let _ = std::fs::remove_dir_all(&logs);
