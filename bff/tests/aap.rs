@@ -768,6 +768,64 @@ fn logging_record(event: &Value) -> Value {
     r
 }
 
+/// AAP's external logging and the sync bring the same job's events at the same time, the logging
+/// records in overlapping posts sent in parallel: one job row, each event once, arrival order
+/// without a hole, and each post's accepted + duplicates = what it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_logging_racing_the_sync_stores_each_event_once() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let hosts: Vec<String> = (1..=20).map(|h| format!("web-{h:02}")).collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let awx_id = fake.add_job("Race", &hosts, &["Gathering Facts", "Deploy", "Restart", "Check"], None);
+    let total = fake.script_len(awx_id) as i64;
+    fake.finish(awx_id, "successful", true);
+    let records: Vec<String> =
+        fake.lock().jobs[&awx_id].script.iter().map(|e| logging_record(e).to_string()).collect();
+    let app = app_with(vec![controller("aap", &fake)]).await;
+
+    // Four senders, each its windows of 40 records overlapping the next by 20, all at once while
+    // the sync reads the same job.
+    let url = app.url("/api/v1/ingest/aap-logging");
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let (http, url, records) = (app.http.clone(), url.clone(), records.clone());
+            tokio::spawn(async move {
+                let mut start = s * 20;
+                while start < records.len() {
+                    let window = &records[start..(start + 40).min(records.len())];
+                    let body: String = window.iter().map(|r| format!("{r}\n")).collect();
+                    let r = http
+                        .post(&url)
+                        .basic_auth("awx", Some(INGEST_TOKEN))
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("post");
+                    assert_eq!(r.status(), 200);
+                    let r: Value = r.json().await.expect("json");
+                    let sum =
+                        r["accepted"].as_i64().expect("accepted") + r["duplicates"].as_i64().expect("dups");
+                    assert_eq!(sum, window.len() as i64, "accepted + duplicates = sent: {r}");
+                    start += 80;
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let job = eventually("the whole job", || async {
+        job_of(&app, "aap", awx_id).await.filter(|j| j["event_count"] == total && j["status"] == "successful")
+    })
+    .await;
+    let id = job["id"].as_i64().expect("id");
+    assert_eq!(copies(&app, id).await, (total, total, total), "each event once, no hole");
+    let rows = app
+        .count(&format!("select count(*) from jobs where source = 'aap' and external_id = '{awx_id}'"))
+        .await;
+    assert_eq!(rows, 1, "one job row");
+}
+
 #[tokio::test]
 async fn external_logging_plain_and_splunk_plus_the_sync_store_each_event_once() {
     let fake = FakeAwx::start("/api/v2").await;
