@@ -301,8 +301,10 @@ async fn with_two_replicas_one_syncs_a_controller_and_the_other_stands_by() {
         job_of(&first, "aap", FIXTURE_JOB).await.filter(|j| j["event_count"] == 9)
     })
     .await;
+    // The second replica reaches the controller through a proxy that counts what it passes on.
+    let (proxy_url, through_proxy) = counting_proxy(fake.addr).await;
     let second = spawn_app_on(first.pg.clone(), {
-        let c = controller("aap", &fake);
+        let c = ControllerConfig::for_tests("aap", &proxy_url, TOKEN);
         move |cfg| cfg.aap.controllers = vec![c]
     })
     .await;
@@ -312,6 +314,13 @@ async fn with_two_replicas_one_syncs_a_controller_and_the_other_stands_by() {
     .await;
     assert_eq!(standby["healthy"], true, "{standby}");
     assert_eq!(controller_state(&first, "aap").await["status"], "ok");
+    // Over twenty more rounds of the active replica, the standby asks the controller nothing.
+    let seen = fake.requests().len();
+    eventually("twenty more requests from the active replica", || async {
+        (fake.requests().len() >= seen + 20).then_some(())
+    })
+    .await;
+    assert_eq!(through_proxy.load(std::sync::atomic::Ordering::SeqCst), 0, "the standby sent no request");
     // The first one stops: the second takes over and follows the controller's new jobs.
     drop(first);
     let id = fake.add_job("After the handover", &["h-1"], &["Gathering Facts"], None);
@@ -325,6 +334,51 @@ async fn with_two_replicas_one_syncs_a_controller_and_the_other_stands_by() {
         Some(controller_state(&second, "aap").await).filter(|c| c["status"] == "ok")
     })
     .await;
+    assert!(through_proxy.load(std::sync::atomic::Ordering::SeqCst) > 0, "the new active replica asks");
+    assert_eq!(
+        copies(&second, job_of(&second, "aap", id).await.expect("job")["id"].as_i64().expect("id")).await,
+        (6, 6, 6)
+    );
+    // Handed over once: the fixture job, synced before the handover, is not synced again.
+    let fixture = job_of(&second, "aap", FIXTURE_JOB).await.expect("fixture job")["id"].as_i64().expect("id");
+    assert_eq!(copies(&second, fixture).await, (9, 9, 9));
+}
+
+/// A TCP proxy to `to` on a port of its own: answers its URL and how many bytes it passed on from
+/// clients.
+async fn counting_proxy(
+    to: std::net::SocketAddr,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(upstream) = tokio::net::TcpStream::connect(to).await else { return };
+                let (mut from_client, mut to_client) = client.split();
+                let (mut from_upstream, mut to_upstream) = tokio::io::split(upstream);
+                let up = async {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 || to_upstream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = to_upstream.shutdown().await;
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (url, count)
 }
 
 #[tokio::test]
