@@ -235,7 +235,13 @@ async fn a_running_job_shows_its_events_live_over_several_polls() {
             .expect("cursor row")
             .get::<_, bool>(0)
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Three more requests about the job (it is still followed) leave it not done.
+    fake.clear_requests();
+    eventually("three more reads of the job", || async {
+        let asked = fake.requests().iter().filter(|r| r.contains(&format!("/jobs/{awx_id}/"))).count();
+        (asked >= 3).then_some(())
+    })
+    .await;
     assert!(!done().await, "event processing is not finished at the controller");
     fake.set_processing_finished(awx_id);
     eventually("done", || async { done().await.then_some(()) }).await;
