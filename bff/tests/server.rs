@@ -374,8 +374,12 @@ async fn metrics_move_with_ingest_and_live_clients() {
     ))
     .await
     .expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = scrape().await;
+    // The socket is counted once the server has taken the subscription.
+    let after = eventually("the WebSocket client counted", || async {
+        Some(scrape().await)
+            .filter(|m| m.lines().any(|l| l == "playdeck_live_clients{transport=\"websocket\"} 1"))
+    })
+    .await;
     let line =
         |name: &str| after.lines().find(|l| l.starts_with(name)).map(str::to_string).unwrap_or_default();
     assert_eq!(

@@ -66,7 +66,12 @@ impl TlsPostgres {
         ] {
             admin.batch_execute(sql).await.expect(sql);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The reload is asynchronous: this session too sees `ssl = on` once it is done.
+        eventually("PostgreSQL reloaded with ssl on", || async {
+            let on: String = admin.query_one("show ssl", &[]).await.ok()?.get(0);
+            (on == "on").then_some(())
+        })
+        .await;
         TlsPostgres { cluster, admin }
     }
 
