@@ -209,6 +209,8 @@ async function main() {
       const viewer = await newPage(viewerContext);
       await viewer.goto(`${BASE}/jobs/${failedJob}`);
       await viewer.getByTestId('actions').waitFor({ timeout: 15_000 });
+      // What decides the buttons has loaded: the page knows it is a viewer's.
+      await waitFor('the page knows the viewer', async () => (await viewer.getByTestId('who').textContent()).endsWith(' · viewer'));
       for (const id of ['action-all', 'action-failed', 'action-cancel', 'nav-launch']) {
         assert((await viewer.getByTestId(id).count()) === 0, `a viewer sees ${id}`);
       }

@@ -166,6 +166,8 @@ async function main() {
       const viewer = await newPage(viewerContext);
       await viewer.goto(`${BASE}/kb`);
       await viewer.getByTestId('kb-entry').first().waitFor({ timeout: 15_000 });
+      // What decides the buttons has loaded: the page knows it is a viewer's.
+      await waitFor('the page knows the viewer', async () => (await viewer.getByTestId('who').textContent()).endsWith(' · viewer'));
       for (const id of ['kb-new', 'kb-edit', 'kb-delete']) {
         assert((await viewer.getByTestId(id).count()) === 0, `a viewer sees ${id}`);
       }

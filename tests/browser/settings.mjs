@@ -287,6 +287,8 @@ async function main() {
         const p = await newPage(ctx);
         await p.goto(`${BASE}/`);
         await p.getByTestId('nav-dashboard').waitFor({ timeout: 15_000 });
+        // What decides what is shown has loaded: the page knows the role.
+        await waitFor('the page knows the role', async () => (await p.getByTestId('who').textContent()).endsWith(` · ${role}`));
         if (role === 'operator') {
           await p.getByTestId('nav-settings').click();
           await p.locator(`[data-testid="credential"][data-name="ssh-${suffix}"]`).waitFor({ timeout: 15_000 });
