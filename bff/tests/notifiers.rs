@@ -693,3 +693,54 @@ async fn a_deleted_notifiers_deliveries_stay_listed_and_cannot_be_sent_again(
     assert!(audit.contains("notifier changed") && audit.contains("notification redelivered"), "{audit}");
     assert!(!audit.contains("relay-secret-123"));
 }
+
+/// A chat that always answers 500 is tried `max_attempts` times, then the delivery is given up:
+/// `failed`, nothing scheduled, each attempt on record, and no further request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_that_always_fails_is_given_up_after_the_maximum_attempts() {
+    let app = spawn_app_with(|c| {
+        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
+        c.deliveries.max_attempts = 3;
+        c.deliveries.backoff = Duration::from_millis(50);
+        c.deliveries.poll = Duration::from_millis(50);
+    })
+    .await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = asked.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let chat = create(
+        &app,
+        json!({"name": "down channel", "kind": "chat", "events": ["job.finished"], "config": {"url": url, "style": "slack"}}),
+    )
+    .await;
+    let nid = chat["id"].as_i64().expect("id");
+    failing_job(&app, "fail-give-up", "patch.yml").await;
+    let d = eventually("the delivery is given up", || async {
+        let d = deliveries(&app, &format!("notifier_id={nid}")).await["results"][0].clone();
+        (d["state"] == "failed").then_some(d)
+    })
+    .await;
+    assert_eq!(d["attempts"], 3, "{d}");
+    assert!(d["next_attempt"].is_null(), "nothing more is scheduled: {d}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3, "the chat was asked three times");
+    let logged = app
+        .count(&format!(
+            "select count(*) from notifier_attempts a join notifier_deliveries d on d.id = a.delivery_id
+              where d.notifier_id = {nid}"
+        ))
+        .await;
+    assert_eq!(logged, 3, "each attempt on record");
+    settled(&app, nid).await;
+}
