@@ -576,11 +576,21 @@ async fn a_rejected_token_is_reported_clearly_and_not_hammered() {
     assert!(detail.contains("401") && detail.contains("token"), "{detail}");
     assert!(!detail.contains(TOKEN), "the token itself is never shown");
 
-    // Backoff, not a retry loop: with a 50 ms poll, well under one request per poll.
+    // Backoff, not a retry loop: with a 50 ms poll, a backoff that doubles up to 300 ms keeps the
+    // refused requests the fake recorded that far apart (a slower machine only widens the gaps).
     fake.clear_requests();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let n = fake.requests().len();
-    assert!(n <= 8, "{n} requests in 1.2 s while the token is refused");
+    let refused = eventually("four more refused requests", || async {
+        let log: Vec<std::time::Instant> =
+            fake.request_log().into_iter().filter(|(_, r)| r.contains("/jobs/")).map(|(t, _)| t).collect();
+        (log.len() >= 5).then_some(log)
+    })
+    .await;
+    let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(150)),
+        "three polls or more between refusals: {gaps:?}"
+    );
+    assert!(gaps.iter().any(|g| *g >= Duration::from_millis(290)), "the backoff grows to its cap: {gaps:?}");
 
     let resp = app.get("/api/v1/templates").await;
     assert_eq!(resp.status(), 200);

@@ -72,6 +72,8 @@ pub struct Fake {
     pub surveys: HashMap<i64, Value>,
     /// Every request: `GET /api/v2/jobs/?page_size=200 [bearer ok]`.
     pub requests: Vec<String>,
+    /// When each of `requests` came.
+    pub request_times: Vec<std::time::Instant>,
     /// Hosts and tasks of jobs the launch endpoint starts.
     pub launch_hosts: Vec<String>,
     pub launch_tasks: Vec<String>,
@@ -155,6 +157,7 @@ impl FakeAwx {
             templates,
             surveys,
             requests: Vec::new(),
+            request_times: Vec::new(),
             launch_hosts: vec!["web-01".into(), "web-02".into()],
             launch_tasks: vec!["Gathering Facts".into(), "Deploy".into()],
             stdout_padding: 0,
@@ -219,7 +222,15 @@ impl FakeAwx {
     }
 
     pub fn clear_requests(&self) {
-        self.lock().requests.clear();
+        let mut s = self.lock();
+        s.requests.clear();
+        s.request_times.clear();
+    }
+
+    /// Every request since the last `clear_requests`, with when it came.
+    pub fn request_log(&self) -> Vec<(std::time::Instant, String)> {
+        let s = self.lock();
+        s.request_times.iter().copied().zip(s.requests.iter().cloned()).collect()
     }
 
     /// The fixtures' job 26: successful, its 9 events and its host summary all there.
@@ -745,6 +756,7 @@ async fn handle(
             .is_some_and(|v| v == format!("Bearer {}", s.token));
         let line = format!("{method} {uri}{}", if authorized { "" } else { " [no valid bearer]" });
         s.requests.push(line);
+        s.request_times.push(std::time::Instant::now());
         (s.mode.clone(), s.fail_next.pop_front(), s.prefix.clone(), s.token.clone())
     };
     if let Mode::Stall(d) = mode {
