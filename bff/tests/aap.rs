@@ -96,19 +96,9 @@ impl Follower {
     }
 }
 
-/// Stored copies of a job's events: (rows, distinct counters, highest seq). Equal when nothing
-/// was stored twice and arrival order has no hole.
+/// Stored copies of a job's events (see `event_copies`).
 async fn copies(app: &TestApp, job_id: i64) -> (i64, i64, i64) {
-    let row = app
-        .db()
-        .await
-        .query_one(
-            "select count(*), count(distinct counter), coalesce(max(seq), 0) from job_events where job_id = $1",
-            &[&job_id],
-        )
-        .await
-        .expect("count");
-    (row.get(0), row.get(1), row.get(2))
+    event_copies(&app.db().await, job_id).await
 }
 
 #[tokio::test]

@@ -11,19 +11,6 @@ use std::time::Duration;
 use bff::infra::embedded::{Cluster, Durability};
 use common::*;
 
-/// Rows, distinct counters and the highest `seq` of a job's events: all equal when nothing was
-/// stored twice and arrival order has no hole.
-async fn copies(db: &tokio_postgres::Client, job_id: i64) -> (i64, i64, i64) {
-    let row = db
-        .query_one(
-            "select count(*), count(distinct counter), coalesce(max(seq), 0) from job_events where job_id = $1",
-            &[&job_id],
-        )
-        .await
-        .expect("count");
-    (row.get(0), row.get(1), row.get(2))
-}
-
 /// A playbook that takes a few seconds: 30 items of a command on one local host.
 const SLOW_PLAYBOOK: &str = "- hosts: all
   gather_facts: false
@@ -101,7 +88,7 @@ async fn postgres_restarted_while_a_playbook_streams_loses_and_doubles_nothing()
     let db = app.db().await;
     let job_id: i64 =
         db.query_one("select id from jobs where external_id = 'pg-restart'", &[]).await.expect("job").get(0);
-    let (rows, distinct, last_seq) = copies(&db, job_id).await;
+    let (rows, distinct, last_seq) = event_copies(&db, job_id).await;
     // Every callback event: playbook, play, two task starts, 30 items and the loop's result, the
     // debug's start and result, the stats.
     let max_counter: i64 = db
@@ -241,7 +228,11 @@ async fn playdeck_killed_mid_ingest_and_restarted_loses_and_doubles_nothing() {
             .expect("one job row");
         let (id, count): (i64, i64) = (row.get(0), row.get(1));
         let want = batches * per;
-        assert_eq!(copies(&db, id).await, (want, want, want), "job killed-{j}: each event once, no hole");
+        assert_eq!(
+            event_copies(&db, id).await,
+            (want, want, want),
+            "job killed-{j}: each event once, no hole"
+        );
         assert_eq!(count, want, "job killed-{j}: the row counts each event once");
     }
     let jobs_rows: i64 = db
@@ -325,7 +316,7 @@ async fn a_full_disk_refuses_ingest_with_507_stores_nothing_half_and_recovers() 
     assert_eq!(stored().await, 400);
     let job_id = again["job_id"].as_i64().expect("job");
     let db = app.db().await;
-    assert_eq!(copies(&db, job_id).await, (400, 400, 400), "each event once, no hole");
+    assert_eq!(event_copies(&db, job_id).await, (400, 400, 400), "each event once, no hole");
     drop(app);
     tokio::task::spawn_blocking(move || drop(cluster)).await.expect("stop PostgreSQL");
     drop(disk);

@@ -698,13 +698,7 @@ async fn a_deleted_notifiers_deliveries_stay_listed_and_cannot_be_sent_again(
 /// `failed`, nothing scheduled, each attempt on record, and no further request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_that_always_fails_is_given_up_after_the_maximum_attempts() {
-    let app = spawn_app_with(|c| {
-        c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
-        c.deliveries.max_attempts = 3;
-        c.deliveries.backoff = Duration::from_millis(50);
-        c.deliveries.poll = Duration::from_millis(50);
-    })
-    .await;
+    let app = spawn_app_with(quick_deliveries).await;
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = asked.clone();
     let receiver = axum::Router::new().route(

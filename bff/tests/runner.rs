@@ -34,29 +34,28 @@ const PLAYBOOK: &str = "- hosts: all
         msg: done
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inside_ansible_runner_the_stored_output_is_runners_own_without_its_event_markers() {
-    let app = spawn_app().await;
+/// Runs `playbook` on `inventory` with `ansible-runner` (from `.venv`) in a private data dir of
+/// its own, Playdeck's plugin enabled with `plugin_env` (YAML lines of runner's `env/envvars`):
+/// answers the data dir (artifacts in `artifacts/one`) and runner's own output.
+async fn run_ansible_runner(
+    name: &str,
+    playbook: &str,
+    inventory: &str,
+    plugin_env: &str,
+) -> (PathBuf, std::process::Output) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let venv = root.join(".venv/bin");
     let runner = venv.join("ansible-runner");
     assert!(runner.is_file(), "ansible-runner is in .venv (cargo xtask setup installs it)");
-    let dir = temp_dir("runner");
+    let dir = temp_dir(name);
     for sub in ["project", "inventory", "env"] {
         std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
     }
-    std::fs::write(dir.join("project/site.yml"), PLAYBOOK).expect("playbook");
-    std::fs::write(
-        dir.join("inventory/hosts"),
-        "web-01 ansible_connection=local ansible_python_interpreter=auto_silent\n",
-    )
-    .expect("inventory");
-    let plugins = root.join("deploy/collection/plugins/callback");
+    std::fs::write(dir.join("project/site.yml"), playbook).expect("playbook");
+    std::fs::write(dir.join("inventory/hosts"), inventory).expect("inventory");
     let envvars = format!(
-        "ANSIBLE_CALLBACK_PLUGINS: {}\nANSIBLE_CALLBACKS_ENABLED: playdeck\nPLAYDECK_URL: {}\nPLAYDECK_INGEST_TOKEN: {}\nPLAYDECK_JOB_EXTERNAL_ID: runner-1\nPLAYDECK_FINAL_WAIT: 10\n",
-        plugins.display(),
-        app.url(""),
-        INGEST_TOKEN
+        "ANSIBLE_CALLBACK_PLUGINS: {}\nANSIBLE_CALLBACKS_ENABLED: playdeck\nPLAYDECK_INGEST_TOKEN: {INGEST_TOKEN}\nPLAYDECK_FINAL_WAIT: 10\n{plugin_env}",
+        root.join("deploy/collection/plugins/callback").display(),
     );
     std::fs::write(dir.join("env/envvars"), envvars).expect("envvars");
     let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
@@ -66,6 +65,19 @@ async fn inside_ansible_runner_the_stored_output_is_runners_own_without_its_even
         .output()
         .await
         .expect("run ansible-runner");
+    (dir, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_ansible_runner_the_stored_output_is_runners_own_without_its_event_markers() {
+    let app = spawn_app().await;
+    let (dir, out) = run_ansible_runner(
+        "runner",
+        PLAYBOOK,
+        "web-01 ansible_connection=local ansible_python_interpreter=auto_silent\n",
+        &format!("PLAYDECK_URL: {}\nPLAYDECK_JOB_EXTERNAL_ID: runner-1\n", app.url("")),
+    )
+    .await;
     let runner_stdout =
         std::fs::read_to_string(dir.join("artifacts/one/stdout")).expect("runner's stdout file");
     assert!(
@@ -139,34 +151,17 @@ async fn batch_catcher() -> (String, Arc<Mutex<Vec<Value>>>) {
 /// enabled: answers runner's events (what AWX stores), runner's stdout file, and the plugin's
 /// batches.
 async fn controller_run() -> (Vec<Value>, String, Vec<Value>) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = root.join(".venv/bin");
-    let dir = temp_dir("runner-controller");
-    for sub in ["project", "inventory", "env"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-    }
-    std::fs::write(dir.join("project/site.yml"), CONTROLLER_PLAYBOOK).expect("playbook");
-    std::fs::write(
-        dir.join("inventory/hosts"),
+    let (url, caught) = batch_catcher().await;
+    let (dir, out) = run_ansible_runner(
+        "runner-controller",
+        CONTROLLER_PLAYBOOK,
         "web-01 ansible_connection=local ansible_python_interpreter=\"{{ ansible_playbook_python }}\"
 web-02 ansible_connection=local ansible_python_interpreter=\"{{ ansible_playbook_python }}\"
 web-03 ansible_connection=ssh ansible_host=127.0.0.1 ansible_port=1
 ",
+        &format!("PLAYDECK_URL: {url}\nJOB_ID: \"9001\"\n"),
     )
-    .expect("inventory");
-    let (url, caught) = batch_catcher().await;
-    let envvars = format!(
-        "ANSIBLE_CALLBACK_PLUGINS: {}\nANSIBLE_CALLBACKS_ENABLED: playdeck\nPLAYDECK_URL: {url}\nPLAYDECK_INGEST_TOKEN: {INGEST_TOKEN}\nJOB_ID: \"9001\"\nPLAYDECK_FINAL_WAIT: 10\n",
-        root.join("deploy/collection/plugins/callback").display(),
-    );
-    std::fs::write(dir.join("env/envvars"), envvars).expect("envvars");
-    let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
-    let out = tokio::process::Command::new(venv.join("ansible-runner"))
-        .args(["run", &dir.display().to_string(), "-p", "site.yml", "--ident", "one", "-q"])
-        .env("PATH", path)
-        .output()
-        .await
-        .expect("run ansible-runner");
+    .await;
     let artifacts = dir.join("artifacts/one");
     let stdout = std::fs::read_to_string(artifacts.join("stdout")).expect("runner's stdout file");
     // A host failed, so runner's status is `failed` (rc 2 from ansible-playbook).

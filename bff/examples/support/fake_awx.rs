@@ -60,6 +60,28 @@ pub struct FakeJob {
     pub failing: Option<String>,
 }
 
+impl FakeJob {
+    /// A job none of whose events exists yet.
+    fn pending(
+        job: Value,
+        script: Vec<Value>,
+        hosts: Vec<String>,
+        tasks: Vec<String>,
+        failing: Option<String>,
+    ) -> FakeJob {
+        FakeJob {
+            job,
+            script,
+            released: 0,
+            hidden: BTreeSet::new(),
+            processing_finished: false,
+            hosts,
+            tasks,
+            failing,
+        }
+    }
+}
+
 /// Everything the fake knows; tests may reach in through `FakeAwx::state`.
 pub struct Fake {
     pub prefix: String,
@@ -270,19 +292,7 @@ impl FakeAwx {
         let job = new_job(&mut s, id, name, None);
         let padding = s.stdout_padding;
         let script = script(id, name, &hosts, &tasks, failing, padding);
-        s.jobs.insert(
-            id,
-            FakeJob {
-                job,
-                script,
-                released: 0,
-                hidden: BTreeSet::new(),
-                processing_finished: false,
-                hosts,
-                tasks,
-                failing: failing.map(str::to_string),
-            },
-        );
+        s.jobs.insert(id, FakeJob::pending(job, script, hosts, tasks, failing.map(str::to_string)));
         id
     }
 
@@ -332,19 +342,7 @@ impl FakeAwx {
                 })
             })
             .collect();
-        s.jobs.insert(
-            id,
-            FakeJob {
-                job,
-                script,
-                released: 0,
-                hidden: BTreeSet::new(),
-                processing_finished: false,
-                hosts,
-                tasks: Vec::new(),
-                failing: None,
-            },
-        );
+        s.jobs.insert(id, FakeJob::pending(job, script, hosts, Vec::new(), None));
         id
     }
 
@@ -924,19 +922,7 @@ async fn handle(
             let mut answer = job.clone();
             answer["event_processing_finished"] = json!(false);
             answer["job"] = json!(new_id);
-            s.jobs.insert(
-                new_id,
-                FakeJob {
-                    job,
-                    script: events,
-                    released: 0,
-                    hidden: BTreeSet::new(),
-                    processing_finished: false,
-                    hosts,
-                    tasks,
-                    failing,
-                },
-            );
+            s.jobs.insert(new_id, FakeJob::pending(job, events, hosts, tasks, failing));
             reply(StatusCode::CREATED, answer)
         }
         (Method::GET, ["job_templates"]) => {
@@ -1040,19 +1026,7 @@ async fn handle(
             answer["event_processing_finished"] = json!(false);
             answer["job"] = json!(new_id);
             answer["ignored_fields"] = Value::Object(ignored);
-            s.jobs.insert(
-                new_id,
-                FakeJob {
-                    job,
-                    script: events,
-                    released: 0,
-                    hidden: BTreeSet::new(),
-                    processing_finished: false,
-                    hosts,
-                    tasks,
-                    failing: None,
-                },
-            );
+            s.jobs.insert(new_id, FakeJob::pending(job, events, hosts, tasks, None));
             reply(StatusCode::CREATED, answer)
         }
         (Method::GET, ["inventories"]) => {

@@ -368,6 +368,28 @@ pub async fn spawn_engine(playbooks: PathBuf, tune: impl FnOnce(&mut Config)) ->
     app
 }
 
+/// A job's stored events: (rows, distinct counters, highest `seq`). All equal when nothing was
+/// stored twice and arrival order has no hole.
+pub async fn event_copies(db: &tokio_postgres::Client, job_id: i64) -> (i64, i64, i64) {
+    let row = db
+        .query_one(
+            "select count(*), count(distinct counter), coalesce(max(seq), 0) from job_events where job_id = $1",
+            &[&job_id],
+        )
+        .await
+        .expect("count");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Deliveries (webhooks, notifiers) to loopback receivers, tried at most three times, 50 ms
+/// apart at first.
+pub fn quick_deliveries(c: &mut Config) {
+    c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.0/8").expect("rule")];
+    c.deliveries.max_attempts = 3;
+    c.deliveries.backoff = Duration::from_millis(50);
+    c.deliveries.poll = Duration::from_millis(50);
+}
+
 /// Polls `check` until it gives a value (up to 20 s); panics with `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
