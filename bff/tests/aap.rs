@@ -340,43 +340,6 @@ async fn with_two_replicas_one_syncs_a_controller_and_the_other_stands_by() {
     assert_eq!(copies(&second, fixture).await, (9, 9, 9));
 }
 
-/// A TCP proxy to `to` on a port of its own: answers its URL and how many bytes it passed on from
-/// clients.
-async fn counting_proxy(
-    to: std::net::SocketAddr,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let Ok(upstream) = tokio::net::TcpStream::connect(to).await else { return };
-                let (mut from_client, mut to_client) = client.split();
-                let (mut from_upstream, mut to_upstream) = tokio::io::split(upstream);
-                let up = async {
-                    let mut buf = [0u8; 8192];
-                    while let Ok(n) = from_client.read(&mut buf).await {
-                        if n == 0 || to_upstream.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    let _ = to_upstream.shutdown().await;
-                };
-                let down = async {
-                    let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
-                };
-                tokio::join!(up, down);
-            });
-        }
-    });
-    (url, count)
-}
-
 #[tokio::test]
 async fn events_the_controller_saves_out_of_order_are_not_missed() {
     let fake = FakeAwx::start("/api/v2").await;

@@ -1,8 +1,11 @@
 //! Faults injected on purpose, each asserting that nothing is lost and nothing doubled: PostgreSQL
-//! restarted while a real playbook streams its events through the callback plugin, and the
-//! `playdeck` process SIGKILLed in the middle of ingest and started again.
+//! restarted while a real playbook streams its events through the callback plugin, the
+//! `playdeck` process SIGKILLed in the middle of ingest and started again, a full disk under
+//! PostgreSQL, and the replica that syncs a controller SIGKILLed.
 
 mod common;
+#[path = "../examples/support/fake_awx.rs"]
+mod fake_awx;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -128,6 +131,15 @@ fn log_file() -> std::fs::File {
 }
 
 fn start_server(pg: &tokio_postgres::Config, data: &std::path::Path, port: u16) -> Server {
+    start_server_with(pg, data, port, &[])
+}
+
+fn start_server_with(
+    pg: &tokio_postgres::Config,
+    data: &std::path::Path,
+    port: u16,
+    env: &[(&str, String)],
+) -> Server {
     let host = match &pg.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
         #[allow(unreachable_patterns)]
@@ -154,6 +166,7 @@ fn start_server(pg: &tokio_postgres::Config, data: &std::path::Path, port: u16) 
             // Its log lines go where the tests' own go, for the secrets check.
             .env("PLAYDECK_LOG", "info,bff=debug")
             .env("PLAYDECK_LOG_FORMAT", "json")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::null())
             .stderr(log_file())
             .spawn()
@@ -320,4 +333,90 @@ async fn a_full_disk_refuses_ingest_with_507_stores_nothing_half_and_recovers() 
     drop(app);
     tokio::task::spawn_blocking(move || drop(cluster)).await.expect("stop PostgreSQL");
     drop(disk);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port()
+}
+
+/// Two `playdeck` processes on one database, both configured with the same controller, each
+/// reaching it through a proxy that counts what it passes on: the standby sends nothing while
+/// the active one syncs; the active one SIGKILLed, the standby takes over once (its lock's
+/// session ends with the process) and syncs on, nothing stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_replica_killed_hands_the_controller_over_once() {
+    let fake = fake_awx::FakeAwx::start("/api/v2").await;
+    fake.add_fixture_job();
+    let pg = fresh_database().await;
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let (url_a, through_a) = counting_proxy(fake.addr).await;
+    let (url_b, through_b) = counting_proxy(fake.addr).await;
+    let controller = |url: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("PLAYDECK_AAP_URL", url.to_string()),
+            ("PLAYDECK_AAP_TOKEN", fake_awx::TOKEN.to_string()),
+            ("PLAYDECK_AAP_POLL_INTERVAL", "0.05".to_string()),
+        ]
+    };
+    let mut a = Some(start_server_with(&pg, &temp_dir("replica-a"), free_port(), &controller(&url_a)));
+    let synced = |external_id: i64, events: i64| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_opt(
+                    "select id, event_count from jobs where source = 'aap' and external_id = $1",
+                    &[&external_id.to_string()],
+                )
+                .await
+                .ok()??;
+            (row.get::<_, i64>(1) == events).then(|| row.get::<_, i64>(0))
+        }
+    };
+    let fixture = eventually("A syncs the controller's job", || synced(fake_awx::FIXTURE_JOB, 9)).await;
+    let port_b = free_port();
+    let _b = start_server_with(&pg, &temp_dir("replica-b"), port_b, &controller(&url_b));
+    let http = reqwest::Client::new();
+    let status_b = || {
+        let http = http.clone();
+        async move {
+            let page: serde_json::Value = http
+                .get(format!("http://127.0.0.1:{port_b}/api/v1/controllers"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            page["results"][0]["status"].as_str().map(str::to_string)
+        }
+    };
+    eventually("B stands by", || async { status_b().await.filter(|s| s == "standby") }).await;
+    let seen = fake.requests().len();
+    eventually("twenty more requests from A", || async {
+        (fake.requests().len() >= seen + 20).then_some(())
+    })
+    .await;
+    assert_eq!(
+        through_b.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the standby sent the controller nothing"
+    );
+    assert!(through_a.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    // A dies at once; B takes over and follows the controller's next job.
+    let mut killed = a.take().expect("A");
+    killed.0.kill().expect("kill -9");
+    killed.0.wait().expect("reaped");
+    let next = fake.add_job("After the crash", &["h-1"], &["Gathering Facts"], None);
+    fake.finish(next, "successful", true);
+    let next_id = eventually("B syncs the next job", || synced(next, 6)).await;
+    eventually("B reports ok", || async { status_b().await.filter(|s| s == "ok") }).await;
+    assert!(through_b.load(std::sync::atomic::Ordering::SeqCst) > 0, "B asks the controller now");
+    assert_eq!(event_copies(&db, next_id).await, (6, 6, 6), "the next job once");
+    assert_eq!(event_copies(&db, fixture).await, (9, 9, 9), "the first job not synced again");
+    let takeovers: i64 =
+        db.query_one("select count(*) from jobs where source = 'aap'", &[]).await.expect("count").get(0);
+    assert_eq!(takeovers, 2, "one row per controller job");
 }

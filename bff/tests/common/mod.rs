@@ -390,6 +390,43 @@ pub fn quick_deliveries(c: &mut Config) {
     c.deliveries.poll = Duration::from_millis(50);
 }
 
+/// A TCP proxy to `to` on a port of its own: answers its URL and how many bytes it passed on from
+/// clients.
+pub async fn counting_proxy(
+    to: std::net::SocketAddr,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(upstream) = tokio::net::TcpStream::connect(to).await else { return };
+                let (mut from_client, mut to_client) = client.split();
+                let (mut from_upstream, mut to_upstream) = tokio::io::split(upstream);
+                let up = async {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 || to_upstream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = to_upstream.shutdown().await;
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (url, count)
+}
+
 /// Polls `check` until it gives a value (up to 20 s); panics with `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
