@@ -6,15 +6,12 @@ mod common;
 #[path = "../examples/support/fake_awx.rs"]
 mod fake_awx;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bff::infra::config::ControllerConfig;
 use common::*;
 use fake_awx::{FakeAwx, Mode, FIXTURE_JOB, TOKEN};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 fn controller(name: &str, fake: &FakeAwx) -> ControllerConfig {
     ControllerConfig::for_tests(name, &fake.url, TOKEN)
@@ -46,54 +43,6 @@ async fn counters(app: &TestApp, job_id: i64) -> Vec<i64> {
         .iter()
         .map(|e| e["counter"].as_i64().expect("counter"))
         .collect()
-}
-
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A WebSocket client following one job's events, keeping every counter it received.
-struct Follower {
-    ws: WsStream,
-    job_id: i64,
-    counters: Vec<i64>,
-    messages: usize,
-}
-
-impl Follower {
-    async fn start(app: &TestApp, job_id: i64) -> Follower {
-        let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws connect");
-        let sub = json!({"type": "subscribe", "job_events": [{"job_id": job_id, "cursor": null}]});
-        ws.send(Message::Text(sub.to_string().into())).await.expect("subscribe");
-        Follower { ws, job_id, counters: Vec::new(), messages: 0 }
-    }
-
-    async fn until(&mut self, total: usize) {
-        while self.counters.len() < total {
-            let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("events over the WebSocket: {} of {total}", self.counters.len()))
-                .expect("open")
-                .expect("message");
-            let Message::Text(text) = msg else { continue };
-            let m: Value = serde_json::from_str(&text).expect("json");
-            match m["type"].as_str() {
-                Some("events") => {
-                    assert_eq!(m["job_id"], self.job_id);
-                    self.messages += 1;
-                    for e in m["events"].as_array().expect("events") {
-                        self.counters.push(e["counter"].as_i64().expect("counter"));
-                    }
-                }
-                Some("error") => panic!("server error: {m}"),
-                _ => {}
-            }
-        }
-    }
-
-    fn assert_exactly(&self, total: i64) {
-        let unique: BTreeSet<i64> = self.counters.iter().copied().collect();
-        assert_eq!(unique.len(), self.counters.len(), "an event was delivered twice: {:?}", self.counters);
-        assert_eq!(unique, (1..=total).collect::<BTreeSet<_>>(), "every event, once");
-    }
 }
 
 /// Stored copies of a job's events (see `event_copies`).

@@ -13,14 +13,11 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bff::infra::config::ControllerConfig;
 use common::*;
 use fake_awx::FakeAwx;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 const PLAYBOOK: &str = "- hosts: all
   gather_facts: false
@@ -193,48 +190,9 @@ async fn post_plugin_batches(app: &TestApp, batches: &[Value], id: &str) -> (i64
     (accepted, duplicates)
 }
 
-/// A WebSocket client following one job, keeping the cursor of each event it was sent.
-struct CursorFollower {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    cursors: Vec<i64>,
-    counters: Vec<i64>,
-}
-
-impl CursorFollower {
-    async fn start(app: &TestApp, job_id: i64) -> CursorFollower {
-        let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws connect");
-        let sub = json!({"type": "subscribe", "job_events": [{"job_id": job_id, "cursor": null}]});
-        ws.send(Message::Text(sub.to_string().into())).await.expect("subscribe");
-        CursorFollower { ws, cursors: Vec::new(), counters: Vec::new() }
-    }
-
-    /// Reads until an event with this counter came.
-    async fn until_counter(&mut self, counter: i64) {
-        while !self.counters.contains(&counter) {
-            let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("event {counter} over the WebSocket; got {:?}", self.counters))
-                .expect("open")
-                .expect("message");
-            let Message::Text(text) = msg else { continue };
-            let m: Value = serde_json::from_str(&text).expect("json");
-            match m["type"].as_str() {
-                Some("events") => {
-                    for e in m["events"].as_array().expect("events") {
-                        self.cursors.push(e["cursor"].as_str().and_then(|c| c.parse().ok()).expect("cursor"));
-                        self.counters.push(e["counter"].as_i64().expect("counter"));
-                    }
-                }
-                Some("error") => panic!("server error: {m}"),
-                _ => {}
-            }
-        }
-    }
-}
-
 /// A last event from another source of the same job: once a follower has it, everything sent
 /// before it has come too.
-async fn sentinel(app: &TestApp, follower: &mut CursorFollower, id: &str, stored: i64) {
+async fn sentinel(app: &TestApp, follower: &mut Follower, id: &str, stored: i64) {
     app.ingest_ok(&json!({"source": "aap", "job": {"external_id": id},
                           "events": [{"counter": 500_000, "event": "verbose", "stdout": "sentinel"}]}))
         .await;
@@ -324,7 +282,7 @@ async fn the_plugin_and_the_controller_copy_of_an_aap_job_are_stored_once_in_eit
     let (accepted, duplicates) = post_plugin_batches(&app, &batches, &first).await;
     assert_eq!((accepted, duplicates), (plugin_events, 0), "the plugin's events, stored");
     let job = job_id_of(&app, &first).await;
-    let mut follower = CursorFollower::start(&app, job).await;
+    let mut follower = Follower::start(&app, job).await;
     fake.finish(first.parse().expect("id"), "failed", true);
     eventually("the controller's copy replaced the plugin's", || async {
         (stored_rows(&app, job).await == runner.len() as i64).then_some(())
@@ -343,7 +301,7 @@ async fn the_plugin_and_the_controller_copy_of_an_aap_job_are_stored_once_in_eit
         (stored_rows(&app, job).await == runner.len() as i64).then_some(())
     })
     .await;
-    let mut follower = CursorFollower::start(&app, job).await;
+    let mut follower = Follower::start(&app, job).await;
     assert_eq!(post_plugin_batches(&app, &batches, &second).await, (0, plugin_events), "each a duplicate");
     assert_stored_as_the_controller_shows(&app, job, &runner, &runner_stdout, plugin_events).await;
     sentinel(&app, &mut follower, &second, runner.len() as i64).await;

@@ -427,6 +427,73 @@ pub async fn counting_proxy(
     (url, count)
 }
 
+/// A WebSocket client following one job's events, keeping the counter and the cursor of every
+/// event it was sent.
+pub struct Follower {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    job_id: i64,
+    pub counters: Vec<i64>,
+    pub cursors: Vec<i64>,
+    /// `events` messages received.
+    pub messages: usize,
+}
+
+impl Follower {
+    pub async fn start(app: &TestApp, job_id: i64) -> Follower {
+        use futures_util::SinkExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.expect("ws connect");
+        let sub = json!({"type": "subscribe", "job_events": [{"job_id": job_id, "cursor": null}]});
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into()))
+            .await
+            .expect("subscribe");
+        Follower { ws, job_id, counters: Vec::new(), cursors: Vec::new(), messages: 0 }
+    }
+
+    /// Reads until `done` says what came is enough (each message within 20 s).
+    async fn read_while(&mut self, what: &str, done: impl Fn(&Follower) -> bool) {
+        use futures_util::StreamExt;
+        while !done(self) {
+            let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{what} over the WebSocket; got {:?}", self.counters))
+                .expect("open")
+                .expect("message");
+            let tokio_tungstenite::tungstenite::Message::Text(text) = msg else { continue };
+            let m: Value = serde_json::from_str(&text).expect("json");
+            match m["type"].as_str() {
+                Some("events") => {
+                    assert_eq!(m["job_id"], self.job_id);
+                    self.messages += 1;
+                    for e in m["events"].as_array().expect("events") {
+                        self.counters.push(e["counter"].as_i64().expect("counter"));
+                        self.cursors.push(e["cursor"].as_str().and_then(|c| c.parse().ok()).expect("cursor"));
+                    }
+                }
+                Some("error") => panic!("server error: {m}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until `total` events came.
+    pub async fn until(&mut self, total: usize) {
+        self.read_while(&format!("{total} events"), |f| f.counters.len() >= total).await
+    }
+
+    /// Reads until an event with this counter came.
+    pub async fn until_counter(&mut self, counter: i64) {
+        self.read_while(&format!("event {counter}"), |f| f.counters.contains(&counter)).await
+    }
+
+    /// Every counter from 1 to `total`, each once.
+    pub fn assert_exactly(&self, total: i64) {
+        use std::collections::BTreeSet;
+        let unique: BTreeSet<i64> = self.counters.iter().copied().collect();
+        assert_eq!(unique.len(), self.counters.len(), "an event was delivered twice: {:?}", self.counters);
+        assert_eq!(unique, (1..=total).collect::<BTreeSet<_>>(), "every event, once");
+    }
+}
+
 /// Polls `check` until it gives a value (up to 20 s); panics with `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
