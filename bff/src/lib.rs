@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod ops;
 pub mod requests;
 pub mod retention;
+pub mod schedules;
 pub mod server;
 pub mod session;
 pub mod stats;
@@ -108,6 +109,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     services.insert(aap::Connector::new(&config.aap));
     services.insert(engine::Engine::new(&config.engine));
     services.insert(deliveries::Dispatcher::default());
+    services.insert(schedules::fire::Ticker::default());
     services.insert(deliveries::notifiers::smtp::Mailers::default());
     services.insert(hub.clone());
     if let Some(oidc) = &config.auth.oidc {
@@ -154,6 +156,7 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     aap::start(&app);
     engine::start(&app);
     deliveries::start(&app);
+    schedules::fire::start(&app);
     Ok(Started { state: app, shutdown: shutdown_tx, new_admin_key })
 }
 
@@ -172,6 +175,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/stats", stats::router())
         .nest("/requests", requests::router())
         .nest("/credentials", credentials::router())
+        .nest("/schedules", schedules::router())
         .merge(aap::router())
         .merge(deliveries::router())
         .route("/ws", get(live::ws::upgrade))

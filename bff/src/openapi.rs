@@ -305,6 +305,23 @@ fn operations() -> Vec<Op> {
         op("get", "/credentials/{name}", "credentials", "One credential, by name or id", Operator)
             .answer(200, "Credential"),
         op("delete", "/credentials/{name}", "credentials", "Delete a credential", Admin).status(204),
+        op("get", "/schedules", "schedules", "Schedules the caller may see, the next to fire first", Viewer)
+            .answer(200, "Page_for_Schedule")
+            .query(&[("enabled", "true: running ones; false: paused ones"), ("page", "from 1"), ("page_size", "1 to 200, default 25")]),
+        op("post", "/schedules", "schedules", "Schedule a launch (a POST /jobs body): cron in a time zone or once, exclusions, overlap, catch-up; refused with 422 when the launch would be refused now", Operator)
+            .body("ScheduleInput")
+            .answer(201, "Schedule"),
+        op("post", "/schedules/preview", "schedules", "The next run times of a timing, with their offsets in its zone", Viewer)
+            .body("PreviewRequest")
+            .answer(200, "Preview"),
+        op("get", "/schedules/{id}", "schedules", "One schedule, with its next and last run", Viewer).answer(200, "Schedule"),
+        op("patch", "/schedules/{id}", "schedules", "Change, pause (`enabled: false`) or resume a schedule (its owner or an admin)", Operator)
+            .body("ScheduleInput")
+            .answer(200, "Schedule"),
+        op("delete", "/schedules/{id}", "schedules", "Delete a schedule (its owner or an admin); its runs' jobs stay", Operator).status(204),
+        op("get", "/schedules/{id}/runs", "schedules", "Each time it came due, newest first: the job it launched, or why it launched none", Viewer)
+            .answer(200, "Page_for_ScheduleRun")
+            .query(&[("page", "from 1"), ("page_size", "1 to 200, default 25")]),
         op("get", "/webhooks", "webhooks", "Registered webhooks", Admin).answer(200, "Page_for_Webhook"),
         op("post", "/webhooks", "webhooks", "Register a webhook (HMAC-SHA256 signed deliveries)", Admin)
             .body("NewWebhook")
@@ -379,6 +396,8 @@ fn upstream(method: &str, path: &str) -> bool {
         || path.starts_with("/controllers")
         || path.ends_with("/confirm")
         || path.starts_with("/session")
+        || (path == "/schedules" && method == "post")
+        || (path == "/schedules/{id}" && method == "patch")
 }
 
 /// Every route of `/api/v1` as (method, path), for the drift test.
@@ -449,6 +468,12 @@ fn schemas() -> Map<String, Value> {
     add::<notifiers::NotifierTest>(&mut gen);
     add::<notifiers::NotifierPatch>(&mut gen);
     add::<Page<notifiers::NotifierDelivery>>(&mut gen);
+    add::<Page<schedules::Schedule>>(&mut gen);
+    add::<Page<schedules::ScheduleRun>>(&mut gen);
+    add::<schedules::Schedule>(&mut gen);
+    add::<schedules::ScheduleInput>(&mut gen);
+    add::<schedules::PreviewRequest>(&mut gen);
+    add::<schedules::Preview>(&mut gen);
     add::<requests::RequestText>(&mut gen);
     add::<requests::Request>(&mut gen);
     add::<requests::RequestSummary>(&mut gen);

@@ -10,6 +10,7 @@ pub mod kb;
 pub mod notifiers;
 pub mod people;
 pub mod requests;
+pub mod schedules;
 pub mod stats;
 
 use chrono::{DateTime, Utc};

@@ -250,13 +250,72 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
 async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result<Response, ApiError> {
     let req: TemplateLaunch = serde_json::from_value(body)
         .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
+    let (job, name, external_id, ignored) = launch_job(app, caller, &req).await?;
+    let job = if req.wait == Some(true) { wait_for_end(app, job.id).await? } else { job };
+    let body = TemplateLaunched { job, controller: name, external_id, ignored_fields: ignored };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A controller's refusal as Playdeck's own: what the controller refused (4xx) is the launch's
+/// fault (422), anything else the controller's (502).
+fn as_app_error(e: ApiError) -> AppError {
+    match e {
+        ApiError::App(e) => e,
+        ApiError::Controller(status, d) if status.is_client_error() => AppError::Unprocessable(d),
+        ApiError::Controller(_, d) => AppError::BadGateway(d),
+    }
+}
+
+/// What a template launch would be refused with now (nothing is launched): the body, the
+/// controller, the template (it exists and the caller may launch it). Answers the controller's
+/// name and the template's.
+pub async fn check(app: &AppState, caller: &Caller, body: Value) -> Result<(String, String), AppError> {
+    let req: TemplateLaunch = serde_json::from_value(body)
+        .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
     check_launch(&req)?;
+    let ctl = Connector::of(app).pick(req.controller.as_deref())?;
+    let name = ctl.config.name.as_str();
+    let found = async {
+        let client = ctl.client().map_err(|e| controller_error(name, "launch", &e))?;
+        let template = match &req.template {
+            IdOrName::Id(id) => *id,
+            IdOrName::Name(n) => id_by_name(client, name, "job_templates", "job template", n.trim()).await?,
+        };
+        check_scope(client, name, template, req.inventory.as_ref(), caller).await?;
+        Ok::<_, ApiError>(match &req.template {
+            IdOrName::Id(id) => format!("job template {id}"),
+            IdOrName::Name(n) => n.trim().to_string(),
+        })
+    }
+    .await
+    .map_err(as_app_error)?;
+    Ok((name.to_string(), found))
+}
+
+/// Launches a template for a schedule's run; the job row says which run. Answers its id.
+pub async fn launch_for_run(app: &AppState, caller: &Caller, body: Value, run: i64) -> Result<i64, AppError> {
+    let req: TemplateLaunch = serde_json::from_value(body)
+        .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
+    let (job, ..) = launch_job(app, caller, &req).await.map_err(as_app_error)?;
+    let db = app.pool.get().await?;
+    db.execute("update jobs set schedule_run_id = $2 where id = $1", &[&job.id, &run]).await?;
+    Ok(job.id)
+}
+
+/// Launches at the controller and adopts the job it started: the job, the controller's name,
+/// its id there and the fields it ignored.
+async fn launch_job(
+    app: &AppState,
+    caller: &Caller,
+    req: &TemplateLaunch,
+) -> Result<(shared::Job, String, String, Value), ApiError> {
+    check_launch(req)?;
     let ctl = Connector::of(app).pick(req.controller.as_deref())?;
     let name = ctl.config.name.as_str();
     // What the caller asked, as recorded whatever the controller answers.
     let mut detail =
-        json!({"controller": name, "asked": masked(&serde_json::to_value(&req).unwrap_or_default())});
-    let (template, answer) = match send_launch(ctl, &req, caller).await {
+        json!({"controller": name, "asked": masked(&serde_json::to_value(req).unwrap_or_default())});
+    let (template, answer) = match send_launch(ctl, req, caller).await {
         Ok(sent) => sent,
         Err(e) => {
             detail["error"] = json!(e.detail());
@@ -268,9 +327,7 @@ async fn launch_template(app: &AppState, caller: &Caller, body: Value) -> Result
     detail["template"] = json!(template);
     detail["ignored_fields"] = masked(&ignored);
     let (job, external_id) = adopt(app, ctl, &answer, caller, "launch", detail).await?;
-    let job = if req.wait == Some(true) { wait_for_end(app, job.id).await? } else { job };
-    let body = TemplateLaunched { job, controller: name.to_string(), external_id, ignored_fields: ignored };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((job, name.to_string(), external_id, ignored))
 }
 
 /// Whether a caller whose scope is not everything may launch this template (with the inventory

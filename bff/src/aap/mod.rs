@@ -36,7 +36,7 @@ use crate::infra::state::AppState;
 use crate::infra::config::{AapConfig, ControllerConfig};
 
 /// Launch, cancel and relaunch on a controller (`jobs::launch` sends them here).
-pub use actions::{cancel, launch, relaunch};
+pub use actions::{cancel, check, launch, launch_for_run, relaunch};
 
 /// The connector's shared state: the configured controllers.
 #[derive(Debug, Default)]

@@ -195,6 +195,23 @@ pub async fn stop(app: &AppState) {
 /// `POST /api/v1/jobs` with a `source`: checks, queues, and answers at once (202 with `Location`)
 /// or, with `"wait": true`, when the job ends.
 pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
+    let (req, plan) = checked(app, caller, body).await?;
+    let job_id = queued(app, caller, &plan, None).await?;
+    if req.wait {
+        let bound = Duration::from_secs(plan.timeout_secs)
+            + Engine::of(app).config.kill_grace
+            + Duration::from_secs(30);
+        return wait_for(app, job_id, bound).await;
+    }
+    accepted(app, job_id).await
+}
+
+/// A launch body checked as `POST /api/v1/jobs` checks it, and its plan.
+async fn checked(
+    app: &AppState,
+    caller: &Caller,
+    body: Value,
+) -> Result<(LaunchRequest, plan::Plan), AppError> {
     let req = plan::parse(body)?;
     let plan = plan::plan(&Engine::of(app).config, &req)?;
     may_launch(caller, &plan, &req)?;
@@ -204,18 +221,40 @@ pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Resp
             .await
             .map_err(|e| AppError::Unprocessable(format!("`options.callback_url`: {e}")))?;
     }
-    let job_id = queue::enqueue(app, caller, &plan).await?;
+    Ok((req, plan))
+}
+
+/// Queues a checked launch, records who asked, and wakes the queue.
+async fn queued(
+    app: &AppState,
+    caller: &Caller,
+    plan: &plan::Plan,
+    run: Option<i64>,
+) -> Result<i64, AppError> {
+    let job_id = queue::enqueue(app, caller, plan, run).await?;
     crate::store::actions::record(app, Some(job_id), "launch", caller, &json!({"request": plan.spec}))
         .await?;
     Engine::of(app).queue_wake.notify_one();
     tracing::info!(job = job_id, playbook = %plan.template, by = %caller.name, "queued a local job");
-    if req.wait {
-        let bound = Duration::from_secs(plan.timeout_secs)
-            + Engine::of(app).config.kill_grace
-            + Duration::from_secs(30);
-        return wait_for(app, job_id, bound).await;
-    }
-    accepted(app, job_id).await
+    Ok(job_id)
+}
+
+/// What a launch body would be refused with now (nothing is queued), and what it runs: the
+/// playbook and the inventory's label.
+pub async fn check(
+    app: &AppState,
+    caller: &Caller,
+    body: Value,
+) -> Result<(String, Option<String>), AppError> {
+    let (_, plan) = checked(app, caller, body).await?;
+    Ok((plan.template, plan.inventory_label))
+}
+
+/// Queues a launch for a schedule's run (the job says which run; a second job for one run is
+/// refused by the database). Answers the job's id.
+pub async fn launch_for_run(app: &AppState, caller: &Caller, body: Value, run: i64) -> Result<i64, AppError> {
+    let (_, plan) = checked(app, caller, body).await?;
+    queued(app, caller, &plan, Some(run)).await
 }
 
 /// Whether the caller may launch this: an operator binding covers its playbook and inventory and
@@ -442,7 +481,7 @@ pub async fn relaunch(app: &AppState, caller: &Caller, id: i64, hosts: Hosts) ->
     let plan = plan::plan(&Engine::of(app).config, &req)?;
     may_launch(caller, &plan, &req)?;
     check_references(app, &req).await?;
-    let new_id = queue::enqueue(app, caller, &plan).await?;
+    let new_id = queue::enqueue(app, caller, &plan, None).await?;
     crate::store::actions::record(
         app,
         Some(id),

@@ -16,15 +16,20 @@ use crate::infra::state::AppState;
 use crate::writer::{self, Transition};
 
 /// Creates the job (status `pending`) and its queue entry in one transaction.
-pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64, AppError> {
+pub async fn enqueue(
+    app: &AppState,
+    caller: &Caller,
+    plan: &Plan,
+    schedule_run: Option<i64>,
+) -> Result<i64, AppError> {
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let row = tx
         .query_one(
             "with next as (select nextval(pg_get_serial_sequence('jobs', 'id')) as id)
              insert into jobs (id, source, external_id, name, template, inventory, project, launched_by,
-                               \"limit\", extra_vars, status, status_explicit, change_seq)
-             select id, 'local', id::text, $1, $2, $3, $4, $5, $6, $7, 'pending', true, nextval('job_change_seq')
+                               \"limit\", extra_vars, status, status_explicit, change_seq, schedule_run_id)
+             select id, 'local', id::text, $1, $2, $3, $4, $5, $6, $7, 'pending', true, nextval('job_change_seq'), $8
                from next
              returning id, change_seq",
             &[
@@ -35,6 +40,7 @@ pub async fn enqueue(app: &AppState, caller: &Caller, plan: &Plan) -> Result<i64
                 &caller.name,
                 &plan.limit,
                 &plan.masked_extra_vars,
+                &schedule_run,
             ],
         )
         .await?;

@@ -339,6 +339,51 @@ pub(crate) async fn key_identity(app: &App, key: &str) -> Result<Identity, AppEr
     Ok(identity)
 }
 
+/// The caller a stored owner acts as now (a schedule's runs): the token it was made with, or the
+/// person. `Err` says in words why they may no longer act (token revoked or expired, account
+/// disabled or gone).
+pub async fn caller_of(app: &App, user_id: Option<i64>, key_id: Option<i64>) -> Result<Caller, String> {
+    let bindings = app.bindings.all(&app.pool).await.map_err(|e| e.to_string())?;
+    let db = app.pool.get().await.map_err(|e| AppError::from(e).to_string())?;
+    let (row, name_at, owner_at) = if let Some(key) = key_id {
+        let row = db
+            .query_opt(
+                &format!(
+                    "select k.name, k.role, k.user_id, {OWNER_COLUMNS} from api_keys k left join users u on u.id = k.user_id
+                      where k.id = $1 and k.revoked is null and (k.expires is null or k.expires > now())"
+                ),
+                &[&key],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the token it was made with is revoked or expired")?;
+        (row, Some(0), 3)
+    } else if let Some(user) = user_id {
+        let row = db
+            .query_opt(
+                &format!("select null::text, null::text, u.id, {OWNER_COLUMNS} from users u where u.id = $1"),
+                &[&user],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the account that made it no longer exists")?;
+        (row, None, 3)
+    } else {
+        return Err("it has no owner".into());
+    };
+    let owner = Owner::read(&row, owner_at);
+    if owner.disabled {
+        return Err("the account that made it is disabled".into());
+    }
+    let name: Option<String> = name_at.map(|i| row.get(i));
+    let token_role = row.get::<_, Option<&str>>(1).and_then(Role::parse);
+    let mut identity = owner.identity(&bindings, name.clone().unwrap_or_default(), token_role);
+    identity.key_id = key_id;
+    identity.user_id = row.get(2);
+    identity.token_name = name;
+    identity.into_caller().map_err(|e| e.to_string())
+}
+
 /// A browser session: a person's, or one made with the key form.
 async fn session_identity(app: &App, token: &str) -> Result<Identity, AppError> {
     session_identity_by_hash(app, &hash_secret(token)).await

@@ -28,18 +28,57 @@ pub async fn create(
 /// uses it after the operator confirms).
 pub async fn launch_as(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
     caller.require(Role::Operator)?;
+    if for_controller(&body)? {
+        crate::aap::launch(app, caller, body).await
+    } else {
+        crate::engine::launch(app, caller, body).await
+    }
+}
+
+/// What a launch body runs: `local` or the controller, and the playbook or template (and the
+/// inventory, for local runs).
+pub struct LaunchTarget {
+    pub source: String,
+    pub target: String,
+    pub inventory: Option<String>,
+}
+
+/// Which engine a body is for: `true` for a controller's template.
+fn for_controller(body: &Value) -> Result<bool, AppError> {
     let Some(obj) = body.as_object() else {
         return Err(AppError::Unprocessable("a launch is a JSON object".into()));
     };
     match (obj.contains_key("template"), obj.contains_key("source")) {
-        (true, false) => crate::aap::launch(app, caller, body).await,
-        (false, true) => crate::engine::launch(app, caller, body).await,
+        (true, false) => Ok(true),
+        (false, true) => Ok(false),
         (true, true) => Err(AppError::Unprocessable(
             "give either `template` (an AAP job template) or `source` (a local playbook), not both".into(),
         )),
         (false, false) => Err(AppError::Unprocessable(
             "say what to run: `template` (an AAP job template) or `source` (a local playbook)".into(),
         )),
+    }
+}
+
+/// What `POST /api/v1/jobs` with this body would be refused with now, launching nothing.
+pub async fn check_as(app: &AppState, caller: &Caller, body: Value) -> Result<LaunchTarget, AppError> {
+    caller.require(Role::Operator)?;
+    if for_controller(&body)? {
+        let (source, target) = crate::aap::check(app, caller, body).await?;
+        Ok(LaunchTarget { source, target, inventory: None })
+    } else {
+        let (target, inventory) = crate::engine::check(app, caller, body).await?;
+        Ok(LaunchTarget { source: "local".into(), target, inventory })
+    }
+}
+
+/// Launches for a schedule's run as `caller`; the job records the run. Answers the job's id.
+pub async fn launch_for_run(app: &AppState, caller: &Caller, body: Value, run: i64) -> Result<i64, AppError> {
+    caller.require(Role::Operator)?;
+    if for_controller(&body)? {
+        crate::aap::launch_for_run(app, caller, body, run).await
+    } else {
+        crate::engine::launch_for_run(app, caller, body, run).await
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Config {
     /// Where people reach Playdeck (`PLAYDECK_PUBLIC_URL`, e.g. `https://playdeck.example.com`),
     /// for links in notifications; `None`: messages carry no link.
     pub public_url: Option<String>,
+    /// The zone schedules are in when they name none (`PLAYDECK_TIME_ZONE`, an IANA name; UTC).
+    pub time_zone: String,
     /// The request box's catalog of actions (`PLAYDECK_CATALOG`) and where its inventories are.
     pub requests: RequestsConfig,
     /// How people sign in, which groups grant which role, sessions, trusted proxies.
@@ -168,6 +170,18 @@ impl Config {
             requests: RequestsConfig::from_env(),
             auth: AuthConfig::from_env()?,
             metrics_token: auth::secret_or_file("PLAYDECK_METRICS_TOKEN")?,
+            time_zone: match var("PLAYDECK_TIME_ZONE") {
+                None => "UTC".into(),
+                Some(z) => {
+                    let z = z.trim().to_string();
+                    if z.parse::<chrono_tz::Tz>().is_err() {
+                        return Err(format!(
+                            "PLAYDECK_TIME_ZONE is an IANA zone name such as Europe/Berlin or UTC, got {z:?}"
+                        ));
+                    }
+                    z
+                }
+            },
             public_url: match var("PLAYDECK_PUBLIC_URL") {
                 None => None,
                 Some(v) => {
@@ -232,6 +246,7 @@ impl Config {
             auth: AuthConfig::for_tests(),
             metrics_token: None,
             public_url: None,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -323,6 +338,7 @@ mod tests {
             ("PLAYDECK_WEBHOOK_TIMEOUT_SECS", "7"),
             ("PLAYDECK_MAIL_CA_FILE", &ca),
             ("PLAYDECK_PUBLIC_URL", "https://playdeck.example/"),
+            ("PLAYDECK_TIME_ZONE", "Europe/Berlin"),
             ("PLAYDECK_EVENT_RETENTION_DAYS", "9"),
             ("PLAYDECK_RETENTION_INTERVAL_SECS", "99"),
             ("PLAYDECK_SIGNIN_PER_MINUTE", "12"),
@@ -401,6 +417,7 @@ mod tests {
         assert_eq!((d.backoff.as_secs(), d.max_attempts, d.timeout.as_secs()), (5, 6, 7));
         assert!(d.mail_ca.as_ref().is_some_and(|pem| pem.starts_with(b"-----BEGIN")));
         assert_eq!(c.public_url.as_deref(), Some("https://playdeck.example"));
+        assert_eq!(c.time_zone, "Europe/Berlin");
         assert_eq!((c.event_retention_days, c.retention_interval.as_secs()), (Some(9), 99));
         assert_eq!((c.signin_per_minute, c.ingest_per_second, c.api_per_second), (12, 13, 14));
         assert_eq!(

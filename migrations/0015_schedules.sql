@@ -1,0 +1,49 @@
+-- Schedules (issue "Schedules"): a launch body fired by cron in a time zone, or once. Expand-only.
+create table schedules (
+    id           bigserial primary key,
+    name         text not null,
+    cron         text,
+    once_at      timestamp,                      -- local, in time_zone
+    time_zone    text not null,
+    exclusions   jsonb not null default '[]',
+    overlap      text not null default 'skip' check (overlap in ('skip', 'queue', 'run')),
+    catch_up     text not null default 'once' check (catch_up in ('once', 'skip')),
+    enabled      boolean not null default true,
+    launch       jsonb not null,
+    -- For lists and access checks: `local` or the controller, and the playbook or template.
+    source       text not null,
+    target       text not null,
+    inventory    text,
+    -- Who made it, and whose access each run is launched with: the token it was made with
+    -- (revoked: runs stop), or the person.
+    created_by   text not null,
+    owner_user   bigint references users (id) on delete set null,
+    owner_key    bigint references api_keys (id) on delete set null,
+    created      timestamptz not null default now(),
+    modified     timestamptz not null default now(),
+    -- The next time it comes due (null: paused, or a one-time schedule that came due).
+    next_run     timestamptz,
+    check ((cron is null) <> (once_at is null))
+);
+create index schedules_due on schedules (next_run) where enabled and next_run is not null;
+
+-- Each time a schedule came due. One row per (schedule, time): whichever replica inserts it
+-- fires it, so each run is fired once.
+create table schedule_runs (
+    id            bigserial primary key,
+    schedule_id   bigint not null references schedules (id) on delete cascade,
+    scheduled_for timestamptz not null,
+    state         text not null check (state in ('launching', 'waiting', 'fired', 'skipped', 'failed')),
+    job_id        bigint references jobs (id) on delete set null,
+    reason        text,
+    created       timestamptz not null default now(),
+    modified      timestamptz not null default now(),
+    unique (schedule_id, scheduled_for)
+);
+create index schedule_runs_open on schedule_runs (schedule_id) where state in ('launching', 'waiting');
+create index schedule_runs_latest on schedule_runs (schedule_id, scheduled_for desc);
+
+-- The job a run launched says so: a run whose launcher died is finished from here, never
+-- launched twice (the unique index refuses a second job for one run).
+alter table jobs add column schedule_run_id bigint;
+create unique index jobs_schedule_run on jobs (schedule_run_id) where schedule_run_id is not null;
