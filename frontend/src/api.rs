@@ -453,3 +453,42 @@ pub async fn notifier_redeliver(id: i64) -> Result<(), ApiError> {
         .await
         .map(drop)
 }
+
+/// `GET /api/v1/schedules`: every schedule the caller may see, the next to fire first.
+pub async fn schedules() -> Result<Page<shared::schedules::Schedule>, ApiError> {
+    json(Request::get("/api/v1/schedules?page_size=200").build()).await
+}
+
+/// `GET /api/v1/schedules/{id}/runs`: its latest runs.
+pub async fn schedule_runs(id: i64) -> Result<Page<shared::schedules::ScheduleRun>, ApiError> {
+    json(Request::get(&format!("/api/v1/schedules/{id}/runs?page_size=50")).build()).await
+}
+
+/// `POST /api/v1/schedules`.
+pub async fn schedule_create(
+    input: &shared::schedules::ScheduleInput,
+) -> Result<shared::schedules::Schedule, ApiError> {
+    write_json("/api/v1/schedules", input).await
+}
+
+/// `PATCH /api/v1/schedules/{id}` (pause: `enabled: false`; resume: `true`).
+pub async fn schedule_patch(
+    id: i64,
+    patch: &shared::schedules::ScheduleInput,
+) -> Result<shared::schedules::Schedule, ApiError> {
+    let body = serde_json::to_string(patch).map_err(|e| ApiError::Decode(e.to_string()))?;
+    json(
+        Request::patch(&format!("/api/v1/schedules/{id}"))
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
+}
+
+/// `POST /api/v1/schedules/preview`: the next runs of a timing, in its zone.
+pub async fn schedule_preview(
+    req: &shared::schedules::PreviewRequest,
+) -> Result<shared::schedules::Preview, ApiError> {
+    write_json("/api/v1/schedules/preview", req).await
+}

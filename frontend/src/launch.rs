@@ -357,6 +357,16 @@ pub fn launch_page() -> Html {
         error: None,
     });
     let dispatcher = state.dispatcher();
+    let scheduling = use_state(|| false);
+    let scheduled = use_state(|| Load::<Vec<shared::schedules::Schedule>>::Loading);
+    {
+        let scheduled = scheduled.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                scheduled.set(Load::Loaded(api::schedules().await.map(|p| p.results)));
+            });
+        });
+    }
     crate::ui::use_title("Launch a job".into());
     {
         let d = dispatcher.clone();
@@ -491,6 +501,22 @@ pub fn launch_page() -> Html {
         },
     };
     let survey = chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default();
+    let toggle_schedule = {
+        let scheduling = scheduling.clone();
+        Callback::from(move |_: MouseEvent| scheduling.set(!*scheduling))
+    };
+    let target_name =
+        if state.kind == Kind::Playbook { form.playbook.trim().to_owned() } else { form.template.clone() };
+    // What is already scheduled for the chosen playbook or template: its next run.
+    let next_run = match &*scheduled {
+        Load::Loaded(Ok(list)) if !target_name.is_empty() => list
+            .iter()
+            .filter(|s| s.enabled && s.target.ends_with(target_name.as_str()))
+            .filter_map(|s| s.next_run.map(|t| (t, s.name.clone())))
+            .min_by_key(|(t, _)| *t)
+            .map(|(t, name)| format!("Scheduled: next run {} ({name})", t.format("%a %Y-%m-%d %H:%M %:z"))),
+        _ => None,
+    };
     let on_answer = {
         let d = dispatcher.clone();
         Callback::from(move |(variable, value): (String, String)| {
@@ -577,9 +603,21 @@ pub fn launch_page() -> Html {
                     <label class="check"><input type="checkbox" checked={form.diff} onchange={field(|f, v| f.diff = v == "true")} />
                         { " Show differences" }</label>
                 }
-                <button type="submit" disabled={state.sending} data-testid="launch-submit">
-                    { if state.sending { "Launching…" } else { "Launch" } }
-                </button>
+                <div class="actions">
+                    <button type="submit" disabled={state.sending} data-testid="launch-submit">
+                        { if state.sending { "Launching…" } else { "Launch" } }
+                    </button>
+                    <button type="button" class="secondary" onclick={toggle_schedule} data-testid="launch-schedule">
+                        { if *scheduling { "No schedule" } else { "Schedule…" } }
+                    </button>
+                </div>
+                if let Some(next) = next_run {
+                    <p class="hint" data-testid="launch-next-run">{ next }</p>
+                }
+                if *scheduling {
+                    <crate::schedules::ScheduleForm launch={launch_body(state.kind, form, chosen.as_ref())}
+                        name={target_name.clone()} />
+                }
                 <p class="error" role="alert" data-testid="launch-error" hidden={state.error.is_none()}>
                     { state.error.clone().unwrap_or_default() }
                 </p>

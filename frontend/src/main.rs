@@ -22,6 +22,7 @@ mod output;
 mod people;
 mod requests;
 mod route;
+mod schedules;
 mod session;
 mod settings;
 mod sign_in;
@@ -111,6 +112,8 @@ fn app() -> Html {
                               testid="nav-dashboard">{ "Dashboard" }</Link>
                         <Link to="/requests" class={classes!((route == Route::Requests).then_some("current"))}
                               testid="nav-requests">{ "Ask" }</Link>
+                        <Link to="/schedules" class={classes!((route == Route::Schedules).then_some("current"))}
+                              testid="nav-schedules">{ "Schedules" }</Link>
                         <Link to="/kb" class={classes!((route == Route::Kb).then_some("current"))}
                               testid="nav-kb">{ "Known errors" }</Link>
                         if may_launch {
@@ -159,6 +162,7 @@ fn app() -> Html {
                 Route::Jobs => html! { <JobsPage /> },
                 Route::Job(id) => html! { <JobPage key={id} {id} /> },
                 Route::Launch => html! { <LaunchPage /> },
+                Route::Schedules => html! { <schedules::SchedulesPage /> },
                 Route::Kb => html! { <kb::KbPage /> },
                 Route::Requests => html! { <requests::RequestsPage /> },
                 Route::Dashboard => html! { <dashboard::DashboardPage /> },

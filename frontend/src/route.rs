@@ -16,6 +16,7 @@ pub enum Route {
     Jobs,
     Job(i64),
     Launch,
+    Schedules,
     Kb,
     Requests,
     Dashboard,
@@ -30,6 +31,7 @@ impl Route {
         match parts.as_slice() {
             [] => Route::Jobs,
             ["launch"] => Route::Launch,
+            ["schedules"] => Route::Schedules,
             ["kb"] => Route::Kb,
             ["requests"] => Route::Requests,
             ["dashboard"] => Route::Dashboard,

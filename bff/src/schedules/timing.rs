@@ -162,8 +162,8 @@ impl Timing {
         }
         let mut excluded = Vec::new();
         for (i, e) in exclusions.iter().enumerate() {
-            match e {
-                Exclusion::Window { from, to } => {
+            match (&e.from, &e.to, &e.weekly) {
+                (Some(from), Some(to), None) => {
                     let field = format!("exclusions[{i}].from");
                     let f = parse_local(&field, from)?;
                     let t = parse_local(&format!("exclusions[{i}].to"), to)?;
@@ -179,7 +179,7 @@ impl Timing {
                     };
                     excluded.push(Excluded::Window(start, end));
                 }
-                Exclusion::Weekly { weekly } => {
+                (None, None, Some(weekly)) => {
                     if weekly.is_empty() {
                         return Err(format!("`exclusions[{i}].weekly` names no day"));
                     }
@@ -191,6 +191,11 @@ impl Timing {
                         bits |= 1 << day.num_days_from_monday();
                     }
                     excluded.push(Excluded::Weekly(bits));
+                }
+                _ => {
+                    return Err(format!(
+                        "`exclusions[{i}]` is {{\"from\", \"to\"}} (local date-times) or {{\"weekly\": [\"sat\", \"sun\"]}}"
+                    ))
                 }
             }
         }
@@ -379,7 +384,7 @@ mod tests {
 
     #[test]
     fn exclusions_skip_weekends_and_windows_in_the_zone() {
-        let weekend = Exclusion::Weekly { weekly: vec!["sat".into(), "Sunday".into()] };
+        let weekend = Exclusion { weekly: Some(vec!["sat".into(), "Sunday".into()]), ..Exclusion::default() };
         let t = timing("0 9 * * *", "Europe/Berlin", std::slice::from_ref(&weekend));
         // Friday 2026-12-04 09:00, then Monday 7.
         let runs = t.upcoming(utc("2026-12-04T00:00:00Z"), 2);
@@ -387,19 +392,26 @@ mod tests {
         // Every second over a weekend jumps to Monday 00:00 local, not 172 800 steps.
         let s = timing("* * * * * *", "Europe/Berlin", &[weekend]);
         assert_eq!(s.next_after(utc("2026-12-05T10:00:00Z")), Some(utc("2026-12-06T23:00:00Z")));
-        let window = Exclusion::Window { from: "2026-12-24T00:00".into(), to: "2026-12-27T00:00".into() };
+        let window = Exclusion {
+            from: Some("2026-12-24T00:00".into()),
+            to: Some("2026-12-27T00:00".into()),
+            weekly: None,
+        };
         let w = timing("0 9 * * *", "Europe/Berlin", &[window]);
         assert_eq!(w.next_after(utc("2026-12-23T12:00:00Z")), Some(utc("2026-12-27T08:00:00Z")));
-        let backwards = Exclusion::Window { from: "2026-12-27T00:00".into(), to: "2026-12-24T00:00".into() };
+        let backwards = Exclusion {
+            from: Some("2026-12-27T00:00".into()),
+            to: Some("2026-12-24T00:00".into()),
+            weekly: None,
+        };
         let e = Timing::parse(Some("0 9 * * *"), None, "UTC", &[backwards]).expect_err("refused");
         assert!(e.contains("`exclusions[0]` ends"), "{e}");
-        let every = Exclusion::Weekly {
-            weekly: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from).to_vec(),
-        };
+        let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from).to_vec();
+        let every = Exclusion { weekly: Some(days), ..Exclusion::default() };
         assert!(Timing::parse(Some("0 9 * * *"), None, "UTC", &[every])
             .expect_err("refused")
             .contains("never run"));
-        let bad = Exclusion::Weekly { weekly: vec!["funday".into()] };
+        let bad = Exclusion { weekly: Some(vec!["funday".into()]), ..Exclusion::default() };
         assert!(Timing::parse(Some("0 9 * * *"), None, "UTC", &[bad])
             .expect_err("refused")
             .contains("not a day"));
