@@ -47,3 +47,10 @@ create index schedule_runs_latest on schedule_runs (schedule_id, scheduled_for d
 -- launched twice (the unique index refuses a second job for one run).
 alter table jobs add column schedule_run_id bigint;
 create unique index jobs_schedule_run on jobs (schedule_run_id) where schedule_run_id is not null;
+
+-- The request box: "… tonight at 22:00" is confirmed as a one-time schedule, in the person's zone.
+alter table requests add column time_zone text;
+alter table requests add column schedule_id bigint references schedules (id) on delete set null;
+alter table requests drop constraint requests_status_check;
+alter table requests add constraint requests_status_check
+    check (status in ('needs_input', 'refused', 'ready', 'launching', 'launched', 'scheduled'));

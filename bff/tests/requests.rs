@@ -756,3 +756,82 @@ async fn a_failing_run_ends_the_conversation_with_the_failure_and_its_explanatio
         ]
     );
 }
+
+/// "… tomorrow at 6" in the person's zone: the time is taken out of the words (never a host),
+/// shown, and confirming makes a one-time schedule of exactly the launch that was shown, in that
+/// zone; a time that has passed is asked again; "now" drops the time.
+#[tokio::test]
+async fn a_request_with_a_time_becomes_a_one_time_schedule_in_the_persons_zone() {
+    let (app, _dir) = app_with(vec![]).await;
+    let r = post_expect(
+        &app,
+        "/api/v1/requests",
+        Some(json!({"text": "Patch server web-01 with Group-1 tomorrow at 6", "time_zone": "Europe/Berlin"})),
+        201,
+    )
+    .await;
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(r["understood"]["hosts"], json!(["web-01"]), "the time is no host");
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().expect("zone");
+    let tomorrow = chrono::Utc::now().with_timezone(&berlin).date_naive() + chrono::Duration::days(1);
+    let at = format!("{}T06:00:00", tomorrow.format("%Y-%m-%d"));
+    assert_eq!(r["understood"]["when"], at);
+    assert_eq!(r["understood"]["time_zone"], "Europe/Berlin");
+    let answer = r["conversation"][1]["text"].as_str().expect("answer");
+    assert!(answer.contains("one-time schedule") && answer.contains("06:00"), "{answer}");
+    let would_run = r["would_run"].clone();
+    let id = id_of(&r);
+
+    let done = post_expect(&app, &format!("/api/v1/requests/{id}/confirm"), None, 200).await;
+    assert_eq!(done["status"], "scheduled", "{done}");
+    assert_eq!(done["job_id"], Value::Null, "nothing runs now");
+    let sid = done["schedule_id"].as_i64().expect("the schedule");
+    let s = app.get_json(&format!("/api/v1/schedules/{sid}")).await;
+    assert_eq!(
+        (s["at"].as_str(), s["time_zone"].as_str(), s["cron"].is_null()),
+        (Some(at.as_str()), Some("Europe/Berlin"), true)
+    );
+    let mut launch = s["launch"].clone();
+    let mut shown = would_run.clone();
+    for v in [&mut launch, &mut shown] {
+        v.as_object_mut().map(|o| o.remove("wait"));
+    }
+    assert_eq!(launch, shown, "the schedule runs what the operator was shown");
+    let next = chrono::DateTime::parse_from_rfc3339(s["next_run"].as_str().expect("next")).expect("time");
+    assert_eq!(next.format("%H:%M").to_string(), "06:00", "06:00 in Berlin: {next}");
+    assert_eq!(app.count("select count(*) from jobs").await, 0);
+    // Confirmed once: a second confirm or reply is refused.
+    let again = post_as(&app, &format!("/api/v1/requests/{id}/confirm"), ADMIN_KEY, None).await;
+    assert!(assert_error(again, 409).await.contains(&format!("schedule {sid}")));
+
+    // A time that has passed is asked again; "now" drops it and the request runs at once.
+    let r = post_expect(
+        &app,
+        "/api/v1/requests",
+        Some(json!({"text": "Patch server web-01 with Group-1 today at 00:00", "time_zone": "Pacific/Kiritimati"})),
+        201,
+    )
+    .await;
+    let midnight_passed = chrono::Utc::now()
+        .with_timezone(&"Pacific/Kiritimati".parse::<chrono_tz::Tz>().expect("zone"))
+        .format("%H:%M")
+        .to_string()
+        != "00:00";
+    if midnight_passed {
+        assert_eq!(r["status"], "needs_input", "{r}");
+        assert_eq!(r["missing"][0]["slot"], "when");
+        assert!(r["missing"][0]["question"].as_str().expect("question").contains("has passed"));
+        let r = reply(&app, id_of(&r), "now").await;
+        assert_eq!(r["status"], "ready", "{r}");
+        assert!(r["understood"]["when"].is_null());
+    }
+    // An unknown zone is refused, naming it.
+    let bad = post_as(
+        &app,
+        "/api/v1/requests",
+        ADMIN_KEY,
+        Some(json!({"text": "patch web-01", "time_zone": "Mars/Olympus"})),
+    )
+    .await;
+    assert!(assert_error(bad, 422).await.contains("unknown zone"));
+}

@@ -295,7 +295,10 @@ async fn downtime_is_caught_up_once_or_skipped_and_a_dead_launcher_is_finished_w
     )
     .await
     .expect("backdate");
-    let caught = runs_until(&app, once, "the catch-up run", |r| !r.is_empty()).await;
+    let caught = runs_until(&app, once, "the catch-up run launched", |r| {
+        r.first().is_some_and(|r| r["state"] != "launching")
+    })
+    .await;
     assert_eq!(caught.len(), 1, "once: {caught:?}");
     assert_eq!(caught[0]["state"], "fired");
     let reason = caught[0]["reason"].as_str().expect("reason");

@@ -358,12 +358,17 @@ pub async fn kb_try(input: &KbEntryInput) -> Result<Page<KbTryMatch>, ApiError> 
 
 /// `POST /api/v1/requests`: a request in plain words.
 pub async fn request_new(text: &str) -> Result<UserRequest, ApiError> {
-    write_json("/api/v1/requests", &RequestText { text: text.to_owned() }).await
+    let time_zone = Some(crate::schedules::browser_zone());
+    write_json("/api/v1/requests", &RequestText { text: text.to_owned(), time_zone }).await
 }
 
 /// `POST /api/v1/requests/{id}/reply`.
 pub async fn request_reply(id: i64, text: &str) -> Result<UserRequest, ApiError> {
-    write_json(&format!("/api/v1/requests/{id}/reply"), &RequestText { text: text.to_owned() }).await
+    write_json(
+        &format!("/api/v1/requests/{id}/reply"),
+        &RequestText { text: text.to_owned(), time_zone: None },
+    )
+    .await
 }
 
 /// `POST /api/v1/requests/{id}/confirm`: launches it.

@@ -348,6 +348,12 @@ fn conversation(
                 u.options.iter().map(|(k, v)| format!("{k} = {}", compact(v))).collect::<Vec<_>>().join(", ")
             }),
         ),
+        (
+            "When",
+            u.when.as_ref().map(|w| {
+                format!("once, {} ({})", w.replace('T', " "), u.time_zone.clone().unwrap_or_default())
+            }),
+        ),
         ("Not understood", (!u.ignored.is_empty()).then(|| u.ignored.join(" "))),
     ]
     .into_iter()
@@ -409,7 +415,9 @@ fn conversation(
             if let Some(body) = &r.would_run { { would_run(body) } }
             if r.status == RequestStatus::Ready && may_ask {
                 <div class="actions">
-                    <button type="button" onclick={on_confirm} disabled={busy} data-testid="request-confirm">{ "Confirm and run" }</button>
+                    <button type="button" onclick={on_confirm} disabled={busy} data-testid="request-confirm">
+                        { if u.when.is_some() { "Confirm and schedule" } else { "Confirm and run" } }
+                    </button>
                 </div>
             }
             if act {
@@ -420,6 +428,11 @@ fn conversation(
                         <button type="submit" class="secondary" disabled={busy} data-testid="reply-send">{ "Reply" }</button>
                     </div>
                 </form>
+            }
+            if let Some(sid) = r.schedule_id {
+                <p class="notice" data-testid="request-scheduled">
+                    { format!("Scheduled (schedule {sid}). ") }<Link to="/schedules">{ "Schedules" }</Link>
+                </p>
             }
             if r.status == RequestStatus::Launching {
                 <p class="notice" data-testid="launching">{ "Launching…" }</p>

@@ -14,6 +14,10 @@ use crate::{Job, JobStatus};
 #[serde(deny_unknown_fields)]
 pub struct RequestText {
     pub text: String,
+    /// The person's IANA zone, for "tonight at 22:00" (the page sends the browser's); default
+    /// `PLAYDECK_TIME_ZONE`, else UTC. Read with the first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// Where a request is: waiting for an answer, refused (an unknown host, a value that is not
@@ -27,6 +31,8 @@ pub enum RequestStatus {
     Ready,
     Launching,
     Launched,
+    /// Confirmed with a time ("tonight at 22:00"): a one-time schedule runs it then.
+    Scheduled,
 }
 
 impl RequestStatus {
@@ -37,6 +43,7 @@ impl RequestStatus {
             RequestStatus::Ready => "ready",
             RequestStatus::Launching => "launching",
             RequestStatus::Launched => "launched",
+            RequestStatus::Scheduled => "scheduled",
         }
     }
 
@@ -47,6 +54,7 @@ impl RequestStatus {
             RequestStatus::Ready,
             RequestStatus::Launching,
             RequestStatus::Launched,
+            RequestStatus::Scheduled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -71,6 +79,12 @@ pub struct Understood {
     /// Words that meant nothing to Playdeck, so the operator sees what was not taken into account.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
+    /// When it should run, if the operator said ("tonight at 22:00"): a local date-time in
+    /// `time_zone`; confirming makes a one-time schedule instead of launching now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// Something Playdeck needs before it can run the request, and the question it asks.
@@ -137,6 +151,9 @@ pub struct Request {
     pub confirmed: Option<DateTime<Utc>>,
     pub confirmed_by: Option<String>,
     pub job_id: Option<i64>,
+    /// The one-time schedule a request confirmed with a time became.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<i64>,
     /// The job as `GET /api/v1/jobs/{id}` shows it, with its failure explanations.
     pub job: Option<Job>,
     /// The job's progress in the action's phases; present once launched.

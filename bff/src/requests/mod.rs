@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod parse;
+pub mod when;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -136,7 +137,66 @@ async fn load_catalog(app: &AppState, caller: &Caller) -> Result<Catalog, AppErr
 }
 
 const REQUEST_COLUMNS: &str = "id, text, status, created, created_by, modified, interpretation, phases,
-    job_id, confirmed, confirmed_by, extract(epoch from now() - modified)::float8 as age";
+    job_id, confirmed, confirmed_by, extract(epoch from now() - modified)::float8 as age, time_zone, schedule_id";
+
+/// Interprets the operator's messages with their time phrase ("tonight at 22:00") taken out, and
+/// what it names in the person's `zone`, resolved against `made` (when the request was made). A
+/// time that has passed is asked again; a later "now" drops the time.
+fn interpret_at(
+    catalog: &Catalog,
+    messages: &[&str],
+    zone: &str,
+    made: chrono::DateTime<chrono::Utc>,
+) -> Interpretation {
+    let mut phrase = None;
+    let stripped: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let (rest, p) = when::take(m);
+            if p.is_some() {
+                phrase = p;
+            } else if m
+                .split_whitespace()
+                .any(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).eq_ignore_ascii_case("now"))
+            {
+                phrase = None;
+            }
+            rest
+        })
+        .collect();
+    let refs: Vec<&str> = stripped.iter().map(String::as_str).collect();
+    let mut i = parse::interpret(catalog, &refs);
+    let (Some(p), Ok(tz)) = (phrase, crate::schedules::timing::parse_zone(zone)) else { return i };
+    let local = p.resolve(when::local_in(tz, made));
+    let shown = local.format("%a %Y-%m-%d %H:%M").to_string();
+    if local <= when::local_in(tz, chrono::Utc::now()) {
+        if i.status == RequestStatus::Ready {
+            i.status = RequestStatus::NeedsInput;
+        }
+        i.missing.push(shared::requests::Missing {
+            slot: "when".into(),
+            question: format!(
+                "“{}” is {shown} in {zone}, which has passed: when should it run (or “now”)?",
+                p.words
+            ),
+            choices: Vec::new(),
+        });
+        i.answer = format!(
+            "{} But “{}” is {shown} in {zone}, which has passed: say another time, or “now”.",
+            i.answer, p.words
+        );
+        return i;
+    }
+    i.understood.when = Some(local.format("%Y-%m-%dT%H:%M:%S").to_string());
+    i.understood.time_zone = Some(zone.to_string());
+    if i.status == RequestStatus::Ready {
+        i.answer = format!(
+            "{} It will run once, at {shown} ({zone}): confirming makes a one-time schedule.",
+            i.answer
+        );
+    }
+    i
+}
 
 fn status_of(row: &Row) -> RequestStatus {
     RequestStatus::parse(row.get("status")).unwrap_or(RequestStatus::NeedsInput)
@@ -190,16 +250,22 @@ async fn create(
 ) -> Result<(StatusCode, Json<Request>), AppError> {
     caller.require(Role::Operator)?;
     let text = check_text(&body.text)?;
+    let zone = match body.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+        Some(z) => {
+            crate::schedules::timing::parse_zone(z).map_err(AppError::Unprocessable)?.name().to_string()
+        }
+        None => app.config.time_zone.clone(),
+    };
     let catalog = load_catalog(&app, &caller).await?;
-    let i = parse::interpret(&catalog, &[&text]);
+    let i = interpret_at(&catalog, &[&text], &zone, chrono::Utc::now());
     let stored = serde_json::to_value(&i).map_err(|e| AppError::Internal(format!("interpretation: {e}")))?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let id: i64 = tx
         .query_one(
-            "insert into requests (created_by, text, status, action, interpretation)
-             values ($1, $2, $3, $4, $5) returning id",
-            &[&caller.name, &text, &i.status.as_str(), &i.understood.action, &stored],
+            "insert into requests (created_by, text, status, action, interpretation, time_zone)
+             values ($1, $2, $3, $4, $5, $6) returning id",
+            &[&caller.name, &text, &i.status.as_str(), &i.understood.action, &stored, &zone],
         )
         .await?
         .get(0);
@@ -220,7 +286,7 @@ async fn reply(
     let catalog = load_catalog(&app, &caller).await?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
-    lock_open(&tx, id).await?;
+    let row = lock_open(&tx, id).await?;
     let mut messages = operator_messages(&tx, id).await?;
     if messages.len() as i64 >= MAX_MESSAGES {
         return Err(AppError::Unprocessable(format!(
@@ -230,7 +296,7 @@ async fn reply(
     add_message(&tx, id, "operator", &caller.name, &text).await?;
     messages.push(text);
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let i = parse::interpret(&catalog, &refs);
+    let i = interpret_at(&catalog, &refs, &zone_of(&app, &row), row.get("created"));
     store_interpretation(&tx, id, &i).await?;
     tx.commit().await?;
     Ok(Json(fetch(&app, id).await?))
@@ -249,6 +315,10 @@ fn refuse_if_launched(row: &Row) -> Result<(), AppError> {
                 None => format!("request {id} was already launched; start a new request for more"),
             }))
         }
+        RequestStatus::Scheduled => Err(AppError::Conflict(format!(
+            "request {id} was already scheduled as schedule {}; start a new request for more",
+            row.get::<_, Option<i64>>("schedule_id").unwrap_or_default()
+        ))),
         RequestStatus::Launching if row.get::<_, f64>("age") < LAUNCH_STALE_SECS => {
             Err(AppError::Conflict(format!("request {id} is being launched right now")))
         }
@@ -263,8 +333,8 @@ async fn confirm(
 ) -> Result<Json<Request>, AppError> {
     caller.require(Role::Operator)?;
     let catalog = load_catalog(&app, &caller).await?;
-    let would_run = match claim(&app, &catalog, id).await {
-        Ok(body) => body,
+    let (would_run, at) = match claim(&app, &catalog, id).await {
+        Ok(claimed) => claimed,
         Err(e) => {
             if matches!(e, AppError::Conflict(_)) {
                 audit(&app, &caller, id, "request confirm refused", json!({"reason": e.to_string()})).await;
@@ -272,12 +342,86 @@ async fn confirm(
             return Err(e);
         }
     };
-    launch_claimed(&app, &caller, id, would_run).await.map(Json)
+    match at {
+        Some(at) => schedule_claimed(&app, &caller, id, would_run, at).await.map(Json),
+        None => launch_claimed(&app, &caller, id, would_run).await.map(Json),
+    }
+}
+
+/// Makes a claimed request with a time a one-time schedule in the person's zone, or puts it
+/// back to ready with the schedule's refusal. Both are recorded.
+async fn schedule_claimed(
+    app: &AppState,
+    caller: &Caller,
+    id: i64,
+    would_run: Value,
+    at: String,
+) -> Result<Request, AppError> {
+    let db = app.pool.get().await?;
+    let zone: Option<String> =
+        db.query_one("select time_zone from requests where id = $1", &[&id]).await?.get(0);
+    drop(db);
+    let zone = zone.unwrap_or_else(|| app.config.time_zone.clone());
+    let name = format!("request {id}");
+    let input = shared::schedules::ScheduleInput {
+        name: Some(name),
+        at: Some(at.clone()),
+        time_zone: Some(zone.clone()),
+        launch: Some(would_run.clone()),
+        ..Default::default()
+    };
+    match crate::schedules::create_as(app, caller, input).await {
+        Ok(schedule) => {
+            let mut db = app.pool.get().await?;
+            let tx = db.transaction().await?;
+            tx.execute(
+                "update requests set status = 'scheduled', schedule_id = $2, confirmed = now(), confirmed_by = $3,
+                        modified = now()
+                  where id = $1",
+                &[&id, &schedule.id, &caller.name],
+            )
+            .await?;
+            let said = format!(
+                "Scheduled as schedule {}: it runs once at {} ({zone}). Pause or delete it on the Schedules page.",
+                schedule.id,
+                at.replace('T', " ")
+            );
+            add_message(&tx, id, "playdeck", "playdeck", &said).await?;
+            tx.commit().await?;
+            audit(
+                app,
+                caller,
+                id,
+                "request scheduled",
+                json!({"schedule_id": schedule.id, "at": at, "time_zone": zone}),
+            )
+            .await;
+            fetch(app, id).await
+        }
+        Err(e) => {
+            let detail = e.to_string();
+            let db = app.pool.get().await?;
+            db.execute(
+                "update requests set status = 'ready', modified = now() where id = $1 and status = 'launching'",
+                &[&id],
+            )
+            .await?;
+            add_message(
+                &db,
+                id,
+                "playdeck",
+                "playdeck",
+                &format!("The schedule was refused: {detail}. Nothing was scheduled."),
+            )
+            .await?;
+            Err(with_context(e, &format!("request {id} was not scheduled")))
+        }
+    }
 }
 
 /// Marks a ready request as being launched and returns its launch body; refuses (409) one that
 /// is not ready, was launched, or would now run something else than the operator was shown.
-async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<Value, AppError> {
+async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<(Value, Option<String>), AppError> {
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     let row = lock_open(&tx, id).await?;
@@ -286,8 +430,11 @@ async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<Value, AppE
     // the operator sees the new interpretation before anything runs.
     let messages = operator_messages(&tx, id).await?;
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let now = parse::interpret(catalog, &refs);
-    if now.status != seen.status || now.would_run != seen.would_run {
+    let now = interpret_at(catalog, &refs, &zone_of(app, &row), row.get("created"));
+    if now.status != seen.status
+        || now.would_run != seen.would_run
+        || now.understood.when != seen.understood.when
+    {
         store_interpretation(&tx, id, &now).await?;
         tx.commit().await?;
         return Err(AppError::Conflict(if now.status == RequestStatus::Ready {
@@ -320,7 +467,12 @@ async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<Value, AppE
     )
     .await?;
     tx.commit().await?;
-    Ok(would_run)
+    Ok((would_run, seen.understood.when.clone()))
+}
+
+/// The zone a request's times are in.
+fn zone_of(app: &AppState, row: &Row) -> String {
+    row.get::<_, Option<String>>("time_zone").unwrap_or_else(|| app.config.time_zone.clone())
 }
 
 /// Launches a claimed request and stores its job, or puts it back to ready with the engine's words.
@@ -485,6 +637,7 @@ pub async fn fetch(app: &AppState, id: i64) -> Result<Request, AppError> {
         confirmed: row.get("confirmed"),
         confirmed_by: row.get("confirmed_by"),
         job_id,
+        schedule_id: row.get("schedule_id"),
         job,
         progress,
     })

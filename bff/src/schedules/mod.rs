@@ -335,8 +335,14 @@ async fn create(
     caller: Caller,
     AppJson(input): AppJson<ScheduleInput>,
 ) -> Result<(StatusCode, Json<Schedule>), AppError> {
+    Ok((StatusCode::CREATED, Json(create_as(&app, &caller, input).await?)))
+}
+
+/// Makes a schedule for `caller` exactly as `POST /api/v1/schedules` with this body would (the
+/// request box's "tonight at 22:00" uses it after the operator confirms).
+pub async fn create_as(app: &AppState, caller: &Caller, input: ScheduleInput) -> Result<Schedule, AppError> {
     caller.require(Role::Operator)?;
-    let c = check(&app, &caller, input).await?;
+    let c = check(app, caller, input).await?;
     // Made with a token (not a browser's cookie): runs act as that token; else as the person.
     let owner_key = if caller.via_cookie && caller.user_id.is_some() { None } else { caller.key_id };
     let db = app.pool.get().await?;
@@ -373,15 +379,15 @@ async fn create(
         .await?;
     let row = Row::read(&row);
     crate::infra::audit::record(
-        &app,
-        &caller,
+        app,
+        caller,
         "schedule.create",
         Some(&format!("schedule {}", row.id)),
         json!({"name": row.name, "cron": row.cron, "at": row.at_text(), "time_zone": row.time_zone, "target": row.target}),
     )
     .await;
-    fire::wake(&app);
-    Ok((StatusCode::CREATED, Json(shown(&db, row).await?)))
+    fire::wake(app);
+    shown(&db, row).await
 }
 
 /// Who may change or delete it: its owner, or an admin.
