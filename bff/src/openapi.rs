@@ -305,6 +305,9 @@ fn operations() -> Vec<Op> {
         op("get", "/credentials/{name}", "credentials", "One credential, by name or id", Operator)
             .answer(200, "Credential"),
         op("delete", "/credentials/{name}", "credentials", "Delete a credential", Admin).status(204),
+        op("get", "/controllers/schedules", "schedules", "The AAP controllers' own schedules of their templates, read-only, with the next run each controller computed", Viewer)
+            .answer(200, "ControllerSchedules")
+            .query(&[("controller", "only this controller")]),
         op("get", "/schedules", "schedules", "Schedules the caller may see, the next to fire first", Viewer)
             .answer(200, "Page_for_Schedule")
             .query(&[("enabled", "true: running ones; false: paused ones"), ("page", "from 1"), ("page_size", "1 to 200, default 25")]),
@@ -468,6 +471,7 @@ fn schemas() -> Map<String, Value> {
     add::<notifiers::NotifierTest>(&mut gen);
     add::<notifiers::NotifierPatch>(&mut gen);
     add::<Page<notifiers::NotifierDelivery>>(&mut gen);
+    add::<aap::ControllerSchedules>(&mut gen);
     add::<Page<schedules::Schedule>>(&mut gen);
     add::<Page<schedules::ScheduleRun>>(&mut gen);
     add::<schedules::Schedule>(&mut gen);

@@ -963,3 +963,33 @@ async fn a_scoped_operator_sees_and_launches_only_the_templates_of_their_binding
         fake.requests()
     );
 }
+
+/// The controller's own schedules of its templates are listed read-only with the next run it
+/// computed (AWX's `/schedules/` shapes); its housekeeping (system job) schedules are not; a
+/// controller that does not answer is named.
+#[tokio::test]
+async fn the_controllers_own_template_schedules_are_listed_read_only() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let app = app_with(vec![controller("aap", &fake)]).await;
+    let list = app.get_json("/api/v1/controllers/schedules").await;
+    let names: Vec<&str> =
+        list["results"].as_array().expect("results").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["Job Template Schedule 1", "Patch every weekday evening"],
+        "job templates' only, soonest first: {list}"
+    );
+    let patch = &list["results"][1];
+    assert_eq!(patch["controller"], "aap");
+    assert_eq!((patch["template"].as_str(), patch["template_id"].as_i64()), (Some("Patch servers"), Some(8)));
+    assert_eq!(patch["time_zone"], "Europe/Berlin");
+    assert!(patch["rrule"].as_str().expect("rrule").contains("RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"));
+    assert_eq!(patch["next_run"], "2027-01-04T21:00:00Z");
+    assert_eq!(list["errors"], json!([]));
+
+    fake.set_mode(Mode::Fail(500));
+    let list = app.get_json("/api/v1/controllers/schedules").await;
+    assert_eq!(list["count"], 0);
+    assert_eq!(list["errors"][0]["controller"], "aap");
+    assert!(list["errors"][0]["detail"].as_str().expect("detail").contains("500"), "{list}");
+}

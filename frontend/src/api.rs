@@ -497,3 +497,8 @@ pub async fn schedule_preview(
 ) -> Result<shared::schedules::Preview, ApiError> {
     write_json("/api/v1/schedules/preview", req).await
 }
+
+/// `GET /api/v1/controllers/schedules`: the controllers' own schedules, read-only.
+pub async fn controller_schedules() -> Result<shared::aap::ControllerSchedules, ApiError> {
+    json(Request::get("/api/v1/controllers/schedules").build()).await
+}

@@ -61,6 +61,17 @@ pub fn schedules_page() -> Html {
     let open = use_state(|| None::<i64>);
     let runs = use_state(|| Load::<Vec<ScheduleRun>>::Loading);
     let error = use_state(|| None::<String>);
+    let aap = use_state(Vec::<shared::aap::ControllerSchedule>::new);
+    {
+        let aap = aap.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(l) = api::controller_schedules().await {
+                    aap.set(l.results);
+                }
+            });
+        });
+    }
     {
         // Read now and every 5 s: a run that fires shows without a reload.
         let (list, runs, open) = (list.clone(), runs.clone(), open.clone());
@@ -152,6 +163,22 @@ pub fn schedules_page() -> Html {
             <div class="toolbar"><h1>{ "Schedules" }</h1></div>
             if let Some(e) = &*error { <p class="error" role="alert">{ e }</p> }
             { body }
+            if !aap.is_empty() {
+                <h2>{ "On the controllers (read-only)" }</h2>
+                <ul class="schedule-list" data-testid="controller-schedules">
+                    { for aap.iter().map(|s| html! {
+                        <li class="card" data-testid="controller-schedule">
+                            <strong>{ &s.name }</strong>
+                            <p class="muted">{ format!("{} on {} · {}", s.template, s.controller, s.rrule) }</p>
+                            <p>{ match (&s.next_run, s.enabled) {
+                                (Some(t), true) => format!("Next run: {}", t.format("%a %Y-%m-%d %H:%M UTC")),
+                                (_, false) => "Disabled on the controller".to_owned(),
+                                _ => "No next run".to_owned(),
+                            } }</p>
+                        </li>
+                    }) }
+                </ul>
+            }
         </main>
     }
 }

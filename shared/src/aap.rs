@@ -119,6 +119,37 @@ pub struct TemplatePage {
     pub errors: Vec<ControllerError>,
 }
 
+/// One of a controller's own schedules of its templates (`GET /api/v1/controllers/schedules`):
+/// shown read-only, as the controller computes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ControllerSchedule {
+    pub controller: String,
+    /// Its id on the controller.
+    pub id: i64,
+    pub name: String,
+    /// The template it launches, and its kind there (`job`, `workflow_job`).
+    pub template: String,
+    pub template_id: i64,
+    pub kind: String,
+    /// The iCalendar rule as the controller keeps it (`DTSTART;TZID=…:… RRULE:FREQ=…`).
+    pub rrule: String,
+    pub time_zone: Option<String>,
+    pub enabled: bool,
+    /// As the controller computed it; `None` when disabled or past its end.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// The controllers' schedules, and the controllers that did not answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ControllerSchedules {
+    pub count: i64,
+    pub results: Vec<ControllerSchedule>,
+    #[serde(default)]
+    pub errors: Vec<ControllerError>,
+}
+
 /// A controller that failed to answer, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -116,6 +116,37 @@ async function main() {
       noPageErrors(page);
     });
 
+    await step('"… tomorrow at 22:00" in the request box becomes a one-time schedule in the person\'s zone', async () => {
+      const bc = await browser.newContext({ viewport: DESKTOP, timezoneId: 'Europe/Berlin' });
+      await signIn(bc, operator.json.secret);
+      const p = await newPage(bc);
+      await p.goto(`${BASE}/requests`);
+      await p.getByTestId('ask-text').fill('Patch server web-01 with Group-1 tomorrow at 22:00');
+      await p.getByTestId('ask-send').click();
+      await p.getByTestId('request').waitFor({ timeout: 10_000 });
+      const understood = await p.getByTestId('understood').innerText();
+      assert(/22:00:00 \(Europe\/Berlin\)/.test(understood), `the time, in the browser's zone: ${understood}`);
+      assert(understood.includes('web-01') && !understood.includes('22:00:00,'), `22:00 is no host: ${understood}`);
+      const confirm = p.getByTestId('request-confirm');
+      assert((await confirm.innerText()).includes('schedule'), `the button says it schedules: ${await confirm.innerText()}`);
+      await confirm.click();
+      await p.getByTestId('request-scheduled').waitFor({ timeout: 10_000 });
+      await shot(p, 'request-scheduled-desktop.png');
+      const requestId = new URL(p.url()).searchParams.get('id') ?? (await p.getByTestId('request').getAttribute('data-id'));
+      await p.getByTestId('request-scheduled').getByRole('link').click();
+      await p.getByTestId('schedules-page').waitFor();
+      const once = p.getByTestId('schedule').filter({ hasText: 'once at' }).filter({ hasText: 'Europe/Berlin' }).first();
+      await once.waitFor();
+      const text = await once.innerText();
+      assert(/22:00:00 \+01:00/.test(text), `the next run is 22:00 in Berlin: ${text}`);
+      const all = (await call('GET', '/api/v1/schedules?page_size=200')).json.results;
+      const made = all.find((x) => x.at && x.time_zone === 'Europe/Berlin' && x.name.startsWith('request '));
+      assert(made && made.at.endsWith('T22:00:00') && made.launch.options.limit === 'web-01', `the schedule: ${JSON.stringify(made)} (${requestId})`);
+      await call('DELETE', `/api/v1/schedules/${made.id}`);
+      noPageErrors(p);
+      await bc.close();
+    });
+
     await step('a viewer sees the schedules, without Pause', async () => {
       const vc = await browser.newContext({ viewport: DESKTOP });
       await signIn(vc, viewer.json.secret);

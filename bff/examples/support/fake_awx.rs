@@ -32,6 +32,8 @@ const EVENTS: &str = include_str!("../../tests/fixtures/awx/jobEvents.json");
 const TEMPLATE: &str = include_str!("../../tests/fixtures/awx/jobTemplate.json");
 const TEMPLATES: &str = include_str!("../../tests/fixtures/awx/jobTemplates.json");
 const LAUNCH_INFO: &str = include_str!("../../tests/fixtures/awx/jobTemplateLaunch.json");
+/// AWX's `/schedules/` (three: two of system jobs, one of a job template).
+const SCHEDULES: &str = include_str!("../../tests/fixtures/awx/schedules.json");
 
 /// How the fake answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -924,6 +926,26 @@ async fn handle(
             answer["job"] = json!(new_id);
             s.jobs.insert(new_id, FakeJob::pending(job, events, hosts, tasks, failing));
             reply(StatusCode::CREATED, answer)
+        }
+        (Method::GET, ["schedules"]) => {
+            // The fixtures' schedules, plus one of "Patch servers" (template 8) every weekday
+            // evening in Berlin, in the same shape.
+            let mut items = parse(SCHEDULES)["results"].as_array().cloned().unwrap_or_default();
+            if let Some(mut patch) = items
+                .iter()
+                .find(|i| i["summary_fields"]["unified_job_template"]["unified_job_type"] == "job")
+                .cloned()
+            {
+                patch["id"] = json!(7);
+                patch["name"] = json!("Patch every weekday evening");
+                patch["rrule"] = json!("DTSTART;TZID=Europe/Berlin:20261201T220000 RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;INTERVAL=1");
+                patch["timezone"] = json!("Europe/Berlin");
+                patch["next_run"] = json!("2027-01-04T21:00:00Z");
+                patch["summary_fields"]["unified_job_template"] =
+                    json!({"id": 8, "name": "Patch servers", "description": "", "unified_job_type": "job"});
+                items.push(patch);
+            }
+            reply(StatusCode::OK, page(&path, &q, items))
         }
         (Method::GET, ["job_templates"]) => {
             let mut items: Vec<Value> = s.templates.values().cloned().collect();

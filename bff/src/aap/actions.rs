@@ -141,6 +141,99 @@ pub async fn templates(
     Ok(Json(TemplatePage { count: results.len() as i64, next: None, previous: None, results, errors }))
 }
 
+/// `GET /api/v1/controllers/schedules[?controller=]`: the controllers' own schedules of job and
+/// workflow templates (not their housekeeping system jobs), read-only with the next run the
+/// controller computed; only those of templates the caller may see. A controller that does not
+/// answer is named in `errors`.
+pub async fn schedules(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TemplateQuery>,
+) -> Result<Json<shared::aap::ControllerSchedules>, AppError> {
+    let chosen: Vec<&std::sync::Arc<Controller>> = match q.controller.as_deref() {
+        Some(name) => vec![Connector::of(&app).pick(Some(name))?],
+        None => Connector::of(&app).controllers.iter().collect(),
+    };
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for ctl in chosen {
+        match controller_schedules(ctl).await {
+            Ok(list) => results.extend(list),
+            Err(e) => {
+                errors.push(ControllerError { controller: ctl.config.name.clone(), detail: e.to_string() })
+            }
+        }
+    }
+    results.retain(|s: &shared::aap::ControllerSchedule| {
+        caller.access.allows(
+            Role::Viewer,
+            &Target { source: &s.controller, template: Some(&s.template), inventory: None },
+        )
+    });
+    results.sort_by(|a, b| {
+        (a.next_run.is_none(), a.next_run, &a.name).cmp(&(b.next_run.is_none(), b.next_run, &b.name))
+    });
+    Ok(Json(shared::aap::ControllerSchedules { count: results.len() as i64, results, errors }))
+}
+
+async fn controller_schedules(ctl: &Controller) -> Result<Vec<shared::aap::ControllerSchedule>, ClientError> {
+    #[derive(Deserialize, Default)]
+    struct Ujt {
+        #[serde(default)]
+        id: i64,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        unified_job_type: String,
+    }
+    #[derive(Deserialize, Default)]
+    struct Summary {
+        #[serde(default)]
+        unified_job_template: Option<Ujt>,
+    }
+    #[derive(Deserialize)]
+    struct AwxSchedule {
+        id: i64,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        rrule: Option<String>,
+        #[serde(default)]
+        timezone: Option<String>,
+        #[serde(default)]
+        enabled: bool,
+        #[serde(default)]
+        next_run: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        summary_fields: Summary,
+    }
+    let client = ctl.client()?;
+    let first =
+        client.url("/schedules/", &[("order_by", "next_run".into()), ("page_size", "200".into())]).await?;
+    let rows: Vec<AwxSchedule> = client.all(first, 50).await?;
+    let name = ctl.config.name.as_str();
+    Ok(rows
+        .into_iter()
+        .filter_map(|s| {
+            let t = s.summary_fields.unified_job_template?;
+            matches!(t.unified_job_type.as_str(), "job" | "workflow_job").then(|| {
+                shared::aap::ControllerSchedule {
+                    controller: name.to_string(),
+                    id: s.id,
+                    name: s.name,
+                    template: t.name,
+                    template_id: t.id,
+                    kind: t.unified_job_type,
+                    rrule: s.rrule.unwrap_or_default(),
+                    time_zone: s.timezone.filter(|z| !z.is_empty()),
+                    enabled: s.enabled,
+                    next_run: s.next_run,
+                }
+            })
+        })
+        .collect())
+}
+
 async fn controller_templates(ctl: &Controller) -> Result<Vec<Template>, ClientError> {
     use futures_util::StreamExt;
     let client = ctl.client()?;

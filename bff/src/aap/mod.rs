@@ -252,10 +252,12 @@ pub fn health(app: &AppState) -> Value {
     serde_json::to_value(list).unwrap_or(Value::Null)
 }
 
-/// `/api/v1/controllers` and `/api/v1/templates`: the controllers and what they can launch.
+/// `/api/v1/controllers`, their schedules and `/api/v1/templates`: the controllers and what they
+/// can launch.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/controllers", get(actions::controllers))
+        .route("/controllers/schedules", get(actions::schedules))
         .route("/templates", get(actions::templates))
 }
 
