@@ -140,8 +140,10 @@ async fn claim_due(app: &AppState) -> Result<Vec<i64>, AppError> {
                 times.iter().map(|t| (*t, None)).collect()
             }
         } else {
+            let counted =
+                if n >= super::timing::DUE_COUNTED { format!("more than {n}") } else { n.to_string() };
             let note = format!(
-                "{n} run{} missed while Playdeck was not running ({} to {})",
+                "{counted} run{} missed while Playdeck was not running ({} to {})",
                 if n == 1 { "" } else { "s" },
                 timing.local(due_at).format("%Y-%m-%d %H:%M:%S%:z"),
                 timing.local(latest).format("%Y-%m-%d %H:%M:%S%:z"),

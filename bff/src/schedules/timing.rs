@@ -13,6 +13,9 @@ use shared::schedules::Exclusion;
 /// How far ahead a schedule's runs are looked for; beyond it a schedule never fires (croner
 /// itself gives up after a few thousand years).
 const HORIZON_DAYS: i64 = 5 * 366;
+/// Runs missed during downtime are counted up to this many (a year of every-second runs would
+/// take the ticker seconds to count).
+pub const DUE_COUNTED: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub enum When {
@@ -303,7 +306,7 @@ impl Timing {
                 *out.last_mut().expect("limit > 0") = next;
             }
             t = next;
-            if n > 1_000_000 {
+            if n >= DUE_COUNTED {
                 break;
             }
         }
@@ -423,5 +426,17 @@ mod tests {
         let (runs, n) = t.due(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T01:00:30Z"), 1);
         assert_eq!(n, 60);
         assert_eq!(runs, [utc("2026-01-01T01:00:00Z")]);
+    }
+}
+#[cfg(test)]
+mod never {
+    use super::*;
+
+    #[test]
+    fn a_date_that_never_comes_has_no_next_run() {
+        let t = Timing::parse(Some("0 0 31 2 *"), None, "UTC", &[]).expect("parses");
+        assert_eq!(t.next_after(Utc::now()), None);
+        let t = Timing::parse(Some("0 0 30 2 *"), None, "Europe/Berlin", &[]).expect("parses");
+        assert!(t.upcoming(Utc::now(), 5).is_empty());
     }
 }
