@@ -54,3 +54,46 @@ alter table requests add column schedule_id bigint references schedules (id) on 
 alter table requests drop constraint requests_status_check;
 alter table requests add constraint requests_status_check
     check (status in ('needs_input', 'refused', 'ready', 'launching', 'launched', 'scheduled'));
+
+-- "A schedule could not launch": its run is recorded as an `error` job that never started, whose
+-- explanation says why. Receivers of `schedule.failed` get it as that event (instead of
+-- `job.error`); the others as before. Same triggers as 0004 and 0009 otherwise.
+create or replace function playdeck_enqueue_webhooks() returns trigger language plpgsql as $$
+declare
+    refused boolean := new.schedule_run_id is not null and new.status = 'error' and new.started is null;
+begin
+    if new.status in ('successful', 'failed', 'error', 'canceled')
+       and old.status not in ('successful', 'failed', 'error', 'canceled') then
+        insert into webhook_deliveries (job_id, webhook_id, url, event)
+        select new.id, w.id, w.url,
+               case when refused and 'schedule.failed' = any (w.events) then 'schedule.failed'
+                    else 'job.' || new.status end
+          from webhooks w
+         where w.active and ('job.finished' = any (w.events) or 'job.' || new.status = any (w.events)
+                             or (refused and 'schedule.failed' = any (w.events)));
+        insert into webhook_deliveries (job_id, url, event)
+        select new.id, e.callback_url, 'job.' || new.status
+          from engine_jobs e
+         where e.job_id = new.id and e.callback_url is not null;
+    end if;
+    return new;
+end $$;
+
+create or replace function playdeck_enqueue_notifications() returns trigger language plpgsql as $$
+declare
+    refused boolean := new.schedule_run_id is not null and new.status = 'error' and new.started is null;
+begin
+    if new.status in ('successful', 'failed', 'error', 'canceled')
+       and old.status not in ('successful', 'failed', 'error', 'canceled') then
+        insert into notifier_deliveries (job_id, notifier_id, event)
+        select new.id, n.id,
+               case when refused and 'schedule.failed' = any (n.events) then 'schedule.failed'
+                    else 'job.' || new.status end
+          from notifiers n
+         where n.active
+           and ('job.finished' = any (n.events) or 'job.' || new.status = any (n.events)
+                or (refused and 'schedule.failed' = any (n.events)))
+           and (cardinality(n.templates) = 0 or new.template = any (n.templates));
+    end if;
+    return new;
+end $$;

@@ -416,13 +416,19 @@ async fn a_revoked_tokens_schedule_stops_saying_why() {
         .await
         .expect("revoke");
     assert!(r.status().is_success(), "{}", r.status());
-    let r = runs_until(&app, id, "a run skipped for the revoked token", |r| {
-        r.first().is_some_and(|r| r["state"] == "skipped")
+    let r = runs_until(&app, id, "a run that could not launch for the revoked token", |r| {
+        r.first().is_some_and(|r| r["state"] == "failed")
     })
     .await;
     let reason = r[0]["reason"].as_str().expect("reason");
     assert!(reason.contains("not launched") && reason.contains("revoked"), "{reason}");
-    assert!(r.iter().all(|r| r["state"] != "failed"), "{r:?}");
+    // Recorded as a job that ended in error, never started, saying why.
+    let job = app.get_json(&format!("/api/v1/jobs/{}", r[0]["job_id"].as_i64().expect("its job"))).await;
+    assert_eq!((job["status"].as_str(), job["started"].is_null()), (Some("error"), true), "{job}");
+    assert!(
+        job["explanation"].as_str().is_some_and(|e| e.contains("could not launch") && e.contains("revoked")),
+        "{job}"
+    );
 }
 
 #[tokio::test]
@@ -553,4 +559,76 @@ async fn the_preview_gives_the_next_runs_in_the_zone_with_their_offsets() {
         422,
     )
     .await;
+}
+
+/// A run whose launch is refused when it comes due (here its playbook is gone) is recorded as a
+/// job that ended in error before it started; receivers of `schedule.failed` are told so, those
+/// of `job.finished` get it as `job.error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_launch_is_an_error_job_and_receivers_are_told() {
+    let dir = playbooks();
+    std::fs::copy(dir.join("hello.yml"), dir.join("gone.yml")).expect("copy");
+    let app = spawn_engine(dir.clone(), quick_deliveries).await;
+    let hook = |events: Value| {
+        let app = &app;
+        async move {
+            let r =
+                post(app, "/api/v1/webhooks", &json!({"url": "http://127.0.0.1:9/hook", "events": events}))
+                    .await;
+            assert_eq!(r.status(), 201);
+            let v: Value = r.json().await.expect("json");
+            remember_secret(v["secret"].as_str().unwrap_or_default());
+            v["id"].as_i64().expect("id")
+        }
+    };
+    let failed_hook = hook(json!(["schedule.failed"])).await;
+    let finished_hook = hook(json!(["job.finished"])).await;
+    let launch = json!({"source": {"type": "playbook", "path": "gone.yml"}});
+    let id =
+        create_ok(&app, json!({"name": "gone", "cron": "* * * * * *", "overlap": "run", "launch": launch}))
+            .await["id"]
+            .as_i64()
+            .expect("id");
+    std::fs::remove_file(dir.join("gone.yml")).expect("remove");
+    let r = runs_until(&app, id, "a run that could not launch", |r| r.iter().any(|r| r["state"] == "failed"))
+        .await;
+    patch(&app, id, json!({"enabled": false})).await;
+    let run = r.iter().find(|r| r["state"] == "failed").expect("failed");
+    assert!(
+        run["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("the launch was refused") && w.contains("gone.yml")),
+        "{run}"
+    );
+    let job_id = run["job_id"].as_i64().expect("its job");
+    let job = app.get_json(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(job["status"], "error");
+    assert_eq!(job["template"], "gone.yml");
+    assert_eq!(job["launched_by"], "bootstrap admin");
+    let db = app.db().await;
+    let event = |hook: i64| {
+        let db = &db;
+        async move {
+            db.query_opt(
+                "select event from webhook_deliveries where webhook_id = $1 and job_id = $2",
+                &[&hook, &job_id],
+            )
+            .await
+            .expect("deliveries")
+            .map(|r| r.get::<_, String>(0))
+        }
+    };
+    assert_eq!(event(failed_hook).await.as_deref(), Some("schedule.failed"));
+    assert_eq!(event(finished_hook).await.as_deref(), Some("job.error"));
+    // A job that ran and failed is no `schedule.failed`: the fired runs' jobs never gave one.
+    let others: i64 = db
+        .query_one(
+            "select count(*) from webhook_deliveries where event = 'schedule.failed' and job_id <> $1
+                and job_id not in (select job_id from schedule_runs where state = 'failed' and job_id is not null)",
+            &[&job_id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(others, 0);
 }

@@ -374,10 +374,13 @@ async fn metrics_move_with_ingest_and_live_clients() {
     ))
     .await
     .expect("send");
-    // The socket is counted once the server has taken the subscription.
-    let after = eventually("the WebSocket client counted", || async {
-        Some(scrape().await)
-            .filter(|m| m.lines().any(|l| l == "playdeck_live_clients{transport=\"websocket\"} 1"))
+    // The socket is counted once the server has taken the subscription, and each batch's lag once
+    // the relay has heard its notification (after the answer to the ingest, not before).
+    let after = eventually("the WebSocket client and both notifications counted", || async {
+        Some(scrape().await).filter(|m| {
+            m.lines().any(|l| l == "playdeck_live_clients{transport=\"websocket\"} 1")
+                && m.lines().any(|l| l == "playdeck_notification_lag_seconds_count 2")
+        })
     })
     .await;
     let line =

@@ -201,9 +201,12 @@ pub struct FailedTask {
     pub counter: i64,
 }
 
-/// Events a webhook can be registered for: `job.finished` (any end) or one end.
-pub const WEBHOOK_EVENTS: [&str; 5] =
-    ["job.finished", "job.successful", "job.failed", "job.error", "job.canceled"];
+/// Events a webhook (or a notifier) can be registered for: `job.finished` (any end), one end, or
+/// `schedule.failed`: a schedule came due and could not launch (its launch was refused, or its
+/// owner may no longer launch). That job is recorded as an `error` job with the reason as its
+/// explanation; receivers of `schedule.failed` get it as that event instead of `job.error`.
+pub const WEBHOOK_EVENTS: [&str; 6] =
+    ["job.finished", "job.successful", "job.failed", "job.error", "job.canceled", "schedule.failed"];
 
 /// A registered webhook (never its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

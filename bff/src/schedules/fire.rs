@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::{Row, SELECT_SCHEDULE};
@@ -226,29 +225,57 @@ async fn launch_one(app: &AppState, claimed: &[i64]) -> Result<bool, AppError> {
         return Ok(true);
     };
     let s = Row::read(&s);
-    let caller = match crate::infra::auth::caller_of(app, s.owner_user, s.owner_key).await {
-        Ok(c) => c,
-        Err(why) => {
-            finish(&tx, run_id, "skipped", None, Some(format!("not launched: {why}"))).await?;
-            tx.commit().await?;
-            tracing::warn!(schedule = s.id, run = run_id, reason = %why, "schedule run not launched");
-            return Ok(true);
-        }
+    let launched = match crate::infra::auth::caller_of(app, s.owner_user, s.owner_key).await {
+        Err(why) => Err(format!("not launched: {why}")),
+        Ok(caller) => crate::jobs::launch::launch_for_run(app, &caller, s.launch.clone(), run_id)
+            .await
+            .map_err(|e| format!("the launch was refused: {e}")),
     };
-    let launch: Value = s.launch.clone();
-    match crate::jobs::launch::launch_for_run(app, &caller, launch, run_id).await {
+    match launched {
         Ok(job) => {
             finish(&tx, run_id, "fired", Some(job), None).await?;
             tracing::info!(schedule = s.id, run = run_id, job, "schedule fired");
         }
-        Err(e) => {
-            let why = e.to_string();
-            finish(&tx, run_id, "failed", None, Some(format!("the launch was refused: {why}"))).await?;
-            tracing::warn!(schedule = s.id, run = run_id, reason = %why, "schedule could not launch");
+        Err(why) => {
+            // Recorded as a job that ended in error before it started, so the grid shows it and
+            // notifiers and webhooks are told (`job.error`, or `schedule.failed` for its receivers).
+            let job = refused_job(&tx, &s, run_id, &why).await?;
+            finish(&tx, run_id, "failed", Some(job), Some(why.clone())).await?;
+            tracing::warn!(schedule = s.id, run = run_id, job, reason = %why, "schedule could not launch");
         }
     }
     tx.commit().await?;
+    crate::deliveries::wake(app);
     Ok(true)
+}
+
+/// The job a run that could not launch is recorded as: `error`, never started, explained.
+async fn refused_job(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &Row,
+    run_id: i64,
+    why: &str,
+) -> Result<i64, AppError> {
+    use crate::writer::{changed, set_status, Transition};
+    let row = tx
+        .query_one(
+            "with next as (select nextval(pg_get_serial_sequence('jobs', 'id')) as id)
+             insert into jobs (id, source, external_id, name, template, inventory, launched_by, status,
+                               status_explicit, change_seq, schedule_run_id)
+             select id, $1, 'schedule-run-' || $2::bigint, $3, $4, $5, $6, 'pending', true,
+                    nextval('job_change_seq'), $2
+               from next
+             returning id, change_seq",
+            &[&s.source, &run_id, &s.name, &s.target, &s.inventory, &s.created_by],
+        )
+        .await?;
+    let (job, change): (i64, i64) = (row.get(0), row.get(1));
+    let by = format!("schedule {}", s.id);
+    let queued = Transition { status: shared::JobStatus::Pending, previous: None, by: by.clone() };
+    changed(tx, job, &[queued], 0, 0, change).await?;
+    let explanation = format!("Schedule {:?} could not launch this run: {why}", s.name);
+    set_status(tx, job, shared::JobStatus::Error, &by, Some(&explanation)).await?;
+    Ok(job)
 }
 
 /// A run's end: the job it launched, or why it launched none.
