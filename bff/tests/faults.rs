@@ -420,3 +420,89 @@ async fn the_active_replica_killed_hands_the_controller_over_once() {
         db.query_one("select count(*) from jobs where source = 'aap'", &[]).await.expect("count").get(0);
     assert_eq!(takeovers, 2, "one row per controller job");
 }
+
+/// Two `playdeck` processes on one database fire an every-second schedule between them, each
+/// second once, each run with its own job; one SIGKILLed mid-way, the other fires on and no
+/// second is lost (a run the killed one was launching is taken over later, as
+/// `schedules::downtime_is_caught_up…` shows; here at most that one is left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_playdeck_processes_fire_each_scheduled_second_once_and_one_killed_loses_none() {
+    let pg = fresh_database().await;
+    let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let playbooks = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playbooks"));
+    let env = vec![
+        ("PLAYDECK_PLAYBOOK_DIR", playbooks.display().to_string()),
+        ("PLAYDECK_ANSIBLE_PLAYBOOK", ansible_playbook().display().to_string()),
+    ];
+    let port_a = free_port();
+    let mut a = Some(start_server_with(&pg, &temp_dir("sched-a"), port_a, &env));
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = eventually("A answers and takes the schedule", || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://127.0.0.1:{port_a}/api/v1/schedules"))
+                .bearer_auth(ADMIN_KEY)
+                .json(&serde_json::json!({"name": "both", "cron": "* * * * * *", "overlap": "run",
+                                          "launch": {"source": {"type": "playbook", "path": "hello.yml"}}}))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 201).then_some(())?;
+            r.json().await.ok()
+        }
+    })
+    .await;
+    let id = created["id"].as_i64().expect("id");
+    let _b = start_server_with(&pg, &temp_dir("sched-b"), free_port(), &env);
+    let fired = || {
+        let db = &db;
+        async move {
+            db.query_one(
+                "select count(*) from schedule_runs where schedule_id = $1 and state = 'fired'",
+                &[&id],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+        }
+    };
+    eventually("five runs fired", || async { (fired().await >= 5).then_some(()) }).await;
+    let mut killed = a.take().expect("A");
+    killed.0.kill().expect("kill -9");
+    killed.0.wait().expect("reaped");
+    let at_kill = fired().await;
+    eventually("B fires five more", || async { (fired().await >= at_kill + 5).then_some(()) }).await;
+    db.execute("update schedules set enabled = false, next_run = null where id = $1", &[&id])
+        .await
+        .expect("pause");
+    let row = db
+        .query_one(
+            "select count(*), count(distinct scheduled_for), count(*) filter (where gap > interval '1 second'),
+                    count(*) filter (where state = 'launching'), count(*) filter (where state not in ('fired', 'launching')),
+                    count(job_id), count(distinct job_id)
+               from (select scheduled_for, state, job_id,
+                            scheduled_for - lag(scheduled_for) over (order by scheduled_for) as gap
+                       from schedule_runs where schedule_id = $1) r",
+            &[&id],
+        )
+        .await
+        .expect("runs");
+    let v: Vec<i64> = (0..7).map(|i| row.get::<_, i64>(i)).collect();
+    assert_eq!(v[0], v[1], "one run per second");
+    assert_eq!(v[2], 0, "no second lost across the kill");
+    assert!(v[3] <= 1, "at most the run the killed process was launching waits for its takeover: {v:?}");
+    assert_eq!(v[4], 0, "none skipped or failed: {v:?}");
+    assert_eq!(v[5], v[6], "one job per run");
+    let per_run: i64 = db
+        .query_one(
+            "select count(*) from (select schedule_run_id from jobs where schedule_run_id is not null
+                                    group by 1 having count(*) > 1) d",
+            &[],
+        )
+        .await
+        .expect("doubles")
+        .get(0);
+    assert_eq!(per_run, 0, "no run launched twice");
+}

@@ -632,3 +632,59 @@ async fn a_run_that_cannot_launch_is_an_error_job_and_receivers_are_told() {
         .get(0);
     assert_eq!(others, 0);
 }
+
+/// Playdeck stopped for three seconds and started again (on the same database): every second
+/// that came due while it was down fires once, after the restart, and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_fires_every_second_it_missed_once() {
+    let pg = fresh_database().await;
+    let dir = playbooks();
+    let start = |pg: tokio_postgres::Config, dir: PathBuf| async move {
+        let app = spawn_app_on(pg, |c| {
+            c.engine.playbook_dir = dir;
+            c.engine.ansible_playbook = Some(ansible_playbook());
+        })
+        .await;
+        bff::engine::Engine::of(&app.state).set_listen_addr(app.addr);
+        app
+    };
+    let a = start(pg.clone(), dir.clone()).await;
+    let id = create_ok(
+        &a,
+        json!({"name": "restarted", "cron": "* * * * * *", "overlap": "run", "launch": hello()}),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("id");
+    runs_until(&a, id, "two runs before the stop", |r| r.len() >= 2).await;
+    drop(a);
+    let stopped = chrono::Utc::now();
+    // Down for three seconds: the fault's duration, not a wait for something.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = start(pg, dir).await;
+    runs_until(&b, id, "runs after the restart", |r| {
+        r.first()
+            .and_then(|r| r["scheduled_for"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > stopped + chrono::Duration::seconds(4))
+    })
+    .await;
+    patch(&b, id, json!({"enabled": false})).await;
+    let all = runs_until(&b, id, "every run launched", |r| r.iter().all(|r| r["state"] != "launching")).await;
+    assert!(all.iter().all(|r| r["state"] == "fired" && r["reason"].is_null()), "{all:?}");
+    let db = b.db().await;
+    let row = db
+        .query_one(
+            "select count(*), count(distinct scheduled_for), count(distinct job_id),
+                    count(*) filter (where gap > interval '1 second')
+               from (select scheduled_for, job_id,
+                            scheduled_for - lag(scheduled_for) over (order by scheduled_for) as gap
+                       from schedule_runs where schedule_id = $1) r",
+            &[&id],
+        )
+        .await
+        .expect("runs");
+    let (n, times, jobs, gaps): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((n, jobs, gaps), (times, times, 0), "each second once, each with its own job, none missing");
+    assert!(n >= 6, "the seconds while it was down were fired too: {n}");
+}
