@@ -779,6 +779,7 @@ async fn a_request_with_a_time_becomes_a_one_time_schedule_in_the_persons_zone()
     assert_eq!(r["understood"]["time_zone"], "Europe/Berlin");
     let answer = r["conversation"][1]["text"].as_str().expect("answer");
     assert!(answer.contains("one-time schedule") && answer.contains("06:00"), "{answer}");
+    assert!(answer.contains("Confirm to schedule it.") && !answer.contains("launch it"), "{answer}");
     let would_run = r["would_run"].clone();
     let id = id_of(&r);
 
@@ -787,6 +788,7 @@ async fn a_request_with_a_time_becomes_a_one_time_schedule_in_the_persons_zone()
     assert_eq!(done["job_id"], Value::Null, "nothing runs now");
     let sid = done["schedule_id"].as_i64().expect("the schedule");
     let s = app.get_json(&format!("/api/v1/schedules/{sid}")).await;
+    assert_eq!(s["name"], format!("Patch server web-01 with Group-1 tomorrow at 6 (request {id})"));
     assert_eq!(
         (s["at"].as_str(), s["time_zone"].as_str(), s["cron"].is_null()),
         (Some(at.as_str()), Some("Europe/Berlin"), true)

@@ -140,7 +140,7 @@ async function main() {
       const text = await once.innerText();
       assert(/22:00:00 \+01:00/.test(text), `the next run is 22:00 in Berlin: ${text}`);
       const all = (await call('GET', '/api/v1/schedules?page_size=200')).json.results;
-      const made = all.find((x) => x.at && x.time_zone === 'Europe/Berlin' && x.name.startsWith('request '));
+      const made = all.find((x) => x.at && x.time_zone === 'Europe/Berlin' && /\(request \d+\)$/.test(x.name));
       assert(made && made.at.endsWith('T22:00:00') && made.launch.options.limit === 'web-01', `the schedule: ${JSON.stringify(made)} (${requestId})`);
       await call('DELETE', `/api/v1/schedules/${made.id}`);
       noPageErrors(p);

@@ -192,7 +192,7 @@ fn interpret_at(
     if i.status == RequestStatus::Ready {
         i.answer = format!(
             "{} It will run once, at {shown} ({zone}): confirming makes a one-time schedule.",
-            i.answer
+            i.answer.replace("Confirm to launch it.", "Confirm to schedule it.")
         );
     }
     i
@@ -358,11 +358,13 @@ async fn schedule_claimed(
     at: String,
 ) -> Result<Request, AppError> {
     let db = app.pool.get().await?;
-    let zone: Option<String> =
-        db.query_one("select time_zone from requests where id = $1", &[&id]).await?.get(0);
+    let row = db.query_one("select time_zone, text from requests where id = $1", &[&id]).await?;
     drop(db);
-    let zone = zone.unwrap_or_else(|| app.config.time_zone.clone());
-    let name = format!("request {id}");
+    let zone: String = row.get::<_, Option<String>>(0).unwrap_or_else(|| app.config.time_zone.clone());
+    // Named by what the operator asked: "Patch server web-01 with Group-1 tonight at 22:00 (request 7)".
+    let text: String = row.get(1);
+    let short: String = text.chars().take(150).collect();
+    let name = format!("{short} (request {id})");
     let input = shared::schedules::ScheduleInput {
         name: Some(name),
         at: Some(at.clone()),
