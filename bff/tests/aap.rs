@@ -993,3 +993,60 @@ async fn the_controllers_own_template_schedules_are_listed_read_only() {
     assert_eq!(list["errors"][0]["controller"], "aap");
     assert!(list["errors"][0]["detail"].as_str().expect("detail").contains("500"), "{list}");
 }
+
+/// A schedule of a controller's job template: checked against the controller when it is made (an
+/// unknown template is refused with the controller's own words), and each run it fires is a job
+/// launched there, linked to its run.
+#[tokio::test]
+async fn a_schedule_of_a_template_launches_on_the_controller() {
+    let fake = FakeAwx::start("/api/v2").await;
+    let app = app_with(vec![controller("aap", &fake)]).await;
+    let unknown = post(
+        &app,
+        "/api/v1/schedules",
+        &json!({"name": "x", "cron": "0 22 * * *", "launch": {"template": "No such template"}}),
+    )
+    .await;
+    assert_eq!(unknown.status(), 422);
+    let detail: Value = unknown.json().await.expect("json");
+    assert!(
+        detail["errors"][0]["detail"].as_str().is_some_and(|d| d.contains("No such template")),
+        "{detail}"
+    );
+    let created = post(
+        &app,
+        "/api/v1/schedules",
+        &json!({"name": "patch nightly", "cron": "* * * * * *", "time_zone": "Europe/Berlin", "overlap": "run",
+                "launch": {"template": "Patch servers", "limit": "web-01", "extra_vars": {"release": "2026.11"}}}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let s: Value = created.json().await.expect("json");
+    assert_eq!((s["source"].as_str(), s["target"].as_str()), (Some("aap"), Some("Patch servers")));
+    let id = s["id"].as_i64().expect("id");
+    let run = eventually("a run fired on the controller", || async {
+        let runs = app.get_json(&format!("/api/v1/schedules/{id}/runs")).await;
+        runs["results"].as_array()?.iter().find(|r| r["state"] == "fired").cloned()
+    })
+    .await;
+    let _ = app
+        .http
+        .patch(app.url(&format!("/api/v1/schedules/{id}")))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .expect("pause");
+    let job = app.get_json(&format!("/api/v1/jobs/{}", run["job_id"].as_i64().expect("job"))).await;
+    assert_eq!(
+        (job["source"].as_str(), job["template"].as_str(), job["limit"].as_str()),
+        (Some("aap"), Some("Patch servers"), Some("web-01"))
+    );
+    let linked = app
+        .count(&format!(
+            "select count(*) from jobs where schedule_run_id = {}",
+            run["id"].as_i64().expect("run")
+        ))
+        .await;
+    assert_eq!(linked, 1, "the controller's job records its run");
+}
