@@ -105,6 +105,14 @@ pub struct TemplateQuery {
     controller: Option<String>,
 }
 
+/// The controller the query names (404 if none is called that), or every one.
+fn chosen<'a>(app: &'a AppState, q: &TemplateQuery) -> Result<Vec<&'a std::sync::Arc<Controller>>, AppError> {
+    Ok(match q.controller.as_deref() {
+        Some(name) => vec![Connector::of(app).pick(Some(name))?],
+        None => Connector::of(app).controllers.iter().collect(),
+    })
+}
+
 /// Surveys read at once per listing.
 const SURVEY_READS: usize = 4;
 
@@ -117,13 +125,9 @@ pub async fn templates(
     Query(q): Query<TemplateQuery>,
 ) -> Result<Json<TemplatePage>, AppError> {
     caller.require(Role::Operator)?;
-    let chosen: Vec<&std::sync::Arc<Controller>> = match q.controller.as_deref() {
-        Some(name) => vec![Connector::of(&app).pick(Some(name))?],
-        None => Connector::of(&app).controllers.iter().collect(),
-    };
     let mut results = Vec::new();
     let mut errors = Vec::new();
-    for ctl in chosen {
+    for ctl in chosen(&app, &q)? {
         match controller_templates(ctl).await {
             Ok(t) => results.extend(t),
             Err(e) => {
@@ -150,13 +154,9 @@ pub async fn schedules(
     caller: Caller,
     Query(q): Query<TemplateQuery>,
 ) -> Result<Json<shared::aap::ControllerSchedules>, AppError> {
-    let chosen: Vec<&std::sync::Arc<Controller>> = match q.controller.as_deref() {
-        Some(name) => vec![Connector::of(&app).pick(Some(name))?],
-        None => Connector::of(&app).controllers.iter().collect(),
-    };
     let mut results = Vec::new();
     let mut errors = Vec::new();
-    for ctl in chosen {
+    for ctl in chosen(&app, &q)? {
         match controller_schedules(ctl).await {
             Ok(list) => results.extend(list),
             Err(e) => {

@@ -402,12 +402,7 @@ async fn schedule_claimed(
         }
         Err(e) => {
             let detail = e.to_string();
-            let db = app.pool.get().await?;
-            db.execute(
-                "update requests set status = 'ready', modified = now() where id = $1 and status = 'launching'",
-                &[&id],
-            )
-            .await?;
+            let db = back_to_ready(app, id).await?;
             add_message(
                 &db,
                 id,
@@ -472,6 +467,18 @@ async fn claim(app: &AppState, catalog: &Catalog, id: i64) -> Result<(Value, Opt
     Ok((would_run, seen.understood.when.clone()))
 }
 
+/// A claimed request whose launch or schedule was refused is ready to confirm again. Answers the
+/// connection, for the message that says why.
+async fn back_to_ready(app: &AppState, id: i64) -> Result<deadpool_postgres::Object, AppError> {
+    let db = app.pool.get().await?;
+    db.execute(
+        "update requests set status = 'ready', modified = now() where id = $1 and status = 'launching'",
+        &[&id],
+    )
+    .await?;
+    Ok(db)
+}
+
 /// The zone a request's times are in.
 fn zone_of(app: &AppState, row: &Row) -> String {
     row.get::<_, Option<String>>("time_zone").unwrap_or_else(|| app.config.time_zone.clone())
@@ -509,12 +516,7 @@ async fn launch_claimed(
         }
         Err(e) => {
             let detail = e.to_string();
-            let db = app.pool.get().await?;
-            db.execute(
-                "update requests set status = 'ready', modified = now() where id = $1 and status = 'launching'",
-                &[&id],
-            )
-            .await?;
+            let db = back_to_ready(app, id).await?;
             // The engine's own refusals mean nothing ran; a failure on the server may have come
             // after the engine took the job, so the operator is told to look first.
             let said = match &e {
