@@ -9,7 +9,10 @@ create table schedules (
     overlap      text not null default 'skip' check (overlap in ('skip', 'queue', 'run')),
     catch_up     text not null default 'once' check (catch_up in ('once', 'skip')),
     enabled      boolean not null default true,
+    -- The launch as a job's record shows it (secrets masked), and the body itself, sealed under
+    -- the credential key like the engine's queue (what only the run may see).
     launch       jsonb not null,
+    launch_sealed jsonb not null,
     -- For lists and access checks: `local` or the controller, and the playbook or template.
     source       text not null,
     target       text not null,

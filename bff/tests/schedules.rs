@@ -688,3 +688,54 @@ async fn a_restart_fires_every_second_it_missed_once() {
     assert_eq!((n, jobs, gaps), (times, times, 0), "each second once, each with its own job, none missing");
     assert!(n >= 6, "the seconds while it was down were fired too: {n}");
 }
+
+/// A schedule's launch may carry secrets (extra vars, a one-off become password): the answers and
+/// the stored `launch` show them masked, the body itself is sealed under the credential key, and
+/// the run still gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_a_schedules_launch_are_masked_shown_and_sealed_stored() {
+    let app = spawn_engine(playbooks(), |_| {}).await;
+    let (vault, become_pw) = ("s3cret-db-in-a-schedule", "s3cret-become-in-a-schedule");
+    remember_secret(vault);
+    remember_secret(become_pw);
+    let launch = json!({"source": {"type": "playbook", "path": "hello.yml"},
+                        "extra_vars": {"patch_group": "Group-1", "db_password": vault},
+                        "credentials": {"become_password": {"type": "value", "value": become_pw}}});
+    let s = create_ok(
+        &app,
+        json!({"name": "with secrets", "cron": "* * * * * *", "overlap": "run", "launch": launch}),
+    )
+    .await;
+    let id = s["id"].as_i64().expect("id");
+    for shown in [
+        s.to_string(),
+        app.get_json(&format!("/api/v1/schedules/{id}")).await.to_string(),
+        app.get_json("/api/v1/schedules").await.to_string(),
+    ] {
+        assert!(!shown.contains(vault) && !shown.contains(become_pw), "a secret is shown: {shown}");
+    }
+    assert_eq!(s["launch"]["extra_vars"]["patch_group"], "Group-1", "what is not secret is shown");
+    let db = app.db().await;
+    let row = db
+        .query_one("select launch::text, launch_sealed::text from schedules where id = $1", &[&id])
+        .await
+        .expect("row");
+    for stored in [row.get::<_, String>(0), row.get::<_, String>(1)] {
+        assert!(
+            !stored.contains(vault) && !stored.contains(become_pw),
+            "a secret is stored in the clear: {stored}"
+        );
+    }
+    let r = runs_until(&app, id, "a run fired", |r| r.iter().any(|r| r["state"] == "fired")).await;
+    patch(&app, id, json!({"name": "renamed, secrets kept"})).await;
+    patch(&app, id, json!({"enabled": false})).await;
+    let job = r.iter().find(|r| r["state"] == "fired").and_then(|r| r["job_id"].as_i64()).expect("job");
+    eventually("the run with its secrets succeeded", || async {
+        (app.get_json(&format!("/api/v1/jobs/{job}")).await["status"] == "successful").then_some(())
+    })
+    .await;
+    // The body is still whole after a change that did not name it.
+    let s = app.get_json(&format!("/api/v1/schedules/{id}")).await;
+    assert_eq!(s["name"], "renamed, secrets kept");
+    assert_eq!(s["launch"]["credentials"]["become_password"]["type"], "value");
+}

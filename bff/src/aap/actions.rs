@@ -362,7 +362,12 @@ fn as_app_error(e: ApiError) -> AppError {
 /// What a template launch would be refused with now (nothing is launched): the body, the
 /// controller, the template (it exists and the caller may launch it). Answers the controller's
 /// name and the template's.
-pub async fn check(app: &AppState, caller: &Caller, body: Value) -> Result<(String, String), AppError> {
+pub async fn check(
+    app: &AppState,
+    caller: &Caller,
+    body: Value,
+) -> Result<(String, String, Value), AppError> {
+    let shown = masked(&body);
     let req: TemplateLaunch = serde_json::from_value(body)
         .map_err(|e| AppError::Unprocessable(format!("invalid template launch: {e}")))?;
     check_launch(&req)?;
@@ -382,7 +387,7 @@ pub async fn check(app: &AppState, caller: &Caller, body: Value) -> Result<(Stri
     }
     .await
     .map_err(as_app_error)?;
-    Ok((name.to_string(), found))
+    Ok((name.to_string(), found, shown))
 }
 
 /// Launches a template for a schedule's run; the job row says which run. Answers its id.

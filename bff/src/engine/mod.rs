@@ -240,14 +240,14 @@ async fn queued(
 }
 
 /// What a launch body would be refused with now (nothing is queued), and what it runs: the
-/// playbook and the inventory's label.
+/// playbook, the inventory's label, and the request as a job's record shows it (secrets masked).
 pub async fn check(
     app: &AppState,
     caller: &Caller,
     body: Value,
-) -> Result<(String, Option<String>), AppError> {
+) -> Result<(String, Option<String>, Value), AppError> {
     let (_, plan) = checked(app, caller, body).await?;
-    Ok((plan.template, plan.inventory_label))
+    Ok((plan.template, plan.inventory_label, plan.spec))
 }
 
 /// Queues a launch for a schedule's run (the job says which run; a second job for one run is

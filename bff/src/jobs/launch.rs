@@ -41,6 +41,8 @@ pub struct LaunchTarget {
     pub source: String,
     pub target: String,
     pub inventory: Option<String>,
+    /// The body as a job's record shows it: every secret masked.
+    pub shown: Value,
 }
 
 /// Which engine a body is for: `true` for a controller's template.
@@ -64,11 +66,11 @@ fn for_controller(body: &Value) -> Result<bool, AppError> {
 pub async fn check_as(app: &AppState, caller: &Caller, body: Value) -> Result<LaunchTarget, AppError> {
     caller.require(Role::Operator)?;
     if for_controller(&body)? {
-        let (source, target) = crate::aap::check(app, caller, body).await?;
-        Ok(LaunchTarget { source, target, inventory: None })
+        let (source, target, shown) = crate::aap::check(app, caller, body).await?;
+        Ok(LaunchTarget { source, target, inventory: None, shown })
     } else {
-        let (target, inventory) = crate::engine::check(app, caller, body).await?;
-        Ok(LaunchTarget { source: "local".into(), target, inventory })
+        let (target, inventory, shown) = crate::engine::check(app, caller, body).await?;
+        Ok(LaunchTarget { source: "local".into(), target, inventory, shown })
     }
 }
 

@@ -227,9 +227,12 @@ async fn launch_one(app: &AppState, claimed: &[i64]) -> Result<bool, AppError> {
     let s = Row::read(&s);
     let launched = match crate::infra::auth::caller_of(app, s.owner_user, s.owner_key).await {
         Err(why) => Err(format!("not launched: {why}")),
-        Ok(caller) => crate::jobs::launch::launch_for_run(app, &caller, s.launch.clone(), run_id)
-            .await
-            .map_err(|e| format!("the launch was refused: {e}")),
+        Ok(caller) => match s.launch_body(app) {
+            Ok(body) => crate::jobs::launch::launch_for_run(app, &caller, body, run_id)
+                .await
+                .map_err(|e| format!("the launch was refused: {e}")),
+            Err(e) => Err(format!("its launch could not be read: {e}")),
+        },
     };
     match launched {
         Ok(job) => {

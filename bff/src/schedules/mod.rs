@@ -66,11 +66,16 @@ pub(crate) struct Row {
     pub created: DateTime<Utc>,
     pub modified: DateTime<Utc>,
     pub next_run: Option<DateTime<Utc>>,
+    launch_sealed: Value,
 }
 
 pub(crate) const SELECT_SCHEDULE: &str = "select id, name, cron, once_at, time_zone, exclusions, overlap, catch_up,
-        enabled, launch, source, target, inventory, created_by, owner_user, owner_key, created, modified, next_run
+        enabled, launch, source, target, inventory, created_by, owner_user, owner_key, created, modified, next_run,
+        launch_sealed
    from schedules s";
+
+/// What a schedule's sealed launch body is bound to.
+const SEALED_LAUNCH: &str = "schedule launch";
 
 impl Row {
     pub fn read(r: &tokio_postgres::Row) -> Row {
@@ -94,7 +99,13 @@ impl Row {
             created: r.get(16),
             modified: r.get(17),
             next_run: r.get(18),
+            launch_sealed: r.get(19),
         }
+    }
+
+    /// The launch body itself (secrets and all), for the run.
+    pub fn launch_body(&self, app: &crate::infra::state::App) -> Result<Value, AppError> {
+        app.sealer.open_json(SEALED_LAUNCH, self.launch_sealed.clone())
     }
 
     fn at_text(&self) -> Option<String> {
@@ -249,6 +260,7 @@ struct Checked {
     catch_up: String,
     enabled: bool,
     launch: Value,
+    shown: Value,
     source: String,
     target: String,
     inventory: Option<String>,
@@ -323,6 +335,7 @@ async fn check(app: &AppState, caller: &Caller, s: ScheduleInput) -> Result<Chec
         catch_up,
         enabled,
         launch,
+        shown: what.shown,
         source: what.source,
         target: what.target,
         inventory: what.inventory,
@@ -345,14 +358,16 @@ pub async fn create_as(app: &AppState, caller: &Caller, input: ScheduleInput) ->
     let c = check(app, caller, input).await?;
     // Made with a token (not a browser's cookie): runs act as that token; else as the person.
     let owner_key = if caller.via_cookie && caller.user_id.is_some() { None } else { caller.key_id };
+    let sealed = app.sealer.seal_json(SEALED_LAUNCH, &c.launch)?;
     let db = app.pool.get().await?;
     let row = db
         .query_one(
             &format!(
                 "with s as (
                    insert into schedules (name, cron, once_at, time_zone, exclusions, overlap, catch_up, enabled,
-                                          launch, source, target, inventory, created_by, owner_user, owner_key, next_run)
-                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                                          launch, source, target, inventory, created_by, owner_user, owner_key, next_run,
+                                          launch_sealed)
+                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                    returning *)
                  {} ",
                 SELECT_SCHEDULE.replace("from schedules s", "from s")
@@ -366,7 +381,7 @@ pub async fn create_as(app: &AppState, caller: &Caller, input: ScheduleInput) ->
                 &c.overlap,
                 &c.catch_up,
                 &c.enabled,
-                &c.launch,
+                &c.shown,
                 &c.source,
                 &c.target,
                 &c.inventory,
@@ -374,6 +389,7 @@ pub async fn create_as(app: &AppState, caller: &Caller, input: ScheduleInput) ->
                 &caller.user_id,
                 &owner_key,
                 &c.next_run,
+                &sealed,
             ],
         )
         .await?;
@@ -431,9 +447,13 @@ async fn change(
         overlap: patch.overlap.or(Some(row.overlap.clone())),
         catch_up: patch.catch_up.or(Some(row.catch_up.clone())),
         enabled: patch.enabled.or(Some(row.enabled)),
-        launch: patch.launch.or(Some(row.launch.clone())),
+        launch: Some(match patch.launch {
+            Some(l) => l,
+            None => row.launch_body(&app)?,
+        }),
     };
     let c = check(&app, &caller, merged).await?;
+    let sealed = app.sealer.seal_json(SEALED_LAUNCH, &c.launch)?;
     // Unchanged timing keeps its next run (a run due now is not moved by renaming it).
     let next_run = match (c.enabled, timing_changed || !row.enabled) {
         (false, _) => None,
@@ -444,7 +464,7 @@ async fn change(
         .execute(
             "update schedules set name = $2, cron = $3, once_at = $4, time_zone = $5, exclusions = $6, overlap = $7,
                     catch_up = $8, enabled = $9, launch = $10, source = $11, target = $12, inventory = $13,
-                    next_run = $14, modified = now()
+                    next_run = $14, launch_sealed = $15, modified = now()
               where id = $1",
             &[
                 &id,
@@ -456,11 +476,12 @@ async fn change(
                 &c.overlap,
                 &c.catch_up,
                 &c.enabled,
-                &c.launch,
+                &c.shown,
                 &c.source,
                 &c.target,
                 &c.inventory,
                 &next_run,
+                &sealed,
             ],
         )
         .await?;
