@@ -431,9 +431,14 @@ async fn two_playdeck_processes_fire_each_scheduled_second_once_and_one_killed_l
     let (db, conn) = pg.connect(tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(conn);
     let playbooks = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playbooks"));
+    // Replicas share the credential key (the README says every one needs the same): a
+    // schedule's launch sealed by one is opened by the other.
+    let key = "5ced0c0ffee5ced0c0ffee5ced0c0ffee5ced0c0ffee5ced0c0ffee5ced0c0ff";
+    remember_secret(key);
     let env = vec![
         ("PLAYDECK_PLAYBOOK_DIR", playbooks.display().to_string()),
         ("PLAYDECK_ANSIBLE_PLAYBOOK", ansible_playbook().display().to_string()),
+        ("PLAYDECK_CREDENTIAL_KEY", key.to_string()),
     ];
     let port_a = free_port();
     let mut a = Some(start_server_with(&pg, &temp_dir("sched-a"), port_a, &env));
