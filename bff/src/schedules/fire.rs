@@ -26,6 +26,8 @@ use crate::infra::state::{shutting_down, AppState};
 const GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// A run left `launching` this long without a lock on it lost its launcher.
 const STALE_SECS: i32 = 30;
+/// A job still going, as SQL: a run whose job is in one of these has not finished.
+const GOING: &str = "('new', 'pending', 'waiting', 'running')";
 /// The ticker's pace when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -71,11 +73,13 @@ async fn decide(
 ) -> Result<(&'static str, Option<String>), AppError> {
     let open = tx
         .query(
-            "select r.state, r.job_id from schedule_runs r left join jobs j on j.id = r.job_id
-              where r.schedule_id = $1
-                and (r.state in ('launching', 'waiting')
-                     or (r.state = 'fired' and j.status in ('new', 'pending', 'waiting', 'running')))
-              order by r.scheduled_for",
+            &format!(
+                "select r.state, r.job_id from schedule_runs r left join jobs j on j.id = r.job_id
+                  where r.schedule_id = $1
+                    and (r.state in ('launching', 'waiting')
+                         or (r.state = 'fired' and j.status in {GOING}))
+                  order by r.scheduled_for"
+            ),
             &[&row.id],
         )
         .await?;
@@ -198,15 +202,17 @@ async fn launch_one(app: &AppState, claimed: &[i64]) -> Result<bool, AppError> {
     let tx = db.transaction().await?;
     let Some(run) = tx
         .query_opt(
-            "select r.id, r.schedule_id, r.state from schedule_runs r
+            &format!(
+                "select r.id, r.schedule_id, r.state from schedule_runs r
               where (r.state = 'launching'
                      and (r.id = any($1) or r.modified < now() - make_interval(secs => $2)))
                  or (r.state = 'waiting' and not exists (
                        select 1 from schedule_runs p left join jobs j on j.id = p.job_id
                         where p.schedule_id = r.schedule_id and p.scheduled_for < r.scheduled_for
                           and (p.state = 'launching'
-                               or (p.state = 'fired' and j.status in ('new', 'pending', 'waiting', 'running')))))
-              order by r.scheduled_for limit 1 for update of r skip locked",
+                               or (p.state = 'fired' and j.status in {GOING}))))
+              order by r.scheduled_for limit 1 for update of r skip locked"
+            ),
             &[&claimed, &(STALE_SECS as f64)],
         )
         .await?

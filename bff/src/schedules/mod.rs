@@ -155,15 +155,40 @@ const SELECT_RUN: &str =
         r.reason, r.created
    from schedule_runs r left join jobs j on j.id = r.job_id";
 
-async fn shown(db: &deadpool_postgres::Object, row: Row) -> Result<Schedule, AppError> {
-    let last = db
-        .query_opt(
-            &format!("{SELECT_RUN} where r.schedule_id = $1 order by r.scheduled_for desc limit 1"),
-            &[&row.id],
+/// The latest run of each of these schedules, in one query.
+async fn last_runs(
+    db: &deadpool_postgres::Object,
+    rows: &[Row],
+) -> Result<std::collections::HashMap<i64, ScheduleRun>, AppError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let found = db
+        .query(
+            &format!(
+                "{} where r.schedule_id = any($1) order by r.schedule_id, r.scheduled_for desc",
+                SELECT_RUN.replacen("select", "select distinct on (r.schedule_id)", 1)
+            ),
+            &[&ids],
         )
-        .await?
-        .map(|r| run_of(&r, &row.time_zone));
-    Ok(Schedule {
+        .await?;
+    let zone = |id: i64| rows.iter().find(|r| r.id == id).map_or("UTC", |r| r.time_zone.as_str());
+    Ok(found
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get("schedule_id");
+            (id, run_of(r, zone(id)))
+        })
+        .collect())
+}
+
+/// A schedule as answered, with its latest run.
+async fn shown(db: &deadpool_postgres::Object, row: Row) -> Result<Schedule, AppError> {
+    let mut last = last_runs(db, std::slice::from_ref(&row)).await?;
+    Ok(shown_with(row.id, &mut last, row))
+}
+
+fn shown_with(id: i64, last: &mut std::collections::HashMap<i64, ScheduleRun>, row: Row) -> Schedule {
+    let last = last.remove(&id);
+    Schedule {
         id: row.id,
         cron: row.cron.clone(),
         at: row.at_text(),
@@ -181,7 +206,7 @@ async fn shown(db: &deadpool_postgres::Object, row: Row) -> Result<Schedule, App
         next_run: row.next_run.map(|t| local(&row.time_zone, t)),
         last_run: last,
         time_zone: row.time_zone,
-    })
+    }
 }
 
 /// A schedule the caller may see, or 404 (one outside their scope does not exist for them).
@@ -223,10 +248,9 @@ async fn list(
     let all: Vec<Row> =
         rows.iter().map(Row::read).filter(|r| caller.access.allows(Role::Viewer, &r.target())).collect();
     let count = all.len() as i64;
-    let mut results = Vec::new();
-    for row in all.into_iter().skip(((page - 1) * size) as usize).take(size as usize) {
-        results.push(shown(&db, row).await?);
-    }
+    let on_page: Vec<Row> = all.into_iter().skip(((page - 1) * size) as usize).take(size as usize).collect();
+    let mut last = last_runs(&db, &on_page).await?;
+    let results = on_page.into_iter().map(|row| shown_with(row.id, &mut last, row)).collect();
     let filters = [("enabled", q.enabled.map(|e| e.to_string()))];
     Ok(Json(page_of("/api/v1/schedules", page, size, &filters, count, results)))
 }
