@@ -25,11 +25,13 @@ pub mod credentials;
 pub mod deliveries;
 pub mod engine;
 pub mod ingest;
+pub mod inventories;
 pub mod jobs;
 pub mod kb;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod playbooks;
 pub mod requests;
 pub mod retention;
 pub mod schedules;
@@ -110,6 +112,8 @@ pub async fn start(config: Config, pg_config: tokio_postgres::Config) -> Result<
     services.insert(engine::Engine::new(&config.engine));
     services.insert(deliveries::Dispatcher::default());
     services.insert(schedules::fire::Ticker::default());
+    services.insert(inventories::Inventories::default());
+    services.insert(playbooks::Playbooks::default());
     services.insert(deliveries::notifiers::smtp::Mailers::default());
     services.insert(hub.clone());
     if let Some(oidc) = &config.auth.oidc {
@@ -176,6 +180,8 @@ pub fn app(state: AppState) -> Router {
         .nest("/requests", requests::router())
         .nest("/credentials", credentials::router())
         .nest("/schedules", schedules::router())
+        .nest("/playbooks", playbooks::router())
+        .nest("/inventories", inventories::router())
         .merge(aap::router())
         .merge(deliveries::router())
         .route("/ws", get(live::ws::upgrade))

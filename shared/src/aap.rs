@@ -104,6 +104,10 @@ pub struct SurveyQuestion {
     pub choices: Value,
     pub min: Value,
     pub max: Value,
+    /// Playdeck's own (local playbooks' surveys): where the choices come from when they are not
+    /// listed. Resolved by `POST /api/v1/playbooks/survey` into `choices`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices_from: Option<crate::playbooks::ChoicesFrom>,
 }
 
 /// `GET /api/v1/templates`: the usual list shape, plus the controllers that could not be asked

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod kb;
 pub mod notifiers;
 pub mod people;
+pub mod playbooks;
 pub mod requests;
 pub mod schedules;
 pub mod stats;

@@ -14,7 +14,7 @@ mod run;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,11 +22,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use shared::engine::LaunchRequest;
+use shared::engine::{LaunchRequest, PlaybookSource};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::infra::auth::Caller;
-use crate::infra::config::engine::project_root;
 use crate::infra::config::EngineConfig;
 use crate::infra::error::AppError;
 use crate::infra::state::App;
@@ -36,21 +35,6 @@ use crate::store::jobs::job_run;
 
 /// The callback plugin, built into the binary so every engine runs the plugin of its own version.
 pub const CALLBACK_PLUGIN: &str = include_str!("../../../deploy/collection/plugins/callback/playdeck.py");
-
-/// Finds ansible-playbook: the setting, else `.venv/bin/ansible-playbook` in the working directory
-/// or beside the project's sources, else PATH.
-pub fn find_ansible_playbook(setting: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = setting {
-        return Some(p.to_path_buf());
-    }
-    let beside =
-        [PathBuf::from(".venv/bin/ansible-playbook"), project_root().join(".venv/bin/ansible-playbook")];
-    if let Some(p) = beside.into_iter().find(|p| p.is_file()) {
-        return Some(p.canonicalize().unwrap_or(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("ansible-playbook")).find(|p| p.is_file())
-}
 
 /// Why a running job is being stopped.
 #[derive(Debug, Clone)]
@@ -212,8 +196,21 @@ async fn checked(
     caller: &Caller,
     body: Value,
 ) -> Result<(LaunchRequest, plan::Plan), AppError> {
-    let req = plan::parse(body)?;
-    let plan = plan::plan(&Engine::of(app).config, &req)?;
+    let mut req = plan::parse(body)?;
+    let mut plan = plan::plan(&Engine::of(app).config, &req)?;
+    // A playbook of the directory with a survey: its answers are checked and its defaults filled
+    // in (then the plan is made again from the vars as they will run).
+    if let PlaybookSource::Playbook { path } = &req.source {
+        let inventory = match &req.inventory {
+            Some(shared::engine::Inventory::File { path }) => Some(path.clone()),
+            _ => None,
+        };
+        let passwords =
+            crate::playbooks::apply_survey(app, &path.clone(), inventory.as_deref(), &mut req.extra_vars)
+                .await?;
+        plan = plan::plan(&Engine::of(app).config, &req)?;
+        plan.mask(&passwords);
+    }
     may_launch(caller, &plan, &req)?;
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {

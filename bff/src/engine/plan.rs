@@ -2,14 +2,13 @@
 //! paths outside the playbook or inventory directory, malformed inventories, bad options. Also
 //! masks secrets for everything that is recorded.
 
-use std::path::{Component, Path, PathBuf};
-
 use serde_json::{json, Map, Value};
 use shared::engine::{Inventory, LaunchOptions, LaunchRequest, PlaybookSource};
 
 use crate::infra::config::EngineConfig;
 use crate::infra::error::AppError;
 use crate::infra::outbound::strip_userinfo;
+use crate::infra::paths::{check_relative, resolve_in};
 use crate::infra::secrets::{masked_copy, MASK};
 
 /// A checked launch: what to record and what to run.
@@ -32,6 +31,22 @@ pub struct Plan {
 
 fn bad(msg: impl Into<String>) -> AppError {
     AppError::Unprocessable(msg.into())
+}
+
+impl Plan {
+    /// Masks these extra vars (a survey's password answers) in what is recorded.
+    pub fn mask(&mut self, variables: &[String]) {
+        for v in variables {
+            for vars in
+                [self.spec.get_mut("extra_vars"), self.masked_extra_vars.as_mut()].into_iter().flatten()
+            {
+                if let Some(slot) = vars.get_mut(v.as_str()) {
+                    *slot = Value::String(MASK.into());
+                    self.has_secrets = true;
+                }
+            }
+        }
+    }
 }
 
 /// Reads and checks a launch request body.
@@ -231,49 +246,6 @@ pub fn plan(config: &EngineConfig, req: &LaunchRequest) -> Result<Plan, AppError
         timeout_secs,
         callback_url: req.options.callback_url.clone(),
     })
-}
-
-/// A path that stays inside its directory: relative, no `..`, and (after symlinks) still inside.
-pub fn resolve_in(base: &Path, rel: &str, field: &str, dir_name: &str) -> Result<PathBuf, AppError> {
-    check_relative(rel, field)?;
-    let root = base.canonicalize().map_err(|e| {
-        AppError::Unprocessable(format!("the {dir_name} {} cannot be read: {e}", base.display()))
-    })?;
-    let full = root
-        .join(rel)
-        .canonicalize()
-        .map_err(|_| bad(format!("`{field}`: there is no {rel:?} in the {dir_name}")))?;
-    if !full.starts_with(&root) {
-        return Err(bad(format!("`{field}`: {rel:?} leads outside the {dir_name} (through a link)")));
-    }
-    Ok(full)
-}
-
-/// Lexical checks: relative, no parent components, no NUL.
-pub fn check_relative(rel: &str, field: &str) -> Result<(), AppError> {
-    if rel.trim().is_empty() {
-        return Err(bad(format!("`{field}` is empty")));
-    }
-    if rel.contains('\0') || rel.len() > 1024 {
-        return Err(bad(format!("`{field}` is not a usable path")));
-    }
-    let p = Path::new(rel);
-    for c in p.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(bad(format!(
-                    "`{field}` {rel:?} must stay inside its directory: `..` is not allowed"
-                )))
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(bad(format!(
-                    "`{field}` {rel:?} must be relative to its directory, not an absolute path"
-                )))
-            }
-        }
-    }
-    Ok(())
 }
 
 fn check_playbook_name(path: &str) -> Result<(), AppError> {

@@ -17,10 +17,11 @@ use shared::credentials::{CredentialKind, LaunchCredentials};
 use shared::engine::{Inventory, InventoryFormat, PlaybookSource};
 use tokio::process::{Child, Command};
 
-use super::plan::{inline_inventory, resolve_in};
+use super::plan::inline_inventory;
 use super::Engine;
 use crate::credentials::{self, Opened};
 use crate::infra::outbound::strip_userinfo;
+use crate::infra::paths::resolve_in;
 use crate::infra::secrets::is_secret_key;
 use crate::infra::secrets::write_private;
 use crate::infra::state::AppState;
@@ -457,7 +458,9 @@ async fn install_collection(
     within: Duration,
     p: &mut Prepared,
 ) -> Result<String, Fail> {
-    let Some(galaxy) = super::find_ansible_playbook(Engine::of(app).config.ansible_playbook.as_deref())
+    let Some(galaxy) = Engine::of(app)
+        .config
+        .ansible_tool("ansible-playbook")
         .map(|pb| pb.with_file_name("ansible-galaxy"))
         .filter(|g| g.is_file())
     else {

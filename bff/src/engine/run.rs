@@ -138,7 +138,7 @@ async fn execute(app: &AppState, job: &Claimed, dir: &Path, mut rx: mpsc::Receiv
         args.push(format!("--forks={f}"));
     }
 
-    let Some(program) = super::find_ansible_playbook(config.ansible_playbook.as_deref()) else {
+    let Some(program) = config.ansible_tool("ansible-playbook") else {
         return End::error(
             "ansible-playbook was not found: set PLAYDECK_ANSIBLE_PLAYBOOK, or run `cargo xtask setup` to create .venv"
                 .into(),

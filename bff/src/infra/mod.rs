@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod outbound;
+pub mod paths;
 pub mod secrets;
 pub mod security;
 pub mod state;

@@ -346,7 +346,11 @@ pub async fn post_as(app: &TestApp, path: &str, key: &str, body: Option<Value>) 
 /// ansible-playbook, found the way the server finds it (`.venv/` beside the project, or
 /// `PLAYDECK_ANSIBLE_PLAYBOOK`); the tests that run playbooks need it and say so.
 pub fn ansible_playbook() -> PathBuf {
-    bff::engine::find_ansible_playbook(std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from).as_deref())
+    bff::infra::config::EngineConfig {
+        ansible_playbook: std::env::var_os("PLAYDECK_ANSIBLE_PLAYBOOK").map(PathBuf::from),
+        ..bff::infra::config::EngineConfig::for_tests()
+    }
+    .ansible_tool("ansible-playbook")
         .filter(|p| p.is_file())
         .expect(
             "ansible-playbook is not installed: these tests need ansible-core in .venv/ beside the project. \

@@ -37,6 +37,29 @@ pub(crate) fn project_root() -> PathBuf {
 }
 
 impl EngineConfig {
+    /// An Ansible command (`ansible-playbook`, `ansible-inventory`): beside the
+    /// `PLAYDECK_ANSIBLE_PLAYBOOK` setting when it is set (the setting itself for
+    /// `ansible-playbook`), else in `.venv/bin` of the working directory or beside the project's
+    /// sources, else on PATH.
+    pub fn ansible_tool(&self, tool: &str) -> Option<PathBuf> {
+        if let Some(p) = &self.ansible_playbook {
+            if tool == "ansible-playbook" {
+                return Some(p.clone());
+            }
+            let beside = p.with_file_name(tool);
+            if beside.is_file() {
+                return Some(beside);
+            }
+        }
+        let venv = format!(".venv/bin/{tool}");
+        let beside = [PathBuf::from(&venv), project_root().join(&venv)];
+        if let Some(p) = beside.into_iter().find(|p| p.is_file()) {
+            return Some(p.canonicalize().unwrap_or(p));
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    }
+
     pub fn from_env() -> Result<EngineConfig, String> {
         use super::env::{flag, positive as num, var};
         Ok(EngineConfig {
