@@ -526,6 +526,7 @@ async fn hosts(
         .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
         .env("ANSIBLE_LOCALHOST_WARNING", "false")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "false")
+        .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(LIST_HOSTS_TIMEOUT, cmd.output())
