@@ -325,6 +325,18 @@ fn operations() -> Vec<Op> {
         op("get", "/schedules/{id}/runs", "schedules", "Each time it came due, newest first: the job it launched, or why it launched none", Viewer)
             .answer(200, "Page_for_ScheduleRun")
             .query(&[("page", "from 1"), ("page_size", "1 to 200, default 25")]),
+        op("get", "/playbooks", "launch", "The local engine's playbooks (PLAYDECK_PLAYBOOK_DIR) with their plays, vars_prompt and survey (`<playbook>.survey.yml`, or `survey_error`)", Operator)
+            .answer(200, "Page_for_Playbook"),
+        op("post", "/playbooks/survey", "launch", "A local playbook's survey with each question's choices resolved for an inventory and the answers so far (from the inventory's hosts or groups, or a URL)", Operator)
+            .body("SurveyRequest")
+            .answer(200, "ResolvedSurvey"),
+        op("post", "/playbooks/hosts", "launch", "The hosts a launch would touch, per play, as `ansible-playbook --list-hosts` says with its inventory, limit and extra vars", Operator)
+            .body("HostsRequest")
+            .answer(200, "HostCount"),
+        op("get", "/inventories", "launch", "The inventory files (PLAYDECK_INVENTORY_DIR) with their groups and host counts, as `ansible-inventory` reads them", Operator)
+            .answer(200, "Page_for_InventoryFile"),
+        op("get", "/inventories/{name}/hosts", "launch", "One inventory file's groups and hosts (`name` is its path in the directory, `/` as `%2F`)", Operator)
+            .answer(200, "InventoryFile"),
         op("get", "/webhooks", "webhooks", "Registered webhooks", Admin).answer(200, "Page_for_Webhook"),
         op("post", "/webhooks", "webhooks", "Register a webhook (HMAC-SHA256 signed deliveries)", Admin)
             .body("NewWebhook")
@@ -401,6 +413,7 @@ fn upstream(method: &str, path: &str) -> bool {
         || path.starts_with("/session")
         || (path == "/schedules" && method == "post")
         || (path == "/schedules/{id}" && method == "patch")
+        || path.starts_with("/playbooks/")
 }
 
 /// Every route of `/api/v1` as (method, path), for the drift test.
@@ -472,6 +485,13 @@ fn schemas() -> Map<String, Value> {
     add::<notifiers::NotifierPatch>(&mut gen);
     add::<Page<notifiers::NotifierDelivery>>(&mut gen);
     add::<aap::ControllerSchedules>(&mut gen);
+    add::<Page<playbooks::Playbook>>(&mut gen);
+    add::<Page<playbooks::InventoryFile>>(&mut gen);
+    add::<playbooks::InventoryFile>(&mut gen);
+    add::<playbooks::SurveyRequest>(&mut gen);
+    add::<playbooks::ResolvedSurvey>(&mut gen);
+    add::<playbooks::HostsRequest>(&mut gen);
+    add::<playbooks::HostCount>(&mut gen);
     add::<Page<schedules::Schedule>>(&mut gen);
     add::<Page<schedules::ScheduleRun>>(&mut gen);
     add::<schedules::Schedule>(&mut gen);

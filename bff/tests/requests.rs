@@ -794,12 +794,19 @@ async fn a_request_with_a_time_becomes_a_one_time_schedule_in_the_persons_zone()
         (Some(at.as_str()), Some("Europe/Berlin"), true)
     );
     // What it shows is the job record's view of the launch (defaults filled in, secrets masked).
-    for field in ["source", "inventory", "extra_vars"] {
+    for field in ["source", "inventory"] {
         assert_eq!(
             s["launch"][field], would_run[field],
             "the schedule runs what the operator was shown: {field}"
         );
     }
+    // patch.yml's survey (patch.survey.yml) fills in its default for what the request left out.
+    let mut vars = would_run["extra_vars"].clone();
+    vars["reboot"] = json!("yes");
+    assert_eq!(
+        s["launch"]["extra_vars"], vars,
+        "the schedule runs what the operator was shown, with the survey's defaults"
+    );
     assert_eq!(s["launch"]["options"]["limit"], would_run["options"]["limit"]);
     let next = chrono::DateTime::parse_from_rfc3339(s["next_run"].as_str().expect("next")).expect("time");
     assert_eq!(next.format("%H:%M").to_string(), "06:00", "06:00 in Berlin: {next}");

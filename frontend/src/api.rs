@@ -275,6 +275,35 @@ pub async fn templates() -> Result<TemplatePage, ApiError> {
     json(Request::get("/api/v1/templates").build()).await
 }
 
+/// `GET /api/v1/playbooks`: the local engine's playbooks with their plays and surveys.
+pub async fn playbooks() -> Result<Page<shared::playbooks::Playbook>, ApiError> {
+    json(Request::get("/api/v1/playbooks").build()).await
+}
+
+/// `GET /api/v1/inventories`: the inventory files with their groups and host counts.
+pub async fn inventories() -> Result<Page<shared::playbooks::InventoryFile>, ApiError> {
+    json(Request::get("/api/v1/inventories").build()).await
+}
+
+/// `GET /api/v1/inventories/{name}/hosts`: one file's groups and hosts.
+pub async fn inventory_hosts(name: &str) -> Result<shared::playbooks::InventoryFile, ApiError> {
+    let name = String::from(js_sys::encode_uri_component(name));
+    json(Request::get(&format!("/api/v1/inventories/{name}/hosts")).build()).await
+}
+
+/// `POST /api/v1/playbooks/survey`: a playbook's survey with its choices for this inventory and
+/// these answers.
+pub async fn playbook_survey(
+    req: &shared::playbooks::SurveyRequest,
+) -> Result<shared::playbooks::ResolvedSurvey, ApiError> {
+    write_json("/api/v1/playbooks/survey", req).await
+}
+
+/// `POST /api/v1/playbooks/hosts`: the hosts a launch would touch.
+pub async fn playbook_hosts(req: &Value) -> Result<shared::playbooks::HostCount, ApiError> {
+    write_json("/api/v1/playbooks/hosts", req).await
+}
+
 /// `POST /api/v1/jobs`: launches a template or a local playbook (the body as the form built it).
 pub async fn launch(body: &Value) -> Result<JobAnswer, ApiError> {
     write_json("/api/v1/jobs", body).await

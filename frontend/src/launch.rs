@@ -1,12 +1,17 @@
-//! The launch form (`/launch`): an AAP job template or a local playbook. For a template the form
-//! is built from what the template asks for at launch (its `ask_*_on_launch` prompts and its
-//! survey); extra vars are YAML or JSON, checked before sending. The server's answer decides: the
-//! new job opens, or its error is shown as it said it.
+//! The launch form (`/launch`): an AAP job template or a local playbook, opening on what exists.
+//! For a template the form is built from what the template asks for at launch (its
+//! `ask_*_on_launch` prompts and its survey); a local playbook and its inventory are picked from
+//! the server's lists, its survey (file or `vars_prompt`) asked with choices the server resolves
+//! for the chosen inventory and earlier answers, the limit picked from the inventory's groups and
+//! hosts, and the hosts the launch will touch counted before it runs. Extra vars are YAML or
+//! JSON, checked before sending. The server's answer decides: the new job opens, or its error is
+//! shown as it said it.
 
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use shared::aap::{LaunchPrompts, TemplatePage};
+use shared::aap::{LaunchPrompts, SurveyQuestion, TemplatePage};
+use shared::playbooks::{InventoryFile, Playbook, ResolvedSurvey, SurveyRequest};
 use shared::Role;
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
@@ -33,7 +38,54 @@ struct Question {
     required: bool,
     default: String,
     choices: Vec<String>,
+    /// Why its choices could not be had (from the server).
+    error: Option<String>,
+    /// Any answer is taken (its choices could not be had, and its spec allows free text).
+    free: bool,
+    /// The earlier questions whose answers its choices depend on.
+    depends: Vec<String>,
 }
+
+/// What the form asks for one of AWX's survey questions (a template's or a local playbook's).
+fn question_from(q: &SurveyQuestion) -> Question {
+    Question {
+        label: if q.question_name.is_empty() { q.variable.clone() } else { q.question_name.clone() },
+        help: q.question_description.clone(),
+        kind: if q.kind.is_empty() { "text".into() } else { q.kind.clone() },
+        required: q.required,
+        default: match &q.default {
+            Value::Array(a) => a.iter().map(text_of).collect::<Vec<_>>().join("\n"),
+            other => text_of(other),
+        },
+        variable: q.variable.clone(),
+        choices: match &q.choices {
+            Value::String(s) => s.lines().map(str::to_owned).filter(|c| !c.is_empty()).collect(),
+            Value::Array(a) => a.iter().map(text_of).collect(),
+            _ => Vec::new(),
+        },
+        error: None,
+        free: false,
+        depends: Vec::new(),
+    }
+}
+
+/// A local playbook's survey as the server resolved it.
+fn resolved_questions(s: &ResolvedSurvey) -> Vec<Question> {
+    s.questions
+        .iter()
+        .map(|r| Question {
+            error: r.choices_error.clone(),
+            free: r.choices_error.is_some() && r.question.choices_from.as_ref().is_some_and(|f| f.free_text),
+            depends: r.depends_on.clone(),
+            ..question_from(&r.question)
+        })
+        .collect()
+}
+
+/// The inventory select's choice that types host names instead of naming a file.
+const TYPED_HOSTS: &str = "(hosts)";
+/// The playbook select's choice that types a path (or a git repository's) instead.
+const OTHER_PLAYBOOK: &str = "(other)";
 
 /// A template as the form uses it (from `GET /api/v1/templates`).
 #[derive(Clone, PartialEq)]
@@ -91,29 +143,7 @@ fn template_from(t: &shared::aap::Template) -> Template {
         .survey
         .as_ref()
         .filter(|_| t.survey_enabled)
-        .map(|s| {
-            s.spec
-                .iter()
-                .filter(|q| !q.variable.is_empty())
-                .map(|q| Question {
-                    label: if q.question_name.is_empty() {
-                        q.variable.clone()
-                    } else {
-                        q.question_name.clone()
-                    },
-                    help: q.question_description.clone(),
-                    kind: if q.kind.is_empty() { "text".into() } else { q.kind.clone() },
-                    required: q.required,
-                    default: text_of(&q.default),
-                    variable: q.variable.clone(),
-                    choices: match &q.choices {
-                        Value::String(s) => s.lines().map(str::to_owned).filter(|c| !c.is_empty()).collect(),
-                        Value::Array(a) => a.iter().map(text_of).collect(),
-                        _ => Vec::new(),
-                    },
-                })
-                .collect()
-        })
+        .map(|s| s.spec.iter().filter(|q| !q.variable.is_empty()).map(question_from).collect())
         .unwrap_or_default();
     Template {
         controller: Some(t.controller.clone()),
@@ -128,7 +158,9 @@ fn template_from(t: &shared::aap::Template) -> Template {
 #[derive(Clone, PartialEq, Default)]
 struct Form {
     template: String,
+    /// The playbook picked from the list, or [`OTHER_PLAYBOOK`] with the one typed in `path`.
     playbook: String,
+    path: String,
     /// A git repository to take the playbook from (local engine), and its branch.
     repo: String,
     branch: String,
@@ -173,7 +205,16 @@ fn extra_vars(form: &Form, typed: bool, survey: &[Question]) -> Result<Map<Strin
         _ => Map::new(),
     };
     for q in survey {
-        if let Some(v) = answer(q, form.answers.get(&q.variable))? {
+        // A question left unanswered whose variable is typed in the extra vars: the server checks it.
+        if !form.answers.contains_key(&q.variable) && vars.contains_key(&q.variable) {
+            continue;
+        }
+        let raw = form.answers.get(&q.variable);
+        let q = &Question {
+            kind: if q.free && q.kind == "multiplechoice" { "text".into() } else { q.kind.clone() },
+            ..q.clone()
+        };
+        if let Some(v) = answer(q, raw)? {
             vars.insert(q.variable.clone(), v);
         }
     }
@@ -192,7 +233,12 @@ fn list(s: &str) -> Vec<Value> {
 /// The body of `POST /api/v1/jobs`, or what to fix first: a template launch takes what the template
 /// prompts for (the connector's `TemplateLaunch`), a playbook launch the local engine's
 /// `LaunchRequest` (source, inventory, extra vars, options).
-fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Value, String> {
+fn launch_body(
+    kind: Kind,
+    form: &Form,
+    chosen: Option<&Template>,
+    survey: &[Question],
+) -> Result<Value, String> {
     let mut body = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
@@ -224,7 +270,7 @@ fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Val
             );
         }
         Kind::Playbook => {
-            let path = form.playbook.trim();
+            let path = if form.playbook == OTHER_PLAYBOOK { form.path.trim() } else { form.playbook.trim() };
             if path.is_empty() {
                 return Err("Name the playbook to run.".into());
             }
@@ -238,7 +284,7 @@ fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Val
             let hosts = list(&form.hosts);
             put(
                 "inventory",
-                match (trimmed(&form.inventory), hosts.is_empty()) {
+                match (trimmed(&form.inventory).filter(|i| i != TYPED_HOSTS), hosts.is_empty()) {
                     (Some(_), false) => {
                         return Err("Give an inventory file or a list of hosts, not both.".into())
                     }
@@ -247,7 +293,7 @@ fn launch_body(kind: Kind, form: &Form, chosen: Option<&Template>) -> Result<Val
                     (None, true) => None,
                 },
             );
-            let vars = extra_vars(form, true, &[])?;
+            let vars = extra_vars(form, true, survey)?;
             put("extra_vars", (!vars.is_empty()).then_some(Value::Object(vars)));
             let mut options = Map::new();
             for (k, v) in [
@@ -287,7 +333,13 @@ fn strip_nulls(v: Value) -> Value {
 #[derive(Clone, PartialEq)]
 struct LaunchState {
     kind: Kind,
+    /// The kind was chosen (by the person or the address), not from what exists.
+    kind_chosen: bool,
     templates: Load<Vec<Template>>,
+    playbooks: Load<Vec<Playbook>>,
+    inventories: Load<Vec<InventoryFile>>,
+    /// The chosen local playbook's survey as the server resolved it, and for what it was asked.
+    survey: Option<(String, String, Result<Vec<Question>, String>)>,
     form: Form,
     sending: bool,
     error: Option<String>,
@@ -296,6 +348,10 @@ struct LaunchState {
 enum LaunchAction {
     Kind(Kind),
     Templates(Result<Vec<Template>, ApiError>),
+    Playbooks(Result<Vec<Playbook>, ApiError>),
+    Inventories(Result<Vec<InventoryFile>, ApiError>),
+    /// A survey as resolved for this request (its key) of this playbook.
+    Survey(String, String, Result<Vec<Question>, String>),
     /// A field typed: written into the form (an earlier refusal is cleared).
     Field(fn(&mut Form, String), String),
     /// A survey answer: its variable and value.
@@ -315,9 +371,13 @@ impl Reducible for LaunchState {
         match action {
             LaunchAction::Kind(k) => {
                 s.kind = k;
+                s.kind_chosen = true;
                 s.error = None;
             }
             LaunchAction::Templates(r) => s.templates = Load::Loaded(r),
+            LaunchAction::Playbooks(r) => s.playbooks = Load::Loaded(r),
+            LaunchAction::Inventories(r) => s.inventories = Load::Loaded(r),
+            LaunchAction::Survey(key, path, r) => s.survey = Some((key, path, r)),
             LaunchAction::Field(write, value) => {
                 write(&mut s.form, value);
                 s.error = None;
@@ -337,6 +397,13 @@ impl Reducible for LaunchState {
                 s.error = Some(e);
             }
         }
+        // The page opens on what exists: templates when a controller lists some, else local
+        // playbooks when there are some.
+        if !s.kind_chosen {
+            let templates = matches!(&s.templates, Load::Loaded(Ok(t)) if !t.is_empty());
+            let playbooks = matches!(&s.playbooks, Load::Loaded(Ok(p)) if !p.is_empty());
+            s.kind = if !templates && playbooks { Kind::Playbook } else { Kind::Template };
+        }
         Rc::new(s)
     }
 }
@@ -347,7 +414,11 @@ pub fn launch_page() -> Html {
     let nav = use_nav();
     let state = use_reducer(|| LaunchState {
         kind: if nav.location.param("source").is_some() { Kind::Playbook } else { Kind::Template },
+        kind_chosen: nav.location.param("source").is_some() || nav.location.param("template").is_some(),
         templates: Load::Loading,
+        playbooks: Load::Loading,
+        inventories: Load::Loading,
+        survey: None,
         form: Form {
             template: nav.location.param("template").unwrap_or_default(),
             playbook: nav.location.param("source").unwrap_or_default(),
@@ -368,10 +439,51 @@ pub fn launch_page() -> Html {
         });
     }
     crate::ui::use_title("Launch a job".into());
+    // The chosen local playbook (from the list) and its survey, asked of the server again when
+    // the playbook, the inventory or an answer that choices depend on changes.
+    let picked: Option<Playbook> = match (&state.playbooks, state.kind) {
+        (Load::Loaded(Ok(list)), Kind::Playbook) => {
+            list.iter().find(|p| p.path == state.form.playbook).cloned()
+        }
+        _ => None,
+    };
+    let inventory_file =
+        Some(state.form.inventory.trim().to_owned()).filter(|i| !i.is_empty() && i != TYPED_HOSTS);
+    let local_survey: Vec<Question> = match (&state.survey, &picked) {
+        (Some((_, path, Ok(q))), Some(p)) if *path == p.path => q.clone(),
+        _ => Vec::new(),
+    };
+    let survey_key = picked.as_ref().filter(|p| p.survey.is_some()).map(|p| {
+        let mut answers = Map::new();
+        for dep in local_survey.iter().flat_map(|q| q.depends.iter()) {
+            if let Some(v) = state.form.answers.get(dep) {
+                answers.insert(dep.clone(), v.clone());
+            }
+        }
+        let req = SurveyRequest { path: p.path.clone(), inventory: inventory_file.clone(), answers };
+        serde_json::to_string(&req).unwrap_or_default()
+    });
+    {
+        let d = dispatcher.clone();
+        use_effect_with(survey_key.clone(), move |key| {
+            if let Some(key) = key.clone() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let Ok(req) = serde_json::from_str::<SurveyRequest>(&key) else { return };
+                    let answer = api::playbook_survey(&req)
+                        .await
+                        .map(|s| resolved_questions(&s))
+                        .map_err(|e| e.words());
+                    d.dispatch(LaunchAction::Survey(key, req.path, answer));
+                });
+            }
+        });
+    }
     {
         let d = dispatcher.clone();
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
+                d.dispatch(LaunchAction::Playbooks(api::playbooks().await.map(|p| p.results)));
+                d.dispatch(LaunchAction::Inventories(api::inventories().await.map(|p| p.results)));
                 d.dispatch(LaunchAction::Templates(api::templates().await.map(|p| templates_from(&p))));
             });
         });
@@ -445,12 +557,13 @@ pub fn launch_page() -> Html {
         let d = dispatcher.clone();
         let nav = nav.clone();
         let chosen = chosen.clone();
+        let survey_now = local_survey.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             if sending {
                 return;
             }
-            let body = match launch_body(kind, &form, chosen.as_ref()) {
+            let body = match launch_body(kind, &form, chosen.as_ref(), &survey_now) {
                 Ok(b) => b,
                 Err(e) => return d.dispatch(LaunchAction::Refused(e)),
             };
@@ -500,7 +613,107 @@ pub fn launch_page() -> Html {
             </>
         },
     };
-    let survey = chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default();
+    let survey = if state.kind == Kind::Playbook {
+        local_survey.clone()
+    } else {
+        chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default()
+    };
+    let survey_problem = match (&picked, &state.survey) {
+        (Some(p), _) if p.survey_error.is_some() => p.survey_error.clone(),
+        (Some(p), Some((_, path, Err(e)))) if *path == p.path => {
+            Some(format!("The survey could not be read: {e}"))
+        }
+        _ => None,
+    };
+    // What `--list-hosts` is asked: the launch as the form stands.
+    let count_body = picked.as_ref().and_then(|p| {
+        let hosts = self::list(&form.hosts);
+        let mut body = serde_json::json!({"path": p.path, "limit": trimmed(&form.limit),
+            "extra_vars": extra_vars(form, true, &survey).unwrap_or_default()});
+        match (&inventory_file, hosts.is_empty()) {
+            (Some(inv), _) => body["inventory"] = Value::String(inv.clone()),
+            (None, false) => body["hosts"] = Value::Array(hosts),
+            (None, true) => return None,
+        }
+        Some(body)
+    });
+    let on_limit = {
+        let d = dispatcher.clone();
+        Callback::from(move |limit: String| d.dispatch(LaunchAction::Field(|f, v| f.limit = v, limit)))
+    };
+    let playbook_field = match &state.playbooks {
+        Load::Loaded(Ok(list)) if !list.is_empty() => html! {
+            <>
+                <label for="launch-playbook">{ "Playbook" }</label>
+                <select id="launch-playbook" onchange={field(|f, v| f.playbook = v)} data-testid="launch-playbook">
+                    <option value="" selected={form.playbook.is_empty()}>{ "Choose…" }</option>
+                    { for list.iter().map(|p| html! {
+                        <option value={p.path.clone()} selected={form.playbook == p.path}>
+                            { if p.survey.is_some() { format!("{} (survey)", p.path) } else { p.path.clone() } }
+                        </option>
+                    }) }
+                    <option value={OTHER_PLAYBOOK} selected={form.playbook == OTHER_PLAYBOOK || (!form.playbook.is_empty() && !list.iter().any(|p| p.path == form.playbook))}>
+                        { "Another path, or from a git repository…" }</option>
+                </select>
+                if let Some(p) = &picked {
+                    <p class="hint" data-testid="launch-plays">{ format!("{}: {}", if p.plays.len() == 1 { "Play" } else { "Plays" },
+                        p.plays.iter().map(|pl| if pl.hosts.is_empty() { pl.name.clone() } else { format!("{} (hosts: {})", pl.name, pl.hosts) }).collect::<Vec<_>>().join("; ")) }</p>
+                    if let Some(e) = &p.error { <p class="hint error">{ e }</p> }
+                }
+                if form.playbook == OTHER_PLAYBOOK || (!form.playbook.is_empty() && picked.is_none()) {
+                    { text_input("launch-playbook-path", "Playbook path", &form.path, "site.yml", |f, v| f.path = v) }
+                    { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
+                    if !form.repo.trim().is_empty() {
+                        { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
+                    }
+                }
+            </>
+        },
+        _ => html! {
+            <>
+                { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
+                { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
+                if !form.repo.trim().is_empty() {
+                    { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
+                }
+            </>
+        },
+    };
+    let inventory_field = match &state.inventories {
+        Load::Loaded(Ok(list)) if !list.is_empty() => html! {
+            <>
+                <label for="launch-inventory">{ "Inventory" }</label>
+                <select id="launch-inventory" onchange={field(|f, v| f.inventory = v)} data-testid="launch-inventory">
+                    <option value="" selected={form.inventory.is_empty()}>{ "None (the playbook's hosts)" }</option>
+                    { for list.iter().map(|i| html! {
+                        <option value={i.name.clone()} selected={form.inventory == i.name}>
+                            { match &i.error { Some(_) => format!("{} (cannot be read)", i.name),
+                                None => format!("{} ({} host{})", i.name, i.host_count, if i.host_count == 1 { "" } else { "s" }) } }
+                        </option>
+                    }) }
+                    <option value={TYPED_HOSTS} selected={form.inventory == TYPED_HOSTS}>{ "Hosts typed in…" }</option>
+                </select>
+                if let Some(e) = list.iter().find(|i| i.name == form.inventory).and_then(|i| i.error.clone()) {
+                    <p class="hint error">{ e }</p>
+                }
+                if form.inventory == TYPED_HOSTS {
+                    { text_input("launch-hosts", "Hosts", &form.hosts, "web-01, web-02", |f, v| f.hosts = v) }
+                }
+            </>
+        },
+        _ => html! {
+            <>
+                { text_input("launch-inventory", "Inventory file (optional)", &form.inventory, "demo.yml", |f, v| f.inventory = v) }
+                { text_input("launch-hosts", "Or hosts (optional)", &form.hosts, "web-01, web-02", |f, v| f.hosts = v) }
+            </>
+        },
+    };
+    let picker_inventory = match &state.inventories {
+        Load::Loaded(Ok(list)) if state.kind == Kind::Playbook => {
+            inventory_file.clone().filter(|i| list.iter().any(|f| f.name == *i && f.error.is_none()))
+        }
+        _ => None,
+    };
     let toggle_schedule = {
         let scheduling = scheduling.clone();
         Callback::from(move |_: MouseEvent| scheduling.set(!*scheduling))
@@ -541,11 +754,11 @@ pub fn launch_page() -> Html {
                 if state.kind == Kind::Template {
                     { template_field }
                 } else {
-                    { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
-                    { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
-                    if !form.repo.trim().is_empty() {
-                        { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
-                    }
+                    { playbook_field }
+                    { inventory_field }
+                }
+                if let Some(problem) = survey_problem {
+                    <p class="hint error" data-testid="launch-survey-error">{ problem }</p>
                 }
                 if !survey.is_empty() {
                     <fieldset class="survey" data-testid="launch-survey">
@@ -570,14 +783,17 @@ pub fn launch_page() -> Html {
                         } }
                     </p>
                 }
-                if state.kind == Kind::Playbook {
-                    { text_input("launch-inventory", "Inventory file (optional)", &form.inventory, "demo.yml", |f, v| f.inventory = v) }
-                    { text_input("launch-hosts", "Or hosts (optional)", &form.hosts, "web-01, web-02", |f, v| f.hosts = v) }
-                } else if asks("inventory") {
+                if state.kind == Kind::Template && asks("inventory") {
                     { text_input("launch-inventory", "Inventory (optional)", &form.inventory, "the inventory's name or id", |f, v| f.inventory = v) }
                 }
                 if asks("limit") {
                     { text_input("launch-limit", "Limit (optional)", &form.limit, "web-01,web-02 or a group", |f, v| f.limit = v) }
+                }
+                if let Some(inventory) = picker_inventory {
+                    <crate::pick::HostPicker {inventory} limit={form.limit.clone()} on_limit={on_limit} />
+                }
+                if let Some(body) = count_body {
+                    <crate::pick::HostCounter {body} />
                 }
                 if asks("tags") {
                     { text_input("launch-tags", "Tags (optional)", &form.tags, "patch,reboot", |f, v| f.tags = v) }
@@ -615,7 +831,7 @@ pub fn launch_page() -> Html {
                     <p class="hint" data-testid="launch-next-run">{ next }</p>
                 }
                 if *scheduling {
-                    <crate::schedules::ScheduleForm launch={launch_body(state.kind, form, chosen.as_ref())}
+                    <crate::schedules::ScheduleForm launch={launch_body(state.kind, form, chosen.as_ref(), &survey)}
                         name={target_name.clone()} />
                 }
                 <p class="error" role="alert" data-testid="launch-error" hidden={state.error.is_none()}>
@@ -708,16 +924,16 @@ mod tests {
         assert!(t.asks("variables") && !t.asks("limit") && t.asks("tags") && !t.asks("verbosity"));
         let mut form =
             Form { vars: "reboot: no".into(), limit: "web-01".into(), tags: "x".into(), ..Form::default() };
-        assert_eq!(launch_body(Kind::Template, &form, Some(t)), Err("“Group” needs an answer".into()));
+        assert_eq!(launch_body(Kind::Template, &form, Some(t), &[]), Err("“Group” needs an answer".into()));
         form.answers.insert("patch_group".into(), json!("Group-2"));
         assert_eq!(
-            launch_body(Kind::Template, &form, Some(t)),
+            launch_body(Kind::Template, &form, Some(t), &[]),
             Ok(json!({"template": "patch", "controller": "aap", "job_tags": "x",
                       "extra_vars": {"reboot": false, "patch_group": "Group-2", "retries": 3}}))
         );
         form.answers.insert("retries".into(), json!("many"));
         assert_eq!(
-            launch_body(Kind::Template, &form, Some(t)),
+            launch_body(Kind::Template, &form, Some(t), &[]),
             Err("“Retries” must be a whole number".into())
         );
     }
@@ -734,25 +950,25 @@ mod tests {
             ..Form::default()
         };
         assert_eq!(
-            launch_body(Kind::Playbook, &form, None),
+            launch_body(Kind::Playbook, &form, None, &[]),
             Ok(json!({"source": {"type": "playbook", "path": "patch.yml"},
                       "inventory": {"type": "inline", "hosts": ["web-01", "web-02"]},
                       "extra_vars": {"patch_group": "Group-1"},
                       "options": {"limit": "web-01", "tags": ["patch", "reboot"], "check_mode": true}}))
         );
         form.inventory = "demo.yml".into();
-        assert!(launch_body(Kind::Playbook, &form, None).is_err(), "a file and hosts at once");
+        assert!(launch_body(Kind::Playbook, &form, None, &[]).is_err(), "a file and hosts at once");
         let form = Form {
             playbook: "site.yml".into(),
             repo: "https://git.example.com/ops.git".into(),
             ..Form::default()
         };
         assert_eq!(
-            launch_body(Kind::Playbook, &form, None),
+            launch_body(Kind::Playbook, &form, None, &[]),
             Ok(
                 json!({"source": {"type": "git", "repo": "https://git.example.com/ops.git", "path": "site.yml"}})
             )
         );
-        assert!(launch_body(Kind::Playbook, &Form::default(), None).is_err());
+        assert!(launch_body(Kind::Playbook, &Form::default(), None, &[]).is_err());
     }
 }

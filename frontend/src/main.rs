@@ -20,6 +20,7 @@ mod live;
 mod markdown;
 mod output;
 mod people;
+mod pick;
 mod requests;
 mod route;
 mod schedules;

@@ -27,7 +27,7 @@
 //! The files are read for each request, so edits to the catalog or an inventory apply at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -186,21 +186,27 @@ pub struct OptionRule {
 }
 
 impl Catalog {
-    /// Reads the catalog and every inventory it names (in `inventory_dir`).
+    /// Reads the catalog file; `inventory` gives an inventory file by its name in the catalog
+    /// (as `ansible-inventory` read it: see [`Inventory::from_listing`]).
     pub fn load(
         config: &crate::infra::config::RequestsConfig,
-        inventory_dir: &Path,
+        inventory: impl FnMut(&str) -> Result<Inventory, String>,
     ) -> Result<Catalog, String> {
         let text = std::fs::read_to_string(&config.catalog).map_err(|e| {
             format!("the request catalog {} cannot be read (PLAYDECK_CATALOG): {e}", config.catalog.display())
         })?;
-        Catalog::parse(&text, |name| {
-            let path = inside(inventory_dir, name)?;
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("inventory {name} ({}) cannot be read: {e}", path.display()))?;
-            Inventory::parse(name, &text)
-        })
-        .map_err(|e| format!("the request catalog {}: {e}", config.catalog.display()))
+        Catalog::parse(&text, inventory)
+            .map_err(|e| format!("the request catalog {}: {e}", config.catalog.display()))
+    }
+
+    /// The inventory files a catalog names (before they are read).
+    pub fn inventories_named(config: &crate::infra::config::RequestsConfig) -> Vec<String> {
+        let mut names = Vec::new();
+        let _ = Catalog::load(config, |name| {
+            names.push(name.to_owned());
+            Ok(Inventory { name: name.to_owned(), ..Inventory::default() })
+        });
+        names
     }
 
     /// Checks a catalog; `inventory` reads an inventory file by its name in the catalog.
@@ -421,11 +427,6 @@ fn relative_path(path: &str, field: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
-    relative_path(name, "inventory")?;
-    Ok(dir.join(name))
-}
-
 // ---- inventories ----
 
 /// The host and group names of an inventory file (INI or YAML); variables are not read.
@@ -445,8 +446,28 @@ pub struct Group {
 }
 
 impl Inventory {
+    /// An inventory as `ansible-inventory` read it (the launch form's list of the same file).
+    pub fn from_listing(file: &shared::playbooks::InventoryFile) -> Inventory {
+        let mut groups: BTreeMap<String, Group> = file
+            .groups
+            .iter()
+            .map(|g| {
+                let group = Group {
+                    hosts: g.hosts.iter().cloned().collect(),
+                    children: g.children.iter().cloned().collect(),
+                };
+                (g.name.clone(), group)
+            })
+            .collect();
+        let hosts: BTreeSet<String> = file.hosts.iter().cloned().collect();
+        groups.entry("all".into()).or_default().hosts.extend(hosts.iter().cloned());
+        Inventory { name: file.name.clone(), hosts, groups }
+    }
+
     /// Reads INI (`[group]`, `[group:children]`; `[group:vars]` skipped) or YAML (`all:` with
     /// `hosts` and `children`), chosen by the file's extension (`.yml`, `.yaml`, `.json` are YAML).
+    /// (The server reads inventories with `ansible-inventory`; this reader makes the tests' ones.)
+    #[cfg(test)]
     pub fn parse(name: &str, text: &str) -> Result<Inventory, String> {
         let lower = name.to_ascii_lowercase();
         let mut inv = if lower.ends_with(".yml") || lower.ends_with(".yaml") || lower.ends_with(".json") {
@@ -461,6 +482,7 @@ impl Inventory {
         Ok(inv)
     }
 
+    #[cfg(test)]
     fn from_ini(name: &str, text: &str) -> Result<Inventory, String> {
         let mut inv = Inventory { name: name.to_string(), ..Default::default() };
         enum Section {
@@ -514,6 +536,7 @@ impl Inventory {
         Ok(inv)
     }
 
+    #[cfg(test)]
     fn from_yaml(name: &str, text: &str) -> Result<Inventory, String> {
         let doc: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| format!("{name} is not valid YAML: {e}"))?;
@@ -531,6 +554,7 @@ impl Inventory {
         Ok(inv)
     }
 
+    #[cfg(test)]
     fn yaml_group(
         &mut self,
         file: &str,
@@ -600,6 +624,7 @@ impl Inventory {
     }
 }
 
+#[cfg(test)]
 fn yaml_key(v: &serde_yaml::Value, file: &str) -> Result<String, String> {
     match v {
         serde_yaml::Value::String(s) => Ok(s.clone()),
@@ -609,6 +634,7 @@ fn yaml_key(v: &serde_yaml::Value, file: &str) -> Result<String, String> {
 }
 
 /// `web-01:2222` → `web-01` (not an IPv6 address, which has several colons).
+#[cfg(test)]
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
@@ -618,6 +644,7 @@ fn strip_port(host: &str) -> &str {
 
 /// Ansible's host ranges: `web-[01:03]` is web-01, web-02, web-03 (numeric ranges; the width of
 /// the start is kept).
+#[cfg(test)]
 fn expand_range(host: &str) -> Result<Vec<String>, String> {
     let Some((head, rest)) = host.split_once('[') else {
         return Ok(vec![host.to_string()]);

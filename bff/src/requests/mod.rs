@@ -106,12 +106,33 @@ pub fn check_text(text: &str) -> Result<String, AppError> {
 /// once), keeping only the actions the caller may run: a request can only become what its
 /// author could launch.
 async fn load_catalog(app: &AppState, caller: &Caller) -> Result<Catalog, AppError> {
+    // The inventories it names are read as the launch form reads them (`ansible-inventory`,
+    // cached until the file changes), so the box suggests the hosts and groups the form lists.
     let config = app.config.requests.clone();
-    let inventory_dir = app.config.engine.inventory_dir.clone();
-    let mut catalog = tokio::task::spawn_blocking(move || Catalog::load(&config, &inventory_dir))
+    let names = tokio::task::spawn_blocking(move || Catalog::inventories_named(&config))
         .await
-        .map_err(|e| AppError::Internal(format!("catalog task: {e}")))?
-        .map_err(AppError::Internal)?;
+        .map_err(|e| AppError::Internal(format!("catalog task: {e}")))?;
+    let mut read: std::collections::BTreeMap<String, Result<catalog::Inventory, String>> = Default::default();
+    for name in names {
+        let listing = match crate::inventories::Inventories::read(app, &name).await {
+            Ok(l) => l
+                .as_ref()
+                .as_ref()
+                .map(catalog::Inventory::from_listing)
+                .map_err(|e| format!("inventory {name}: {e}")),
+            Err(e) => Err(format!("inventory {name}: {e}")),
+        };
+        read.insert(name, listing);
+    }
+    let config = app.config.requests.clone();
+    let mut catalog = tokio::task::spawn_blocking(move || {
+        Catalog::load(&config, |name| {
+            read.get(name).cloned().unwrap_or_else(|| Err(format!("inventory {name} was not read")))
+        })
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("catalog task: {e}")))?
+    .map_err(AppError::Internal)?;
     if !caller.access.everywhere_as(Role::Operator) {
         catalog.actions.retain(|a| {
             let inventory = a.inventory.as_ref().map(|i| i.name.as_str());
