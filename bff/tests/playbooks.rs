@@ -27,7 +27,9 @@ const PLAY: &str = "  gather_facts: false\n  tasks:\n    - name: Say\n      ansi
 /// earlier answer and a URL; `prompted.yml` with `vars_prompt` only; `broken.yml` whose survey
 /// does not parse; a role's tasks file, which is not a playbook.
 fn playbooks(url: &str) -> PathBuf {
-    let dir = temp_dir("survey-playbooks");
+    // One level deeper than the data directory, so a path relative to the server's working
+    // directory does not happen to work from the playbook's too.
+    let dir = temp_dir("survey-playbooks").join("project");
     write(
         &dir.join("deploy.yml"),
         &format!("- name: Deploy to {{{{ tier | default('none') }}}}\n  hosts: \"{{{{ targets | default(['all']) | join(',') }}}}\"\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: \"{{{{ ansible_playbook_python }}}}\"\n{PLAY}"),
@@ -113,7 +115,15 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     let asked = Arc::new(AtomicUsize::new(0));
     let url = releases_server(asked.clone()).await;
     let (pb_dir, inv_dir) = (playbooks(&url), inventories());
+    // A relative data directory, as the demo's (`.playdeck`): ansible-playbook runs elsewhere.
+    let data = temp_dir("survey-data");
+    let cwd = std::env::current_dir().expect("cwd");
+    let (a, b): (Vec<_>, Vec<_>) = (cwd.components().collect(), data.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut relative = PathBuf::from("../".repeat(a.len() - common));
+    relative.extend(&b[common..]);
     let app = spawn_engine(pb_dir.clone(), |c| {
+        c.data_dir = relative;
         c.engine.inventory_dir = inv_dir.clone();
         c.deliveries.allow = vec![bff::infra::config::AllowRule::parse("127.0.0.1/32").expect("rule")];
     })

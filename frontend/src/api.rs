@@ -291,12 +291,16 @@ pub async fn inventory_hosts(name: &str) -> Result<shared::playbooks::InventoryF
     json(Request::get(&format!("/api/v1/inventories/{name}/hosts")).build()).await
 }
 
-/// `POST /api/v1/playbooks/survey`: a playbook's survey with its choices for this inventory and
-/// these answers.
-pub async fn playbook_survey(
-    req: &shared::playbooks::SurveyRequest,
-) -> Result<shared::playbooks::ResolvedSurvey, ApiError> {
-    write_json("/api/v1/playbooks/survey", req).await
+/// `POST /api/v1/playbooks/survey` (`body`: a `SurveyRequest`): a playbook's survey with its
+/// choices for this inventory and these answers.
+pub async fn playbook_survey(body: String) -> Result<shared::playbooks::ResolvedSurvey, ApiError> {
+    json(
+        Request::post("/api/v1/playbooks/survey")
+            .header("Content-Type", "application/json")
+            .header(CSRF_HEADER, "1")
+            .body(body),
+    )
+    .await
 }
 
 /// `POST /api/v1/playbooks/hosts`: the hosts a launch would touch.

@@ -199,7 +199,14 @@ fn answer(q: &Question, raw: Option<&Value>) -> Result<Option<Value>, String> {
 }
 
 /// The extra vars: what is typed, then the survey's answers.
-fn extra_vars(form: &Form, typed: bool, survey: &[Question]) -> Result<Map<String, Value>, String> {
+/// `strict`: a survey answer that is missing or wrong is the error (else it is left out, for the
+/// host count while the form is being filled in).
+fn extra_vars(
+    form: &Form,
+    typed: bool,
+    survey: &[Question],
+    strict: bool,
+) -> Result<Map<String, Value>, String> {
     let mut vars = match parse_vars(&form.vars).map_err(|e| format!("Extra vars: {e}"))? {
         Some(Value::Object(o)) if typed => o,
         _ => Map::new(),
@@ -209,13 +216,10 @@ fn extra_vars(form: &Form, typed: bool, survey: &[Question]) -> Result<Map<Strin
         if !form.answers.contains_key(&q.variable) && vars.contains_key(&q.variable) {
             continue;
         }
-        let raw = form.answers.get(&q.variable);
-        let q = &Question {
-            kind: if q.free && q.kind == "multiplechoice" { "text".into() } else { q.kind.clone() },
-            ..q.clone()
-        };
-        if let Some(v) = answer(q, raw)? {
-            vars.insert(q.variable.clone(), v);
+        match answer(q, form.answers.get(&q.variable)) {
+            Ok(Some(v)) => drop(vars.insert(q.variable.clone(), v)),
+            Err(e) if strict => return Err(e),
+            _ => {}
         }
     }
     Ok(vars)
@@ -254,8 +258,12 @@ fn launch_body(
             }
             put("template", trimmed(name));
             put("controller", chosen.and_then(|t| t.controller.clone()).map(Value::String));
-            let vars =
-                extra_vars(form, asks("variables"), chosen.map(|t| t.survey.as_slice()).unwrap_or_default())?;
+            let vars = extra_vars(
+                form,
+                asks("variables"),
+                chosen.map(|t| t.survey.as_slice()).unwrap_or_default(),
+                true,
+            )?;
             put("extra_vars", (!vars.is_empty()).then_some(Value::Object(vars)));
             let asked = |prompt: &str, v: &str| if asks(prompt) { trimmed(v) } else { None };
             put("inventory", asked("inventory", &form.inventory));
@@ -293,7 +301,7 @@ fn launch_body(
                     (None, true) => None,
                 },
             );
-            let vars = extra_vars(form, true, survey)?;
+            let vars = extra_vars(form, true, survey, true)?;
             put("extra_vars", (!vars.is_empty()).then_some(Value::Object(vars)));
             let mut options = Map::new();
             for (k, v) in [
@@ -441,19 +449,17 @@ pub fn launch_page() -> Html {
     crate::ui::use_title("Launch a job".into());
     // The chosen local playbook (from the list) and its survey, asked of the server again when
     // the playbook, the inventory or an answer that choices depend on changes.
-    let picked: Option<Playbook> = match (&state.playbooks, state.kind) {
-        (Load::Loaded(Ok(list)), Kind::Playbook) => {
-            list.iter().find(|p| p.path == state.form.playbook).cloned()
-        }
+    let picked: Option<&Playbook> = match (&state.playbooks, state.kind) {
+        (Load::Loaded(Ok(list)), Kind::Playbook) => list.iter().find(|p| p.path == state.form.playbook),
         _ => None,
     };
     let inventory_file =
         Some(state.form.inventory.trim().to_owned()).filter(|i| !i.is_empty() && i != TYPED_HOSTS);
-    let local_survey: Vec<Question> = match (&state.survey, &picked) {
+    let local_survey: Vec<Question> = match (&state.survey, picked) {
         (Some((_, path, Ok(q))), Some(p)) if *path == p.path => q.clone(),
         _ => Vec::new(),
     };
-    let survey_key = picked.as_ref().filter(|p| p.survey.is_some()).map(|p| {
+    let survey_key = picked.filter(|p| p.survey.is_some()).map(|p| {
         let mut answers = Map::new();
         for dep in local_survey.iter().flat_map(|q| q.depends.iter()) {
             if let Some(v) = state.form.answers.get(dep) {
@@ -461,19 +467,18 @@ pub fn launch_page() -> Html {
             }
         }
         let req = SurveyRequest { path: p.path.clone(), inventory: inventory_file.clone(), answers };
-        serde_json::to_string(&req).unwrap_or_default()
+        (p.path.clone(), serde_json::to_string(&req).unwrap_or_default())
     });
     {
         let d = dispatcher.clone();
         use_effect_with(survey_key.clone(), move |key| {
-            if let Some(key) = key.clone() {
+            if let Some((path, key)) = key.clone() {
                 wasm_bindgen_futures::spawn_local(async move {
-                    let Ok(req) = serde_json::from_str::<SurveyRequest>(&key) else { return };
-                    let answer = api::playbook_survey(&req)
+                    let answer = api::playbook_survey(key.clone())
                         .await
                         .map(|s| resolved_questions(&s))
                         .map_err(|e| e.words());
-                    d.dispatch(LaunchAction::Survey(key, req.path, answer));
+                    d.dispatch(LaunchAction::Survey(key, path, answer));
                 });
             }
         });
@@ -481,10 +486,16 @@ pub fn launch_page() -> Html {
     {
         let d = dispatcher.clone();
         use_effect_with((), move |_| {
+            // Each list as soon as it comes (inventories are read by ansible-inventory).
+            let (d2, d3) = (d.clone(), d.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 d.dispatch(LaunchAction::Playbooks(api::playbooks().await.map(|p| p.results)));
-                d.dispatch(LaunchAction::Inventories(api::inventories().await.map(|p| p.results)));
-                d.dispatch(LaunchAction::Templates(api::templates().await.map(|p| templates_from(&p))));
+            });
+            wasm_bindgen_futures::spawn_local(async move {
+                d2.dispatch(LaunchAction::Inventories(api::inventories().await.map(|p| p.results)));
+            });
+            wasm_bindgen_futures::spawn_local(async move {
+                d3.dispatch(LaunchAction::Templates(api::templates().await.map(|p| templates_from(&p))));
             });
         });
     }
@@ -618,7 +629,7 @@ pub fn launch_page() -> Html {
     } else {
         chosen.as_ref().map(|t| t.survey.clone()).unwrap_or_default()
     };
-    let survey_problem = match (&picked, &state.survey) {
+    let survey_problem = match (picked, &state.survey) {
         (Some(p), _) if p.survey_error.is_some() => p.survey_error.clone(),
         (Some(p), Some((_, path, Err(e)))) if *path == p.path => {
             Some(format!("The survey could not be read: {e}"))
@@ -626,10 +637,10 @@ pub fn launch_page() -> Html {
         _ => None,
     };
     // What `--list-hosts` is asked: the launch as the form stands.
-    let count_body = picked.as_ref().and_then(|p| {
+    let count_body = picked.and_then(|p| {
         let hosts = self::list(&form.hosts);
         let mut body = serde_json::json!({"path": p.path, "limit": trimmed(&form.limit),
-            "extra_vars": extra_vars(form, true, &survey).unwrap_or_default()});
+            "extra_vars": extra_vars(form, true, &survey, false).unwrap_or_default()});
         match (&inventory_file, hosts.is_empty()) {
             (Some(inv), _) => body["inventory"] = Value::String(inv.clone()),
             (None, false) => body["hosts"] = Value::Array(hosts),
@@ -655,7 +666,7 @@ pub fn launch_page() -> Html {
                     <option value={OTHER_PLAYBOOK} selected={form.playbook == OTHER_PLAYBOOK || (!form.playbook.is_empty() && !list.iter().any(|p| p.path == form.playbook))}>
                         { "Another path, or from a git repository…" }</option>
                 </select>
-                if let Some(p) = &picked {
+                if let Some(p) = picked {
                     <p class="hint" data-testid="launch-plays">{ format!("{}: {}", if p.plays.len() == 1 { "Play" } else { "Plays" },
                         p.plays.iter().map(|pl| if pl.hosts.is_empty() { pl.name.clone() } else { format!("{} (hosts: {})", pl.name, pl.hosts) }).collect::<Vec<_>>().join("; ")) }</p>
                     if let Some(e) = &p.error { <p class="hint error">{ e }</p> }
@@ -869,12 +880,20 @@ fn survey_field(q: &Question, form: &Form, on_answer: &Callback<(String, String)
         })
     };
     let label = if q.required { format!("{} *", q.label) } else { q.label.clone() };
-    let control = match q.kind.as_str() {
+    // Choices that could not be had, where any answer is taken: typed (a multiselect one per line).
+    let kind = match (q.free, q.kind.as_str()) {
+        (true, "multiselect") => "textarea",
+        (true, _) => "text",
+        (false, k) => k,
+    };
+    let control = match kind {
         "multiplechoice" | "multiselect" => {
             let chosen: Vec<&str> = value.lines().collect();
             html! {
                 <select id={id.clone()} multiple={q.kind == "multiselect"} onchange={onchange} required={q.required}>
-                    if q.kind == "multiplechoice" && !q.required { <option value="">{ "—" }</option> }
+                    if q.kind == "multiplechoice" {
+                        <option value="" selected={value.is_empty()}>{ if q.required { "Choose…" } else { "—" } }</option>
+                    }
                     { for q.choices.iter().map(|c| html! { <option value={c.clone()} selected={chosen.contains(&c.as_str())}>{ c }</option> }) }
                 </select>
             }
@@ -896,6 +915,10 @@ fn survey_field(q: &Question, form: &Form, on_answer: &Callback<(String, String)
         <>
             <label for={id}>{ label }</label>
             { control }
+            if let Some(e) = &q.error {
+                <p class="hint error" data-testid={format!("survey-{}-error", q.variable)}>
+                    { if q.free { format!("{e}; type the answer.") } else { e.clone() } }</p>
+            }
             if !q.help.is_empty() { <p class="hint">{ &q.help }</p> }
         </>
     }

@@ -54,6 +54,9 @@ async function main() {
       await page.getByTestId('nav-launch').click();
       await page.getByTestId('launch-form').waitFor();
       assert(new URL(page.url()).pathname === '/launch', 'the launch form has no address of its own');
+      // With no controller configured it opens on the local playbooks; a template is still offered.
+      await waitFor('the form opens on the local playbooks', async () => page.getByTestId('launch-kind-playbook').isChecked());
+      await page.getByTestId('launch-kind-template').check();
       await page.getByTestId('launch-template').fill(`no-such-template-${suffix}`);
       await page.getByTestId('launch-vars').fill('patch_group: Group-1\n  reboot: no');
       const check = page.getByTestId('launch-vars-check');
@@ -83,7 +86,8 @@ async function main() {
 
     await step('a refused playbook launch shows the server\'s words', async () => {
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').fill(`no-such-playbook-${suffix}.yml`);
+      await page.getByTestId('launch-playbook').selectOption('(other)');
+      await page.getByTestId('launch-playbook-path').fill(`no-such-playbook-${suffix}.yml`);
       await page.getByTestId('launch-limit').fill('web-01');
       await page.getByTestId('launch-submit').click();
       const shown = await shownOutcome(page, 'launch-error', 'job-page');
@@ -103,7 +107,7 @@ async function main() {
     await step('a playbook launched from the form opens its job, which runs live to the end; relaunch runs it again', async () => {
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').fill('hello.yml');
+      await page.getByTestId('launch-playbook').selectOption('hello.yml');
       await page.getByTestId('launch-submit').click();
       const shown = await shownOutcome(page, 'launch-error', 'job-page');
       if (!shown.ok && /not available in this build/.test(shown.text)) {

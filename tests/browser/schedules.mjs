@@ -43,8 +43,8 @@ async function main() {
     await step('the launch form schedules patch.yml on web-01 with Group-1, previewing the runs in Berlin', async () => {
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').fill('patch.yml');
-      await page.getByTestId('launch-inventory').fill('demo.yml');
+      await page.getByTestId('launch-playbook').selectOption('patch.yml');
+      await page.getByTestId('launch-inventory').selectOption('demo.yml');
       await page.getByTestId('launch-limit').fill('web-01');
       await page.getByTestId('launch-vars').fill('patch_group: Group-1');
       await page.getByTestId('launch-schedule').click();
@@ -112,7 +112,7 @@ async function main() {
       assert(after === before, `no run while paused (${before} → ${after})`);
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').fill('patch.yml');
+      await page.getByTestId('launch-playbook').selectOption('patch.yml');
       noPageErrors(page);
     });
 

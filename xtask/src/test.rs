@@ -14,6 +14,7 @@ const BROWSER_TESTS: &[&str] = &[
     "grid.mjs",
     "detail.mjs",
     "actions.mjs",
+    "launch.mjs",
     "schedules.mjs",
     "big.mjs",
     "kb.mjs",

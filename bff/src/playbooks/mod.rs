@@ -556,7 +556,8 @@ impl Drop for TempFile {
 }
 
 fn tempfile_in(dir: &Path, v: &Value) -> Result<TempFile, AppError> {
-    let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
+    // Absolute: ansible-playbook runs in the playbook's directory.
+    let dir = dir.canonicalize().ok().filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
     let path =
         dir.join(format!(".list-hosts-{}.json", hex::encode(crate::infra::secrets::random_bytes::<8>())));
     crate::infra::secrets::write_private(&path, &v.to_string()).map_err(AppError::Internal)?;
