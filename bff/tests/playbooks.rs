@@ -336,3 +336,65 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     .await;
     assert_eq!(r.status(), 202);
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Playdeck Tests", "-c", "user.email=tests@playdeck.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playbooks_of_a_git_repository_at_a_branch_are_listed_with_their_surveys() {
+    let repo = temp_dir("survey-repo");
+    write(&repo.join("site.yml"), "- name: Main branch\n  hosts: all\n  tasks: []\n");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "main"]);
+    git(&repo, &["checkout", "-q", "-b", "release"]);
+    write(&repo.join("ops/deploy.yml"), "- name: Release deploy\n  hosts: web\n  tasks: []\n");
+    write(
+        &repo.join("ops/deploy.survey.yml"),
+        "spec:\n  - {question_name: Version, variable: version, type: text, required: true, max: 20}\n",
+    );
+    let outside = temp_dir("survey-outside").join("secret-plays.yml");
+    write(&outside, "- name: Not in the repository\n  hosts: all\n  tasks: []\n");
+    std::os::unix::fs::symlink(&outside, repo.join("leak.yml")).expect("link");
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "release"]);
+    let data = temp_dir("survey-git-data");
+    let app = spawn_engine(temp_dir("survey-empty"), |c| {
+        c.engine.git_allow_file = true;
+        c.data_dir = data.clone();
+    })
+    .await;
+    let url = format!("file://{}", repo.display());
+    let q = |branch: &str| format!("/api/v1/playbooks?repo={url}&branch={branch}");
+
+    let release = app.get_json(&q("release")).await;
+    let paths: Vec<&str> =
+        release["results"].as_array().expect("results").iter().filter_map(|p| p["path"].as_str()).collect();
+    assert_eq!(paths, ["ops/deploy.yml", "site.yml"], "a link out of the repository is not read: {release}");
+    assert_eq!(release["results"][0]["plays"][0], json!({"name": "Release deploy", "hosts": "web"}));
+    assert_eq!(release["results"][0]["survey"]["spec"][0]["variable"], "version");
+    let main = app.get_json(&q("main")).await;
+    assert_eq!(main["count"], 1);
+    assert_eq!(main["results"][0]["plays"][0]["name"], "Main branch");
+    // Each listing reads a checkout of its own and leaves none behind.
+    let reading = data.join("engine/reading");
+    assert_eq!(std::fs::read_dir(&reading).map(|d| d.count()).unwrap_or(0), 0, "{}", reading.display());
+
+    for (query, status) in [
+        (q("--upload-pack=x"), 422),
+        (q("no-such-branch"), 422),
+        ("/api/v1/playbooks?repo=-oProxyCommand=x".to_string(), 422),
+        ("/api/v1/playbooks?branch=main".to_string(), 400),
+        ("/api/v1/playbooks?nonsense=1".to_string(), 400),
+        (format!("/api/v1/playbooks?repo={url}&credential=nope"), 422),
+    ] {
+        assert_error(app.get(&query).await, status).await;
+    }
+}

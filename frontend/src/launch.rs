@@ -82,6 +82,26 @@ fn resolved_questions(s: &ResolvedSurvey) -> Vec<Question> {
         .collect()
 }
 
+/// A playbook's plays as the form names them (templated parts shown as "…").
+fn plays_of(p: &Playbook) -> String {
+    let names: Vec<String> = p
+        .plays
+        .iter()
+        .map(|pl| {
+            let mut out = String::new();
+            let mut rest = pl.name.as_str();
+            while let Some((before, after)) = rest.split_once("{{") {
+                out.push_str(before);
+                out.push('…');
+                rest = after.split_once("}}").map_or("", |(_, r)| r);
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect();
+    format!("{}: {}", if names.len() == 1 { "Play" } else { "Plays" }, names.join("; "))
+}
+
 /// The inventory select's choice that types host names instead of naming a file.
 const TYPED_HOSTS: &str = "(hosts)";
 /// The playbook select's choice that types a path (or a git repository's) instead.
@@ -344,8 +364,9 @@ struct LaunchState {
     /// The kind was chosen (by the person or the address), not from what exists.
     kind_chosen: bool,
     templates: Load<Vec<Template>>,
-    playbooks: Load<Vec<Playbook>>,
-    inventories: Load<Vec<InventoryFile>>,
+    /// (Shared, not copied: the state is copied on every keystroke.)
+    playbooks: Load<Rc<Vec<Playbook>>>,
+    inventories: Load<Rc<Vec<InventoryFile>>>,
     /// The chosen local playbook's survey as the server resolved it, and for what it was asked.
     survey: Option<(String, String, Result<Vec<Question>, String>)>,
     form: Form,
@@ -383,8 +404,8 @@ impl Reducible for LaunchState {
                 s.error = None;
             }
             LaunchAction::Templates(r) => s.templates = Load::Loaded(r),
-            LaunchAction::Playbooks(r) => s.playbooks = Load::Loaded(r),
-            LaunchAction::Inventories(r) => s.inventories = Load::Loaded(r),
+            LaunchAction::Playbooks(r) => s.playbooks = Load::Loaded(r.map(Rc::new)),
+            LaunchAction::Inventories(r) => s.inventories = Load::Loaded(r.map(Rc::new)),
             LaunchAction::Survey(key, path, r) => s.survey = Some((key, path, r)),
             LaunchAction::Field(write, value) => {
                 write(&mut s.form, value);
@@ -667,8 +688,7 @@ pub fn launch_page() -> Html {
                         { "Another path, or from a git repository…" }</option>
                 </select>
                 if let Some(p) = picked {
-                    <p class="hint" data-testid="launch-plays">{ format!("{}: {}", if p.plays.len() == 1 { "Play" } else { "Plays" },
-                        p.plays.iter().map(|pl| if pl.hosts.is_empty() { pl.name.clone() } else { format!("{} (hosts: {})", pl.name, pl.hosts) }).collect::<Vec<_>>().join("; ")) }</p>
+                    <p class="hint" data-testid="launch-plays">{ plays_of(p) }</p>
                     if let Some(e) = &p.error { <p class="hint error">{ e }</p> }
                 }
                 if form.playbook == OTHER_PLAYBOOK || (!form.playbook.is_empty() && picked.is_none()) {

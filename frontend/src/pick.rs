@@ -58,6 +58,7 @@ pub fn host_picker(props: &PickerProps) -> Html {
         Load::Loaded(Ok(f)) => f,
     };
     let needle = search.to_lowercase();
+    let total = file.groups.iter().filter(|g| g.name != "ungrouped").count() + file.hosts.len();
     let groups =
         file.groups.iter().filter(|g| g.name != "ungrouped").map(|g| (g.name.clone(), Some(g.host_count)));
     let hosts = file.hosts.iter().map(|h| (h.clone(), None));
@@ -79,14 +80,14 @@ pub fn host_picker(props: &PickerProps) -> Html {
                         <input type="checkbox" checked={chosen.contains(name)} onchange={toggle(name.clone())}
                                data-testid={format!("pick-{name}")} />
                         { format!(" {name}") }
-                        if let Some(n) = count { <span class="muted">{ format!(" group, {n} host{}", if *n == 1 { "" } else { "s" }) }</span> }
+                        if let Some(n) = count { <span class="muted">{ format!(" (group, {n})") }</span> }
                     </label></li>
                 }) }
             </ul>
             <p class="hint" data-testid="host-picker-shown">{
                 if matches.len() > SHOWN { format!("{SHOWN} of {} shown; search to narrow.", matches.len()) }
                 else if matches.is_empty() { "Nothing matches.".to_string() }
-                else { format!("{} of {} groups and hosts.", matches.len(), file.groups.len() + file.hosts.len()) }
+                else { format!("{} of {} groups and hosts.", matches.len(), total) }
             }</p>
         </div>
     }
@@ -124,7 +125,7 @@ pub fn host_counter(props: &CountProps) -> Html {
         None | Some(Load::Loading) => "Counting the hosts…".to_string(),
         Some(Load::Loaded(Ok(c))) => {
             let listed = c.hosts.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-            let more = if c.count > 10 { ", …" } else { "" };
+            let more = if c.count > 10 { format!(" and {} more", c.count - 10) } else { String::new() };
             match c.count {
                 0 => "This launch would run on no host: check the inventory and the limit.".to_string(),
                 1 => format!("This launch will run on 1 host: {listed}."),

@@ -13,8 +13,10 @@ import { brotliCompressSync, constants } from 'node:zlib';
 const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist');
 // 400 KB until schedules came: the Schedules page (with the controllers' own), the Launch page's
 // "Schedule…" form and the request box's time weigh 20 KB brotli of Yew markup (measured:
-// 390.7 → 410.7 KB).
-const BUDGET = 412 * 1024;
+// 390.7 → 410.7 KB). 412 KB until the launch form's lists came: the playbook and inventory
+// lists, a local playbook's resolved survey, the host picker and the host count weigh 19 KB
+// brotli, most of it Yew markup and the deserializers of their answers (410.7 → 428.6 KB).
+const BUDGET = 432 * 1024;
 const GOAL = 260 * 1024;
 let raw = 0;
 let brotli = 0;

@@ -124,9 +124,12 @@ async function main() {
       await page.setViewportSize(PHONE);
       await page.goto(`${BASE}/launch`);
       await waitFor('the playbook list', async () => (await page.locator('select[data-testid="launch-playbook"]').count()) > 0);
-      await page.getByTestId('launch-playbook').selectOption('hello.yml');
+      await page.getByTestId('launch-playbook').selectOption('patch.yml');
       await waitFor('the inventory list', async () => (await page.locator('select[data-testid="launch-inventory"]').count()) > 0);
       await page.getByTestId('launch-inventory').selectOption('fleet.ini');
+      // patch.yml's hosts question asks for a group this inventory does not have, and says so.
+      await waitFor('the hosts question says the group is missing', async () =>
+        (await page.getByTestId('survey-patch_hosts-error').count()) > 0 && (await page.getByTestId('survey-patch_hosts-error').innerText()).includes('has no group "webservers"'));
       await page.getByTestId('host-picker').waitFor();
       await waitFor('40 of them shown', async () => (await page.getByTestId('host-picker-shown').innerText()).startsWith('40 of 289 shown') || await page.getByTestId('host-picker-shown').innerText());
       await page.getByTestId('host-search').fill('db-3');
@@ -134,19 +137,13 @@ async function main() {
       assert(shown.length === 10, `db-30 … db-39: ${shown}`);
       await page.getByTestId('pick-db-31.fleet.example').check();
       await waitFor('the count says db-31', async () => (await countText(page)) === 'This launch will run on 1 host: db-31.fleet.example.' || await countText(page));
-      await page.getByTestId('host-search').fill('');
-      await waitFor('every host counted without a limit', async () => {
-        await page.getByTestId('launch-limit').fill('');
-        return (await countText(page)).includes('284 hosts') || await countText(page);
-      });
       await noSidewaysScroll(page, PHONE.width);
+      await shot(page, 'launch-picker-phone.png');
       await page.getByTestId('launch-limit').fill('lb');
       await waitFor('the lb group counted', async () => (await countText(page)).includes('4 hosts: lb-1.fleet.example') || await countText(page));
-      await shot(page, 'launch-picker-phone.png');
-      // patch.yml's hosts question asks for a group this inventory does not have, and says so.
-      await page.getByTestId('launch-playbook').selectOption('patch.yml');
-      await waitFor('the hosts question says the group is missing', async () =>
-        (await page.getByTestId('survey-patch_hosts-error').count()) > 0 && (await page.getByTestId('survey-patch_hosts-error').innerText()).includes('has no group "webservers"'));
+      await page.getByTestId('launch-limit').fill('');
+      await waitFor('every host counted without a limit', async () => (await countText(page)).includes('284 hosts') || await countText(page));
+      await page.getByTestId('host-search').fill('');
       await noSidewaysScroll(page, PHONE.width);
       await shot(page, 'launch-survey-phone.png');
       await page.setViewportSize(DESKTOP);

@@ -9,6 +9,7 @@
 
 pub(crate) mod plan;
 mod prepare;
+pub use prepare::checkout_for_reading;
 mod queue;
 mod run;
 
@@ -22,7 +23,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use shared::engine::{LaunchRequest, PlaybookSource};
+use shared::engine::LaunchRequest;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::infra::auth::Caller;
@@ -177,9 +178,15 @@ pub async fn stop(app: &AppState) {
 }
 
 /// `POST /api/v1/jobs` with a `source`: checks, queues, and answers at once (202 with `Location`)
-/// or, with `"wait": true`, when the job ends.
-pub async fn launch(app: &AppState, caller: &Caller, body: Value) -> Result<Response, AppError> {
-    let (req, plan) = checked(app, caller, body).await?;
+/// or, with `"wait": true`, when the job ends. `masked`: extra vars shown as `********` in what is
+/// recorded (a survey's password answers).
+pub async fn launch(
+    app: &AppState,
+    caller: &Caller,
+    body: Value,
+    masked: &[String],
+) -> Result<Response, AppError> {
+    let (req, plan) = checked(app, caller, body, masked).await?;
     let job_id = queued(app, caller, &plan, None).await?;
     if req.wait {
         let bound = Duration::from_secs(plan.timeout_secs)
@@ -195,22 +202,11 @@ async fn checked(
     app: &AppState,
     caller: &Caller,
     body: Value,
+    masked: &[String],
 ) -> Result<(LaunchRequest, plan::Plan), AppError> {
-    let mut req = plan::parse(body)?;
+    let req = plan::parse(body)?;
     let mut plan = plan::plan(&Engine::of(app).config, &req)?;
-    // A playbook of the directory with a survey: its answers are checked and its defaults filled
-    // in (then the plan is made again from the vars as they will run).
-    if let PlaybookSource::Playbook { path } = &req.source {
-        let inventory = match &req.inventory {
-            Some(shared::engine::Inventory::File { path }) => Some(path.clone()),
-            _ => None,
-        };
-        let passwords =
-            crate::playbooks::apply_survey(app, &path.clone(), inventory.as_deref(), &mut req.extra_vars)
-                .await?;
-        plan = plan::plan(&Engine::of(app).config, &req)?;
-        plan.mask(&passwords);
-    }
+    plan.mask(masked);
     may_launch(caller, &plan, &req)?;
     check_references(app, &req).await?;
     if let Some(url) = &plan.callback_url {
@@ -242,15 +238,22 @@ pub async fn check(
     app: &AppState,
     caller: &Caller,
     body: Value,
+    masked: &[String],
 ) -> Result<(String, Option<String>, Value), AppError> {
-    let (_, plan) = checked(app, caller, body).await?;
+    let (_, plan) = checked(app, caller, body, masked).await?;
     Ok((plan.template, plan.inventory_label, plan.spec))
 }
 
 /// Queues a launch for a schedule's run (the job says which run; a second job for one run is
 /// refused by the database). Answers the job's id.
-pub async fn launch_for_run(app: &AppState, caller: &Caller, body: Value, run: i64) -> Result<i64, AppError> {
-    let (_, plan) = checked(app, caller, body).await?;
+pub async fn launch_for_run(
+    app: &AppState,
+    caller: &Caller,
+    body: Value,
+    run: i64,
+    masked: &[String],
+) -> Result<i64, AppError> {
+    let (_, plan) = checked(app, caller, body, masked).await?;
     queued(app, caller, &plan, Some(run)).await
 }
 

@@ -277,7 +277,7 @@ fn check_vars(vars: &Map<String, Value>, field: &str) -> Result<(), AppError> {
 }
 
 /// A branch or tag as git's check-ref-format allows it (and not a refspec or an option).
-fn check_branch(branch: Option<&str>, field: &str) -> Result<(), AppError> {
+pub(super) fn check_branch(branch: Option<&str>, field: &str) -> Result<(), AppError> {
     if let Some(b) = branch {
         let bad_name = b.is_empty()
             || b.len() > 255
@@ -316,7 +316,7 @@ fn check_galaxy_server(config: &EngineConfig, server: &str) -> Result<(), AppErr
     }
 }
 
-fn check_repo(config: &EngineConfig, repo: &str, field: &str) -> Result<(), AppError> {
+pub(super) fn check_repo(config: &EngineConfig, repo: &str, field: &str) -> Result<(), AppError> {
     let r = repo.trim();
     if r.is_empty() || r.starts_with('-') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad(format!("`{field}` {repo:?} is not a repository URL")));

@@ -232,6 +232,42 @@ fn role_playbook(dir: &Path, role: &str, vars: &Map<String, Value>) -> Result<Pa
     Ok(file)
 }
 
+/// A checkout of `branch` (or the default branch) of `repo`, for reading what it holds (the
+/// launch form's list of its playbooks): checked as a launch's `source.repo` is, fetched through
+/// the server's cache of the repository, in a directory of its own that the caller removes.
+pub async fn checkout_for_reading(
+    app: &AppState,
+    repo: &str,
+    branch: Option<&str>,
+    credential: Option<&str>,
+) -> Result<(PathBuf, String), crate::infra::error::AppError> {
+    let config = &Engine::of(app).config;
+    super::plan::check_repo(config, repo, "repo")?;
+    super::plan::check_branch(branch, "branch")?;
+    let dir = app
+        .config
+        .data_dir
+        .join("engine/reading")
+        .join(hex::encode(crate::infra::secrets::random_bytes::<8>()));
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| crate::infra::error::AppError::Internal(format!("{}: {e}", dir.display())))?;
+    let into = dir.join("src");
+    let mut redact = Vec::new();
+    match git_checkout(app, repo, branch, credential, &into, &dir, Duration::from_secs(60), &mut redact).await
+    {
+        Ok(commit) => Ok((dir, commit)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut said = e;
+            for secret in redact.iter().filter(|s| s.len() >= 4) {
+                said = said.replace(secret.as_str(), crate::infra::secrets::MASK);
+            }
+            Err(crate::infra::error::AppError::Unprocessable(format!("`repo`: {said}")))
+        }
+    }
+}
+
 /// One lock per cached repository: fetches into one cache never overlap in this process.
 type RepoLocks = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
 

@@ -1,6 +1,7 @@
 //! `POST /api/v1/jobs`, `/jobs/{id}/cancel` and `/jobs/{id}/relaunch`: one front door for both
 //! engines. A launch naming a `template` goes to an AAP/AWX controller; one naming a `source` (a
-//! playbook) runs on the local engine. Cancel and relaunch go to the engine the job came from.
+//! playbook) runs on the local engine, its extra vars first checked against the playbook's survey
+//! (`playbooks::surveyed`). Cancel and relaunch go to the engine the job came from.
 //! Every action is recorded with the API key that asked (`job_actions`).
 
 use axum::extract::State;
@@ -31,7 +32,8 @@ pub async fn launch_as(app: &AppState, caller: &Caller, body: Value) -> Result<R
     if for_controller(&body)? {
         crate::aap::launch(app, caller, body).await
     } else {
-        crate::engine::launch(app, caller, body).await
+        let (body, masked) = crate::playbooks::surveyed(app, caller, body).await?;
+        crate::engine::launch(app, caller, body, &masked).await
     }
 }
 
@@ -69,7 +71,8 @@ pub async fn check_as(app: &AppState, caller: &Caller, body: Value) -> Result<La
         let (source, target, shown) = crate::aap::check(app, caller, body).await?;
         Ok(LaunchTarget { source, target, inventory: None, shown })
     } else {
-        let (target, inventory, shown) = crate::engine::check(app, caller, body).await?;
+        let (body, masked) = crate::playbooks::surveyed(app, caller, body).await?;
+        let (target, inventory, shown) = crate::engine::check(app, caller, body, &masked).await?;
         Ok(LaunchTarget { source: "local".into(), target, inventory, shown })
     }
 }
@@ -80,7 +83,8 @@ pub async fn launch_for_run(app: &AppState, caller: &Caller, body: Value, run: i
     if for_controller(&body)? {
         crate::aap::launch_for_run(app, caller, body, run).await
     } else {
-        crate::engine::launch_for_run(app, caller, body, run).await
+        let (body, masked) = crate::playbooks::surveyed(app, caller, body).await?;
+        crate::engine::launch_for_run(app, caller, body, run, &masked).await
     }
 }
 

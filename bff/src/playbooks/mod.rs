@@ -1,8 +1,8 @@
-//! `/api/v1/playbooks`: the playbooks of `PLAYDECK_PLAYBOOK_DIR` with their plays, `vars_prompt`
-//! and survey (`survey`); a survey's choices resolved for a launch (`POST /survey`: from the
+//! `/api/v1/playbooks`: the playbooks of `PLAYDECK_PLAYBOOK_DIR` (or of a git repository at a
+//! branch) with their plays, `vars_prompt` and survey (`survey`); a survey's choices resolved for a launch (`POST /survey`: from the
 //! chosen inventory, or from a URL through the outbound guard, cached a minute); and the hosts a
-//! launch would touch (`POST /hosts`, `ansible-playbook --list-hosts`). The engine checks a
-//! launch's extra vars against the survey with [`apply_survey`].
+//! launch would touch (`POST /hosts`, `ansible-playbook --list-hosts`). `POST /api/v1/jobs`
+//! checks a launch's extra vars against the survey with [`surveyed`].
 
 pub mod survey;
 
@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::infra::access::Glob;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
+use crate::infra::extract::Q;
 use crate::infra::paths::resolve_in;
 use crate::infra::state::{App, AppState};
 use crate::inventories::{self, Inventories};
@@ -97,7 +98,8 @@ fn playbook_files(dir: &Path) -> Vec<(String, Result<Value, String>)> {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            if name.starts_with('.') {
+            // Nothing hidden, nothing outside the directory (a link in a repository may point anywhere).
+            if name.starts_with('.') || !path.canonicalize().is_ok_and(|real| real.starts_with(dir)) {
                 continue;
             }
             if path.is_dir() {
@@ -206,7 +208,7 @@ fn survey_file(dir: &Path, path: &str) -> Option<PathBuf> {
     [format!("{stem}.survey.yml"), format!("{stem}.survey.yaml")]
         .into_iter()
         .map(|f| dir.join(f))
-        .find(|f| f.is_file())
+        .find(|f| f.is_file() && f.canonicalize().is_ok_and(|real| real.starts_with(dir)))
 }
 
 /// One playbook by its path in the directory (404 when it is not there).
@@ -235,17 +237,59 @@ fn may_list(caller: &Caller) -> Result<(), AppError> {
     }
 }
 
-/// `GET /api/v1/playbooks`.
-async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<Playbook>>, AppError> {
+/// `GET /api/v1/playbooks`'s query: a git repository (and branch, and the stored credential to
+/// fetch it with) to list instead of the playbook directory.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    repo: Option<String>,
+    branch: Option<String>,
+    credential: Option<String>,
+}
+
+/// `GET /api/v1/playbooks[?repo=&branch=&credential=]`.
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Page<Playbook>>, AppError> {
     may_list(&caller)?;
-    let dir = app.config.engine.playbook_dir.clone();
-    let results = tokio::task::spawn_blocking(move || {
+    let (dir, checkout) = match &q.repo {
+        None => {
+            if q.branch.is_some() || q.credential.is_some() {
+                return Err(AppError::BadRequest("`branch` and `credential` go with `repo`".into()));
+            }
+            (app.config.engine.playbook_dir.clone(), None)
+        }
+        Some(repo) => {
+            if let Some(name) = &q.credential {
+                if !caller.access.may_use_credential_somewhere(name) {
+                    return Err(AppError::Forbidden(format!(
+                        "{:?} may not use the credential {name:?}",
+                        caller.name
+                    )));
+                }
+            }
+            let (dir, _commit) =
+                crate::engine::checkout_for_reading(&app, repo, q.branch.as_deref(), q.credential.as_deref())
+                    .await?;
+            (dir.join("src"), Some(dir))
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || {
         let root = dir.canonicalize().unwrap_or(dir);
-        playbook_files(&root).into_iter().map(|(path, read)| playbook(&root, path, read)).collect::<Vec<_>>()
+        let list = playbook_files(&root)
+            .into_iter()
+            .map(|(path, read)| playbook(&root, path, read))
+            .collect::<Vec<_>>();
+        if let Some(c) = checkout {
+            let _ = std::fs::remove_dir_all(c);
+        }
+        list
     })
     .await
     .map_err(|e| AppError::Internal(format!("listing playbooks: {e}")))?;
-    Ok(Json(Page { count: results.len() as i64, count_exact: true, next: None, previous: None, results }))
+    Ok(Json(Page { count: read.len() as i64, count_exact: true, next: None, previous: None, results: read }))
 }
 
 /// The answer given to a question so far, else its default, as text (for `{{ variable }}`).
@@ -449,23 +493,52 @@ async fn resolve(
     Ok(Json(ResolvedSurvey { path: req.path, questions }))
 }
 
-/// Checks a local playbook launch's extra vars against its survey (when it has a valid one) and
-/// fills in the defaults; answers the password questions' variables, which are masked in what is
-/// recorded. A playbook whose survey is invalid is launched with the extra vars as given.
-pub async fn apply_survey(
+/// A local engine launch body (`POST /api/v1/jobs` with a `source`) with its extra vars checked
+/// against the playbook's survey, when it is a playbook of the directory that has a valid one and
+/// the caller may launch it (else the engine says why not): defaults filled in, and the password
+/// questions' variables, which are masked in what is recorded. A playbook whose survey is invalid
+/// is launched with the extra vars as given.
+pub async fn surveyed(
     app: &AppState,
-    path: &str,
-    inventory: Option<&str>,
-    vars: &mut Option<Map<String, Value>>,
-) -> Result<Vec<String>, AppError> {
-    let pb = one(app, path).await.map_err(|e| bad(e.to_string()))?;
-    let Some(survey) = pb.survey else { return Ok(Vec::new()) };
-    let mut given = vars.take().unwrap_or_default();
-    let resolved = resolve_choices(app, &survey, inventory, &given).await?;
+    caller: &Caller,
+    mut body: Value,
+) -> Result<(Value, Vec<String>), AppError> {
+    let source = &body["source"];
+    let Some(path) = source["path"].as_str().filter(|_| source["type"] == "playbook").map(str::to_owned)
+    else {
+        return Ok((body, Vec::new()));
+    };
+    let inventory = match &body["inventory"] {
+        i if i["type"] == "file" => i["path"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    let target = crate::infra::access::Target {
+        source: "local",
+        template: Some(&path),
+        inventory: inventory.as_deref(),
+    };
+    if !caller.access.allows(Role::Operator, &target) {
+        return Ok((body, Vec::new()));
+    }
+    let Ok(pb) = one(app, &path).await else { return Ok((body, Vec::new())) };
+    let Some(survey) = pb.survey else { return Ok((body, Vec::new())) };
+    let mut given = match body.get("extra_vars") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        // Not an object: the engine refuses it in its words.
+        Some(_) => return Ok((body, Vec::new())),
+    };
+    let resolved = resolve_choices(app, &survey, inventory.as_deref(), &given).await?;
     let passwords = survey::check_answers(&survey, &resolved, &mut given)
         .map_err(|e| bad(format!("`extra_vars`: {e}")))?;
-    *vars = (!given.is_empty()).then_some(given);
-    Ok(passwords)
+    if let Some(obj) = body.as_object_mut() {
+        if given.is_empty() {
+            obj.remove("extra_vars");
+        } else {
+            obj.insert("extra_vars".into(), Value::Object(given));
+        }
+    }
+    Ok((body, passwords))
 }
 
 /// A host name for an inline inventory on the command line.
