@@ -326,7 +326,8 @@ fn operations() -> Vec<Op> {
             .answer(200, "Page_for_ScheduleRun")
             .query(&[("page", "from 1"), ("page_size", "1 to 200, default 25")]),
         op("get", "/playbooks", "launch", "The local engine's playbooks (PLAYDECK_PLAYBOOK_DIR) with their plays, vars_prompt and survey (`<playbook>.survey.yml`, or `survey_error`)", Operator)
-            .answer(200, "Page_for_Playbook"),
+            .answer(200, "Page_for_Playbook")
+            .query(&[("repo", "a git repository to list instead (as `source.repo`)"), ("branch", "its branch (default: its default branch)"), ("credential", "the stored credential to fetch it with")]),
         op("post", "/playbooks/survey", "launch", "A local playbook's survey with each question's choices resolved for an inventory and the answers so far (from the inventory's hosts or groups, or a URL)", Operator)
             .body("SurveyRequest")
             .answer(200, "ResolvedSurvey"),
@@ -413,7 +414,6 @@ fn upstream(method: &str, path: &str) -> bool {
         || path.starts_with("/session")
         || (path == "/schedules" && method == "post")
         || (path == "/schedules/{id}" && method == "patch")
-        || path.starts_with("/playbooks/")
 }
 
 /// Every route of `/api/v1` as (method, path), for the drift test.
