@@ -46,10 +46,13 @@ impl Stamp {
     }
 }
 
+/// What `ansible-inventory` said of a file: its groups and hosts, or why it could not read it.
+pub type Read = Arc<Result<InventoryFile, String>>;
+
 /// The inventories' service: the cache of what `ansible-inventory` said, and the limit on how many
 /// run at once (each is a Python process of about a second).
 pub struct Inventories {
-    cache: Mutex<HashMap<PathBuf, (Stamp, Arc<Result<InventoryFile, String>>)>>,
+    cache: Mutex<HashMap<PathBuf, (Stamp, Read)>>,
     running: Semaphore,
 }
 
@@ -66,7 +69,7 @@ impl Inventories {
 
     /// An inventory file by its name in the inventory directory, with its groups and hosts; an
     /// unreadable file is `Ok` with its `error` (a name outside the directory is the `Err`).
-    pub async fn read(app: &App, name: &str) -> Result<Arc<Result<InventoryFile, String>>, AppError> {
+    pub async fn read(app: &App, name: &str) -> Result<Read, AppError> {
         let full = resolve_in(
             &app.config.engine.inventory_dir,
             name,

@@ -48,10 +48,14 @@ const LIST_HOSTS_TIMEOUT: Duration = Duration::from_secs(60);
 /// Playbooks listed at most.
 const MAX_PLAYBOOKS: usize = 1000;
 
+/// A choices URL and the credential it is asked with.
+type UrlKey = (String, Option<String>);
+
 /// The playbooks' service: the choices URLs answered (for a minute), and how many
 /// `ansible-playbook --list-hosts` run at once.
 pub struct Playbooks {
-    url_choices: Mutex<HashMap<(String, Option<String>), (Instant, Choices)>>,
+    /// By (URL, credential): when it answered, and what.
+    url_choices: Mutex<HashMap<UrlKey, (Instant, Choices)>>,
     running: Semaphore,
 }
 
