@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::infra::auth::Caller;
 use crate::infra::error::AppError;
-use crate::infra::paths::resolve_in;
+use crate::infra::paths::{files_in, resolve_in};
 use crate::infra::state::{App, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -88,9 +88,8 @@ impl Inventories {
                 return Ok(listing.clone());
             }
         }
-        let _slot = me.running.acquire().await.map_err(|_| AppError::Unavailable("shutting down".into()))?;
         let listing = Arc::new(match app.config.engine.ansible_tool("ansible-inventory") {
-            Some(program) => run_ansible_inventory(&program, &full).await.map(|v| listing(name, &v)),
+            Some(program) => run_ansible_inventory(app, &program, &full).await.map(|v| listing(name, &v)),
             None => Err("ansible-inventory is not installed (it comes with ansible-core)".into()),
         });
         // A file that does not read is remembered too, until it changes.
@@ -101,22 +100,33 @@ impl Inventories {
     }
 }
 
-async fn run_ansible_inventory(program: &Path, file: &Path) -> Result<Value, String> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.arg("-i")
-        .arg(file)
-        .args(["--list", "--export"])
-        .current_dir(file.parent().unwrap_or(Path::new("/")))
-        .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+/// Runs an Ansible command that only reads (`ansible-inventory`, `ansible-playbook --list-hosts`),
+/// at most two at once: no colour or deprecation noise, an inventory that does not parse is an
+/// error, no input, killed after `within`. The error is why it could not run.
+pub async fn run_reading(
+    app: &App,
+    mut cmd: tokio::process::Command,
+    what: &str,
+    within: Duration,
+) -> Result<std::process::Output, String> {
+    cmd.env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
         .env("ANSIBLE_LOCALHOST_WARNING", "false")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "false")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(READ_TIMEOUT, cmd.output())
+    let _slot = Inventories::of(app).running.acquire().await.map_err(|_| "shutting down".to_string())?;
+    tokio::time::timeout(within, cmd.output())
         .await
-        .map_err(|_| format!("ansible-inventory did not answer within {} s", READ_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("ansible-inventory ({}) cannot be run: {e}", program.display()))?;
+        .map_err(|_| format!("{what} did not answer within {} s", within.as_secs()))?
+        .map_err(|e| format!("{what} cannot be run: {e}"))
+}
+
+async fn run_ansible_inventory(app: &App, program: &Path, file: &Path) -> Result<Value, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("-i").arg(file).args(["--list", "--export"]).current_dir(file.parent().unwrap_or(Path::new("/")));
+    let out = run_reading(app, cmd, "ansible-inventory", READ_TIMEOUT).await?;
     if !out.status.success() {
         return Err(format!("ansible-inventory could not read it: {}", last_words(&out.stderr)));
     }
@@ -242,53 +252,26 @@ pub fn groups_of(inv: &InventoryFile, group: Option<&str>) -> Option<BTreeSet<St
 /// The inventory files of the directory by their names in it: files of the usual inventory kinds
 /// (`.yml`, `.yaml`, `.json`, `.ini` or none), not `group_vars`/`host_vars` nor hidden ones.
 pub fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![(dir.to_path_buf(), 0usize)];
-    while let Some((d, depth)) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = e.path();
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
-                if depth < 3 && name != "group_vars" && name != "host_vars" {
-                    todo.push((path, depth + 1));
-                }
-                continue;
-            }
-            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
-            if !matches!(ext, "yml" | "yaml" | "json" | "ini" | "") {
-                continue;
-            }
-            if let Ok(rel) = path.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-            if out.len() >= MAX_FILES {
-                tracing::warn!(dir = %dir.display(), "the inventory directory has more than {MAX_FILES} files; the rest are not listed");
-                out.sort();
-                return out;
-            }
-        }
-    }
-    out.sort();
-    out
+    let keep = |name: &str| {
+        let ext = Path::new(name).extension().and_then(|x| x.to_str()).unwrap_or("");
+        matches!(ext, "yml" | "yaml" | "json" | "ini" | "")
+    };
+    files_in(dir, 3, &["group_vars", "host_vars"], keep, MAX_FILES).into_iter().map(|f| f.rel).collect()
 }
 
-/// Only operators launch, so only they are shown what a launch may name.
-fn may_list(caller: &Caller) -> Result<(), AppError> {
+/// Only operators launch, so only they are shown what a launch may name (`what`: the inventories,
+/// the playbooks).
+pub fn may_list(caller: &Caller, what: &str) -> Result<(), AppError> {
     if caller.access.max_role().is_some_and(|r| r >= Role::Operator) {
         Ok(())
     } else {
-        Err(AppError::Forbidden(format!("{:?} may not launch, so is not shown the inventories", caller.name)))
+        Err(AppError::Forbidden(format!("{:?} may not launch, so is not shown the {what}", caller.name)))
     }
 }
 
 /// `GET /api/v1/inventories`: each file with its groups (their host lists left out) and host count.
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<InventoryFile>>, AppError> {
-    may_list(&caller)?;
+    may_list(&caller, "inventories")?;
     let dir = app.config.engine.inventory_dir.clone();
     let names = tokio::task::spawn_blocking(move || files(&dir))
         .await
@@ -325,7 +308,7 @@ async fn hosts(
     caller: Caller,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<InventoryFile>, AppError> {
-    may_list(&caller)?;
+    may_list(&caller, "inventories")?;
     let read = Inventories::read(&app, &name).await.map_err(|e| match e {
         AppError::Unprocessable(m) => AppError::NotFound(m),
         other => other,

@@ -561,12 +561,7 @@ async fn templates_are_listed_with_their_prompts_and_survey() {
     assert!(by_id(7).expect("template 7")["survey"].is_null());
     assert_eq!(by_id(12002).expect("template 12002")["ask_job_type_on_launch"], true);
 
-    let viewer: Value = post(&app, "/api/v1/keys", &json!({"name": "watcher", "role": "viewer"}))
-        .await
-        .json()
-        .await
-        .expect("key");
-    let secret = viewer["secret"].as_str().expect("secret");
+    let secret = &new_key(&app, "watcher", "viewer").await;
     let resp = app.http.get(app.url("/api/v1/templates")).bearer_auth(secret).send().await.expect("get");
     assert_error(resp, 403).await;
     let resp = app.http.get(app.url("/api/v1/controllers")).bearer_auth(secret).send().await.expect("get");

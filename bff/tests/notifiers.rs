@@ -404,12 +404,7 @@ async fn the_api_hides_secrets_refuses_bad_input_and_is_for_admins() {
     assert_error(app.get("/api/v1/notifiers/abc").await, 400).await;
 
     // Only admins.
-    let key: Value = post(&app, "/api/v1/keys", &json!({"name": "op", "role": "operator"}))
-        .await
-        .json()
-        .await
-        .expect("key");
-    let operator = key["secret"].as_str().expect("secret");
+    let operator = &new_key(&app, "op", "operator").await;
     let r = app.http.get(app.url("/api/v1/notifiers")).bearer_auth(operator).send().await.expect("get");
     assert_error(r, 403).await;
     let r = app
@@ -644,12 +639,7 @@ async fn bad_changes_are_refused_whole_in_the_error_shape(app: &TestApp, nid: i6
 
 /// Admins only.
 async fn changes_and_deliveries_are_for_admins_only(app: &TestApp, nid: i64) {
-    let key: Value = post(app, "/api/v1/keys", &json!({"name": "op", "role": "operator"}))
-        .await
-        .json()
-        .await
-        .expect("key");
-    let operator = key["secret"].as_str().expect("secret");
+    let operator = &new_key(&app, "op", "operator").await;
     assert_error(
         patch(app, operator, &format!("/api/v1/notifiers/{nid}"), &json!({"active": false})).await,
         403,

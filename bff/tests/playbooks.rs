@@ -198,13 +198,7 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     assert_eq!(legacy["host_count"], 4);
 
     // Viewers do not launch, so they are not shown what a launch may name.
-    let viewer: Value = post(&app, "/api/v1/keys", &json!({"name": "watcher", "role": "viewer"}))
-        .await
-        .json()
-        .await
-        .expect("key");
-    let viewer = viewer["secret"].as_str().expect("secret").to_string();
-    remember_secret(&viewer);
+    let viewer = new_key(&app, "watcher", "viewer").await;
     for path in ["/api/v1/playbooks", "/api/v1/inventories"] {
         let r = app.http.get(app.url(path)).bearer_auth(&viewer).send().await.expect("get");
         assert_error(r, 403).await;

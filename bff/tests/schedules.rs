@@ -379,13 +379,7 @@ async fn a_revoked_tokens_schedule_stops_saying_why() {
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.expect("json")["id"].as_i64().expect("id");
     // A viewer may see it but not change it.
-    let viewer: Value = post(&app, "/api/v1/keys", &json!({"name": "watcher", "role": "viewer"}))
-        .await
-        .json()
-        .await
-        .expect("key");
-    let viewer = viewer["secret"].as_str().expect("secret").to_string();
-    remember_secret(&viewer);
+    let viewer = new_key(&app, "watcher", "viewer").await;
     let r = app
         .http
         .get(app.url(&format!("/api/v1/schedules/{id}")))

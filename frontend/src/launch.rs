@@ -451,6 +451,7 @@ pub fn launch_page() -> Html {
         form: Form {
             template: nav.location.param("template").unwrap_or_default(),
             playbook: nav.location.param("source").unwrap_or_default(),
+            path: nav.location.param("source").unwrap_or_default(),
             ..Form::default()
         },
         sending: false,
@@ -673,6 +674,14 @@ pub fn launch_page() -> Html {
         let d = dispatcher.clone();
         Callback::from(move |limit: String| d.dispatch(LaunchAction::Field(|f, v| f.limit = v, limit)))
     };
+    let repo_fields = html! {
+        <>
+            { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
+            if !form.repo.trim().is_empty() {
+                { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
+            }
+        </>
+    };
     let playbook_field = match &state.playbooks {
         Load::Loaded(Ok(list)) if !list.is_empty() => html! {
             <>
@@ -693,20 +702,14 @@ pub fn launch_page() -> Html {
                 }
                 if form.playbook == OTHER_PLAYBOOK || (!form.playbook.is_empty() && picked.is_none()) {
                     { text_input("launch-playbook-path", "Playbook path", &form.path, "site.yml", |f, v| f.path = v) }
-                    { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
-                    if !form.repo.trim().is_empty() {
-                        { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
-                    }
+                    { repo_fields.clone() }
                 }
             </>
         },
         _ => html! {
             <>
                 { text_input("launch-playbook", "Playbook", &form.playbook, "site.yml", |f, v| f.playbook = v) }
-                { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
-                if !form.repo.trim().is_empty() {
-                    { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
-                }
+                { repo_fields }
             </>
         },
     };

@@ -13,21 +13,11 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  ADMIN_KEY, BASE, DESKTOP, PHONE, assert, assertContrast, launchBrowser, newPage, noPageErrors, noSidewaysScroll,
+  call, BASE, DESKTOP, PHONE, assert, assertContrast, launchBrowser, newPage, noPageErrors, noSidewaysScroll,
   requireEnv, run, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
 requireEnv('launch.mjs');
-
-async function call(method, path, body, key = ADMIN_KEY) {
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await response.json().catch(() => ({}));
-  return { ok: response.ok, status: response.status, json, detail: json?.errors?.[0]?.detail ?? '' };
-}
 
 const countText = (page) => page.getByTestId('launch-host-count').innerText();
 

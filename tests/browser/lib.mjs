@@ -117,6 +117,18 @@ export async function ingest(body, { gzip = false } = {}) {
   return JSON.parse(text);
 }
 
+/// One API call with a key (the admin's by default): `{ok, status, json, detail}`, `detail` the
+/// server's `errors[0].detail`.
+export async function call(method, path, body, key = ADMIN_KEY) {
+  const response = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await response.json().catch(() => ({}));
+  return { ok: response.ok, status: response.status, json, detail: json?.errors?.[0]?.detail ?? '' };
+}
+
 export async function api(pathAndQuery) {
   const response = await fetch(`${BASE}${pathAndQuery}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
   const text = await response.text();

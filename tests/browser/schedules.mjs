@@ -10,21 +10,11 @@
 
 import { randomBytes } from 'node:crypto';
 import {
-  ADMIN_KEY, BASE, DESKTOP, PHONE, assert, launchBrowser, newPage, noPageErrors, noSidewaysScroll, requireEnv, run,
+  ADMIN_KEY, call, BASE, DESKTOP, PHONE, assert, launchBrowser, newPage, noPageErrors, noSidewaysScroll, requireEnv, run,
   shot, signIn, step, waitFor,
 } from './lib.mjs';
 
 requireEnv('schedules.mjs');
-
-async function call(method, path, body, key = ADMIN_KEY) {
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await response.json().catch(() => ({}));
-  return { ok: response.ok, status: response.status, json, detail: json?.errors?.[0]?.detail ?? '' };
-}
 
 async function main() {
   const suffix = randomBytes(4).toString('hex');

@@ -51,3 +51,55 @@ pub fn check_relative(rel: &str, field: &str) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+/// A file found by [`files_in`]: its path in the directory, where it is, and how many
+/// directories down.
+pub struct Found {
+    pub rel: String,
+    pub path: PathBuf,
+    pub depth: usize,
+}
+
+/// The files under `dir` (`dir` itself and at most `depth` directories down) that `keep` takes
+/// by name, sorted by path: nothing hidden, no directory `skip` names, nothing reached through a
+/// link that leads out of `dir` (a link in a repository may point anywhere). At most `max`; the
+/// rest are left out and the log says so.
+pub fn files_in(
+    dir: &Path,
+    depth: usize,
+    skip: &[&str],
+    keep: impl Fn(&str) -> bool,
+    max: usize,
+) -> Vec<Found> {
+    let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut out: Vec<Found> = Vec::new();
+    let mut todo = vec![(root.clone(), 0usize)];
+    'walk: while let Some((d, at)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.starts_with('.') || !path.canonicalize().is_ok_and(|real| real.starts_with(&root)) {
+                continue;
+            }
+            if path.is_dir() {
+                if at < depth && !skip.contains(&name.as_str()) {
+                    todo.push((path, at + 1));
+                }
+                continue;
+            }
+            if !keep(&name) {
+                continue;
+            }
+            if out.len() >= max {
+                tracing::warn!(dir = %dir.display(), "more than {max} files; the rest are not listed");
+                break 'walk;
+            }
+            if let Ok(rel) = path.strip_prefix(&root) {
+                out.push(Found { rel: rel.to_string_lossy().into_owned(), path: path.clone(), depth: at });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    out
+}

@@ -22,13 +22,12 @@ use shared::playbooks::{
     VarPrompt,
 };
 use shared::{Page, Role};
-use tokio::sync::Semaphore;
 
 use crate::infra::access::Glob;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::Q;
-use crate::infra::paths::resolve_in;
+use crate::infra::paths::{files_in, resolve_in};
 use crate::infra::state::{App, AppState};
 use crate::inventories::{self, Inventories};
 use survey::Choices;
@@ -51,18 +50,11 @@ const MAX_PLAYBOOKS: usize = 1000;
 /// A choices URL and the credential it is asked with.
 type UrlKey = (String, Option<String>);
 
-/// The playbooks' service: the choices URLs answered (for a minute), and how many
-/// `ansible-playbook --list-hosts` run at once.
+/// The playbooks' service: the choices URLs answered, for a minute (by URL and credential: when
+/// it answered, and what).
+#[derive(Default)]
 pub struct Playbooks {
-    /// By (URL, credential): when it answered, and what.
     url_choices: Mutex<HashMap<UrlKey, (Instant, Choices)>>,
-    running: Semaphore,
-}
-
-impl Default for Playbooks {
-    fn default() -> Self {
-        Playbooks { url_choices: Mutex::default(), running: Semaphore::new(2) }
-    }
 }
 
 impl Playbooks {
@@ -95,49 +87,27 @@ const NOT_PLAYBOOKS: [&str; 12] = [
 /// files that are lists of plays (or, at the top, any such file: one that does not read is shown
 /// with its error). Survey files are not playbooks.
 fn playbook_files(dir: &Path) -> Vec<(String, Result<Value, String>)> {
+    let keep = |name: &str| {
+        (name.ends_with(".yml") || name.ends_with(".yaml"))
+            && !name.ends_with(".survey.yml")
+            && !name.ends_with(".survey.yaml")
+    };
     let mut out = Vec::new();
-    let mut todo = vec![(dir.to_path_buf(), 0usize)];
-    while let Some((d, depth)) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = e.path();
-            // Nothing hidden, nothing outside the directory (a link in a repository may point anywhere).
-            if name.starts_with('.') || !path.canonicalize().is_ok_and(|real| real.starts_with(dir)) {
-                continue;
-            }
-            if path.is_dir() {
-                if depth < 3 && !NOT_PLAYBOOKS.contains(&name.as_str()) {
-                    todo.push((path, depth + 1));
-                }
-                continue;
-            }
-            let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
-            if !yaml || name.ends_with(".survey.yml") || name.ends_with(".survey.yaml") {
-                continue;
-            }
-            let read = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot be read: {e}"))
-                .and_then(|t| serde_yaml::from_str::<Value>(&t).map_err(|e| format!("is not YAML: {e}")));
-            let plays = read.as_ref().ok().and_then(Value::as_array).is_some_and(|a| {
-                a.iter().any(|p| {
-                    ["hosts", "import_playbook", "ansible.builtin.import_playbook"]
-                        .iter()
-                        .any(|k| p.get(k).is_some())
-                })
-            });
-            if plays || (depth == 0 && read.is_err()) {
-                if let Ok(rel) = path.strip_prefix(dir) {
-                    out.push((rel.to_string_lossy().into_owned(), read));
-                }
-            }
-            if out.len() >= MAX_PLAYBOOKS {
-                out.sort_by(|a, b| a.0.cmp(&b.0));
-                return out;
-            }
+    for f in files_in(dir, 3, &NOT_PLAYBOOKS, keep, MAX_PLAYBOOKS) {
+        let read = std::fs::read_to_string(&f.path)
+            .map_err(|e| format!("cannot be read: {e}"))
+            .and_then(|t| serde_yaml::from_str::<Value>(&t).map_err(|e| format!("is not YAML: {e}")));
+        let plays = read.as_ref().ok().and_then(Value::as_array).is_some_and(|a| {
+            a.iter().any(|p| {
+                ["hosts", "import_playbook", "ansible.builtin.import_playbook"]
+                    .iter()
+                    .any(|k| p.get(k).is_some())
+            })
+        });
+        if plays || (f.depth == 0 && read.is_err()) {
+            out.push((f.rel, read));
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -232,15 +202,6 @@ async fn one(app: &App, path: &str) -> Result<Playbook, AppError> {
     .map_err(|e| AppError::Internal(format!("reading a playbook: {e}")))
 }
 
-/// Only operators launch, so only they are shown what a launch may name.
-fn may_list(caller: &Caller) -> Result<(), AppError> {
-    if caller.access.max_role().is_some_and(|r| r >= Role::Operator) {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(format!("{:?} may not launch, so is not shown the playbooks", caller.name)))
-    }
-}
-
 /// `GET /api/v1/playbooks`'s query: a git repository (and branch, and the stored credential to
 /// fetch it with) to list instead of the playbook directory.
 #[derive(serde::Deserialize)]
@@ -257,7 +218,7 @@ async fn list(
     caller: Caller,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Page<Playbook>>, AppError> {
-    may_list(&caller)?;
+    inventories::may_list(&caller, "playbooks")?;
     let (dir, checkout) = match &q.repo {
         None => {
             if q.branch.is_some() || q.credential.is_some() {
@@ -456,7 +417,7 @@ async fn resolve(
     caller: Caller,
     AppJson(req): AppJson<SurveyRequest>,
 ) -> Result<Json<ResolvedSurvey>, AppError> {
-    may_list(&caller)?;
+    inventories::may_list(&caller, "playbooks")?;
     let pb = one(&app, &req.path).await?;
     if let Some(e) = &pb.survey_error {
         return Err(bad(format!("{}: {e}", req.path)));
@@ -557,7 +518,7 @@ async fn hosts(
     caller: Caller,
     AppJson(req): AppJson<HostsRequest>,
 ) -> Result<Json<HostCount>, AppError> {
-    may_list(&caller)?;
+    inventories::may_list(&caller, "playbooks")?;
     let cfg = &app.config.engine;
     let playbook =
         resolve_in(&cfg.playbook_dir, &req.path, "path", "playbook directory (PLAYDECK_PLAYBOOK_DIR)")?;
@@ -587,33 +548,15 @@ async fn hosts(
         AppError::Unavailable("ansible-playbook is not installed, so the hosts cannot be counted".into())
     })?;
     let vars_file = tempfile_in(&app.config.data_dir, &Value::Object(req.extra_vars.clone()))?;
-    let _slot = Playbooks::of(&app)
-        .running
-        .acquire()
-        .await
-        .map_err(|_| AppError::Unavailable("shutting down".into()))?;
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg("--list-hosts").arg("-i").arg(&inventory).arg("-e").arg(format!("@{}", vars_file.0.display()));
     if let Some(limit) = req.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
         cmd.arg("--limit").arg(limit);
     }
-    cmd.arg(&playbook)
-        .current_dir(playbook.parent().unwrap_or(Path::new("/")))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
-        .env("ANSIBLE_LOCALHOST_WARNING", "false")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "false")
-        .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(LIST_HOSTS_TIMEOUT, cmd.output())
+    cmd.arg(&playbook).current_dir(playbook.parent().unwrap_or(Path::new("/")));
+    let out = inventories::run_reading(&app, cmd, "ansible-playbook --list-hosts", LIST_HOSTS_TIMEOUT)
         .await
-        .map_err(|_| {
-            AppError::Unavailable("ansible-playbook --list-hosts did not answer within 60 s".into())
-        })?
-        .map_err(|e| {
-            AppError::Unavailable(format!("ansible-playbook ({}) cannot be run: {e}", program.display()))
-        })?;
+        .map_err(AppError::Unavailable)?;
     drop(vars_file);
     if !out.status.success() {
         return Err(bad(format!("ansible-playbook --list-hosts: {}", inventories::last_words(&out.stderr))));

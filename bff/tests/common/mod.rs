@@ -334,6 +334,15 @@ pub async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response 
     app.http.post(app.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("post")
 }
 
+/// A new API key of `role`, its secret remembered (no log may show it).
+pub async fn new_key(app: &TestApp, name: &str, role: &str) -> String {
+    let key: Value =
+        post(app, "/api/v1/keys", &json!({"name": name, "role": role})).await.json().await.expect("key");
+    let secret = key["secret"].as_str().expect("secret").to_string();
+    remember_secret(&secret);
+    secret
+}
+
 /// POST with `key`, with a JSON body or none.
 pub async fn post_as(app: &TestApp, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
     let mut req = app.http.post(app.url(path)).bearer_auth(key);
