@@ -269,13 +269,21 @@ pub fn may_list(caller: &Caller, what: &str) -> Result<(), AppError> {
     }
 }
 
+/// Whether a local launch of this playbook, or on this inventory, or both, is one the caller's
+/// operator bindings allow somewhere: what the launch form lists for them.
+pub fn may_name(caller: &Caller, playbook: Option<&str>, inventory: Option<&str>) -> bool {
+    let target = crate::infra::access::Target { source: "local", template: playbook, inventory };
+    caller.access.allows_some(Role::Operator, &target)
+}
+
 /// `GET /api/v1/inventories`: each file with its groups (their host lists left out) and host count.
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<InventoryFile>>, AppError> {
     may_list(&caller, "inventories")?;
     let dir = app.config.engine.inventory_dir.clone();
-    let names = tokio::task::spawn_blocking(move || files(&dir))
+    let mut names = tokio::task::spawn_blocking(move || files(&dir))
         .await
         .map_err(|e| AppError::Internal(format!("listing inventories: {e}")))?;
+    names.retain(|n| may_name(&caller, None, Some(n)));
     let mut results = Vec::with_capacity(names.len());
     for name in names {
         let read = Inventories::read(&app, &name).await?;
@@ -309,6 +317,9 @@ async fn hosts(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<InventoryFile>, AppError> {
     may_list(&caller, "inventories")?;
+    if !may_name(&caller, None, Some(&name)) {
+        return Err(AppError::NotFound(format!("there is no inventory {name:?} that you may launch on")));
+    }
     let read = Inventories::read(&app, &name).await.map_err(|e| match e {
         AppError::Unprocessable(m) => AppError::NotFound(m),
         other => other,

@@ -254,6 +254,49 @@ async fn each_team_sees_and_acts_on_its_own_jobs_only_on_every_surface() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launch_forms_lists_show_each_team_only_what_it_may_launch() {
+    let app = teams().await;
+    let paths = |page: &Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|p| p["path"].as_str().expect("path").to_owned())
+            .collect()
+    };
+    assert_eq!(paths(&json_as(&app, "/api/v1/playbooks", "pat", "patch-team").await), ["patch-web.yml"]);
+    assert_eq!(paths(&json_as(&app, "/api/v1/playbooks", "bob", "deploy-team").await), ["deploy-app.yml"]);
+    // Their bindings name no inventories: every inventory is one they may launch on.
+    let invs = json_as(&app, "/api/v1/inventories", "pat", "patch-team").await;
+    assert!(invs["results"].as_array().expect("results").iter().any(|i| i["name"] == "demo.yml"), "{invs}");
+    assert_eq!(
+        json_as(&app, "/api/v1/inventories/demo.yml/hosts", "pat", "patch-team").await["host_count"],
+        3
+    );
+    // Another team's playbook is not there for them; a viewer is shown none.
+    for path in ["/api/v1/playbooks/survey", "/api/v1/playbooks/hosts"] {
+        let r = who(&app, reqwest::Method::POST, path, "pat", "patch-team")
+            .header(CSRF, "1")
+            .json(&json!({"path": "deploy-app.yml", "inventory": "demo.yml"}))
+            .send()
+            .await
+            .expect("post");
+        assert_error(r, 404).await;
+    }
+    let r = who(&app, reqwest::Method::POST, "/api/v1/playbooks/hosts", "pat", "patch-team")
+        .header(CSRF, "1")
+        .json(&json!({"path": "patch-web.yml", "inventory": "demo.yml"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["count"], 3);
+    for path in ["/api/v1/playbooks", "/api/v1/inventories"] {
+        assert_error(get_as(&app, path, "carol", "").await, 403).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_box_understands_only_what_the_person_may_run() {
     let app = teams().await;
     let ask = |user: &'static str, group: &'static str| {

@@ -115,8 +115,18 @@ impl Scope {
     }
 
     pub fn covers(&self, t: &Target<'_>) -> bool {
+        self.covers_as(t, false)
+    }
+
+    /// `covers`, where a dimension the target leaves out (`None`) matches anything when
+    /// `open` (a playbook the caller may launch on some inventory).
+    fn covers_as(&self, t: &Target<'_>, open: bool) -> bool {
         let any = |globs: &[Glob], v: Option<&str>| {
-            globs.is_empty() || v.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
+            globs.is_empty()
+                || match v {
+                    Some(v) => globs.iter().any(|g| g.matches(v)),
+                    None => open,
+                }
         };
         (self.sources.is_empty() || self.sources.iter().any(|s| s == t.source))
             && any(&self.templates, t.template)
@@ -262,6 +272,13 @@ impl Access {
     /// Whether the caller may act on this job (or launch this) with `role`.
     pub fn allows(&self, role: Role, target: &Target<'_>) -> bool {
         self.grants.iter().any(|(r, s)| *r >= role && s.covers(target))
+    }
+
+    /// Whether some launch that matches `target` in what it names (a template, or an inventory,
+    /// or both) is allowed with `role`: what the launch form lists (a playbook the caller may run
+    /// on some inventory, an inventory some playbook of theirs may run on).
+    pub fn allows_some(&self, role: Role, target: &Target<'_>) -> bool {
+        self.grants.iter().any(|(r, s)| *r >= role && s.covers_as(target, true))
     }
 
     /// Whether a launch of `target` may use the stored credential `name`: an operator grant

@@ -185,6 +185,18 @@ fn survey_file(dir: &Path, path: &str) -> Option<PathBuf> {
         .find(|f| f.is_file() && f.canonicalize().is_ok_and(|real| real.starts_with(dir)))
 }
 
+/// A playbook (on an inventory) the caller's lists show: else a 404, as for one that is not there.
+fn shown_to(caller: &Caller, path: &str, inventory: Option<&str>) -> Result<(), AppError> {
+    if inventories::may_name(caller, Some(path), inventory) {
+        Ok(())
+    } else {
+        Err(AppError::NotFound(format!(
+            "there is no playbook {path:?}{} that you may launch",
+            inventory.map(|i| format!(" on {i:?}")).unwrap_or_default()
+        )))
+    }
+}
+
 /// One playbook by its path in the directory (404 when it is not there).
 async fn one(app: &App, path: &str) -> Result<Playbook, AppError> {
     let dir = app.config.engine.playbook_dir.clone();
@@ -245,6 +257,7 @@ async fn list(
         let root = dir.canonicalize().unwrap_or(dir);
         let list = playbook_files(&root)
             .into_iter()
+            .filter(|(path, _)| inventories::may_name(&caller, Some(path), None))
             .map(|(path, read)| playbook(&root, path, read))
             .collect::<Vec<_>>();
         if let Some(c) = checkout {
@@ -418,6 +431,7 @@ async fn resolve(
     AppJson(req): AppJson<SurveyRequest>,
 ) -> Result<Json<ResolvedSurvey>, AppError> {
     inventories::may_list(&caller, "playbooks")?;
+    shown_to(&caller, &req.path, req.inventory.as_deref())?;
     let pb = one(&app, &req.path).await?;
     if let Some(e) = &pb.survey_error {
         return Err(bad(format!("{}: {e}", req.path)));
@@ -519,6 +533,7 @@ async fn hosts(
     AppJson(req): AppJson<HostsRequest>,
 ) -> Result<Json<HostCount>, AppError> {
     inventories::may_list(&caller, "playbooks")?;
+    shown_to(&caller, &req.path, req.inventory.as_deref())?;
     let cfg = &app.config.engine;
     let playbook =
         resolve_in(&cfg.playbook_dir, &req.path, "path", "playbook directory (PLAYDECK_PLAYBOOK_DIR)")?;
