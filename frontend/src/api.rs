@@ -280,6 +280,12 @@ pub async fn playbooks() -> Result<Page<shared::playbooks::Playbook>, ApiError> 
     json(Request::get("/api/v1/playbooks").build()).await
 }
 
+/// `GET /api/v1/playbooks?repo=&branch=`: the playbooks of a git repository at a branch.
+pub async fn repo_playbooks(repo: &str, branch: &str) -> Result<Page<shared::playbooks::Playbook>, ApiError> {
+    let query = crate::route::query_string([("repo", repo.to_owned()), ("branch", branch.to_owned())]);
+    json(Request::get(&format!("/api/v1/playbooks?{query}")).build()).await
+}
+
 /// `GET /api/v1/inventories`: the inventory files with their groups and host counts.
 pub async fn inventories() -> Result<Page<shared::playbooks::InventoryFile>, ApiError> {
     json(Request::get("/api/v1/inventories").build()).await

@@ -298,7 +298,10 @@ fn launch_body(
             );
         }
         Kind::Playbook => {
-            let path = if form.playbook == OTHER_PLAYBOOK { form.path.trim() } else { form.playbook.trim() };
+            // Typed (or picked from a repository's list), else picked from the directory's list.
+            let typed = form.playbook == OTHER_PLAYBOOK
+                || !(form.repo.trim().is_empty() || form.path.trim().is_empty());
+            let path = if typed { form.path.trim() } else { form.playbook.trim() };
             if path.is_empty() {
                 return Err("Name the playbook to run.".into());
             }
@@ -459,6 +462,7 @@ pub fn launch_page() -> Html {
     });
     let dispatcher = state.dispatcher();
     let scheduling = use_state(|| false);
+    let repo_list = use_state(|| None::<Load<Vec<String>>>);
     let scheduled = use_state(|| Load::<Vec<shared::schedules::Schedule>>::Loading);
     {
         let scheduled = scheduled.clone();
@@ -674,11 +678,38 @@ pub fn launch_page() -> Html {
         let d = dispatcher.clone();
         Callback::from(move |limit: String| d.dispatch(LaunchAction::Field(|f, v| f.limit = v, limit)))
     };
+    // A repository's playbooks, listed when asked (the server fetches the branch).
+    let list_repo = {
+        let (repo_list, repo, branch) =
+            (repo_list.clone(), form.repo.trim().to_owned(), form.branch.trim().to_owned());
+        Callback::from(move |_: MouseEvent| {
+            let (repo_list, repo, branch) = (repo_list.clone(), repo.clone(), branch.clone());
+            repo_list.set(Some(Load::Loading));
+            wasm_bindgen_futures::spawn_local(async move {
+                let listed = api::repo_playbooks(&repo, &branch)
+                    .await
+                    .map(|p| p.results.into_iter().map(|p| p.path).collect());
+                repo_list.set(Some(Load::Loaded(listed)));
+            });
+        })
+    };
     let repo_fields = html! {
         <>
             { text_input("launch-repo", "From a git repository (optional)", &form.repo, "https://git.example.com/ops/playbooks.git", |f, v| f.repo = v) }
             if !form.repo.trim().is_empty() {
                 { text_input("launch-branch", "Branch (optional)", &form.branch, "main", |f, v| f.branch = v) }
+                <button type="button" class="secondary" onclick={list_repo} data-testid="launch-repo-list">{ "List its playbooks" }</button>
+                { match &*repo_list {
+                    None => html! {},
+                    Some(Load::Loading) => html! { <p class="hint">{ "Fetching the branch…" }</p> },
+                    Some(Load::Loaded(Err(e))) => html! { <p class="hint error" data-testid="launch-repo-error">{ e.words() }</p> },
+                    Some(Load::Loaded(Ok(paths))) => html! {
+                        <select aria-label="The repository's playbooks" onchange={field(|f, v| f.path = v)} data-testid="launch-repo-playbooks">
+                            <option value="" selected={form.path.is_empty()}>{ format!("{} playbook{} in the branch: choose…", paths.len(), if paths.len() == 1 { "" } else { "s" }) }</option>
+                            { for paths.iter().map(|p| html! { <option value={p.clone()} selected={form.path == *p}>{ p }</option> }) }
+                        </select>
+                    },
+                } }
             }
         </>
     };

@@ -11,7 +11,11 @@
 //
 //   PLAYDECK_URL=http://127.0.0.1:8080 PLAYDECK_ADMIN_KEY=… PLAYDECK_INGEST_TOKEN=… node launch.mjs
 
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   call, BASE, DESKTOP, PHONE, assert, assertContrast, launchBrowser, newPage, noPageErrors, noSidewaysScroll,
   requireEnv, run, shot, signIn, step, waitFor,
@@ -108,6 +112,38 @@ async function main() {
       assert(names.join(',') === 'web-01', `the job ran on ${names}`);
       const job = await call('GET', `/api/v1/jobs/${jobId}`);
       assert(job.json.name === 'patch.yml' && job.json.inventory === 'demo.yml', `the job: ${JSON.stringify(job.json)}`);
+    });
+
+    await step('a git repository\'s playbooks are listed at the chosen branch, and one runs', async () => {
+      const repo = mkdtempSync(path.join(tmpdir(), 'playdeck-launch-repo-'));
+      const git = (...args) => execFileSync('git', ['-c', 'user.name=Playdeck Tests', '-c', 'user.email=tests@playdeck.invalid', ...args], { cwd: repo });
+      const play = (name) => `- name: ${name}\n  hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug:\n        msg: "${name}"\n`;
+      mkdirSync(path.join(repo, 'site'));
+      writeFileSync(path.join(repo, 'site', 'hello.yml'), play('From the main branch'));
+      git('init', '-q', '-b', 'main');
+      git('add', '.');
+      git('commit', '-q', '-m', 'main');
+      git('checkout', '-q', '-b', 'release');
+      writeFileSync(path.join(repo, 'release.yml'), play('From the release branch'));
+      git('add', '.');
+      git('commit', '-q', '-m', 'release');
+      await page.goto(`${BASE}/launch`);
+      await waitFor('the playbook list', async () => (await page.locator('select[data-testid="launch-playbook"]').count()) > 0);
+      await page.getByTestId('launch-playbook').selectOption('(other)');
+      await page.getByTestId('launch-repo').fill(`file://${repo}`);
+      await page.getByTestId('launch-branch').fill('release');
+      await page.getByTestId('launch-repo-list').click();
+      await waitFor('the branch\'s playbooks', async () => {
+        if ((await page.getByTestId('launch-repo-error').count()) > 0) return `refused: ${await page.getByTestId('launch-repo-error').innerText()}`;
+        const options = await page.locator('[data-testid="launch-repo-playbooks"] option').allInnerTexts();
+        return options.join(',') === '2 playbooks in the branch: choose…,release.yml,site/hello.yml' || options.join(',');
+      }, 20_000);
+      await page.getByTestId('launch-repo-playbooks').selectOption('release.yml');
+      assert((await page.getByTestId('launch-playbook-path').inputValue()) === 'release.yml', 'the path is the one picked');
+      await page.getByTestId('launch-submit').click();
+      await page.getByTestId('job-page').waitFor({ timeout: 15_000 });
+      await waitFor('the job ends successful', async () => (await page.getByTestId('job-page').getAttribute('data-status')) === 'successful' || await page.getByTestId('job-page').getAttribute('data-status'), 60_000);
+      await page.locator('.out .line', { hasText: 'From the release branch' }).first().waitFor({ timeout: 10_000 });
     });
 
     await step('a fleet of 284 hosts stays usable on a phone: 40 shown, the search narrows, one picked', async () => {

@@ -63,6 +63,8 @@ pub(crate) fn test() -> Result<(), String> {
         ("PLAYDECK_API_PER_SECOND", "100000".into()),
         // frame.mjs frames the page from a portal on localhost (another site to the browser).
         ("PLAYDECK_FRAME_ANCESTORS", "'self' http://localhost:*".into()),
+        // launch.mjs lists and runs the playbooks of a git repository it makes in a directory.
+        ("PLAYDECK_GIT_ALLOW_FILE", "true".into()),
         // settings.mjs mails through an SMTP sink it runs on loopback.
         ("PLAYDECK_WEBHOOK_ALLOW", "127.0.0.1".into()),
         // expired.mjs ingests a job that finished in 2001; nothing else is that old.
