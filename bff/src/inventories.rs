@@ -284,10 +284,22 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Page<I
         .await
         .map_err(|e| AppError::Internal(format!("listing inventories: {e}")))?;
     names.retain(|n| may_name(&caller, None, Some(n)));
-    let mut results = Vec::with_capacity(names.len());
-    for name in names {
-        let read = Inventories::read(&app, &name).await?;
-        results.push(match read.as_ref() {
+    // Read two at a time (as many as may run at once), in the listing's order.
+    use futures_util::StreamExt;
+    let reads: Vec<(String, Result<Read, AppError>)> = futures_util::stream::iter(names)
+        .map(|name| {
+            let app = &app;
+            async move {
+                let read = Inventories::read(app, &name).await;
+                (name, read)
+            }
+        })
+        .buffered(2)
+        .collect()
+        .await;
+    let mut results = Vec::with_capacity(reads.len());
+    for (name, read) in reads {
+        results.push(match read?.as_ref() {
             Ok(inv) => InventoryFile {
                 groups: inv
                     .groups

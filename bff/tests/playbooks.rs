@@ -21,7 +21,7 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-const PLAY: &str = "  gather_facts: false\n  tasks:\n    - name: Say\n      ansible.builtin.debug:\n        msg: \"tier={{ tier | default('-') }} hosts={{ targets | default([]) | join(',') }} pw={{ db_password | default('') | length }}\"\n";
+const PLAY: &str = "  gather_facts: false\n  tasks:\n    - name: Say\n      ansible.builtin.debug:\n        msg: \"tier={{ tier | default('-') }} hosts={{ targets | default([]) | join(',') }} pin={{ unlock_pin | default('') }}\"\n";
 
 /// A playbook directory: `deploy.yml` with a survey whose choices come from the inventory, an
 /// earlier answer and a URL; `prompted.yml` with `vars_prompt` only; `broken.yml` whose survey
@@ -43,7 +43,7 @@ fn playbooks(url: &str) -> PathBuf {
              - {{question_name: Release, variable: release, type: multiplechoice, required: false, choices_from: {{source: url, url: '{url}?tier={{{{ tier }}}}', credential: releases}}}}\n\
              - {{question_name: Ticket, variable: ticket, type: multiplechoice, required: false, choices_from: {{source: url, url: 'http://127.0.0.1:9/nothing', free_text: true}}}}\n\
              - {{question_name: Batch size, variable: batch, type: integer, min: 1, max: 10, default: 2}}\n\
-             - {{question_name: Database password, variable: db_password, type: password, required: false}}\n"
+             - {{question_name: Unlock PIN, variable: unlock_pin, type: password, required: false, default: pin-default-4242}}\n"
         ),
     );
     write(
@@ -263,6 +263,9 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     for (body, status) in [
         (json!({"path": "deploy.yml"}), 422),
         (json!({"path": "deploy.yml", "hosts": ["a b"]}), 422),
+        (json!({"path": "deploy.yml", "hosts": ["h[0:99999999]"]}), 422),
+        (json!({"path": "deploy.yml", "hosts": ["-x"]}), 422),
+        (json!({"path": "deploy.yml", "inventory": "site.yml", "limit": " --help"}), 422),
         (json!({"path": "deploy.yml", "inventory": "site.yml", "limit": "--help"}), 422),
         (json!({"path": "../deploy.yml", "inventory": "site.yml"}), 422),
         (json!({"path": "deploy.yml", "inventory": "bad.yml"}), 422),
@@ -294,9 +297,10 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     // the password answer masked in the job's record.
     let mut body =
         launch(json!({"tier": "production", "targets": ["app-p2"], "release": "production-2026.12",
-                                 "ticket": "CHG-1234", "db_password": "pw-in-survey-777"}));
+                                 "ticket": "CHG-1234", "unlock_pin": "pin-in-survey-777"}));
     body["wait"] = json!(true);
-    remember_secret("pw-in-survey-777");
+    remember_secret("pin-in-survey-777");
+    remember_secret("pin-default-4242");
     let r = post(&app, "/api/v1/jobs", &body).await;
     assert_eq!(r.status(), 200);
     let run: Value = r.json().await.expect("json");
@@ -309,16 +313,28 @@ async fn the_launch_form_lists_what_exists_resolves_choices_counts_hosts_and_the
     let recorded: Value =
         db.query_one("select extra_vars from jobs where id = $1", &[&id]).await.expect("job").get(0);
     assert_eq!(recorded["batch"], 2, "{recorded}");
-    assert_eq!(recorded["db_password"], "********");
+    assert_eq!(recorded["unlock_pin"], "********", "a password answer is masked whatever its name");
     let stdout =
         app.get(&format!("/api/v1/jobs/{}/stdout", run["job"]["id"])).await.text().await.expect("stdout");
-    assert!(stdout.contains("tier=production hosts=app-p2 pw=16"), "{stdout}");
+    assert!(
+        stdout.contains("tier=production hosts=app-p2 pin=********"),
+        "redacted from the output too: {stdout}"
+    );
     let stored: String = db
         .query_one("select string_agg(coalesce(extra_vars::text, ''), ' ') from jobs", &[])
         .await
         .expect("q")
         .get(0);
-    assert!(!stored.contains("pw-in-survey-777"));
+    assert!(!stored.contains("pin-in-survey-777"));
+    let events: String = db
+        .query_one("select coalesce(string_agg(stdout || event_data::text, ' '), '') from job_events", &[])
+        .await
+        .expect("q")
+        .get(0);
+    assert!(!events.contains("pin-in-survey-777"), "no event carries the password answer");
+    // The password default is not shown; an answer of `$encrypted$` takes it.
+    assert_eq!(question(&s, "unlock_pin")["default"], "$encrypted$");
+    assert!(!list.to_string().contains("pin-default-4242"), "the default is not in the list");
 
     // A playbook whose survey is invalid still launches with the extra vars as given.
     let r = post(

@@ -102,6 +102,24 @@ fn plays_of(p: &Playbook) -> String {
     format!("{}: {}", if names.len() == 1 { "Play" } else { "Plays" }, names.join("; "))
 }
 
+/// A playbook picked from the list: what was typed for another path or a repository goes.
+fn pick_playbook(f: &mut Form, v: String) {
+    if v != OTHER_PLAYBOOK {
+        f.path.clear();
+        f.repo.clear();
+        f.branch.clear();
+    }
+    f.playbook = v;
+}
+
+/// An inventory picked from the list: hosts typed for an inline inventory go with another choice.
+fn pick_inventory(f: &mut Form, v: String) {
+    if v != TYPED_HOSTS {
+        f.hosts.clear();
+    }
+    f.inventory = v;
+}
+
 /// The inventory select's choice that types host names instead of naming a file.
 const TYPED_HOSTS: &str = "(hosts)";
 /// The playbook select's choice that types a path (or a git repository's) instead.
@@ -463,6 +481,15 @@ pub fn launch_page() -> Html {
     let dispatcher = state.dispatcher();
     let scheduling = use_state(|| false);
     let repo_list = use_state(|| None::<Load<Vec<String>>>);
+    // The repository and branch the list is of: another one typed forgets it.
+    let repo_now = use_mut_ref(String::new);
+    {
+        let (repo_list, repo_now) = (repo_list.clone(), repo_now.clone());
+        use_effect_with(format!("{}\n{}", state.form.repo.trim(), state.form.branch.trim()), move |key| {
+            *repo_now.borrow_mut() = key.clone();
+            repo_list.set(None);
+        });
+    }
     let scheduled = use_state(|| Load::<Vec<shared::schedules::Schedule>>::Loading);
     {
         let scheduled = scheduled.clone();
@@ -496,15 +523,20 @@ pub fn launch_page() -> Html {
         (p.path.clone(), serde_json::to_string(&req).unwrap_or_default())
     });
     {
-        let d = dispatcher.clone();
+        // Only the answer to the latest question is kept (a slow one for an earlier inventory or
+        // earlier answers is dropped).
+        let (d, latest) = (dispatcher.clone(), use_mut_ref(String::new));
         use_effect_with(survey_key.clone(), move |key| {
             if let Some((path, key)) = key.clone() {
+                *latest.borrow_mut() = key.clone();
                 wasm_bindgen_futures::spawn_local(async move {
                     let answer = api::playbook_survey(key.clone())
                         .await
                         .map(|s| resolved_questions(&s))
                         .map_err(|e| e.words());
-                    d.dispatch(LaunchAction::Survey(key, path, answer));
+                    if *latest.borrow() == key {
+                        d.dispatch(LaunchAction::Survey(key, path, answer));
+                    }
                 });
             }
         });
@@ -682,14 +714,18 @@ pub fn launch_page() -> Html {
     let list_repo = {
         let (repo_list, repo, branch) =
             (repo_list.clone(), form.repo.trim().to_owned(), form.branch.trim().to_owned());
+        let repo_now = repo_now.clone();
         Callback::from(move |_: MouseEvent| {
-            let (repo_list, repo, branch) = (repo_list.clone(), repo.clone(), branch.clone());
+            let (repo_list, repo, branch, repo_now) =
+                (repo_list.clone(), repo.clone(), branch.clone(), repo_now.clone());
             repo_list.set(Some(Load::Loading));
             wasm_bindgen_futures::spawn_local(async move {
                 let listed = api::repo_playbooks(&repo, &branch)
                     .await
                     .map(|p| p.results.into_iter().map(|p| p.path).collect());
-                repo_list.set(Some(Load::Loaded(listed)));
+                if *repo_now.borrow() == format!("{repo}\n{branch}") {
+                    repo_list.set(Some(Load::Loaded(listed)));
+                }
             });
         })
     };
@@ -717,7 +753,7 @@ pub fn launch_page() -> Html {
         Load::Loaded(Ok(list)) if !list.is_empty() => html! {
             <>
                 <label for="launch-playbook">{ "Playbook" }</label>
-                <select id="launch-playbook" onchange={field(|f, v| f.playbook = v)} data-testid="launch-playbook">
+                <select id="launch-playbook" onchange={field(pick_playbook)} data-testid="launch-playbook">
                     <option value="" selected={form.playbook.is_empty()}>{ "Choose…" }</option>
                     { for list.iter().map(|p| html! {
                         <option value={p.path.clone()} selected={form.playbook == p.path}>
@@ -748,7 +784,7 @@ pub fn launch_page() -> Html {
         Load::Loaded(Ok(list)) if !list.is_empty() => html! {
             <>
                 <label for="launch-inventory">{ "Inventory" }</label>
-                <select id="launch-inventory" onchange={field(|f, v| f.inventory = v)} data-testid="launch-inventory">
+                <select id="launch-inventory" onchange={field(pick_inventory)} data-testid="launch-inventory">
                     <option value="" selected={form.inventory.is_empty()}>{ "None (the playbook's hosts)" }</option>
                     { for list.iter().map(|i| html! {
                         <option value={i.name.clone()} selected={form.inventory == i.name}>

@@ -29,12 +29,17 @@ pub fn host_picker(props: &PickerProps) -> Html {
     let inv = use_state(|| Load::<InventoryFile>::Loading);
     let search = use_state(String::new);
     {
-        let inv = inv.clone();
+        // The hosts of the inventory chosen last (a slow answer for an earlier one is dropped).
+        let (inv, latest) = (inv.clone(), use_mut_ref(String::new));
         use_effect_with(props.inventory.clone(), move |name| {
             inv.set(Load::Loading);
+            *latest.borrow_mut() = name.clone();
             let name = name.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                inv.set(Load::Loaded(api::inventory_hosts(&name).await))
+                let read = api::inventory_hosts(&name).await;
+                if *latest.borrow() == name {
+                    inv.set(Load::Loaded(read));
+                }
             });
         });
     }

@@ -34,8 +34,12 @@ fn bad(msg: impl Into<String>) -> AppError {
 }
 
 impl Plan {
-    /// Masks these extra vars (a survey's password answers) in what is recorded.
+    /// Masks these extra vars (a survey's password answers) in what is recorded, and has the run
+    /// redact their values from its output as it does secret-named ones.
     pub fn mask(&mut self, variables: &[String]) {
+        if !variables.is_empty() {
+            self.pending["masked_vars"] = Value::from(variables.to_vec());
+        }
         for v in variables {
             for vars in
                 [self.spec.get_mut("extra_vars"), self.masked_extra_vars.as_mut()].into_iter().flatten()

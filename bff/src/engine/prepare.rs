@@ -70,6 +70,10 @@ pub async fn prepare(
     // Secret-named values the caller sent are redacted from the output too (not the inventory's
     // own fields that name stored credentials).
     secret_values(&pending["extra_vars"], &mut p.redact);
+    // A survey's password answers, whatever their variables are called.
+    for name in pending["masked_vars"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        leaves(&pending["extra_vars"][name], &mut p.redact);
+    }
     secret_values(&pending["source"]["role_vars"], &mut p.redact);
     let mut inv = pending["inventory"].clone();
     if let Some(o) = inv.as_object_mut() {
@@ -234,13 +238,14 @@ fn role_playbook(dir: &Path, role: &str, vars: &Map<String, Value>) -> Result<Pa
 
 /// A checkout of `branch` (or the default branch) of `repo`, for reading what it holds (the
 /// launch form's list of its playbooks): checked as a launch's `source.repo` is, fetched through
-/// the server's cache of the repository, in a directory of its own that the caller removes.
+/// the server's cache of the repository, in a directory of its own (`src/` in it), removed when
+/// the answer is dropped (also when the request is cancelled half-way).
 pub async fn checkout_for_reading(
     app: &AppState,
     repo: &str,
     branch: Option<&str>,
     credential: Option<&str>,
-) -> Result<(PathBuf, String), crate::infra::error::AppError> {
+) -> Result<(crate::infra::paths::Removed, String), crate::infra::error::AppError> {
     let config = &Engine::of(app).config;
     super::plan::check_repo(config, repo, "repo")?;
     super::plan::check_branch(branch, "branch")?;
@@ -252,13 +257,14 @@ pub async fn checkout_for_reading(
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| crate::infra::error::AppError::Internal(format!("{}: {e}", dir.display())))?;
-    let into = dir.join("src");
+    let dir = crate::infra::paths::Removed(dir);
+    let into = dir.0.join("src");
     let mut redact = Vec::new();
-    match git_checkout(app, repo, branch, credential, &into, &dir, Duration::from_secs(60), &mut redact).await
+    match git_checkout(app, repo, branch, credential, &into, &dir.0, Duration::from_secs(60), &mut redact)
+        .await
     {
         Ok(commit) => Ok((dir, commit)),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
             let mut said = e;
             for secret in redact.iter().filter(|s| s.len() >= 4) {
                 said = said.replace(secret.as_str(), crate::infra::secrets::MASK);

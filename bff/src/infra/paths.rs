@@ -103,3 +103,14 @@ pub fn files_in(
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     out
 }
+
+/// A file or directory of our own making, removed (with what is in it) when this is dropped: also
+/// when the request that made it is cancelled half-way.
+pub struct Removed(pub PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ =
+            if self.0.is_dir() { std::fs::remove_dir_all(&self.0) } else { std::fs::remove_file(&self.0) };
+    }
+}

@@ -21,13 +21,13 @@ use shared::playbooks::{
     HostCount, HostsRequest, Play, PlayHosts, Playbook, ResolvedQuestion, ResolvedSurvey, SurveyRequest,
     VarPrompt,
 };
-use shared::{Page, Role};
+use shared::Page;
 
 use crate::infra::access::Glob;
 use crate::infra::auth::Caller;
 use crate::infra::error::{AppError, AppJson};
 use crate::infra::extract::Q;
-use crate::infra::paths::{files_in, resolve_in};
+use crate::infra::paths::{files_in, resolve_in, Removed};
 use crate::infra::state::{App, AppState};
 use crate::inventories::{self, Inventories};
 use survey::Choices;
@@ -250,7 +250,7 @@ async fn list(
             let (dir, _commit) =
                 crate::engine::checkout_for_reading(&app, repo, q.branch.as_deref(), q.credential.as_deref())
                     .await?;
-            (dir.join("src"), Some(dir))
+            (dir.0.join("src"), Some(dir))
         }
     };
     let read = tokio::task::spawn_blocking(move || {
@@ -258,11 +258,13 @@ async fn list(
         let list = playbook_files(&root)
             .into_iter()
             .filter(|(path, _)| inventories::may_name(&caller, Some(path), None))
-            .map(|(path, read)| playbook(&root, path, read))
+            .map(|(path, read)| {
+                let mut p = playbook(&root, path, read);
+                p.survey = p.survey.map(survey::as_shown);
+                p
+            })
             .collect::<Vec<_>>();
-        if let Some(c) = checkout {
-            let _ = std::fs::remove_dir_all(c);
-        }
+        drop(checkout);
         list
     })
     .await
@@ -441,7 +443,8 @@ async fn resolve(
         crate::infra::paths::check_relative(inv, "inventory")?;
     }
     let resolved = resolve_choices(&app, &survey, req.inventory.as_deref(), &req.answers).await?;
-    let questions = survey
+    // Password defaults are not shown (an answer of `$encrypted$` takes them).
+    let questions = survey::as_shown(survey.clone())
         .spec
         .iter()
         .map(|q| {
@@ -491,12 +494,9 @@ pub async fn surveyed(
         i if i["type"] == "file" => i["path"].as_str().map(str::to_owned),
         _ => None,
     };
-    let target = crate::infra::access::Target {
-        source: "local",
-        template: Some(&path),
-        inventory: inventory.as_deref(),
-    };
-    if !caller.access.allows(Role::Operator, &target) {
+    // Whoever may launch this playbook on some inventory is held to its survey (the engine then
+    // checks the inventory itself); anyone else is refused by the engine, in its words.
+    if !inventories::may_name(caller, Some(&path), None) {
         return Ok((body, Vec::new()));
     }
     let Ok(pb) = one(app, &path).await else { return Ok((body, Vec::new())) };
@@ -521,8 +521,12 @@ pub async fn surveyed(
 }
 
 /// A host name for an inline inventory on the command line.
+/// (No `[a:b]` ranges: Ansible would expand them, to any size.)
 fn plain_host(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+    !h.is_empty()
+        && h.len() <= 255
+        && !h.starts_with('-')
+        && h.chars().all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
 }
 
 /// `POST /api/v1/playbooks/hosts`: the hosts each play of the playbook would run on, as
@@ -551,7 +555,7 @@ async fn hosts(
         }
         (None, true) => return Err(bad("give `inventory` (a file of the inventory directory) or `hosts`")),
     };
-    if let Some(limit) = &req.limit {
+    if let Some(limit) = req.limit.as_deref().map(str::trim) {
         if limit.len() > 4096 || limit.chars().any(char::is_control) || limit.starts_with('-') {
             return Err(bad("`limit` must be a host pattern such as `webservers` or `web-01,web-02`"));
         }
@@ -564,9 +568,12 @@ async fn hosts(
     })?;
     let vars_file = tempfile_in(&app.config.data_dir, &Value::Object(req.extra_vars.clone()))?;
     let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg("--list-hosts").arg("-i").arg(&inventory).arg("-e").arg(format!("@{}", vars_file.0.display()));
+    // Each value joined to its option, so none can be read as an option of its own.
+    let mut inventory_arg = std::ffi::OsString::from("--inventory=");
+    inventory_arg.push(&inventory);
+    cmd.arg("--list-hosts").arg(inventory_arg).arg(format!("--extra-vars=@{}", vars_file.0.display()));
     if let Some(limit) = req.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
-        cmd.arg("--limit").arg(limit);
+        cmd.arg(format!("--limit={limit}"));
     }
     cmd.arg(&playbook).current_dir(playbook.parent().unwrap_or(Path::new("/")));
     let out = inventories::run_reading(&app, cmd, "ansible-playbook --list-hosts", LIST_HOSTS_TIMEOUT)
@@ -582,21 +589,13 @@ async fn hosts(
 }
 
 /// A file of extra vars only this process can read, removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn tempfile_in(dir: &Path, v: &Value) -> Result<TempFile, AppError> {
+fn tempfile_in(dir: &Path, v: &Value) -> Result<Removed, AppError> {
     // Absolute: ansible-playbook runs in the playbook's directory.
     let dir = dir.canonicalize().ok().filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
     let path =
         dir.join(format!(".list-hosts-{}.json", hex::encode(crate::infra::secrets::random_bytes::<8>())));
     crate::infra::secrets::write_private(&path, &v.to_string()).map_err(AppError::Internal)?;
-    Ok(TempFile(path))
+    Ok(Removed(path))
 }
 
 /// `ansible-playbook --list-hosts` output as plays and their hosts:

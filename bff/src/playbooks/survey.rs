@@ -93,6 +93,22 @@ pub fn parse(text: &str) -> Result<Survey, String> {
     if !value.get("spec").is_some_and(Value::is_array) {
         return Err("`spec` (the list of questions) is missing".into());
     }
+    let mut value = value;
+    // AWX keeps `min`/`max` as "" when unset and accepts numbers written as text.
+    for q in value["spec"].as_array_mut().into_iter().flatten() {
+        for bound in ["min", "max"] {
+            if let Some(text) = q.get(bound).and_then(Value::as_str).map(str::trim) {
+                let parsed = if text.is_empty() {
+                    Some(Value::Null)
+                } else {
+                    text.parse::<f64>().ok().map(Value::from)
+                };
+                if let Some(v) = parsed {
+                    q[bound] = v;
+                }
+            }
+        }
+    }
     let mut survey: Survey =
         serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
     for q in &mut survey.spec {
@@ -260,8 +276,16 @@ fn typed(q: &SurveyQuestion, v: &Value, choices: Option<&[String]>) -> Result<()
             let s = v.as_str().ok_or_else(|| format!("{v} is not a text"))?;
             one_of(s)
         }
+        "password" => {
+            // Never the answer itself in a message: it is a secret.
+            let s = v.as_str().ok_or("the answer is not a text")?;
+            bounds(s.chars().count() as f64, "must be a text of length")
+                .map_err(|e| format!("{e} ({} now)", s.chars().count()))
+        }
         _ => {
-            let s = v.as_str().ok_or_else(|| format!("{v} is not a text"))?;
+            // A number or yes/no where a text is asked is taken as its text (extra vars typed as
+            // YAML, a vars_prompt's default).
+            let s = scalar_text(v).ok_or_else(|| format!("{v} is not a text"))?;
             bounds(s.chars().count() as f64, "must be a text of length")
                 .map_err(|e| format!("{e} ({} now)", s.chars().count()))
         }
@@ -274,6 +298,20 @@ fn shown(choices: &[String]) -> String {
         s.push("…");
     }
     s.join(", ")
+}
+
+/// What a password question's default is shown as (AWX's word): the real one stays on the server,
+/// and an answer of exactly this takes it.
+pub const ENCRYPTED: &str = "$encrypted$";
+
+/// The survey as it is shown: password defaults replaced by [`ENCRYPTED`].
+pub fn as_shown(mut survey: Survey) -> Survey {
+    for q in &mut survey.spec {
+        if q.kind == "password" && !(q.default.is_null() || q.default == Value::String(String::new())) {
+            q.default = Value::String(ENCRYPTED.into());
+        }
+    }
+    survey
 }
 
 /// What a question's choices came to: the list, or why there is none.
@@ -291,7 +329,11 @@ pub fn check_answers(
 ) -> Result<Vec<String>, String> {
     let mut passwords = Vec::new();
     for q in &survey.spec {
-        let given = vars.get(&q.variable).filter(|v| !v.is_null() && **v != Value::String(String::new()));
+        let given = vars.get(&q.variable).filter(|v| {
+            !v.is_null()
+                && **v != Value::String(String::new())
+                && !(q.kind == "password" && v.as_str() == Some(ENCRYPTED))
+        });
         let value = match given {
             Some(v) => v.clone(),
             None => {
@@ -350,7 +392,7 @@ pub fn from_prompts(prompts: &[VarPrompt]) -> Option<Survey> {
             variable: p.name.clone(),
             kind: if p.private { "password" } else { "text" }.into(),
             required: p.default.is_none(),
-            default: p.default.clone().unwrap_or(Value::Null),
+            default: p.default.as_ref().and_then(scalar_text).map_or(Value::Null, Value::String),
             ..SurveyQuestion::default()
         })
         .collect();
@@ -446,6 +488,33 @@ spec:
         ] {
             assert_eq!(parse(text), Err(said.to_string()), "{text}");
         }
+    }
+
+    #[test]
+    fn awx_exports_password_defaults_and_prompt_defaults_are_taken_as_awx_and_ansible_take_them() {
+        let s = parse("spec: [{variable: pw, type: password, default: s3cret-default, min: '', max: '20'}, {variable: n, type: text}]")
+            .expect("AWX's empty and textual bounds");
+        assert_eq!((s.spec[0].min.clone(), s.spec[0].max.as_f64()), (Value::Null, Some(20.0)));
+        let shown = as_shown(s.clone());
+        assert_eq!(shown.spec[0].default, json!(ENCRYPTED));
+        let mut vars = json!({"pw": ENCRYPTED, "n": 3}).as_object().cloned().unwrap_or_default();
+        assert_eq!(check_answers(&s, &BTreeMap::new(), &mut vars), Ok(vec!["pw".to_string()]));
+        assert_eq!(vars["pw"], "s3cret-default", "the answer $encrypted$ takes the default");
+        let mut vars = json!({"pw": 12345}).as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            check_answers(&s, &BTreeMap::new(), &mut vars),
+            Err("survey question `pw`: the answer is not a text".into())
+        );
+        let s = from_prompts(&[VarPrompt {
+            name: "retries".into(),
+            prompt: String::new(),
+            private: false,
+            default: Some(json!(3)),
+        }])
+        .expect("questions");
+        let mut vars = Map::new();
+        assert_eq!(check_answers(&s, &BTreeMap::new(), &mut vars), Ok(vec![]));
+        assert_eq!(vars["retries"], "3");
     }
 
     #[test]

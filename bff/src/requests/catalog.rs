@@ -466,8 +466,8 @@ impl Inventory {
 
     /// Reads INI (`[group]`, `[group:children]`; `[group:vars]` skipped) or YAML (`all:` with
     /// `hosts` and `children`), chosen by the file's extension (`.yml`, `.yaml`, `.json` are YAML).
-    /// (The server reads inventories with `ansible-inventory`; this reader makes the tests' ones.)
-    #[cfg(test)]
+    /// (The server reads inventories with `ansible-inventory`; this reader is what it falls back to
+    /// when ansible-core is not installed, as on a server that only talks to controllers.)
     pub fn parse(name: &str, text: &str) -> Result<Inventory, String> {
         let lower = name.to_ascii_lowercase();
         let mut inv = if lower.ends_with(".yml") || lower.ends_with(".yaml") || lower.ends_with(".json") {
@@ -482,7 +482,6 @@ impl Inventory {
         Ok(inv)
     }
 
-    #[cfg(test)]
     fn from_ini(name: &str, text: &str) -> Result<Inventory, String> {
         let mut inv = Inventory { name: name.to_string(), ..Default::default() };
         enum Section {
@@ -536,7 +535,6 @@ impl Inventory {
         Ok(inv)
     }
 
-    #[cfg(test)]
     fn from_yaml(name: &str, text: &str) -> Result<Inventory, String> {
         let doc: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| format!("{name} is not valid YAML: {e}"))?;
@@ -554,7 +552,6 @@ impl Inventory {
         Ok(inv)
     }
 
-    #[cfg(test)]
     fn yaml_group(
         &mut self,
         file: &str,
@@ -624,7 +621,6 @@ impl Inventory {
     }
 }
 
-#[cfg(test)]
 fn yaml_key(v: &serde_yaml::Value, file: &str) -> Result<String, String> {
     match v {
         serde_yaml::Value::String(s) => Ok(s.clone()),
@@ -634,7 +630,6 @@ fn yaml_key(v: &serde_yaml::Value, file: &str) -> Result<String, String> {
 }
 
 /// `web-01:2222` → `web-01` (not an IPv6 address, which has several colons).
-#[cfg(test)]
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
@@ -644,7 +639,6 @@ fn strip_port(host: &str) -> &str {
 
 /// Ansible's host ranges: `web-[01:03]` is web-01, web-02, web-03 (numeric ranges; the width of
 /// the start is kept).
-#[cfg(test)]
 fn expand_range(host: &str) -> Result<Vec<String>, String> {
     let Some((head, rest)) = host.split_once('[') else {
         return Ok(vec![host.to_string()]);

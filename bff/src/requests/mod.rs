@@ -115,11 +115,19 @@ async fn load_catalog(app: &AppState, caller: &Caller) -> Result<Catalog, AppErr
     let mut read: std::collections::BTreeMap<String, Result<catalog::Inventory, String>> = Default::default();
     for name in names {
         let listing = match crate::inventories::Inventories::read(app, &name).await {
-            Ok(l) => l
-                .as_ref()
-                .as_ref()
-                .map(catalog::Inventory::from_listing)
-                .map_err(|e| format!("inventory {name}: {e}")),
+            Ok(l) => match l.as_ref() {
+                Ok(file) => Ok(catalog::Inventory::from_listing(file)),
+                // Without ansible-core (a server that only talks to controllers) the file is read
+                // by the catalog's own reader of INI and YAML inventories.
+                Err(e) => {
+                    let path = app.config.engine.inventory_dir.join(&name);
+                    match tokio::fs::read_to_string(&path).await {
+                        Ok(text) => catalog::Inventory::parse(&name, &text)
+                            .map_err(|own| format!("inventory {name}: {e}; read as INI or YAML: {own}")),
+                        Err(_) => Err(format!("inventory {name}: {e}")),
+                    }
+                }
+            },
             Err(e) => Err(format!("inventory {name}: {e}")),
         };
         read.insert(name, listing);
