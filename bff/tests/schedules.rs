@@ -323,23 +323,21 @@ async fn downtime_is_caught_up_once_or_skipped_and_a_dead_launcher_is_finished_w
         .await
         .expect("run")
         .get(0);
+    // The second one's job was made: a copy of the caught-up job's row claims it. One statement,
+    // so the ticker never sees the run without its job.
     let half: i64 = db
         .query_one(
-            "insert into schedule_runs (schedule_id, scheduled_for, state, modified)
-             values ($1, now() - interval '2 hours', 'launching', now() - interval '1 minute') returning id",
+            "with run as (
+                 insert into schedule_runs (schedule_id, scheduled_for, state, modified)
+                 values ($1, now() - interval '2 hours', 'launching', now() - interval '1 minute') returning id)
+             insert into jobs (source, external_id, name, status, schedule_run_id)
+             select 'local', 'made-before-the-crash', 'hello.yml', 'successful', id from run
+             returning schedule_run_id",
             &[&once],
         )
         .await
-        .expect("run")
+        .expect("run and job")
         .get(0);
-    // The second one's job was made: a copy of the caught-up job's row claims it.
-    db.execute(
-        "insert into jobs (source, external_id, name, status, schedule_run_id)
-         values ('local', 'made-before-the-crash', 'hello.yml', 'successful', $1)",
-        &[&half],
-    )
-    .await
-    .expect("job");
     let taken = runs_until(&app, once, "both taken over", |r| {
         r.iter().filter(|r| r["state"] == "fired").count() == 3
     })
