@@ -23,8 +23,11 @@ export async function readAllLines(page) {
   const out = page.getByTestId('output');
   const lines = new Map();
   await out.evaluate((el) => { el.scrollTop = 0; });
+  // The view draws the rows of a new position on its next frame, later on a busy machine: the
+  // reading starts once line 1 is there.
+  const rendered = () => out.evaluate((el) => [...el.querySelectorAll('.line')].map((l) => Number(l.dataset.line)));
+  await waitFor('the top rows are drawn', async () => (await rendered()).includes(1) || await rendered(), 5_000);
   for (;;) {
-    await page.waitForTimeout(50);
     const seen = await out.evaluate((el) => [...el.querySelectorAll('.line')].map((l) => [
       Number(l.dataset.line), l.querySelector('.tx').textContent,
     ]));
@@ -38,6 +41,7 @@ export async function readAllLines(page) {
       return false;
     });
     if (done) break;
+    await page.waitForTimeout(50);
   }
   const numbers = [...lines.keys()].sort((a, b) => a - b);
   numbers.forEach((n, i) => assert(n === i + 1, `line ${i + 1} is missing from the view`));
