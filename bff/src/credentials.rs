@@ -50,6 +50,19 @@ impl Opened {
         }
     }
 
+    /// How a URL is asked with it: an API token as a bearer token, else its user and password.
+    pub fn url_auth(&self) -> crate::infra::outbound::UrlAuth<'_> {
+        match self.kind {
+            CredentialKind::ApiToken => {
+                crate::infra::outbound::UrlAuth::Bearer(self.get("token").unwrap_or_default())
+            }
+            _ => crate::infra::outbound::UrlAuth::Basic(
+                self.get("username").unwrap_or_default(),
+                self.get("password"),
+            ),
+        }
+    }
+
     pub fn get(&self, field: &str) -> Option<&str> {
         self.inputs.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
     }

@@ -740,39 +740,16 @@ async fn inventory_file(
 const MAX_INVENTORY_BYTES: usize = 16 * 1024 * 1024;
 
 async fn fetch_inventory(app: &AppState, full_url: &str, cred: Option<&Opened>) -> Result<String, Fail> {
-    // Messages name the URL without its query, which may carry a token.
-    let url = full_url.split(['?', '#']).next().unwrap_or(full_url);
     let (checked, addrs) = crate::infra::outbound::check_url(&app.config.deliveries, full_url)
         .await
         .map_err(|e| format!("`inventory.url`: {e}"))?;
-    let host = checked.host_str().unwrap_or_default().to_string();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .resolve_to_addrs(&host, &addrs)
-        .user_agent(concat!("Playdeck/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut req = client.get(checked.clone());
-    if let Some(c) = cred {
-        req = match c.kind {
-            CredentialKind::ApiToken => req.bearer_auth(c.get("token").unwrap_or_default()),
-            _ => req.basic_auth(c.get("username").unwrap_or_default(), c.get("password")),
-        };
-    }
-    let mut resp = req.send().await.map_err(|e| {
-        format!("the inventory at {url} cannot be fetched: {}", crate::infra::outbound::root_cause(&e))
-    })?;
-    if !resp.status().is_success() {
-        return Err(format!("the inventory at {url} answered {}", resp.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("the inventory at {url}: {e}"))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_INVENTORY_BYTES {
-            return Err(format!("the inventory at {url} is larger than {} MiB", MAX_INVENTORY_BYTES >> 20));
-        }
-    }
+    let limits = (Duration::from_secs(60), MAX_INVENTORY_BYTES);
+    let auth = cred.map(Opened::url_auth);
+    let body =
+        crate::infra::outbound::get_checked(&checked, &addrs, auth, "*/*", limits, "the inventory at ")
+            .await?;
+    // Messages name the URL without its query, which may carry a token.
+    let url = full_url.split(['?', '#']).next().unwrap_or(full_url);
     String::from_utf8(body).map_err(|_| format!("the inventory at {url} is not UTF-8 text"))
 }
 

@@ -197,6 +197,52 @@ pub(crate) fn pinned_client(
         .map_err(|e| format!("HTTP client: {e}"))
 }
 
+/// How a URL someone gave us is asked with a stored credential's secret.
+pub enum UrlAuth<'a> {
+    Bearer(&'a str),
+    Basic(&'a str, Option<&'a str>),
+}
+
+/// GETs a URL that `check_url` answered for, from only the addresses it answered, following no
+/// redirect, within `timeout`, at most `max` bytes. Errors name the URL without its query (which
+/// may carry a token), after `what` ("the inventory at ").
+pub async fn get_checked(
+    checked: &reqwest::Url,
+    addrs: &[SocketAddr],
+    auth: Option<UrlAuth<'_>>,
+    accept: &str,
+    (timeout, max): (std::time::Duration, usize),
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let full = checked.as_str();
+    let shown = format!("{what}{}", full.split(['?', '#']).next().unwrap_or(full));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .resolve_to_addrs(checked.host_str().unwrap_or_default(), addrs)
+        .user_agent(concat!("Playdeck/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let mut req = client.get(checked.clone()).header("accept", accept);
+    req = match auth {
+        Some(UrlAuth::Bearer(token)) => req.bearer_auth(token),
+        Some(UrlAuth::Basic(user, password)) => req.basic_auth(user, password),
+        None => req,
+    };
+    let mut resp = req.send().await.map_err(|e| format!("{shown} cannot be fetched: {}", root_cause(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("{shown} answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{shown}: {e}"))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > max {
+            return Err(format!("{shown} is larger than {} MiB", max >> 20));
+        }
+    }
+    Ok(body)
+}
+
 /// The innermost cause of an error, which is what a person can act on ("connection refused").
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;

@@ -94,9 +94,7 @@ fn playbook_files(dir: &Path) -> Vec<(String, Result<Value, String>)> {
     };
     let mut out = Vec::new();
     for f in files_in(dir, 3, &NOT_PLAYBOOKS, keep, MAX_PLAYBOOKS) {
-        let read = std::fs::read_to_string(&f.path)
-            .map_err(|e| format!("cannot be read: {e}"))
-            .and_then(|t| serde_yaml::from_str::<Value>(&t).map_err(|e| format!("is not YAML: {e}")));
+        let read = read_yaml(&f.path);
         let plays = read.as_ref().ok().and_then(Value::as_array).is_some_and(|a| {
             a.iter().any(|p| {
                 ["hosts", "import_playbook", "ansible.builtin.import_playbook"]
@@ -109,6 +107,12 @@ fn playbook_files(dir: &Path) -> Vec<(String, Result<Value, String>)> {
         }
     }
     out
+}
+
+/// A playbook file's YAML, or what is wrong with it ("cannot be read: …", "is not YAML: …").
+fn read_yaml(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
+    serde_yaml::from_str::<Value>(&text).map_err(|e| format!("is not YAML: {e}"))
 }
 
 fn text_of(v: Option<&Value>) -> String {
@@ -204,9 +208,7 @@ async fn one(app: &App, path: &str) -> Result<Playbook, AppError> {
         .map_err(|e| AppError::NotFound(e.to_string()))?;
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        let read = std::fs::read_to_string(&full)
-            .map_err(|e| format!("cannot be read: {e}"))
-            .and_then(|t| serde_yaml::from_str::<Value>(&t).map_err(|e| format!("is not YAML: {e}")));
+        let read = read_yaml(&full);
         let root = dir.canonicalize().unwrap_or(dir);
         playbook(&root, path, read)
     })
@@ -390,28 +392,10 @@ async fn fetch_choices(
         }
         None => None,
     };
-    let client = crate::infra::outbound::pinned_client(&app.config.deliveries, &checked, &addrs)?;
-    let mut req = client.get(checked.clone()).header("accept", "application/json");
-    if let Some(c) = &cred {
-        req = match c.kind {
-            CredentialKind::ApiToken => req.bearer_auth(c.get("token").unwrap_or_default()),
-            _ => req.basic_auth(c.get("username").unwrap_or_default(), c.get("password")),
-        };
-    }
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| format!("{shown} did not answer: {}", crate::infra::outbound::root_cause(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("{shown} answered {}", resp.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{shown}: {e}"))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_URL_BYTES {
-            return Err(format!("{shown} answered more than {} MiB", MAX_URL_BYTES >> 20));
-        }
-    }
+    let limits = (app.config.deliveries.timeout, MAX_URL_BYTES);
+    let auth = cred.as_ref().map(|c| c.url_auth());
+    let body =
+        crate::infra::outbound::get_checked(&checked, &addrs, auth, "application/json", limits, "").await?;
     let v: Value = serde_json::from_slice(&body).map_err(|_| format!("{shown} did not answer JSON"))?;
     let list = v
         .as_array()
