@@ -9,6 +9,9 @@
 //!         p50/p99/max latency from "ingest accepted" to "client received".
 //! idle:   10 000 idle WebSocket clients (each following the job list) on a `playdeck` process
 //!         of its own; prints its memory per connection (RSS difference / clients), limit 20 KB.
+//! fanout: 100 jobs at 50 events/s each, 1000 WebSocket clients each following one job and the
+//!         job list, against a `playdeck` process of its own, ramped, beside a plain broadcast of
+//!         the same frames to the same sockets (support/fanout.rs).
 //! grid:   the job grid's queries and the dashboard's figures at 10k and 1M jobs (support/grid.rs).
 //! auth:   `GET /api/v1/jobs` with a signed-in person's session cookie against the same call with
 //!         an API key, rounds interleaved; prints both medians and their ratio (limit 1.1). Then a
@@ -16,6 +19,8 @@
 //!         jobs: the grid, the dashboard's stats and the WebSocket fan-out of job changes (limit
 //!         1.2 each).
 
+#[path = "support/fanout.rs"]
+mod fanout;
 #[path = "support/grid.rs"]
 mod grid;
 #[path = "support/run.rs"]
@@ -47,6 +52,14 @@ async fn main() {
     if which == "idle" {
         // Against a server of its own process (started by `cargo xtask bench idle`).
         return idle(&args).await;
+    }
+    if which == "fanout" {
+        // Against a server of its own process (started by `cargo xtask bench fanout`), with the
+        // plain broadcast it is compared with in another.
+        return fanout::fanout(&args).await;
+    }
+    if which == "broadcast-server" {
+        return fanout::broadcast_server().await;
     }
     let dir = std::env::temp_dir().join(format!("playdeck-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,17 +12,17 @@ const ARA: &str = "ara[server]==1.8.0";
 
 pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let which = args.first().map(String::as_str).ok_or(
-        "bench what? `cargo xtask bench ingest`, `grid`, `live`, `idle`, `auth`, `aap-sync` or `callback`",
+        "bench what? `cargo xtask bench ingest`, `grid`, `live`, `fanout`, `idle`, `auth`, `aap-sync` or `callback`",
     )?;
     if which == "callback" {
         return bench_callback(&args[1..]);
     }
-    if which == "idle" {
-        return bench_idle(&args[1..]);
+    if which == "idle" || which == "fanout" {
+        return bench_own_server(which, &args[1..]);
     }
     if !matches!(which, "ingest" | "grid" | "live" | "auth" | "aap-sync") {
         return Err(format!(
-            "no benchmark {which:?}; there are `ingest`, `grid`, `live`, `idle`, `auth`, `aap-sync` and `callback`"
+            "no benchmark {which:?}; there are `ingest`, `grid`, `live`, `fanout`, `idle`, `auth`, `aap-sync` and `callback`"
         ));
     }
     if !postgres_installed() {
@@ -37,16 +37,17 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     run(Command::new("cargo").args(["run", "--release", "-p", "bff", "--example", "bench", "--"]).args(args))
 }
 
-/// `cargo xtask bench idle`: a release `playdeck` of its own, and the benchmark's clients in
-/// another process, so the server's memory is its own.
-fn bench_idle(args: &[String]) -> Result<(), String> {
+/// `cargo xtask bench idle` and `fanout`: a release `playdeck` of its own, and the benchmark's
+/// clients in another process, so the server's memory and CPU are its own.
+fn bench_own_server(which: &str, args: &[String]) -> Result<(), String> {
     if !postgres_installed() {
         setup(false)?;
     }
     build_server(true, &["--bin", "playdeck", "--example", "bench"])?;
-    let dir = std::env::temp_dir().join(format!("playdeck-bench-idle-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("playdeck-bench-{which}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let key = "pdk_bench_idle_admin_key_0123456789abcdef";
+    let token = "pdi_bench_idle_ingest_token_0123456789";
     step("starting a release Playdeck");
     let server = start_server(
         &target_dir().join("release/playdeck"),
@@ -54,14 +55,14 @@ fn bench_idle(args: &[String]) -> Result<(), String> {
             ("PLAYDECK_DATA_DIR", dir.join("data").display().to_string()),
             ("PLAYDECK_LISTEN", "127.0.0.1:0".into()),
             ("PLAYDECK_BOOTSTRAP_ADMIN_KEY", key.into()),
-            ("PLAYDECK_INGEST_TOKEN", "pdi_bench_idle_ingest_token_0123456789".into()),
+            ("PLAYDECK_INGEST_TOKEN", token.into()),
             ("PLAYDECK_API_PER_SECOND", "1000000".into()),
             ("PLAYDECK_LOG", "warn".into()),
         ],
     )?;
     let pid = server.child.id().to_string();
     let result = run(Command::new(target_dir().join("release/examples/bench"))
-        .args(["idle", "--url", &server.url, "--key", key, "--pid", &pid])
+        .args([which, "--url", &server.url, "--key", key, "--token", token, "--pid", &pid])
         .args(args));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -82,7 +83,13 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<Series>,
+    /// `playdeck_live_messages_total` by transport and kind: counted for every message to every
+    /// client (hundreds of thousands a second under load), so atomics, not the mutex.
+    live_messages: [[AtomicU64; LIVE_KINDS.len()]; LIVE_TRANSPORTS.len()],
 }
+
+const LIVE_TRANSPORTS: [&str; 2] = ["websocket", "sse"];
+const LIVE_KINDS: [&str; 4] = ["job", "events", "resync", "error"];
 
 pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
@@ -108,11 +115,6 @@ impl Metrics {
         for status in ["400", "401", "413", "415", "422", "429", "503"] {
             m.add("playdeck_ingest_rejected_total", &[("status", status)], 0.0);
         }
-        for transport in ["websocket", "sse"] {
-            for kind in ["job", "events", "resync", "error"] {
-                m.add("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)], 0.0);
-            }
-        }
         for kind in ["job", "events"] {
             m.add("playdeck_live_encoded_total", &[("kind", kind)], 0.0);
         }
@@ -129,6 +131,15 @@ impl Metrics {
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], by: f64) {
         if let Ok(mut s) = self.series.lock() {
             *s.counters.entry((name, labels(pairs))).or_default() += by;
+        }
+    }
+
+    /// One live message sent to one client.
+    pub fn live_message(&self, transport: &str, kind: &str) {
+        let t = LIVE_TRANSPORTS.iter().position(|x| *x == transport);
+        let k = LIVE_KINDS.iter().position(|x| *x == kind);
+        if let (Some(t), Some(k)) = (t, k) {
+            self.live_messages[t][k].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -169,6 +180,15 @@ impl Metrics {
                 let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
                 let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(l, None), h.sum);
                 let _ = writeln!(out, "{name}_count{} {}", fmt_labels(l, None), h.count);
+            }
+            if *family == "playdeck_live_messages_total" {
+                for (t, transport) in LIVE_TRANSPORTS.iter().enumerate() {
+                    for (k, kind) in LIVE_KINDS.iter().enumerate() {
+                        let l = labels(&[("transport", transport), ("kind", kind)]);
+                        let v = self.live_messages[t][k].load(Ordering::Relaxed);
+                        let _ = writeln!(out, "{family}{} {v}", fmt_labels(&l, None));
+                    }
+                }
             }
             for (name, l, v) in gauges.iter().filter(|(n, _, _)| n == family) {
                 let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));

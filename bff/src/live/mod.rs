@@ -331,45 +331,115 @@ async fn listen(
     }
 }
 
-/// Turns notices into broadcasts: one read per batch, whatever the number of clients.
+/// Notices taken off the queue at once: under load, each job's waiting notices become one read.
+const RELAY_DRAIN: usize = 512;
+
+/// Jobs whose reads run at once: the relay waits on the database, not on the CPU, so one read at
+/// a time would cap the jobs it can keep live at one round trip each.
+const RELAY_READS: usize = 4;
+
+/// Turns notices into broadcasts: one read per batch, whatever the number of clients. Whatever
+/// waits is taken at once and merged per job (one read for its consecutive batches, one job
+/// state), the jobs read side by side; a job's broadcasts keep their order, since everything
+/// taken is broadcast before the next take.
 async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Signal>) {
     if let Ok(db) = pool.get().await {
         if let Ok(row) = db.query_one("select coalesce(max(change_seq), 0) from jobs", &[]).await {
             hub.last_change.store(row.get(0), Ordering::SeqCst);
         }
     }
-    while let Some(signal) = rx.recv().await {
-        let result = match signal {
-            Signal::Notice(n) => {
-                if n.at > 0 {
-                    let lag = (chrono::Utc::now().timestamp_millis() - n.at).max(0) as f64 / 1000.0;
-                    metrics.observe("playdeck_notification_lag_seconds", &[], lag);
+    let mut signals = Vec::with_capacity(RELAY_DRAIN);
+    while rx.recv_many(&mut signals, RELAY_DRAIN).await > 0 {
+        let mut notices = Vec::new();
+        for signal in signals.drain(..) {
+            match signal {
+                Signal::Notice(n) => {
+                    if n.at > 0 {
+                        let lag = (chrono::Utc::now().timestamp_millis() - n.at).max(0) as f64 / 1000.0;
+                        metrics.observe("playdeck_notification_lag_seconds", &[], lag);
+                    }
+                    notices.push(n);
                 }
-                relay_notice(&pool, &hub, n).await
+                Signal::Reconnected => {
+                    // What came before the break goes out first; then the catch-up.
+                    relay_notices(&pool, &hub, std::mem::take(&mut notices)).await;
+                    if let Err(e) = catch_up_jobs(&pool, &hub).await {
+                        relay_failed(&hub, &e);
+                    }
+                }
             }
-            Signal::Reconnected => catch_up_jobs(&pool, &hub).await,
-        };
-        if let Err(e) = result {
-            // The clients' cursors make up for a broadcast lost here: tell them to read.
-            tracing::warn!(error = %e, "live relay could not read a change; clients will catch up");
-            hub.send(HubMessage::Reconnected);
         }
+        relay_notices(&pool, &hub, notices).await;
     }
 }
 
-async fn relay_notice(pool: &Pool, hub: &Hub, n: Notice) -> Result<(), AppError> {
-    hub.last_change.fetch_max(n.change, Ordering::SeqCst);
-    let followed = hub.is_followed(n.job);
-    if n.to > n.from && followed {
-        let db = pool.get().await?;
-        let events = events_by_seq(&db, n.job, n.from, Some(n.to), i64::MAX).await?;
-        hub.send(HubMessage::events(n.job, n.from, n.to, events));
-    }
-    if followed || hub.job_watchers.load(Ordering::SeqCst) > 0 {
-        let db = pool.get().await?;
-        if let Some(job) = fetch_job(&db, n.job).await? {
-            hub.send(HubMessage::job(job));
+/// The clients' cursors make up for a broadcast lost here: tell them to read.
+fn relay_failed(hub: &Hub, e: &AppError) {
+    tracing::warn!(error = %e, "live relay could not read a change; clients will catch up");
+    hub.send(HubMessage::Reconnected);
+}
+
+/// One job's waiting notices as one: its new events `(from, to]` when they follow on from each
+/// other (a batch's range starts where the one before it ended).
+#[derive(Debug, PartialEq)]
+struct Merged {
+    job: i64,
+    ranges: Vec<(i64, i64)>,
+}
+
+/// Groups notices by job, in the order each job first appears, merging consecutive ranges.
+fn merge(notices: &[Notice]) -> Vec<Merged> {
+    let mut out: Vec<Merged> = Vec::new();
+    let mut at: HashMap<i64, usize> = HashMap::new();
+    for n in notices {
+        let i = *at.entry(n.job).or_insert_with(|| {
+            out.push(Merged { job: n.job, ranges: Vec::new() });
+            out.len() - 1
+        });
+        if n.to <= n.from {
+            continue;
         }
+        let ranges = &mut out[i].ranges;
+        match ranges.last_mut() {
+            Some(last) if last.1 == n.from => last.1 = n.to,
+            _ => ranges.push((n.from, n.to)),
+        }
+    }
+    out
+}
+
+async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>) {
+    if notices.is_empty() {
+        return;
+    }
+    for n in &notices {
+        hub.last_change.fetch_max(n.change, Ordering::SeqCst);
+    }
+    let jobs = merge(&notices);
+    let results: Vec<Result<(), AppError>> = futures_util::stream::iter(jobs)
+        .map(|m| relay_job(pool, hub, m))
+        .buffer_unordered(RELAY_READS)
+        .collect()
+        .await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        relay_failed(hub, &e);
+    }
+}
+
+async fn relay_job(pool: &Pool, hub: &Hub, m: Merged) -> Result<(), AppError> {
+    let followed = hub.is_followed(m.job);
+    if !followed && hub.job_watchers.load(Ordering::SeqCst) == 0 {
+        return Ok(());
+    }
+    let db = pool.get().await?;
+    if followed {
+        for (from, to) in m.ranges {
+            let events = events_by_seq(&db, m.job, from, Some(to), i64::MAX).await?;
+            hub.send(HubMessage::events(m.job, from, to, events));
+        }
+    }
+    if let Some(job) = fetch_job(&db, m.job).await? {
+        hub.send(HubMessage::job(job));
     }
     Ok(())
 }
@@ -489,5 +559,36 @@ pub async fn until_revoked(app: crate::infra::state::AppState, caller: crate::in
         if !crate::infra::auth::still_allowed(&app, &caller).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(job: i64, from: i64, to: i64) -> Notice {
+        Notice { job, from, to, change: 0, at: 0 }
+    }
+
+    #[test]
+    fn waiting_notices_merge_per_job_when_their_ranges_follow_on() {
+        let merged = merge(&[
+            notice(7, 0, 10),
+            notice(8, 4, 5),
+            notice(7, 10, 25),
+            notice(7, 25, 25),
+            notice(8, 9, 12),
+            notice(7, 25, 30),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                Merged { job: 7, ranges: vec![(0, 30)] },
+                // A range that does not start where the last ended stays apart.
+                Merged { job: 8, ranges: vec![(4, 5), (9, 12)] },
+            ]
+        );
+        // A change without events still names its job (its state is broadcast).
+        assert_eq!(merge(&[notice(3, 5, 5)]), vec![Merged { job: 3, ranges: vec![] }]);
     }
 }

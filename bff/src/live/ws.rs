@@ -35,6 +35,12 @@ use crate::live::{self, Follower, HubMessage, Interest};
 /// Jobs one connection may follow at once.
 const MAX_FOLLOWED: usize = 100;
 
+/// Bytes a connection gathers before it writes, short of a flush.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Broadcasts a connection takes at once when they wait, before it flushes.
+const DRAIN: usize = 64;
+
 pub async fn upgrade(
     State(app): State<AppState>,
     caller: Caller,
@@ -46,11 +52,12 @@ pub async fn upgrade(
         return Err(AppError::Forbidden("WebSocket from another origin".into()));
     }
     // Small buffers: most sockets are idle pages (the defaults, 128 KiB each way, made every
-    // connection cost ~140 KiB; a client's messages are small, and ours are written whole).
+    // connection cost ~140 KiB; a client's messages are small). What is written is gathered up
+    // to `WRITE_BUFFER` and written at each flush: one write for the broadcasts that waited.
     Ok(ws
         .max_message_size(64 * 1024)
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| serve(app, socket, caller)))
 }
 
@@ -116,10 +123,19 @@ impl Out {
         }
     }
 
+    /// Queues a message; `flush` writes what is queued (a WebSocket writes once per flush, not
+    /// once per message, when several broadcasts wait).
     async fn text(&mut self, text: Utf8Bytes) -> Result<(), ()> {
         match self {
-            Out::Ws(sink) => sink.send(Message::Text(text)).await.map_err(|_| ()),
+            Out::Ws(sink) => sink.feed(Message::Text(text)).await.map_err(|_| ()),
             Out::Sse(tx) => tx.send(text.as_str().to_string()).await.map_err(|_| ()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        match self {
+            Out::Ws(sink) => sink.flush().await.map_err(|_| ()),
+            Out::Sse(_) => Ok(()),
         }
     }
 
@@ -167,7 +183,7 @@ impl Connection {
 
     async fn send_text(&mut self, kind: &'static str, text: Utf8Bytes) -> Result<(), ()> {
         let transport = self.sink.transport();
-        self.app.metrics.inc("playdeck_live_messages_total", &[("transport", transport), ("kind", kind)]);
+        self.app.metrics.live_message(transport, kind);
         self.sink.text(text).await
     }
 
@@ -275,6 +291,15 @@ impl Connection {
             .is_some_and(|job| self.access.allows(Role::Viewer, &Target::of(&job))))
     }
 
+    /// Fell behind the hub's buffer: resync, then read what was missed from the tables.
+    async fn lagged(&mut self, skipped: u64) -> Result<(), ()> {
+        tracing::debug!(skipped, "live client fell behind; resync");
+        let transport = self.sink.transport();
+        self.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", transport)]);
+        self.send(&ServerMessage::Resync).await?;
+        self.catch_up_all().await
+    }
+
     async fn broadcast(&mut self, msg: &HubMessage) -> Result<(), ()> {
         match msg {
             HubMessage::Events { job_id, from, to, events, frame } => {
@@ -338,18 +363,31 @@ async fn write_loop(
                 None => Err(()),
             },
             msg = hub_rx.recv() => match msg {
-                Ok(msg) => conn.broadcast(&msg).await,
-                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::debug!(skipped, "live client fell behind; resync");
-                    let transport = conn.sink.transport();
-                    conn.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", transport)]);
-                    match conn.send(&ServerMessage::Resync).await {
-                        Ok(()) => conn.catch_up_all().await,
-                        Err(()) => Err(()),
+                Ok(msg) => {
+                    // Whatever else waits goes out with it, in one write.
+                    let mut step = conn.broadcast(&msg).await;
+                    for _ in 1..DRAIN {
+                        if step.is_err() {
+                            break;
+                        }
+                        match hub_rx.try_recv() {
+                            Ok(msg) => step = conn.broadcast(&msg).await,
+                            Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
+                                step = conn.lagged(skipped).await;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
+                    step
                 }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => conn.lagged(skipped).await,
                 Err(broadcast::error::RecvError::Closed) => Err(()),
             },
+        };
+        let step = match step {
+            Ok(()) => conn.sink.flush().await,
+            Err(()) => Err(()),
         };
         if step.is_err() {
             conn.sink.close().await;

@@ -1,0 +1,584 @@
+//! `cargo xtask bench fanout`: the live relay under a realistic load, beside its limit.
+//!
+//! A release `playdeck` runs in a process of its own; this process holds the clients and the
+//! senders. `jobs` running jobs each send `rate` events/s the way the callback plugin does (what
+//! is waiting, every `flush` ms), and `clients` WebSocket clients each follow one job and the job
+//! list. Every event's latency is measured from "ingest accepted" (the POST answered) to "client
+//! received", per client; an event some client never got counts as missing.
+//!
+//! The limit, in the same run: a plain broadcast server (this binary in a process of its own,
+//! `broadcast-server`) handed the same frames, pre-serialized (`ServerMessage` as Playdeck encodes
+//! it, events built as Playdeck stores them, the job as Playdeck answered it), which it writes to
+//! the same sockets with the same subscriptions and nothing else: no database, no cursor, no
+//! access check.
+//!
+//! Both sides are ramped: the offered rate is multiplied by each of `steps` in turn until p99 goes
+//! over 100 ms or an event is missing. A side's capacity is the event deliveries per second of
+//! its last step within that latency; the goal is Playdeck ≥ 0.5 of the broadcast's.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The latency a step must stay within.
+const P99_LIMIT_MS: f64 = 100.0;
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)
+}
+
+fn text_arg(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
+/// One client's view of its job: when each counter arrived, and how many job frames came.
+#[derive(Default)]
+struct Seen {
+    events: HashMap<i64, Instant>,
+    job_frames: u64,
+    resyncs: u64,
+}
+
+/// What a client reads of each message: only what the measure needs, the rest skipped unbuilt
+/// (a thousand clients building every event would measure this process, not the server).
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    events: Vec<Counter>,
+}
+
+#[derive(serde::Deserialize)]
+struct Counter {
+    counter: i64,
+}
+
+/// The side under test: Playdeck's ingest and WebSocket, or the plain broadcast.
+#[derive(Clone)]
+enum Side {
+    Playdeck { url: String, key: String, token: String, ids: Vec<i64> },
+    Broadcast { url: String, jobs: Vec<Value> },
+}
+
+impl Side {
+    fn name(&self) -> &'static str {
+        match self {
+            Side::Playdeck { .. } => "playdeck",
+            Side::Broadcast { .. } => "broadcast",
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        match self {
+            Side::Playdeck { url, key, .. } => format!("{}/api/v1/ws?key={key}", url.replacen("http", "ws", 1)),
+            Side::Broadcast { url, .. } => format!("{}/ws", url.replacen("http", "ws", 1)),
+        }
+    }
+
+    fn job_id(&self, job: usize) -> i64 {
+        match self {
+            Side::Playdeck { ids, .. } => ids[job],
+            Side::Broadcast { .. } => job as i64 + 1,
+        }
+    }
+}
+
+/// The events each job cycles through: one long patch run, without its closing stats (the jobs
+/// stay running), renumbered as they are sent.
+fn job_events(job: usize) -> Vec<Value> {
+    let hosts: Vec<(String, super::run::Fate)> =
+        (0..40).map(|h| (format!("web-{h:03}.example.com"), super::run::Fate::Ok)).collect();
+    super::run::playbook_run(job as u64, "patch.yml", super::run::PATCH, &hosts, 5)
+        .into_iter()
+        .filter(|e| e["event"] != "playbook_on_stats")
+        .collect()
+}
+
+/// An event as Playdeck stores and sends it (`shared::JobEvent`), for the broadcast's frames.
+fn as_stored(job_id: i64, seq: i64, e: &Value) -> shared::JobEvent {
+    let data = &e["event_data"];
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    shared::JobEvent {
+        job_id,
+        counter: e["counter"].as_i64().unwrap_or(0),
+        cursor: seq.to_string(),
+        event: e["event"].as_str().unwrap_or_default().to_string(),
+        uuid: text(&e["uuid"]),
+        parent_uuid: text(&e["parent_uuid"]),
+        created: e["created"].as_str().and_then(|c| c.parse().ok()),
+        host: text(&data["host"]),
+        play: text(&data["play"]),
+        task: text(&data["task"]),
+        role: text(&data["role"]),
+        stdout: e["stdout"].as_str().unwrap_or_default().to_string(),
+        start_line: e["start_line"].as_i64().unwrap_or(0),
+        end_line: e["end_line"].as_i64().unwrap_or(0),
+        failed: e["event"].as_str().is_some_and(|k| k.ends_with("_failed") || k.ends_with("_unreachable")),
+        changed: data["res"]["changed"].as_bool().unwrap_or(false),
+        event_data: data.clone(),
+    }
+}
+
+/// Opens a client following `job` and the job list; it records what it receives into `seen`.
+async fn client(ws_url: String, job_id: i64, seen: Arc<Mutex<Seen>>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
+    let sub = json!({"type": "subscribe", "jobs": true, "job_events": [{"job_id": job_id, "cursor": null}]});
+    ws.send(Message::Text(sub.to_string().into())).await.expect("subscribe");
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let now = Instant::now();
+            let Message::Text(t) = msg else { continue };
+            let Ok(m) = serde_json::from_str::<Incoming>(&t) else { continue };
+            let Ok(mut seen) = seen.lock() else { return };
+            match m.kind {
+                "events" => {
+                    for e in m.events {
+                        seen.events.entry(e.counter).or_insert(now);
+                    }
+                }
+                "job" => seen.job_frames += 1,
+                "resync" => seen.resyncs += 1,
+                _ => {}
+            }
+        }
+    });
+}
+
+/// One step's figures.
+struct Step {
+    rate: usize,
+    deliveries: usize,
+    per_second: f64,
+    job_frames_per_second: f64,
+    missing: usize,
+    resyncs: u64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Step {
+    fn within(&self) -> bool {
+        self.missing == 0 && self.p99 <= P99_LIMIT_MS
+    }
+}
+
+/// A job's sender: what is due at the offered rate, every `flush`, one batch at a time (as the
+/// callback plugin's thread does); answers when each counter was accepted.
+#[allow(clippy::too_many_arguments)]
+async fn send_job(
+    side: Side,
+    http: reqwest::Client,
+    job: usize,
+    events: Arc<Vec<Value>>,
+    first: i64,
+    rate: f64,
+    seconds: f64,
+    flush: Duration,
+    offset: Duration,
+    frames: Arc<Mutex<(usize, usize)>>,
+) -> Vec<(i64, Instant)> {
+    tokio::time::sleep(offset).await;
+    let job_id = side.job_id(job);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(flush);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = 0usize;
+    let mut accepted = Vec::new();
+    let mut event_count = first - 1;
+    loop {
+        tick.tick().await;
+        let elapsed = started.elapsed().as_secs_f64().min(seconds);
+        let due = ((elapsed * rate) as usize).saturating_sub(sent).min(200);
+        if due > 0 {
+            let batch: Vec<Value> = (0..due)
+                .map(|i| {
+                    let counter = first + (sent + i) as i64;
+                    let mut e = events[(counter as usize) % events.len()].clone();
+                    e["counter"] = json!(counter);
+                    e
+                })
+                .collect();
+            let counters: Vec<i64> = batch.iter().map(|e| e["counter"].as_i64().unwrap_or(0)).collect();
+            match &side {
+                Side::Playdeck { url, token, .. } => {
+                    let body =
+                        json!({"source": "bench", "job": {"external_id": format!("fanout-{job}")}, "events": batch});
+                    let r = http
+                        .post(format!("{url}/api/v1/ingest/events"))
+                        .bearer_auth(token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("ingest");
+                    assert!(r.status().is_success(), "ingest {}", r.status());
+                }
+                Side::Broadcast { url, jobs } => {
+                    // Seq = counter here: each job's events are stored in counter order.
+                    let stored: Vec<shared::JobEvent> =
+                        batch.iter().zip(&counters).map(|(e, c)| as_stored(job_id, *c, e)).collect();
+                    let cursor = counters.last().copied().unwrap_or(0).to_string();
+                    let events_frame =
+                        serde_json::to_string(&shared::ServerMessage::Events { job_id, cursor: cursor.clone(), events: stored })
+                            .expect("frame");
+                    event_count += due as i64;
+                    let mut the_job = jobs[job].clone();
+                    the_job["event_count"] = json!(event_count);
+                    the_job["cursor"] = json!(cursor);
+                    the_job["modified"] = json!(super::run::now_iso(0));
+                    let job_frame = json!({"type": "job", "job": the_job}).to_string();
+                    if let Ok(mut f) = frames.lock() {
+                        f.0 += events_frame.len();
+                        f.1 += job_frame.len();
+                    }
+                    let split = events_frame.len();
+                    let r = http
+                        .post(format!("{url}/publish?job={job_id}&split={split}"))
+                        .body(events_frame + &job_frame)
+                        .send()
+                        .await
+                        .expect("publish");
+                    assert!(r.status().is_success(), "publish {}", r.status());
+                }
+            }
+            let at = Instant::now();
+            accepted.extend(counters.into_iter().map(|c| (c, at)));
+            sent += due;
+        }
+        if elapsed >= seconds && sent >= (seconds * rate) as usize {
+            return accepted;
+        }
+    }
+}
+
+/// Runs one step on one side: every job at `rate` events/s for `seconds`, then waits for the
+/// clients to have everything (or 10 s); answers the figures.
+#[allow(clippy::too_many_arguments)]
+async fn step(
+    side: &Side,
+    http: &reqwest::Client,
+    events: &[Arc<Vec<Value>>],
+    next: &mut [i64],
+    seen: &[(usize, Arc<Mutex<Seen>>)],
+    rate: usize,
+    seconds: f64,
+    flush: Duration,
+) -> Step {
+    let jobs = events.len();
+    let frames_before: u64 = seen.iter().map(|(_, s)| s.lock().map(|s| s.job_frames).unwrap_or(0)).sum();
+    let frame_bytes = Arc::new(Mutex::new((0usize, 0usize)));
+    let started = Instant::now();
+    let senders: Vec<_> = (0..jobs)
+        .map(|j| {
+            let offset = flush.mul_f64(j as f64 / jobs as f64);
+            tokio::spawn(send_job(
+                side.clone(),
+                http.clone(),
+                j,
+                events[j].clone(),
+                next[j],
+                rate as f64,
+                seconds,
+                flush,
+                offset,
+                frame_bytes.clone(),
+            ))
+        })
+        .collect();
+    let mut accepted: Vec<Vec<(i64, Instant)>> = Vec::with_capacity(jobs);
+    for s in senders {
+        accepted.push(s.await.expect("sender"));
+    }
+    let sent_secs = started.elapsed().as_secs_f64();
+    for (j, a) in accepted.iter().enumerate() {
+        next[j] += a.len() as i64;
+    }
+    // Settle: until every client has every accepted event of its job, or 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let complete = seen.iter().all(|(j, s)| {
+            s.lock().map(|s| accepted[*j].iter().all(|(c, _)| s.events.contains_key(c))).unwrap_or(false)
+        });
+        if complete || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let frames_after: u64 = seen.iter().map(|(_, s)| s.lock().map(|s| s.job_frames).unwrap_or(0)).sum();
+    let mut lat = Vec::new();
+    let mut missing = 0usize;
+    let mut resyncs = 0u64;
+    for (j, s) in seen {
+        let Ok(mut s) = s.lock() else { continue };
+        resyncs += s.resyncs;
+        s.resyncs = 0;
+        for (c, at) in &accepted[*j] {
+            match s.events.remove(c) {
+                Some(got) => lat.push(got.saturating_duration_since(*at).as_secs_f64() * 1000.0),
+                None => missing += 1,
+            }
+        }
+        s.events.clear();
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    if let Ok(f) = frame_bytes.lock() {
+        if f.0 > 0 {
+            println!("      (frames handed to the broadcast: {} KB of events, {} KB of jobs)", f.0 / 1000, f.1 / 1000);
+        }
+    }
+    Step {
+        rate,
+        deliveries: lat.len(),
+        per_second: lat.len() as f64 / sent_secs,
+        job_frames_per_second: (frames_after - frames_before) as f64 / sent_secs,
+        missing,
+        resyncs,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        max: pct(1.0),
+    }
+}
+
+/// Ramps one side; answers its capacity (deliveries/s of the last step within the latency) and
+/// its first step's figures (the realistic load).
+async fn ramp(
+    side: &Side,
+    clients: usize,
+    events: &[Arc<Vec<Value>>],
+    steps: &[usize],
+    rate: usize,
+    seconds: f64,
+    flush: Duration,
+) -> (f64, Option<Step>) {
+    let jobs = events.len();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(jobs).build().expect("http");
+    let mut seen = Vec::with_capacity(clients);
+    let ws_url = side.ws_url();
+    let t = Instant::now();
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(100) {
+        let opening: Vec<_> = chunk
+            .iter()
+            .map(|c| {
+                let s: Arc<Mutex<Seen>> = Arc::default();
+                seen.push((c % jobs, s.clone()));
+                client(ws_url.clone(), side.job_id(c % jobs), s)
+            })
+            .collect();
+        futures_util::future::join_all(opening).await;
+    }
+    println!("  {}: {clients} clients connected in {:.1} s", side.name(), t.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut next: Vec<i64> = vec![2; jobs];
+    let (mut capacity, mut first) = (0.0, None);
+    for m in steps {
+        let offered = rate * m;
+        let s = step(side, &http, events, &mut next, &seen, offered, seconds, flush).await;
+        let verdict = if s.within() { "within" } else { "over" };
+        println!(
+            "  {:9} {:>6} events/s offered: {:>8.0} deliveries/s  p50 {:6.1} ms  p99 {:7.1} ms  max {:7.1} ms  missing {}  job frames {:>7.0}/s  resyncs {}  ({verdict})",
+            side.name(),
+            offered * jobs,
+            s.per_second,
+            s.p50,
+            s.p99,
+            s.max,
+            s.missing,
+            s.job_frames_per_second,
+            s.resyncs,
+        );
+        let within = s.within();
+        if within {
+            capacity = s.per_second;
+        }
+        if first.is_none() {
+            first = Some(s);
+        }
+        if !within {
+            break;
+        }
+    }
+    (capacity, first)
+}
+
+/// `bench fanout --url U --key K --token T [--jobs 100 --rate 50 --clients 1000 --seconds 8
+/// --flush-ms 250 --steps 1,2,4,8]`.
+pub async fn fanout(args: &[String]) {
+    let url = text_arg(args, "--url").expect("--url");
+    let key = text_arg(args, "--key").expect("--key");
+    let token = text_arg(args, "--token").expect("--token");
+    let jobs = arg(args, "--jobs", 100).max(1);
+    let rate = arg(args, "--rate", 50).max(1);
+    let clients = arg(args, "--clients", 1000).max(1);
+    let seconds = arg(args, "--seconds", 8).max(1) as f64;
+    let flush = Duration::from_millis(arg(args, "--flush-ms", 250).max(10) as u64);
+    let steps: Vec<usize> = text_arg(args, "--steps")
+        .unwrap_or_else(|| "1,2,4,8".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|m| *m > 0)
+        .collect();
+    println!(
+        "fanout: {jobs} jobs at {rate} events/s each ({} events/s), {clients} WebSocket clients each following one job and the job list, sent every {} ms; steps x{steps:?}, {seconds} s each",
+        jobs * rate,
+        flush.as_millis()
+    );
+    let events: Vec<Arc<Vec<Value>>> = (0..jobs).map(|j| Arc::new(job_events(j))).collect();
+
+    // Playdeck: each job starts with its first event; the job as Playdeck answers it is what the
+    // broadcast's job frames are made of.
+    let http = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(jobs);
+    let mut answered = Vec::with_capacity(jobs);
+    for (j, ev) in events.iter().enumerate() {
+        let mut first = ev[0].clone();
+        first["counter"] = json!(1);
+        let body = json!({"source": "bench", "job": {"external_id": format!("fanout-{j}")}, "events": [first]});
+        let r: Value = http
+            .post(format!("{url}/api/v1/ingest/events"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("ingest")
+            .json()
+            .await
+            .expect("json");
+        let id = r["job_id"].as_i64().expect("job id");
+        ids.push(id);
+        let job: Value = http
+            .get(format!("{url}/api/v1/jobs/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("job")
+            .json()
+            .await
+            .expect("json");
+        answered.push(job);
+    }
+    let playdeck = Side::Playdeck { url, key, token, ids };
+    let (ours, ours_step) = ramp(&playdeck, clients, &events, &steps, rate, seconds, flush).await;
+
+    // The limit: the plain broadcast in a process of its own.
+    let mut server = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("broadcast-server")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("broadcast server");
+    let mut out = tokio::io::BufReader::new(server.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line).await.expect("address");
+    let addr = line.trim().to_string();
+    let broadcast = Side::Broadcast { url: format!("http://{addr}"), jobs: answered };
+    let (limit, _) = ramp(&broadcast, clients, &events, &steps, rate, seconds, flush).await;
+    let _ = server.kill().await;
+
+    let realistic = ours_step.as_ref().map(|s| s.rate == rate && s.within()).unwrap_or(false);
+    let first = |s: &Option<Step>| s.as_ref().map(|s| (s.p99, s.missing)).unwrap_or((f64::NAN, 0));
+    println!(
+        "realistic   : {} events/s: playdeck p99 {:.1} ms (limit {P99_LIMIT_MS} ms), missing {}{}",
+        jobs * rate,
+        first(&ours_step).0,
+        first(&ours_step).1,
+        if realistic { "" } else { " (the realistic step itself is over the limit)" }
+    );
+    println!(
+        "capacity    : playdeck {ours:.0} deliveries/s, plain broadcast {limit:.0} deliveries/s within p99 {P99_LIMIT_MS} ms: ratio {:.2} (goal >= 0.5)",
+        if limit > 0.0 { ours / limit } else { f64::NAN }
+    );
+}
+
+/// `bench broadcast-server`: a plain WebSocket broadcast of frames it is handed, nothing else.
+/// Prints its address on the first line of stdout.
+pub async fn broadcast_server() {
+    use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+    use axum::extract::{Query, State};
+    use axum::routing::{get, post};
+
+    #[derive(Clone, Debug)]
+    struct Published {
+        job: i64,
+        events: Utf8Bytes,
+        job_frame: Utf8Bytes,
+    }
+    type Tx = tokio::sync::broadcast::Sender<Arc<Published>>;
+
+    #[derive(serde::Deserialize)]
+    struct Sub {
+        #[serde(default)]
+        jobs: bool,
+        #[serde(default)]
+        job_events: Vec<JobSub>,
+    }
+    #[derive(serde::Deserialize)]
+    struct JobSub {
+        job_id: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct PublishQuery {
+        job: i64,
+        split: usize,
+    }
+
+    async fn serve(socket: WebSocket, tx: Tx) {
+        let (mut sink, mut stream) = socket.split();
+        let Some(Ok(WsMessage::Text(t))) = stream.next().await else { return };
+        let Ok(sub) = serde_json::from_str::<Sub>(&t) else { return };
+        let followed: Vec<i64> = sub.job_events.iter().map(|j| j.job_id).collect();
+        let mut rx = tx.subscribe();
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        loop {
+            match rx.recv().await {
+                Ok(p) => {
+                    if followed.contains(&p.job) && sink.send(WsMessage::Text(p.events.clone())).await.is_err() {
+                        break;
+                    }
+                    if sub.jobs && sink.send(WsMessage::Text(p.job_frame.clone())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        reader.abort();
+    }
+
+    let (tx, _) = tokio::sync::broadcast::channel::<Arc<Published>>(1024);
+    let app = axum::Router::new()
+        .route(
+            "/ws",
+            get(|State(tx): State<Tx>, ws: WebSocketUpgrade| async move {
+                // The same socket settings as Playdeck's.
+                ws.max_message_size(64 * 1024)
+                    .read_buffer_size(4 * 1024)
+                    .write_buffer_size(0)
+                    .on_upgrade(move |s| serve(s, tx))
+            }),
+        )
+        .route(
+            "/publish",
+            post(|State(tx): State<Tx>, Query(q): Query<PublishQuery>, body: String| async move {
+                let split = q.split.min(body.len());
+                let (events, job_frame) = body.split_at(split);
+                let _ = tx.send(Arc::new(Published {
+                    job: q.job,
+                    events: Utf8Bytes::from(events.to_string()),
+                    job_frame: Utf8Bytes::from(job_frame.to_string()),
+                }));
+                "ok"
+            }),
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    axum::serve(listener, app).await.expect("serve");
+}
