@@ -93,7 +93,7 @@ pub async fn changed(
     let (_, _, ()) = tokio::try_join!(
         async { Ok::<_, AppError>(tx.execute(&elapsed, &[&job_id]).await?) },
         async { Ok::<_, AppError>(futures_util::future::try_join_all(inserts).await?) },
-        crate::live::notify(tx, job_id, from_seq, to_seq, change)
+        crate::live::notify(tx, job_id, from_seq, to_seq, change, !transitions.is_empty())
     )?;
     Ok(())
 }

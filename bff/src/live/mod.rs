@@ -33,16 +33,18 @@ use crate::store::jobs::{fetch_job, jobs_changed_since};
 pub const CHANNEL: &str = "playdeck";
 
 /// Tells every replica's relay, once `tx` commits, that a job changed: its new events are seq
-/// `(from, to]` (none when equal) and `change` is its new place in the change history. The ingest
-/// path and the engine's queue both call this; nothing else sends notices.
+/// `(from, to]` (none when equal), `change` is its new place in the change history and `moved`
+/// says its status changed. The ingest path and the engine's queue both call this; nothing else
+/// sends notices.
 pub async fn notify(
     tx: &deadpool_postgres::Transaction<'_>,
     job: i64,
     from: i64,
     to: i64,
     change: i64,
+    moved: bool,
 ) -> Result<(), AppError> {
-    let note = Notice { job, from, to, change, at: chrono::Utc::now().timestamp_millis() };
+    let note = Notice { job, from, to, change, moved, at: chrono::Utc::now().timestamp_millis() };
     tx.execute(&tx.prepare_cached("select pg_notify($1, $2)").await?, &[&CHANNEL, &note.encode()]).await?;
     Ok(())
 }
@@ -55,6 +57,9 @@ pub struct Notice {
     pub from: i64,
     pub to: i64,
     pub change: i64,
+    /// The job's status changed (or it is new): its state goes out at once, never held back.
+    #[serde(default)]
+    pub moved: bool,
     /// When the batch was written (ms since the epoch), to measure notification lag.
     #[serde(default)]
     pub at: i64,
@@ -252,6 +257,14 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The relay reads on connections of its own: behind a hundred ingest requests in the shared
+    // pool's queue, every live client would wait for the database's busiest moment.
+    let relay_pool =
+        crate::infra::db::pool(pg_config.clone(), connector.clone(), RELAY_READS, Duration::from_secs(5))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the live relay reads through the shared pool");
+                pool
+            });
     let (tx, rx) = mpsc::channel(4096);
     // The listener ends with the server, before the database stops, so a shutdown is not
     // reported as a lost connection.
@@ -260,7 +273,7 @@ pub fn start(
         crate::infra::state::shutting_down(shutdown).await;
         listener.abort();
     });
-    tokio::spawn(relay(pool, hub, metrics, rx));
+    tokio::spawn(relay(relay_pool, hub, metrics, rx));
 }
 
 /// Holds the one LISTEN connection: a pooled connection would never deliver notifications, since
@@ -349,7 +362,13 @@ async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::R
         }
     }
     let mut signals = Vec::with_capacity(RELAY_DRAIN);
-    while rx.recv_many(&mut signals, RELAY_DRAIN).await > 0 {
+    let mut held = Held::default();
+    loop {
+        let due = held.next_due();
+        tokio::select! {
+            n = rx.recv_many(&mut signals, RELAY_DRAIN) => if n == 0 { return },
+            _ = sleep_until(due), if due.is_some() => {}
+        }
         let mut notices = Vec::new();
         for signal in signals.drain(..) {
             match signal {
@@ -362,14 +381,66 @@ async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::R
                 }
                 Signal::Reconnected => {
                     // What came before the break goes out first; then the catch-up.
-                    relay_notices(&pool, &hub, std::mem::take(&mut notices)).await;
+                    relay_notices(&pool, &hub, std::mem::take(&mut notices), &mut held).await;
                     if let Err(e) = catch_up_jobs(&pool, &hub).await {
                         relay_failed(&hub, &e);
                     }
                 }
             }
         }
-        relay_notices(&pool, &hub, notices).await;
+        relay_notices(&pool, &hub, notices, &mut held).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// How often a job's state goes out at most while only its progress moves (counts, current
+/// task): a hundred running jobs otherwise send a thousand grids a hundred states a second each.
+/// A change of status, and a new job, go out at once.
+pub const JOB_EVERY: Duration = Duration::from_secs(1);
+
+/// The jobs whose state went out lately, and those held back until `JOB_EVERY` has passed.
+#[derive(Default)]
+struct Held {
+    sent: HashMap<i64, tokio::time::Instant>,
+    waiting: HashMap<i64, tokio::time::Instant>,
+}
+
+impl Held {
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.waiting.values().min().copied()
+    }
+
+    /// Whether the job's state goes out now; if not, it is held until its turn.
+    fn goes_now(&mut self, job: i64, moved: bool, now: tokio::time::Instant) -> bool {
+        let turn = self.sent.get(&job).map(|at| *at + JOB_EVERY);
+        if moved || turn.is_none_or(|t| t <= now) {
+            self.waiting.remove(&job);
+            self.sent.insert(job, now);
+            true
+        } else {
+            if let Some(t) = turn {
+                self.waiting.entry(job).or_insert(t);
+            }
+            false
+        }
+    }
+
+    /// The held jobs whose turn has come (their state goes out now), and forgets jobs quiet for
+    /// longer than a turn.
+    fn take_due(&mut self, now: tokio::time::Instant) -> Vec<i64> {
+        let due: Vec<i64> = self.waiting.iter().filter(|(_, t)| **t <= now).map(|(j, _)| *j).collect();
+        for j in &due {
+            self.waiting.remove(j);
+            self.sent.insert(*j, now);
+        }
+        let waiting = &self.waiting;
+        self.sent.retain(|j, at| *at + JOB_EVERY > now || waiting.contains_key(j));
+        due
     }
 }
 
@@ -380,11 +451,14 @@ fn relay_failed(hub: &Hub, e: &AppError) {
 }
 
 /// One job's waiting notices as one: its new events `(from, to]` when they follow on from each
-/// other (a batch's range starts where the one before it ended).
+/// other (a batch's range starts where the one before it ended), whether its status moved, and
+/// whether its state goes out now.
 #[derive(Debug, PartialEq)]
 struct Merged {
     job: i64,
     ranges: Vec<(i64, i64)>,
+    moved: bool,
+    state: bool,
 }
 
 /// Groups notices by job, in the order each job first appears, merging consecutive ranges.
@@ -393,9 +467,10 @@ fn merge(notices: &[Notice]) -> Vec<Merged> {
     let mut at: HashMap<i64, usize> = HashMap::new();
     for n in notices {
         let i = *at.entry(n.job).or_insert_with(|| {
-            out.push(Merged { job: n.job, ranges: Vec::new() });
+            out.push(Merged { job: n.job, ranges: Vec::new(), moved: false, state: true });
             out.len() - 1
         });
+        out[i].moved |= n.moved;
         if n.to <= n.from {
             continue;
         }
@@ -408,14 +483,24 @@ fn merge(notices: &[Notice]) -> Vec<Merged> {
     out
 }
 
-async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>) {
-    if notices.is_empty() {
-        return;
-    }
+async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>, held: &mut Held) {
     for n in &notices {
         hub.last_change.fetch_max(n.change, Ordering::SeqCst);
     }
-    let jobs = merge(&notices);
+    let now = tokio::time::Instant::now();
+    let mut jobs = merge(&notices);
+    for m in &mut jobs {
+        m.state = held.goes_now(m.job, m.moved, now);
+    }
+    // Held states whose turn came, for jobs with nothing new since.
+    for job in held.take_due(now) {
+        if !jobs.iter().any(|m| m.job == job) {
+            jobs.push(Merged { job, ranges: Vec::new(), moved: false, state: true });
+        }
+    }
+    if jobs.is_empty() {
+        return;
+    }
     let results: Vec<Result<(), AppError>> = futures_util::stream::iter(jobs)
         .map(|m| relay_job(pool, hub, m))
         .buffer_unordered(RELAY_READS)
@@ -428,18 +513,22 @@ async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>) {
 
 async fn relay_job(pool: &Pool, hub: &Hub, m: Merged) -> Result<(), AppError> {
     let followed = hub.is_followed(m.job);
-    if !followed && hub.job_watchers.load(Ordering::SeqCst) == 0 {
+    let state = m.state && (followed || hub.job_watchers.load(Ordering::SeqCst) > 0);
+    let events = followed && !m.ranges.is_empty();
+    if !state && !events {
         return Ok(());
     }
     let db = pool.get().await?;
-    if followed {
+    if events {
         for (from, to) in m.ranges {
             let events = events_by_seq(&db, m.job, from, Some(to), i64::MAX).await?;
             hub.send(HubMessage::events(m.job, from, to, events));
         }
     }
-    if let Some(job) = fetch_job(&db, m.job).await? {
-        hub.send(HubMessage::job(job));
+    if state {
+        if let Some(job) = fetch_job(&db, m.job).await? {
+            hub.send(HubMessage::job(job));
+        }
     }
     Ok(())
 }
@@ -567,28 +656,50 @@ mod tests {
     use super::*;
 
     fn notice(job: i64, from: i64, to: i64) -> Notice {
-        Notice { job, from, to, change: 0, at: 0 }
+        Notice { job, from, to, change: 0, moved: false, at: 0 }
     }
 
     #[test]
     fn waiting_notices_merge_per_job_when_their_ranges_follow_on() {
+        let moved = Notice { moved: true, ..notice(8, 5, 9) };
         let merged = merge(&[
             notice(7, 0, 10),
             notice(8, 4, 5),
             notice(7, 10, 25),
             notice(7, 25, 25),
-            notice(8, 9, 12),
+            moved,
+            notice(8, 10, 12),
             notice(7, 25, 30),
         ]);
         assert_eq!(
             merged,
             vec![
-                Merged { job: 7, ranges: vec![(0, 30)] },
+                Merged { job: 7, ranges: vec![(0, 30)], moved: false, state: true },
                 // A range that does not start where the last ended stays apart.
-                Merged { job: 8, ranges: vec![(4, 5), (9, 12)] },
+                Merged { job: 8, ranges: vec![(4, 9), (10, 12)], moved: true, state: true },
             ]
         );
         // A change without events still names its job (its state is broadcast).
-        assert_eq!(merge(&[notice(3, 5, 5)]), vec![Merged { job: 3, ranges: vec![] }]);
+        assert_eq!(merge(&[notice(3, 5, 5)]), vec![Merged { job: 3, ranges: vec![], moved: false, state: true }]);
+    }
+
+    #[test]
+    fn a_job_whose_progress_alone_moves_goes_out_once_a_turn_and_its_last_state_is_not_lost() {
+        let mut held = Held::default();
+        let t0 = tokio::time::Instant::now();
+        assert!(held.goes_now(1, false, t0), "the first state goes out at once");
+        assert!(!held.goes_now(1, false, t0 + JOB_EVERY / 4), "progress within the turn is held");
+        assert!(!held.goes_now(1, false, t0 + JOB_EVERY / 2));
+        assert_eq!(held.next_due(), Some(t0 + JOB_EVERY));
+        assert_eq!(held.take_due(t0 + JOB_EVERY / 2), Vec::<i64>::new());
+        // The held state goes out when its turn comes, though nothing new arrived.
+        assert_eq!(held.take_due(t0 + JOB_EVERY), vec![1]);
+        assert_eq!(held.next_due(), None);
+        // A status change is never held.
+        assert!(held.goes_now(1, true, t0 + JOB_EVERY + JOB_EVERY / 4));
+        assert_eq!(held.next_due(), None);
+        // Jobs quiet for longer than a turn are forgotten.
+        held.take_due(t0 + JOB_EVERY * 4);
+        assert!(held.sent.is_empty() && held.waiting.is_empty());
     }
 }
