@@ -26,8 +26,8 @@ use tokio_postgres::AsyncMessage;
 use crate::infra::error::AppError;
 use crate::infra::metrics::Metrics;
 use crate::infra::state::App;
-use crate::store::events::events_by_seq;
-use crate::store::jobs::{fetch_job, jobs_changed_since};
+use crate::store::events::{events_by_seq, events_in_ranges};
+use crate::store::jobs::{fetch_jobs, jobs_changed_since};
 
 /// The LISTEN/NOTIFY channel every notice goes through.
 pub const CHANNEL: &str = "playdeck";
@@ -260,7 +260,7 @@ pub fn start(
     // The relay reads on connections of its own: behind a hundred ingest requests in the shared
     // pool's queue, every live client would wait for the database's busiest moment.
     let relay_pool =
-        crate::infra::db::pool(pg_config.clone(), connector.clone(), RELAY_READS, Duration::from_secs(5))
+        crate::infra::db::pool(pg_config.clone(), connector.clone(), RELAY_CONNECTIONS, Duration::from_secs(5))
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "the live relay reads through the shared pool");
                 pool
@@ -347,14 +347,13 @@ async fn listen(
 /// Notices taken off the queue at once: under load, each job's waiting notices become one read.
 const RELAY_DRAIN: usize = 512;
 
-/// Jobs whose reads run at once: the relay waits on the database, not on the CPU, so one read at
-/// a time would cap the jobs it can keep live at one round trip each.
-const RELAY_READS: usize = 4;
+/// The relay's own connections: its reads and a catch-up after a break.
+const RELAY_CONNECTIONS: usize = 2;
 
-/// Turns notices into broadcasts: one read per batch, whatever the number of clients. Whatever
-/// waits is taken at once and merged per job (one read for its consecutive batches, one job
-/// state), the jobs read side by side; a job's broadcasts keep their order, since everything
-/// taken is broadcast before the next take.
+/// Turns notices into broadcasts: one read per batch at most, whatever the number of clients.
+/// Whatever waits is taken at once, merged per job, and read in two queries (every followed
+/// job's new events, every state that goes out); a job's broadcasts keep their order, since
+/// everything taken is broadcast before the next take.
 async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Signal>) {
     if let Ok(db) = pool.get().await {
         if let Ok(row) = db.query_one("select coalesce(max(change_seq), 0) from jobs", &[]).await {
@@ -501,33 +500,58 @@ async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>, held: &mut 
     if jobs.is_empty() {
         return;
     }
-    let results: Vec<Result<(), AppError>> = futures_util::stream::iter(jobs)
-        .map(|m| relay_job(pool, hub, m))
-        .buffer_unordered(RELAY_READS)
-        .collect()
-        .await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+    if let Err(e) = relay_jobs(pool, hub, jobs).await {
         relay_failed(hub, &e);
     }
 }
 
-async fn relay_job(pool: &Pool, hub: &Hub, m: Merged) -> Result<(), AppError> {
-    let followed = hub.is_followed(m.job);
-    let state = m.state && (followed || hub.job_watchers.load(Ordering::SeqCst) > 0);
-    let events = followed && !m.ranges.is_empty();
-    if !state && !events {
+/// One read for the new events of every followed job, one for the states that go out, then
+/// each job's broadcasts in order: its batches, then its state.
+async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), AppError> {
+    let watched = hub.job_watchers.load(Ordering::SeqCst) > 0;
+    let mut ranges = Vec::new();
+    let mut states = Vec::new();
+    let mut wanted = Vec::with_capacity(jobs.len());
+    for m in jobs {
+        let followed = hub.is_followed(m.job);
+        let state = m.state && (followed || watched);
+        if followed {
+            ranges.extend(m.ranges.iter().map(|(from, to)| (m.job, *from, *to)));
+        }
+        if state {
+            states.push(m.job);
+        }
+        if state || (followed && !m.ranges.is_empty()) {
+            wanted.push((m, followed, state));
+        }
+    }
+    if wanted.is_empty() {
         return Ok(());
     }
     let db = pool.get().await?;
-    if events {
-        for (from, to) in m.ranges {
-            let events = events_by_seq(&db, m.job, from, Some(to), i64::MAX).await?;
-            hub.send(HubMessage::events(m.job, from, to, events));
-        }
+    let mut events: HashMap<i64, Vec<JobEvent>> = HashMap::new();
+    for e in events_in_ranges(&db, &ranges).await? {
+        events.entry(e.job_id).or_default().push(e);
     }
-    if state {
-        if let Some(job) = fetch_job(&db, m.job).await? {
-            hub.send(HubMessage::job(job));
+    let mut found: HashMap<i64, Job> = fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
+    drop(db);
+    for (m, followed, state) in wanted {
+        if followed {
+            let mut stored = events.remove(&m.job).unwrap_or_default().into_iter().peekable();
+            for (from, to) in m.ranges {
+                let mut batch = Vec::new();
+                while let Some(e) = stored.next_if(|e| seq_of(e) <= to) {
+                    if seq_of(&e) > from {
+                        batch.push(e);
+                    }
+                }
+                hub.send(HubMessage::events(m.job, from, to, batch));
+            }
+        }
+        if state {
+            if let Some(job) = found.remove(&m.job) {
+                hub.send(HubMessage::job(job));
+            }
         }
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! Job events: the checked event as the ingest path stores it, and reading events back in the
 //! order they were stored (`seq`).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Object;
 use serde_json::Value;
@@ -71,15 +73,33 @@ pub async fn events_by_seq(
     upto: Option<i64>,
     limit: i64,
 ) -> Result<Vec<JobEvent>, AppError> {
-    let rows = db
-        .query(
-            &format!(
-                "select {EVENT_COLUMNS} from job_events
-                  where job_id = $1 and seq > $2 and ($3::bigint is null or seq <= $3)
-                  order by seq limit $4"
-            ),
-            &[&job_id, &after, &upto, &limit],
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select {EVENT_COLUMNS} from job_events
+              where job_id = $1 and seq > $2 and ($3::bigint is null or seq <= $3)
+              order by seq limit $4"
         )
-        .await?;
+    });
+    let rows = db.query(&db.prepare_cached(&SQL).await?, &[&job_id, &after, &upto, &limit]).await?;
+    Ok(rows.iter().map(event_from_row).collect())
+}
+
+/// Several jobs' events at once, each job's with seq in `(after, upto]` of its `(job, after,
+/// upto)`, by job and then seq: the live relay's one read for every batch that waited.
+pub async fn events_in_ranges(db: &Object, ranges: &[(i64, i64, i64)]) -> Result<Vec<JobEvent>, AppError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select {EVENT_COLUMNS} from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as r (job, lo, hi)
+               join job_events on job_events.job_id = r.job and seq > r.lo and seq <= r.hi
+              order by job_events.job_id, seq"
+        )
+    });
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs: Vec<i64> = ranges.iter().map(|r| r.0).collect();
+    let afters: Vec<i64> = ranges.iter().map(|r| r.1).collect();
+    let uptos: Vec<i64> = ranges.iter().map(|r| r.2).collect();
+    let rows = db.query(&db.prepare_cached(&SQL).await?, &[&jobs, &afters, &uptos]).await?;
     Ok(rows.iter().map(event_from_row).collect())
 }

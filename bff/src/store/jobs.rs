@@ -1,6 +1,8 @@
 //! Reading jobs: a job's row as the API shows it, what changed since a point in the history, its
 //! hosts, and the whole run (job, hosts, failed tasks) that webhooks and notifiers send.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::Object;
 use serde_json::Value;
 use shared::engine::{FailedTask, JobRun};
@@ -56,8 +58,19 @@ pub fn job_from_row(r: &Row) -> Job {
 }
 
 pub async fn fetch_job(db: &Object, id: i64) -> Result<Option<Job>, AppError> {
-    let row = db.query_opt(&format!("select {JOB_COLUMNS} from jobs where id = $1"), &[&id]).await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("select {JOB_COLUMNS} from jobs where id = $1"));
+    let row = db.query_opt(&db.prepare_cached(&SQL).await?, &[&id]).await?;
     Ok(row.as_ref().map(job_from_row))
+}
+
+/// Several jobs at once (those that exist), in no particular order.
+pub async fn fetch_jobs(db: &Object, ids: &[i64]) -> Result<Vec<Job>, AppError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("select {JOB_COLUMNS} from jobs where id = any($1)"));
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = db.query(&db.prepare_cached(&SQL).await?, &[&ids]).await?;
+    Ok(rows.iter().map(job_from_row).collect())
 }
 
 /// Jobs changed after `change_seq`, with their change_seq, oldest change first.
