@@ -358,7 +358,7 @@ async fn ramp(
     side: &Side,
     clients: usize,
     events: &[Arc<Vec<Value>>],
-    steps: &[usize],
+    steps: &[f64],
     rate: usize,
     seconds: f64,
     flush: Duration,
@@ -384,7 +384,7 @@ async fn ramp(
     let mut next: Vec<i64> = vec![2; jobs];
     let (mut capacity, mut first) = (0.0, None);
     for m in steps {
-        let offered = rate * m;
+        let offered = (rate as f64 * m).round() as usize;
         let s = step(side, &http, events, &mut next, &seen, offered, seconds, flush).await;
         let verdict = if s.within() { "within" } else { "over" };
         println!(
@@ -414,7 +414,7 @@ async fn ramp(
 }
 
 /// `bench fanout --url U --key K --token T [--jobs 100 --rate 50 --clients 1000 --seconds 8
-/// --flush-ms 250 --steps 1,2,4,8]`.
+/// --flush-ms 250 --steps 1,1.5,2,3,4,6,8]`.
 pub async fn fanout(args: &[String]) {
     let url = text_arg(args, "--url").expect("--url");
     let key = text_arg(args, "--key").expect("--key");
@@ -424,11 +424,11 @@ pub async fn fanout(args: &[String]) {
     let clients = arg(args, "--clients", 1000).max(1);
     let seconds = arg(args, "--seconds", 8).max(1) as f64;
     let flush = Duration::from_millis(arg(args, "--flush-ms", 250).max(10) as u64);
-    let steps: Vec<usize> = text_arg(args, "--steps")
-        .unwrap_or_else(|| "1,2,4,8".into())
+    let steps: Vec<f64> = text_arg(args, "--steps")
+        .unwrap_or_else(|| "1,1.5,2,3,4,6,8".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
-        .filter(|m| *m > 0)
+        .filter(|m: &f64| *m > 0.0)
         .collect();
     println!(
         "fanout: {jobs} jobs at {rate} events/s each ({} events/s), {clients} WebSocket clients each following one job and the job list, sent every {} ms; steps x{steps:?}, {seconds} s each",

@@ -533,6 +533,9 @@ async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), App
     for e in events_in_ranges(&db, &ranges).await? {
         events.entry(e.job_id).or_default().push(e);
     }
+    for stored in events.values_mut() {
+        stored.sort_by_key(seq_of);
+    }
     let mut found: HashMap<i64, Job> = fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
     drop(db);
     for (m, followed, state) in wanted {

@@ -85,13 +85,16 @@ pub async fn events_by_seq(
 }
 
 /// Several jobs' events at once, each job's with seq in `(after, upto]` of its `(job, after,
-/// upto)`, by job and then seq: the live relay's one read for every batch that waited.
+/// upto)`, each range's in seq order: the live relay's one read for every batch that waited.
+/// A range each is read by the index on (job, seq) (`lateral … offset 0`: joined as a whole, the
+/// planner may hash all of `job_events` while it believes the table small).
 pub async fn events_in_ranges(db: &Object, ranges: &[(i64, i64, i64)]) -> Result<Vec<JobEvent>, AppError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "select {EVENT_COLUMNS} from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as r (job, lo, hi)
-               join job_events on job_events.job_id = r.job and seq > r.lo and seq <= r.hi
-              order by job_events.job_id, seq"
+            "select e.* from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as r (job, lo, hi),
+                    lateral (select {EVENT_COLUMNS} from job_events
+                              where job_id = r.job and seq > r.lo and seq <= r.hi
+                              order by seq offset 0) e"
         )
     });
     if ranges.is_empty() {
