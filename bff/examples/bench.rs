@@ -38,6 +38,11 @@ use serde_json::{json, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
+/// The server's own allocator (see `bff/src/main.rs`), so that what runs in-process here is
+/// measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ADMIN: &str = "pdk_bench_admin_key_0123456789abcdef";
 const TOKEN: &str = "pdi_bench_ingest_token_0123456789abc";
 

@@ -7,6 +7,10 @@ use std::time::Duration;
 use bff::infra::config::Config;
 use bff::infra::embedded::{Cluster, Durability};
 
+/// See the `mimalloc` line in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: playdeck [serve | healthcheck | help]
 
   serve        run the server (default); settings come from the environment:

@@ -347,6 +347,10 @@ async fn listen(
 /// Notices taken off the queue at once: under load, each job's waiting notices become one read.
 const RELAY_DRAIN: usize = 512;
 
+/// How long the relay waits after a notice for others to go with it (a few ms of a live page's
+/// latency; under load, a hundred jobs' batches in one read and one write to each client).
+const RELAY_GATHER: Duration = Duration::from_millis(5);
+
 /// The relay's own connections: its reads and a catch-up after a break.
 const RELAY_CONNECTIONS: usize = 2;
 
@@ -365,7 +369,20 @@ async fn relay(pool: Pool, hub: Arc<Hub>, metrics: Arc<Metrics>, mut rx: mpsc::R
     loop {
         let due = held.next_due();
         tokio::select! {
-            n = rx.recv_many(&mut signals, RELAY_DRAIN) => if n == 0 { return },
+            n = rx.recv_many(&mut signals, RELAY_DRAIN) => {
+                if n == 0 {
+                    return;
+                }
+                // What follows within a moment goes with it: one read and one wake-up of every
+                // client for all of it, rather than one per batch.
+                tokio::time::sleep(RELAY_GATHER).await;
+                while signals.len() < RELAY_DRAIN {
+                    match rx.try_recv() {
+                        Ok(signal) => signals.push(signal),
+                        Err(_) => break,
+                    }
+                }
+            }
             _ = sleep_until(due), if due.is_some() => {}
         }
         let mut notices = Vec::new();
