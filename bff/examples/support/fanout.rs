@@ -77,7 +77,9 @@ impl Side {
 
     fn ws_url(&self) -> String {
         match self {
-            Side::Playdeck { url, key, .. } => format!("{}/api/v1/ws?key={key}", url.replacen("http", "ws", 1)),
+            Side::Playdeck { url, key, .. } => {
+                format!("{}/api/v1/ws?key={key}", url.replacen("http", "ws", 1))
+            }
             Side::Broadcast { url, .. } => format!("{}/ws", url.replacen("http", "ws", 1)),
         }
     }
@@ -210,8 +212,7 @@ async fn send_job(
             let counters: Vec<i64> = batch.iter().map(|e| e["counter"].as_i64().unwrap_or(0)).collect();
             match &side {
                 Side::Playdeck { url, token, .. } => {
-                    let body =
-                        json!({"source": "bench", "job": {"external_id": format!("fanout-{job}")}, "events": batch});
+                    let body = json!({"source": "bench", "job": {"external_id": format!("fanout-{job}")}, "events": batch});
                     let r = http
                         .post(format!("{url}/api/v1/ingest/events"))
                         .bearer_auth(token)
@@ -336,7 +337,11 @@ async fn step(
     let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
     if let Ok(f) = frame_bytes.lock() {
         if f.0 > 0 {
-            println!("      (frames handed to the broadcast: {} KB of events, {} KB of jobs)", f.0 / 1000, f.1 / 1000);
+            println!(
+                "      (frames handed to the broadcast: {} KB of events, {} KB of jobs)",
+                f.0 / 1000,
+                f.1 / 1000
+            );
         }
     }
     Step {
@@ -438,8 +443,12 @@ pub async fn fanout(args: &[String]) {
     let events: Vec<Arc<Vec<Value>>> = (0..jobs).map(|j| Arc::new(job_events(j))).collect();
     // The clients read frames by their heads: check that they read Playdeck's own encoding.
     let sample: Vec<shared::JobEvent> = (5..=7).map(|seq| as_stored(1, seq, &events[0][1])).collect();
-    let frame = serde_json::to_string(&shared::ServerMessage::Events { job_id: 1, cursor: "7".into(), events: sample })
-        .expect("frame");
+    let frame = serde_json::to_string(&shared::ServerMessage::Events {
+        job_id: 1,
+        cursor: "7".into(),
+        events: sample,
+    })
+    .expect("frame");
     assert_eq!(frame_seqs(&frame), Some((5, 7)), "the clients cannot read {frame:.120}");
 
     // Playdeck: each job starts with its first event; the job as Playdeck answers it is what the
@@ -450,7 +459,8 @@ pub async fn fanout(args: &[String]) {
     for (j, ev) in events.iter().enumerate() {
         let mut first = ev[0].clone();
         first["counter"] = json!(1);
-        let body = json!({"source": "bench", "job": {"external_id": format!("fanout-{j}")}, "events": [first]});
+        let body =
+            json!({"source": "bench", "job": {"external_id": format!("fanout-{j}")}, "events": [first]});
         let r: Value = http
             .post(format!("{url}/api/v1/ingest/events"))
             .bearer_auth(&token)
@@ -549,7 +559,9 @@ pub async fn broadcast_server() {
         loop {
             match rx.recv().await {
                 Ok(p) => {
-                    if followed.contains(&p.job) && sink.send(WsMessage::Text(p.events.clone())).await.is_err() {
+                    if followed.contains(&p.job)
+                        && sink.send(WsMessage::Text(p.events.clone())).await.is_err()
+                    {
                         break;
                     }
                     if sub.jobs && sink.send(WsMessage::Text(p.job_frame.clone())).await.is_err() {

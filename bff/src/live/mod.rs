@@ -259,12 +259,16 @@ pub fn start(
 ) {
     // The relay reads on connections of its own: behind a hundred ingest requests in the shared
     // pool's queue, every live client would wait for the database's busiest moment.
-    let relay_pool =
-        crate::infra::db::pool(pg_config.clone(), connector.clone(), RELAY_CONNECTIONS, Duration::from_secs(5))
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "the live relay reads through the shared pool");
-                pool
-            });
+    let relay_pool = crate::infra::db::pool(
+        pg_config.clone(),
+        connector.clone(),
+        RELAY_CONNECTIONS,
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the live relay reads through the shared pool");
+        pool
+    });
     let (tx, rx) = mpsc::channel(4096);
     // The listener ends with the server, before the database stops, so a shutdown is not
     // reported as a lost connection.
@@ -553,7 +557,8 @@ async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), App
     for stored in events.values_mut() {
         stored.sort_by_key(seq_of);
     }
-    let mut found: HashMap<i64, Job> = fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
+    let mut found: HashMap<i64, Job> =
+        fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
     drop(db);
     for (m, followed, state) in wanted {
         if followed {
@@ -724,7 +729,10 @@ mod tests {
             ]
         );
         // A change without events still names its job (its state is broadcast).
-        assert_eq!(merge(&[notice(3, 5, 5)]), vec![Merged { job: 3, ranges: vec![], moved: false, state: true }]);
+        assert_eq!(
+            merge(&[notice(3, 5, 5)]),
+            vec![Merged { job: 3, ranges: vec![], moved: false, state: true }]
+        );
     }
 
     #[test]

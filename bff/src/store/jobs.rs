@@ -65,7 +65,8 @@ pub async fn fetch_job(db: &Object, id: i64) -> Result<Option<Job>, AppError> {
 
 /// Several jobs at once (those that exist), in no particular order.
 pub async fn fetch_jobs(db: &Object, ids: &[i64]) -> Result<Vec<Job>, AppError> {
-    static SQL: LazyLock<String> = LazyLock::new(|| format!("select {JOB_COLUMNS} from jobs where id = any($1)"));
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("select {JOB_COLUMNS} from jobs where id = any($1)"));
     if ids.is_empty() {
         return Ok(Vec::new());
     }
