@@ -64,19 +64,32 @@ impl Seen {
     async fn read_until(&mut self, ws: &mut Ws, job_id: i64, total: usize) {
         while self.counters.len() < total {
             let m = ws.recv().await;
-            match m["type"].as_str() {
-                Some("events") => {
-                    assert_eq!(m["job_id"], job_id);
-                    for e in m["events"].as_array().expect("events") {
-                        self.counters.push(e["counter"].as_i64().expect("counter"));
-                    }
-                    self.cursor = m["cursor"].as_str().map(str::to_string);
+            self.take(&m, job_id);
+        }
+    }
+
+    /// Reads on (events included) until the job's state with at least `events` events arrives:
+    /// a running job's progress goes out at most once a second, but it does go out.
+    async fn read_job_state(&mut self, ws: &mut Ws, job_id: i64, events: i64) {
+        while !self.jobs.iter().any(|j| j["id"] == job_id && j["event_count"].as_i64() >= Some(events)) {
+            let m = ws.recv().await;
+            self.take(&m, job_id);
+        }
+    }
+
+    fn take(&mut self, m: &Value, job_id: i64) {
+        match m["type"].as_str() {
+            Some("events") => {
+                assert_eq!(m["job_id"], job_id);
+                for e in m["events"].as_array().expect("events") {
+                    self.counters.push(e["counter"].as_i64().expect("counter"));
                 }
-                Some("resync") => self.resyncs += 1,
-                Some("job") => self.jobs.push(m["job"].clone()),
-                Some("error") => panic!("server error: {m}"),
-                other => panic!("unexpected message {other:?}: {m}"),
+                self.cursor = m["cursor"].as_str().map(str::to_string);
             }
+            Some("resync") => self.resyncs += 1,
+            Some("job") => self.jobs.push(m["job"].clone()),
+            Some("error") => panic!("server error: {m}"),
+            other => panic!("unexpected message {other:?}: {m}"),
         }
     }
 
@@ -117,6 +130,7 @@ async fn websocket_reconnect_with_cursor_gets_every_event_exactly_once() {
     // Live: a batch ingested now arrives without asking, with the job's new state.
     app.ingest_ok(&batch("ws", events(51, 10))).await;
     seen.read_until(&mut ws, job_id, 60).await;
+    seen.read_job_state(&mut ws, job_id, 60).await;
     drop(ws);
 
     // While the client is away, events arrive out of order.
