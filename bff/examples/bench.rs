@@ -47,7 +47,11 @@ const ADMIN: &str = "pdk_bench_admin_key_0123456789abcdef";
 const TOKEN: &str = "pdi_bench_ingest_token_0123456789abc";
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)
+    text_arg(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn text_arg(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
 }
 
 #[tokio::main]
@@ -714,8 +718,8 @@ fn rss_kib(pid: u32) -> u64 {
 async fn idle(args: &[String]) {
     let clients = arg(args, "--clients", 10_000);
     let pid = arg(args, "--pid", 0) as u32;
-    let url = args.windows(2).find(|w| w[0] == "--url").map(|w| w[1].clone()).expect("--url");
-    let key = args.windows(2).find(|w| w[0] == "--key").map(|w| w[1].clone()).expect("--key");
+    let url = text_arg(args, "--url").expect("--url");
+    let key = text_arg(args, "--key").expect("--key");
     let ws_url = format!("{}/api/v1/ws?key={key}", url.replacen("http", "ws", 1));
     println!("idle: {clients} WebSocket clients following the job list, on playdeck pid {pid}");
     let connect = || {

@@ -25,16 +25,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::{arg, text_arg};
+
 /// The latency a step must stay within.
 const P99_LIMIT_MS: f64 = 100.0;
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default)
-}
-
-fn text_arg(args: &[String], name: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
-}
 
 /// One client's view of its job: when each counter arrived, and how many job frames came.
 #[derive(Default)]
