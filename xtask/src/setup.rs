@@ -82,6 +82,10 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
     if !Path::new("/usr/bin/brotli").exists() {
         apt_install(&["brotli"])?;
     }
+    // A release build of the web app is shrunk by Debian's wasm-opt (index.html, Trunk.toml).
+    if !Path::new("/usr/bin/wasm-opt").exists() {
+        apt_install(&["binaryen"])?;
+    }
     // The engine clones git sources and reaches hosts over ssh (keys through ssh-agent).
     let mut missing: Vec<&str> = Vec::new();
     if !Path::new("/usr/bin/ssh").exists() || !Path::new("/usr/bin/ssh-agent").exists() {
@@ -152,7 +156,7 @@ pub(crate) fn setup(browser: bool) -> Result<(), String> {
         }
     }
     println!(
-        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, PostgreSQL, git, OpenSSH, slapd, promtool, the test OpenID provider and .venv (ansible-core, schemathesis, aiosmtpd) are in place"
+        "    wasm32 target, trunk, wasm-bindgen-cli {wanted}, wasm-opt, PostgreSQL, git, OpenSSH, slapd, promtool, the test OpenID provider and .venv (ansible-core, schemathesis, aiosmtpd) are in place"
     );
     Ok(())
 }
