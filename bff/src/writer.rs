@@ -36,7 +36,7 @@ pub async fn set_status(
         return Ok(false);
     }
     let last_seq: i64 = row.get(1);
-    let change: i64 = tx
+    let finished = tx
         .query_one(
             "update jobs set
                  status = $2::text,
@@ -48,26 +48,29 @@ pub async fn set_status(
                  change_seq = nextval('job_change_seq'),
                  modified = now()
               where id = $1
-             returning change_seq",
+             returning finished is not null",
             &[&job_id, &status.as_str(), &explanation],
         )
         .await?
         .get(0);
     let moved = Transition { status, previous: Some(current), by: by.to_string() };
-    changed(tx, job_id, &[moved], last_seq, last_seq, change).await?;
+    changed(tx, job_id, &[moved], last_seq, last_seq, finished).await?;
     Ok(true)
 }
 
-/// What follows every write of a job's row: its elapsed time once it has started and finished,
-/// the status changes in its history, and one notice for the live relay (new events are seq
-/// `(from_seq, to_seq]`; `change` is the row's new `change_seq`).
+/// What follows every write of a job's row: its elapsed time once it has ended (`finished`: the
+/// row now says it has), the status changes in its history, and one notice for the live relay
+/// (new events are seq `(from_seq, to_seq]`; the notice carries the row's `change_seq` as the
+/// caller's update left it). The statements are sent at once, behind whatever the caller sent
+/// before on the same transaction (the ingest path sends its row update with them: one round
+/// trip).
 pub async fn changed(
     tx: &Transaction<'_>,
     job_id: i64,
     transitions: &[Transition],
     from_seq: i64,
     to_seq: i64,
-    change: i64,
+    finished: bool,
 ) -> Result<(), AppError> {
     // Prepared once per connection (this runs for every batch of every job), then sent together:
     // the three are independent, so one round trip serves them all.
@@ -91,9 +94,15 @@ pub async fn changed(
         .collect();
     let inserts = params.iter().map(|p| tx.execute(&history, p));
     let (_, _, ()) = tokio::try_join!(
-        async { Ok::<_, AppError>(tx.execute(&elapsed, &[&job_id]).await?) },
+        async {
+            // Only an ended job's row has both times; a running one's update would change nothing.
+            if finished {
+                tx.execute(&elapsed, &[&job_id]).await?;
+            }
+            Ok::<_, AppError>(())
+        },
         async { Ok::<_, AppError>(futures_util::future::try_join_all(inserts).await?) },
-        crate::live::notify(tx, job_id, from_seq, to_seq, change, !transitions.is_empty())
+        crate::live::notify(tx, job_id, from_seq, to_seq, !transitions.is_empty())
     )?;
     Ok(())
 }

@@ -31,7 +31,7 @@ pub async fn enqueue(
                                \"limit\", extra_vars, status, status_explicit, change_seq, schedule_run_id)
              select id, 'local', id::text, $1, $2, $3, $4, $5, $6, $7, 'pending', true, nextval('job_change_seq'), $8
                from next
-             returning id, change_seq",
+             returning id",
             &[
                 &plan.name,
                 &plan.template,
@@ -45,7 +45,6 @@ pub async fn enqueue(
         )
         .await?;
     let job_id: i64 = row.get(0);
-    let change: i64 = row.get(1);
     // What only the run may see waits in the queue sealed under the credential key.
     let pending = app.sealer.seal_json(&pending_purpose(job_id), &plan.pending)?;
     tx.execute(
@@ -55,7 +54,7 @@ pub async fn enqueue(
     )
     .await?;
     let queued = Transition { status: JobStatus::Pending, previous: None, by: caller.name.clone() };
-    writer::changed(&tx, job_id, &[queued], 0, 0, change).await?;
+    writer::changed(&tx, job_id, &[queued], 0, 0, false).await?;
     tx.commit().await?;
     Ok(job_id)
 }

@@ -108,11 +108,15 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
     // neither waits for its own preparation while the other goes ahead.
     let upsert = tx.prepare_cached(UPSERT_HOSTS.as_str()).await?;
     let update = tx.prepare_cached(UPDATE_JOB).await?;
-    let ((), (new_seq, change)) = tokio::try_join!(
+    // The row is locked, so its new `last_seq` is known before the update answers: the writer's
+    // statements (elapsed, history, the relay's notice) go in the same round trip, behind it.
+    let new_seq = locked.last_seq + accepted;
+    let ((), stored_seq, ()) = tokio::try_join!(
         add_host_counts(&tx, &upsert, locked.id, &fresh),
-        update_job(&tx, &update, locked.id, &job, status, &delta, accepted)
+        update_job(&tx, &update, locked.id, &job, status, &delta, accepted),
+        writer::changed(&tx, locked.id, &history, locked.last_seq, new_seq, status.is_finished())
     )?;
-    writer::changed(&tx, locked.id, &history, locked.last_seq, new_seq, change).await?;
+    debug_assert_eq!(stored_seq, new_seq, "the locked row's last_seq moved");
     tx.commit().await?;
     Ok(IngestResult { job_id: locked.id, accepted: accepted + written.replaced, duplicates })
 }
@@ -189,18 +193,23 @@ async fn insert_events(
     }
     let stand_in = origin == Origin::StandIn;
     let counters: Vec<i64> = events.iter().map(|e| e.counter).collect();
-    // The plugin's copy is told apart by the plugin's own counters.
-    let sql = if stand_in {
-        "select plugin_counter from job_events where job_id = $1 and plugin_counter = any($2)"
+    // Which of them are stored. Counters come ascending and mostly dense (a plugin's batch is
+    // the next run of them), so one range of the primary key answers in one index descent; a
+    // sparse batch asks for its counters one by one. The plugin's copy is told apart by the
+    // plugin's own counters.
+    let (low, high) = (counters[0], counters[counters.len() - 1]);
+    let dense = high - low < 4 * counters.len() as i64;
+    let rows = if stand_in {
+        let sql = "select plugin_counter from job_events where job_id = $1 and plugin_counter = any($2)";
+        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &counters]).await?
+    } else if dense {
+        let sql = "select counter from job_events where job_id = $1 and counter between $2 and $3";
+        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &low, &high]).await?
     } else {
-        "select counter from job_events where job_id = $1 and counter = any($2)"
+        let sql = "select counter from job_events where job_id = $1 and counter = any($2)";
+        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &counters]).await?
     };
-    let stored: HashSet<i64> = tx
-        .query(&tx.prepare_cached(sql).await?, &[&job.id, &counters])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
     let fresh: Vec<usize> = (0..events.len()).filter(|i| !stored.contains(&events[*i].counter)).collect();
     if fresh.is_empty() {
         return Ok(written);
@@ -407,12 +416,12 @@ const UPDATE_JOB: &str = "with counts as (
                  scm_revision = coalesce($21, scm_revision)
                from counts
               where id = $1
-             returning last_seq, change_seq";
+             returning last_seq";
 
 /// The row's progress: status, times, current play and task, counts, `last_seq`, the hosts'
 /// outcome counts, a new `change_seq`, and what the source says about the job beyond its events
 /// (name, template, inventory, …; kept when a batch leaves them out): one update of the row per
-/// batch. Answers (last_seq, change_seq).
+/// batch. Answers the new `last_seq`.
 async fn update_job(
     tx: &Transaction<'_>,
     update: &Statement,
@@ -421,7 +430,7 @@ async fn update_job(
     status: JobStatus,
     delta: &JobDelta,
     accepted: i64,
-) -> Result<(i64, i64), AppError> {
+) -> Result<i64, AppError> {
     let finished_now = status.is_finished().then(|| delta.finished.unwrap_or_else(Utc::now));
     let (cur_counter, cur_play, cur_task) = match &delta.current {
         Some((c, p, t)) => (*c, p.clone(), t.clone()),
@@ -455,5 +464,5 @@ async fn update_job(
             ],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok(row.get(0))
 }

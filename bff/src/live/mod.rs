@@ -41,11 +41,16 @@ pub async fn notify(
     job: i64,
     from: i64,
     to: i64,
-    change: i64,
     moved: bool,
 ) -> Result<(), AppError> {
-    let note = Notice { job, from, to, change, moved, at: chrono::Utc::now().timestamp_millis() };
-    tx.execute(&tx.prepare_cached("select pg_notify($1, $2)").await?, &[&CHANNEL, &note.encode()]).await?;
+    // The notice's `change` is read from the row in the same statement: the caller's update of it
+    // may still be on its way (sent in the same round trip, ahead of this one).
+    const NOTIFY: &str = "select pg_notify($1, json_build_object('job', id, 'from', $3::bigint,
+                                 'to', $4::bigint, 'change', change_seq, 'moved', $5::bool,
+                                 'at', $6::bigint)::text)
+                            from jobs where id = $2";
+    let at = chrono::Utc::now().timestamp_millis();
+    tx.query(&tx.prepare_cached(NOTIFY).await?, &[&CHANNEL, &job, &from, &to, &moved, &at]).await?;
     Ok(())
 }
 
@@ -63,12 +68,6 @@ pub struct Notice {
     /// When the batch was written (ms since the epoch), to measure notification lag.
     #[serde(default)]
     pub at: i64,
-}
-
-impl Notice {
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 /// What the hub broadcasts.

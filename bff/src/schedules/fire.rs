@@ -274,14 +274,14 @@ async fn refused_job(
              select id, $1, 'schedule-run-' || $2::bigint, $3, $4, $5, $6, 'pending', true,
                     nextval('job_change_seq'), $2
                from next
-             returning id, change_seq",
+             returning id",
             &[&s.source, &run_id, &s.name, &s.target, &s.inventory, &s.created_by],
         )
         .await?;
-    let (job, change): (i64, i64) = (row.get(0), row.get(1));
+    let job: i64 = row.get(0);
     let by = format!("schedule {}", s.id);
     let queued = Transition { status: shared::JobStatus::Pending, previous: None, by: by.clone() };
-    changed(tx, job, &[queued], 0, 0, change).await?;
+    changed(tx, job, &[queued], 0, 0, false).await?;
     let explanation = format!("Schedule {:?} could not launch this run: {why}", s.name);
     set_status(tx, job, shared::JobStatus::Error, &by, Some(&explanation)).await?;
     Ok(job)
