@@ -13,8 +13,10 @@
 //! access check.
 //!
 //! Both sides are ramped: the offered rate is multiplied by each of `steps` in turn until p99 goes
-//! over 100 ms or an event is missing. A side's capacity is the event deliveries per second of
-//! its last step within that latency; the goal is Playdeck ≥ 0.5 of the broadcast's.
+//! over 100 ms or an event is missing. Each step is run `tries` times (3) and stands for its
+//! median try (by p99; an event missing in any try fails it): one slow or lucky few seconds on
+//! two shared cores no longer move the verdict. A side's capacity is the event deliveries per
+//! second of its last step within that latency; the goal is Playdeck ≥ 0.5 of the broadcast's.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -190,6 +192,9 @@ async fn send_job(
     let mut sent = 0usize;
     let mut accepted = Vec::new();
     let mut event_count = first - 1;
+    // The broadcast's job frames go out as often as Playdeck's relay sends a running job's state
+    // (at most once per `live::JOB_EVERY` while only its progress moves).
+    let mut job_frame_at: Option<Instant> = None;
     loop {
         tick.tick().await;
         let elapsed = started.elapsed().as_secs_f64().min(seconds);
@@ -232,8 +237,13 @@ async fn send_job(
                     the_job.event_count = event_count;
                     the_job.cursor = cursor;
                     the_job.modified = chrono::Utc::now();
-                    let job_frame =
-                        serde_json::to_string(&shared::ServerMessage::Job { job: the_job }).expect("frame");
+                    let due_frame = job_frame_at.is_none_or(|t| t.elapsed() >= bff::live::JOB_EVERY);
+                    let job_frame = if due_frame {
+                        job_frame_at = Some(Instant::now());
+                        serde_json::to_string(&shared::ServerMessage::Job { job: the_job }).expect("frame")
+                    } else {
+                        String::new()
+                    };
                     if let Ok(mut f) = frames.lock() {
                         f.0 += events_frame.len();
                         f.1 += job_frame.len();
@@ -353,11 +363,13 @@ async fn step(
 
 /// Ramps one side; answers its capacity (deliveries/s of the last step within the latency) and
 /// its first step's figures (the realistic load).
+#[allow(clippy::too_many_arguments)]
 async fn ramp(
     side: &Side,
     clients: usize,
     events: &[Arc<Vec<Value>>],
     steps: &[f64],
+    tries: usize,
     rate: usize,
     seconds: f64,
     flush: Duration,
@@ -384,10 +396,18 @@ async fn ramp(
     let (mut capacity, mut first) = (0.0, None);
     for m in steps {
         let offered = (rate as f64 * m).round() as usize;
-        let s = step(side, &http, events, &mut next, &seen, offered, seconds, flush).await;
+        let mut runs = Vec::with_capacity(tries);
+        for _ in 0..tries {
+            runs.push(step(side, &http, events, &mut next, &seen, offered, seconds, flush).await);
+        }
+        let p99s: Vec<String> = runs.iter().map(|r| format!("{:.1}", r.p99)).collect();
+        let missing: usize = runs.iter().map(|r| r.missing).sum();
+        runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+        let mut s = runs.swap_remove(runs.len() / 2);
+        s.missing = missing;
         let verdict = if s.within() { "within" } else { "over" };
         println!(
-            "  {:9} {:>6} events/s offered: {:>8.0} deliveries/s  p50 {:6.1} ms  p99 {:7.1} ms  max {:7.1} ms  missing {}  job frames {:>7.0}/s  resyncs {}  ({verdict})",
+            "  {:9} {:>6} events/s offered: {:>8.0} deliveries/s  p50 {:6.1} ms  p99 {:7.1} ms  max {:7.1} ms  missing {}  job frames {:>7.0}/s  resyncs {}  ({verdict}; p99 of the tries {})",
             side.name(),
             offered * jobs,
             s.per_second,
@@ -397,6 +417,7 @@ async fn ramp(
             s.missing,
             s.job_frames_per_second,
             s.resyncs,
+            p99s.join(", "),
         );
         let within = s.within();
         if within {
@@ -412,8 +433,8 @@ async fn ramp(
     (capacity, first)
 }
 
-/// `bench fanout --url U --key K --token T [--jobs 100 --rate 50 --clients 1000 --seconds 8
-/// --flush-ms 250 --steps 1,1.5,2,3,4,6,8]`.
+/// `bench fanout --url U --key K --token T [--jobs 100 --rate 50 --clients 1000 --seconds 6
+/// --tries 3 --flush-ms 250 --steps 1,1.5,2,2.5,3,4,5,6,8]`.
 pub async fn fanout(args: &[String]) {
     let url = text_arg(args, "--url").expect("--url");
     let key = text_arg(args, "--key").expect("--key");
@@ -421,16 +442,17 @@ pub async fn fanout(args: &[String]) {
     let jobs = arg(args, "--jobs", 100).max(1);
     let rate = arg(args, "--rate", 50).max(1);
     let clients = arg(args, "--clients", 1000).max(1);
-    let seconds = arg(args, "--seconds", 8).max(1) as f64;
+    let seconds = arg(args, "--seconds", 6).max(1) as f64;
+    let tries = arg(args, "--tries", 3).max(1);
     let flush = Duration::from_millis(arg(args, "--flush-ms", 250).max(10) as u64);
     let steps: Vec<f64> = text_arg(args, "--steps")
-        .unwrap_or_else(|| "1,1.5,2,3,4,6,8".into())
+        .unwrap_or_else(|| "1,1.5,2,2.5,3,4,5,6,8".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .filter(|m: &f64| *m > 0.0)
         .collect();
     println!(
-        "fanout: {jobs} jobs at {rate} events/s each ({} events/s), {clients} WebSocket clients each following one job and the job list, sent every {} ms; steps x{steps:?}, {seconds} s each",
+        "fanout: {jobs} jobs at {rate} events/s each ({} events/s), {clients} WebSocket clients each following one job and the job list, sent every {} ms; steps x{steps:?}, each {tries} times for {seconds} s",
         jobs * rate,
         flush.as_millis()
     );
@@ -479,7 +501,7 @@ pub async fn fanout(args: &[String]) {
         answered.push(job);
     }
     let playdeck = Side::Playdeck { url, key, token, ids };
-    let (ours, ours_step) = ramp(&playdeck, clients, &events, &steps, rate, seconds, flush).await;
+    let (ours, ours_step) = ramp(&playdeck, clients, &events, &steps, tries, rate, seconds, flush).await;
 
     // The limit: the plain broadcast in a process of its own.
     let mut server = tokio::process::Command::new(std::env::current_exe().expect("exe"))
@@ -493,7 +515,7 @@ pub async fn fanout(args: &[String]) {
     tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line).await.expect("address");
     let addr = line.trim().to_string();
     let broadcast = Side::Broadcast { url: format!("http://{addr}"), jobs: answered };
-    let (limit, _) = ramp(&broadcast, clients, &events, &steps, rate, seconds, flush).await;
+    let (limit, _) = ramp(&broadcast, clients, &events, &steps, tries, rate, seconds, flush).await;
     let _ = server.kill().await;
 
     let realistic = ours_step.as_ref().map(|s| s.rate == rate && s.within()).unwrap_or(false);
@@ -558,7 +580,10 @@ pub async fn broadcast_server() {
                     {
                         break;
                     }
-                    if sub.jobs && sink.send(WsMessage::Text(p.job_frame.clone())).await.is_err() {
+                    if sub.jobs
+                        && !p.job_frame.is_empty()
+                        && sink.send(WsMessage::Text(p.job_frame.clone())).await.is_err()
+                    {
                         break;
                     }
                 }
