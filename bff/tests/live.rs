@@ -586,3 +586,32 @@ async fn a_broadcast_is_serialized_once_for_all_its_followers() {
     assert_eq!(sent().await - sent_before, 3.0, "sent to each of the three");
     assert_eq!(encoded().await - encoded_before, 1.0, "serialized once");
 }
+
+#[tokio::test]
+async fn what_a_follower_is_sent_as_a_batch_is_written_is_what_a_reload_reads() {
+    let app = spawn_app().await;
+    let job = app.ingest_ok(&batch("same", events(1, 1))).await["job_id"].as_i64().expect("id");
+    let mut ws = Ws::connect(&app).await;
+    ws.send(json!({"type": "subscribe", "job_events": [{"job_id": job, "cursor": null}]})).await;
+    let first = ws.recv_not_job().await;
+    assert_eq!(first["events"].as_array().map(Vec::len), Some(1), "{first}");
+    // Data kept as sent (nested, unicode, numbers of each kind, a time finer than a microsecond,
+    // an escaped NUL in the output), data masked (a password), and data read whole (a failure).
+    let mut plain = event(2, "runner_on_ok", "web-01", "nested");
+    plain["created"] = json!("2026-12-02T10:00:00.123456789+01:00");
+    plain["stdout"] = json!("naïve ✓ \u{0} end");
+    plain["event_data"]["res"] = json!({"changed": true, "n": 3, "f": 1.5, "tiny": 1e-05, "big": 12345678901234567890u64,
+        "s": "\"quoted\" \\ back ☃", "list": [1, "two", null, {"deep": [true]}], "empty": {}});
+    let mut secret = event(3, "runner_on_ok", "web-02", "login");
+    secret["event_data"]["res"] = json!({"password": "hunter2-not-to-be-seen", "ok": 1});
+    let mut failed = event(4, "runner_on_failed", "web-03", "boom");
+    failed["event_data"]["res"] = json!({"msg": "No space left on device", "rc": 1});
+    app.ingest_ok(&batch("same", vec![plain, secret, failed])).await;
+    let live = ws.recv_not_job().await;
+    assert_eq!(live["events"].as_array().map(Vec::len), Some(3), "{live}");
+    let page = app.get_json(&format!("/api/v1/jobs/{job}/events?limit=1000")).await;
+    let stored: Vec<&Value> = page["results"].as_array().expect("results").iter().skip(1).collect();
+    let sent: Vec<&Value> = live["events"].as_array().expect("events").iter().collect();
+    assert_eq!(sent, stored, "live and reloaded events differ");
+    assert!(!live.to_string().contains("hunter2"), "the secret is masked in what is sent: {live}");
+}

@@ -70,6 +70,54 @@ pub struct Notice {
     pub at: i64,
 }
 
+/// The batches this process wrote, as the relay would read them back (seq `(from, to]`, each
+/// event as stored), kept from the ingest path's commit until the relay takes them for the batch's
+/// notice: in one replica the relay then reads nothing back from PostgreSQL. Another replica's
+/// batches, a batch nobody followed when it was written, and anything missing fall back to the
+/// read. Bounded: what is never taken (no one followed the job by the time the notice came) ages
+/// out.
+#[derive(Default)]
+pub struct Written {
+    /// (job, from) → (to, when written, the events).
+    batches: Mutex<HashMap<(i64, i64), (i64, std::time::Instant, Vec<JobEvent>)>>,
+}
+
+/// At most this many batches wait in `Written` (a few MB of events); those older than
+/// `WRITTEN_AGE` are dropped once more than `WRITTEN_SWEEP` wait, and when all are recent a new
+/// one is not kept (the relay reads it). The relay takes a batch within milliseconds of its
+/// commit, so normally only a handful wait.
+const WRITTEN_MAX: usize = 512;
+const WRITTEN_SWEEP: usize = 64;
+const WRITTEN_AGE: Duration = Duration::from_secs(10);
+
+impl Written {
+    /// Keeps a committed batch of `job`'s events, seq `(from, to]` in seq order.
+    pub fn put(&self, job: i64, from: i64, to: i64, events: Vec<JobEvent>) {
+        let Ok(mut b) = self.batches.lock() else { return };
+        if b.len() >= WRITTEN_SWEEP {
+            b.retain(|_, (_, at, _)| at.elapsed() < WRITTEN_AGE);
+            if b.len() >= WRITTEN_MAX {
+                return;
+            }
+        }
+        b.insert((job, from), (to, std::time::Instant::now(), events));
+    }
+
+    /// `job`'s events with seq in `(from, to]`, if the batches written here cover exactly that
+    /// range (a merged range is stitched from consecutive batches); taken out either way.
+    fn take(&self, job: i64, from: i64, to: i64) -> Option<Vec<JobEvent>> {
+        let Ok(mut b) = self.batches.lock() else { return None };
+        let mut events = Vec::new();
+        let mut at = from;
+        while at < to {
+            let (upto, _, batch) = b.remove(&(job, at))?;
+            events.extend(batch);
+            at = upto;
+        }
+        (at == to).then_some(events)
+    }
+}
+
 /// What the hub broadcasts.
 #[derive(Debug)]
 pub enum HubMessage {
@@ -118,6 +166,8 @@ pub struct Hub {
     /// Connected clients by transport, for `/metrics` and `/readyz`.
     ws: AtomicUsize,
     sse: AtomicUsize,
+    /// Batches this process wrote itself, for the relay to take instead of reading them back.
+    pub written: Written,
 }
 
 impl Hub {
@@ -136,6 +186,7 @@ impl Hub {
             last_change: AtomicI64::new(0),
             ws: AtomicUsize::new(0),
             sse: AtomicUsize::new(0),
+            written: Written::default(),
         })
     }
 
@@ -162,7 +213,7 @@ impl Hub {
         Interest { hub: self.clone(), job_id: None }
     }
 
-    fn is_followed(&self, job_id: i64) -> bool {
+    pub fn is_followed(&self, job_id: i64) -> bool {
         self.followed.lock().map(|f| f.contains_key(&job_id)).unwrap_or(true)
     }
 
@@ -548,17 +599,26 @@ async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), App
     if wanted.is_empty() {
         return Ok(());
     }
-    let db = pool.get().await?;
+    // What this process wrote itself is at hand; only the rest is read.
     let mut events: HashMap<i64, Vec<JobEvent>> = HashMap::new();
-    for e in events_in_ranges(&db, &ranges).await? {
-        events.entry(e.job_id).or_default().push(e);
+    ranges.retain(|(job, from, to)| match hub.written.take(*job, *from, *to) {
+        Some(batch) => {
+            events.entry(*job).or_default().extend(batch);
+            false
+        }
+        None => true,
+    });
+    let mut found: HashMap<i64, Job> = HashMap::new();
+    if !ranges.is_empty() || !states.is_empty() {
+        let db = pool.get().await?;
+        for e in events_in_ranges(&db, &ranges).await? {
+            events.entry(e.job_id).or_default().push(e);
+        }
+        found = fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
     }
     for stored in events.values_mut() {
         stored.sort_by_key(seq_of);
     }
-    let mut found: HashMap<i64, Job> =
-        fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
-    drop(db);
     for (m, followed, state) in wanted {
         if followed {
             let mut stored = events.remove(&m.job).unwrap_or_default().into_iter().peekable();
@@ -702,6 +762,59 @@ pub async fn until_revoked(app: crate::infra::state::AppState, caller: crate::in
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(job: i64, seq: i64) -> JobEvent {
+        JobEvent {
+            job_id: job,
+            counter: seq,
+            cursor: seq.to_string(),
+            event: "runner_on_ok".into(),
+            uuid: None,
+            parent_uuid: None,
+            created: None,
+            host: None,
+            play: None,
+            task: None,
+            role: None,
+            stdout: String::new(),
+            start_line: 0,
+            end_line: 0,
+            failed: false,
+            changed: false,
+            event_data: serde_json::Value::Null,
+        }
+    }
+
+    fn seqs(events: &[JobEvent]) -> Vec<i64> {
+        events.iter().map(seq_of).collect()
+    }
+
+    #[test]
+    fn written_batches_are_taken_whole_or_stitched_and_a_gap_falls_back_to_the_read() {
+        let w = Written::default();
+        w.put(1, 0, 2, vec![stored(1, 1), stored(1, 2)]);
+        w.put(1, 2, 3, vec![stored(1, 3)]);
+        w.put(2, 5, 6, vec![stored(2, 6)]);
+        // A merged range is stitched from consecutive batches.
+        assert_eq!(w.take(1, 0, 3).as_deref().map(seqs), Some(vec![1, 2, 3]));
+        // Taken once: the same range again is read.
+        assert!(w.take(1, 0, 3).is_none());
+        // A range that starts where nothing was written here (another replica's batch).
+        assert!(w.take(2, 4, 6).is_none());
+        // One that runs past what was written: not half-answered.
+        assert!(w.take(2, 5, 7).is_none());
+        w.put(3, 0, 1, vec![stored(3, 1)]);
+        assert_eq!(w.take(3, 0, 1).as_deref().map(seqs), Some(vec![1]));
+    }
+
+    #[test]
+    fn written_stays_bounded_when_nothing_is_taken() {
+        let w = Written::default();
+        for i in 0..(WRITTEN_MAX as i64 + 100) {
+            w.put(i, 0, 1, vec![stored(i, 1)]);
+        }
+        assert!(w.batches.lock().map(|b| b.len()).unwrap_or(usize::MAX) <= WRITTEN_MAX);
+    }
 
     fn notice(job: i64, from: i64, to: i64) -> Notice {
         Notice { job, from, to, change: 0, moved: false, at: 0 }
