@@ -78,8 +78,14 @@ pub struct Notice {
 /// out.
 #[derive(Default)]
 pub struct Written {
-    /// (job, from) → (to, when written, the events).
-    batches: Mutex<HashMap<(i64, i64), (i64, std::time::Instant, Vec<JobEvent>)>>,
+    /// By (job, from).
+    batches: Mutex<HashMap<(i64, i64), WrittenBatch>>,
+}
+
+struct WrittenBatch {
+    to: i64,
+    at: std::time::Instant,
+    events: Vec<JobEvent>,
 }
 
 /// At most this many batches wait in `Written` (a few MB of events); those older than
@@ -95,12 +101,12 @@ impl Written {
     pub fn put(&self, job: i64, from: i64, to: i64, events: Vec<JobEvent>) {
         let Ok(mut b) = self.batches.lock() else { return };
         if b.len() >= WRITTEN_SWEEP {
-            b.retain(|_, (_, at, _)| at.elapsed() < WRITTEN_AGE);
+            b.retain(|_, w| w.at.elapsed() < WRITTEN_AGE);
             if b.len() >= WRITTEN_MAX {
                 return;
             }
         }
-        b.insert((job, from), (to, std::time::Instant::now(), events));
+        b.insert((job, from), WrittenBatch { to, at: std::time::Instant::now(), events });
     }
 
     /// `job`'s events with seq in `(from, to]`, if the batches written here cover exactly that
@@ -110,9 +116,9 @@ impl Written {
         let mut events = Vec::new();
         let mut at = from;
         while at < to {
-            let (upto, _, batch) = b.remove(&(job, at))?;
-            events.extend(batch);
-            at = upto;
+            let w = b.remove(&(job, at))?;
+            events.extend(w.events);
+            at = w.to;
         }
         (at == to).then_some(events)
     }
