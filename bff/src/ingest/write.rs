@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deadpool_postgres::Transaction;
-use shared::{IngestJob, IngestResult, JobEvent, JobStatus};
+use shared::{IngestJob, IngestResult, JobStatus};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Statement;
@@ -125,58 +125,23 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
 
 /// Gives the live relay the committed batch as it is stored, when someone here follows the job,
 /// so that the relay need not read it back (`live::Written`). The events are moved, not copied:
-/// the batch is done with them.
+/// the batch is done with them. `inserted` are ascending indices, in seq order.
 fn hand_to_relay(app: &App, job_id: i64, last_seq: i64, events: Vec<Event>, inserted: &[usize]) {
     let hub = crate::live::Hub::of(app);
     if inserted.is_empty() || !hub.is_followed(job_id) {
         return;
     }
-    let mut events: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+    let mut wanted = inserted.iter().peekable();
     let mut stored = Vec::with_capacity(inserted.len());
-    for (seq, i) in (last_seq + 1..).zip(inserted) {
-        let Some(e) = events.get_mut(*i).and_then(Option::take) else { return };
-        let event_data = match &e.raw_data {
-            // As PostgreSQL would give it back; data it would read otherwise is left to the read.
-            Some(raw) => match serde_json::from_str(raw.get()) {
-                Ok(v) => v,
-                Err(_) => return,
-            },
-            None => e.event_data,
-        };
-        stored.push(JobEvent {
-            job_id,
-            counter: e.counter,
-            cursor: seq.to_string(),
-            event: e.event,
-            uuid: e.uuid,
-            parent_uuid: e.parent_uuid,
-            created: e.created.map(as_stored_time),
-            host: e.host,
-            play: e.play,
-            task: e.task,
-            role: e.role,
-            stdout: e.stdout,
-            start_line: e.start_line,
-            end_line: e.end_line,
-            failed: e.failed,
-            changed: e.changed,
-            event_data,
-        });
+    for (i, e) in events.into_iter().enumerate() {
+        if wanted.next_if_eq(&&i).is_none() {
+            continue;
+        }
+        // Data only PostgreSQL's read would give back faithfully is left to that read.
+        let Some(event) = e.into_stored(job_id, last_seq + 1 + stored.len() as i64) else { return };
+        stored.push(event);
     }
     hub.written.put(job_id, last_seq, last_seq + stored.len() as i64, stored);
-}
-
-/// A time as `timestamptz` stores it when sent in binary: whole microseconds since 2000, the
-/// rest cut off toward 2000 (as tokio-postgres encodes it).
-fn as_stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
-    let base = DateTime::<Utc>::from_naive_utc_and_offset(
-        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default(),
-        Utc,
-    );
-    match (t - base).num_microseconds() {
-        Some(us) => base + chrono::Duration::microseconds(us),
-        None => t,
-    }
 }
 
 /// The job's row, locked for the rest of the transaction.
@@ -523,19 +488,4 @@ async fn update_job(
         )
         .await?;
     Ok(row.get(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_kept_as_timestamptz_stores_them() {
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok();
-        let at = |s: &str| t(s).map(as_stored_time);
-        assert_eq!(at("2026-12-02T10:00:00.123456789Z"), t("2026-12-02T10:00:00.123456Z"));
-        assert_eq!(at("2026-12-02T10:00:00.5Z"), t("2026-12-02T10:00:00.5Z"));
-        // Before 2000, toward 2000.
-        assert_eq!(at("1999-12-31T23:59:59.0000019Z"), t("1999-12-31T23:59:59.000002Z"));
-    }
 }

@@ -40,6 +40,50 @@ pub struct Event {
     pub raw_data: Option<Box<serde_json::value::RawValue>>,
 }
 
+impl Event {
+    /// The event as it reads back once stored as `seq` of `job_id` (what `event_from_row` gives):
+    /// `created` in whole microseconds, data kept as sent parsed as the read would parse it.
+    /// `None` when that data does not parse here (the read then gives it).
+    pub fn into_stored(self, job_id: i64, seq: i64) -> Option<JobEvent> {
+        let event_data = match &self.raw_data {
+            Some(raw) => serde_json::from_str(raw.get()).ok()?,
+            None => self.event_data,
+        };
+        Some(JobEvent {
+            job_id,
+            counter: self.counter,
+            cursor: seq.to_string(),
+            event: self.event,
+            uuid: self.uuid,
+            parent_uuid: self.parent_uuid,
+            created: self.created.map(as_stored_time),
+            host: self.host,
+            play: self.play,
+            task: self.task,
+            role: self.role,
+            stdout: self.stdout,
+            start_line: self.start_line,
+            end_line: self.end_line,
+            failed: self.failed,
+            changed: self.changed,
+            event_data,
+        })
+    }
+}
+
+/// A time as `timestamptz` stores it when sent in binary: whole microseconds since 2000, the
+/// rest cut off toward 2000 (as tokio-postgres encodes it).
+fn as_stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    let base = DateTime::<Utc>::from_naive_utc_and_offset(
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default(),
+        Utc,
+    );
+    match (t - base).num_microseconds() {
+        Some(us) => base + chrono::Duration::microseconds(us),
+        None => t,
+    }
+}
+
 pub const EVENT_COLUMNS: &str = "job_id, counter, seq, event, uuid, parent_uuid, created, host, play, task,
     role, stdout, start_line, end_line, failed, changed, event_data";
 
@@ -105,4 +149,19 @@ pub async fn events_in_ranges(db: &Object, ranges: &[(i64, i64, i64)]) -> Result
     let uptos: Vec<i64> = ranges.iter().map(|r| r.2).collect();
     let rows = db.query(&db.prepare_cached(&SQL).await?, &[&jobs, &afters, &uptos]).await?;
     Ok(rows.iter().map(event_from_row).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_kept_as_timestamptz_stores_them() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok();
+        let at = |s: &str| t(s).map(as_stored_time);
+        assert_eq!(at("2026-12-02T10:00:00.123456789Z"), t("2026-12-02T10:00:00.123456Z"));
+        assert_eq!(at("2026-12-02T10:00:00.5Z"), t("2026-12-02T10:00:00.5Z"));
+        // Before 2000, toward 2000.
+        assert_eq!(at("1999-12-31T23:59:59.0000019Z"), t("1999-12-31T23:59:59.000002Z"));
+    }
 }
