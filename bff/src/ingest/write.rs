@@ -89,12 +89,12 @@ pub(super) async fn write(app: &App, batch: Prepared) -> Result<IngestResult, Ap
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
 
-    let locked = lock_job(&tx, &source, &job.external_id).await?;
+    let (locked, stored) = lock_job(&tx, &source, &job.external_id, origin, &events).await?;
     let mut history = Vec::new();
     if locked.inserted {
         history.push(Transition { status: JobStatus::New, previous: None, by: format!("source {source}") });
     }
-    let written = insert_events(&tx, &locked, origin, &mut events).await?;
+    let written = insert_events(&tx, &locked, origin, &stored, &mut events).await?;
     let fresh: Vec<&Event> = written.inserted.iter().map(|i| &events[*i]).collect();
     let accepted = fresh.len() as i64;
     let duplicates = events.len() as i64 - accepted - written.replaced + repeated_in_batch;
@@ -157,39 +157,126 @@ struct Locked {
 
 /// Locks the job's row (creating it if new): batches of one job are serialised, which is what
 /// makes `seq` a gap-free arrival order. Not an upsert, which would use up a job id from the
-/// sequence on every batch of an existing job.
-async fn lock_job(tx: &Transaction<'_>, source: &str, external_id: &str) -> Result<Locked, AppError> {
+/// sequence on every batch of an existing job. Answers the row and which of the batch's counters
+/// are stored already (`Stored`), read in the same round trip behind the lock: it runs once the
+/// lock is held, so it sees every batch of the job committed before this one.
+async fn lock_job(
+    tx: &Transaction<'_>,
+    source: &str,
+    external_id: &str,
+    origin: Origin,
+    events: &[Event],
+) -> Result<(Locked, HashSet<i64>), AppError> {
     const LOCK_JOB: &str = "select id, status, status_explicit, last_seq from jobs
                              where source = $1 and external_id = $2 for update";
-    let (row, inserted) =
-        match tx.query_opt(&tx.prepare_cached(LOCK_JOB).await?, &[&source, &external_id]).await? {
-            Some(row) => (row, false),
-            None => match tx
-                .query_opt(
-                    &tx.prepare_cached(
-                        "insert into jobs (source, external_id) values ($1, $2) on conflict do nothing
-                     returning id, status, status_explicit, last_seq",
-                    )
-                    .await?,
-                    &[&source, &external_id],
-                )
-                .await?
-            {
-                Some(row) => (row, true),
-                // Another batch of the same new job got there first; its insert is committed now.
-                None => (
-                    tx.query_one(&tx.prepare_cached(LOCK_JOB).await?, &[&source, &external_id]).await?,
-                    false,
-                ),
-            },
-        };
-    Ok(Locked {
-        id: row.get(0),
-        status: JobStatus::parse(row.get(1)).unwrap_or(JobStatus::New),
-        explicit: row.get(2),
-        last_seq: row.get(3),
-        inserted,
-    })
+    let stored = Stored::of(origin, events);
+    // Both prepared first, so that the lock is sent before the read.
+    let lock = tx.prepare_cached(LOCK_JOB).await?;
+    let by_key = match &stored {
+        Some(s) => Some(tx.prepare_cached(&s.sql(BY_KEY)).await?),
+        None => None,
+    };
+    let job_key: [&(dyn ToSql + Sync); 2] = [&source, &external_id];
+    let (row, rows) = tokio::try_join!(tx.query_opt(&lock, &job_key), async {
+        match (&stored, &by_key) {
+            (Some(s), Some(st)) => tx.query(st, &s.params(&job_key)).await,
+            _ => Ok(Vec::new()),
+        }
+    })?;
+    if let Some(row) = row {
+        return Ok((Locked::from_row(&row, false), counters(&rows)));
+    }
+    let inserted = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "insert into jobs (source, external_id) values ($1, $2) on conflict do nothing
+                 returning id, status, status_explicit, last_seq",
+            )
+            .await?,
+            &job_key,
+        )
+        .await?;
+    if let Some(row) = inserted {
+        // A new job: nothing of it is stored.
+        return Ok((Locked::from_row(&row, true), HashSet::new()));
+    }
+    // Another batch of the same new job got there first; its insert is committed now, and so
+    // may be its events: read them again, behind the lock.
+    let locked = Locked::from_row(&tx.query_one(&lock, &job_key).await?, false);
+    let rows = match &stored {
+        Some(s) => {
+            let id: [&(dyn ToSql + Sync); 1] = [&locked.id];
+            tx.query(&tx.prepare_cached(&s.sql(BY_ID)).await?, &s.params(&id)).await?
+        }
+        None => Vec::new(),
+    };
+    Ok((locked, counters(&rows)))
+}
+
+impl Locked {
+    fn from_row(row: &tokio_postgres::Row, inserted: bool) -> Locked {
+        Locked {
+            id: row.get(0),
+            status: JobStatus::parse(row.get(1)).unwrap_or(JobStatus::New),
+            explicit: row.get(2),
+            last_seq: row.get(3),
+            inserted,
+        }
+    }
+}
+
+/// The job in `Stored`'s read: by its source's key (`$1`, `$2`), or by id (`$1`).
+const BY_KEY: &str = "(select id from jobs where source = $1 and external_id = $2)";
+const BY_ID: &str = "$1";
+
+/// How to read which of a batch's counters are stored. Counters come ascending and mostly dense
+/// (a plugin's batch is the next run of them), so one range of the primary key answers in one
+/// index descent; a sparse batch asks for its counters one by one. The plugin's copy is told
+/// apart by the plugin's own counters.
+enum Stored {
+    Range(i64, i64),
+    Each(&'static str, Vec<i64>),
+}
+
+impl Stored {
+    fn of(origin: Origin, events: &[Event]) -> Option<Stored> {
+        let (first, last) = (events.first()?, events.last()?);
+        let counters = || events.iter().map(|e| e.counter).collect();
+        Some(if origin == Origin::StandIn {
+            Stored::Each("plugin_counter", counters())
+        } else if last.counter - first.counter < 4 * events.len() as i64 {
+            Stored::Range(first.counter, last.counter)
+        } else {
+            Stored::Each("counter", counters())
+        })
+    }
+
+    fn sql(&self, job: &str) -> String {
+        // The first parameter after the job's.
+        let n = if job == BY_ID { 2 } else { 3 };
+        match self {
+            Stored::Range(..) => format!(
+                "select counter from job_events where job_id = {job} and counter between ${n} and ${}",
+                n + 1
+            ),
+            Stored::Each(column, _) => {
+                format!("select {column} from job_events where job_id = {job} and {column} = any(${n})")
+            }
+        }
+    }
+
+    fn params<'a>(&'a self, job: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        let mut p = job.to_vec();
+        match self {
+            Stored::Range(low, high) => p.extend([low as &(dyn ToSql + Sync), high]),
+            Stored::Each(_, counters) => p.push(counters),
+        }
+        p
+    }
+}
+
+fn counters(rows: &[tokio_postgres::Row]) -> HashSet<i64> {
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 /// What `insert_events` did with a batch.
@@ -208,6 +295,7 @@ async fn insert_events(
     tx: &Transaction<'_>,
     job: &Locked,
     origin: Origin,
+    stored: &HashSet<i64>,
     events: &mut [Event],
 ) -> Result<Written, AppError> {
     let mut written = Written { inserted: Vec::new(), replaced: 0 };
@@ -215,24 +303,6 @@ async fn insert_events(
         return Ok(written);
     }
     let stand_in = origin == Origin::StandIn;
-    let counters: Vec<i64> = events.iter().map(|e| e.counter).collect();
-    // Which of them are stored. Counters come ascending and mostly dense (a plugin's batch is
-    // the next run of them), so one range of the primary key answers in one index descent; a
-    // sparse batch asks for its counters one by one. The plugin's copy is told apart by the
-    // plugin's own counters.
-    let (low, high) = (counters[0], counters[counters.len() - 1]);
-    let dense = high - low < 4 * counters.len() as i64;
-    let rows = if stand_in {
-        let sql = "select plugin_counter from job_events where job_id = $1 and plugin_counter = any($2)";
-        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &counters]).await?
-    } else if dense {
-        let sql = "select counter from job_events where job_id = $1 and counter between $2 and $3";
-        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &low, &high]).await?
-    } else {
-        let sql = "select counter from job_events where job_id = $1 and counter = any($2)";
-        tx.query(&tx.prepare_cached(sql).await?, &[&job.id, &counters]).await?
-    };
-    let stored: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
     let fresh: Vec<usize> = (0..events.len()).filter(|i| !stored.contains(&events[*i].counter)).collect();
     if fresh.is_empty() {
         return Ok(written);
@@ -273,7 +343,8 @@ async fn insert_events(
     if new.is_empty() {
         return Ok(written);
     }
-    let sink = tx.copy_in(COPY_EVENTS).await?;
+    // Prepared once per connection, like every statement here: a round trip less per batch.
+    let sink = tx.copy_in(&tx.prepare_cached(COPY_EVENTS).await?).await?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     tokio::pin!(writer);
     // `events` are in counter order, so `seq` follows it, as when they come one batch at a time.
