@@ -22,7 +22,12 @@ pub const MASK: &str = "********";
 /// private and API keys, and any name with a word `key`, `pass`, `pwd` or `auth` in it. One rule
 /// for event payloads, launch records and job files alike: masking more is the safe direction.
 pub fn is_secret_key(name: &str) -> bool {
-    // Lowercased only when needed: this runs for every key of every event ingested.
+    // This runs for every key of every event ingested, and almost every key is no secret: a name
+    // without any of the stems every rule below needs is answered in one pass over its bytes.
+    if !has_secret_stem(name.as_bytes()) {
+        return false;
+    }
+    // Lowercased only when needed.
     let lower;
     let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
         lower = name.to_ascii_lowercase();
@@ -45,6 +50,22 @@ pub fn is_secret_key(name: &str) -> bool {
     ];
     PARTS.iter().any(|p| n.contains(p))
         || n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pass" | "pwd" | "auth"))
+}
+
+/// Whether `name` holds, in any case, one of the stems each of `is_secret_key`'s parts and words
+/// contains: `pass`, `secret`, `token`, `credential`, `key`, `pwd`, `auth`.
+fn has_secret_stem(name: &[u8]) -> bool {
+    let at =
+        |i: usize, stem: &[u8]| name.get(i..i + stem.len()).is_some_and(|s| s.eq_ignore_ascii_case(stem));
+    (0..name.len()).any(|i| match name[i] | 0x20 {
+        b'p' => at(i, b"pass") || at(i, b"pwd"),
+        b's' => at(i, b"secret"),
+        b't' => at(i, b"token"),
+        b'c' => at(i, b"credential"),
+        b'k' => at(i, b"key"),
+        b'a' => at(i, b"auth"),
+        _ => false,
+    })
 }
 
 /// Replaces secret values in a JSON document, recursively: values under secret-looking keys, and
@@ -347,6 +368,46 @@ mod tests {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["monkey", "keyboard", "hostname", "passenger", "author"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn the_quick_look_at_a_name_never_hides_a_secret() {
+        let parts = [
+            "password",
+            "passwd",
+            "passphrase",
+            "secret",
+            "token",
+            "credential",
+            "private_key",
+            "privatekey",
+            "api_key",
+            "apikey",
+            "access_key",
+        ];
+        for p in parts {
+            for k in [
+                p.to_string(),
+                format!("my{p}s"),
+                p.to_ascii_uppercase(),
+                format!("X-{}", p.to_ascii_uppercase()),
+            ] {
+                assert!(is_secret_key(&k), "{k}");
+            }
+        }
+        for w in ["key", "pass", "pwd", "auth"] {
+            for k in [
+                w.to_string(),
+                format!("a.{w}"),
+                format!("{}_id", w.to_ascii_uppercase()),
+                format!("x-{w}-y"),
+            ] {
+                assert!(is_secret_key(&k), "{k}");
+            }
+        }
+        for k in ["", "host", "ansible_facts", "stdout_lines", "ÄÖÜ-päss", "changed"] {
             assert!(!is_secret_key(k), "{k}");
         }
     }
