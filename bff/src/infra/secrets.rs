@@ -35,22 +35,27 @@ pub fn is_secret_key(name: &str) -> bool {
     } else {
         name
     };
-    const PARTS: &[&str] = &[
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "credential",
-        "private_key",
-        "privatekey",
-        "api_key",
-        "apikey",
-        "access_key",
-    ];
-    PARTS.iter().any(|p| n.contains(p))
-        || n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pass" | "pwd" | "auth"))
+    SECRET_PARTS.iter().any(|p| n.contains(p))
+        || n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| SECRET_WORDS.contains(&w))
 }
+
+/// What a secret name contains anywhere (`is_secret_key`).
+const SECRET_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private_key",
+    "privatekey",
+    "api_key",
+    "apikey",
+    "access_key",
+];
+
+/// What a secret name has as a word of its own (`is_secret_key`).
+const SECRET_WORDS: &[&str] = &["key", "pass", "pwd", "auth"];
 
 /// Whether `name` holds, in any case, one of the stems each of `is_secret_key`'s parts and words
 /// contains: `pass`, `secret`, `token`, `credential`, `key`, `pwd`, `auth`.
@@ -374,20 +379,7 @@ mod tests {
 
     #[test]
     fn the_quick_look_at_a_name_never_hides_a_secret() {
-        let parts = [
-            "password",
-            "passwd",
-            "passphrase",
-            "secret",
-            "token",
-            "credential",
-            "private_key",
-            "privatekey",
-            "api_key",
-            "apikey",
-            "access_key",
-        ];
-        for p in parts {
+        for p in SECRET_PARTS {
             for k in [
                 p.to_string(),
                 format!("my{p}s"),
@@ -397,7 +389,7 @@ mod tests {
                 assert!(is_secret_key(&k), "{k}");
             }
         }
-        for w in ["key", "pass", "pwd", "auth"] {
+        for w in SECRET_WORDS {
             for k in [
                 w.to_string(),
                 format!("a.{w}"),
