@@ -7,8 +7,10 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
-use gloo_net::http::{Request, Response};
+use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shared::aap::TemplatePage;
@@ -80,7 +82,7 @@ impl fmt::Display for ApiError {
 /// `GET /api/v1/session`: who is signed in, `None` when nobody is.
 pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
     let answer = match send_quiet(Request::get("/api/v1/session").build()).await {
-        Ok(response) => decode(response).await,
+        Ok(answer) => decode(&answer),
         Err(e) => Err(e),
     };
     match answer {
@@ -102,7 +104,7 @@ pub async fn recheck_session() {
 
 /// `GET /api/v1/session/options`: what the sign-in page offers.
 pub async fn sign_in_options() -> Result<SignInOptions, ApiError> {
-    decode(send_quiet(Request::get("/api/v1/session/options").build()).await?).await
+    decode(&send_quiet(Request::get("/api/v1/session/options").build()).await?)
 }
 
 /// `POST /api/v1/session`: trades a key, or a user name and password, for a session cookie.
@@ -112,7 +114,7 @@ pub async fn sign_in(request: &SessionRequest) -> Result<SessionInfo, ApiError> 
         .header("Content-Type", "application/json")
         .header(CSRF_HEADER, "1")
         .body(body);
-    decode(send_quiet(request).await?).await
+    decode(&send_quiet(request).await?)
 }
 
 /// `POST /api/v1/session/handoff`: a one-time code for a framed page of this browser.
@@ -122,11 +124,11 @@ pub async fn session_handoff() -> Result<shared::SessionHandoff, ApiError> {
 
 /// `DELETE /api/v1/session`: after single sign-on, the provider's logout page to open.
 pub async fn sign_out() -> Result<Option<String>, ApiError> {
-    let response = send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await?;
-    if response.status() == 204 {
+    let answer = send(Request::delete("/api/v1/session").header(CSRF_HEADER, "1").build()).await?;
+    if answer.status == 204 {
         return Ok(None);
     }
-    let out: SignedOut = decode(response).await?;
+    let out: SignedOut = decode(&answer)?;
     Ok(out.logout_url)
 }
 
@@ -331,16 +333,24 @@ pub async fn relaunch(id: i64, failed_only: bool) -> Result<JobAnswer, ApiError>
 }
 
 async fn json<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> Result<T, ApiError> {
-    decode(send(request).await?).await
+    decode(&send(request).await?)
 }
 
-async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
-    let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))
+fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, ApiError> {
+    serde_json::from_str(&answer.text).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+/// [`send_quiet`]'s future.
+type Sending = Pin<Box<dyn Future<Output = Result<Answer, ApiError>>>>;
+
+/// A 2xx answer, read whole.
+struct Answer {
+    status: u16,
+    text: String,
 }
 
 /// Sends a request; a 401 also tells the session (see [`on_unauthorized`]).
-async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
+async fn send(request: Result<Request, gloo_net::Error>) -> Result<Answer, ApiError> {
     let result = send_quiet(request).await;
     if matches!(result, Err(ApiError::Unauthorized(_))) {
         if let Some(signed_out) = ON_UNAUTHORIZED.with(|h| h.borrow().clone()) {
@@ -350,22 +360,30 @@ async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, Api
     result
 }
 
-/// Sends a request and turns every non-2xx answer into an [`ApiError`].
-async fn send_quiet(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
-    let request = request.map_err(|e| ApiError::Network(e.to_string()))?;
-    let response = request.send().await.map_err(|e| ApiError::Network(e.to_string()))?;
-    if response.ok() {
-        return Ok(response);
-    }
-    let status = response.status();
-    // A proxy in front of the bff may answer with HTML or nothing; fall back to the status line.
-    let detail = match response.text().await.ok().and_then(|t| serde_json::from_str::<ErrorBody>(&t).ok()) {
-        Some(body) if !body.errors.is_empty() => body.message(),
-        _ => format!("{} {}", status, response.status_text()).trim().to_owned(),
-    };
-    Err(match status {
-        401 => ApiError::Unauthorized(detail),
-        _ => ApiError::Server { status, detail },
+/// Sends a request and reads its answer, turning every non-2xx answer into an [`ApiError`].
+///
+/// One boxed future, the same for every call: each endpoint's typed fn (and each page's task that
+/// awaits it) then holds this future behind a pointer instead of a copy of its whole state machine,
+/// which keeps the web app smaller (issue "Live and on the wire").
+fn send_quiet(request: Result<Request, gloo_net::Error>) -> Sending {
+    Box::pin(async move {
+        let request = request.map_err(|e| ApiError::Network(e.to_string()))?;
+        let response = request.send().await.map_err(|e| ApiError::Network(e.to_string()))?;
+        let status = response.status();
+        if response.ok() {
+            let text = response.text().await.map_err(|e| ApiError::Network(e.to_string()))?;
+            return Ok(Answer { status, text });
+        }
+        // A proxy in front of the bff may answer with HTML or nothing; fall back to the status line.
+        let body = response.text().await.ok().and_then(|t| serde_json::from_str::<ErrorBody>(&t).ok());
+        let detail = match body {
+            Some(body) if !body.errors.is_empty() => body.message(),
+            _ => format!("{} {}", status, response.status_text()).trim().to_owned(),
+        };
+        Err(match status {
+            401 => ApiError::Unauthorized(detail),
+            _ => ApiError::Server { status, detail },
+        })
     })
 }
 
