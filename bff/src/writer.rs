@@ -19,6 +19,10 @@ pub struct Transition {
 /// Moves a job to `status` (unless it already ended or is there), with who or what did it and
 /// why. The source states the status itself from now on (`status_explicit`), so later events no
 /// longer move it. Returns whether it changed.
+///
+/// `modified` is the time of the write, behind the row's lock, and never goes back: this
+/// transaction may have begun (PostgreSQL's `now()`) before a batch that reached the row first,
+/// and the pages keep the copy of a job with the newest `modified`.
 pub async fn set_status(
     tx: &Transaction<'_>,
     job_id: i64,
@@ -46,7 +50,7 @@ pub async fn set_status(
                  finished = case when $2::text in ('successful', 'failed', 'error', 'canceled')
                                  then coalesce(finished, now()) else finished end,
                  change_seq = nextval('job_change_seq'),
-                 modified = now()
+                 modified = greatest(modified, clock_timestamp())
               where id = $1
              returning finished is not null",
             &[&job_id, &status.as_str(), &explanation],

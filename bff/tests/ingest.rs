@@ -700,3 +700,39 @@ async fn overlapping_batches_of_new_jobs_posted_at_once_store_each_event_once() 
         assert_eq!(ok, 595, "{job}: the hosts' counts hold each event once");
     }
 }
+
+/// A write that began before a batch but reached the row after it (the engine recording a
+/// cancel while the plugin's last batch goes in) never moves `modified` back: the pages keep
+/// the newest copy of a job by `modified`, so an older stamp on the newer state left them on
+/// "running" for good.
+#[tokio::test]
+async fn a_write_that_started_before_a_batch_never_moves_modified_back() {
+    let app = spawn_app().await;
+    let r = app.ingest_ok(&batch("stamp", events(1, 3))).await;
+    let id = r["job_id"].as_i64().expect("job id");
+    let modified = |job: &Value| -> chrono::DateTime<chrono::Utc> {
+        job["modified"].as_str().expect("modified").parse().expect("a time")
+    };
+
+    // Its transaction, and so PostgreSQL's now(), starts here.
+    let mut db = app.state.pool.get().await.expect("pool");
+    let tx = db.transaction().await.expect("begin");
+    tx.query_one("select 1", &[]).await.expect("statement");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    app.ingest_ok(&batch("stamp", events(4, 3))).await;
+    let after_batch = modified(&app.get_json(&format!("/api/v1/jobs/{id}")).await);
+
+    let moved =
+        bff::writer::set_status(&tx, id, shared::JobStatus::Canceled, "test", Some("canceled by test"))
+            .await
+            .expect("set status");
+    assert!(moved);
+    tx.commit().await.expect("commit");
+    let job = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["status"], "canceled");
+    assert!(
+        modified(&job) >= after_batch,
+        "the cancel is stamped {} but the batch before it {after_batch}",
+        job["modified"]
+    );
+}

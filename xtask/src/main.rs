@@ -30,7 +30,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   setup         only install what is missing (wasm32 target, trunk, wasm-bindgen-cli, PostgreSQL,
                 .venv with ansible-core, and with --browser chromium and playwright-core).
   bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
+  bench grid    each query of the job grid and the dashboard at 10k and at 1M jobs (p50/p95)
   bench live    latency from accepted to received for K WebSocket clients
+  bench fanout  100 running jobs to 1000 WebSocket clients on a playdeck of its own, beside a
+                plain broadcast of the same frames (p99 and capacity)
+  bench idle    memory per idle WebSocket connection, 10k clients on a playdeck of its own
   bench auth    GET /api/v1/jobs with a person's session against the same call with an API key
   bench aap-sync  lag from an event's creation on a (fake) AWX controller to a WebSocket client
   bench callback [--rounds N]

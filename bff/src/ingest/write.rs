@@ -500,7 +500,7 @@ const UPDATE_JOB: &str = "with counts as (
                  hosts_ok = counts.ok, hosts_changed = counts.changed, hosts_failed = counts.failed,
                  hosts_skipped = counts.skipped, hosts_unreachable = counts.unreachable,
                  change_seq = nextval('job_change_seq'),
-                 modified = now(),
+                 modified = greatest(modified, clock_timestamp()),
                  name = coalesce($15, name),
                  template = coalesce($16, template),
                  inventory = coalesce($17, inventory),
@@ -515,7 +515,7 @@ const UPDATE_JOB: &str = "with counts as (
 /// The row's progress: status, times, current play and task, counts, `last_seq`, the hosts'
 /// outcome counts, a new `change_seq`, and what the source says about the job beyond its events
 /// (name, template, inventory, …; kept when a batch leaves them out): one update of the row per
-/// batch. Answers the new `last_seq`.
+/// batch. Answers the new `last_seq`. `modified` never goes back (see `writer::set_status`).
 async fn update_job(
     tx: &Transaction<'_>,
     update: &Statement,
