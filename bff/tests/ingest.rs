@@ -736,3 +736,24 @@ async fn a_write_that_started_before_a_batch_never_moves_modified_back() {
         job["modified"]
     );
 }
+
+/// Long event data is stored compressed with lz4 (migration 0016), and reads back as sent.
+#[tokio::test]
+async fn long_event_data_is_stored_with_lz4_and_reads_back_whole() {
+    let app = spawn_app().await;
+    let stdout: String = (0..400).map(|i| format!("line {i} of the task's output\n")).collect();
+    let mut ev = event(1, "runner_on_ok", "web-01", "build");
+    ev["event_data"]["res"]["stdout"] = json!(stdout);
+    let r = app.ingest_ok(&batch("lz4", vec![ev])).await;
+    let id = r["job_id"].as_i64().expect("job id");
+    let db = app.db().await;
+    let method: Option<String> = db
+        .query_one("select pg_column_compression(event_data) from job_events where job_id = $1", &[&id])
+        .await
+        .expect("compression")
+        .get(0);
+    assert_eq!(method.as_deref(), Some("lz4"));
+    let events = app.get_json(&format!("/api/v1/jobs/{id}/events")).await;
+    let data = &events["results"][0]["event_data"];
+    assert_eq!(data["res"]["stdout"], json!(stdout), "{events}");
+}

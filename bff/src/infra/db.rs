@@ -62,6 +62,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_grid", include_str!("../../../migrations/0013_grid.sql")),
     ("0014_copies", include_str!("../../../migrations/0014_copies.sql")),
     ("0015_schedules", include_str!("../../../migrations/0015_schedules.sql")),
+    ("0016_event_compression", include_str!("../../../migrations/0016_event_compression.sql")),
 ];
 
 /// Key of the advisory lock that makes replicas starting together apply migrations one at a time.
