@@ -80,7 +80,8 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "identity" | "" => Ok(bytes.to_vec()),
+        // The buffer itself when nothing else holds it (no copy of the whole body).
+        "identity" | "" => Ok(Vec::from(bytes)),
         "gzip" | "x-gzip" => tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             let mut reader = flate2::read::GzDecoder::new(&bytes[..]).take(limit as u64 + 1);
