@@ -60,7 +60,7 @@ pub fn audit_page() -> Html {
     {
         let send = state.dispatcher();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 if let Ok(a) = api::audit_actions().await {
                     send.dispatch(Action::Actions(a));
                 }
@@ -71,9 +71,7 @@ pub fn audit_page() -> Html {
         let send = state.dispatcher();
         use_effect_with(query.clone(), move |q| {
             let q = q.clone();
-            wasm_bindgen_futures::spawn_local(
-                async move { send.dispatch(Action::Page(api::audit(&q).await)) },
-            );
+            crate::ui::spawn(async move { send.dispatch(Action::Page(api::audit(&q).await)) });
         });
     }
     let param = |name: &str| nav.location.param(name).unwrap_or_default();

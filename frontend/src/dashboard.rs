@@ -62,7 +62,7 @@ pub fn dashboard_page() -> Html {
         use_effect_with(window.clone(), move |w| {
             let w = w.clone();
             d.dispatch(DashboardAction::Loading);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(DashboardAction::Loaded(api::stats(&w).await));
             });
         });

@@ -29,7 +29,7 @@ pub fn event_panel(props: &EventPanelProps) -> Html {
         use_effect_with((props.job_id, props.counter), move |(job_id, counter)| {
             event.set(Load::Loading);
             let (job_id, counter) = (*job_id, *counter);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 event.set(Load::Loaded(api::event(job_id, counter).await));
             });
         });

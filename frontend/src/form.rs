@@ -129,7 +129,7 @@ pub type Dispatch<T, F, K> = Callback<ItemsAction<T, F, K>>;
 /// Runs `work`, then sends the action it ends with.
 pub fn spawn<A: 'static>(send: &Callback<A>, work: impl Future<Output = A> + 'static) {
     let send = send.clone();
-    wasm_bindgen_futures::spawn_local(async move { send.emit(work.await) });
+    crate::ui::spawn(async move { send.emit(work.await) });
 }
 
 /// A field's handler: `set` puts the typed or picked value in the open form.

@@ -132,7 +132,7 @@ fn host_events(props: &HostEventsProps) -> Html {
             let mut s = (*state).clone();
             s.load = Load::Loading;
             state.set(s.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::events(job_id, after, HOST_PAGE, false, Some(&host)).await {
                     Ok(page) => {
                         s.more = page.next.as_ref().and_then(|_| page.results.last().map(|e| e.counter));

@@ -153,7 +153,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
         let d = dispatcher.clone();
         Callback::from(move |()| {
             let d = d.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(JobPageAction::Job(api::job(id).await));
             });
         })
@@ -166,7 +166,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
         Callback::from(move |()| {
             let d = d.clone();
             let hosts_shown = hosts_shown.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let result = api::hosts(id).await.map(|p| p.results);
                 if result.is_ok() || !hosts_shown.borrow().get() {
                     hosts_shown.borrow().set(result.is_ok());
@@ -179,7 +179,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
         let d = dispatcher.clone();
         Callback::from(move |()| {
             let d = d.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(JobPageAction::History(api::history(id).await.map(|p| p.results)));
             });
         })
@@ -195,7 +195,7 @@ pub fn job_page(props: &JobPageProps) -> Html {
             let alive = Rc::new(Cell::new(true));
             let still = alive.clone();
             d.dispatch(JobPageAction::Loading);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::job(id).await {
                     Ok(found) => d.dispatch(JobPageAction::Found(found)),
                     failed => return d.dispatch(JobPageAction::Job(failed)),
@@ -659,7 +659,7 @@ fn actions(props: &ActionsProps) -> Html {
             let busy = busy.clone();
             let nav = nav.clone();
             busy.set(true);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let result = match what {
                     "cancel" => api::cancel(id).await,
                     "failed" => api::relaunch(id, true).await,

@@ -261,7 +261,7 @@ pub fn jobs_page() -> Html {
             let dispatcher = dispatcher.clone();
             let query = current.borrow().1.clone();
             dispatcher.dispatch(JobsAction::Fetching(query.clone()));
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let result = api::jobs(&query).await;
                 dispatcher.dispatch(JobsAction::Fetched(query, result));
             });

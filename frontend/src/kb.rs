@@ -232,7 +232,7 @@ pub fn kb_page() -> Html {
                 *g += 1;
                 *g
             };
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let loaded = api::kb_list(&q, "").await.map(|p| p.results);
                 if *generation.borrow() == mine {
                     dispatcher.dispatch(KbAction::Listed(loaded));
@@ -274,7 +274,7 @@ pub fn kb_page() -> Html {
             }
             d.dispatch(KbAction::Trying);
             let d = d.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(KbAction::Tried(api::kb_try(&ed.form.input()).await.map(|p| p.results)));
             });
         })
@@ -292,7 +292,7 @@ pub fn kb_page() -> Html {
             }
             d.dispatch(KbAction::Saving);
             let (d, nav) = (d.clone(), nav.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::kb_save(ed.id, &ed.form.input()).await {
                     Ok(entry) => {
                         d.dispatch(KbAction::Saved(entry.entry.title));
@@ -309,7 +309,7 @@ pub fn kb_page() -> Html {
         let d = dispatcher.clone();
         Callback::from(move |(id, title): (i64, String)| {
             let d = d.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(KbAction::Deleted(match api::kb_delete(id).await {
                     Ok(()) => format!("Deleted “{title}”."),
                     Err(e) => format!("Could not delete “{title}”: {}", e.words()),

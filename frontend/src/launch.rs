@@ -494,7 +494,7 @@ pub fn launch_page() -> Html {
     {
         let scheduled = scheduled.clone();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 scheduled.set(Load::Loaded(api::schedules().await.map(|p| p.results)));
             });
         });
@@ -529,7 +529,7 @@ pub fn launch_page() -> Html {
         use_effect_with(survey_key.clone(), move |key| {
             if let Some((path, key)) = key.clone() {
                 *latest.borrow_mut() = key.clone();
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::ui::spawn(async move {
                     let answer = api::playbook_survey(key.clone())
                         .await
                         .map(|s| resolved_questions(&s))
@@ -546,13 +546,13 @@ pub fn launch_page() -> Html {
         use_effect_with((), move |_| {
             // Each list as soon as it comes (inventories are read by ansible-inventory).
             let (d2, d3) = (d.clone(), d.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d.dispatch(LaunchAction::Playbooks(api::playbooks().await.map(|p| p.results)));
             });
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d2.dispatch(LaunchAction::Inventories(api::inventories().await.map(|p| p.results)));
             });
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 d3.dispatch(LaunchAction::Templates(api::templates().await.map(|p| templates_from(&p))));
             });
         });
@@ -638,7 +638,7 @@ pub fn launch_page() -> Html {
             };
             d.dispatch(LaunchAction::Sending);
             let (d, nav) = (d.clone(), nav.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::launch(&body).await {
                     Ok(answer) => {
                         d.dispatch(LaunchAction::Sent);
@@ -719,7 +719,7 @@ pub fn launch_page() -> Html {
             let (repo_list, repo, branch, repo_now) =
                 (repo_list.clone(), repo.clone(), branch.clone(), repo_now.clone());
             repo_list.set(Some(Load::Loading));
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let listed = api::repo_playbooks(&repo, &branch)
                     .await
                     .map(|p| p.results.into_iter().map(|p| p.path).collect());

@@ -83,7 +83,7 @@ pub fn use_live_feed(subscription: Option<Subscription>, on_feed: Callback<Feed>
         let handle = subscription.map(|subscription| {
             let on_state = Callback::from(move |c| set_connection.set(c));
             let (task, handle) = abortable(run(subscription, on_feed, on_state));
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 // Aborted on unmount (sign-out, another page): dropping the socket closes it.
                 let _ = task.await;
             });

@@ -61,7 +61,7 @@ fn app() -> Html {
         let checking = state.session == Load::Loading;
         use_effect_with(checking, move |checking| {
             if *checking {
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::ui::spawn(async move {
                     dispatcher.dispatch(SessionAction::Checked(api::session().await));
                 });
             }
@@ -76,7 +76,7 @@ fn app() -> Html {
         let dispatcher = dispatcher.clone();
         Callback::from(move |_: MouseEvent| {
             let dispatcher = dispatcher.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 dispatcher.dispatch(match api::sign_out().await {
                     // After single sign-on, the provider's own sign-out page, which comes back here.
                     Ok(Some(url)) => {

@@ -141,7 +141,7 @@ pub fn tokens(props: &TokensProps) -> Html {
                 Ok(request) => {
                     send_items.emit(ItemsAction::Saving);
                     let made = made.clone();
-                    wasm_bindgen_futures::spawn_local(async move {
+                    crate::ui::spawn(async move {
                         let answer = api::token_create(&request).await.map(|t| (t.token.name, t.secret));
                         made.dispatch(TokensAction::Made(answer));
                     });

@@ -35,7 +35,7 @@ pub fn host_picker(props: &PickerProps) -> Html {
             inv.set(Load::Loading);
             *latest.borrow_mut() = name.clone();
             let name = name.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let read = api::inventory_hosts(&name).await;
                 if *latest.borrow() == name {
                     inv.set(Load::Loaded(read));
@@ -116,7 +116,7 @@ pub fn host_counter(props: &CountProps) -> Html {
             let body = body.clone();
             let timer = gloo_timers::callback::Timeout::new(500, move || {
                 count.set(Some(Load::Loading));
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::ui::spawn(async move {
                     let answer = api::playbook_hosts(&body).await;
                     if *latest.borrow() == body {
                         count.set(Some(Load::Loaded(answer)));

@@ -152,7 +152,7 @@ pub fn requests_page() -> Html {
                 Some(id) => AskAction::Opening(id),
                 None => AskAction::ShowRecent,
             });
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match id {
                     Some(id) => d.dispatch(AskAction::Opened(api::request_get(id).await)),
                     None => d.dispatch(AskAction::Recent(api::requests().await.map(|p| p.results))),
@@ -177,7 +177,7 @@ pub fn requests_page() -> Html {
                     let id = *id;
                     Some(Interval::new(1_000, move || {
                         let d = d.clone();
-                        wasm_bindgen_futures::spawn_local(async move {
+                        crate::ui::spawn(async move {
                             if let Ok(r) = api::request_get(id).await {
                                 d.dispatch(AskAction::Opened(Ok(r)));
                             }
@@ -195,7 +195,7 @@ pub fn requests_page() -> Html {
         move |words: String, to: Option<i64>, confirm: bool| {
             let (d, nav) = (d.clone(), nav.clone());
             d.dispatch(AskAction::Sending);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let result = match (to, confirm) {
                     (Some(id), true) => api::request_confirm(id).await,
                     (Some(id), false) => api::request_reply(id, &words).await,

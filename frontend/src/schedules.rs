@@ -65,7 +65,7 @@ pub fn schedules_page() -> Html {
     {
         let aap = aap.clone();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 if let Ok(l) = api::controller_schedules().await {
                     aap.set(l.results);
                 }
@@ -78,7 +78,7 @@ pub fn schedules_page() -> Html {
         use_effect_with((*reload, *open), move |_| {
             let load = move || {
                 let (list, runs, open) = (list.clone(), runs.clone(), *open);
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::ui::spawn(async move {
                     list.set(Load::Loaded(api::schedules().await.map(|p| p.results)));
                     if let Some(id) = open {
                         runs.set(Load::Loaded(api::schedule_runs(id).await.map(|p| p.results)));
@@ -95,7 +95,7 @@ pub fn schedules_page() -> Html {
         let (reload, error) = (reload.clone(), error.clone());
         Callback::from(move |_: MouseEvent| {
             let (reload, error) = (reload.clone(), error.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let patch = ScheduleInput { enabled: Some(!enabled), ..ScheduleInput::default() };
                 match api::schedule_patch(id, &patch).await {
                     Ok(_) => error.set(None),
@@ -211,9 +211,7 @@ pub fn schedule_form(p: &FormProps) -> Html {
         let preview = preview.clone();
         use_effect_with(timing.clone(), move |t| {
             let req = PreviewRequest { timing: t.clone(), count: Some(5) };
-            wasm_bindgen_futures::spawn_local(
-                async move { preview.set(Some(api::schedule_preview(&req).await)) },
-            );
+            crate::ui::spawn(async move { preview.set(Some(api::schedule_preview(&req).await)) });
         });
     }
     let set = |s: &UseStateHandle<String>| {
@@ -245,7 +243,7 @@ pub fn schedule_form(p: &FormProps) -> Html {
                 ..ScheduleInput::default()
             };
             let (error, nav) = (error.clone(), nav.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::schedule_create(&input).await {
                     Ok(_) => nav.push("/schedules"),
                     Err(e) => error.set(Some(format!("The schedule was refused: {}", e.words()))),

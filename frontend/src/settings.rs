@@ -502,7 +502,7 @@ fn notifiers() -> Html {
     {
         let dispatch = dispatch.clone();
         use_effect_with(items.reload, move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 let listed = api::notifiers().await.map(|p| p.results);
                 dispatch.emit(NotifiersAction::Items(ItemsAction::Loaded(listed)));
                 dispatch.emit(NotifiersAction::Sent(api::notifier_deliveries().await.map(|p| p.results)));

@@ -109,7 +109,7 @@ fn sso_in_popup(on_signed_in: Callback<SessionInfo>) -> Callback<MouseEvent> {
                     return;
                 };
                 let (on_signed_in, done) = (on_signed_in.clone(), done.clone());
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::ui::spawn(async move {
                     let request = SessionRequest { handoff: Some(code), ..Default::default() };
                     if let Ok(info) = api::sign_in(&request).await {
                         done.set(true);
@@ -120,7 +120,7 @@ fn sso_in_popup(on_signed_in: Callback<SessionInfo>) -> Callback<MouseEvent> {
         };
         let _ = window.add_event_listener_with_callback("message", listener.as_ref().unchecked_ref());
         let on_signed_in = on_signed_in.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        crate::ui::spawn(async move {
             // Ten minutes: as long as the sign-in itself may take.
             for _ in 0..600 {
                 gloo_timers::future::TimeoutFuture::new(1_000).await;
@@ -155,7 +155,7 @@ pub fn close_if_sign_in_popup() {
     if !back {
         return;
     }
-    wasm_bindgen_futures::spawn_local(async move {
+    crate::ui::spawn(async move {
         if let Ok(handoff) = api::session_handoff().await {
             let message = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&message, &"playdeck_handoff".into(), &handoff.code.into());
@@ -173,9 +173,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
     {
         let send = state.dispatcher();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                send.dispatch(Action::Options(api::sign_in_options().await))
-            });
+            crate::ui::spawn(async move { send.dispatch(Action::Options(api::sign_in_options().await)) });
         });
     }
     let user_input = use_node_ref();
@@ -198,7 +196,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
             state.dispatch(Action::Send);
             let send = state.dispatcher();
             let on_signed_in = on_signed_in.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::ui::spawn(async move {
                 match api::sign_in(&request).await {
                     Ok(info) => {
                         for input in &elements {

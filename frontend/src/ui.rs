@@ -170,3 +170,13 @@ mod tests {
         assert_eq!(format_seconds(0.037), "37ms");
     }
 }
+
+/// Runs `task` on the page's event loop. Every task goes through one boxed, non-generic call, so
+/// the executor's spawning code is built once rather than once per task (a smaller web app).
+pub fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
+    spawn_boxed(Box::pin(task));
+}
+
+fn spawn_boxed(task: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+    wasm_bindgen_futures::spawn_local(task);
+}
