@@ -10,7 +10,8 @@
 //! `broadcast-server`) handed the same frames, pre-serialized (`ServerMessage` as Playdeck encodes
 //! it, events built as Playdeck stores them, the job as Playdeck answered it), which it writes to
 //! the same sockets with the same subscriptions and nothing else: no database, no cursor, no
-//! access check.
+//! access check. It fans out as Playdeck's hub does (a channel per job, one shared for job
+//! frames, one write for whatever waits for a socket), so it stays the limit of that.
 //!
 //! Both sides are ramped: the offered rate is multiplied by each of `steps` in turn until p99 goes
 //! over 100 ms or an event is missing. Each step is run `tries` times (3) and stands for its
@@ -535,18 +536,33 @@ pub async fn fanout(args: &[String]) {
 
 /// `bench broadcast-server`: a plain WebSocket broadcast of frames it is handed, nothing else.
 /// Prints its address on the first line of stdout.
+///
+/// It fans out as Playdeck's hub does, so it stays the limit of that: a channel per job for its
+/// events frames (a frame wakes only that job's subscribers), one shared channel for the job
+/// frames, and whatever waits for a socket goes out in one write.
 pub async fn broadcast_server() {
     use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
+    use futures_util::FutureExt;
+    use tokio::sync::broadcast;
+    use tokio_stream::wrappers::BroadcastStream;
 
-    #[derive(Clone, Debug)]
-    struct Published {
-        job: i64,
-        events: Utf8Bytes,
-        job_frame: Utf8Bytes,
+    /// Frames a socket takes at once before it writes.
+    const DRAIN: usize = 64;
+
+    #[derive(Clone)]
+    struct Channels {
+        jobs: broadcast::Sender<Utf8Bytes>,
+        events: Arc<Mutex<HashMap<i64, broadcast::Sender<Utf8Bytes>>>>,
     }
-    type Tx = tokio::sync::broadcast::Sender<Arc<Published>>;
+
+    impl Channels {
+        fn events_of(&self, job: i64) -> broadcast::Sender<Utf8Bytes> {
+            let mut events = self.events.lock().expect("channels");
+            events.entry(job).or_insert_with(|| broadcast::channel(1024).0).clone()
+        }
+    }
 
     #[derive(serde::Deserialize)]
     struct Sub {
@@ -565,61 +581,73 @@ pub async fn broadcast_server() {
         split: usize,
     }
 
-    async fn serve(socket: WebSocket, tx: Tx) {
+    async fn serve(socket: WebSocket, channels: Channels) {
         let (mut sink, mut stream) = socket.split();
         let Some(Ok(WsMessage::Text(t))) = stream.next().await else { return };
         let Ok(sub) = serde_json::from_str::<Sub>(&t) else { return };
-        let followed: Vec<i64> = sub.job_events.iter().map(|j| j.job_id).collect();
-        let mut rx = tx.subscribe();
+        let mut followed = futures_util::stream::select_all(
+            sub.job_events.iter().map(|j| BroadcastStream::new(channels.events_of(j.job_id).subscribe())),
+        );
+        let mut jobs = channels.jobs.subscribe();
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
         loop {
-            match rx.recv().await {
-                Ok(p) => {
-                    if followed.contains(&p.job)
-                        && sink.send(WsMessage::Text(p.events.clone())).await.is_err()
-                    {
-                        break;
-                    }
-                    if sub.jobs
-                        && !p.job_frame.is_empty()
-                        && sink.send(WsMessage::Text(p.job_frame.clone())).await.is_err()
-                    {
-                        break;
-                    }
+            let first = tokio::select! {
+                Some(Ok(frame)) = followed.next(), if !followed.is_empty() => frame,
+                frame = jobs.recv(), if sub.jobs => match frame {
+                    Ok(frame) => frame,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                },
+                else => break,
+            };
+            let mut ok = sink.feed(WsMessage::Text(first)).await.is_ok();
+            for _ in 1..DRAIN {
+                if !ok {
+                    break;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => break,
+                let next = match followed.next().now_or_never() {
+                    Some(Some(Ok(frame))) => frame,
+                    _ => match jobs.try_recv() {
+                        Ok(frame) if sub.jobs => frame,
+                        _ => break,
+                    },
+                };
+                ok = sink.feed(WsMessage::Text(next)).await.is_ok();
+            }
+            if !ok || sink.flush().await.is_err() {
+                break;
             }
         }
         reader.abort();
     }
 
-    let (tx, _) = tokio::sync::broadcast::channel::<Arc<Published>>(1024);
+    let channels = Channels { jobs: broadcast::channel(1024).0, events: Arc::default() };
     let app = axum::Router::new()
         .route(
             "/ws",
-            get(|State(tx): State<Tx>, ws: WebSocketUpgrade| async move {
+            get(|State(channels): State<Channels>, ws: WebSocketUpgrade| async move {
                 // The same socket settings as Playdeck's.
                 ws.max_message_size(64 * 1024)
                     .read_buffer_size(4 * 1024)
-                    .write_buffer_size(0)
-                    .on_upgrade(move |s| serve(s, tx))
+                    .write_buffer_size(16 * 1024)
+                    .on_upgrade(move |s| serve(s, channels))
             }),
         )
         .route(
             "/publish",
-            post(|State(tx): State<Tx>, Query(q): Query<PublishQuery>, body: String| async move {
-                let split = q.split.min(body.len());
-                let (events, job_frame) = body.split_at(split);
-                let _ = tx.send(Arc::new(Published {
-                    job: q.job,
-                    events: Utf8Bytes::from(events.to_string()),
-                    job_frame: Utf8Bytes::from(job_frame.to_string()),
-                }));
-                "ok"
-            }),
+            post(
+                |State(channels): State<Channels>, Query(q): Query<PublishQuery>, body: String| async move {
+                    let split = q.split.min(body.len());
+                    let (events, job_frame) = body.split_at(split);
+                    let _ = channels.events_of(q.job).send(Utf8Bytes::from(events.to_string()));
+                    if !job_frame.is_empty() {
+                        let _ = channels.jobs.send(Utf8Bytes::from(job_frame.to_string()));
+                    }
+                    "ok"
+                },
+            ),
         )
-        .with_state(tx);
+        .with_state(channels);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
     axum::serve(listener, app).await.expect("serve");

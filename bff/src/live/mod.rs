@@ -158,11 +158,21 @@ impl Frame {
     }
 }
 
+/// What the hub broadcasts, as every receiver gets it.
+pub type Broadcast = broadcast::Receiver<Arc<HubMessage>>;
+
 /// The broadcast hub and what it needs to know about its audience.
+///
+/// Two kinds of channel: one for every client (job states, `Reconnected`), and one per followed
+/// job for its events. A batch wakes only the clients following its job: with a thousand pages
+/// open on a hundred jobs, each batch is ten wake-ups, not a thousand.
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubMessage>>,
-    /// Clients following each job's events: the hub reads events only for jobs someone follows.
-    followed: Mutex<HashMap<i64, usize>>,
+    /// Each followed job's events channel and how many follow it: the hub reads events only for
+    /// jobs someone follows.
+    followed: Mutex<HashMap<i64, Followed>>,
+    /// Each job channel's bounded buffer (as the shared channel's).
+    capacity: usize,
     /// Clients following every job's changes.
     job_watchers: AtomicUsize,
     /// Whether the LISTEN connection is up (for `/readyz`).
@@ -187,6 +197,7 @@ impl Hub {
         Arc::new(Hub {
             tx,
             followed: Mutex::new(HashMap::new()),
+            capacity,
             job_watchers: AtomicUsize::new(0),
             listening: AtomicBool::new(false),
             last_change: AtomicI64::new(0),
@@ -196,7 +207,8 @@ impl Hub {
         })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubMessage>> {
+    /// Every job's states, and `Reconnected`.
+    pub fn subscribe(&self) -> Broadcast {
         self.tx.subscribe()
     }
 
@@ -205,18 +217,35 @@ impl Hub {
         let _ = self.tx.send(Arc::new(msg));
     }
 
-    /// Registers interest in a job's events until the guard is dropped.
-    pub fn follow(self: &Arc<Hub>, job_id: i64) -> Interest {
-        if let Ok(mut f) = self.followed.lock() {
-            *f.entry(job_id).or_default() += 1;
+    /// A batch of a job's events, to the clients following it (none: dropped).
+    fn send_events(&self, job_id: i64, from: i64, to: i64, events: Vec<JobEvent>) {
+        let Ok(f) = self.followed.lock() else { return };
+        if let Some(followed) = f.get(&job_id) {
+            let _ = followed.tx.send(Arc::new(HubMessage::events(job_id, from, to, events)));
         }
-        Interest { hub: self.clone(), job_id: Some(job_id) }
+    }
+
+    /// Registers interest in a job's events until the guard is dropped; its receiver gets each
+    /// batch of them from now on.
+    pub fn follow(self: &Arc<Hub>, job_id: i64) -> Interest {
+        let rx = match self.followed.lock() {
+            Ok(mut f) => {
+                let followed = f.entry(job_id).or_insert_with(|| Followed {
+                    tx: broadcast::channel(self.capacity.max(1)).0,
+                    clients: 0,
+                });
+                followed.clients += 1;
+                Some(followed.tx.subscribe())
+            }
+            Err(_) => None,
+        };
+        Interest { hub: self.clone(), job_id: Some(job_id), rx }
     }
 
     /// Registers interest in every job's changes until the guard is dropped.
     pub fn watch_jobs(self: &Arc<Hub>) -> Interest {
         self.job_watchers.fetch_add(1, Ordering::SeqCst);
-        Interest { hub: self.clone(), job_id: None }
+        Interest { hub: self.clone(), job_id: None, rx: None }
     }
 
     pub fn is_followed(&self, job_id: i64) -> bool {
@@ -272,10 +301,25 @@ impl Drop for ClientGuard {
     }
 }
 
+/// A followed job's events channel.
+struct Followed {
+    tx: broadcast::Sender<Arc<HubMessage>>,
+    clients: usize,
+}
+
 /// Interest in a job (or in all jobs); dropping it withdraws the interest.
 pub struct Interest {
     hub: Arc<Hub>,
     job_id: Option<i64>,
+    /// A followed job's batches, until taken.
+    rx: Option<Broadcast>,
+}
+
+impl Interest {
+    /// The followed job's events channel (once).
+    pub fn events(&mut self) -> Option<Broadcast> {
+        self.rx.take()
+    }
 }
 
 impl Drop for Interest {
@@ -286,9 +330,9 @@ impl Drop for Interest {
             }
             Some(id) => {
                 if let Ok(mut f) = self.hub.followed.lock() {
-                    if let Some(n) = f.get_mut(&id) {
-                        *n -= 1;
-                        if *n == 0 {
+                    if let Some(followed) = f.get_mut(&id) {
+                        followed.clients -= 1;
+                        if followed.clients == 0 {
                             f.remove(&id);
                         }
                     }
@@ -479,21 +523,46 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// A change of status, and a new job, go out at once.
 pub const JOB_EVERY: Duration = Duration::from_secs(1);
 
-/// The jobs whose state went out lately, and those held back until `JOB_EVERY` has passed.
-#[derive(Default)]
+/// Held states go out on the ticks of one grid, not each on a clock of its own: a hundred
+/// running jobs' states then reach every grid in a few writes a second, together, instead of a
+/// hundred writes spread over the second (each a wake-up and a write for every client).
+const JOB_TICK: Duration = Duration::from_millis(250);
+
+/// The jobs whose state went out lately, and those held back until their tick.
 struct Held {
+    /// The grid's origin.
+    epoch: tokio::time::Instant,
     sent: HashMap<i64, tokio::time::Instant>,
     waiting: HashMap<i64, tokio::time::Instant>,
 }
 
+impl Default for Held {
+    fn default() -> Held {
+        Held::since(tokio::time::Instant::now())
+    }
+}
+
 impl Held {
+    fn since(epoch: tokio::time::Instant) -> Held {
+        Held { epoch, sent: HashMap::new(), waiting: HashMap::new() }
+    }
+
     fn next_due(&self) -> Option<tokio::time::Instant> {
         self.waiting.values().min().copied()
     }
 
-    /// Whether the job's state goes out now; if not, it is held until its turn.
+    /// The first tick of the grid at or after `at`.
+    fn tick_at(&self, at: tokio::time::Instant) -> tokio::time::Instant {
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let tick = JOB_TICK.as_nanos();
+        let ticks = since.div_ceil(tick);
+        self.epoch + Duration::from_nanos((ticks * tick) as u64)
+    }
+
+    /// Whether the job's state goes out now; if not, it is held until its turn: the first tick
+    /// once `JOB_EVERY` has passed since its last.
     fn goes_now(&mut self, job: i64, moved: bool, now: tokio::time::Instant) -> bool {
-        let turn = self.sent.get(&job).map(|at| *at + JOB_EVERY);
+        let turn = self.sent.get(&job).map(|at| self.tick_at(*at + JOB_EVERY));
         if moved || turn.is_none_or(|t| t <= now) {
             self.waiting.remove(&job);
             self.sent.insert(job, now);
@@ -509,14 +578,17 @@ impl Held {
     /// The held jobs whose turn has come (their state goes out now), and forgets jobs quiet for
     /// longer than a turn.
     fn take_due(&mut self, now: tokio::time::Instant) -> Vec<i64> {
-        let due: Vec<i64> = self.waiting.iter().filter(|(_, t)| **t <= now).map(|(j, _)| *j).collect();
-        for j in &due {
+        let due: Vec<(i64, tokio::time::Instant)> =
+            self.waiting.iter().filter(|(_, t)| **t <= now).map(|(j, t)| (*j, *t)).collect();
+        for (j, tick) in &due {
             self.waiting.remove(j);
-            self.sent.insert(*j, now);
+            // Its turn counts from the tick, not from when the relay woke after it: a job that
+            // keeps moving stays on its tick, once every `JOB_EVERY`.
+            self.sent.insert(*j, *tick);
         }
         let waiting = &self.waiting;
-        self.sent.retain(|j, at| *at + JOB_EVERY > now || waiting.contains_key(j));
-        due
+        self.sent.retain(|j, at| *at + JOB_EVERY + JOB_TICK > now || waiting.contains_key(j));
+        due.into_iter().map(|(j, _)| j).collect()
     }
 }
 
@@ -582,65 +654,61 @@ async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>, held: &mut 
     }
 }
 
-/// One read for the new events of every followed job, one for the states that go out, then
-/// each job's broadcasts in order: its batches, then its state.
+/// Each job's broadcasts in order: its batches, then its state. The batches this process wrote
+/// itself go out at once; one read then fetches every other followed job's new events and the
+/// states that go out, and those follow. A job whose first batch must be read waits for the read
+/// with all its batches, so a job's batches never pass each other.
 async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), AppError> {
     let watched = hub.job_watchers.load(Ordering::SeqCst) > 0;
-    let mut ranges = Vec::new();
-    let mut states = Vec::new();
-    let mut wanted = Vec::with_capacity(jobs.len());
+    // Per job: whether its state goes out, and the ranges left to read (after those at hand).
+    let mut later: Vec<(i64, bool, Vec<(i64, i64)>)> = Vec::with_capacity(jobs.len());
     for m in jobs {
         let followed = hub.is_followed(m.job);
         let state = m.state && (followed || watched);
-        if followed {
-            ranges.extend(m.ranges.iter().map(|(from, to)| (m.job, *from, *to)));
+        let mut ranges = if followed { m.ranges } else { Vec::new() };
+        // What this process wrote itself is at hand: its leading batches go out now.
+        let mut at_hand = 0;
+        while let Some((from, to)) = ranges.get(at_hand).copied() {
+            let Some(batch) = hub.written.take(m.job, from, to) else { break };
+            hub.send_events(m.job, from, to, batch);
+            at_hand += 1;
         }
-        if state {
-            states.push(m.job);
-        }
-        if state || (followed && !m.ranges.is_empty()) {
-            wanted.push((m, followed, state));
+        ranges.drain(..at_hand);
+        if state || !ranges.is_empty() {
+            later.push((m.job, state, ranges));
         }
     }
-    if wanted.is_empty() {
+    if later.is_empty() {
         return Ok(());
     }
-    // What this process wrote itself is at hand; only the rest is read.
+    let ranges: Vec<(i64, i64, i64)> =
+        later.iter().flat_map(|(job, _, r)| r.iter().map(|(from, to)| (*job, *from, *to))).collect();
+    let states: Vec<i64> = later.iter().filter(|(_, state, _)| *state).map(|(job, _, _)| *job).collect();
+    let db = pool.get().await?;
     let mut events: HashMap<i64, Vec<JobEvent>> = HashMap::new();
-    ranges.retain(|(job, from, to)| match hub.written.take(*job, *from, *to) {
-        Some(batch) => {
-            events.entry(*job).or_default().extend(batch);
-            false
-        }
-        None => true,
-    });
-    let mut found: HashMap<i64, Job> = HashMap::new();
-    if !ranges.is_empty() || !states.is_empty() {
-        let db = pool.get().await?;
-        for e in events_in_ranges(&db, &ranges).await? {
-            events.entry(e.job_id).or_default().push(e);
-        }
-        found = fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
+    for e in events_in_ranges(&db, &ranges).await? {
+        events.entry(e.job_id).or_default().push(e);
     }
+    let mut found: HashMap<i64, Job> =
+        fetch_jobs(&db, &states).await?.into_iter().map(|j| (j.id, j)).collect();
+    drop(db);
     for stored in events.values_mut() {
         stored.sort_by_key(seq_of);
     }
-    for (m, followed, state) in wanted {
-        if followed {
-            let mut stored = events.remove(&m.job).unwrap_or_default().into_iter().peekable();
-            for (from, to) in m.ranges {
-                let mut batch = Vec::new();
-                while let Some(e) = stored.next_if(|e| seq_of(e) <= to) {
-                    if seq_of(&e) > from {
-                        batch.push(e);
-                    }
+    for (job, state, ranges) in later {
+        let mut stored = events.remove(&job).unwrap_or_default().into_iter().peekable();
+        for (from, to) in ranges {
+            let mut batch = Vec::new();
+            while let Some(e) = stored.next_if(|e| seq_of(e) <= to) {
+                if seq_of(&e) > from {
+                    batch.push(e);
                 }
-                hub.send(HubMessage::events(m.job, from, to, batch));
             }
+            hub.send_events(job, from, to, batch);
         }
         if state {
-            if let Some(job) = found.remove(&m.job) {
-                hub.send(HubMessage::job(job));
+            if let Some(found) = found.remove(&job) {
+                hub.send(HubMessage::job(found));
             }
         }
     }
@@ -855,21 +923,51 @@ mod tests {
 
     #[test]
     fn a_job_whose_progress_alone_moves_goes_out_once_a_turn_and_its_last_state_is_not_lost() {
-        let mut held = Held::default();
         let t0 = tokio::time::Instant::now();
-        assert!(held.goes_now(1, false, t0), "the first state goes out at once");
-        assert!(!held.goes_now(1, false, t0 + JOB_EVERY / 4), "progress within the turn is held");
-        assert!(!held.goes_now(1, false, t0 + JOB_EVERY / 2));
-        assert_eq!(held.next_due(), Some(t0 + JOB_EVERY));
-        assert_eq!(held.take_due(t0 + JOB_EVERY / 2), Vec::<i64>::new());
+        let mut held = Held::since(t0);
+        let first = t0 + JOB_TICK / 3;
+        assert!(held.goes_now(1, false, first), "the first state goes out at once");
+        assert!(!held.goes_now(1, false, first + JOB_EVERY / 4), "progress within the turn is held");
+        assert!(!held.goes_now(1, false, first + JOB_EVERY / 2));
+        // Its turn: the grid's first tick once a whole `JOB_EVERY` has passed.
+        let turn = t0 + JOB_EVERY + JOB_TICK;
+        assert_eq!(held.next_due(), Some(turn));
+        assert_eq!(held.take_due(first + JOB_EVERY / 2), Vec::<i64>::new());
+        assert_eq!(held.take_due(first + JOB_EVERY), Vec::<i64>::new(), "not before the tick");
         // The held state goes out when its turn comes, though nothing new arrived.
-        assert_eq!(held.take_due(t0 + JOB_EVERY), vec![1]);
+        assert_eq!(held.take_due(turn), vec![1]);
         assert_eq!(held.next_due(), None);
+        // Progress after it waits a whole turn from the tick, though the relay woke late.
+        let late = turn + JOB_TICK / 10;
+        assert!(!held.goes_now(1, false, late));
+        assert_eq!(held.next_due(), Some(turn + JOB_EVERY), "it keeps its tick");
+        assert_eq!(held.take_due(turn + JOB_EVERY + JOB_TICK / 10), vec![1]);
+        let turn = turn + JOB_EVERY;
         // A status change is never held.
-        assert!(held.goes_now(1, true, t0 + JOB_EVERY + JOB_EVERY / 4));
+        assert!(held.goes_now(1, true, turn + JOB_EVERY / 4));
         assert_eq!(held.next_due(), None);
         // Jobs quiet for longer than a turn are forgotten.
-        held.take_due(t0 + JOB_EVERY * 4);
+        held.take_due(turn + JOB_EVERY * 4);
         assert!(held.sent.is_empty() && held.waiting.is_empty());
+    }
+
+    #[test]
+    fn held_states_of_many_jobs_go_out_together_on_the_grid() {
+        let t0 = tokio::time::Instant::now();
+        let mut held = Held::since(t0);
+        // Forty jobs whose first states went out at forty moments of one tick.
+        for job in 0..40 {
+            let at = t0 + JOB_TICK.mul_f64((job + 1) as f64 / 41.0);
+            assert!(held.goes_now(job, false, at));
+        }
+        for job in 0..40 {
+            assert!(!held.goes_now(job, false, t0 + JOB_EVERY / 2));
+        }
+        // All forty are due on one tick, not on forty.
+        let ticks: std::collections::HashSet<_> = held.waiting.values().copied().collect();
+        assert_eq!(ticks.len(), 1, "{ticks:?}");
+        let tick = held.next_due().expect("held");
+        assert!(tick >= t0 + JOB_EVERY && tick <= t0 + JOB_EVERY + JOB_TICK);
+        assert_eq!(held.take_due(tick).len(), 40);
     }
 }

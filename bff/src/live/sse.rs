@@ -77,7 +77,8 @@ async fn follow(
     mut hub_rx: broadcast::Receiver<std::sync::Arc<HubMessage>>,
     tx: mpsc::Sender<Event>,
 ) {
-    let _interest = live::Hub::of(&app).follow(job.id);
+    let mut interest = live::Hub::of(&app).follow(job.id);
+    let Some(mut batches) = interest.events() else { return };
     let _counted = live::Hub::of(&app).client(live::Transport::Sse);
     let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);
@@ -98,9 +99,9 @@ async fn follow(
             continue;
         }
         tokio::select! {
-            msg = hub_rx.recv() => match msg {
-                Ok(msg) => match &*msg {
-                    HubMessage::Events { job_id, from, to, events, .. } if *job_id == follower.job_id => {
+            batch = batches.recv() => match batch {
+                Ok(msg) => {
+                    if let HubMessage::Events { from, to, events, .. } = &*msg {
                         let Ok(fresh) = follower.take(&app.pool, *from, *to, events).await else { return };
                         for e in &fresh {
                             if tx.send(event_event(e)).await.is_err() {
@@ -108,6 +109,15 @@ async fn follow(
                             }
                         }
                     }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    app.metrics.inc("playdeck_live_resyncs_total", &[("transport", "sse")]);
+                    catch_up = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            msg = hub_rx.recv() => match msg {
+                Ok(msg) => match &*msg {
                     HubMessage::Job { job: j, .. } if j.id == follower.job_id => {
                         if tx.send(job_event("job", j)).await.is_err() {
                             return;

@@ -4,10 +4,11 @@
 //! in the query), and as a last resort by polling (`GET /api/v1/live/poll`: one job's state and its
 //! events past a cursor).
 //!
-//! One task reads the client's messages, one writes; the writer takes broadcasts from the hub and
-//! hands each follower only what is past its cursor. A writer that cannot keep up (the client reads
-//! slowly) lags behind the hub's bounded buffer instead of slowing anyone: it then sends `resync`
-//! and reads the events it missed from the tables.
+//! One task reads the client's messages, one writes; the writer takes broadcasts from the hub (job
+//! states from the shared channel, each followed job's batches from that job's) and hands each
+//! follower only what is past its cursor. A writer that cannot keep up (the client reads slowly)
+//! lags behind the hub's bounded buffers instead of slowing anyone: it then sends `resync` and
+//! reads the events it missed from the tables (behind a job's channel, that job's only).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +21,13 @@ use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use shared::{ClientMessage, JobCursor, JobEvent, LivePoll, Role, ServerMessage};
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
 
 use crate::infra::access::{Access, Target};
 use crate::infra::auth::Caller;
@@ -166,6 +170,8 @@ struct Connection {
     access: Access,
     sink: Out,
     followers: HashMap<i64, (Follower, Interest)>,
+    /// The followed jobs' events channels.
+    batches: StreamMap<i64, BroadcastStream<Arc<HubMessage>>>,
     jobs: Option<Interest>,
 }
 
@@ -266,7 +272,10 @@ impl Connection {
                     }
                     // Interest first, then the read: a batch committed in between is broadcast
                     // (and skipped by the cursor if the read already had it).
-                    let interest = live::Hub::of(&self.app).follow(jc.job_id);
+                    let mut interest = live::Hub::of(&self.app).follow(jc.job_id);
+                    if let Some(rx) = interest.events() {
+                        self.batches.insert(jc.job_id, BroadcastStream::new(rx));
+                    }
                     self.followers.insert(jc.job_id, (Follower::new(jc.job_id, cursor), interest));
                     self.catch_up(jc.job_id).await?;
                 }
@@ -277,6 +286,7 @@ impl Connection {
                 }
                 for id in job_events {
                     self.followers.remove(&id);
+                    self.batches.remove(&id);
                 }
             }
         }
@@ -289,6 +299,45 @@ impl Connection {
         Ok(crate::store::jobs::fetch_job(&db, id)
             .await?
             .is_some_and(|job| self.access.allows(Role::Viewer, &Target::of(&job))))
+    }
+
+    /// A batch from a followed job's channel. Behind it, the client is told (`resync`, as the
+    /// contract says) and gets what it missed of that job from the tables, from its cursor.
+    async fn batch(
+        &mut self,
+        job_id: i64,
+        msg: Result<Arc<HubMessage>, BroadcastStreamRecvError>,
+    ) -> Result<(), ()> {
+        match msg {
+            Ok(msg) => self.broadcast(&msg).await,
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                tracing::debug!(job_id, skipped, "live client fell behind a job; resync");
+                let transport = self.sink.transport();
+                self.app.metrics.inc("playdeck_live_resyncs_total", &[("transport", transport)]);
+                self.send(&ServerMessage::Resync).await?;
+                self.catch_up(job_id).await
+            }
+        }
+    }
+
+    /// Whatever else waits goes out with what woke the writer, in one write: the followed jobs'
+    /// batches first (a job's batches go before its state), then the shared channel's.
+    async fn drain(&mut self, mut step: Result<(), ()>, hub_rx: &mut live::Broadcast) -> Result<(), ()> {
+        for _ in 1..DRAIN {
+            if step.is_err() {
+                break;
+            }
+            if let Some(Some((job_id, msg))) = self.batches.next().now_or_never() {
+                step = self.batch(job_id, msg).await;
+                continue;
+            }
+            match hub_rx.try_recv() {
+                Ok(msg) => step = self.broadcast(&msg).await,
+                Err(broadcast::error::TryRecvError::Lagged(skipped)) => step = self.lagged(skipped).await,
+                Err(_) => break,
+            }
+        }
+        step
     }
 
     /// Fell behind the hub's buffer: resync, then read what was missed from the tables.
@@ -342,7 +391,7 @@ async fn write_loop(
     app: AppState,
     access: Access,
     sink: Out,
-    mut hub_rx: broadcast::Receiver<Arc<HubMessage>>,
+    mut hub_rx: live::Broadcast,
     mut commands: mpsc::Receiver<ClientMessage>,
     mut errors: mpsc::Receiver<String>,
 ) {
@@ -350,7 +399,8 @@ async fn write_loop(
     // and a peer that vanished is noticed when the write fails.
     let mut ping = tokio::time::interval(app.config.ws_ping);
     ping.tick().await;
-    let mut conn = Connection { app, access, sink, followers: HashMap::new(), jobs: None };
+    let mut conn =
+        Connection { app, access, sink, followers: HashMap::new(), batches: StreamMap::new(), jobs: None };
     loop {
         let step = tokio::select! {
             _ = ping.tick() => conn.sink.ping().await,
@@ -362,24 +412,14 @@ async fn write_loop(
                 Some(detail) => conn.send(&ServerMessage::Error { detail }).await,
                 None => Err(()),
             },
+            Some((job_id, msg)) = conn.batches.next(), if !conn.batches.is_empty() => {
+                let step = conn.batch(job_id, msg).await;
+                conn.drain(step, &mut hub_rx).await
+            }
             msg = hub_rx.recv() => match msg {
                 Ok(msg) => {
-                    // Whatever else waits goes out with it, in one write.
-                    let mut step = conn.broadcast(&msg).await;
-                    for _ in 1..DRAIN {
-                        if step.is_err() {
-                            break;
-                        }
-                        match hub_rx.try_recv() {
-                            Ok(msg) => step = conn.broadcast(&msg).await,
-                            Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
-                                step = conn.lagged(skipped).await;
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    step
+                    let step = conn.broadcast(&msg).await;
+                    conn.drain(step, &mut hub_rx).await
                 }
                 Err(broadcast::error::RecvError::Lagged(skipped)) => conn.lagged(skipped).await,
                 Err(broadcast::error::RecvError::Closed) => Err(()),
