@@ -539,7 +539,8 @@ pub async fn fanout(args: &[String]) {
 ///
 /// It fans out as Playdeck's hub does, so it stays the limit of that: a channel per job for its
 /// events frames (a frame wakes only that job's subscribers), one shared channel for the job
-/// frames, and whatever waits for a socket goes out in one write.
+/// frames, which go out together on the same 250 ms grid as Playdeck's held job states, and
+/// whatever waits for a socket goes out in one write.
 pub async fn broadcast_server() {
     use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
     use axum::extract::{Query, State};
@@ -551,10 +552,15 @@ pub async fn broadcast_server() {
     /// Frames a socket takes at once before it writes.
     const DRAIN: usize = 64;
 
+    /// Playdeck's grid for held job states (`live::JOB_TICK`).
+    const JOB_TICK: Duration = Duration::from_millis(250);
+
     #[derive(Clone)]
     struct Channels {
         jobs: broadcast::Sender<Utf8Bytes>,
         events: Arc<Mutex<HashMap<i64, broadcast::Sender<Utf8Bytes>>>>,
+        /// Job frames waiting for the next tick, in the order they came.
+        held: Arc<Mutex<Vec<Utf8Bytes>>>,
     }
 
     impl Channels {
@@ -621,7 +627,19 @@ pub async fn broadcast_server() {
         reader.abort();
     }
 
-    let channels = Channels { jobs: broadcast::channel(1024).0, events: Arc::default() };
+    let channels =
+        Channels { jobs: broadcast::channel(1024).0, events: Arc::default(), held: Arc::default() };
+    let ticking = channels.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(JOB_TICK);
+        loop {
+            tick.tick().await;
+            let due = std::mem::take(&mut *ticking.held.lock().expect("held"));
+            for frame in due {
+                let _ = ticking.jobs.send(frame);
+            }
+        }
+    });
     let app = axum::Router::new()
         .route(
             "/ws",
@@ -641,7 +659,7 @@ pub async fn broadcast_server() {
                     let (events, job_frame) = body.split_at(split);
                     let _ = channels.events_of(q.job).send(Utf8Bytes::from(events.to_string()));
                     if !job_frame.is_empty() {
-                        let _ = channels.jobs.send(Utf8Bytes::from(job_frame.to_string()));
+                        channels.held.lock().expect("held").push(Utf8Bytes::from(job_frame.to_string()));
                     }
                     "ok"
                 },
