@@ -552,9 +552,6 @@ pub async fn broadcast_server() {
     /// Frames a socket takes at once before it writes.
     const DRAIN: usize = 64;
 
-    /// Playdeck's grid for held job states (`live::JOB_TICK`).
-    const JOB_TICK: Duration = Duration::from_millis(250);
-
     #[derive(Clone)]
     struct Channels {
         jobs: broadcast::Sender<Utf8Bytes>,
@@ -631,7 +628,7 @@ pub async fn broadcast_server() {
         Channels { jobs: broadcast::channel(1024).0, events: Arc::default(), held: Arc::default() };
     let ticking = channels.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(JOB_TICK);
+        let mut tick = tokio::time::interval(bff::live::JOB_TICK);
         loop {
             tick.tick().await;
             let due = std::mem::take(&mut *ticking.held.lock().expect("held"));

@@ -225,27 +225,21 @@ impl Hub {
         }
     }
 
-    /// Registers interest in a job's events until the guard is dropped; its receiver gets each
-    /// batch of them from now on.
-    pub fn follow(self: &Arc<Hub>, job_id: i64) -> Interest {
-        let rx = match self.followed.lock() {
-            Ok(mut f) => {
-                let followed = f.entry(job_id).or_insert_with(|| Followed {
-                    tx: broadcast::channel(self.capacity.max(1)).0,
-                    clients: 0,
-                });
-                followed.clients += 1;
-                Some(followed.tx.subscribe())
-            }
-            Err(_) => None,
-        };
-        Interest { hub: self.clone(), job_id: Some(job_id), rx }
+    /// Registers interest in a job's events until the guard is dropped, and answers the
+    /// receiver that gets each batch of them from now on.
+    pub fn follow(self: &Arc<Hub>, job_id: i64) -> (Interest, Broadcast) {
+        let mut f = self.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let followed = f
+            .entry(job_id)
+            .or_insert_with(|| Followed { tx: broadcast::channel(self.capacity.max(1)).0, clients: 0 });
+        followed.clients += 1;
+        (Interest { hub: self.clone(), job_id: Some(job_id) }, followed.tx.subscribe())
     }
 
     /// Registers interest in every job's changes until the guard is dropped.
     pub fn watch_jobs(self: &Arc<Hub>) -> Interest {
         self.job_watchers.fetch_add(1, Ordering::SeqCst);
-        Interest { hub: self.clone(), job_id: None, rx: None }
+        Interest { hub: self.clone(), job_id: None }
     }
 
     pub fn is_followed(&self, job_id: i64) -> bool {
@@ -311,15 +305,6 @@ struct Followed {
 pub struct Interest {
     hub: Arc<Hub>,
     job_id: Option<i64>,
-    /// A followed job's batches, until taken.
-    rx: Option<Broadcast>,
-}
-
-impl Interest {
-    /// The followed job's events channel (once).
-    pub fn events(&mut self) -> Option<Broadcast> {
-        self.rx.take()
-    }
 }
 
 impl Drop for Interest {
@@ -329,12 +314,11 @@ impl Drop for Interest {
                 self.hub.job_watchers.fetch_sub(1, Ordering::SeqCst);
             }
             Some(id) => {
-                if let Ok(mut f) = self.hub.followed.lock() {
-                    if let Some(followed) = f.get_mut(&id) {
-                        followed.clients -= 1;
-                        if followed.clients == 0 {
-                            f.remove(&id);
-                        }
+                let mut f = self.hub.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(followed) = f.get_mut(&id) {
+                    followed.clients -= 1;
+                    if followed.clients == 0 {
+                        f.remove(&id);
                     }
                 }
             }
@@ -526,7 +510,7 @@ pub const JOB_EVERY: Duration = Duration::from_secs(1);
 /// Held states go out on the ticks of one grid, not each on a clock of its own: a hundred
 /// running jobs' states then reach every grid in a few writes a second, together, instead of a
 /// hundred writes spread over the second (each a wake-up and a write for every client).
-const JOB_TICK: Duration = Duration::from_millis(250);
+pub const JOB_TICK: Duration = Duration::from_millis(250);
 
 /// The jobs whose state went out lately, and those held back until their tick.
 struct Held {
@@ -660,8 +644,9 @@ async fn relay_notices(pool: &Pool, hub: &Hub, notices: Vec<Notice>, held: &mut 
 /// with all its batches, so a job's batches never pass each other.
 async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), AppError> {
     let watched = hub.job_watchers.load(Ordering::SeqCst) > 0;
-    // Per job: whether its state goes out, and the ranges left to read (after those at hand).
-    let mut later: Vec<(i64, bool, Vec<(i64, i64)>)> = Vec::with_capacity(jobs.len());
+    // Each job as what is left after the batches at hand: the ranges to read, its state if it
+    // goes out.
+    let mut later: Vec<Merged> = Vec::with_capacity(jobs.len());
     for m in jobs {
         let followed = hub.is_followed(m.job);
         let state = m.state && (followed || watched);
@@ -675,15 +660,15 @@ async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), App
         }
         ranges.drain(..at_hand);
         if state || !ranges.is_empty() {
-            later.push((m.job, state, ranges));
+            later.push(Merged { ranges, state, ..m });
         }
     }
     if later.is_empty() {
         return Ok(());
     }
     let ranges: Vec<(i64, i64, i64)> =
-        later.iter().flat_map(|(job, _, r)| r.iter().map(|(from, to)| (*job, *from, *to))).collect();
-    let states: Vec<i64> = later.iter().filter(|(_, state, _)| *state).map(|(job, _, _)| *job).collect();
+        later.iter().flat_map(|m| m.ranges.iter().map(|(from, to)| (m.job, *from, *to))).collect();
+    let states: Vec<i64> = later.iter().filter(|m| m.state).map(|m| m.job).collect();
     let db = pool.get().await?;
     let mut events: HashMap<i64, Vec<JobEvent>> = HashMap::new();
     for e in events_in_ranges(&db, &ranges).await? {
@@ -695,7 +680,7 @@ async fn relay_jobs(pool: &Pool, hub: &Hub, jobs: Vec<Merged>) -> Result<(), App
     for stored in events.values_mut() {
         stored.sort_by_key(seq_of);
     }
-    for (job, state, ranges) in later {
+    for Merged { job, ranges, state, .. } in later {
         let mut stored = events.remove(&job).unwrap_or_default().into_iter().peekable();
         for (from, to) in ranges {
             let mut batch = Vec::new();

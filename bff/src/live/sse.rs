@@ -77,8 +77,7 @@ async fn follow(
     mut hub_rx: broadcast::Receiver<std::sync::Arc<HubMessage>>,
     tx: mpsc::Sender<Event>,
 ) {
-    let mut interest = live::Hub::of(&app).follow(job.id);
-    let Some(mut batches) = interest.events() else { return };
+    let (_interest, mut batches) = live::Hub::of(&app).follow(job.id);
     let _counted = live::Hub::of(&app).client(live::Transport::Sse);
     let shutdown = crate::infra::state::shutting_down(app.shutdown.clone());
     tokio::pin!(shutdown);

@@ -272,10 +272,8 @@ impl Connection {
                     }
                     // Interest first, then the read: a batch committed in between is broadcast
                     // (and skipped by the cursor if the read already had it).
-                    let mut interest = live::Hub::of(&self.app).follow(jc.job_id);
-                    if let Some(rx) = interest.events() {
-                        self.batches.insert(jc.job_id, BroadcastStream::new(rx));
-                    }
+                    let (interest, batches) = live::Hub::of(&self.app).follow(jc.job_id);
+                    self.batches.insert(jc.job_id, BroadcastStream::new(batches));
                     self.followers.insert(jc.job_id, (Follower::new(jc.job_id, cursor), interest));
                     self.catch_up(jc.job_id).await?;
                 }
