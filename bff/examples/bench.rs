@@ -35,7 +35,7 @@ use bff::infra::embedded::{Cluster, Durability};
 use bff::infra::secrets::Secret;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 
 /// The server's own allocator (see `bff/src/main.rs`), so that what runs in-process here is
 /// measured as it runs there.
@@ -396,9 +396,7 @@ async fn raw_copy(
 /// One COPY's binary payload (PostgreSQL's binary COPY format: header, a tuple per event, trailer)
 /// of a chunk of events for job `job_id`.
 fn copy_payload(job_id: i64, chunk: &[Value]) -> bytes::Bytes {
-    use bytes::BufMut;
-    use tokio_postgres::types::IsNull;
-    let types = [
+    const TYPES: [Type; 17] = [
         Type::INT8,
         Type::INT8,
         Type::INT8,
@@ -417,10 +415,7 @@ fn copy_payload(job_id: i64, chunk: &[Value]) -> bytes::Bytes {
         Type::BOOL,
         Type::JSONB,
     ];
-    let mut buf = bytes::BytesMut::new();
-    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.put_i32(0); // flags
-    buf.put_i32(0); // header extension
+    let mut rows = bff::infra::copy::Rows::new(&TYPES);
     for e in chunk {
         let s = |k: &str| e[k].as_str().map(str::to_string);
         let d = |k: &str| e["event_data"][k].as_str().map(str::to_string);
@@ -429,7 +424,7 @@ fn copy_payload(job_id: i64, chunk: &[Value]) -> bytes::Bytes {
             .as_str()
             .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
             .map(|c| c.with_timezone(&chrono::Utc));
-        let row: [&(dyn ToSql + Sync); 17] = [
+        rows.push(&[
             &job_id,
             &counter,
             &counter,
@@ -447,20 +442,10 @@ fn copy_payload(job_id: i64, chunk: &[Value]) -> bytes::Bytes {
             &false,
             &false,
             &e["event_data"],
-        ];
-        buf.put_i16(row.len() as i16);
-        for (v, ty) in row.iter().zip(&types) {
-            let at = buf.len();
-            buf.put_i32(0);
-            let len = match v.to_sql_checked(ty, &mut buf).expect("encode") {
-                IsNull::Yes => -1,
-                IsNull::No => (buf.len() - at - 4) as i32,
-            };
-            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        }
+        ])
+        .expect("encode");
     }
-    buf.put_i16(-1);
-    buf.freeze()
+    rows.finish()
 }
 
 /// A live message as the benchmark's clients read it.

@@ -757,3 +757,38 @@ async fn long_event_data_is_stored_with_lz4_and_reads_back_whole() {
     let data = &events["results"][0]["event_data"];
     assert_eq!(data["res"]["stdout"], json!(stdout), "{events}");
 }
+
+/// A batch whose rows take more than one chunk of the COPY (`infra::copy::CHUNK`) is stored
+/// whole: every event once, in counter order, its data as sent.
+#[tokio::test]
+async fn a_batch_larger_than_a_copy_chunk_is_stored_whole_and_in_order() {
+    let app = spawn_app().await;
+    let line = "x".repeat(100);
+    let per_event = 8 * 1024;
+    let n = 3 * bff::infra::copy::CHUNK / per_event + 1;
+    let stdout: String = (0..per_event / line.len()).map(|i| format!("{i:04} {line}\n")).collect();
+    let evs: Vec<Value> = (1..=n as i64)
+        .map(|c| {
+            let mut ev = event(c, "runner_on_ok", &format!("web-{:02}", c % 7), "build");
+            ev["event_data"]["res"]["stdout"] = json!(format!("{c}\n{stdout}"));
+            ev
+        })
+        .collect();
+    let r = app.ingest_ok(&batch("chunks", evs)).await;
+    assert_eq!(r["accepted"], n as i64, "{r}");
+    let id = r["job_id"].as_i64().expect("job id");
+    let db = app.db().await;
+    let rows = db
+        .query(
+            "select seq, counter, event_data->'res'->>'stdout' from job_events where job_id = $1 order by seq",
+            &[&id],
+        )
+        .await
+        .expect("events");
+    assert_eq!(rows.len(), n);
+    for (i, row) in rows.iter().enumerate() {
+        let (seq, counter, out): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!((seq, counter), (i as i64 + 1, i as i64 + 1));
+        assert_eq!(out, format!("{counter}\n{stdout}"), "event {counter} reads back whole");
+    }
+}

@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod embedded;
 pub mod error;

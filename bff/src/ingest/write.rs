@@ -9,12 +9,12 @@ use std::sync::LazyLock;
 use chrono::Utc;
 use deadpool_postgres::Transaction;
 use shared::{IngestJob, IngestResult, JobStatus};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Statement;
 
 use super::delta::{host_deltas, job_delta, JobDelta};
 use super::{copies, Origin, Prepared};
+use crate::infra::copy::CopyWriter;
 use crate::infra::error::AppError;
 use crate::infra::state::App;
 use crate::store::events::Event;
@@ -345,8 +345,7 @@ async fn insert_events(
     }
     // Prepared once per connection, like every statement here: a round trip less per batch.
     let sink = tx.copy_in(&tx.prepare_cached(COPY_EVENTS).await?).await?;
-    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-    tokio::pin!(writer);
+    let mut writer = CopyWriter::new(sink, &COPY_TYPES);
     // `events` are in counter order, so `seq` follows it, as when they come one batch at a time.
     for (seq, (i, key)) in (job.last_seq + 1..).zip(&new) {
         let e = &mut events[*i];
@@ -364,7 +363,6 @@ async fn insert_events(
             None => &e.event_data,
         };
         writer
-            .as_mut()
             .write(&[
                 &job.id,
                 &seq,
