@@ -792,3 +792,83 @@ async fn a_batch_larger_than_a_copy_chunk_is_stored_whole_and_in_order() {
         assert_eq!(out, format!("{counter}\n{stdout}"), "event {counter} reads back whole");
     }
 }
+
+/// The row's hosts' outcome counts move with each batch (a host counted once, by its worst
+/// outcome) and always equal a full count of its hosts: through hosts that change outcome,
+/// re-sent events, Ansible's final summary (which replaces a host's counts) and events after it.
+#[tokio::test]
+async fn the_row_counts_its_hosts_outcomes_across_batches() {
+    let app = spawn_app().await;
+    let db = app.db().await;
+    let on = |counter: i64, kind: &str, host: &str, changed: bool| {
+        let mut ev = event(counter, kind, host, "patch");
+        ev["event_data"]["res"]["changed"] = json!(changed);
+        ev
+    };
+    let stats = |counter: i64| {
+        let mut ev = event(counter, "playbook_on_stats", "", "");
+        ev["event_data"] = json!({
+            "ok": {"h1": 2, "h2": 3, "h6": 1},
+            "changed": {"h2": 1},
+            "failures": {"h1": 1},
+            "dark": {"h4": 1},
+            "skipped": {"h5": 1, "h6": 1}
+        });
+        ev
+    };
+    let batches: Vec<Vec<Value>> = vec![
+        vec![
+            on(1, "runner_on_ok", "h1", false),
+            on(2, "runner_on_skipped", "h2", false),
+            on(3, "runner_on_ok", "h3", true),
+            on(4, "runner_on_unreachable", "h4", false),
+        ],
+        // h1 fails, h2 goes from skipped to ok, h5 is new; counter 3 again counts once.
+        vec![
+            on(3, "runner_on_ok", "h3", true),
+            on(5, "runner_on_failed", "h1", false),
+            on(6, "runner_on_ok", "h2", false),
+            on(7, "runner_on_skipped", "h5", false),
+        ],
+        // h1 stays failed after an ok, h2 changes, h3 fails, h4 answers at last.
+        vec![
+            on(8, "runner_on_ok", "h1", false),
+            on(9, "runner_on_ok", "h2", true),
+            on(10, "runner_on_failed", "h3", false),
+            on(11, "runner_on_ok", "h4", false),
+        ],
+        vec![stats(12)],
+        // After the final summary a host's counts stay as it said.
+        vec![on(13, "runner_on_failed", "h2", false), on(14, "runner_on_ok", "h7", false)],
+    ];
+    // failed, unreachable, changed, ok, skipped after each batch.
+    let expected = [(0, 1, 1, 1, 1), (1, 1, 1, 1, 1), (2, 1, 1, 0, 1), (2, 1, 1, 1, 1), (2, 1, 1, 2, 1)];
+    for (i, events) in batches.into_iter().enumerate() {
+        let r = app.ingest_ok(&batch("outcomes", events)).await;
+        let id = r["job_id"].as_i64().expect("job id");
+        let row = db
+            .query_one(
+                "select hosts_failed, hosts_unreachable, hosts_changed, hosts_ok, hosts_skipped from jobs where id = $1",
+                &[&id],
+            )
+            .await
+            .expect("row");
+        let full = db
+            .query_one(
+                "select count(*) filter (where failures > 0)::int,
+                        count(*) filter (where failures = 0 and dark > 0)::int,
+                        count(*) filter (where failures = 0 and dark = 0 and changed > 0)::int,
+                        count(*) filter (where failures = 0 and dark = 0 and changed = 0 and ok > 0)::int,
+                        count(*) filter (where failures = 0 and dark = 0 and changed = 0 and ok = 0 and skipped > 0)::int
+                   from job_hosts where job_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("full count");
+        let of = |r: &tokio_postgres::Row| -> (i32, i32, i32, i32, i32) {
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+        };
+        assert_eq!(of(&row), of(&full), "batch {}: the row's counts are its hosts'", i + 1);
+        assert_eq!(of(&row), expected[i], "batch {}", i + 1);
+    }
+}
