@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   ADMIN_KEY, BASE, DESKTOP, PHONE, Run, assert, assertContrast, ingest, launchBrowser, linesOf, newPage, noPageErrors,
-  noSidewaysScroll, requireEnv, run, shot, signIn, step, waitFor,
+  noSidewaysScroll, requireEnv, run, selectListed, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
 requireEnv('actions.mjs');
@@ -86,7 +86,7 @@ async function main() {
 
     await step('a refused playbook launch shows the server\'s words', async () => {
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').selectOption('(other)');
+      await selectListed(page, 'launch-playbook', '(other)');
       await page.getByTestId('launch-playbook-path').fill(`no-such-playbook-${suffix}.yml`);
       await page.getByTestId('launch-limit').fill('web-01');
       await page.getByTestId('launch-submit').click();
@@ -107,7 +107,7 @@ async function main() {
     await step('a playbook launched from the form opens its job, which runs live to the end; relaunch runs it again', async () => {
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').selectOption('hello.yml');
+      await selectListed(page, 'launch-playbook', 'hello.yml');
       await page.getByTestId('launch-submit').click();
       const shown = await shownOutcome(page, 'launch-error', 'job-page');
       if (!shown.ok && /not available in this build/.test(shown.text)) {

@@ -158,6 +158,14 @@ export async function waitFor(what, fn, timeoutMs = LIVE_TIMEOUT_MS) {
   throw new Error(`${what} (after ${timeoutMs / 1000}s; last saw ${JSON.stringify(last)})`);
 }
 
+/// Picks `value` in the list with this test id once it is a list: the launch form shows a text
+/// field in its place until the server has answered with its playbooks or inventories.
+export async function selectListed(page, testId, value) {
+  const list = page.locator(`select[data-testid="${testId}"]`);
+  await list.waitFor({ timeout: 3 * LIVE_TIMEOUT_MS });
+  await list.selectOption(value);
+}
+
 const ESC = '\u001b';
 const colour = (code, text) => `${ESC}[${code}m${text}${ESC}[0m`;
 

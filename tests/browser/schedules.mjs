@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   ADMIN_KEY, call, BASE, DESKTOP, PHONE, assert, launchBrowser, newPage, noPageErrors, noSidewaysScroll, requireEnv, run,
-  shot, signIn, step, waitFor,
+  selectListed, shot, signIn, step, waitFor,
 } from './lib.mjs';
 
 requireEnv('schedules.mjs');
@@ -33,8 +33,8 @@ async function main() {
     await step('the launch form schedules patch.yml on web-01 with Group-1, previewing the runs in Berlin', async () => {
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').selectOption('patch.yml');
-      await page.getByTestId('launch-inventory').selectOption('demo.yml');
+      await selectListed(page, 'launch-playbook', 'patch.yml');
+      await selectListed(page, 'launch-inventory', 'demo.yml');
       await page.getByTestId('launch-limit').fill('web-01');
       await page.getByTestId('launch-vars').fill('patch_group: Group-1');
       await page.getByTestId('launch-schedule').click();
@@ -102,7 +102,7 @@ async function main() {
       assert(after === before, `no run while paused (${before} → ${after})`);
       await page.goto(`${BASE}/launch`);
       await page.getByTestId('launch-kind-playbook').check();
-      await page.getByTestId('launch-playbook').selectOption('patch.yml');
+      await selectListed(page, 'launch-playbook', 'patch.yml');
       noPageErrors(page);
     });
 

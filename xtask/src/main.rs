@@ -26,7 +26,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                 PostgreSQL (data in .playdeck/), print the URL and the admin key, and feed it a few
                 example jobs live. Ctrl-C stops everything.
   test          install what is missing, build the web app, run every test (PostgreSQL, HTTP,
-                WebSocket, SSE, the browser).
+                WebSocket, SSE, the browser). `test grid.mjs …` runs only those browser tests.
   setup         only install what is missing (wasm32 target, trunk, wasm-bindgen-cli, PostgreSQL,
                 .venv with ansible-core, and with --browser chromium and playwright-core).
   bench ingest  events/s through POST /api/v1/ingest/events against a raw COPY of the same rows
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
-        Some("test") => test(),
+        Some("test") => test(&args[1..]),
         Some("setup") => setup(args.iter().any(|a| a == "--browser")),
         Some("bench") => bench(&args[1..]),
         Some("help") | Some("-h") | Some("--help") | None => {

@@ -27,17 +27,24 @@ const BROWSER_TESTS: &[&str] = &[
     "frame.mjs",
 ];
 
-pub(crate) fn test() -> Result<(), String> {
+/// Every test; with the names of browser scripts (`cargo xtask test schedules.mjs`), only those
+/// scripts, against the same server, to rerun one page's test quickly.
+pub(crate) fn test(only: &[String]) -> Result<(), String> {
+    if let Some(unknown) = only.iter().find(|s| !BROWSER_TESTS.contains(&s.as_str())) {
+        return Err(format!("{unknown:?} is not a browser test; they are: {}", BROWSER_TESTS.join(", ")));
+    }
     setup(true)?;
     build_spa()?;
-    step("the SPA's bundle size (fails over its budget)");
-    run(Command::new("node").arg("tests/browser/bundle-size.mjs"))?;
-    step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
-    let logs = target_dir().join("tmp/logs");
-    let _ = std::fs::remove_dir_all(&logs);
-    run(Command::new("cargo").args(["test", "--workspace"]))?;
-    step("no secret in any log line of the tests");
-    check_logs(&logs)?;
+    if only.is_empty() {
+        step("the SPA's bundle size (fails over its budget)");
+        run(Command::new("node").arg("tests/browser/bundle-size.mjs"))?;
+        step("unit and integration tests (real PostgreSQL, HTTP, WebSocket, SSE)");
+        let logs = target_dir().join("tmp/logs");
+        let _ = std::fs::remove_dir_all(&logs);
+        run(Command::new("cargo").args(["test", "--workspace"]))?;
+        step("no secret in any log line of the tests");
+        check_logs(&logs)?;
+    }
     build_server(false, &["--bin", "playdeck"])?;
     step("browser tests (chromium, playwright-core; screenshots in tests/browser/screenshots)");
     let dir = std::env::temp_dir().join(format!("playdeck-browser-{}", std::process::id()));
@@ -74,7 +81,7 @@ pub(crate) fn test() -> Result<(), String> {
     let server = start_server(&target_dir().join("debug/playdeck"), &env)?;
     // Each script is one page's test; all of them run, and the first failure is reported.
     let mut result = Ok(());
-    for script in BROWSER_TESTS {
+    for script in BROWSER_TESTS.iter().filter(|s| only.is_empty() || only.iter().any(|o| o == *s)) {
         step(&format!("browser test: {script}"));
         let outcome = run(Command::new("node")
             .arg(format!("tests/browser/{script}"))
@@ -89,6 +96,10 @@ pub(crate) fn test() -> Result<(), String> {
     drop(identity);
     let _ = std::fs::remove_dir_all(&dir);
     result?;
+    if !only.is_empty() {
+        println!("\nThe browser tests named passed (the others did not run).");
+        return Ok(());
+    }
     fuzz()?;
     println!("\nAll tests passed.");
     Ok(())
