@@ -337,7 +337,7 @@ async fn json<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) ->
 }
 
 fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, ApiError> {
-    serde_json::from_str(&answer.text).map_err(|e| ApiError::Decode(e.to_string()))
+    crate::json::from_str(&answer.text).map_err(|e| ApiError::Decode(e.to_string()))
 }
 
 /// [`send_quiet`]'s future.
@@ -375,7 +375,7 @@ fn send_quiet(request: Result<Request, gloo_net::Error>) -> Sending {
             return Ok(Answer { status, text });
         }
         // A proxy in front of the bff may answer with HTML or nothing; fall back to the status line.
-        let body = response.text().await.ok().and_then(|t| serde_json::from_str::<ErrorBody>(&t).ok());
+        let body = response.text().await.ok().and_then(|t| crate::json::from_str::<ErrorBody>(&t).ok());
         let detail = match body {
             Some(body) if !body.errors.is_empty() => body.message(),
             _ => format!("{} {}", status, response.status_text()).trim().to_owned(),

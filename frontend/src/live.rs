@@ -335,7 +335,7 @@ async fn poll(subscription: &mut Subscription, on_feed: &Callback<Feed>, on_stat
 }
 
 fn handle(text: &str, subscription: &mut Subscription, on_feed: &Callback<Feed>) {
-    match serde_json::from_str::<ServerMessage>(text) {
+    match crate::json::from_str::<ServerMessage>(text) {
         Ok(message) => dispatch(message, subscription, on_feed),
         Err(e) => warn(&format!("live feed: unreadable message: {e}")),
     }

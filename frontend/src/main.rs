@@ -14,6 +14,7 @@ mod form;
 mod hosts;
 mod job;
 mod jobs;
+mod json;
 mod kb;
 mod launch;
 mod live;
