@@ -68,10 +68,16 @@ pub fn audit_page() -> Html {
         });
     }
     {
-        let send = state.dispatcher();
+        let (send, latest) = (state.dispatcher(), crate::ui::use_latest());
         use_effect_with(query.clone(), move |q| {
             let q = q.clone();
-            crate::ui::spawn(async move { send.dispatch(Action::Page(api::audit(&q).await)) });
+            let mine = latest.ask();
+            crate::ui::spawn(async move {
+                let page = api::audit(&q).await;
+                if latest.is(mine) {
+                    send.dispatch(Action::Page(page));
+                }
+            });
         });
     }
     let param = |name: &str| nav.location.param(name).unwrap_or_default();

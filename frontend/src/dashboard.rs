@@ -58,12 +58,16 @@ pub fn dashboard_page() -> Html {
         .unwrap_or_else(|| "24h".into());
     let state = use_reducer(|| DashboardState { stats: Load::Loading });
     {
-        let d = state.dispatcher();
+        let (d, latest) = (state.dispatcher(), crate::ui::use_latest());
         use_effect_with(window.clone(), move |w| {
             let w = w.clone();
             d.dispatch(DashboardAction::Loading);
+            let mine = latest.ask();
             crate::ui::spawn(async move {
-                d.dispatch(DashboardAction::Loaded(api::stats(&w).await));
+                let stats = api::stats(&w).await;
+                if latest.is(mine) {
+                    d.dispatch(DashboardAction::Loaded(stats));
+                }
             });
         });
     }

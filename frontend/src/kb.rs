@@ -221,20 +221,14 @@ pub fn kb_page() -> Html {
 
     // Only the newest list request may fill the list: a reload after saving that answers after
     // the search typed meanwhile must not overwrite the search's results.
-    let generation = use_mut_ref(|| 0u32);
     {
-        let dispatcher = state.dispatcher();
-        let generation = generation.clone();
+        let (dispatcher, latest) = (state.dispatcher(), crate::ui::use_latest());
         use_effect_with((state.q.clone(), state.reload), move |(q, _)| {
             let q = q.clone();
-            let mine = {
-                let mut g = generation.borrow_mut();
-                *g += 1;
-                *g
-            };
+            let mine = latest.ask();
             crate::ui::spawn(async move {
                 let loaded = api::kb_list(&q, "").await.map(|p| p.results);
-                if *generation.borrow() == mine {
+                if latest.is(mine) {
                     dispatcher.dispatch(KbAction::Listed(loaded));
                 }
             });

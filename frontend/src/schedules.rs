@@ -208,10 +208,16 @@ pub fn schedule_form(p: &FormProps) -> Html {
         exclusions: Vec::new(),
     };
     {
-        let preview = preview.clone();
+        let (preview, latest) = (preview.clone(), crate::ui::use_latest());
         use_effect_with(timing.clone(), move |t| {
             let req = PreviewRequest { timing: t.clone(), count: Some(5) };
-            crate::ui::spawn(async move { preview.set(Some(api::schedule_preview(&req).await)) });
+            let mine = latest.ask();
+            crate::ui::spawn(async move {
+                let answer = api::schedule_preview(&req).await;
+                if latest.is(mine) {
+                    preview.set(Some(answer));
+                }
+            });
         });
     }
     let set = |s: &UseStateHandle<String>| {

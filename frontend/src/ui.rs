@@ -1,6 +1,9 @@
 //! Small pieces every page shows the same way: status badges, the connection badge, times and
 //! durations, the ticking clock.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use chrono::{DateTime, Utc};
 use gloo_timers::callback::Interval;
 use shared::{Job, JobStatus};
@@ -52,6 +55,30 @@ pub fn use_title(title: String) {
             doc.set_title(&format!("{title} — Playdeck"));
         }
     });
+}
+
+/// Answers come back in any order: a component that asks again as its input changes shows only
+/// the answer to its newest question, so an older one that arrives last never replaces it.
+#[derive(Clone, PartialEq)]
+pub struct Latest(Rc<Cell<u32>>);
+
+impl Latest {
+    /// A new question: every one asked before it is stale from now on.
+    pub fn ask(&self) -> u32 {
+        let n = self.0.get().wrapping_add(1);
+        self.0.set(n);
+        n
+    }
+
+    /// Whether the question `n` is still the newest.
+    pub fn is(&self, n: u32) -> bool {
+        self.0.get() == n
+    }
+}
+
+#[hook]
+pub fn use_latest() -> Latest {
+    (*use_memo((), |_| Latest(Rc::new(Cell::new(0))))).clone()
 }
 
 /// Re-renders every second while `active`, so running jobs' durations tick.

@@ -37,6 +37,16 @@ async function main() {
       await selectListed(page, 'launch-inventory', 'demo.yml');
       await page.getByTestId('launch-limit').fill('web-01');
       await page.getByTestId('launch-vars').fill('patch_group: Group-1');
+      // The form's first preview (its default cron, in the browser's zone) answers last, after
+      // what is typed below: the page must keep showing the answer to the newest timing.
+      let held = true;
+      await page.route('**/api/v1/schedules/preview', async (route) => {
+        if (held) {
+          held = false;
+          await new Promise((r) => setTimeout(r, 2_000));
+        }
+        await route.continue();
+      });
       await page.getByTestId('launch-schedule').click();
       await page.getByTestId('schedule-form').waitFor();
       await page.getByTestId('schedule-name-input').fill(name);
@@ -46,6 +56,12 @@ async function main() {
       const error = page.getByTestId('schedule-preview-error');
       await waitFor('the preview names the wrong field', async () =>
         (await error.count()) > 0 && (await error.innerText()).includes('field 2 (hour)') || (await page.getByTestId('schedule-preview').innerText()));
+      // Once the held first answer is in, the preview still names the wrong field.
+      await new Promise((r) => setTimeout(r, 2_500));
+      assert(!held, 'the first preview was asked for');
+      assert((await error.count()) > 0 && (await error.innerText()).includes('field 2 (hour)'),
+        `an older answer replaced the newest: ${await page.getByTestId('schedule-preview').innerText()}`);
+      await page.unroute('**/api/v1/schedules/preview');
       await page.getByTestId('schedule-create').click();
       const refused = page.getByTestId('schedule-error');
       await waitFor('Create is refused in words', async () =>
