@@ -86,10 +86,15 @@ pub fn dashboard_page() -> Html {
             }) }
         </div>
     };
+    let all_templates = use_state(|| false);
+    let show_all = {
+        let all_templates = all_templates.clone();
+        Callback::from(move |_: MouseEvent| all_templates.set(true))
+    };
     let body = match &state.stats {
         Load::Loading => html! { <p class="notice">{ "Loading…" }</p> },
         Load::Loaded(Err(e)) => html! { <p class="error" role="alert">{ e.words() }</p> },
-        Load::Loaded(Ok(s)) => figures(s),
+        Load::Loaded(Ok(s)) => figures(s, *all_templates, show_all),
     };
     html! {
         <main class="page dashboard" data-testid="dashboard" data-window={window.clone()}>
@@ -103,7 +108,15 @@ pub fn dashboard_page() -> Html {
     }
 }
 
-fn figures(s: &Stats) -> Html {
+/// How many templates and running jobs the dashboard lists before it offers the rest: a team's
+/// fifty templates or a hundred running jobs would otherwise push everything below out of sight.
+const SHOWN: usize = 10;
+
+fn figures(s: &Stats, all_templates: bool, show_all: Callback<MouseEvent>) -> Html {
+    let running_total = s.by_status.get("running").copied().unwrap_or(0).max(s.running.len() as i64);
+    let running_more = running_total - s.running.len().min(SHOWN) as i64;
+    let templates =
+        if all_templates { &s.templates[..] } else { &s.templates[..s.templates.len().min(SHOWN)] };
     let cards = [
         ("jobs", "Jobs", s.jobs.to_string()),
         ("success", "Success rate", rate(s.success_rate)),
@@ -137,7 +150,12 @@ fn figures(s: &Stats) -> Html {
             </section>
             <section aria-labelledby="tpl-head">
                 <h2 id="tpl-head">{ "Templates" }</h2>
-                { template_table(&s.templates) }
+                { template_table(templates) }
+                if templates.len() < s.templates.len() {
+                    <button type="button" class="secondary" onclick={show_all} data-testid="templates-all">
+                        { format!("Show all {} templates", s.templates.len()) }
+                    </button>
+                }
             </section>
             <section aria-labelledby="running-head">
                 <h2 id="running-head">{ "Running now" }</h2>
@@ -145,10 +163,15 @@ fn figures(s: &Stats) -> Html {
                     <p class="muted">{ "Nothing is running." }</p>
                 } else {
                     <ul class="running" data-testid="running">
-                        { for s.running.iter().map(|j| html! {
+                        { for s.running.iter().take(SHOWN).map(|j| html! {
                             <li><Link to={format!("/jobs/{}", j.id)}>{ format!("{} #{}", j.name, j.id) }</Link>{ " " }{ status_badge(j.status) }</li>
                         }) }
                     </ul>
+                    if running_more > 0 {
+                        <p><Link to={"/?status=running".to_string()} testid="running-all">
+                            { format!("and {running_more} more: all {running_total} running jobs in the grid") }
+                        </Link></p>
+                    }
                 }
             </section>
             <section aria-labelledby="failing-head">

@@ -31,6 +31,13 @@ async function main() {
     { status: 'failed', secs: 40 },
     { status: 'running', secs: null },
   ];
+  // A team's many templates and running jobs, before the template's own (so its running job is
+  // the newest): the dashboard lists ten of each and offers the rest.
+  for (let i = 0; i < 11; i += 1) {
+    const r = new Run({ hosts: ['web-01'], start: now - 300_000 });
+    const job = { external_id: `dash-many-${suffix}-${i}`, name: `Many ${suffix} ${i}`, template: `Many ${suffix} ${i}`, status: 'running', started: new Date(now - 300_000).toISOString() };
+    await ingest({ source: 'local', job, events: [...r.start()] });
+  }
   const ids = [];
   for (const [i, j] of jobs.entries()) {
     const started = new Date(now - 600_000 + i * 60_000);
@@ -114,6 +121,31 @@ async function main() {
       await noSidewaysScroll(page, PHONE.width);
       await shot(page, 'dashboard-390.png');
       await page.setViewportSize(DESKTOP);
+    });
+
+    await step('ten templates and ten running jobs are listed, and the rest a click away', async () => {
+      const s = await api('/api/v1/stats?window=24h');
+      assert(s.templates.length > 10 && s.by_status.running > 10, `not enough to cap: ${s.templates.length} templates, ${s.by_status.running} running`);
+      const rows = page.locator('[data-testid="templates"] tbody tr');
+      assert(await rows.count() === 10, `${await rows.count()} template rows shown`);
+      assert(await page.getByTestId('running').locator('li').count() === 10, 'not ten running jobs listed');
+      const all = page.getByTestId('running-all');
+      const words = await all.innerText();
+      assert(words === `and ${s.by_status.running - 10} more: all ${s.by_status.running} running jobs in the grid`, `the rest: ${words}`);
+      assert(await all.getAttribute('href') === '/?status=running', `links to ${await all.getAttribute('href')}`);
+      const more = page.getByTestId('templates-all');
+      assert(await more.innerText() === `Show all ${s.templates.length} templates`, await more.innerText());
+      await more.click();
+      await waitFor('every template listed', async () => (await rows.count()) === s.templates.length || (await rows.count()));
+      assert(await more.count() === 0, 'the button is gone once all are shown');
+      await all.click();
+      await page.waitForURL((u) => u.pathname === '/' && u.searchParams.get('status') === 'running');
+      await waitFor('the grid lists running jobs only', async () => {
+        const statuses = await page.locator('[data-testid="job-row"] [data-testid="job-status"]').allInnerTexts();
+        return (statuses.length > 0 && statuses.every((t) => t === 'running')) || statuses.join(',');
+      });
+      await page.goto(`${BASE}/dashboard`);
+      await page.getByTestId('stats').waitFor({ timeout: 15_000 });
     });
 
     await step('the window switch loads the 7-day figures', async () => {
