@@ -216,7 +216,7 @@ fn template_table(rows: &[TemplateStats]) -> Html {
                             <td class="num">{ rate(t.success_rate) }</td>
                             <td class="num">{ secs(t.durations.median) }</td>
                             <td class="num">{ secs(t.durations.p95) }</td>
-                            <td>{ t.top_failure.as_ref().map(|f| f.title.clone()).unwrap_or_else(|| "—".into()) }</td>
+                            <td class="tpl-failure">{ t.top_failure.as_ref().map(|f| f.title.clone()).unwrap_or_else(|| "—".into()) }</td>
                         </tr>
                     }) }
                 </tbody>
