@@ -59,7 +59,7 @@ pub fn use_title(title: String) {
 
 /// Answers come back in any order: a component that asks again as its input changes shows only
 /// the answer to its newest question, so an older one that arrives last never replaces it.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Latest(Rc<Cell<u32>>);
 
 impl Latest {
